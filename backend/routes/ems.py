@@ -1,0 +1,263 @@
+"""EMS: the parcel-event webhook, the issuer's daily pickup list, and the process that books pickups.
+
+- ``POST /api/v1/ems/events``: EMS reports a parcel delivered or lost (signed ``X-Ems-Signature``);
+  recorded once however often EMS repeats it.
+- ``GET /api/v1/review/pickup-list?date=YYYY-MM-DD&format=json|csv|pdf``: the 揽件清单 of the issuer's
+  institution for a day (Asia/Shanghai), the certificates dispatched by EMS that day.
+- ``ems_ctx``: a cleanup context that starts the ``EmsProcess`` behind a ``LogFollower`` named ``ems``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from typing import Any, Final
+from uuid import UUID
+
+from aiohttp import web
+
+from backend.components import (
+    APPLICATIONS,
+    CONFIG,
+    FOLLOWERS,
+    HTTP,
+    IDEMPOTENCY,
+    STATUS_FOLLOWER,
+    STORE_EXECUTOR,
+    actor_of,
+    in_io,
+    in_store,
+    json_response,
+)
+from backend.ems import (
+    EMS_ACTOR,
+    SIGNATURE_HEADER,
+    WEBHOOK_PATH,
+    EmsPort,
+    EmsSettings,
+    HttpEms,
+    InvalidWebhook,
+    UnconfiguredEms,
+    application_of,
+    verify_webhook,
+)
+from backend.errors import BadRequest
+from backend.pickup_list import load_pickup_list, render_pdf, to_csv, to_json
+from domain.errors import DomainError, NotFound, RuleViolated
+from domain.service import Applications
+from projections.ems_process import SHANGHAI, EmsProcess
+from projections.runner import LogFollower
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+EMS_SETTINGS = web.AppKey("ems_settings", EmsSettings)
+EMS_PORT: web.AppKey[EmsPort] = web.AppKey("ems_port")
+EMS_PROCESS = web.AppKey("ems_process", EmsProcess)
+EMS_FOLLOWER = web.AppKey("ems_follower", LogFollower)
+
+FORMATS: Final = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf"}
+_BY_MEDIA: Final = {media: name for name, media in FORMATS.items()}
+_DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DEFAULT_LOSS_REASON: Final = "邮件遗失或损毁"
+
+
+class NotAcceptable(DomainError):
+    """None of the formats the client accepts is one we have."""
+
+    code = "not_acceptable"
+    message = "揽件清单只提供 JSON、CSV 或 PDF 格式"
+    http_status = 406
+
+
+# ---------------------------------------------------------------- the webhook
+
+
+def record_fate(
+    service: Applications, app_id: UUID, waybill_no: str, status: str, reason: str
+) -> dict[str, Any]:
+    """On the store executor: record what EMS reports about the parcel, once."""
+    app = service.get_application(EMS_ACTOR, app_id)
+    if app.tracking_number is None:
+        # Not dispatched (yet): EMS should try again later.
+        raise RuleViolated("该申请尚未登记邮件号", code="not_dispatched")
+    if app.tracking_number != waybill_no:
+        # An earlier parcel of this application (lost, then reissued): nothing to record.
+        return {"recorded": False, "ignored": "stale_waybill", "state": app.state}
+    if status == "delivered":
+        outcome = service.record_delivered(EMS_ACTOR, app_id)
+    else:
+        outcome = service.report_loss(EMS_ACTOR, app_id, reason=reason)
+    return {"recorded": outcome.position is not None, "state": getattr(outcome.aggregate, "state", None)}
+
+
+@routes.post(WEBHOOK_PATH)
+async def ems_event(request: web.Request) -> web.Response:
+    """EMS's parcel event ``{waybill_no, order_id, status: delivered|lost, reason?, occurred_at}``."""
+    body = await request.read()
+    event = verify_webhook(
+        body, request.headers.get(SIGNATURE_HEADER), request.app[EMS_SETTINGS].webhook_secret
+    )
+    waybill, status = event.get("waybill_no"), event.get("status")
+    if not isinstance(waybill, str) or not waybill.strip() or not isinstance(status, str):
+        raise InvalidWebhook()
+    app_id = application_of(event.get("order_id"))
+    if app_id is None:
+        raise NotFound("未找到该订单")
+    if status not in ("delivered", "lost"):
+        # Events we do not track (in transit, out for delivery…): acknowledged, nothing recorded.
+        return json_response({"received": True, "recorded": False, "ignored": "status"})
+    reason = event.get("reason")
+    if not isinstance(reason, str) or len(reason.strip()) < 2:
+        reason = DEFAULT_LOSS_REASON
+    result = await in_store(
+        request,
+        record_fate,
+        request.app[APPLICATIONS],
+        app_id,
+        waybill.strip().upper(),
+        status,
+        reason.strip()[:200],
+    )
+    if result["recorded"]:
+        for follower in [*request.app.get(FOLLOWERS, []), request.app.get(STATUS_FOLLOWER)]:
+            if follower is not None:
+                follower.wake()
+    return json_response({"received": True, **result})
+
+
+# ---------------------------------------------------------------- the pickup list
+
+
+def _day(request: web.Request) -> date:
+    raw = request.query.get("date")
+    if raw is None or not raw.strip():
+        return datetime.now(SHANGHAI).date()
+    try:
+        if not _DATE_RE.fullmatch(raw.strip()):
+            raise ValueError
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise BadRequest("date 应为 YYYY-MM-DD 格式的日期", code="invalid_date") from None
+
+
+def negotiate(format_param: str | None, accept: str | None) -> str:
+    """``json``, ``csv`` or ``pdf``: the ``format`` parameter, else the best of ``Accept`` (JSON by default)."""
+    if format_param is not None and format_param.strip():
+        name = format_param.strip().lower()
+        if name not in FORMATS:
+            raise BadRequest("format 只能是 json、csv 或 pdf", code="invalid_format")
+        return name
+    if accept is None or not accept.strip():
+        return "json"
+    best: tuple[float, int, int] | None = None
+    chosen: str | None = None
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        media = media.lower()
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        if media in _BY_MEDIA:
+            name, specificity = _BY_MEDIA[media], 2
+        elif media in ("*/*", "application/*"):
+            name, specificity = "json", 0
+        elif media == "text/*":
+            name, specificity = "csv", 1
+        else:
+            continue
+        rank = (quality, specificity, -position)
+        if best is None or rank > best:
+            best, chosen = rank, name
+    if chosen is None:
+        raise NotAcceptable()
+    return chosen
+
+
+@routes.get("/api/v1/review/pickup-list")
+async def pickup_list(request: web.Request) -> web.Response:
+    """The day's 揽件清单 of the issuer's institution (auditors name one with ``?institution=``)."""
+    actor = actor_of(request, "issuer", "auditor")
+    wanted = (request.query.get("institution") or "").strip().upper() or None
+    if actor.role == "issuer":
+        code = actor.institution or ""
+        if wanted is not None and wanted != code:
+            raise NotFound()
+    elif wanted is None:
+        raise BadRequest("请用 institution 参数指定机构代码", code="institution_required")
+    else:
+        code = wanted
+    day = _day(request)
+    name = negotiate(request.query.get("format"), request.headers.get("Accept"))
+    dispatched = await request.app[EMS_PROCESS].index.dispatched_on(code, day)
+    pickup = await in_store(
+        request, load_pickup_list, request.app[APPLICATIONS], actor, code, day, dispatched
+    )
+    headers = {"Cache-Control": "no-store", "Vary": "Accept, Authorization"}
+    if name == "json":
+        return json_response(to_json(pickup), headers=headers)
+    if name == "csv":
+        body, disposition = to_csv(pickup), "attachment"
+        content_type = "text/csv; charset=utf-8"
+    else:
+        body, disposition = await in_io(request, render_pdf, pickup), "inline"
+        content_type = "application/pdf"
+    headers["Content-Type"] = content_type
+    headers["Content-Disposition"] = f'{disposition}; filename="{pickup.filename_stem}.{name}"'
+    return web.Response(body=body, headers=headers)
+
+
+# ---------------------------------------------------------------- the process
+
+
+async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: EMS settings and adapter, the ``EmsProcess`` and its follower (after the event
+    store, Redis and the HTTP session are open). Set ``app[EMS_SETTINGS]`` or ``app[EMS_PORT]`` before
+    start to override the environment (tests)."""
+    # Configured when the settings were given (tests) or EMS_API_BASE is set: never a default address.
+    configured = EMS_SETTINGS in app or bool(app[CONFIG].ems_environ.get("EMS_API_BASE"))
+    if EMS_SETTINGS not in app:
+        app[EMS_SETTINGS] = EmsSettings.from_env(app[CONFIG].ems_environ)
+    settings = app[EMS_SETTINGS]
+    if EMS_PORT not in app:
+        if configured:
+            app[EMS_PORT] = HttpEms(
+                settings.api_base, settings.api_key, app[HTTP], timeout=settings.timeout_seconds
+            )
+        else:
+            log.warning("EMS_API_BASE is not set: pickups are not booked; issuers dispatch by hand")
+            app[EMS_PORT] = UnconfiguredEms()
+    callback = settings.callback_url or f"{app[CONFIG].public_url.rstrip('/')}{WEBHOOK_PATH}"
+    process = EmsProcess(
+        app[IDEMPOTENCY].redis,
+        app[APPLICATIONS],
+        app[STORE_EXECUTOR],
+        app[EMS_PORT],
+        callback_url=callback,
+    )
+    follower = LogFollower(
+        app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], page_size=100, name="ems"
+    )
+    app[EMS_PROCESS], app[EMS_FOLLOWER] = process, follower
+    if FOLLOWERS in app:
+        app[FOLLOWERS].append(follower)  # a command (an issue) wakes it at once
+    task = asyncio.create_task(follower.run(), name="ems-follower")
+    yield
+    follower.stop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+__all__ = ["EMS_FOLLOWER", "EMS_PORT", "EMS_PROCESS", "EMS_SETTINGS", "ems_ctx", "negotiate", "routes"]

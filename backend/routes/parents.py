@@ -1,0 +1,707 @@
+"""The parents' endpoints of shared/api.md: login, start, face checks, the delivery record, details,
+documents, the form and its signature, delivery method, postage, submit and withdraw.
+
+Each handler parses and checks the request at the edge (value objects), calls one service method off
+the loop through ``run_command`` and answers JSON. Anything about another parent's application is a
+404: a parent cannot even learn that it exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, cast
+
+import orjson
+from aiohttp import web
+
+from backend.auth import ProviderIdentity
+from backend.components import (
+    APPLICATIONS,
+    BLOBS,
+    CONFIG,
+    HTTP,
+    REGISTRY,
+    STATUS_FOLLOWER,
+    STATUS_VIEW,
+    TOKENS,
+    WECHAT,
+    YUESHENGSHI,
+    actor_of,
+    caught_up,
+    expected_version,
+    in_io,
+    in_store,
+    json_response,
+    run_command,
+    version_answer,
+)
+from backend.errors import BadRequest, ServiceUnavailable, json_body
+from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
+from domain.application import (
+    DOCUMENT_KINDS,
+    FACE_MESSAGES,
+    BirthCertificateApplication,
+    NotReady,
+    ParentDetails,
+    Recipient,
+)
+from domain.errors import Conflict, FieldError, InvalidValue, NotFound, RuleViolated, ValidationFailed
+from domain.policy import Circumstances
+from domain.service import Outcome
+from domain.values import (
+    Actor,
+    Address,
+    EthnicGroup,
+    IdNumber,
+    MobileNumber,
+    Nationality,
+    PersonName,
+    parse_residency,
+)
+
+routes = web.RouteTableDef()
+PAYMENT_ACTOR = Actor(id="wechat-pay", role="system")
+
+
+# ---------------------------------------------------------------- edge parsing
+
+
+class FieldCollector:
+    """Collects every invalid field of a body so that the parent sees them all at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def take(self, build: Any, *args: Any, field: str) -> Any:
+        """``build(*args, field=field)``, or None with the error noted."""
+        try:
+            return build(*args, field=field)
+        except InvalidValue as e:
+            self.errors.extend(e.errors)
+            return None
+
+    def text(self, body: dict[str, Any], key: str, field: str | None = None) -> str:
+        """A required string (a number or a list where text belongs is a type error, not a missing field)."""
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            self.errors.append(FieldError(field or key, "invalid_type", "格式不正确，应为文字"))
+            return ""
+        if value is None or not value.strip():
+            self.errors.append(FieldError(field or key, "required", "此项为必填项"))
+            return ""
+        return value
+
+    def take_text(self, build: Any, body: dict[str, Any], key: str, field: str | None = None) -> Any:
+        """``build(text, field=…)`` of a required string, with only one error per field."""
+        text = self.text(body, key, field)
+        return self.take(build, text, field=field or key) if text else None
+
+    def check(self) -> None:
+        """Raise all collected errors together."""
+        if self.errors:
+            raise ValidationFailed(self.errors)
+
+
+def _app_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["app_id"])
+    except ValueError:
+        raise NotFound() from None
+
+
+def _fingerprint(request: web.Request, body: Any = None) -> bytes:
+    return request.method.encode() + request.path.encode() + orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def _parent_details(c: FieldCollector, raw: Any, prefix: str, *, with_identity: bool) -> ParentDetails | None:
+    if not isinstance(raw, dict):
+        c.errors.append(FieldError(prefix, "required", "请填写完整的父母信息"))
+        return None
+    nationality = c.take(
+        Nationality, c.text(raw, "nationality", f"{prefix}.nationality"), field=f"{prefix}.nationality"
+    )
+    ethnicity = c.take(
+        EthnicGroup, c.text(raw, "ethnicity", f"{prefix}.ethnicity"), field=f"{prefix}.ethnicity"
+    )
+    address = c.take_text(Address, raw, "address", f"{prefix}.address")
+    residency = c.take(parse_residency, raw.get("residency") or "mainland", field=f"{prefix}.residency")
+    name = id_number = None
+    if with_identity:
+        name = c.take_text(PersonName, raw, "name", f"{prefix}.name")
+        id_number = c.take(
+            IdNumber, c.text(raw, "id_number", f"{prefix}.id_number"), field=f"{prefix}.id_number"
+        )
+    if None in (nationality, ethnicity, address, residency) or (with_identity and None in (name, id_number)):
+        return None
+    source: Literal["typed", "registry"] = "registry" if raw.get("source") == "registry" else "typed"
+    return ParentDetails(
+        nationality=nationality,
+        ethnicity=ethnicity,
+        address=address,
+        residency=residency,
+        name=name,
+        id_number=id_number,
+        source=source,
+    )
+
+
+# ---------------------------------------------------------------- login
+
+
+@routes.post("/api/v1/auth/wechat")
+async def login_wechat(request: web.Request) -> web.Response:
+    """wx.login code → code2session → our token."""
+    body = await json_body(request)
+    code = body.get("code")
+    if not isinstance(code, str) or not 1 <= len(code) <= 128:
+        raise ValidationFailed([FieldError("code", "required", "缺少登录凭证 code")])
+    session = await in_io(request, request.app[WECHAT].code_to_session, code)
+    token, expires_in = request.app[TOKENS].issue(Actor(id=session.openid, role="parent"))
+    return json_response({"token": token, "expires_in": expires_in})
+
+
+@routes.post("/api/v1/auth/yueshengshi")
+async def login_yueshengshi(request: web.Request) -> web.Response:
+    """粤省事 login: the provider's signed ticket → our token."""
+    body = await json_body(request)
+    ticket = body.get("ticket")
+    if not isinstance(ticket, str) or not ticket:
+        raise ValidationFailed([FieldError("ticket", "required", "缺少粤省事登录凭证")])
+    verifier = request.app.get(YUESHENGSHI)
+    if verifier is None:
+        raise ServiceUnavailable("本服务未开通粤省事登录", code="provider_not_configured")
+    identity: ProviderIdentity = await in_io(request, verifier.verify_ticket, ticket)
+    token, expires_in = request.app[TOKENS].issue(identity.actor())
+    return json_response({"token": token, "expires_in": expires_in})
+
+
+# ---------------------------------------------------------------- applications
+
+
+@routes.post("/api/v1/applications")
+async def start_application(request: web.Request) -> web.Response:
+    """Start an application (the mother; proven by her face check next)."""
+    actor = actor_of(request, "parent")
+    body = await json_body(request)
+    c = FieldCollector()
+    parents = body.get("parents", "both")
+    mother_residency = c.take(
+        parse_residency, body.get("mother_residency") or "mainland", field="mother_residency"
+    )
+    father_residency = None
+    if parents == "both":
+        father_residency = c.take(
+            parse_residency, body.get("father_residency") or "mainland", field="father_residency"
+        )
+    province = body.get("province")
+    if province is not None and not isinstance(province, str):
+        c.errors.append(FieldError("province", "invalid_province", "省份代码不正确"))
+    c.check()
+    try:
+        circumstances = Circumstances(
+            request_kind=body.get("request_kind", "first_issue"),
+            born_in_institution=bool(body.get("born_in_institution", True)),
+            parents=parents,
+            mother_residency=mother_residency,
+            father_residency=father_residency,
+        )
+    except InvalidValue as e:
+        raise ValidationFailed(e.errors) from None
+    service = request.app[APPLICATIONS]
+
+    async def created(outcome: Outcome) -> web.Response:
+        response = version_answer(outcome, status=201)
+        response.headers["Location"] = f"/api/v1/applications/{outcome.id}"
+        return response
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.start_application(actor, circumstances=circumstances, province=province),
+        created,
+    )
+
+
+@routes.get("/api/v1/applications")
+async def list_applications(request: web.Request) -> web.Response:
+    """My applications, newest first."""
+    actor = actor_of(request, "parent")
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        raise BadRequest("limit 应为整数", code="invalid_limit") from None
+    items, cursor = await request.app[STATUS_VIEW].list_for(actor.id, request.query.get("cursor"), limit)
+    return json_response({"items": items, "next_cursor": cursor})
+
+
+async def _my_view(request: web.Request, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
+    view = request.app[STATUS_VIEW]
+    # Ownership and the document in one round trip.
+    async with view.redis.pipeline(transaction=False) as pipe:
+        pipe.zscore(view.user_key(actor.id), str(app_id))
+        pipe.get(view.app_key(app_id))
+        owned, raw = await pipe.execute()
+    if owned is None or raw is None:
+        # Not projected yet (a write of a moment ago), or not hers: ask the store, which knows.
+        app = await in_store(request, request.app[APPLICATIONS].get_application, actor, app_id)
+        await caught_up(request, request.app[STATUS_FOLLOWER].position + 1 if app else None)
+        document = await view.get(app_id)
+        if document is None:
+            raise NotFound()
+        return document
+    loaded: dict[str, Any] = orjson.loads(raw)
+    return loaded
+
+
+@routes.get("/api/v1/applications/{app_id}")
+async def get_application(request: web.Request) -> web.Response:
+    """The status view: state, what is done, what is next, rejection reasons, numbers."""
+    actor = actor_of(request, "parent")
+    document = await _my_view(request, actor, _app_id(request))
+    return json_response(document, headers={"ETag": f'"{document["version"]}"'})
+
+
+async def _application(request: web.Request, actor: Actor) -> BirthCertificateApplication:
+    return await in_store(request, request.app[APPLICATIONS].get_application, actor, _app_id(request))
+
+
+# ---------------------------------------------------------------- face verification
+
+
+@routes.post("/api/v1/applications/{app_id}/face-verifications")
+async def begin_face_verification(request: web.Request) -> web.Response:
+    """Ask WeChat for a verify_id bound to this identity and this user; the client then shows the face check."""
+    actor = actor_of(request, "parent")
+    if actor.id.startswith("yss:"):
+        raise RuleViolated("请在微信小程序中完成刷脸认证", code="face_via_wechat_only")
+    app_id = _app_id(request)
+    body = await json_body(request)
+    c = FieldCollector()
+    role = body.get("role")
+    if role not in ("mother", "father"):
+        c.errors.append(FieldError("role", "invalid_role", "认证角色只能是母亲（mother）或父亲（father）"))
+    name = c.take_text(PersonName, body, "name", "name")
+    id_number = c.take_text(IdNumber, body, "id_number", "id_number")
+    c.check()
+    role = cast(Literal["mother", "father"], role)
+    service = request.app[APPLICATIONS]
+    out_seq_no = "bc" + uuid.uuid4().hex[:24]
+    version = expected_version(request)
+    await in_store(
+        request,
+        service.check_face_request,
+        actor,
+        app_id,
+        role=role,
+        name=name,
+        id_number=id_number,
+        out_seq_no=out_seq_no,
+    )
+    verify_id = await in_io(
+        request,
+        request.app[WECHAT].get_verify_id,
+        out_seq_no=out_seq_no,
+        name=name.value,
+        id_number=id_number.value,
+        openid=actor.id,
+    )
+
+    async def answer(outcome: Outcome) -> web.Response:
+        return version_answer(outcome, status=201, verify_id=verify_id, out_seq_no=out_seq_no)
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.request_face_verification(
+            actor,
+            app_id,
+            role=role,
+            name=name,
+            id_number=id_number,
+            out_seq_no=out_seq_no,
+            verify_id=verify_id,
+            expected_version=version,
+        ),
+        answer,
+    )
+
+
+@routes.post("/api/v1/applications/{app_id}/face-verifications/{out_seq_no}/result")
+async def face_verification_result(request: web.Request) -> web.Response:
+    """After wx.requestFacialVerify: ask WeChat for the verdict; record FaceVerified or say why not."""
+    actor = actor_of(request, "parent")
+    app_id = _app_id(request)
+    out_seq_no = request.match_info["out_seq_no"]
+    app = await _application(request, actor)
+    pending = app.pending_face.get(out_seq_no)
+    if pending is None:
+        raise Conflict("该认证流水号无效或已使用，请重新发起刷脸认证", code="verification_used")
+    verify_ret = await in_io(
+        request,
+        request.app[WECHAT].query_verify_ret,
+        verify_id=pending["verify_id"],
+        out_seq_no=out_seq_no,
+        name=pending["name"],
+        id_number=pending["id_number"],
+        openid=actor.id,
+    )
+    service = request.app[APPLICATIONS]
+    outcome = await in_store(
+        request, service.record_face_verification, actor, app_id, out_seq_no=out_seq_no, verify_ret=verify_ret
+    )
+    await caught_up(request, outcome.position)
+    if outcome.detail is not None:
+        raise RuleViolated(
+            FACE_MESSAGES.get(outcome.detail, FACE_MESSAGES["face_failed"]), code=outcome.detail
+        )
+    return version_answer(outcome, verified=True, role=pending["role"])
+
+
+# ---------------------------------------------------------------- the delivery record
+
+
+def _masked_record(app: BirthCertificateApplication) -> dict[str, Any]:
+    record = app.record or {}
+    return {
+        "institution_name": record.get("institution_name"),
+        "inpatient_no": record.get("inpatient_no"),
+        "mother_name": PersonName(record["mother_name"]).masked() if record else None,
+        "mother_id_number": IdNumber(record["mother_id_number"]).masked() if record else None,
+        "newborn": {
+            "sex": record.get("newborn_sex"),
+            "born_at": record.get("born_at"),
+            "gestational_weeks": record.get("gestational_weeks"),
+            "weight_g": record.get("weight_g"),
+            "length_cm": record.get("length_cm"),
+        },
+        "birthplace": record.get("birthplace"),
+        "attendant": PersonName(record["attendant"]).masked() if record else None,
+        "entered_on": record.get("entered_on"),
+        "confirmed": app.delivery_confirmed is True,
+        "disputed": app.delivery_confirmed is False,
+        "dispute_reason": app.dispute_reason,
+    }
+
+
+@routes.get("/api/v1/applications/{app_id}/delivery-record")
+async def get_delivery_record(request: web.Request) -> web.Response:
+    """The hospital's delivery record, masked (linked now if the face check could not link it)."""
+    actor = actor_of(request, "parent")
+    app = await _application(request, actor)
+    if app.record is None and "mother" in app.verified:
+        outcome = await in_store(request, request.app[APPLICATIONS].link_delivery_record, actor, app.id)
+        await caught_up(request, outcome.position)
+        app = cast(BirthCertificateApplication, outcome.aggregate)
+    if app.record is None:
+        raise NotReady(["mother_verified"] if "mother" not in app.verified else ["delivery_record_linked"])
+    return json_response({"delivery_record": _masked_record(app), "version": app.version})
+
+
+@routes.post("/api/v1/applications/{app_id}/delivery-record/confirm")
+async def confirm_delivery_record(request: web.Request) -> web.Response:
+    """The mother confirms the delivery record."""
+    actor = actor_of(request, "parent")
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request),
+        lambda: service.confirm_delivery_info(actor, app_id, expected_version=version),
+    )
+
+
+@routes.post("/api/v1/applications/{app_id}/delivery-record/dispute")
+async def dispute_delivery_record(request: web.Request) -> web.Response:
+    """The mother disputes the delivery record; the hospital is told and must correct it."""
+    actor = actor_of(request, "parent")
+    body = await json_body(request)
+    c = FieldCollector()
+    reason = c.text(body, "reason")
+    c.check()
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.dispute_delivery_info(actor, app_id, reason=reason, expected_version=version),
+    )
+
+
+# ---------------------------------------------------------------- details, documents
+
+
+@routes.put("/api/v1/applications/{app_id}/details")
+async def put_details(request: web.Request) -> web.Response:
+    """The newborn's name, the mother's and the father's details."""
+    actor = actor_of(request, "parent")
+    body = await json_body(request)
+    c = FieldCollector()
+    newborn_name = c.take_text(PersonName, body, "newborn_name", "newborn_name")
+    mother = _parent_details(c, body.get("mother"), "mother", with_identity=False)
+    father = None
+    if body.get("father") is not None:
+        father = _parent_details(c, body.get("father"), "father", with_identity=True)
+    c.check()
+    if mother is None:  # c.check() raised already; this tells the type checker
+        raise ValidationFailed([FieldError("mother", "required", "请填写母亲信息")])
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.provide_details(
+            actor, app_id, newborn_name=newborn_name, mother=mother, father=father, expected_version=version
+        ),
+    )
+
+
+@routes.get("/api/v1/applications/{app_id}/details/prefill")
+async def details_prefill(request: web.Request) -> web.Response:
+    """Where the province takes them from police data (Guangdong): the verified parents' ethnicity and address."""
+    actor = actor_of(request, "parent")
+    app = await _application(request, actor)
+    registry = request.app.get(REGISTRY)
+    if not app.profile.population_registry_prefill or registry is None:
+        return json_response({"available": False, "mother": None, "father": None})
+    found: dict[str, Any] = {"available": True, "mother": None, "father": None}
+    for role in ("mother", "father"):
+        person = app.verified.get(role)
+        if person is None:
+            continue
+        entry = await registry.lookup(request.app[HTTP], id_number=person["id_number"], name=person["name"])
+        if entry is not None:
+            found[role] = {"ethnicity": entry.ethnicity, "address": entry.address, "source": "registry"}
+    return json_response(found, headers={"Cache-Control": "no-store"})
+
+
+async def _stored_upload(
+    request: web.Request, *, text_fields: set[str], png_only: bool = False
+) -> tuple[dict[str, str], Any]:
+    upload = await read_multipart(
+        request, max_bytes=request.app[CONFIG].upload_max_bytes, text_fields=text_fields
+    )
+    if png_only and sniff_content_type(upload.file) != "image/png":
+        raise UnsupportedFileType("签名图片须为 PNG 格式", code="unsupported_file_type")
+    cleaned, content_type = await in_io(request, clean_image, upload.file)
+    ref = await in_io(request, request.app[BLOBS].put, cleaned, content_type)
+    return upload.fields, ref
+
+
+@routes.post("/api/v1/applications/{app_id}/documents")
+async def upload_document(request: web.Request) -> web.Response:
+    """An ID photo (multipart ``kind`` + ``file``): type from the bytes, EXIF stripped, stored encrypted."""
+    actor = actor_of(request, "parent")
+    app_id = _app_id(request)
+    await _application(request, actor)  # 404 before reading a stranger's upload
+    fields, ref = await _stored_upload(request, text_fields={"kind"})
+    kind = fields.get("kind", "")
+    if kind not in DOCUMENT_KINDS:
+        raise ValidationFailed([FieldError("kind", "invalid_document_kind", "材料类型不正确")])
+    version, service = expected_version(request), request.app[APPLICATIONS]
+
+    async def answer(outcome: Outcome) -> web.Response:
+        return version_answer(outcome, status=201, document_id=ref.sha256, sha256=ref.sha256)
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, {"kind": kind, "sha256": ref.sha256}),
+        lambda: service.upload_document(
+            actor,
+            app_id,
+            kind=kind,
+            document_id=ref.sha256,
+            sha256=ref.sha256,
+            content_type=ref.content_type,
+            size=ref.size,
+            expected_version=version,
+        ),
+        answer,
+    )
+
+
+# ---------------------------------------------------------------- the form and its signature
+
+
+@routes.get("/api/v1/applications/{app_id}/form")
+async def get_form(request: web.Request) -> web.Response:
+    """The registration form exactly as it will be signed, with its SHA-256."""
+    actor = actor_of(request, "parent")
+    app = await _application(request, actor)
+    form = app.form()
+    if form is None:
+        raise NotReady(app.missing_for_signing())
+    return json_response(
+        {
+            "form": form,
+            "sha256": app.form_sha256(),
+            "signature_valid": app.signature_valid,
+            "version": app.version,
+        },
+        headers={"ETag": f'"{app.version}"'},
+    )
+
+
+@routes.post("/api/v1/applications/{app_id}/signature")
+async def sign_form(request: web.Request) -> web.Response:
+    """The mother's e-signature (PNG) over the form whose SHA-256 she was shown (a stale one → 409)."""
+    actor = actor_of(request, "parent")
+    app_id = _app_id(request)
+    await _application(request, actor)
+    fields, ref = await _stored_upload(request, text_fields={"form_sha256"}, png_only=True)
+    form_sha256 = fields.get("form_sha256", "")
+    if len(form_sha256) != 64:
+        raise ValidationFailed([FieldError("form_sha256", "required", "缺少登记表的 SHA-256")])
+    version, service = expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, {"form_sha256": form_sha256, "sha256": ref.sha256}),
+        lambda: service.sign_form(
+            actor,
+            app_id,
+            form_sha256=form_sha256,
+            signature_document_id=ref.sha256,
+            signature_sha256=ref.sha256,
+            expected_version=version,
+        ),
+    )
+
+
+# ---------------------------------------------------------------- delivery, postage, submit, withdraw
+
+
+@routes.put("/api/v1/applications/{app_id}/delivery-method")
+async def put_delivery_method(request: web.Request) -> web.Response:
+    """EMS to a recipient, or pickup at the issuing institution."""
+    actor = actor_of(request, "parent")
+    body = await json_body(request)
+    c = FieldCollector()
+    method = body.get("method")
+    recipient = None
+    if method == "ems":
+        raw = body.get("recipient")
+        if not isinstance(raw, dict):
+            c.errors.append(FieldError("recipient", "recipient_required", "邮寄到家需要填写收件人信息"))
+        else:
+            name = c.take_text(PersonName, raw, "name", "recipient.name")
+            phone = c.take_text(MobileNumber, raw, "phone", "recipient.phone")
+            address = c.take_text(Address, raw, "address", "recipient.address")
+            if None not in (name, phone, address):
+                recipient = Recipient(name=name, phone=phone, address=address)
+    elif method != "pickup":
+        c.errors.append(
+            FieldError("method", "invalid_delivery_method", "领取方式只能是邮寄（ems）或现场领取（pickup）")
+        )
+    c.check()
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.choose_delivery_method(
+            actor, app_id, method=cast(str, method), recipient=recipient, expected_version=version
+        ),
+    )
+
+
+@routes.post("/api/v1/applications/{app_id}/payments")
+async def create_payment(request: web.Request) -> web.Response:
+    """WeChat Pay (JSAPI) parameters for the postage, where the province charges it up front."""
+    actor = actor_of(request, "parent")
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    out_trade_no = "BC" + uuid.uuid4().hex[:28]
+
+    async def answer(outcome: Outcome) -> web.Response:
+        amount = int(outcome.detail or 0)
+        params = await in_io(
+            request,
+            request.app[WECHAT].create_jsapi_payment,
+            out_trade_no=out_trade_no,
+            amount_fen=amount,
+            openid=actor.id,
+            description="出生医学证明邮寄费",
+            client_ip=request.remote or "127.0.0.1",
+        )
+        return version_answer(
+            outcome, status=201, out_trade_no=out_trade_no, amount_fen=amount, pay_params=params
+        )
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request),
+        lambda: service.place_postage_order(
+            actor, app_id, out_trade_no=out_trade_no, expected_version=version
+        ),
+        answer,
+    )
+
+
+@routes.post("/api/v1/payments/wechat/notify")
+async def payment_notification(request: web.Request) -> web.Response:
+    """WeChat Pay's notification (XML): signature and amount checked, recorded once however often it comes."""
+    wechat = request.app[WECHAT]
+    raw = await request.content.read(64 * 1024 + 1)
+    if len(raw) > 64 * 1024:
+        return web.Response(
+            body=wechat.payment_ack(False, "too large"), status=413, content_type="application/xml"
+        )
+    try:
+        notice = await in_io(request, wechat.parse_payment_notification, raw)
+    except Exception as e:  # a forged or malformed notification: refuse it, record nothing
+        code = getattr(e, "code", "invalid")
+        return web.Response(body=wechat.payment_ack(False, code), status=400, content_type="application/xml")
+    if notice.result_code != "SUCCESS":
+        return web.Response(body=wechat.payment_ack(True), content_type="application/xml")
+    service = request.app[APPLICATIONS]
+    app_id = await in_store(request, service.find_application_by_order, notice.out_trade_no)
+    if app_id is None:
+        return web.Response(
+            body=wechat.payment_ack(False, "unknown order"), status=404, content_type="application/xml"
+        )
+    try:
+        outcome = await in_store(
+            request,
+            service.record_postage_paid,
+            PAYMENT_ACTOR,
+            app_id,
+            out_trade_no=notice.out_trade_no,
+            amount_fen=notice.total_fee,
+            transaction_id=notice.transaction_id,
+        )
+    except RuleViolated as e:
+        return web.Response(
+            body=wechat.payment_ack(False, e.code), status=409, content_type="application/xml"
+        )
+    await caught_up(request, outcome.position)
+    return web.Response(body=wechat.payment_ack(True), content_type="application/xml")
+
+
+@routes.post("/api/v1/applications/{app_id}/submit")
+async def submit(request: web.Request) -> web.Response:
+    """Submit for review."""
+    actor = actor_of(request, "parent")
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request, actor, _fingerprint(request), lambda: service.submit(actor, app_id, expected_version=version)
+    )
+
+
+@routes.post("/api/v1/applications/{app_id}/withdraw")
+async def withdraw(request: web.Request) -> web.Response:
+    """Withdraw before issue."""
+    actor = actor_of(request, "parent")
+    body = await json_body(request)
+    reason = (
+        body.get("reason") if isinstance(body.get("reason"), str) and body.get("reason") else "申办人撤回"
+    )
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.withdraw(actor, app_id, reason=str(reason), expected_version=version),
+    )

@@ -1,0 +1,575 @@
+"""Staff endpoints: login, the hospitals' delivery records (HIS), and the issuers' review actions.
+
+Every staff endpoint is scoped to the token's institution: another institution's application or
+record is a 404 (nothing tells the caller it exists) and nothing changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from backend.auth import Unauthenticated
+from backend.components import (
+    APPLICATIONS,
+    BLOBS,
+    CONFIG,
+    IDEMPOTENCY,
+    TOKENS,
+    actor_of,
+    expected_version,
+    in_io,
+    in_store,
+    json_response,
+    run_command,
+)
+from backend.errors import json_body
+from backend.routes.parents import FieldCollector, _fingerprint
+from domain.application import BirthCertificateApplication
+from domain.delivery import DeliveryFacts, DeliveryRecord
+from domain.errors import DomainError, FieldError, NotFound, ValidationFailed
+from domain.service import Applications, Outcome
+from domain.values import Actor, BirthData, Birthplace, CertificateNumber, IdNumber, PersonName
+
+routes = web.RouteTableDef()
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+HASHER = PasswordHasher()
+# Verified when the username is unknown, so that a wrong username costs as much time as a wrong password.
+_DUMMY_HASH = HASHER.hash("birthcert-no-such-user")
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 15 * 60
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed logins for this account: locked for a while."""
+
+    code = "too_many_attempts"
+    message = "登录失败次数过多，请15分钟后再试"
+    http_status = 429
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash (for `birthcert users add`)."""
+    if len(password) < 10:
+        raise ValidationFailed([FieldError("password", "password_too_short", "密码至少10位")])
+    return HASHER.hash(password)
+
+
+def _check_password(stored: str, password: str) -> bool:
+    try:
+        return HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# ---------------------------------------------------------------- login
+
+
+@routes.post("/api/v1/auth/staff")
+async def login_staff(request: web.Request) -> web.Response:
+    """Username and password → a token carrying role, institution and name; locked after 5 failures."""
+    body = await json_body(request)
+    c = FieldCollector()
+    username = c.text(body, "username").strip().lower()
+    password = c.text(body, "password")
+    c.check()
+    redis = request.app[IDEMPOTENCY].redis
+    slot = (
+        "bc:login:" + hmac.new(request.app[CONFIG].index_key, username.encode(), hashlib.sha256).hexdigest()
+    )
+    failures = int(await redis.get(slot) or 0)
+    if failures >= MAX_FAILURES:
+        ttl = await redis.ttl(slot)
+        error = TooManyAttempts()
+        error.headers = {"Retry-After": str(max(int(ttl), 1))}  # type: ignore[attr-defined]
+        raise error
+    account = await in_store(request, request.app[APPLICATIONS].get_staff_account, username)
+    stored = account.password_hash if account is not None else _DUMMY_HASH
+    ok = await in_io(request, _check_password, stored, password)
+    if not ok or account is None or account.disabled:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(slot)
+            pipe.expire(slot, LOCKOUT_SECONDS)
+            await pipe.execute()
+        raise Unauthenticated("用户名或密码不正确", code="invalid_credentials")
+    await redis.delete(slot)
+    token, expires_in = request.app[TOKENS].issue(account.as_actor())
+    return json_response(
+        {
+            "token": token,
+            "expires_in": expires_in,
+            "role": account.role,
+            "institution": account.institution,
+            "name": account.display_name,
+        }
+    )
+
+
+# ---------------------------------------------------------------- hospitals: delivery records
+
+
+def _delivery_facts(c: FieldCollector, body: dict[str, Any]) -> DeliveryFacts | None:
+    def part(key: str) -> dict[str, Any]:
+        value = body.get(key)
+        return value if isinstance(value, dict) else {}
+
+    mother, newborn, place = part("mother"), part("newborn"), part("birthplace")
+    mother_name = c.take_text(PersonName, mother, "name", "mother.name")
+    mother_id = c.take_text(IdNumber, mother, "id_number", "mother.id_number")
+    attendant = c.take_text(PersonName, body, "attendant", "attendant")
+    born_at = None
+    raw_born = c.text(newborn, "born_at", "newborn.born_at")
+    if raw_born:
+        try:
+            born_at = datetime.fromisoformat(raw_born)
+        except ValueError:
+            c.errors.append(
+                FieldError("newborn.born_at", "invalid_birth_time", "出生时间格式应为 ISO 8601（含时区）")
+            )
+    birth = None
+    if born_at is not None:
+        birth = c.take(
+            lambda *, field: BirthData(
+                sex=newborn.get("sex"),  # type: ignore[arg-type]  # checked by BirthData
+                born_at=born_at,
+                gestational_weeks=newborn.get("gestational_weeks"),  # type: ignore[arg-type]
+                weight_g=newborn.get("weight_g"),  # type: ignore[arg-type]
+                length_cm=newborn.get("length_cm"),  # type: ignore[arg-type]
+                field=field,
+            ),
+            field="newborn",
+        )
+    birthplace = c.take(
+        lambda *, field: Birthplace(
+            place.get("province", ""), place.get("city", ""), place.get("county", ""), field=field
+        ),
+        field="birthplace",
+    )
+    inpatient_no = c.text(body, "inpatient_no")
+    birth_order = body.get("birth_order", 1)
+    if mother_name is None or mother_id is None or attendant is None or birth is None or birthplace is None:
+        return None
+    if c.errors:
+        return None
+    try:
+        return DeliveryFacts(
+            inpatient_no=inpatient_no,
+            mother_name=mother_name,
+            mother_id_number=mother_id,
+            birth=birth,
+            birthplace=birthplace,
+            attendant=attendant,
+            birth_order=birth_order if isinstance(birth_order, int) else 0,
+        )
+    except DomainError as e:
+        c.errors.extend(getattr(e, "errors", []))
+        return None
+
+
+def _record_view(record: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": str(record.id),
+        "version": record.version,
+        "institution": record.institution_code,
+        **record.snapshot(),
+        "entered_late": record.entered_late,
+        "application_id": record.application_id,
+        "open_dispute": record.open_dispute,
+        "issued_certificate": record.issued_certificate,
+    }
+
+
+@routes.post("/api/v1/deliveries")
+async def record_delivery(request: web.Request) -> web.Response:
+    """分娩信息录入 by the hospital's HIS, for its own institution."""
+    actor = actor_of(request, "hospital")
+    body = await json_body(request)
+    c = FieldCollector()
+    facts = _delivery_facts(c, body)
+    c.check()
+    service = request.app[APPLICATIONS]
+    institution = await in_store(request, service.get_institution, actor.institution or "")
+
+    async def created(outcome: Outcome) -> web.Response:
+        response = json_response({"id": str(outcome.id), "version": outcome.version}, status=201)
+        response.headers["Location"] = f"/api/v1/deliveries/{outcome.id}"
+        return response
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.record_delivery(actor, institution=institution, facts=cast(DeliveryFacts, facts)),
+        created,
+    )
+
+
+async def _own_record(request: web.Request, actor: Actor) -> DeliveryRecord:
+    try:
+        record_id = uuid.UUID(request.match_info["record_id"])
+    except ValueError:
+        raise NotFound() from None
+    record = await in_store(request, request.app[APPLICATIONS].get_delivery_record, record_id)
+    if record.institution_code != actor.institution:
+        raise NotFound()
+    return record
+
+
+@routes.get("/api/v1/deliveries/{record_id}")
+async def get_delivery(request: web.Request) -> web.Response:
+    """One of the hospital's own delivery records (with any open dispute)."""
+    actor = actor_of(request, "hospital")
+    record = await _own_record(request, actor)
+    return json_response(_record_view(record), headers={"ETag": f'"{record.version}"'})
+
+
+@routes.put("/api/v1/deliveries/{record_id}")
+async def correct_delivery(request: web.Request) -> web.Response:
+    """Correct a record before issue (with a reason); a linked application must be confirmed and signed again."""
+    actor = actor_of(request, "hospital")
+    record = await _own_record(request, actor)
+    body = await json_body(request)
+    c = FieldCollector()
+    facts = _delivery_facts(c, body)
+    reason = c.text(body, "reason")
+    c.check()
+    service, version = request.app[APPLICATIONS], expected_version(request)
+
+    async def answer(outcome: Outcome) -> web.Response:
+        return json_response({"id": str(outcome.id), "version": outcome.version})
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, body),
+        lambda: service.correct_delivery(
+            actor, record.id, facts=cast(DeliveryFacts, facts), reason=reason, expected_version=version
+        ),
+        answer,
+    )
+
+
+# ---------------------------------------------------------------- issuers: reviewing
+
+
+def _review_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["app_id"])
+    except ValueError:
+        raise NotFound() from None
+
+
+COMPARED = (
+    ("mother_name", "产妇姓名"),
+    ("mother_id_number", "产妇身份证号码"),
+    ("inpatient_no", "住院病历号"),
+    ("newborn_sex", "新生儿性别"),
+    ("born_at", "出生时间"),
+    ("gestational_weeks", "出生孕周"),
+    ("weight_g", "出生体重（克）"),
+    ("length_cm", "出生身长（厘米）"),
+    ("birthplace", "出生地点"),
+    ("attendant", "接生人员"),
+)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    return {prefix: value}
+
+
+def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
+    """Everything an issuer needs to decide (runs on the store executor)."""
+    app = service.get_application(actor, app_id)
+    record = service.get_delivery_record(app.delivery_record_id) if app.delivery_record_id else None
+    form = app.form()
+    verified_mother = app.verified.get("mother", {})
+    comparison = []
+    if app.record is not None and record is not None:
+        for key, label in COMPARED:
+            on_form, on_record = app.record.get(key), record.facts.get(key)
+            comparison.append(
+                {
+                    "field": key,
+                    "label": label,
+                    "application": on_form,
+                    "record": on_record,
+                    "differs": on_form != on_record,
+                }
+            )
+        comparison.append(
+            {
+                "field": "verified_mother_name",
+                "label": "刷脸认证的母亲姓名",
+                "application": verified_mother.get("name"),
+                "record": record.facts.get("mother_name"),
+                "differs": verified_mother.get("name") != record.facts.get("mother_name"),
+            }
+        )
+    events = list(service.events.get(app.id))
+    history = [
+        {
+            "version": e.originator_version,
+            "event": type(e).__name__,
+            "at": e.timestamp.astimezone(SHANGHAI).isoformat(),
+            "actor": {
+                "role": e.actor.get("role"),
+                "name": e.actor.get("name") if e.actor.get("role") != "parent" else None,
+                "institution": e.actor.get("institution"),
+            },
+        }
+        for e in events
+        if isinstance(e, BirthCertificateApplication.Event)
+    ]
+    changes = None
+    rejected = [e.originator_version for e in events if isinstance(e, BirthCertificateApplication.Rejected)]
+    if rejected:
+        before: BirthCertificateApplication = service.repository.get(app.id, version=rejected[-1])
+        old, new = _flatten(before.form() or {}), _flatten(form or {})
+        changes = [
+            {"field": k, "before": old.get(k), "after": new.get(k)}
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
+        for kind, doc in app.documents.items():
+            if before.documents.get(kind, {}).get("sha256") != doc["sha256"]:
+                changes.append(
+                    {
+                        "field": f"documents.{kind}",
+                        "before": before.documents.get(kind, {}).get("sha256"),
+                        "after": doc["sha256"],
+                    }
+                )
+        if app.signature and (before.signature or {}).get("form_sha256") != app.signature["form_sha256"]:
+            changes.append(
+                {
+                    "field": "signature",
+                    "before": (before.signature or {}).get("form_sha256"),
+                    "after": app.signature["form_sha256"],
+                }
+            )
+    base = f"/api/v1/review/applications/{app.id}/documents"
+    documents = [
+        {"kind": kind, **doc, "url": f"{base}/{doc['document_id']}"}
+        for kind, doc in sorted(app.documents.items())
+    ]
+    if app.signature:
+        documents.append(
+            {
+                "kind": "signature",
+                "document_id": app.signature["signature_document_id"],
+                "sha256": app.signature["signature_sha256"],
+                "content_type": "image/png",
+                "url": f"{base}/{app.signature['signature_document_id']}",
+            }
+        )
+    return {
+        "application": {
+            "id": str(app.id),
+            "state": app.state,
+            "version": app.version,
+            "province": app.province,
+            "institution": app.institution,
+            "submissions": app.submissions,
+            "first_submitted_at": app.first_submitted_at,
+            "submitted_at": app.submitted_at,
+            "delivery_method": app.delivery_method,
+            "postage_paid": app.postage_paid is not None,
+            "signature": {
+                "valid": app.signature_valid,
+                "form_sha256": (app.signature or {}).get("form_sha256"),
+                "signed_times": app.signatures,
+            },
+            "rejection": app.rejection,
+            "certificate_number": app.certificate_number,
+            "voided_numbers": app.voided_numbers,
+            "tracking_number": app.tracking_number,
+            "counter_reason": app.counter_reason,
+        },
+        "form": form,
+        "form_sha256": app.form_sha256(),
+        "delivery_record": _record_view(record) if record else None,
+        "comparison": comparison,
+        "documents": documents,
+        "changes_since_rejection": changes,
+        "history": history,
+    }
+
+
+@routes.get("/api/v1/review/applications/{app_id}")
+async def get_review(request: web.Request) -> web.Response:
+    """The application, the delivery record side by side (differences flagged), documents, history."""
+    actor = actor_of(request, "issuer", "auditor")
+    document = await in_store(request, review_document, request.app[APPLICATIONS], actor, _review_id(request))
+    return json_response(
+        document, headers={"ETag": f'"{document["application"]["version"]}"', "Cache-Control": "no-store"}
+    )
+
+
+@routes.get("/api/v1/review/applications/{app_id}/documents/{doc_id}")
+async def get_review_document(request: web.Request) -> web.Response:
+    """One uploaded file, as an attachment that the browser must not sniff or cache."""
+    actor = actor_of(request, "issuer", "auditor")
+    app = await in_store(request, request.app[APPLICATIONS].get_application, actor, _review_id(request))
+    doc_id = request.match_info["doc_id"]
+    kinds = {doc["document_id"]: kind for kind, doc in app.documents.items()}
+    if app.signature:
+        kinds[app.signature["signature_document_id"]] = "signature"
+    if doc_id not in kinds:
+        raise NotFound()
+    data, content_type = await in_io(request, request.app[BLOBS].get, doc_id)
+    extension = {"image/jpeg": "jpg", "image/png": "png"}.get(content_type, "bin")
+    return web.Response(
+        body=data,
+        content_type=content_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{kinds[doc_id]}.{extension}"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@dataclass(frozen=True)
+class IssuerCall:
+    """What an issuer's command handler has to build its command from."""
+
+    c: FieldCollector
+    body: dict[str, Any]
+    actor: Actor
+    app_id: uuid.UUID
+    version: int | None
+    s: Applications
+
+
+async def _issuer_command(
+    request: web.Request, build: Callable[[IssuerCall], Callable[[], Outcome]]
+) -> web.Response:
+    """Authenticate, parse the body, build the command (collecting field errors), run it once per key."""
+    actor = actor_of(request, "issuer")
+    body = await json_body(request)
+    call = IssuerCall(
+        FieldCollector(),
+        body,
+        actor,
+        _review_id(request),
+        expected_version(request),
+        request.app[APPLICATIONS],
+    )
+    command = build(call)
+    call.c.check()
+    return await run_command(request, actor, _fingerprint(request, body), command)
+
+
+def _on_a_numbered_blank(method: str) -> Callable[[IssuerCall], Callable[[], Outcome]]:
+    """Issue and reissue alike print on a numbered blank: the number, the sealer, the issuer's own name."""
+
+    def build(x: IssuerCall) -> Callable[[], Outcome]:
+        number = x.c.take_text(CertificateNumber, x.body, "certificate_number", "certificate_number")
+        sealer = x.c.text(x.body, "sealer")
+        command = getattr(x.s, method)
+        return lambda: command(
+            x.actor,
+            x.app_id,
+            certificate_number=number,
+            sealer_name=sealer,
+            issuer_name=x.actor.name,
+            expected_version=x.version,
+        )
+
+    return build
+
+
+@routes.post("/api/v1/review/applications/{app_id}/reject")
+async def reject(request: web.Request) -> web.Response:
+    """驳回: back to the parent with reasons and the fields to fix."""
+
+    def build(x: IssuerCall) -> Callable[[], Outcome]:
+        reasons = x.body.get("reasons")
+        fields = x.body.get("fields")
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            x.c.errors.append(FieldError("reasons", "reasons_required", "请填写驳回原因"))
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            x.c.errors.append(FieldError("fields", "fields_required", "请选择需要修改的项目"))
+        return lambda: x.s.reject(
+            x.actor,
+            x.app_id,
+            reasons=cast(list[str], reasons),
+            fields=cast(list[str], fields),
+            expected_version=x.version,
+        )
+
+    return await _issuer_command(request, build)
+
+
+@routes.post("/api/v1/review/applications/{app_id}/issue")
+async def issue(request: web.Request) -> web.Response:
+    """签发 on the pre-printed blank with this serial number (unique forever); the sealer's name recorded."""
+
+    return await _issuer_command(request, _on_a_numbered_blank("issue"))
+
+
+@routes.post("/api/v1/review/applications/{app_id}/dispatch")
+async def dispatch(request: web.Request) -> web.Response:
+    """Handed to EMS with this waybill number (when not booked automatically)."""
+
+    def build(x: IssuerCall) -> Callable[[], Outcome]:
+        tracking = x.c.text(x.body, "tracking_number")
+        return lambda: x.s.dispatch(x.actor, x.app_id, tracking_number=tracking, expected_version=x.version)
+
+    return await _issuer_command(request, build)
+
+
+@routes.post("/api/v1/review/applications/{app_id}/handover")
+async def handover(request: web.Request) -> web.Response:
+    """On-site pickup: who took it, their relation to the newborn, their ID number."""
+
+    def build(x: IssuerCall) -> Callable[[], Outcome]:
+        name = x.c.take_text(PersonName, x.body, "recipient_name", "recipient_name")
+        relation = x.c.text(x.body, "relation")
+        id_number = x.c.take_text(IdNumber, x.body, "id_number", "id_number")
+        return lambda: x.s.hand_over(
+            x.actor,
+            x.app_id,
+            recipient_name=name,
+            relation=relation,
+            recipient_id=id_number,
+            expected_version=x.version,
+        )
+
+    return await _issuer_command(request, build)
+
+
+@routes.post("/api/v1/review/applications/{app_id}/loss")
+async def report_loss(request: web.Request) -> web.Response:
+    """EMS lost or damaged the parcel (the EMS webhook records the same automatically)."""
+
+    def build(x: IssuerCall) -> Callable[[], Outcome]:
+        reason = x.c.text(x.body, "reason")
+        return lambda: x.s.report_loss(x.actor, x.app_id, reason=reason)
+
+    return await _issuer_command(request, build)
+
+
+@routes.post("/api/v1/review/applications/{app_id}/reissue")
+async def reissue(request: web.Request) -> web.Response:
+    """After a loss: a new blank and number; the old number void; the data unchanged."""
+
+    return await _issuer_command(request, _on_a_numbered_blank("reissue"))
+
+
+__all__ = ["hash_password", "routes"]

@@ -1,0 +1,172 @@
+"""The blob store: uploaded documents kept encrypted and addressed by the SHA-256 of their content.
+
+ID-card photos and signatures are sensitive personal information (PIPL), so nothing is written in the
+clear: each file is AES-256-GCM under a key derived from the service's cipher key (HKDF-SHA256), with the
+content hash and content type bound in as associated data, so a file moved to another name or given
+another type fails to decrypt. The class is synchronous (blocking file I/O): call it from a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+log = logging.getLogger(__name__)
+
+HKDF_INFO = b"birthcert blob v1"
+# File layout: MAGIC, VERSION, one byte content-type length, the content type (ASCII), nonce, ciphertext+tag.
+MAGIC = b"BCB"
+VERSION = 1
+NONCE_BYTES = 12
+TAG_BYTES = 16
+MIN_KEY_BYTES = 16
+_HEADER = struct.Struct(">3sBB")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+
+
+class BlobError(Exception):
+    """Base of the blob store's errors (infrastructure faults, not the parent's)."""
+
+
+class BlobNotFound(BlobError):
+    """No blob is stored under that hash."""
+
+
+class BlobCorrupted(BlobError):
+    """The stored file does not decrypt, or does not hash to its name: damaged or tampered with."""
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """What is kept about a stored blob: the hex SHA-256 of its plaintext, its size and content type."""
+
+    sha256: str
+    size: int
+    content_type: str
+
+
+class BlobStore:
+    """Encrypted, content-addressed files under ``root/ab/cd/<sha256>`` (dirs 0700, files 0600)."""
+
+    def __init__(self, root: Path, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"the blob key must be at least {MIN_KEY_BYTES} bytes")
+        self.root = Path(root)
+        # Derive rather than reuse: the same secret also encrypts the event store, for another purpose.
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(key)
+        self._aead = AESGCM(derived)
+
+    def __repr__(self) -> str:
+        return f"BlobStore(root={str(self.root)!r})"
+
+    def put(self, data: bytes, content_type: str) -> BlobRef:
+        """Store ``data`` (idempotent: the same content is written once) and return its reference."""
+        if not _CONTENT_TYPE.fullmatch(content_type) or len(content_type) > 255:
+            raise ValueError("content_type must be a plain lower-case media type such as image/jpeg")
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = self._path(sha256)
+        if path.exists():
+            try:
+                _, stored_type = self._read(sha256, path)
+            except BlobCorrupted:
+                # Heal a damaged copy by writing it again; never serve it.
+                log.warning("blob %s was corrupted on disk; rewriting it", sha256)
+            else:
+                return BlobRef(sha256=sha256, size=len(data), content_type=stored_type)
+        self._ensure_dirs(path.parent)
+        self._write_atomically(path, self._seal(data, sha256, content_type))
+        log.debug("stored blob %s (%d bytes, %s)", sha256, len(data), content_type)
+        return BlobRef(sha256=sha256, size=len(data), content_type=content_type)
+
+    def get(self, sha256: str) -> tuple[bytes, str]:
+        """The plaintext and content type of blob ``sha256``; ``BlobNotFound`` or ``BlobCorrupted``."""
+        if not _SHA256_HEX.fullmatch(sha256):
+            raise BlobNotFound("no such blob")
+        return self._read(sha256, self._path(sha256))
+
+    def exists(self, sha256: str) -> bool:
+        """Whether a blob is stored under ``sha256`` (without decrypting it)."""
+        return bool(_SHA256_HEX.fullmatch(sha256)) and self._path(sha256).is_file()
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def _seal(self, data: bytes, sha256: str, content_type: str) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        encoded_type = content_type.encode("ascii")
+        header = _HEADER.pack(MAGIC, VERSION, len(encoded_type)) + encoded_type
+        return header + nonce + self._aead.encrypt(nonce, data, _aad(sha256, content_type))
+
+    def _read(self, sha256: str, path: Path) -> tuple[bytes, str]:
+        try:
+            sealed = path.read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound("no such blob") from None
+        content_type, nonce, ciphertext = _parse(sealed)
+        try:
+            data = self._aead.decrypt(nonce, ciphertext, _aad(sha256, content_type))
+        except InvalidTag:
+            raise BlobCorrupted(f"blob {sha256} does not decrypt") from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobCorrupted(f"blob {sha256} does not match its hash")
+        return data, content_type
+
+    def _ensure_dirs(self, shard: Path) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in (shard.parent, shard):
+            directory.mkdir(mode=0o700, exist_ok=True)
+
+    @staticmethod
+    def _write_atomically(path: Path, sealed: bytes) -> None:
+        # mkstemp creates the file 0600; a reader sees either no file or the whole file, never a part.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(sealed)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        # Make the rename itself durable.
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _aad(sha256: str, content_type: str) -> bytes:
+    return f"{sha256}\n{content_type}".encode("ascii")
+
+
+def _parse(sealed: bytes) -> tuple[str, bytes, bytes]:
+    """Split a stored file into content type, nonce and ciphertext, or raise ``BlobCorrupted``."""
+    if len(sealed) < _HEADER.size:
+        raise BlobCorrupted("blob file is truncated")
+    magic, version, type_length = _HEADER.unpack_from(sealed)
+    if magic != MAGIC or version != VERSION:
+        raise BlobCorrupted("blob file has an unknown header")
+    start = _HEADER.size + type_length
+    if len(sealed) < start + NONCE_BYTES + TAG_BYTES:
+        raise BlobCorrupted("blob file is truncated")
+    try:
+        content_type = sealed[_HEADER.size : start].decode("ascii")
+    except UnicodeDecodeError:
+        raise BlobCorrupted("blob file has an unreadable header") from None
+    return content_type, sealed[start : start + NONCE_BYTES], sealed[start + NONCE_BYTES :]

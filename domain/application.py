@@ -1,0 +1,1286 @@
+"""The BirthCertificateApplication aggregate: one parent's application, from start to delivery.
+
+Every rule of shared/domain.md that concerns one application is checked here, before an
+event is triggered, so that no order of commands can break it. Events are a public contract
+(see docs/decisions/0001-event-contract.md): their topics and field names never change; a
+change of shape gets a ``class_version`` and an ``upcast_vN_vN+1``. Event fields hold plain
+JSON values only (str, int, float, bool, None, lists and dicts of them) so that a stored
+event reads the same in any language; the aggregate's own state is plain too, so that
+snapshots transcode. Value objects from ``domain.values`` are validated at the command and
+stored by value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from datetime import datetime
+from typing import Any, Final, Literal
+from uuid import UUID
+
+import rfc8785
+from eventsourcing.domain import Aggregate
+
+from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, RuleViolated
+from domain.policy import (
+    REASON_MESSAGES,
+    Circumstances,
+    ProvinceProfile,
+    application_window_error,
+    check_eligibility,
+    check_newborn_surname,
+)
+from domain.values import (
+    Actor,
+    Address,
+    CertificateNumber,
+    EthnicGroup,
+    IdNumber,
+    MobileNumber,
+    Nationality,
+    PersonName,
+    Residency,
+)
+
+# The states of the status view (shared/api.md).
+DRAFT: Final = "draft"
+SUBMITTED: Final = "submitted"
+RETURNED: Final = "returned"
+ISSUED: Final = "issued"
+DISPATCHED: Final = "dispatched"
+DELIVERED: Final = "delivered"
+COLLECTED: Final = "collected"
+WITHDRAWN: Final = "withdrawn"
+LOST: Final = "lost"
+COUNTER_ONLY: Final = "counter_only"
+STATES: Final = (
+    DRAFT,
+    SUBMITTED,
+    RETURNED,
+    ISSUED,
+    DISPATCHED,
+    DELIVERED,
+    COLLECTED,
+    WITHDRAWN,
+    LOST,
+    COUNTER_ONLY,
+)
+
+STATE_LABELS: Final = {
+    DRAFT: "填写中",
+    SUBMITTED: "审核中",
+    RETURNED: "已退回待修改",
+    ISSUED: "已签发",
+    DISPATCHED: "已寄出",
+    DELIVERED: "已签收",
+    COLLECTED: "已现场领取",
+    WITHDRAWN: "已撤回",
+    LOST: "邮件丢失待补发",
+    COUNTER_ONLY: "需到现场办理",
+}
+EDITABLE_STATES: Final = (DRAFT, RETURNED)
+ISSUED_STATES: Final = (ISSUED, DISPATCHED, DELIVERED, COLLECTED, LOST)
+CLOSED_STATES: Final = (WITHDRAWN, COUNTER_ONLY)
+
+DOCUMENT_KINDS: Final = (
+    "mother_id_front",
+    "mother_id_back",
+    "father_id_front",
+    "father_id_back",
+    "father_handheld_id",
+)
+# What an issuer may name as "to fix" when rejecting: the form's fields, the documents, the signature.
+FIXABLE_FIELDS: Final = (
+    "delivery_record",
+    "newborn_name",
+    "mother.nationality",
+    "mother.ethnicity",
+    "mother.address",
+    "father.name",
+    "father.id_number",
+    "father.nationality",
+    "father.ethnicity",
+    "father.address",
+    *(f"documents.{kind}" for kind in DOCUMENT_KINDS),
+    "signature",
+    "delivery_method",
+)
+HANDOVER_RELATIONS: Final = ("mother", "father", "authorized")
+
+# WeChat's queryverifyinfo verdicts (shared/wechat-platform.md §1 row 11) as our failure codes.
+FACE_PASS: Final = 10000
+_FACE_FAILURES: Final = {
+    10001: "face_bad_request",
+    10002: "face_not_detected",
+    10003: "id_mismatch",
+    10004: "face_mismatch",
+    10005: "face_pending",
+    10006: "face_no_permission",
+    10300: "face_not_finished",
+}
+
+FORM_TITLE: Final = "出生医学证明首次签发登记表（网上申办专用）"
+FORM_NOTICE: Final = (
+    "本表用于《出生医学证明》网上申办的申办人确认签名。须新生儿母亲发起申办，内容由申办人（刷脸认证）在线填写和或确认，"
+    "请核对信息无误后签字确认。该表签字确认与现场申领签名确认具有同等效力，并承担相应法律责任。"
+    "《出生医学证明》一经签发，证件上的各项信息原则上不应变更。申请邮政速递到家方式领取的，因邮政速递过程产生的费用由申办人承担，"
+    "相关费用由申办人与邮政速递部门进行结算，网上申办一般5个工作日内由当地邮政机构揽件，"
+    "具体证件查收可在收到发证通知后及时关注邮政官网查询。"
+)
+_TRACKING_RE: Final = re.compile(r"^[A-Z0-9]{10,32}$")
+_OUT_SEQ_RE: Final = re.compile(r"^[0-9A-Za-z_-]{5,32}$")
+_OUT_TRADE_RE: Final = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+
+JSON = dict[str, Any]
+
+
+FACE_MESSAGES: Final = {
+    "face_bad_request": "刷脸认证请求无效，请重新发起",
+    "face_not_detected": "未检测到人脸，请在光线充足处正对手机重试",
+    "id_mismatch": "姓名与身份证号码不匹配，请核对后重试",
+    "face_mismatch": "人脸与身份证信息不一致，须本人完成刷脸认证",
+    "face_pending": "认证结果还在核验中，请稍后再查询",
+    "face_no_permission": "暂无刷脸认证权限，请稍后再试",
+    "face_not_finished": "刷脸认证尚未完成，请先完成刷脸",
+    "face_client_failed": "刷脸未完成（已取消或设备权限不足），请重新发起",
+    "face_failed": "刷脸认证未通过，请重试；多次失败请到签发机构现场办理",
+}
+
+
+def face_failure_code(verify_ret: int) -> str:
+    """Our stable code for a WeChat face-verification verdict that is not a pass."""
+    if 90001 <= verify_ret <= 90199:
+        return "face_client_failed"
+    return _FACE_FAILURES.get(verify_ret, "face_failed")
+
+
+def form_digest(form: JSON) -> str:
+    """SHA-256 (hex) of the form's RFC 8785 canonical JSON: what the mother signs."""
+    return hashlib.sha256(rfc8785.dumps(form)).hexdigest()
+
+
+def _text(value: str, field: str, *, low: int = 2, high: int = 200) -> str:
+    cleaned = " ".join(value.split())
+    if not low <= len(cleaned) <= high:
+        raise InvalidValue(field, "invalid_text", f"请填写{low}到{high}个字")
+    return cleaned
+
+
+class NotReady(RuleViolated):
+    """A step the command needs has not been done yet; ``missing`` names them."""
+
+    code = "not_ready"
+    message = "申请还有未完成的步骤"
+
+    def __init__(self, missing: list[str]) -> None:
+        names = "、".join(STEP_NAMES.get(step, step) for step in missing)
+        super().__init__(f"请先完成：{names}")
+        self.missing = list(missing)
+
+
+STEP_NAMES: Final = {
+    "mother_verified": "母亲刷脸认证",
+    "delivery_record_linked": "关联分娩记录",
+    "delivery_info_confirmed": "确认分娩信息",
+    "details_provided": "填写新生儿姓名及父母信息",
+    "father_verified": "父亲刷脸认证（或上传父亲手持身份证照片）",
+    "documents_uploaded": "上传父母身份证照片",
+    "form_signed": "在登记表上电子签名",
+    "delivery_method_chosen": "选择领取方式",
+    "postage_paid": "支付邮寄费用",
+}
+
+
+class BirthCertificateApplication(Aggregate):
+    """One application for a first Birth Medical Certificate, started by the newborn's mother."""
+
+    TOPIC = "birthcert:BirthCertificateApplication"
+
+    class Event(Aggregate.Event):
+        """Base of this aggregate's events: each records who acted (``Actor.to_dict()``)."""
+
+        actor: JSON
+
+    class ApplicationStarted(Event, Aggregate.Created):
+        """The mother started an application. ``policy`` is the province profile as it was then."""
+
+        TOPIC = "birthcert:ApplicationStarted"
+        applicant_id: str
+        province: str
+        policy: JSON
+        circumstances: JSON
+
+    Created = ApplicationStarted
+
+    class FaceVerificationRequested(Event):
+        """A verify_id was obtained from WeChat for this claimed identity; ``out_seq_no`` is ours."""
+
+        TOPIC = "birthcert:FaceVerificationRequested"
+        role: str
+        out_seq_no: str
+        verify_id: str
+        name: str
+        id_number: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.pending_face[self.out_seq_no] = {
+                "role": self.role,
+                "verify_id": self.verify_id,
+                "name": self.name,
+                "id_number": self.id_number,
+            }
+
+    class FaceVerificationFailed(Event):
+        """WeChat's verdict was not a pass. ``code`` is ours, ``verify_ret`` WeChat's."""
+
+        TOPIC = "birthcert:FaceVerificationFailed"
+        role: str
+        out_seq_no: str
+        verify_ret: int
+        code: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.pending_face.pop(self.out_seq_no, None)
+            a.face_failures += 1
+
+    class FaceVerified(Event):
+        """A parent passed face verification (verify_ret 10000) as this name and resident ID number."""
+
+        TOPIC = "birthcert:FaceVerified"
+        role: str
+        out_seq_no: str
+        name: str
+        id_number: str
+        verify_ret: int
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.pending_face.pop(self.out_seq_no, None)
+            a.verified[self.role] = {"name": self.name, "id_number": self.id_number}
+
+    class DeliveryRecordLinked(Event):
+        """The hospital's delivery record whose mother is the verified mother; ``record`` is its content."""
+
+        TOPIC = "birthcert:DeliveryRecordLinked"
+        delivery_record_id: str
+        institution: str
+        record: JSON
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_record_id = self.delivery_record_id
+            a.institution = self.institution
+            a.record = dict(self.record)
+            a.delivery_confirmed = None
+
+    class DeliveryRecordRefreshed(Event):
+        """The hospital corrected the linked record; the mother must confirm it and sign again.
+
+        An application under review goes back to the parent: its signature no longer covers the form.
+        """
+
+        TOPIC = "birthcert:DeliveryRecordRefreshed"
+        delivery_record_id: str
+        record: JSON
+        reason: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.record = dict(self.record)
+            a.delivery_confirmed = None
+            if a.state == SUBMITTED:
+                a.state = RETURNED
+                a.rejection = {
+                    "reasons": [f"医院已更正分娩信息：{self.reason}"],
+                    "fields": ["delivery_record"],
+                }
+
+    class DeliveryInfoConfirmed(Event):
+        """The mother confirmed the delivery record as shown to her."""
+
+        TOPIC = "birthcert:DeliveryInfoConfirmed"
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_confirmed = True
+            a.dispute_reason = None
+
+    class DeliveryInfoDisputed(Event):
+        """The mother says the delivery record is wrong; the hospital must correct it."""
+
+        TOPIC = "birthcert:DeliveryInfoDisputed"
+        reason: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_confirmed = False
+            a.dispute_reason = self.reason
+
+    class DetailsProvided(Event):
+        """The newborn's name and the parents' details. ``father`` is None for a single mother."""
+
+        TOPIC = "birthcert:DetailsProvided"
+        newborn_name: str
+        mother: JSON
+        father: JSON | None
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.details = {"newborn_name": self.newborn_name, "mother": self.mother, "father": self.father}
+
+    class DocumentUploaded(Event):
+        """An ID photo was stored (encrypted, content-addressed); only its reference is here."""
+
+        TOPIC = "birthcert:DocumentUploaded"
+        kind: str
+        document_id: str
+        sha256: str
+        content_type: str
+        size: int
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.documents[self.kind] = {
+                "document_id": self.document_id,
+                "sha256": self.sha256,
+                "content_type": self.content_type,
+                "size": self.size,
+            }
+
+    class FatherIdPhotoAccepted(Event):
+        """Where the province allows it: a photo of the father holding his ID stands in for his face check."""
+
+        TOPIC = "birthcert:FatherIdPhotoAccepted"
+        document_id: str
+        father_id_number: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.father_handheld_for = self.father_id_number
+
+    class FormSigned(Event):
+        """The mother e-signed exactly ``form`` (canonical JSON hashed to ``form_sha256``)."""
+
+        TOPIC = "birthcert:FormSigned"
+        form: JSON
+        form_sha256: str
+        signature_document_id: str
+        signature_sha256: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.signature = {
+                "form_sha256": self.form_sha256,
+                "signature_document_id": self.signature_document_id,
+                "signature_sha256": self.signature_sha256,
+            }
+            a.signatures += 1
+
+    class DeliveryMethodChosen(Event):
+        """EMS to ``recipient`` ({name, phone, address}) or on-site pickup (recipient None)."""
+
+        TOPIC = "birthcert:DeliveryMethodChosen"
+        method: str
+        recipient: JSON | None
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_method = {"method": self.method, "recipient": self.recipient}
+
+    class PostageOrderPlaced(Event):
+        """A WeChat Pay order for the postage; the notification must match its amount."""
+
+        TOPIC = "birthcert:PostageOrderPlaced"
+        out_trade_no: str
+        amount_fen: int
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.postage_orders[self.out_trade_no] = self.amount_fen
+
+    class PostagePaid(Event):
+        """WeChat Pay confirmed the postage order (signature and amount checked)."""
+
+        TOPIC = "birthcert:PostagePaid"
+        out_trade_no: str
+        amount_fen: int
+        transaction_id: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.postage_paid = {"out_trade_no": self.out_trade_no, "transaction_id": self.transaction_id}
+
+    class Submitted(Event):
+        """Sent to the issuing institution for review. ``submission`` counts from 1."""
+
+        TOPIC = "birthcert:Submitted"
+        submission: int
+        form_sha256: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = SUBMITTED
+            a.submissions = self.submission
+            a.rejection = None
+            if a.first_submitted_at is None:
+                a.first_submitted_at = self.timestamp.isoformat()
+            a.submitted_at = self.timestamp.isoformat()
+
+    class Rejected(Event):
+        """Sent back to the parent with reasons and the fields to fix."""
+
+        TOPIC = "birthcert:Rejected"
+        reasons: list[str]
+        fields: list[str]
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = RETURNED
+            a.rejection = {"reasons": list(self.reasons), "fields": list(self.fields)}
+
+    class ReferredToCounter(Event):
+        """The application can no longer proceed online; the parents must go to the counter."""
+
+        TOPIC = "birthcert:ReferredToCounter"
+        reason: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = COUNTER_ONLY
+            a.counter_reason = self.reason
+
+    class Withdrawn(Event):
+        """The mother withdrew the application before issue."""
+
+        TOPIC = "birthcert:Withdrawn"
+        reason: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = WITHDRAWN
+
+    class Issued(Event):
+        """The certificate was printed on the blank numbered ``certificate_number``."""
+
+        TOPIC = "birthcert:Issued"
+        certificate_number: str
+        issuer_name: str
+        sealer_name: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = ISSUED
+            a.certificate_number = self.certificate_number
+
+    class Dispatched(Event):
+        """Handed to the courier with this waybill number. v2 added ``carrier``."""
+
+        TOPIC = "birthcert:Dispatched"
+        class_version = 2
+        tracking_number: str
+        carrier: str
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 events predate other carriers: every one of them went by EMS."""
+            state["carrier"] = "EMS"
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = DISPATCHED
+            a.tracking_number = self.tracking_number
+
+    class Delivered(Event):
+        """The courier reported the parcel signed for."""
+
+        TOPIC = "birthcert:Delivered"
+        tracking_number: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = DELIVERED
+
+    class CollectedOnSite(Event):
+        """Handed over at the counter to this recipient (name, relation, ID number)."""
+
+        TOPIC = "birthcert:CollectedOnSite"
+        recipient_name: str
+        relation: str
+        recipient_id_number: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = COLLECTED
+
+    class LossReported(Event):
+        """The courier lost or damaged the parcel; a reissue with a new number follows."""
+
+        TOPIC = "birthcert:LossReported"
+        tracking_number: str
+        reason: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = LOST
+
+    class Reissued(Event):
+        """Printed again on a new blank; the old number is void; the registered data is unchanged."""
+
+        TOPIC = "birthcert:Reissued"
+        certificate_number: str
+        voided_certificate_number: str
+        issuer_name: str
+        sealer_name: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = ISSUED
+            a.voided_numbers.append(self.voided_certificate_number)
+            a.certificate_number = self.certificate_number
+            a.tracking_number = None
+
+    class ELicenseIssued(Event):
+        """The electronic certificate (电子证照) was generated for this certificate."""
+
+        TOPIC = "birthcert:ELicenseIssued"
+        licence_id: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.licence_id = self.licence_id
+
+    # ------------------------------------------------------------------ construction
+
+    def __init__(
+        self, actor: JSON, applicant_id: str, province: str, policy: JSON, circumstances: JSON
+    ) -> None:
+        self.applicant_id = applicant_id
+        self.province = province
+        self.policy = dict(policy)
+        self.circumstances = dict(circumstances)
+        self.state: str = DRAFT
+        self.pending_face: dict[str, JSON] = {}
+        self.face_failures = 0
+        self.verified: dict[str, JSON] = {}
+        self.delivery_record_id: str | None = None
+        self.institution: str | None = None
+        self.record: JSON | None = None
+        self.delivery_confirmed: bool | None = None
+        self.dispute_reason: str | None = None
+        self.details: JSON | None = None
+        self.documents: dict[str, JSON] = {}
+        self.father_handheld_for: str | None = None
+        self.signature: JSON | None = None
+        self.signatures = 0
+        self.delivery_method: JSON | None = None
+        self.postage_orders: dict[str, int] = {}
+        self.postage_paid: JSON | None = None
+        self.submissions = 0
+        self.first_submitted_at: str | None = None
+        self.submitted_at: str | None = None
+        self.rejection: JSON | None = None
+        self.counter_reason: str | None = None
+        self.certificate_number: str | None = None
+        self.voided_numbers: list[str] = []
+        self.tracking_number: str | None = None
+        self.licence_id: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        id: UUID,
+        actor: Actor,
+        profile: ProvinceProfile,
+        circumstances: Circumstances,
+    ) -> BirthCertificateApplication:
+        """Only a parent (the mother, proven by her face check later) starts, and only for an online case."""
+        if actor.role != "parent":
+            raise Forbidden("只有新生儿母亲可以发起申办")
+        reasons = check_eligibility(profile, circumstances)
+        if circumstances.parents == "single_father" and "single_father" not in reasons:
+            reasons.insert(0, "single_father")  # never online, whatever a profile says
+        if reasons:
+            raise NotEligibleOnline(reasons, REASON_MESSAGES.get(reasons[0]))
+        return cls._create(
+            cls.ApplicationStarted,
+            id=id,
+            actor=actor.to_dict(),
+            applicant_id=actor.id,
+            province=profile.code,
+            policy=profile.to_dict(),
+            circumstances=_circumstances_dict(circumstances),
+        )
+
+    # ------------------------------------------------------------------ derived state
+
+    @property
+    def profile(self) -> ProvinceProfile:
+        """The province profile snapshotted when the application started."""
+        return ProvinceProfile.from_dict(self.policy)
+
+    @property
+    def stated_circumstances(self) -> Circumstances:
+        """The circumstances the mother stated when she started."""
+        fields = {f.name for f in dataclasses.fields(Circumstances)}
+        return Circumstances(**{k: v for k, v in self.circumstances.items() if k in fields})
+
+    @property
+    def two_parents(self) -> bool:
+        """Whether the father is on the certificate (双亲) rather than a single mother."""
+        return bool(self.circumstances.get("parents") == "both")
+
+    @property
+    def father_confirmed(self) -> bool:
+        """The father in the details passed his face check, or his handheld-ID photo was accepted."""
+        if not self.two_parents:
+            return True
+        if self.details is None or self.details["father"] is None:
+            return False
+        father_id = self.details["father"]["id_number"]
+        verified = self.verified.get("father")
+        if verified is not None and verified["id_number"] == father_id:
+            return True
+        return self.father_handheld_for == father_id and self.profile.father_handheld_id_allowed
+
+    def form(self) -> JSON | None:
+        """The registration form (附件 3) as it would be signed now, or None while incomplete."""
+        mother = self.verified.get("mother")
+        if mother is None or self.record is None or self.details is None:
+            return None
+        record = self.record
+        born_on = datetime.fromisoformat(record["born_at"]).date()
+        mother_details = self.details["mother"]
+        father_details = self.details["father"]
+        father: JSON | None = None
+        if father_details is not None:
+            father = {
+                "name": father_details["name"],
+                "age": IdNumber(father_details["id_number"]).age_on(born_on),
+                "nationality": father_details["nationality"],
+                "ethnicity": father_details["ethnicity"],
+                "id_type": father_details.get("id_type", "resident_id"),
+                "id_number": father_details["id_number"],
+                "address": father_details["address"],
+            }
+        return {
+            "title": FORM_TITLE,
+            "delivery": {
+                "mother_name": record["mother_name"],
+                "inpatient_no": record["inpatient_no"],
+                "newborn_sex": record["newborn_sex"],
+                "born_at": record["born_at"],
+                "gestational_weeks": record["gestational_weeks"],
+                "weight_g": record["weight_g"],
+                "length_cm": record["length_cm"],
+                "birthplace": record["birthplace"],
+                "institution_code": record["institution_code"],
+                "institution_name": record["institution_name"],
+                "attendant": record["attendant"],
+                "entered_on": record["entered_on"],
+            },
+            "newborn": {"name": self.details["newborn_name"]},
+            "mother": {
+                "name": mother["name"],
+                "age": IdNumber(mother["id_number"]).age_on(born_on),
+                "nationality": mother_details["nationality"],
+                "ethnicity": mother_details["ethnicity"],
+                "id_type": "resident_id",
+                "id_number": mother["id_number"],
+                "address": mother_details["address"],
+            },
+            "father": father,
+            "notice": FORM_NOTICE,
+        }
+
+    def form_sha256(self) -> str | None:
+        """The hash the mother must sign now, or None while the form is incomplete."""
+        form = self.form()
+        return None if form is None else form_digest(form)
+
+    @property
+    def signature_valid(self) -> bool:
+        """A signature stands only while the form is exactly what was signed."""
+        return self.signature is not None and self.signature["form_sha256"] == self.form_sha256()
+
+    @property
+    def postage_required(self) -> bool:
+        """Whether the province charges postage up front for the chosen delivery method."""
+        method = self.delivery_method
+        return bool(method and method["method"] == "ems" and self.profile.postage == "prepaid")
+
+    def missing_for_signing(self) -> list[str]:
+        """The steps still needed before the mother can sign."""
+        missing = []
+        if "mother" not in self.verified:
+            missing.append("mother_verified")
+        if self.record is None:
+            missing.append("delivery_record_linked")
+        elif self.delivery_confirmed is not True:
+            missing.append("delivery_info_confirmed")
+        if self.details is None:
+            missing.append("details_provided")
+        if not self.father_confirmed:
+            missing.append("father_verified")
+        return missing
+
+    def missing_for_submission(self) -> list[str]:
+        """The steps still needed before the application can be submitted."""
+        missing = self.missing_for_signing()
+        if [k for k in self.required_documents() if k not in self.documents]:
+            missing.append("documents_uploaded")
+        if not self.signature_valid:
+            missing.append("form_signed")
+        if self.delivery_method is None:
+            missing.append("delivery_method_chosen")
+        elif self.postage_required and self.postage_paid is None:
+            missing.append("postage_paid")
+        return missing
+
+    def required_documents(self) -> list[str]:
+        """ID photos (front and back) of each parent on the certificate."""
+        kinds = ["mother_id_front", "mother_id_back"]
+        if self.two_parents:
+            kinds += ["father_id_front", "father_id_back"]
+        return kinds
+
+    # ------------------------------------------------------------------ guards
+
+    def _as_applicant(self, actor: Actor) -> None:
+        if actor.role != "parent" or actor.id != self.applicant_id:
+            raise Forbidden("只能办理本人发起的申请")
+
+    def _as_issuer(self, actor: Actor) -> None:
+        if actor.role != "issuer":
+            raise Forbidden("只有签发人员可以进行此操作")
+        if self.institution is None or actor.institution != self.institution:
+            raise Forbidden("只能处理本机构的申请")
+
+    def _as_courier_or_issuer(self, actor: Actor) -> None:
+        if actor.role in ("ems", "system"):
+            return
+        self._as_issuer(actor)
+
+    def _editable(self) -> None:
+        if self.state in EDITABLE_STATES:
+            return
+        if self.state in ISSUED_STATES:
+            raise RuleViolated("出生医学证明已签发，登记信息不能更改", code="frozen_after_issue")
+        if self.state == SUBMITTED:
+            raise RuleViolated("申请已提交审核，审核期间不能修改；如需修改请先撤回申请", code="under_review")
+        raise RuleViolated(_closed_message(self.state), code="application_closed")
+
+    def _in_state(self, *states: str) -> None:
+        if self.state not in states:
+            label = STATE_LABELS.get(self.state, self.state)
+            raise RuleViolated(f"申请当前为「{label}」状态，不能进行此操作", code="invalid_state")
+
+    # ------------------------------------------------------------------ the mother's and father's commands
+
+    def request_face_verification(
+        self,
+        actor: Actor,
+        *,
+        role: Literal["mother", "father"],
+        name: PersonName,
+        id_number: IdNumber,
+        out_seq_no: str,
+        verify_id: str = "",
+    ) -> None:
+        """Record that WeChat gave a verify_id for this identity (the client then shows the face check)."""
+        self._as_applicant(actor)
+        self._editable()
+        if not _OUT_SEQ_RE.match(out_seq_no) or out_seq_no in self.pending_face:
+            raise InvalidValue("out_seq_no", "invalid_out_seq_no", "认证流水号无效")
+        if role == "mother":
+            if "mother" in self.verified:
+                raise RuleViolated("母亲已完成刷脸认证", code="already_verified")
+        elif role == "father":
+            if not self.two_parents:
+                raise RuleViolated("单亲母亲申办无需父亲认证", code="no_father")
+            if "mother" not in self.verified:
+                raise NotReady(["mother_verified"])
+            if id_number.value == self.verified["mother"]["id_number"]:
+                raise InvalidValue("id_number", "father_is_mother", "父亲的身份证号码不能与母亲相同")
+        else:
+            raise InvalidValue("role", "invalid_role", "认证角色只能是母亲或父亲")
+        self.trigger_event(
+            self.FaceVerificationRequested,
+            actor=actor.to_dict(),
+            role=role,
+            out_seq_no=out_seq_no,
+            verify_id=verify_id,
+            name=name.value,
+            id_number=id_number.value,
+        )
+
+    def record_face_verification(self, actor: Actor, *, out_seq_no: str, verify_ret: int) -> str | None:
+        """Record WeChat's verdict on a pending check; returns the failure code, or None on a pass."""
+        self._as_applicant(actor)
+        pending = self.pending_face.get(out_seq_no)
+        if pending is None:
+            raise Conflict("该认证流水号无效或已使用，请重新发起刷脸认证", code="verification_used")
+        self._editable()
+        role = pending["role"]
+        if verify_ret != FACE_PASS:
+            code = face_failure_code(verify_ret)
+            self.trigger_event(
+                self.FaceVerificationFailed,
+                actor=actor.to_dict(),
+                role=role,
+                out_seq_no=out_seq_no,
+                verify_ret=verify_ret,
+                code=code,
+            )
+            return code
+        if (
+            role == "mother"
+            and self.record is not None
+            and self.record["mother_id_number"] != pending["id_number"]
+        ):
+            raise RuleViolated(REASON_NOT_MOTHER, code="not_delivery_mother")
+        self.trigger_event(
+            self.FaceVerified,
+            actor=actor.to_dict(),
+            role=role,
+            out_seq_no=out_seq_no,
+            name=pending["name"],
+            id_number=pending["id_number"],
+            verify_ret=verify_ret,
+        )
+        return None
+
+    def link_delivery_record(
+        self, actor: Actor, *, delivery_record_id: str, record: JSON, now: datetime
+    ) -> None:
+        """Attach the hospital's delivery record whose mother is the verified mother (防冒领)."""
+        self._as_applicant(actor)
+        self._editable()
+        mother = self.verified.get("mother")
+        if mother is None:
+            raise NotReady(["mother_verified"])
+        if self.delivery_record_id is not None:
+            if self.delivery_record_id == delivery_record_id:
+                return
+            raise RuleViolated("申请已关联分娩记录", code="already_linked")
+        if record["mother_id_number"] != mother["id_number"]:
+            raise RuleViolated(REASON_NOT_MOTHER, code="not_delivery_mother")
+        if record["province"] != self.province:
+            raise RuleViolated("该分娩记录属于其他省份，请通过当地的申领入口办理", code="wrong_province")
+        window = application_window_error(self.profile, datetime.fromisoformat(record["born_at"]), now)
+        if window is not None:
+            raise RuleViolated(REASON_MESSAGES.get(window), code=window)
+        self.trigger_event(
+            self.DeliveryRecordLinked,
+            actor=actor.to_dict(),
+            delivery_record_id=delivery_record_id,
+            institution=record["institution_code"],
+            record=record,
+        )
+
+    def refresh_delivery_record(self, actor: Actor, *, record: JSON, reason: str) -> None:
+        """Take in the hospital's correction of the linked record (only before issue)."""
+        if actor.role not in ("hospital", "system") or (
+            actor.role == "hospital" and actor.institution != self.institution
+        ):
+            raise Forbidden("只有助产机构可以更正分娩信息")
+        if self.state in ISSUED_STATES:
+            raise RuleViolated("出生医学证明已签发，分娩信息不能更正", code="frozen_after_issue")
+        if self.state in CLOSED_STATES or self.record is None:
+            return
+        if record["mother_id_number"] != self.record["mother_id_number"]:
+            raise RuleViolated("已关联申请的分娩记录不能更改产妇身份", code="mother_change_while_linked")
+        if record == self.record:
+            return
+        self.trigger_event(
+            self.DeliveryRecordRefreshed,
+            actor=actor.to_dict(),
+            delivery_record_id=self.delivery_record_id or "",
+            record=record,
+            reason=_text(reason, "reason"),
+        )
+
+    def confirm_delivery_info(self, actor: Actor) -> None:
+        """The mother confirms the delivery record shown to her."""
+        self._as_applicant(actor)
+        self._editable()
+        if self.record is None:
+            raise NotReady(["delivery_record_linked"])
+        if self.delivery_confirmed is True:
+            return
+        self.trigger_event(self.DeliveryInfoConfirmed, actor=actor.to_dict())
+
+    def dispute_delivery_info(self, actor: Actor, *, reason: str) -> None:
+        """The mother says the delivery record is wrong, and why."""
+        self._as_applicant(actor)
+        self._editable()
+        if self.record is None:
+            raise NotReady(["delivery_record_linked"])
+        self.trigger_event(self.DeliveryInfoDisputed, actor=actor.to_dict(), reason=_text(reason, "reason"))
+
+    def provide_details(
+        self,
+        actor: Actor,
+        *,
+        newborn_name: PersonName,
+        mother: ParentDetails,
+        father: ParentDetails | None,
+    ) -> None:
+        """The newborn's name and both parents' details (or the mother's alone, for a single mother)."""
+        self._as_applicant(actor)
+        self._editable()
+        verified_mother = self.verified.get("mother")
+        if verified_mother is None:
+            raise NotReady(["mother_verified"])
+        if self.two_parents and father is None:
+            raise InvalidValue("father", "father_required", "请填写父亲信息")
+        if not self.two_parents and father is not None:
+            raise InvalidValue("father", "father_not_allowed", "单亲母亲申办不填写父亲信息")
+        if father is not None:
+            if father.name is None or father.id_number is None:
+                raise InvalidValue("father", "father_required", "请填写父亲的姓名和身份证号码")
+            if father.id_number.value == verified_mother["id_number"]:
+                raise InvalidValue("father.id_number", "father_is_mother", "父亲的身份证号码不能与母亲相同")
+            if self.record is not None:
+                born_on = datetime.fromisoformat(self.record["born_at"]).date()
+                if father.id_number.age_on(born_on) < 12:
+                    raise InvalidValue(
+                        "father.id_number", "implausible_parent_age", "父亲身份证号码与新生儿出生日期不符"
+                    )
+        # Nationality and residency can reveal a case the profile keeps at the counter.
+        circumstances = dataclasses.replace(
+            self.stated_circumstances,
+            mother_residency=mother.effective_residency,
+            father_residency=None if father is None else father.effective_residency,
+        )
+        reasons = check_eligibility(self.profile, circumstances)
+        mother_name = PersonName(verified_mother["name"])
+        reasons += check_newborn_surname(
+            self.profile, newborn_name, mother_name, None if father is None else father.name
+        )
+        if reasons:
+            raise NotEligibleOnline(reasons, REASON_MESSAGES.get(reasons[0]))
+        self.trigger_event(
+            self.DetailsProvided,
+            actor=actor.to_dict(),
+            newborn_name=newborn_name.value,
+            mother=mother.to_dict(),
+            father=None if father is None else father.to_dict(),
+        )
+
+    def upload_document(
+        self, actor: Actor, *, kind: str, document_id: str, sha256: str, content_type: str, size: int
+    ) -> None:
+        """Attach an ID photo; the father's handheld-ID photo also stands in for his face check where allowed."""
+        self._as_applicant(actor)
+        self._editable()
+        if kind not in DOCUMENT_KINDS:
+            raise InvalidValue("kind", "invalid_document_kind", "材料类型不正确")
+        if kind.startswith("father") and not self.two_parents:
+            raise InvalidValue("kind", "father_not_allowed", "单亲母亲申办无需上传父亲材料")
+        handheld = kind == "father_handheld_id"
+        father_id: str | None = None
+        if handheld:
+            if not self.profile.father_handheld_id_allowed:
+                raise RuleViolated("本省不支持以手持身份证照片代替父亲刷脸认证", code="handheld_not_allowed")
+            if self.details is None or self.details["father"] is None:
+                raise NotReady(["details_provided"])
+            father_id = self.details["father"]["id_number"]
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256) or size <= 0:
+            raise InvalidValue("file", "invalid_document", "上传的文件无效")
+        self.trigger_event(
+            self.DocumentUploaded,
+            actor=actor.to_dict(),
+            kind=kind,
+            document_id=document_id,
+            sha256=sha256,
+            content_type=content_type,
+            size=size,
+        )
+        if father_id is not None:
+            self.trigger_event(
+                self.FatherIdPhotoAccepted,
+                actor=actor.to_dict(),
+                document_id=document_id,
+                father_id_number=father_id,
+            )
+
+    def sign_form(
+        self, actor: Actor, *, form_sha256: str, signature_document_id: str, signature_sha256: str
+    ) -> None:
+        """The mother's e-signature, bound to the exact form she was shown."""
+        self._as_applicant(actor)
+        self._editable()
+        missing = self.missing_for_signing()
+        if missing:
+            raise NotReady(missing)
+        form = self.form()
+        if form is None:
+            raise NotReady(["details_provided"])
+        current = form_digest(form)
+        if form_sha256 != current:
+            raise Conflict("登记表内容已变化，请重新查看后再签名", code="stale_form")
+        self.trigger_event(
+            self.FormSigned,
+            actor=actor.to_dict(),
+            form=form,
+            form_sha256=current,
+            signature_document_id=signature_document_id,
+            signature_sha256=signature_sha256,
+        )
+
+    def choose_delivery_method(self, actor: Actor, *, method: str, recipient: Recipient | None) -> None:
+        """EMS to a recipient, or pickup at the issuing institution."""
+        self._as_applicant(actor)
+        self._editable()
+        if method == "ems":
+            if recipient is None:
+                raise InvalidValue("recipient", "recipient_required", "邮寄到家需要填写收件人信息")
+            payload: JSON | None = recipient.to_dict()
+        elif method == "pickup":
+            payload = None
+        else:
+            raise InvalidValue(
+                "method", "invalid_delivery_method", "领取方式只能是邮寄（ems）或现场领取（pickup）"
+            )
+        if self.postage_paid is not None and method != "ems":
+            raise RuleViolated("已支付邮寄费用，不能改为现场领取", code="postage_already_paid")
+        self.trigger_event(self.DeliveryMethodChosen, actor=actor.to_dict(), method=method, recipient=payload)
+
+    def place_postage_order(self, actor: Actor, *, out_trade_no: str) -> int:
+        """Open a WeChat Pay order for the postage; returns the amount in fen."""
+        self._as_applicant(actor)
+        self._editable()
+        if self.profile.postage != "prepaid":
+            raise RuleViolated("本省邮寄费用由申办人与邮政部门结算，无需在线支付", code="postage_not_prepaid")
+        if self.delivery_method is None or self.delivery_method["method"] != "ems":
+            raise RuleViolated("请先选择邮寄到家", code="delivery_method_not_ems")
+        if self.postage_paid is not None:
+            raise RuleViolated("邮寄费用已支付", code="postage_already_paid")
+        if not _OUT_TRADE_RE.match(out_trade_no):
+            raise InvalidValue("out_trade_no", "invalid_out_trade_no", "订单号无效")
+        amount = self.profile.postage_fee_fen
+        self.trigger_event(
+            self.PostageOrderPlaced, actor=actor.to_dict(), out_trade_no=out_trade_no, amount_fen=amount
+        )
+        return amount
+
+    def record_postage_paid(
+        self, actor: Actor, *, out_trade_no: str, amount_fen: int, transaction_id: str
+    ) -> bool:
+        """WeChat Pay's notification; False when it was already recorded (notifications repeat)."""
+        if actor.role != "system":
+            raise Forbidden("支付结果只能由支付平台通知")
+        expected = self.postage_orders.get(out_trade_no)
+        if expected is None:
+            raise RuleViolated("未找到对应的支付订单", code="unknown_order")
+        if amount_fen != expected:
+            raise RuleViolated("支付金额与订单金额不符", code="amount_mismatch")
+        if self.postage_paid is not None:
+            if self.postage_paid["transaction_id"] == transaction_id:
+                return False
+            raise RuleViolated("邮寄费用已支付", code="postage_already_paid")
+        self.trigger_event(
+            self.PostagePaid,
+            actor=actor.to_dict(),
+            out_trade_no=out_trade_no,
+            amount_fen=amount_fen,
+            transaction_id=transaction_id,
+        )
+        return True
+
+    def submit(self, actor: Actor) -> None:
+        """Send for review: needs a valid signature, a delivery method and any prepaid postage."""
+        self._as_applicant(actor)
+        self._editable()
+        missing = self.missing_for_submission()
+        if missing:
+            raise NotReady(missing)
+        self.trigger_event(
+            self.Submitted,
+            actor=actor.to_dict(),
+            submission=self.submissions + 1,
+            form_sha256=self.signature["form_sha256"] if self.signature else "",
+        )
+
+    def withdraw(self, actor: Actor, *, reason: str = "申办人撤回") -> None:
+        """The mother withdraws; only before issue."""
+        self._as_applicant(actor)
+        if self.state in ISSUED_STATES:
+            raise RuleViolated("出生医学证明已签发，不能撤回申请", code="frozen_after_issue")
+        if self.state == WITHDRAWN:
+            raise RuleViolated("申请已撤回", code="application_closed")
+        self.trigger_event(self.Withdrawn, actor=actor.to_dict(), reason=_text(reason, "reason", low=1))
+
+    # ------------------------------------------------------------------ the issuer's commands
+
+    def reject(self, actor: Actor, *, reasons: list[str], fields: list[str]) -> None:
+        """Back to the parent with reasons and the fields to fix; past the limit, to the counter."""
+        self._as_issuer(actor)
+        self._in_state(SUBMITTED)
+        cleaned = [_text(r, f"reasons[{i}]") for i, r in enumerate(reasons)]
+        if not cleaned:
+            raise InvalidValue("reasons", "reasons_required", "请填写驳回原因")
+        if not fields:
+            raise InvalidValue("fields", "fields_required", "请选择需要修改的项目")
+        for i, name in enumerate(fields):
+            if name not in FIXABLE_FIELDS:
+                raise InvalidValue(f"fields[{i}]", "invalid_field", f"无法识别的修改项目：{name}")
+        self.trigger_event(
+            self.Rejected, actor=actor.to_dict(), reasons=cleaned, fields=list(dict.fromkeys(fields))
+        )
+        limit = self.profile.modification_limit
+        if limit is not None and self.submissions > limit:
+            self.trigger_event(self.ReferredToCounter, actor=actor.to_dict(), reason="modification_limit")
+
+    def issue(
+        self, actor: Actor, *, certificate_number: CertificateNumber, issuer_name: str, sealer_name: str
+    ) -> None:
+        """Print the certificate on the numbered blank (the number's uniqueness is the service's index)."""
+        self._as_issuer(actor)
+        self._in_state(SUBMITTED)
+        if not self.signature_valid:
+            raise RuleViolated("登记表签名已失效，不能签发", code="signature_invalid")
+        self.trigger_event(
+            self.Issued,
+            actor=actor.to_dict(),
+            certificate_number=certificate_number.value,
+            issuer_name=_text(issuer_name, "issuer_name", low=1, high=30),
+            sealer_name=_text(sealer_name, "sealer", low=1, high=30),
+        )
+
+    def dispatch(self, actor: Actor, *, tracking_number: str, carrier: str = "EMS") -> None:
+        """Hand an issued EMS certificate to the courier."""
+        self._as_courier_or_issuer(actor)
+        self._in_state(ISSUED)
+        if self.delivery_method is None or self.delivery_method["method"] != "ems":
+            raise RuleViolated("该申请选择现场领取，不能邮寄", code="not_ems")
+        number = tracking_number.strip().upper()
+        if not _TRACKING_RE.match(number):
+            raise InvalidValue("tracking_number", "invalid_tracking_number", "邮件号格式不正确")
+        self.trigger_event(self.Dispatched, actor=actor.to_dict(), tracking_number=number, carrier=carrier)
+
+    def record_delivered(self, actor: Actor) -> bool:
+        """The courier's report that the parcel was signed for; False if already recorded."""
+        self._as_courier_or_issuer(actor)
+        if self.state == DELIVERED:
+            return False
+        self._in_state(DISPATCHED)
+        self.trigger_event(self.Delivered, actor=actor.to_dict(), tracking_number=self.tracking_number or "")
+        return True
+
+    def hand_over(
+        self, actor: Actor, *, recipient_name: PersonName, relation: str, recipient_id: IdNumber
+    ) -> None:
+        """On-site pickup: who took the certificate, their relation to the newborn and their ID."""
+        self._as_issuer(actor)
+        self._in_state(ISSUED)
+        if self.delivery_method is None or self.delivery_method["method"] != "pickup":
+            raise RuleViolated("该申请选择邮寄到家，不能现场领取", code="not_pickup")
+        if relation not in HANDOVER_RELATIONS:
+            raise InvalidValue("relation", "invalid_relation", "与新生儿关系只能是母亲、父亲或受委托人")
+        self.trigger_event(
+            self.CollectedOnSite,
+            actor=actor.to_dict(),
+            recipient_name=recipient_name.value,
+            relation=relation,
+            recipient_id_number=recipient_id.value,
+        )
+
+    def report_loss(self, actor: Actor, *, reason: str) -> bool:
+        """The courier lost or damaged the parcel; False if already reported."""
+        self._as_courier_or_issuer(actor)
+        if self.state == LOST:
+            return False
+        self._in_state(DISPATCHED)
+        self.trigger_event(
+            self.LossReported,
+            actor=actor.to_dict(),
+            tracking_number=self.tracking_number or "",
+            reason=_text(reason, "reason"),
+        )
+        return True
+
+    def reissue(
+        self, actor: Actor, *, certificate_number: CertificateNumber, issuer_name: str, sealer_name: str
+    ) -> None:
+        """After a loss: a new blank and number, the old number void, the registered data unchanged."""
+        self._as_issuer(actor)
+        self._in_state(LOST)
+        if (
+            certificate_number.value == self.certificate_number
+            or certificate_number.value in self.voided_numbers
+        ):
+            raise Conflict("该证件编号已使用", code="certificate_number_used")
+        self.trigger_event(
+            self.Reissued,
+            actor=actor.to_dict(),
+            certificate_number=certificate_number.value,
+            voided_certificate_number=self.certificate_number or "",
+            issuer_name=_text(issuer_name, "issuer_name", low=1, high=30),
+            sealer_name=_text(sealer_name, "sealer", low=1, high=30),
+        )
+
+    def issue_elicense(self, actor: Actor, *, licence_id: str) -> None:
+        """Record the electronic certificate generated after printing."""
+        if actor.role not in ("issuer", "system"):
+            raise Forbidden()
+        if self.state not in ISSUED_STATES or self.state == LOST:
+            raise RuleViolated("证件尚未签发", code="invalid_state")
+        if self.licence_id is not None:
+            raise RuleViolated("电子证照已生成", code="already_issued")
+        self.trigger_event(
+            self.ELicenseIssued, actor=actor.to_dict(), licence_id=_text(licence_id, "licence_id", low=4)
+        )
+
+
+REASON_NOT_MOTHER: Final = "认证的身份与医院分娩记录中的产妇不一致，只有新生儿母亲本人可以申办"
+
+
+def _closed_message(state: str) -> str:
+    if state == WITHDRAWN:
+        return "申请已撤回"
+    return "该申请需到签发机构现场办理，不能继续网上申领"
+
+
+def _circumstances_dict(c: Circumstances) -> JSON:
+    return dataclasses.asdict(c)
+
+
+class ParentDetails:
+    """A parent's details as the form records them (the mother's name and ID come from her face check)."""
+
+    __slots__ = ("address", "ethnicity", "id_number", "name", "nationality", "residency", "source")
+
+    def __init__(
+        self,
+        *,
+        nationality: Nationality,
+        ethnicity: EthnicGroup,
+        address: Address,
+        residency: Residency = "mainland",
+        name: PersonName | None = None,
+        id_number: IdNumber | None = None,
+        source: Literal["typed", "registry"] = "typed",
+    ) -> None:
+        self.nationality = nationality
+        self.ethnicity = ethnicity
+        self.address = address
+        self.residency: Residency = residency
+        self.name = name
+        self.id_number = id_number
+        self.source = source
+
+    @property
+    def effective_residency(self) -> Residency:
+        """A non-Chinese nationality is a foreign national, whatever residency was claimed."""
+        return "foreign" if not self.nationality.is_chinese else self.residency
+
+    def to_dict(self) -> JSON:
+        """The event's plain form of these details."""
+        out: JSON = {
+            "nationality": self.nationality.code,
+            "ethnicity": self.ethnicity.code,
+            "address": self.address.value,
+            "residency": self.effective_residency,
+            "id_type": "resident_id",
+            "source": self.source,
+        }
+        if self.name is not None:
+            out["name"] = self.name.value
+        if self.id_number is not None:
+            out["id_number"] = self.id_number.value
+        return out
+
+
+class Recipient:
+    """Who receives the EMS parcel."""
+
+    __slots__ = ("address", "name", "phone")
+
+    def __init__(self, *, name: PersonName, phone: MobileNumber, address: Address) -> None:
+        self.name = name
+        self.phone = phone
+        self.address = address
+
+    def to_dict(self) -> JSON:
+        """The event's plain form of the recipient."""
+        return {"name": self.name.value, "phone": self.phone.value, "address": self.address.value}

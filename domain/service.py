@@ -1,0 +1,828 @@
+"""Applications: the service layer. One method per command, each taking who acts.
+
+Each command loads the aggregates it needs, checks ``expected_version`` (HTTP ``If-Match``),
+calls the aggregates' command methods and saves everything it changed in ONE ``save()`` —
+one transaction — together with any index aggregates that make a value unique. An index
+aggregate's id is ``uuid5(INDEX_NAMESPACE, kind + ":" + HMAC-SHA256(index key, kind + ":" + value))``
+(docs/decisions/0002-index-ids.md): creating it twice violates the store's own
+(originator_id, version) key, so two racing commands cannot both use a certificate number, a
+face-verification sequence number or a delivery record's first certificate. The HMAC keeps
+personal values (ID numbers) out of the stored ids, which are not encrypted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from domain.application import (
+    CLOSED_STATES,
+    ISSUED_STATES,
+    BirthCertificateApplication,
+    ParentDetails,
+    Recipient,
+)
+from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
+from domain.errors import Conflict, DomainError, Forbidden, NotFound, RuleViolated
+from domain.policy import REASON_MESSAGES, Circumstances, application_window_error, get_profile
+from domain.staff import (
+    AccessRecord,
+    InstitutionRecord,
+    StaffAccount,
+    check_institution_code,
+    check_username,
+)
+from domain.values import Actor, CertificateNumber, IdNumber, PersonName
+
+log = logging.getLogger(__name__)
+
+# Fixed forever: changing it (or the index key) would forget every used number.
+INDEX_NAMESPACE = UUID("6f1c1b0e-8f4e-5b7a-9a51-3c2d0e5b9a10")
+NOT_DELIVERY_MOTHER = (
+    "未找到以该身份登记的分娩记录：只有医院分娩记录中的产妇本人可以申办；如医院尚未录入，请稍后再试"
+)
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class Index(Aggregate):
+    """An index entry: ``kind`` of a keyed value → the ids that use it (usually exactly one)."""
+
+    TOPIC = "birthcert:Index"
+
+    class Event(Aggregate.Event):
+        """Base of the index's events."""
+
+    class IndexCreated(Event, Aggregate.Created):
+        """The value was used for the first time, by ``ref``."""
+
+        TOPIC = "birthcert:IndexCreated"
+        kind: str
+        ref: str
+
+    Created = IndexCreated
+
+    class RefAdded(Event):
+        """Another id uses the value (multi-valued indexes only, e.g. a mother's deliveries)."""
+
+        TOPIC = "birthcert:IndexRefAdded"
+        ref: str
+
+        def apply(self, index: Index) -> None:
+            index.refs.append(self.ref)
+
+    class RefRemoved(Event):
+        """An id no longer uses the value."""
+
+        TOPIC = "birthcert:IndexRefRemoved"
+        ref: str
+
+        def apply(self, index: Index) -> None:
+            index.refs.remove(self.ref)
+
+    def __init__(self, kind: str, ref: str) -> None:
+        self.kind = kind
+        self.refs = [ref]
+
+    @classmethod
+    def create(cls, index_id: UUID, kind: str, ref: str) -> Index:
+        """A new index entry."""
+        return cls._create(cls.IndexCreated, id=index_id, kind=kind, ref=ref)
+
+    def add(self, ref: str) -> None:
+        """Add a reference (no-op if present)."""
+        if ref not in self.refs:
+            self.trigger_event(self.RefAdded, ref=ref)
+
+    def remove(self, ref: str) -> None:
+        """Remove a reference (no-op if absent)."""
+        if ref in self.refs:
+            self.trigger_event(self.RefRemoved, ref=ref)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: the application (or record) id, its new version and the log position."""
+
+    id: UUID
+    version: int
+    position: int | None
+    aggregate: Aggregate
+    detail: str | None = None
+
+
+class Applications(Application[UUID]):
+    """Birth Medical Certificate applications and delivery records: every command of the service."""
+
+    name = "Applications"
+    snapshotting_intervals = {BirthCertificateApplication: 50, DeliveryRecord: 50}  # noqa: RUF012
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(dict(env) if env is not None else None)
+        interval = int(self.env.get("BIRTHCERT_SNAPSHOT_INTERVAL", "50") or "50")
+        if interval < 1:
+            msg = "BIRTHCERT_SNAPSHOT_INTERVAL must be at least 1"
+            raise ValueError(msg)
+        # The class default switches snapshotting on; the interval is configurable per deployment.
+        self.snapshotting_intervals = {  # type: ignore[misc]
+            BirthCertificateApplication: interval,
+            DeliveryRecord: interval,
+        }
+        key = self.env.get("BIRTHCERT_INDEX_KEY")
+        if key:
+            self._index_key = base64.b64decode(key)
+        elif self.env.get("PERSISTENCE_MODULE", "eventsourcing.popo") in ("", "eventsourcing.popo"):
+            self._index_key = os.urandom(32)  # an in-memory store forgets everything anyway
+        else:
+            msg = "BIRTHCERT_INDEX_KEY must be set for a persistent event store"
+            raise ValueError(msg)
+        self.default_province = self.env.get("BIRTHCERT_PROVINCE", "GD") or "GD"
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def index_id(self, kind: str, value: str) -> UUID:
+        """The id of the index aggregate for ``value`` of ``kind`` (keyed, so no personal data shows)."""
+        digest = hmac.new(self._index_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return uuid5(INDEX_NAMESPACE, f"{kind}:{digest}")
+
+    def _get(self, cls: type[A], aggregate_id: UUID | str) -> A:
+        try:
+            agg: Aggregate = self.repository.get(UUID(str(aggregate_id)))
+        except (AggregateNotFoundError, ValueError):
+            raise NotFound() from None
+        if not isinstance(agg, cls):
+            raise NotFound()
+        return agg
+
+    def _find_index(self, kind: str, value: str) -> Index | None:
+        try:
+            index: Aggregate = self.repository.get(self.index_id(kind, value))
+        except AggregateNotFoundError:
+            return None
+        return index if isinstance(index, Index) else None
+
+    def _save(self, *aggregates: Aggregate, conflict: Callable[[], DomainError] | None = None) -> int | None:
+        """Save in one transaction; a lost race becomes a 409 (never a half-written change)."""
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            if conflict is not None:
+                raise conflict() from None
+            raise Conflict(code="concurrent_modification") from None
+        return recordings[-1].notification.id if recordings else None
+
+    def _outcome(self, agg: Aggregate, position: int | None, detail: str | None = None) -> Outcome:
+        return Outcome(id=agg.id, version=agg.version, position=position, aggregate=agg, detail=detail)
+
+    def _load_application(
+        self, app_id: UUID | str, expected_version: int | None
+    ) -> BirthCertificateApplication:
+        app = self._get(BirthCertificateApplication, app_id)
+        if expected_version is not None and expected_version != app.version:
+            raise Conflict("申请已被更新，请刷新后重试", code="version_mismatch", current_version=app.version)
+        return app
+
+    def _command(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        expected_version: int | None,
+        act: Callable[[BirthCertificateApplication], Any],
+    ) -> Outcome:
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        result = act(app)
+        position = self._save(app)
+        return self._outcome(app, position, result if isinstance(result, str) else None)
+
+    # ------------------------------------------------------------------ queries
+
+    def get_application(self, actor: Actor, app_id: UUID | str) -> BirthCertificateApplication:
+        """The application, if this actor may see it (otherwise NotFound: no hint it exists)."""
+        app = self._get(BirthCertificateApplication, app_id)
+        _visible(actor, app)
+        return app
+
+    def get_delivery_record(self, record_id: UUID | str) -> DeliveryRecord:
+        """A delivery record by id."""
+        return self._get(DeliveryRecord, record_id)
+
+    def get_deliveries_of_mother(self, mother_id_number: IdNumber) -> list[DeliveryRecord]:
+        """Every delivery record whose mother is this resident (twins give two)."""
+        index = self._find_index("mother-deliveries", mother_id_number.value)
+        if index is None:
+            return []
+        records = [self._get(DeliveryRecord, ref) for ref in index.refs]
+        return sorted(records, key=lambda r: (r.facts["born_at"], r.facts["birth_order"]))
+
+    def find_application_by_certificate(self, number: CertificateNumber) -> UUID | None:
+        """The application a certificate number was used for (void numbers included)."""
+        index = self._find_index("certificate-number", number.value)
+        return UUID(index.refs[0]) if index else None
+
+    # ------------------------------------------------------------------ institutions and staff accounts
+
+    def register_institution(self, actor: Actor, *, code: str, name: str, province: str) -> Outcome:
+        """An institution joins (code unique forever)."""
+        code = check_institution_code(code)
+        if self._find_index("institution-code", code) is not None:
+            raise Conflict(f"机构代码 {code} 已存在", code="institution_exists")
+        record = InstitutionRecord.register(id=uuid4(), actor=actor, code=code, name=name, province=province)
+        by_code = Index.create(self.index_id("institution-code", code), "institution-code", str(record.id))
+        listing = self._find_index("institutions", "all")
+        if listing is None:
+            listing = Index.create(self.index_id("institutions", "all"), "institutions", str(record.id))
+        else:
+            listing.add(str(record.id))
+        position = self._save(
+            record,
+            by_code,
+            listing,
+            conflict=lambda: Conflict(f"机构代码 {code} 已存在", code="institution_exists"),
+        )
+        return self._outcome(record, position)
+
+    def get_institution(self, code: str) -> Institution:
+        """The institution with this code (NotFound when unknown)."""
+        index = self._find_index("institution-code", code.strip().upper())
+        if index is None:
+            raise NotFound("未找到该机构")
+        record = self._get(InstitutionRecord, index.refs[0])
+        return Institution(record.code, record.name, record.province)
+
+    def list_institutions(self) -> list[Institution]:
+        """Every institution, by code."""
+        listing = self._find_index("institutions", "all")
+        records = [self._get(InstitutionRecord, ref) for ref in (listing.refs if listing else [])]
+        return sorted((Institution(r.code, r.name, r.province) for r in records), key=lambda i: i.code)
+
+    def create_staff_account(
+        self,
+        actor: Actor,
+        *,
+        username: str,
+        role: str,
+        institution: str | None,
+        display_name: str,
+        password_hash: str,
+    ) -> Outcome:
+        """A staff login; the username is unique forever; the institution must exist."""
+        username = check_username(username)
+        if institution is not None:
+            institution = self.get_institution(institution).code
+        if self._find_index("staff-username", username) is not None:
+            raise Conflict(f"用户名 {username} 已存在", code="username_taken")
+        account = StaffAccount.create(
+            id=uuid4(),
+            actor=actor,
+            username=username,
+            role=role,
+            institution=institution,
+            display_name=display_name,
+            password_hash=password_hash,
+        )
+        index = Index.create(self.index_id("staff-username", username), "staff-username", str(account.id))
+        position = self._save(
+            account, index, conflict=lambda: Conflict(f"用户名 {username} 已存在", code="username_taken")
+        )
+        return self._outcome(account, position)
+
+    def get_staff_account(self, username: str) -> StaffAccount | None:
+        """The account with this username, or None."""
+        try:
+            username = check_username(username)
+        except DomainError:
+            return None
+        index = self._find_index("staff-username", username)
+        return None if index is None else self._get(StaffAccount, index.refs[0])
+
+    def change_staff_password(self, actor: Actor, username: str, *, password_hash: str) -> Outcome:
+        """A new password hash for an account."""
+        account = self.get_staff_account(username)
+        if account is None:
+            raise NotFound("未找到该账号")
+        account.change_password(actor, password_hash)
+        return self._outcome(account, self._save(account))
+
+    # ------------------------------------------------------------------ auditors
+
+    def record_personal_data_viewed(self, actor: Actor, app_id: UUID | str, *, what: str) -> Outcome:
+        """An auditor is about to read an application's personal data in full: record who, what, when first."""
+        app = self._get(BirthCertificateApplication, app_id)
+        record = AccessRecord.record(id=uuid4(), actor=actor, application_id=str(app.id), what=what)
+        return self._outcome(record, self._save(record))
+
+    def get_history(self, actor: Actor, app_id: UUID | str) -> list[Any]:
+        """Every event of an application, decrypted (auditors and the application's own issuers)."""
+        app = self.get_application(actor, app_id)
+        return list(self.events.get(app.id))
+
+    # ------------------------------------------------------------------ hospitals
+
+    def record_delivery(self, actor: Actor, *, institution: Institution, facts: DeliveryFacts) -> Outcome:
+        """分娩信息录入: one record per newborn, unique per institution, inpatient number and birth order."""
+        profile = get_profile(institution.province)
+        slot_key = f"{institution.code}:{facts.inpatient_no}:{facts.birth_order}"
+        duplicate = Conflict("该住院病历号的分娩信息已录入", code="delivery_already_recorded")
+        for attempt in range(3):
+            if self._find_index("delivery-slot", slot_key) is not None:
+                raise duplicate
+            record_id = uuid4()
+            record = DeliveryRecord.record(
+                id=record_id,
+                actor=actor,
+                institution=institution,
+                profile=profile,
+                facts=facts,
+                now=self.clock(),
+            )
+            slot = Index.create(self.index_id("delivery-slot", slot_key), "delivery-slot", str(record_id))
+            mothers = self._mother_index(facts.mother_id_number.value, str(record_id))
+            try:
+                position = self._save(record, slot, mothers)
+            except Conflict:
+                # Twins recorded at the same moment race on the mother's index, not on the slot: try again.
+                if attempt == 2 or self._find_index("delivery-slot", slot_key) is not None:
+                    raise (
+                        duplicate
+                        if self._find_index("delivery-slot", slot_key)
+                        else Conflict(code="concurrent_modification")
+                    ) from None
+                continue
+            return self._outcome(record, position)
+        raise Conflict(code="concurrent_modification")  # pragma: no cover - the loop returns or raises
+
+    def _mother_index(self, mother_id: str, ref: str) -> Index:
+        index = self._find_index("mother-deliveries", mother_id)
+        if index is None:
+            return Index.create(self.index_id("mother-deliveries", mother_id), "mother-deliveries", ref)
+        index.add(ref)
+        return index
+
+    def correct_delivery(
+        self,
+        actor: Actor,
+        record_id: UUID | str,
+        *,
+        facts: DeliveryFacts,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Correct a record before issue; a linked application takes the correction (voiding its signature)."""
+        record = self._get(DeliveryRecord, record_id)
+        if actor.role != "hospital" or actor.institution != record.institution_code:
+            raise NotFound()
+        if expected_version is not None and expected_version != record.version:
+            raise Conflict(code="version_mismatch", current_version=record.version)
+        old_mother = record.facts["mother_id_number"]
+        changes = record.correct(actor, facts=facts, reason=reason, now=self.clock())
+        touched: list[Aggregate] = [record]
+        if "mother_id_number" in changes:
+            old_index = self._find_index("mother-deliveries", old_mother)
+            if old_index is not None:
+                old_index.remove(str(record.id))
+                touched.append(old_index)
+            touched.append(self._mother_index(changes["mother_id_number"], str(record.id)))
+        if changes and record.application_id is not None:
+            app = self._get(BirthCertificateApplication, record.application_id)
+            app.refresh_delivery_record(actor, record=record.snapshot(), reason=reason)
+            touched.append(app)
+        return self._outcome(record, self._save(*touched))
+
+    # ------------------------------------------------------------------ parents
+
+    def start_application(
+        self, actor: Actor, *, circumstances: Circumstances, province: str | None = None
+    ) -> Outcome:
+        """申办: the mother starts an application under her province's profile."""
+        profile = get_profile(province or self.default_province)
+        app = BirthCertificateApplication.start(
+            id=uuid4(), actor=actor, profile=profile, circumstances=circumstances
+        )
+        return self._outcome(app, self._save(app))
+
+    def check_face_request(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        role: Literal["mother", "father"],
+        name: PersonName,
+        id_number: IdNumber,
+        out_seq_no: str,
+    ) -> None:
+        """Refuse a face check that could not be recorded, before WeChat is asked for anything."""
+        app = self._load_application(app_id, None)
+        _visible(actor, app)
+        if role == "mother":
+            self._available_delivery(app, id_number)
+        app.request_face_verification(actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no)
+
+    def request_face_verification(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        role: Literal["mother", "father"],
+        name: PersonName,
+        id_number: IdNumber,
+        out_seq_no: str,
+        verify_id: str = "",
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Record the identity a face check (WeChat's ``verify_id``) is about to prove. A mother must be on a record."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        if role == "mother":
+            self._available_delivery(app, id_number)
+        app.request_face_verification(
+            actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
+        )
+        return self._outcome(app, self._save(app))
+
+    def _available_delivery(self, app: BirthCertificateApplication, mother: IdNumber) -> DeliveryRecord:
+        """The first of the mother's delivery records that no other application holds."""
+        records = self.get_deliveries_of_mother(mother)
+        if not records:
+            raise RuleViolated(NOT_DELIVERY_MOTHER, code="not_delivery_mother")
+        free = [
+            r for r in records if r.issued_certificate is None and r.application_id in (None, str(app.id))
+        ]
+        if not free:
+            raise RuleViolated("您的分娩记录已有正在办理或已签发的申请", code="record_in_use")
+        record = free[0]
+        window = application_window_error(
+            app.profile, datetime.fromisoformat(record.facts["born_at"]), self.clock()
+        )
+        if window is not None:
+            raise RuleViolated(REASON_MESSAGES.get(window), code=window)
+        return record
+
+    def record_face_verification(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        out_seq_no: str,
+        verify_ret: int,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """WeChat's verdict. A pass for the mother also links her delivery record, in the same save.
+
+        ``Outcome.detail`` is the failure code when the face check did not pass (the failure is
+        recorded all the same: failed checks are evidence).
+        """
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        pending = app.pending_face.get(out_seq_no)
+        seq_index = Index.create(self.index_id("face-seq", out_seq_no), "face-seq", str(app.id))
+        touched: list[Aggregate] = [app, seq_index]
+        failure = app.record_face_verification(actor, out_seq_no=out_seq_no, verify_ret=verify_ret)
+        if failure is None and pending is not None and pending["role"] == "mother":
+            record = self._available_delivery(app, IdNumber(pending["id_number"]))
+            record.link_application(actor, application_id=str(app.id))
+            app.link_delivery_record(
+                actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+            )
+            touched.append(record)
+        position = self._save(*touched, conflict=lambda: self._used_or_raced("face-seq", out_seq_no))
+        return self._outcome(app, position, failure)
+
+    def _used_or_raced(self, kind: str, value: str) -> DomainError:
+        """After a lost race: was it this value that someone else used, or just the same aggregate?"""
+        if self._find_index(kind, value) is not None:
+            messages = {"face-seq": ("该认证流水号已使用，请重新发起刷脸认证", "verification_used")}
+            message, code = messages.get(kind, ("订单号重复", "duplicate_order"))
+            return Conflict(message, code=code)
+        return Conflict(code="concurrent_modification")
+
+    def link_delivery_record(
+        self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
+    ) -> Outcome:
+        """Link the verified mother's delivery record if that did not happen at her face check."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        if app.delivery_record_id is not None:
+            return self._outcome(app, None)
+        mother = app.verified.get("mother")
+        if mother is None:
+            raise RuleViolated("请先完成母亲刷脸认证", code="not_ready")
+        record = self._available_delivery(app, IdNumber(mother["id_number"]))
+        record.link_application(actor, application_id=str(app.id))
+        app.link_delivery_record(
+            actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+        )
+        return self._outcome(app, self._save(app, record))
+
+    def confirm_delivery_info(
+        self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
+    ) -> Outcome:
+        """The mother confirms the delivery record."""
+        return self._command(actor, app_id, expected_version, lambda a: a.confirm_delivery_info(actor))
+
+    def dispute_delivery_info(
+        self, actor: Actor, app_id: UUID | str, *, reason: str, expected_version: int | None = None
+    ) -> Outcome:
+        """The mother disputes the delivery record; the hospital's record notes the dispute too."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        app.dispute_delivery_info(actor, reason=reason)
+        record = self._get(DeliveryRecord, app.delivery_record_id or "")
+        record.receive_dispute(actor, application_id=str(app.id), reason=app.dispute_reason or reason)
+        return self._outcome(app, self._save(app, record))
+
+    def provide_details(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        newborn_name: PersonName,
+        mother: ParentDetails,
+        father: ParentDetails | None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """The newborn's name and the parents' details."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.provide_details(actor, newborn_name=newborn_name, mother=mother, father=father),
+        )
+
+    def upload_document(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        kind: str,
+        document_id: str,
+        sha256: str,
+        content_type: str,
+        size: int,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Attach a stored ID photo by reference."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.upload_document(
+                actor, kind=kind, document_id=document_id, sha256=sha256, content_type=content_type, size=size
+            ),
+        )
+
+    def sign_form(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        form_sha256: str,
+        signature_document_id: str,
+        signature_sha256: str,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """The mother's e-signature over the form whose hash she was shown."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.sign_form(
+                actor,
+                form_sha256=form_sha256,
+                signature_document_id=signature_document_id,
+                signature_sha256=signature_sha256,
+            ),
+        )
+
+    def choose_delivery_method(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        method: str,
+        recipient: Recipient | None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """EMS or pickup."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.choose_delivery_method(actor, method=method, recipient=recipient),
+        )
+
+    def place_postage_order(
+        self, actor: Actor, app_id: UUID | str, *, out_trade_no: str, expected_version: int | None = None
+    ) -> Outcome:
+        """Open the postage order; ``Outcome.detail`` is the amount in fen."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        amount = app.place_postage_order(actor, out_trade_no=out_trade_no)
+        order = Index.create(self.index_id("out-trade-no", out_trade_no), "out-trade-no", str(app.id))
+        position = self._save(app, order, conflict=lambda: self._used_or_raced("out-trade-no", out_trade_no))
+        return self._outcome(app, position, str(amount))
+
+    def find_application_by_order(self, out_trade_no: str) -> UUID | None:
+        """The application a WeChat Pay order belongs to."""
+        index = self._find_index("out-trade-no", out_trade_no)
+        return UUID(index.refs[0]) if index else None
+
+    def record_postage_paid(
+        self, actor: Actor, app_id: UUID | str, *, out_trade_no: str, amount_fen: int, transaction_id: str
+    ) -> Outcome:
+        """WeChat Pay's (repeated) notification, recorded once."""
+        return self._command(
+            actor,
+            app_id,
+            None,
+            lambda a: a.record_postage_paid(
+                actor, out_trade_no=out_trade_no, amount_fen=amount_fen, transaction_id=transaction_id
+            ),
+        )
+
+    def submit(self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None) -> Outcome:
+        """Submit for review."""
+        return self._command(actor, app_id, expected_version, lambda a: a.submit(actor))
+
+    def withdraw(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        reason: str = "申办人撤回",
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Withdraw before issue; the delivery record is free for a new application."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        app.withdraw(actor, reason=reason)
+        return self._outcome(app, self._save(app, *self._release_record(actor, app)))
+
+    def _release_record(self, actor: Actor, app: BirthCertificateApplication) -> list[Aggregate]:
+        if app.delivery_record_id is None:
+            return []
+        record = self._get(DeliveryRecord, app.delivery_record_id)
+        record.unlink_application(actor, application_id=str(app.id))
+        return [record]
+
+    # ------------------------------------------------------------------ issuers
+
+    def reject(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        reasons: list[str],
+        fields: list[str],
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """驳回: back to the parent; past the modification limit, to the counter (freeing the record)."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        app.reject(actor, reasons=reasons, fields=fields)
+        extra = self._release_record(actor, app) if app.state in CLOSED_STATES else []
+        return self._outcome(app, self._save(app, *extra))
+
+    def issue(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        certificate_number: CertificateNumber,
+        sealer_name: str,
+        issuer_name: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """签发: the number is used once ever; the record yields one first certificate; all in one save."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        self._check_number_free(certificate_number)
+        app.issue(
+            actor,
+            certificate_number=certificate_number,
+            issuer_name=issuer_name or actor.name or actor.id,
+            sealer_name=sealer_name,
+        )
+        record = self._get(DeliveryRecord, app.delivery_record_id or "")
+        record.mark_issued(actor, application_id=str(app.id), certificate_number=certificate_number.value)
+        number = Index.create(
+            self.index_id("certificate-number", certificate_number.value), "certificate-number", str(app.id)
+        )
+        first = Index.create(
+            self.index_id("first-certificate", str(record.id)), "first-certificate", str(app.id)
+        )
+        position = self._save(
+            app, record, number, first, conflict=lambda: self._issue_conflict(certificate_number)
+        )
+        return self._outcome(app, position)
+
+    def _check_number_free(self, number: CertificateNumber) -> None:
+        if self._find_index("certificate-number", number.value) is not None:
+            raise Conflict(
+                f"证件编号 {number.value} 已被使用，请核对空白证件编号", code="certificate_number_used"
+            )
+
+    def _issue_conflict(self, number: CertificateNumber) -> DomainError:
+        if self._find_index("certificate-number", number.value) is not None:
+            return Conflict(
+                f"证件编号 {number.value} 已被使用，请核对空白证件编号", code="certificate_number_used"
+            )
+        return Conflict("该申请已被其他签发人员处理，请刷新", code="concurrent_modification")
+
+    def dispatch(
+        self, actor: Actor, app_id: UUID | str, *, tracking_number: str, expected_version: int | None = None
+    ) -> Outcome:
+        """EMS picked the certificate up."""
+        return self._command(
+            actor, app_id, expected_version, lambda a: a.dispatch(actor, tracking_number=tracking_number)
+        )
+
+    def record_delivered(self, actor: Actor, app_id: UUID | str) -> Outcome:
+        """The courier delivered it (idempotent)."""
+        return self._command(actor, app_id, None, lambda a: a.record_delivered(actor))
+
+    def hand_over(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        recipient_name: PersonName,
+        relation: str,
+        recipient_id: IdNumber,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """On-site pickup."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.hand_over(
+                actor, recipient_name=recipient_name, relation=relation, recipient_id=recipient_id
+            ),
+        )
+
+    def report_loss(self, actor: Actor, app_id: UUID | str, *, reason: str) -> Outcome:
+        """The courier lost or damaged it (idempotent)."""
+        return self._command(actor, app_id, None, lambda a: a.report_loss(actor, reason=reason))
+
+    def reissue(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        certificate_number: CertificateNumber,
+        sealer_name: str,
+        issuer_name: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """After a loss: a new number (used once ever), the old one void, the data unchanged."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        self._check_number_free(certificate_number)
+        app.reissue(
+            actor,
+            certificate_number=certificate_number,
+            issuer_name=issuer_name or actor.name or actor.id,
+            sealer_name=sealer_name,
+        )
+        number = Index.create(
+            self.index_id("certificate-number", certificate_number.value), "certificate-number", str(app.id)
+        )
+        position = self._save(app, number, conflict=lambda: self._issue_conflict(certificate_number))
+        return self._outcome(app, position)
+
+    def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
+        """The electronic certificate exists."""
+        return self._command(actor, app_id, None, lambda a: a.issue_elicense(actor, licence_id=licence_id))
+
+
+def _visible(actor: Actor, app: BirthCertificateApplication) -> None:
+    """Who may see an application at all; anyone else is told it does not exist."""
+    if actor.role == "parent" and actor.id == app.applicant_id:
+        return
+    if actor.role == "issuer" and app.institution is not None and actor.institution == app.institution:
+        return
+    if actor.role in ("auditor", "system", "ems"):
+        return
+    raise NotFound()
+
+
+__all__ = ["ISSUED_STATES", "Applications", "Forbidden", "Index", "Outcome"]

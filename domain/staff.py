@@ -1,0 +1,252 @@
+"""Institutions and staff accounts, event-sourced like everything else (who added whom is audited).
+
+An institution (助产机构 / 签发机构) has a code, a name and a province profile. A staff account has a
+username, a role, an institution (for hospital and issuer roles), a display name (the issuer's name
+printed on the registration form) and an argon2 password hash computed at the edge — the domain never
+sees a password.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import Forbidden, InvalidValue, RuleViolated
+from domain.policy import get_profile
+from domain.values import Actor
+
+JSON = dict[str, Any]
+STAFF_ROLES: Final = ("issuer", "hospital", "auditor", "admin")
+_USERNAME_RE: Final = re.compile(r"^[a-z][a-z0-9_.-]{2,31}$")
+_CODE_RE: Final = re.compile(r"^[A-Z0-9]{4,16}$")
+
+
+def check_username(username: str) -> str:
+    """3–32 characters: lower-case letters, digits, ``_ . -``; starting with a letter."""
+    name = username.strip().lower()
+    if not _USERNAME_RE.match(name):
+        raise InvalidValue(
+            "username", "invalid_username", "用户名为3到32位小写字母、数字或 _ . -，以字母开头"
+        )
+    return name
+
+
+def check_institution_code(code: str) -> str:
+    """4–16 upper-case letters or digits."""
+    value = code.strip().upper()
+    if not _CODE_RE.match(value):
+        raise InvalidValue("code", "invalid_institution_code", "机构代码为4到16位大写字母或数字")
+    return value
+
+
+def _as_admin_or_system(actor: Actor) -> None:
+    if actor.role not in ("admin", "system"):
+        raise Forbidden("只有系统管理员可以管理机构和账号")
+
+
+class InstitutionRecord(Aggregate):
+    """A midwifery or issuing institution."""
+
+    TOPIC = "birthcert:Institution"
+
+    class Event(Aggregate.Event):
+        """Base of the institution's events."""
+
+        actor: JSON
+
+    class InstitutionRegistered(Event, Aggregate.Created):
+        """The institution joined the service under this code, name and province."""
+
+        TOPIC = "birthcert:InstitutionRegistered"
+        code: str
+        name: str
+        province: str
+
+    Created = InstitutionRegistered
+
+    class InstitutionRenamed(Event):
+        """The institution's name changed."""
+
+        TOPIC = "birthcert:InstitutionRenamed"
+        name: str
+
+        def apply(self, r: InstitutionRecord) -> None:
+            r.name = self.name
+
+    def __init__(self, actor: JSON, code: str, name: str, province: str) -> None:
+        self.code = code
+        self.name = name
+        self.province = province
+
+    @classmethod
+    def register(cls, *, id: UUID, actor: Actor, code: str, name: str, province: str) -> InstitutionRecord:
+        """Register an institution (admin or the system's configuration loader)."""
+        _as_admin_or_system(actor)
+        profile = get_profile(province)
+        cleaned = " ".join(name.split())
+        if not 2 <= len(cleaned) <= 60:
+            raise InvalidValue("name", "invalid_institution_name", "机构名称为2到60个字")
+        return cls._create(
+            cls.InstitutionRegistered,
+            id=id,
+            actor=actor.to_dict(),
+            code=check_institution_code(code),
+            name=cleaned,
+            province=profile.code,
+        )
+
+    def rename(self, actor: Actor, name: str) -> None:
+        """Change the name (printed on forms and lists from now on)."""
+        _as_admin_or_system(actor)
+        cleaned = " ".join(name.split())
+        if not 2 <= len(cleaned) <= 60:
+            raise InvalidValue("name", "invalid_institution_name", "机构名称为2到60个字")
+        if cleaned != self.name:
+            self.trigger_event(self.InstitutionRenamed, actor=actor.to_dict(), name=cleaned)
+
+
+class StaffAccount(Aggregate):
+    """A staff member's login: role, institution, display name and password hash."""
+
+    TOPIC = "birthcert:StaffAccount"
+
+    class Event(Aggregate.Event):
+        """Base of the account's events."""
+
+        actor: JSON
+
+    class StaffAccountCreated(Event, Aggregate.Created):
+        """An account was created (the hash is argon2id; the password itself is never stored)."""
+
+        TOPIC = "birthcert:StaffAccountCreated"
+        username: str
+        role: str
+        institution: str | None
+        display_name: str
+        password_hash: str
+
+    Created = StaffAccountCreated
+
+    class PasswordChanged(Event):
+        """A new password hash."""
+
+        TOPIC = "birthcert:PasswordChanged"
+        password_hash: str
+
+        def apply(self, a: StaffAccount) -> None:
+            a.password_hash = self.password_hash
+
+    class StaffAccountDisabled(Event):
+        """The account may no longer log in."""
+
+        TOPIC = "birthcert:StaffAccountDisabled"
+        reason: str
+
+        def apply(self, a: StaffAccount) -> None:
+            a.disabled = True
+
+    def __init__(
+        self,
+        actor: JSON,
+        username: str,
+        role: str,
+        institution: str | None,
+        display_name: str,
+        password_hash: str,
+    ) -> None:
+        self.username = username
+        self.role = role
+        self.institution = institution
+        self.display_name = display_name
+        self.password_hash = password_hash
+        self.disabled = False
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        id: UUID,
+        actor: Actor,
+        username: str,
+        role: str,
+        institution: str | None,
+        display_name: str,
+        password_hash: str,
+    ) -> StaffAccount:
+        """Create an account; hospital and issuer accounts belong to an institution."""
+        _as_admin_or_system(actor)
+        if role not in STAFF_ROLES:
+            raise InvalidValue("role", "invalid_role", "角色只能是 issuer、hospital、auditor 或 admin")
+        if role in ("issuer", "hospital") and not institution:
+            raise InvalidValue("institution", "institution_required", "签发人员和助产机构人员须指定所属机构")
+        cleaned = " ".join(display_name.split())
+        if not 1 <= len(cleaned) <= 30:
+            raise InvalidValue("display_name", "invalid_display_name", "姓名为1到30个字")
+        if not password_hash.startswith("$argon2"):
+            raise InvalidValue("password", "invalid_password_hash", "密码须以 argon2 散列保存")
+        return cls._create(
+            cls.StaffAccountCreated,
+            id=id,
+            actor=actor.to_dict(),
+            username=check_username(username),
+            role=role,
+            institution=institution if role in ("issuer", "hospital") else None,
+            display_name=cleaned,
+            password_hash=password_hash,
+        )
+
+    def change_password(self, actor: Actor, password_hash: str) -> None:
+        """The account's owner or an admin sets a new password hash."""
+        if actor.role not in ("admin", "system") and actor.id != self.username:
+            raise Forbidden()
+        if not password_hash.startswith("$argon2"):
+            raise InvalidValue("password", "invalid_password_hash", "密码须以 argon2 散列保存")
+        self.trigger_event(self.PasswordChanged, actor=actor.to_dict(), password_hash=password_hash)
+
+    def disable(self, actor: Actor, reason: str) -> None:
+        """Stop the account from logging in."""
+        _as_admin_or_system(actor)
+        if self.disabled:
+            raise RuleViolated("账号已停用", code="already_disabled")
+        self.trigger_event(self.StaffAccountDisabled, actor=actor.to_dict(), reason=reason)
+
+    def as_actor(self) -> Actor:
+        """Who this account acts as."""
+        return Actor(id=self.username, role=self.role, institution=self.institution, name=self.display_name)  # type: ignore[arg-type]
+
+
+class AccessRecord(Aggregate):
+    """An auditor read personal data in full: who, what, when (itself part of the verifiable log)."""
+
+    TOPIC = "birthcert:AccessRecord"
+
+    class Event(Aggregate.Event):
+        """Base of the record's events."""
+
+        actor: JSON
+
+    class PersonalDataViewed(Event, Aggregate.Created):
+        """``actor`` (an auditor) read ``what`` of application ``application_id`` in full."""
+
+        TOPIC = "birthcert:PersonalDataViewed"
+        application_id: str
+        what: str
+
+    Created = PersonalDataViewed
+
+    def __init__(self, actor: JSON, application_id: str, what: str) -> None:
+        self.auditor = actor
+        self.application_id = application_id
+        self.what = what
+
+    @classmethod
+    def record(cls, *, id: UUID, actor: Actor, application_id: str, what: str) -> AccessRecord:
+        """Record the reading."""
+        if actor.role != "auditor":
+            raise Forbidden("只有审计人员可以查看完整的申请历史")
+        return cls._create(
+            cls.PersonalDataViewed, id=id, actor=actor.to_dict(), application_id=application_id, what=what
+        )

@@ -1,0 +1,1084 @@
+// H5 simulator of the parents' WeChat mini-program (出生医学证明网上申领). Development aid, not the product.
+// API calls go to this origin (the service); WeChat client APIs are played through the fake platform's
+// control API (?platform=, default http://127.0.0.1:8765): wx.login → code "dev:<openid>:<nonce>",
+// wx.requestFacialVerify → POST /_fake/face/verify, wx.requestPayment → POST /_fake/pay/notify.
+
+const params = new URLSearchParams(location.search);
+const S = {
+  api: location.origin,
+  platform: (params.get("platform") || "http://127.0.0.1:8765").replace(/\/+$/, ""),
+  token: sessionStorage.getItem("h5.token"),
+  openid: sessionStorage.getItem("h5.openid"),
+  appId: sessionStorage.getItem("h5.appId"),
+  version: null,
+  app: null,
+  config: null,
+  demo: JSON.parse(sessionStorage.getItem("h5.demo") || "null") || { name: "王芳", id: "" },
+  father: JSON.parse(sessionStorage.getItem("h5.father") || "null") || { name: "", id: "" },
+};
+const DEMO_HIS = { username: "his1", password: "birthcert-dev" }; // seeded by `birthcert dev` (development only)
+const DOC_LABELS = {
+  mother_id_front: "母亲身份证人像面",
+  mother_id_back: "母亲身份证国徽面",
+  father_id_front: "父亲身份证人像面",
+  father_id_back: "父亲身份证国徽面",
+  father_handheld_id: "父亲手持身份证照片",
+};
+const PROVINCES = { GD: "广东省", SD: "山东省" };
+
+// ------------------------------------------------------------------ DOM helpers
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+let uid = 0;
+const nextId = (p) => `${p}-${++uid}`;
+function field(label, control, hint) {
+  const id = control.id || (control.id = nextId("f"));
+  return h("div", { class: "cell" }, h("label", { for: id }, label), control, hint || null);
+}
+function stackField(label, control) {
+  const id = control.id || (control.id = nextId("f"));
+  return h("div", { class: "cell stack" }, h("label", { for: id }, label), control);
+}
+function info(k, v) {
+  return h("div", { class: "cell" }, h("span", { class: "k" }, k), h("span", { class: "v" }, v ?? "—"));
+}
+function radios(name, options, value) {
+  return h(
+    "div",
+    { class: "radio-row", role: "radiogroup" },
+    options.map(([v, label, disabled]) =>
+      h("label", {}, h("input", { type: "radio", name, value: v, checked: v === value, disabled: !!disabled }), label),
+    ),
+  );
+}
+const radioValue = (root, name) => root.querySelector(`input[name="${name}"]:checked`)?.value;
+function button(text, onclick, cls = "btn") {
+  return h("button", { type: "button", class: cls, onclick }, text);
+}
+
+function setTitle(title, back) {
+  document.getElementById("nav-title").textContent = title;
+  document.title = `${title} · 出生医学证明申领（H5 模拟器）`;
+  const b = document.getElementById("nav-back");
+  b.hidden = !back;
+  b.onclick = back || null;
+}
+function show(title, back, ...content) {
+  setTitle(title, back);
+  const page = document.getElementById("page");
+  page.replaceChildren(...content.flat().filter(Boolean));
+  window.scrollTo(0, 0);
+  return page;
+}
+function toast(text, ms = 1600) {
+  const t = document.getElementById("toast");
+  t.textContent = text;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (t.hidden = true), ms);
+}
+function problemBox(err) {
+  const box = h("div", { class: "error", role: "alert" });
+  if (err instanceof Problem) {
+    box.append(h("b", {}, err.body.detail || err.body.title || `请求失败（HTTP ${err.status}）`));
+    const errors = Array.isArray(err.body.errors) ? err.body.errors : [];
+    if (errors.length) box.append(h("ul", {}, errors.map((e) => h("li", {}, e.message || e.detail || e.field))));
+    if (err.code) box.append(h("span", { class: "hint" }, `错误代码：${err.code}`));
+  } else {
+    box.append(h("b", {}, `网络错误：${err.message || err}`));
+  }
+  return box;
+}
+function showError(slot, err) {
+  slot.replaceChildren(problemBox(err));
+  slot.scrollIntoView({ block: "nearest" });
+}
+async function busy(btn, work) {
+  const label = btn.textContent;
+  btn.disabled = true;
+  btn.textContent = "请稍候…";
+  try {
+    return await work();
+  } finally {
+    btn.disabled = false;
+    btn.textContent = label;
+  }
+}
+
+// ------------------------------------------------------------------ HTTP
+
+class Problem extends Error {
+  constructor(status, body) {
+    super(body.detail || body.title || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+    this.code = body.code || "";
+  }
+}
+function uuid() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+async function api(method, path, { json, form, ifMatch = false, token = S.token } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (method === "POST" || method === "PUT") headers["Idempotency-Key"] = uuid();
+  if (ifMatch && S.version !== null) headers["If-Match"] = `"${S.version}"`;
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form) body = form;
+  const r = await fetch(S.api + path, { method, headers, body });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    const p = new Problem(r.status, data && typeof data === "object" ? data : {});
+    if (p.code === "version_mismatch" && typeof data.current_version === "number") S.version = data.current_version;
+    throw p;
+  }
+  if (S.appId && path.startsWith(`/api/v1/applications/${S.appId}`) && typeof data.version === "number") {
+    S.version = Math.max(S.version ?? 0, data.version);
+  }
+  return data;
+}
+// The fake WeChat platform plays the client-side WeChat APIs.
+async function fake(path, payload) {
+  let r;
+  try {
+    r = await fetch(S.platform + path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+    });
+  } catch (e) {
+    throw new Error(`无法连接模拟微信平台 ${S.platform}（${e.message}）`);
+  }
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(`模拟微信平台拒绝了请求（HTTP ${r.status}）：${data.error || JSON.stringify(data)}`);
+  return data;
+}
+const base = () => `/api/v1/applications/${S.appId}`;
+
+async function loadStatus(minVersion = S.version ?? 0) {
+  // The status view is a projection: wait (briefly) until it shows the version our last command produced.
+  let doc;
+  for (let i = 0; i < 30; i++) {
+    doc = await api("GET", base());
+    if (doc.version >= minVersion) break;
+    await new Promise((r) => setTimeout(r, 120));
+  }
+  S.app = doc;
+  S.version = doc.version;
+  return doc;
+}
+async function config() {
+  if (!S.config) S.config = await (await fetch("/console/config.json")).json();
+  return S.config;
+}
+const twoParents = (doc) => [...doc.next_steps, ...doc.done_steps].some((s) => s.code === "father_verified");
+function save() {
+  for (const [k, v] of [["h5.token", S.token], ["h5.openid", S.openid], ["h5.appId", S.appId]]) {
+    if (v) sessionStorage.setItem(k, v);
+    else sessionStorage.removeItem(k);
+  }
+  sessionStorage.setItem("h5.demo", JSON.stringify(S.demo));
+  sessionStorage.setItem("h5.father", JSON.stringify(S.father));
+}
+
+// ------------------------------------------------------------------ GB 11643 demo ID numbers
+
+const WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+function checkChar(body17) {
+  const total = [...body17].reduce((s, d, i) => s + Number(d) * WEIGHTS[i], 0);
+  return "10X98765432"[total % 11];
+}
+function demoIdNumber(region = "440106", female = true) {
+  const rnd = (n) => Math.floor(Math.random() * n);
+  const year = 1988 + rnd(10);
+  const month = String(1 + rnd(12)).padStart(2, "0");
+  const day = String(1 + rnd(28)).padStart(2, "0");
+  let seq = 100 + rnd(899);
+  if ((seq % 2 === 0) !== female) seq += 1; // the 17th digit: even for women, odd for men
+  const body = `${region}${year}${month}${day}${seq}`;
+  return body + checkChar(body);
+}
+function randomOpenid() {
+  const abc = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+  const b = crypto.getRandomValues(new Uint8Array(12));
+  return "oH5Mother" + Array.from(b, (x) => abc[x % abc.length]).join("");
+}
+function shanghaiMinutes(date) {
+  return new Date(date.getTime() + 8 * 3600e3).toISOString().slice(0, 16) + "+08:00";
+}
+function fmtTime(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return new Intl.DateTimeFormat("zh-CN", {
+    timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  }).format(d);
+}
+
+// ------------------------------------------------------------------ 1. login (wx.login) + demo shortcut
+
+function loginScreen() {
+  const openid = h("input", { id: "openid", value: S.openid || randomOpenid(), autocomplete: "off", spellcheck: "false" });
+  const platform = h("input", { id: "platform", value: S.platform, autocomplete: "off", spellcheck: "false" });
+  const err = h("div");
+  const loginBtn = button("模拟微信登录", () =>
+    busy(loginBtn, async () => {
+      try {
+        const wanted = platform.value.trim().replace(/\/+$/, "");
+        if (wanted !== S.platform) {
+          // The page's Content-Security-Policy names the platform from ?platform=: reload with the new one.
+          location.search = `?platform=${encodeURIComponent(wanted)}`;
+          return;
+        }
+        const nonce = uuid().slice(0, 8);
+        const answer = await api("POST", "/api/v1/auth/wechat", {
+          json: { code: `dev:${openid.value.trim()}:${nonce}` }, token: null,
+        });
+        S.token = answer.token;
+        S.openid = openid.value.trim();
+        S.appId = null;
+        save();
+        toast("登录成功");
+        await listScreen();
+      } catch (e) {
+        showError(err, e);
+      }
+    }), "btn primary");
+
+  // Development shortcut: the demo hospital (HIS account his1) enters this mother's delivery record.
+  const mName = h("input", { id: "demo-name", value: S.demo.name, autocomplete: "off" });
+  const mId = h("input", { id: "demo-id", value: S.demo.id || demoIdNumber(), autocomplete: "off", spellcheck: "false", maxlength: "18" });
+  const police = h("input", { type: "checkbox", id: "demo-police" });
+  const out = h("div");
+  const genBtn = button("换一个示例身份证号", () => { mId.value = demoIdNumber(); }, "btn small");
+  const hisBtn = button("演示：让医院录入我的分娩记录", () =>
+    busy(hisBtn, async () => {
+      try {
+        const id = mId.value.trim().toUpperCase();
+        if (!/^\d{17}[\dX]$/.test(id) || checkChar(id.slice(0, 17)) !== id[17]) {
+          throw new Error("身份证号码校验位不正确（GB 11643）：可点“换一个示例身份证号”");
+        }
+        const login = await api("POST", "/api/v1/auth/staff", { json: DEMO_HIS, token: null });
+        const inpatient = "ZY" + String(Date.now()).slice(-10);
+        await api("POST", "/api/v1/deliveries", {
+          token: login.token,
+          json: {
+            inpatient_no: inpatient,
+            mother: { name: mName.value.trim(), id_number: id },
+            newborn: {
+              sex: "F", born_at: shanghaiMinutes(new Date(Date.now() - 20 * 3600e3)),
+              gestational_weeks: 39, weight_g: 3250, length_cm: 50,
+            },
+            birthplace: { province: "广东省", city: "广州市", county: "越秀区" },
+            attendant: "陈助产",
+          },
+        });
+        if (police.checked) {
+          await fake("/_fake/registry/persons", {
+            id_number: id, name: mName.value.trim(), ethnicity: "01", address: "广东省广州市越秀区中山二路58号",
+          });
+        }
+        S.demo = { name: mName.value.trim(), id };
+        save();
+        out.replaceChildren(h("div", { class: "ok" },
+          `已录入：广州市妇女儿童医疗中心，住院病历号 ${inpatient}，母亲 ${S.demo.name}（${id}）。`,
+          police.checked ? "已同时登记到模拟公安人口信息。" : "",
+          "登录后刷脸认证时使用这个姓名和身份证号。"));
+      } catch (e) {
+        showError(out, e);
+      }
+    }), "btn");
+
+  show("微信登录", null,
+    h("div", { class: "hero" }, h("h2", {}, "出生医学证明网上申领"), h("p", {}, "H5 模拟器：在浏览器中代替微信小程序，走一遍家长（母亲）的申领流程。")),
+    h("div", { class: "section-title" }, "模拟微信登录（wx.login）"),
+    h("div", { class: "group" },
+      field("openid", openid),
+      field("模拟平台", platform)),
+    h("p", { class: "hint" }, "这里没有真的微信：登录码 dev:<openid>:<随机数> 由模拟微信平台兑换（code2session）。每个 openid 就是一个微信用户；换一个 openid 就是换一个人。"),
+    err,
+    h("div", { class: "btns" }, loginBtn),
+    h("div", { class: "card dev" },
+      h("h3", {}, "演示：让医院录入我的分娩记录"),
+      h("p", { class: "hint" }, "开发调试捷径，真实系统中由医院 HIS 录入。以演示医院账号 his1（广州市妇女儿童医疗中心，由 birthcert dev 创建）调用 POST /api/v1/deliveries。仅适用于广东省的申请。"),
+      h("div", { class: "group" },
+        field("母亲姓名", mName),
+        field("身份证号", mId),
+        h("div", { class: "cell" }, h("label", { for: "demo-police" }, "公安信息"), police, h("span", { class: "hint" }, "同时登记到模拟公安人口信息（演示自动填充）"))),
+      h("div", { class: "row-actions" }, genBtn),
+      h("div", { class: "btns" }, hisBtn),
+      out),
+    h("p", { class: "footer-note" }, `API ${S.api} · 模拟微信平台 ${S.platform}`));
+}
+
+// ------------------------------------------------------------------ 2. my applications + new
+
+async function listScreen() {
+  S.appId = null;
+  save();
+  show("我的申请", null, h("p", { class: "loading" }, "加载中…"));
+  const err = h("div");
+  let items = [];
+  try {
+    items = (await api("GET", "/api/v1/applications")).items || [];
+  } catch (e) {
+    if (e.status === 401) return loginScreen();
+    err.append(problemBox(e));
+  }
+  const list = items.length
+    ? h("div", { class: "group" }, items.map((it) =>
+      h("div", { class: "cell app-item", role: "button", tabindex: "0", onclick: () => openApp(it.id) },
+        h("div", { class: "top" }, h("b", {}, "出生医学证明首次申领"), stateTag(it)),
+        h("div", { class: "meta" }, `${PROVINCES[it.province] || it.province || ""} · 申请编号 ${it.id.slice(0, 8)} · ${fmtTime(it.started_at)}`))))
+    : h("div", { class: "empty" }, "还没有申请。新生儿母亲可在下方发起申领。");
+  show("我的申请", null,
+    h("div", { class: "hero" }, h("h2", {}, "我的申请"), h("p", {}, `微信用户 ${S.openid}`)),
+    err,
+    h("div", { class: "section-title" }, "申请记录"),
+    list,
+    h("div", { class: "btns" },
+      button("新建申请", newScreen, "btn primary"),
+      button("退出登录", () => { S.token = null; S.openid = null; save(); loginScreen(); })));
+}
+function stateTag(doc) {
+  const color = { draft: "orange", returned: "red", submitted: "blue", withdrawn: "gray", counter_only: "red" }[doc.state] || "";
+  return h("span", { class: `tag ${color}` }, doc.state_label || doc.state);
+}
+async function openApp(id) {
+  S.appId = id;
+  S.version = null;
+  save();
+  await statusScreen();
+}
+
+function newScreen() {
+  const root = h("div");
+  const err = h("div");
+  const prov = radios("province", [["GD", "广东省"], ["SD", "山东省"]], "GD");
+  const parents = radios("parents", [["both", "双亲"], ["single_mother", "单母亲"]], "both");
+  const note = h("p", { class: "hint" }, "单母亲（出生医学证明上无父亲信息）仅广东省可网上办理；山东省仅双亲首次签发可网上办理。");
+  const go = button("开始申办", () =>
+    busy(go, async () => {
+      try {
+        const answer = await api("POST", "/api/v1/applications", {
+          json: { province: radioValue(root, "province"), parents: radioValue(root, "parents") },
+        });
+        S.appId = answer.id;
+        S.version = answer.version;
+        save();
+        toast("申请已创建");
+        await faceScreen("mother");
+      } catch (e) {
+        showError(err, e);
+      }
+    }), "btn primary");
+  root.append(
+    h("div", { class: "section-title" }, "申办条件"),
+    h("div", { class: "group" },
+      h("div", { class: "cell" }, h("span", { class: "k" }, "申领省份"), prov),
+      h("div", { class: "cell" }, h("span", { class: "k" }, "父母情况"), parents),
+      info("申办人", "新生儿母亲本人"),
+      info("申领类型", "首次签发")),
+    note,
+    h("p", { class: "hint" }, "以下情形须到签发机构现场办理：外籍、台湾同胞，港澳居民或华侨（按省规定），无法通过刷脸认证，非医疗机构内分娩，换发、补发。"),
+    err,
+    h("div", { class: "btns" }, go));
+  show("新建申请", listScreen, root);
+}
+
+// ------------------------------------------------------------------ 3. status view and the journey's router
+
+const SCREENS = {
+  mother_verified: () => faceScreen("mother"),
+  delivery_record_linked: () => recordScreen(),
+  delivery_info_confirmed: () => recordScreen(),
+  details_provided: () => detailsScreen(),
+  father_verified: () => fatherScreen(),
+  documents_uploaded: () => uploadScreen(),
+  form_signed: () => signScreen(),
+  delivery_method_chosen: () => deliveryScreen(),
+  postage_paid: () => payScreen(),
+  submit: () => submitScreen(),
+};
+const FIELD_SCREENS = [
+  ["delivery_record", "delivery_info_confirmed"],
+  ["newborn_name", "details_provided"],
+  ["mother.", "details_provided"],
+  ["father.", "details_provided"],
+  ["documents.", "documents_uploaded"],
+  ["signature", "form_signed"],
+  ["delivery_method", "delivery_method_chosen"],
+];
+function screenForField(f) {
+  const hit = FIELD_SCREENS.find(([prefix]) => f === prefix || f.startsWith(prefix));
+  return SCREENS[hit ? hit[1] : "submit"];
+}
+// After each step: ask the status view what the parent has to do next, and go there.
+async function continueJourney() {
+  const doc = await loadStatus();
+  const next = doc.next_steps.find((s) => s.by === "parent" && SCREENS[s.code]);
+  if (next && (doc.state === "draft" || doc.state === "returned")) return SCREENS[next.code]();
+  return statusScreen(doc);
+}
+const back = () => statusScreen();
+
+async function statusScreen(doc) {
+  show("申请进度", listScreen, h("p", { class: "loading" }, "加载中…"));
+  const err = h("div");
+  try {
+    doc = doc || (await loadStatus());
+  } catch (e) {
+    return show("申请进度", listScreen, problemBox(e));
+  }
+  const icon = {
+    draft: ["✎", "orange"], returned: ["!", "red"], submitted: ["⋯", ""], issued: ["✓", "green"],
+    dispatched: ["✈", "green"], delivered: ["✓", "green"], collected: ["✓", "green"], withdrawn: ["×", "gray"],
+    lost: ["!", "red"], counter_only: ["!", "red"],
+  }[doc.state] || ["•", ""];
+  const parentNext = doc.next_steps.filter((s) => s.by === "parent");
+  const editable = doc.state === "draft" || doc.state === "returned";
+  const parts = [
+    h("div", { class: "status-hero" },
+      h("div", { class: `icon ${icon[1]}` }, icon[0]),
+      h("h2", { id: "state-label" }, doc.state_label),
+      h("p", {}, `${PROVINCES[doc.province] || doc.province} · 申请编号 ${doc.id.slice(0, 8)} · 已提交 ${doc.submissions} 次`),
+      doc.submitted_at ? h("p", {}, `提交时间 ${fmtTime(doc.submitted_at)}`) : null),
+  ];
+  if (doc.rejection) {
+    const r = doc.rejection;
+    parts.push(h("div", { class: "error", id: "rejection" },
+      h("b", {}, "签发机构退回了申请，请按意见修改后重新签名提交："),
+      h("ul", {}, r.reasons.map((x) => h("li", {}, x))),
+      r.field_labels.length ? h("div", {}, "需修改：" + r.field_labels.join("、")) : null,
+      h("div", { class: "row-actions" }, button("去修改", () => screenForField(r.fields[0] || "")(), "btn small primary"))));
+  }
+  if (doc.counter_reason) parts.push(h("div", { class: "error" }, h("b", {}, "需到现场办理"), doc.counter_reason));
+  if (doc.certificate_number || doc.tracking_number) {
+    parts.push(h("div", { class: "section-title" }, "证件与邮寄"), h("div", { class: "group numbers" },
+      doc.certificate_number ? info("出生医学证明编号", doc.certificate_number) : null,
+      doc.tracking_number ? info("EMS 邮件号", doc.tracking_number) : null,
+      doc.elicense_issued ? info("电子证照", "已生成") : null));
+  }
+  if (doc.delivery_record) {
+    parts.push(h("div", { class: "section-title" }, "分娩信息"), h("div", { class: "group" },
+      info("助产机构", doc.delivery_record.institution_name),
+      info("母亲", doc.delivery_record.mother_name_masked),
+      info("核对", doc.delivery_record.confirmed ? "已确认" : "未确认"),
+      doc.delivery_method ? info("领取方式", doc.delivery_method === "ems" ? "邮政速递到家" : "现场领取") : null,
+      doc.postage?.required ? info("邮寄费", doc.postage.paid ? "已支付" : "待支付") : null,
+      info("电子签名", doc.signature_valid ? "有效" : "未签名或需重签")));
+  }
+  parts.push(h("div", { class: "section-title" }, "办理进度"));
+  parts.push(h("ul", { class: "steps", id: "steps" },
+    doc.done_steps.map((s) => h("li", { class: "done" }, s.label)),
+    doc.next_steps.map((s) => h("li", { class: "next" }, s.label,
+      h("span", { class: "who" }, { parent: "待我办理", issuer: "签发机构", hospital: "医院", courier: "邮政" }[s.by] || ""),
+      editable && s.by === "parent" && SCREENS[s.code] ? button("去办理", () => SCREENS[s.code](), "btn small") : null))));
+  parts.push(err);
+  const btns = h("div", { class: "btns" });
+  if (editable && parentNext.length) btns.append(button("继续办理", () => continueJourney().catch((e) => showError(err, e)), "btn primary"));
+  btns.append(button("刷新", () => statusScreen()));
+  if (["draft", "returned", "submitted"].includes(doc.state)) {
+    const wd = button("撤回申请", () => {
+      if (!confirm("确定撤回这份申请吗？撤回后不能继续办理。")) return;
+      busy(wd, async () => {
+        try {
+          await api("POST", `${base()}/withdraw`, { json: { reason: "申办人撤回" } });
+          await statusScreen();
+        } catch (e) {
+          showError(err, e);
+        }
+      });
+    }, "btn warn");
+    btns.append(wd);
+  }
+  parts.push(btns);
+  show("申请进度", listScreen, parts);
+}
+
+// ------------------------------------------------------------------ 4. face verification (wx.requestFacialVerify)
+
+function faceScreen(role) {
+  const who = role === "mother" ? "母亲" : "父亲";
+  const preset = role === "mother" ? S.demo : S.father;
+  const name = h("input", { id: `${role}-name`, value: preset.name || "", autocomplete: "off" });
+  const idn = h("input", { id: `${role}-id`, value: preset.id || "", autocomplete: "off", spellcheck: "false", maxlength: "18" });
+  const err = h("div");
+  const go = button("开始刷脸认证", () =>
+    busy(go, async () => {
+      err.replaceChildren();
+      try {
+        const person = { name: name.value.trim(), id: idn.value.trim().toUpperCase() };
+        const started = await api("POST", `${base()}/face-verifications`, {
+          json: { role, name: person.name, id_number: person.id },
+        });
+        if (role === "mother") S.demo = { ...S.demo, ...person };
+        else S.father = person;
+        save();
+        const verdict = await simulatedFaceCheck(person);
+        if (verdict === null) return;
+        await fake("/_fake/faces", { cert_no: person.id, verify_ret: verdict });
+        await fake("/_fake/face/verify", { verify_id: started.verify_id, openid: S.openid });
+        await api("POST", `${base()}/face-verifications/${started.out_seq_no}/result`);
+        toast(`${who}刷脸认证通过`);
+        await continueJourney();
+      } catch (e) {
+        showError(err, e);
+      }
+    }), "btn primary");
+  show(`${who}刷脸认证`, back,
+    h("div", { class: "hero" }, h("h2", {}, `${who}刷脸认证`),
+      h("p", {}, role === "mother"
+        ? "须新生儿母亲本人刷脸。身份须与医院分娩记录上的母亲一致（防冒领）。"
+        : "父亲本人刷脸认证，与登记的父亲身份一致。")),
+    h("div", { class: "section-title" }, "身份信息（与身份证一致）"),
+    h("div", { class: "group" }, field("姓名", name), field("身份证号", idn)),
+    h("p", { class: "hint" }, "点击后将调用 wx.requestFacialVerify；在模拟器中由下一屏的按钮决定刷脸结果。"),
+    err,
+    h("div", { class: "btns" }, go));
+}
+// The WeChat face-check screen; resolves with the verify_ret to script (10000 pass) or null (cancelled).
+function simulatedFaceCheck(person) {
+  return new Promise((resolve) => {
+    const close = (v) => { overlay.remove(); resolve(v); };
+    const face = new DOMParser().parseFromString(
+      '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><circle cx="50" cy="38" r="20" fill="#c9d3db"/><path d="M14 96c4-22 20-32 36-32s32 10 36 32z" fill="#c9d3db"/></svg>',
+      "image/svg+xml").documentElement;
+    const overlay = h("div", { class: "face-screen", role: "dialog", "aria-label": "微信刷脸认证（模拟）" },
+      h("div", { class: "bar" }, "微信 · 人脸核身（模拟）"),
+      h("div", { class: "face-ring" }, document.importNode(face, true)),
+      h("div", { class: "tip" }, "请正对手机，保持光线充足"),
+      h("div", { class: "sub" }, `正在核验 ${person.name}（${person.id.slice(0, 4)}**********${person.id.slice(-4)}）。模拟器：选择本次刷脸的结果。`),
+      h("div", { class: "btns" },
+        button("通过", () => close(10000), "btn primary"),
+        button("人脸不符（10004）", () => close(10004), "btn warn"),
+        button("身份证不符（10003）", () => close(10003), "btn warn"),
+        button("取消", () => close(null))));
+    document.getElementById("phone").append(overlay);
+  });
+}
+
+// ------------------------------------------------------------------ 5. the hospital's delivery record
+
+async function recordScreen() {
+  show("核对分娩信息", back, h("p", { class: "loading" }, "加载中…"));
+  const err = h("div");
+  let rec;
+  try {
+    rec = (await api("GET", `${base()}/delivery-record`)).delivery_record;
+  } catch (e) {
+    return show("核对分娩信息", back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
+  }
+  const n = rec.newborn;
+  const reason = h("textarea", { id: "dispute-reason", rows: "3", placeholder: "例如：出生时间应为 10:25" });
+  const disputeBox = h("div", { hidden: true },
+    h("div", { class: "group" }, stackField("异议原因", reason)),
+    h("div", { class: "btns" }, button("提交异议", async (ev) => busy(ev.target, async () => {
+      try {
+        await api("POST", `${base()}/delivery-record/dispute`, { json: { reason: reason.value.trim() } });
+        toast("已提交异议，等待医院核实");
+        await statusScreen();
+      } catch (e) {
+        showError(err, e);
+      }
+    }), "btn warn")));
+  const ok = button("确认无误", () => busy(ok, async () => {
+    try {
+      await api("POST", `${base()}/delivery-record/confirm`);
+      toast("已确认分娩信息");
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  const bp = rec.birthplace;
+  show("核对分娩信息", back,
+    h("div", { class: "section-title" }, "医院录入的分娩信息（已脱敏）"),
+    h("div", { class: "group" },
+      info("助产机构", rec.institution_name),
+      info("住院病历号", rec.inpatient_no),
+      info("母亲姓名", rec.mother_name),
+      info("母亲身份证号", rec.mother_id_number),
+      info("新生儿性别", { F: "女", M: "男" }[n.sex] || n.sex),
+      info("出生时间", fmtTime(n.born_at)),
+      info("出生孕周", `${n.gestational_weeks} 周`),
+      info("出生体重", `${n.weight_g} 克`),
+      info("出生身长", `${n.length_cm} 厘米`),
+      info("出生地点", `${bp.province}${bp.city}${bp.county}`),
+      info("接生人员", rec.attendant),
+      info("录入日期", rec.entered_on)),
+    rec.disputed ? h("div", { class: "error" }, h("b", {}, "已提交异议，等待医院更正"), rec.dispute_reason || "") : null,
+    err,
+    rec.confirmed
+      ? h("div", { class: "btns" }, h("div", { class: "ok" }, "已确认分娩信息"), button("下一步", () => continueJourney(), "btn primary"))
+      : h("div", { class: "btns row" }, button("有异议", () => { disputeBox.hidden = false; reason.focus(); }, "btn warn"), ok),
+    disputeBox);
+}
+
+// ------------------------------------------------------------------ 6. details (names, ethnicity, address; police prefill)
+
+function ethnicSelect(id, groups, value) {
+  return h("select", { id },
+    Object.entries(groups).map(([code, label]) => h("option", { value: code, selected: code === (value || "01") }, label)));
+}
+async function detailsScreen() {
+  show("填写信息", back, h("p", { class: "loading" }, "加载中…"));
+  const err = h("div");
+  let cfg, prefill, doc;
+  try {
+    [cfg, prefill, doc] = await Promise.all([config(), api("GET", `${base()}/details/prefill`), loadStatus()]);
+  } catch (e) {
+    return show("填写信息", back, problemBox(e));
+  }
+  const groups = cfg.ethnic_groups;
+  const both = twoParents(doc);
+  const reg = prefill.mother;
+  const newborn = h("input", { id: "newborn-name", placeholder: "与户口登记一致", autocomplete: "off" });
+  const mEth = ethnicSelect("mother-ethnicity", groups, reg?.ethnicity);
+  const mAddr = h("textarea", { id: "mother-address", rows: "2", placeholder: "身份证或户口簿上的住址" }, reg?.address || "");
+  if (reg) { mEth.disabled = true; mAddr.readOnly = true; }
+  const fName = h("input", { id: "father-name", value: S.father.name, autocomplete: "off" });
+  const fId = h("input", { id: "father-id", value: S.father.id, maxlength: "18", autocomplete: "off", spellcheck: "false" });
+  const fEth = ethnicSelect("father-ethnicity", groups, prefill.father?.ethnicity);
+  const fAddr = h("textarea", { id: "father-address", rows: "2" }, prefill.father?.address || "");
+  const same = button("同母亲住址", () => { fAddr.value = mAddr.value; }, "btn small");
+  const save_ = button("保存并继续", () => busy(save_, async () => {
+    try {
+      const mother = { nationality: "CHN", ethnicity: mEth.value, address: mAddr.value.trim() };
+      if (reg) Object.assign(mother, reg);
+      const body = { newborn_name: newborn.value.trim(), mother, father: null };
+      if (both) {
+        body.father = {
+          name: fName.value.trim(), id_number: fId.value.trim().toUpperCase(), nationality: "CHN",
+          ethnicity: fEth.value, address: fAddr.value.trim(),
+        };
+        S.father = { name: body.father.name, id: body.father.id_number };
+        save();
+      }
+      await api("PUT", `${base()}/details`, { json: body, ifMatch: true });
+      toast("已保存");
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  const src = reg ? h("span", { class: "badge-src" }, "公安信息") : null;
+  show("填写信息", back,
+    h("div", { class: "section-title" }, "新生儿"),
+    h("div", { class: "group" }, field("新生儿姓名", newborn)),
+    h("div", { class: "section-title" }, "母亲信息", src),
+    h("div", { class: "group" },
+      info("姓名", S.demo.name || "（刷脸认证的姓名）"),
+      info("国籍", "中国"),
+      field("民族", mEth),
+      stackField("住址", mAddr)),
+    reg ? h("p", { class: "hint" }, "民族和住址取自公安部门人口信息（共享），请核对；如有出入请到派出所更正。") : h("p", { class: "hint" }, "请按身份证或户口簿填写。"),
+    both ? [
+      h("div", { class: "section-title" }, "父亲信息"),
+      h("div", { class: "group" },
+        field("姓名", fName),
+        field("身份证号", fId),
+        info("国籍", "中国"),
+        field("民族", fEth),
+        stackField("住址", fAddr)),
+      h("div", { class: "row-actions", style: null }, same),
+    ] : h("p", { class: "hint" }, "单母亲申请：出生医学证明上不填写父亲信息。"),
+    err,
+    h("div", { class: "btns" }, save_));
+}
+
+// ------------------------------------------------------------------ 7. father: face check, or (Shandong) handheld-ID photo
+
+async function fatherScreen() {
+  const doc = S.app || (await loadStatus());
+  if (doc.province !== "SD") return faceScreen("father");
+  const err = h("div");
+  const slot = photoSlot("father_handheld_id");
+  const up = button("上传手持身份证照片", () => busy(up, async () => {
+    try {
+      if (!slot.blob) slot.blob = await examplePhoto("father_handheld_id");
+      await uploadDoc("father_handheld_id", slot.blob);
+      toast("已上传");
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  show("父亲身份核验", back,
+    h("div", { class: "section-title" }, "方式一：父亲本人刷脸认证"),
+    h("div", { class: "btns" }, button("父亲刷脸认证", () => faceScreen("father"))),
+    h("div", { class: "section-title" }, "方式二：父亲不在场，上传父亲手持身份证照片（山东省）"),
+    h("div", { class: "photo-grid" }, slot.el),
+    err,
+    h("div", { class: "btns" }, up));
+}
+
+// ------------------------------------------------------------------ 8. ID photos
+
+function photoSlot(kind) {
+  const input = h("input", { type: "file", accept: "image/*", id: `file-${kind}`, "aria-label": DOC_LABELS[kind] });
+  const pic = h("label", { class: "pic", for: input.id }, "+ 拍照或选择");
+  const state = h("div", { class: "state" }, "未选择");
+  const slot = { kind, blob: null, done: false, input, state };
+  slot.set = (blob, text = "待上传") => {
+    slot.blob = blob;
+    slot.done = false;
+    pic.replaceChildren(h("img", { src: URL.createObjectURL(blob), alt: DOC_LABELS[kind] }));
+    state.textContent = text;
+    state.className = "state";
+  };
+  input.addEventListener("change", () => input.files[0] && slot.set(input.files[0]));
+  slot.el = h("div", { class: "photo-slot" }, pic, input, h("div", {}, DOC_LABELS[kind]), state);
+  return slot;
+}
+async function uploadDoc(kind, blob) {
+  const form = new FormData();
+  form.append("kind", kind);
+  form.append("file", blob, blob.name || `${kind}.jpg`);
+  return api("POST", `${base()}/documents`, { form });
+}
+// A drawn stand-in for an ID photo, for people without one at hand ("示例" in the image).
+function examplePhoto(kind) {
+  const c = document.createElement("canvas");
+  c.width = 640;
+  c.height = 404;
+  const g = c.getContext("2d");
+  const grad = g.createLinearGradient(0, 0, 640, 404);
+  grad.addColorStop(0, "#e7f0fb");
+  grad.addColorStop(1, "#f8efe2");
+  g.fillStyle = "#6b6f76";
+  g.fillRect(0, 0, 640, 404);
+  g.fillStyle = grad;
+  g.beginPath();
+  g.roundRect(24, 20, 592, 364, 22);
+  g.fill();
+  g.fillStyle = "#1d2a44";
+  const father = kind.startsWith("father");
+  const name = father ? S.father.name || "张伟" : S.demo.name || "王芳";
+  g.font = "bold 26px sans-serif";
+  if (kind.endsWith("_back")) {
+    g.fillStyle = "#c8102e";
+    g.beginPath();
+    g.arc(110, 110, 52, 0, Math.PI * 2);
+    g.fill();
+    g.fillStyle = "#ffd700";
+    g.font = "bold 40px sans-serif";
+    g.fillText("★", 90, 125);
+    g.fillStyle = "#1d2a44";
+    g.font = "bold 34px sans-serif";
+    g.fillText("中华人民共和国", 200, 110);
+    g.fillText("居 民 身 份 证", 200, 160);
+    g.font = "20px sans-serif";
+    g.fillText("签发机关  示例市公安局示例分局", 120, 290);
+    g.fillText("有效期限  2020.01.01-2040.01.01", 120, 330);
+  } else {
+    g.font = "20px sans-serif";
+    const rows = [["姓名", name], ["性别", father ? "男" : "女"], ["民族", "汉"], ["住址", "广东省广州市越秀区中山二路58号"]];
+    rows.forEach(([k, v], i) => {
+      g.fillStyle = "#5a6a86";
+      g.fillText(k, 60, 80 + i * 52);
+      g.fillStyle = "#1d2a44";
+      g.fillText(v, 130, 80 + i * 52);
+    });
+    g.fillStyle = "#5a6a86";
+    g.fillText("公民身份号码", 60, 340);
+    g.fillStyle = "#1d2a44";
+    g.font = "bold 24px monospace";
+    g.fillText("4401**********" + String(Math.floor(1000 + Math.random() * 8999)), 210, 340);
+    g.fillStyle = "#cfd8e3";
+    g.fillRect(450, 60, 130, 160);
+    g.fillStyle = "#9aa9bb";
+    g.beginPath();
+    g.arc(515, 120, 32, 0, Math.PI * 2);
+    g.fill();
+    g.fillRect(470, 165, 90, 55);
+    if (kind === "father_handheld_id") {
+      g.fillStyle = "rgba(240,200,170,.9)";
+      g.beginPath();
+      g.ellipse(560, 330, 70, 40, -0.5, 0, Math.PI * 2);
+      g.fill();
+    }
+  }
+  g.save();
+  g.translate(320, 220);
+  g.rotate(-0.35);
+  g.fillStyle = "rgba(220,40,40,.28)";
+  g.font = "bold 64px sans-serif";
+  g.textAlign = "center";
+  g.fillText("示例 SAMPLE", 0, 0);
+  g.restore();
+  return new Promise((resolve) => c.toBlob((b) => resolve(b), "image/jpeg", 0.85));
+}
+async function uploadScreen() {
+  const doc = S.app || (await loadStatus());
+  const kinds = ["mother_id_front", "mother_id_back"];
+  if (twoParents(doc)) kinds.push("father_id_front", "father_id_back");
+  const slots = kinds.map(photoSlot);
+  const err = h("div");
+  const sample = button("使用示例照片", () => busy(sample, async () => {
+    for (const s of slots) if (!s.blob) s.set(await examplePhoto(s.kind), "示例照片，待上传");
+  }));
+  const up = button("上传并继续", () => busy(up, async () => {
+    err.replaceChildren();
+    const missing = slots.filter((s) => !s.blob && !s.done);
+    if (missing.length) return showError(err, new Error(`请先选择：${missing.map((s) => DOC_LABELS[s.kind]).join("、")}`));
+    try {
+      for (const s of slots) {
+        if (s.done) continue;
+        s.state.textContent = "上传中…";
+        await uploadDoc(s.kind, s.blob);
+        s.done = true;
+        s.state.textContent = "已上传 ✓";
+        s.state.className = "state done";
+      }
+      toast("照片已上传");
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  show("上传证件照片", back,
+    h("div", { class: "section-title" }, "请拍摄或选择身份证原件照片（四角完整、字迹清晰）"),
+    h("div", { class: "photo-grid" }, slots.map((s) => s.el)),
+    h("p", { class: "hint" }, "照片上传后服务器会去除位置等 EXIF 信息并加密保存。没有证件照片？可用“使用示例照片”生成演示图片。"),
+    err,
+    h("div", { class: "btns" }, sample, up));
+}
+
+// ------------------------------------------------------------------ 9. the form and the e-signature
+
+function formTable(rows) {
+  return h("table", {}, rows.filter(Boolean).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v ?? "—"))));
+}
+async function signScreen() {
+  show("签名确认", back, h("p", { class: "loading" }, "加载中…"));
+  let answer, cfg;
+  try {
+    [answer, cfg] = await Promise.all([api("GET", `${base()}/form`), config()]);
+  } catch (e) {
+    return show("签名确认", back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
+  }
+  const f = answer.form;
+  const eth = (c) => cfg.ethnic_groups[c] || c;
+  const d = f.delivery;
+  const person = (p) => p ? formTable([
+    ["姓名", p.name], ["年龄", p.age], ["国籍", cfg.nationalities?.[p.nationality] || p.nationality], ["民族", eth(p.ethnicity)],
+    ["证件号码", p.id_number], ["住址", p.address],
+  ]) : h("p", {}, "（无）");
+  const paper = h("div", { class: "paper", id: "form-paper" },
+    h("h3", {}, f.title),
+    h("div", { class: "sect" }, "分娩信息（医院录入）"),
+    formTable([
+      ["助产机构", d.institution_name], ["住院病历号", d.inpatient_no], ["新生儿性别", { F: "女", M: "男" }[d.newborn_sex]],
+      ["出生时间", fmtTime(d.born_at)], ["孕周 / 体重 / 身长", `${d.gestational_weeks} 周 / ${d.weight_g} 克 / ${d.length_cm} 厘米`],
+      ["出生地点", `${d.birthplace.province}${d.birthplace.city}${d.birthplace.county}`], ["接生人员", d.attendant],
+    ]),
+    h("div", { class: "sect" }, "新生儿姓名：", f.newborn?.name || "—"),
+    h("div", { class: "sect" }, "母亲"), person(f.mother),
+    h("div", { class: "sect" }, "父亲"), person(f.father),
+    h("div", { class: "sect" }, "知情告知"), h("p", { class: "notice" }, f.notice));
+  const canvas = h("canvas", { id: "sigpad", "aria-label": "签名板" });
+  const pad = signaturePad(canvas);
+  const err = h("div");
+  const submit = button("确认签名", () => busy(submit, async () => {
+    try {
+      if (!pad.strokes()) throw new Error("请先在签名框内手写签名");
+      const png = await pad.png();
+      const form = new FormData();
+      form.append("form_sha256", answer.sha256);
+      form.append("file", png, "signature.png");
+      await api("POST", `${base()}/signature`, { form, ifMatch: true });
+      toast("签名成功");
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  show("签名确认", back,
+    h("div", { class: "section-title" }, "请核对登记表，签名即确认以下内容"),
+    paper,
+    h("div", { class: "section-title" }, "登记表 SHA-256（签名针对这份内容）"),
+    h("div", { class: "sha", id: "form-sha" }, answer.sha256),
+    h("div", { class: "sigpad-wrap" },
+      h("div", { class: "head" }, h("span", {}, "申办人（母亲）手写签名"), button("清除", () => pad.clear(), "link")),
+      canvas),
+    err,
+    h("div", { class: "btns" }, submit));
+  pad.fit();
+}
+function signaturePad(canvas) {
+  const g = canvas.getContext("2d");
+  let drawing = false;
+  let strokes = 0;
+  let last = null;
+  const ratio = () => window.devicePixelRatio || 1;
+  const pos = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  };
+  const pad = {
+    fit() {
+      const r = canvas.getBoundingClientRect();
+      canvas.width = Math.round(r.width * ratio());
+      canvas.height = Math.round(r.height * ratio());
+      g.setTransform(ratio(), 0, 0, ratio(), 0, 0);
+      g.lineWidth = 3.2;
+      g.lineCap = "round";
+      g.lineJoin = "round";
+      g.strokeStyle = "#111";
+      strokes = 0;
+    },
+    clear() { g.clearRect(0, 0, canvas.width, canvas.height); strokes = 0; },
+    strokes: () => strokes,
+    png: () => new Promise((resolve) => canvas.toBlob((b) => resolve(b), "image/png")),
+  };
+  canvas.addEventListener("pointerdown", (e) => {
+    drawing = true;
+    last = pos(e);
+    canvas.setPointerCapture?.(e.pointerId);
+    e.preventDefault();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!drawing) return;
+    const p = pos(e);
+    g.beginPath();
+    g.moveTo(...last);
+    g.lineTo(...p);
+    g.stroke();
+    last = p;
+    strokes += 1;
+  });
+  const end = () => { drawing = false; };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+  canvas.addEventListener("pointerleave", end);
+  return pad;
+}
+
+// ------------------------------------------------------------------ 10. delivery method, postage (wx.requestPayment), submit
+
+async function deliveryScreen() {
+  const doc = S.app || (await loadStatus());
+  const root = h("div");
+  const err = h("div");
+  const method = radios("method", [["ems", "邮政速递到家"], ["pickup", "到签发机构现场领取"]], "ems");
+  const rName = h("input", { id: "recipient-name", value: S.demo.name || "", autocomplete: "off" });
+  const rPhone = h("input", { id: "recipient-phone", type: "tel", maxlength: "11", placeholder: "11 位手机号", autocomplete: "off" });
+  const rAddr = h("textarea", { id: "recipient-address", rows: "2", placeholder: "省市区街道门牌号" });
+  const emsBox = h("div", {},
+    h("div", { class: "section-title" }, "收件信息"),
+    h("div", { class: "group" }, field("收件人", rName), field("手机号", rPhone), stackField("收件地址", rAddr)),
+    h("p", { class: "hint" }, doc.province === "SD" ? "山东省：邮寄费（20 元）须在线预付。" : "广东省：邮寄费由申办人与邮政速递部门结算。"));
+  root.addEventListener("change", () => { emsBox.hidden = radioValue(root, "method") !== "ems"; });
+  const go = button("确定", () => busy(go, async () => {
+    try {
+      const m = radioValue(root, "method");
+      const body = m === "ems"
+        ? { method: "ems", recipient: { name: rName.value.trim(), phone: rPhone.value.trim(), address: rAddr.value.trim() } }
+        : { method: "pickup" };
+      await api("PUT", `${base()}/delivery-method`, { json: body, ifMatch: true });
+      toast("已选择领取方式");
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  root.append(
+    h("div", { class: "section-title" }, "领取方式"),
+    h("div", { class: "group" }, h("div", { class: "cell" }, method)),
+    emsBox, err, h("div", { class: "btns" }, go));
+  show("领取方式", back, root);
+}
+
+async function payScreen() {
+  const err = h("div");
+  const start = button("支付邮寄费", () => busy(start, async () => {
+    try {
+      const order = await api("POST", `${base()}/payments`);
+      const paid = await simulatedPayment(order);
+      if (!paid) return;
+      await fake("/_fake/pay/notify", { out_trade_no: order.out_trade_no });
+      // The payment notification reaches the service from the platform: wait until the status shows it.
+      for (let i = 0; i < 30; i++) {
+        const doc = await api("GET", base());
+        if (doc.postage?.paid) break;
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      toast("支付成功");
+      S.version = null;
+      await continueJourney();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  show("支付邮寄费", back,
+    h("div", { class: "section-title" }, "邮寄费"),
+    h("div", { class: "group" }, info("项目", "出生医学证明 EMS 邮寄费"), info("收款方", "中国邮政速递物流（代收）")),
+    h("p", { class: "hint" }, "将调用 wx.requestPayment；在模拟器中由模拟微信平台发送支付结果通知。"),
+    err, h("div", { class: "btns" }, start));
+}
+function simulatedPayment(order) {
+  return new Promise((resolve) => {
+    const close = (v) => { mask.remove(); resolve(v); };
+    const mask = h("div", { class: "sheet-mask", role: "dialog", "aria-label": "微信支付（模拟）" },
+      h("div", { class: "sheet" },
+        h("div", {}, "微信支付（模拟）"),
+        h("div", { class: "amount" }, `¥${(order.amount_fen / 100).toFixed(2)}`),
+        h("div", { class: "merchant" }, `出生医学证明邮寄费 · 订单 ${order.out_trade_no.slice(0, 14)}…`),
+        h("div", { class: "btns" }, button("确认支付", () => close(true), "btn primary"), button("取消", () => close(false)))));
+    document.getElementById("phone").append(mask);
+  });
+}
+
+async function submitScreen() {
+  const doc = await loadStatus();
+  const err = h("div");
+  const promise = h("input", { type: "checkbox", id: "promise" });
+  const go = button("提交申请", () => busy(go, async () => {
+    try {
+      if (!promise.checked) throw new Error("请先勾选承诺");
+      await api("POST", `${base()}/submit`);
+      toast("已提交审核");
+      await statusScreen(await loadStatus());
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  show("提交申请", back,
+    h("div", { class: "section-title" }, "已完成"),
+    h("ul", { class: "steps" }, doc.done_steps.map((s) => h("li", { class: "done" }, s.label))),
+    h("div", { class: "group" },
+      h("div", { class: "cell" }, promise, h("label", { for: "promise", style: null }, "本人承诺所填信息真实有效"))),
+    h("p", { class: "hint" }, "提交后由签发机构审核（审核期间不能修改；如需修改请先撤回）。审核结果将通过微信服务通知告知。"),
+    err, h("div", { class: "btns" }, go));
+}
+
+// ------------------------------------------------------------------ start
+
+(async () => {
+  if (!S.token) return loginScreen();
+  try {
+    if (S.appId) await statusScreen();
+    else await listScreen();
+  } catch {
+    loginScreen();
+  }
+})();

@@ -1,0 +1,54 @@
+"""Invented families for tests, the demo and the load generator (valid ID numbers, fictional people)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def make_id_number(region: str, birth: str, seq: str) -> str:
+    """A valid 18-character resident ID number (GB 11643 check character) for invented people."""
+    body = region + birth + seq
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    total = sum(int(d) * w for d, w in zip(body, weights, strict=True))
+    return body + "10X98765432"[total % 11]
+
+
+@dataclass(frozen=True)
+class Person:
+    """A parent as the mini-program knows them."""
+
+    name: str
+    id_number: str
+    ethnicity: str = "01"
+    address: str = "广东省广州市越秀区中山二路58号"
+
+
+@dataclass(frozen=True)
+class Family:
+    """Mother, father (None for a single mother), the baby's name and the mother's WeChat openid."""
+
+    openid: str
+    mother: Person
+    father: Person | None
+    newborn_name: str
+    inpatient_no: str
+
+
+def demo_family(n: int = 1) -> Family:
+    """The n-th invented Guangdong family (n ≥ 1): different ID numbers and inpatient numbers each."""
+    day = 1 + (n - 1) % 28
+    return Family(
+        openid=f"oDemoMother{n:06d}",
+        mother=Person(
+            "王芳",
+            make_id_number("440106", f"1993{(n - 1) // 28 % 12 + 1:02d}{day:02d}", f"{(n * 2) % 1000:03d}"),
+        ),
+        father=Person(
+            "张伟",
+            make_id_number(
+                "440104", f"1991{(n - 1) // 28 % 12 + 1:02d}{day:02d}", f"{(n * 2 + 1) % 1000:03d}"
+            ),
+        ),
+        newborn_name="张小花",
+        inpatient_no=f"ZY{2026000000 + n}",
+    )

@@ -1,0 +1,1 @@
+"""Read models that follow the event log (status, review queue, archive, audit log)."""

@@ -1,0 +1,451 @@
+"""The verifiable log: one RFC 9162 Merkle leaf per stored event, in notification order.
+
+A leaf is the RFC 8785 canonical JSON of ``{position, aggregate_id, version, topic, recorded_at,
+actor, state_sha256}`` — ``actor`` a keyed HMAC pseudonym, ``state_sha256`` the SHA-256 of the
+event's stored (encrypted) bytes — so a leaf carries no personal data, yet pins the exact bytes in
+the store. Leaves and the tracking position are written in one transaction, exactly once. Signed
+checkpoints (C2SP signed notes, Ed25519) commit to the tree; ``check()`` recomputes the log from
+the event store and compares it with the last checkpoint, naming the first position that differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from domain.service import Applications
+from projections.merkle import MerkleTree, leaf_hash
+from projections.runner import Page
+from projections.signed_note import Ed25519NoteSigner, checkpoint_body, open_note, parse_checkpoint, sign_note
+from projections.sql import Database
+
+log = logging.getLogger(__name__)
+
+NAME = "audit_log"
+JSON = dict[str, Any]
+
+
+def canonical(leaf: JSON) -> bytes:
+    """RFC 8785 canonical JSON of a leaf (only strings and integers: sorted keys, no spaces, UTF-8)."""
+    for value in leaf.values():
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            msg = "leaves hold only strings and integers"
+            raise TypeError(msg)
+    return json.dumps(leaf, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _recorded_at(event: Any) -> str:
+    """The event's own time, in UTC."""
+    stamp: datetime = event.timestamp
+    return stamp.astimezone(UTC).isoformat()
+
+
+def pseudonym(key: bytes, actor_id: str) -> str:
+    """The actor as the log shows it: a keyed HMAC, so the log names nobody."""
+    if not actor_id:
+        return ""
+    return hmac.new(key, actor_id.encode(), hashlib.sha256).hexdigest()
+
+
+class IntegrityError(RuntimeError):
+    """The audit log or the event store does not match what was signed."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``check()`` found: ``ok``, the checkpoint's size, and the first position that differs."""
+
+    ok: bool
+    checked_size: int
+    message: str
+    position: int | None = None
+
+
+class AuditLog:
+    """The verifiable log of every event: a ``View`` for ``LogFollower`` plus checkpoints and proofs."""
+
+    def __init__(
+        self,
+        db: Database,
+        applications: Applications,
+        executor: Executor,
+        *,
+        pseudonym_key: bytes,
+        origin: str,
+        signing_keys: Sequence[Ed25519PrivateKey],
+    ) -> None:
+        if not signing_keys:
+            msg = "the audit log needs a signing key"
+            raise ValueError(msg)
+        self.db = db
+        self.applications = applications
+        self.executor = executor
+        self._pseudonym_key = pseudonym_key
+        self.origin = origin
+        self.signers = [Ed25519NoteSigner(origin, key) for key in signing_keys]
+        self._leaf_hashes: list[bytes] = []
+        self._tree: MerkleTree | None = None
+
+    # ------------------------------------------------------------------ View
+
+    async def position(self) -> int:
+        """The last notification id turned into a leaf."""
+        position: int = await self._run(self.db.position, NAME)
+        return position
+
+    async def apply(self, page: Page) -> None:
+        """Append one leaf per event of the page and the new position, in one transaction."""
+        if page:
+            await self._run(self._append, page)
+
+    async def reset(self) -> None:
+        """The log is append-only: it is never reset (a rebuild would change nothing it holds)."""
+        msg = "the audit log is append-only and cannot be rebuilt in place"
+        raise RuntimeError(msg)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _append(self, page: Page) -> None:
+        first, last = page[0][0], page[-1][0]
+        stored = {
+            n.id: n
+            for n in self.applications.recorder.select_notifications(start=first, limit=len(page), stop=last)
+        }
+        with self.db.transaction():
+            self._lock_leaves()
+            current = self.db.position(NAME)
+            # A page may overlap what another follower appended meanwhile: only the part after it is new.
+            fresh = [(position, event) for position, event in page if position > current]
+            if not fresh or not self.db.advance(NAME, last):
+                return  # applied already (another follower, or a replay)
+            row = self.db.fetchone("SELECT MAX(leaf_index) FROM audit_leaves")
+            index = -1 if row is None or row[0] is None else int(row[0])
+            for position, event in fresh:
+                leaf = self._leaf(stored[position], event)
+                data = canonical(leaf)
+                index += 1
+                self.db.execute(
+                    "INSERT INTO audit_leaves (leaf_index, position, aggregate_id, version, leaf_json, leaf_hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (index, position, leaf["aggregate_id"], leaf["version"], data.decode(), leaf_hash(data)),
+                )
+
+    def _leaf(self, notification: Any, event: Any) -> JSON:
+        """The leaf of one stored event (``event`` is its decoded form, for the time and the actor)."""
+        actor = getattr(event, "actor", None) or {}
+        return {
+            "position": int(notification.id),
+            "aggregate_id": str(notification.originator_id),
+            "version": int(notification.originator_version),
+            "topic": notification.topic,
+            "recorded_at": _recorded_at(event),
+            "actor": pseudonym(self._pseudonym_key, str(actor.get("id") or "")),
+            "state_sha256": hashlib.sha256(notification.state).hexdigest(),
+        }
+
+    def _lock_leaves(self) -> None:
+        """Inside a transaction: one appender (or checkpoint signer) at a time.
+
+        SQLite's ``BEGIN IMMEDIATE`` already serialises writers; on PostgreSQL two followers would
+        otherwise both read the old position and the second would fail on the unique constraints.
+        Plain reads are not blocked.
+        """
+        if self.db.dialect == "postgres":
+            self.db.execute("LOCK TABLE audit_leaves IN EXCLUSIVE MODE")
+
+    # ------------------------------------------------------------------ the tree, checkpoints, proofs
+
+    def tree(self) -> MerkleTree:
+        """The Merkle tree over every leaf so far.
+
+        Leaves are append-only, so the tree is kept and only the leaves added since (by this process
+        or any other) are read; the cached subtree hashes stay valid.
+        """
+        if self._tree is None:
+            self._tree = MerkleTree(self._leaf_hashes)
+        rows = self.db.fetchall(
+            "SELECT leaf_index, leaf_hash FROM audit_leaves WHERE leaf_index >= ? ORDER BY leaf_index",
+            (len(self._leaf_hashes),),
+        )
+        for index, digest in rows:
+            if int(index) != len(self._leaf_hashes):
+                msg = f"leaf {len(self._leaf_hashes)} is missing from the audit log"
+                raise IntegrityError(msg)
+            self._leaf_hashes.append(bytes(digest))
+        return self._tree
+
+    def size(self) -> int:
+        """How many leaves the log holds."""
+        row = self.db.fetchone("SELECT COUNT(*) FROM audit_leaves")
+        return int(row[0]) if row else 0
+
+    def make_checkpoint(self) -> JSON:
+        """Sign a checkpoint of the current tree (if it grew since the last one); returns the latest.
+
+        A new checkpoint is signed only over leaves that extend the previous signed checkpoint: a
+        log whose earlier leaves were altered (which the triggers refuse, but a database owner can
+        drop them) is never given a fresh signature that would launder the change.
+        """
+        with self.db.transaction():
+            self._lock_leaves()
+            size = self.size()
+            latest = self.latest_checkpoint()
+            if latest is not None and latest["tree_size"] == size:
+                return latest
+            tree = self.tree()
+            size = min(size, tree.size)
+            if latest is not None:
+                old_size, old_root = self._signed(latest)
+                if old_size > size or tree.root(old_size) != old_root:
+                    msg = (
+                        f"the audit log's first {old_size} leaves no longer match signed checkpoint "
+                        f"{old_size}: refusing to sign a new checkpoint"
+                    )
+                    raise IntegrityError(msg)
+            root = tree.root(size)
+            note = sign_note(checkpoint_body(self.origin, size, root), self.signers)
+            now = datetime.now(UTC).isoformat()
+            exists = self.db.fetchone("SELECT 1 FROM audit_checkpoints WHERE tree_size = ?", (size,))
+            if exists is None:
+                self.db.execute(
+                    "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_at) VALUES (?, ?, ?, ?)",
+                    (size, root, note, now),
+                )
+        return self.latest_checkpoint() or {}
+
+    def _signed(self, checkpoint: JSON) -> tuple[int, bytes]:
+        """The size and root a stored checkpoint's note carries, once its signature verified."""
+        try:
+            body, _names = open_note(checkpoint["note"], self.verifier_keys())
+            _origin, size, root, _ext = parse_checkpoint(body)
+        except ValueError as e:  # NoteError, CheckpointError
+            msg = f"checkpoint {checkpoint['tree_size']}: {e}"
+            raise IntegrityError(msg) from None
+        return size, root
+
+    def latest_checkpoint(self) -> JSON | None:
+        """The most recent signed checkpoint."""
+        row = self.db.fetchone(
+            "SELECT tree_size, root_hash, note, created_at FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
+        )
+        return None if row is None else self._checkpoint(row)
+
+    def checkpoint_of_size(self, size: int) -> JSON | None:
+        """The signed checkpoint at exactly this size, if one was made."""
+        row = self.db.fetchone(
+            "SELECT tree_size, root_hash, note, created_at FROM audit_checkpoints WHERE tree_size = ?",
+            (size,),
+        )
+        return None if row is None else self._checkpoint(row)
+
+    def _checkpoint(self, row: tuple[Any, ...]) -> JSON:
+        return {
+            "tree_size": int(row[0]),
+            "root_hash": base64.b64encode(bytes(row[1])).decode(),
+            "note": row[2],
+            "created_at": row[3],
+            "verifier_keys": self.verifier_keys(),
+        }
+
+    def verifier_keys(self) -> list[str]:
+        """The verifier key strings (C2SP note format) of the signing keys."""
+        return [s.verifier_key() for s in self.signers]
+
+    def leaves_of(self, aggregate_id: UUID | str) -> list[JSON]:
+        """The leaves of one aggregate's events: index, position, version and the leaf JSON."""
+        rows = self.db.fetchall(
+            "SELECT leaf_index, position, version, leaf_json FROM audit_leaves WHERE aggregate_id = ? ORDER BY version",
+            (str(aggregate_id),),
+        )
+        return [
+            {"index": int(r[0]), "position": int(r[1]), "version": int(r[2]), "leaf": json.loads(r[3])}
+            for r in rows
+        ]
+
+    def proof_bundle(self, aggregate_id: UUID | str) -> JSON:
+        """A self-contained bundle: the aggregate's leaves with inclusion proofs against the latest checkpoint.
+
+        Each leaf carries ``event_state``, the event exactly as the store holds it NOW (base64 of the
+        encrypted bytes; ``null`` when the store no longer has an event at that position), so that
+        the standalone verifier can compare it with the leaf's ``state_sha256``: a store altered
+        after the leaf was signed fails verification even though the leaves themselves are intact.
+        """
+        try:
+            checkpoint = self.make_checkpoint()
+        except IntegrityError as error:
+            # Never sign over altered leaves; hand out the last honest checkpoint, which the
+            # proofs below will then fail to reach.
+            log.error("proof bundle: %s", error)
+            checkpoint = self.latest_checkpoint() or {}
+        if not checkpoint:
+            msg = "the audit log has no checkpoint yet"
+            raise IntegrityError(msg)
+        size = checkpoint["tree_size"]
+        tree = self.tree()
+        recorder = self.applications.recorder
+        leaves = []
+        for entry in self.leaves_of(aggregate_id):
+            if entry["index"] >= min(size, tree.size):
+                continue
+            data = canonical(entry["leaf"])
+            position = entry["position"]
+            found = [
+                n
+                for n in recorder.select_notifications(start=position, limit=1, stop=position)
+                if n.id == position
+            ]
+            leaves.append(
+                {
+                    "index": entry["index"],
+                    "leaf": entry["leaf"],
+                    "leaf_hash": base64.b64encode(leaf_hash(data)).decode(),
+                    "inclusion_proof": [
+                        base64.b64encode(h).decode()
+                        for h in tree.inclusion_proof(entry["index"], min(size, tree.size))
+                    ],
+                    "event_state": base64.b64encode(found[0].state).decode() if found else None,
+                }
+            )
+        return {
+            "format": "birthcert-proof-bundle/1",
+            "origin": self.origin,
+            "checkpoint": checkpoint["note"],
+            "tree_size": size,
+            "verifier_keys": checkpoint["verifier_keys"],
+            "leaves": leaves,
+        }
+
+    def consistency(self, size1: int, size2: int) -> JSON:
+        """A consistency proof between two tree sizes, with the signed checkpoints at those sizes when made."""
+        current = self.size()
+        if not 0 < size1 <= size2 <= current:
+            msg = f"sizes must satisfy 0 < from ≤ to ≤ {current}"
+            raise ValueError(msg)
+        tree = self.tree()
+        return {
+            "from": size1,
+            "to": size2,
+            "root1": base64.b64encode(tree.root(size1)).decode(),
+            "root2": base64.b64encode(tree.root(size2)).decode(),
+            "proof": [base64.b64encode(h).decode() for h in tree.consistency_proof(size1, size2)],
+            "checkpoint1": (self.checkpoint_of_size(size1) or {}).get("note"),
+            "checkpoint2": (self.checkpoint_of_size(size2) or {}).get("note"),
+        }
+
+    # ------------------------------------------------------------------ self-check
+
+    def check(self) -> CheckResult:
+        """Recompute the log from the event store and compare it with the last signed checkpoint.
+
+        Every leaf (also those after the checkpoint) must match the event stored at its position
+        (aggregate, version, topic, the SHA-256 of the stored bytes and, decoded, its time and
+        actor), leaf indexes and positions must run without holes or reordering, and the root of the
+        first ``size`` leaf hashes, recomputed from the leaves' content, must be the root the latest
+        checkpoint signed. The first difference is reported with its position.
+        """
+        latest = self.latest_checkpoint()
+        size, root = 0, b""
+        if latest is not None:
+            try:
+                size, root = self._signed(latest)
+            except IntegrityError as e:
+                return CheckResult(False, latest["tree_size"], f"the latest checkpoint does not verify ({e})")
+        rows = self.db.fetchall(
+            "SELECT leaf_index, position, leaf_json, leaf_hash FROM audit_leaves ORDER BY leaf_index"
+        )
+        if len(rows) < size:
+            last = int(rows[-1][1]) if rows else None
+            return CheckResult(
+                False, size, f"the log holds {len(rows)} leaves but checkpoint {size} was signed", last
+            )
+        hashes: list[bytes] = []
+        after = 0
+        recorder = self.applications.recorder
+        for offset in range(0, len(rows), 1000):
+            chunk = rows[offset : offset + 1000]
+            stored = recorder.select_notifications(start=after + 1, limit=len(chunk))
+            for i, row in enumerate(chunk):
+                expected_position = int(row[1])
+                if int(row[0]) != offset + i:
+                    return CheckResult(
+                        False, size, f"leaf {offset + i} is missing from the log", expected_position
+                    )
+                try:
+                    leaf = json.loads(row[2])
+                    data = canonical(leaf)
+                except (ValueError, TypeError, AttributeError):
+                    return CheckResult(
+                        False,
+                        size,
+                        f"position {expected_position}: the leaf is not a valid leaf",
+                        expected_position,
+                    )
+                if i >= len(stored):
+                    return CheckResult(
+                        False,
+                        size,
+                        f"position {expected_position}: the event is missing from the store",
+                        expected_position,
+                    )
+                n = stored[i]
+                if n.id != expected_position:
+                    return CheckResult(
+                        False,
+                        size,
+                        f"position {expected_position}: the store has position {n.id} there instead",
+                        min(expected_position, n.id),
+                    )
+                found = {
+                    "position": n.id,
+                    "aggregate_id": str(n.originator_id),
+                    "version": int(n.originator_version),
+                    "topic": n.topic,
+                    "state_sha256": hashlib.sha256(n.state).hexdigest(),
+                }
+                changed = [k for k, v in found.items() if leaf.get(k) != v]
+                if not changed:
+                    # The bytes are the logged ones: the time and the actor must be theirs too.
+                    try:
+                        event = self.applications.mapper.to_domain_event(n)
+                        found = self._leaf(n, event)
+                    except Exception as error:  # undecodable bytes whose hash still matches: a forged leaf
+                        return CheckResult(
+                            False,
+                            size,
+                            f"position {n.id}: the stored event cannot be decoded ({type(error).__name__})",
+                            n.id,
+                        )
+                    changed = [k for k in sorted(set(found) | set(leaf)) if leaf.get(k) != found.get(k)]
+                if changed:
+                    return CheckResult(
+                        False,
+                        size,
+                        f"position {n.id}: the stored event differs from its leaf ({', '.join(changed)})",
+                        n.id,
+                    )
+                if leaf_hash(data) != bytes(row[3]):
+                    return CheckResult(
+                        False, size, f"position {n.id}: the leaf's hash does not match its content", n.id
+                    )
+                hashes.append(leaf_hash(data))
+                after = n.id
+        if size and MerkleTree(hashes).root(size) != root:
+            return CheckResult(
+                False, size, f"the recomputed root of {size} leaves differs from signed checkpoint {size}"
+            )
+        if latest is None:
+            return CheckResult(True, 0, f"no checkpoint yet; the {len(rows)} leaves match the event store")
+        return CheckResult(True, size, f"the event store matches signed checkpoint {size}")

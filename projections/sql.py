@@ -1,0 +1,189 @@
+"""SQL beside the events: the audit log, the form archive and their tracking positions.
+
+The tables live in the event store's own database — the SQLite file, or the PostgreSQL schema —
+so that a backup of the store carries its audit log. Append-only tables are guarded by triggers in
+the database itself: an UPDATE or DELETE (or, on PostgreSQL, a TRUNCATE) is refused whoever sends
+it. Calls are synchronous: run them on the store executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import psycopg
+
+Dialect = Literal["sqlite", "postgres"]
+APPEND_ONLY = ("audit_leaves", "audit_checkpoints", "archive_forms")
+
+_TABLES = {
+    "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
+    "audit_leaves": (
+        "leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, aggregate_id TEXT NOT NULL, "
+        "version BIGINT NOT NULL, leaf_json TEXT NOT NULL, leaf_hash {blob} NOT NULL"
+    ),
+    "audit_checkpoints": "tree_size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, note TEXT NOT NULL, created_at TEXT NOT NULL",
+    "archive_forms": (
+        "id TEXT PRIMARY KEY, application_id TEXT NOT NULL, position BIGINT NOT NULL UNIQUE, version BIGINT NOT NULL, "
+        "kind TEXT NOT NULL, recorded_at TEXT NOT NULL, form_sha256 TEXT NOT NULL, document {blob} NOT NULL, "
+        "pdf {blob}"
+    ),
+    "audit_access": (
+        "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
+        "what TEXT NOT NULL, recorded_at TEXT NOT NULL"
+    ),
+}
+# Columns added after a table was first released: ALTER TABLE … ADD COLUMN where an older database lacks them
+# (adding a column is not an UPDATE: the append-only triggers stay and do not fire).
+_ADDED_COLUMNS = {"archive_forms": (("pdf", "{blob}"),)}
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS audit_leaves_aggregate ON audit_leaves (aggregate_id, version)",
+    "CREATE INDEX IF NOT EXISTS archive_forms_application ON archive_forms (application_id, version)",
+)
+
+
+class Database:
+    """One connection to the event store's database, used from one thread (the store executor)."""
+
+    def __init__(self, dialect: Dialect, connection: Any) -> None:
+        self.dialect = dialect
+        self.connection = connection
+
+    @classmethod
+    def open(cls, env: Mapping[str, str]) -> Database:
+        """Connect to the database the event-store ``env`` describes, and create our tables if missing."""
+        module = env.get("PERSISTENCE_MODULE", "eventsourcing.sqlite")
+        if module == "eventsourcing.postgres":
+            pg: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+                host=env.get("POSTGRES_HOST", "127.0.0.1"),
+                port=env.get("POSTGRES_PORT", "5432"),
+                dbname=env.get("POSTGRES_DBNAME", "postgres"),
+                user=env.get("POSTGRES_USER") or None,
+                password=env.get("POSTGRES_PASSWORD") or None,
+                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5") or 5),
+                autocommit=True,
+            )
+            schema = env.get("POSTGRES_SCHEMA")
+            if schema:
+                pg.execute(f'SET search_path TO "{schema}"')
+            db = cls("postgres", pg)
+        else:
+            path = env.get("SQLITE_DBNAME") or ":memory:"
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            db = cls("sqlite", conn)
+        db.create_tables()
+        return db
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect == "postgres" else statement
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement (``?`` placeholders on both dialects); returns the cursor."""
+        if self.dialect == "postgres" and not params:
+            # No parameters → None, so that psycopg leaves a literal '%' alone (the trigger function's RAISE).
+            return self.connection.execute(statement, None)
+        return self.connection.execute(self._sql(statement), params)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of a query."""
+        return list(self.execute(statement, params).fetchall())
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """The first row of a query, or None."""
+        row = self.execute(statement, params).fetchone()
+        return None if row is None else tuple(row)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """BEGIN … COMMIT (ROLLBACK on an exception). SQLite takes the write lock at BEGIN."""
+        if self.dialect == "sqlite":
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
+        else:
+            with self.connection.transaction():
+                yield self
+
+    def position(self, name: str) -> int:
+        """The tracked position of a projection (0 before any)."""
+        row = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
+        return 0 if row is None else int(row[0])
+
+    def advance(self, name: str, position: int) -> bool:
+        """Inside a transaction: move ``name`` to ``position`` if that is forward; False when it is not."""
+        current = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
+        if current is None:
+            self.execute("INSERT INTO projection_positions (name, position) VALUES (?, ?)", (name, position))
+            return True
+        if int(current[0]) >= position:
+            return False
+        self.execute("UPDATE projection_positions SET position = ? WHERE name = ?", (position, name))
+        return True
+
+    def _columns(self, table: str) -> set[str]:
+        """The column names ``table`` has now."""
+        if self.dialect == "sqlite":
+            return {str(row[1]) for row in self.fetchall(f"PRAGMA table_info({table})")}
+        rows = self.fetchall(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ?",
+            (table,),
+        )
+        return {str(row[0]) for row in rows}
+
+    def create_tables(self) -> None:
+        """Our tables, their indexes and the append-only triggers (idempotent)."""
+        blob = "BYTEA" if self.dialect == "postgres" else "BLOB"
+        with self.transaction():
+            for table, columns in _TABLES.items():
+                self.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns.format(blob=blob)})")
+            for table, added in _ADDED_COLUMNS.items():
+                present = self._columns(table)
+                for column, kind in added:
+                    if column not in present:
+                        guard = "IF NOT EXISTS " if self.dialect == "postgres" else ""
+                        self.execute(
+                            f"ALTER TABLE {table} ADD COLUMN {guard}{column} {kind.format(blob=blob)}"
+                        )
+            for index in _INDEXES:
+                self.execute(index)
+            if self.dialect == "sqlite":
+                for table in APPEND_ONLY:
+                    for op in ("UPDATE", "DELETE"):
+                        self.execute(
+                            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+                        )
+            else:
+                self.execute(
+                    "CREATE OR REPLACE FUNCTION birthcert_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
+                )
+                for table in APPEND_ONLY:
+                    for name, spec in (
+                        ("rows", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
+                        ("truncate", "BEFORE TRUNCATE ON {t}"),
+                    ):
+                        trigger = f"{table}_append_only_{name}"
+                        exists = self.fetchone(
+                            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                            "WHERE t.tgname = ? AND c.relname = ? AND c.relnamespace = to_regnamespace(current_schema())",
+                            (trigger, table),
+                        )
+                        if exists is None:
+                            self.execute(
+                                f"CREATE TRIGGER {trigger} {spec.format(t=table)} "
+                                "EXECUTE FUNCTION birthcert_append_only()"
+                            )

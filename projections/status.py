@@ -1,0 +1,392 @@
+"""The parents' status view in Redis: one JSON document per application, one list per user.
+
+For every application touched by a page, the document is computed from the aggregate AT THE
+VERSION of its last event in that page, so a view depends only on the log up to the page's
+end: a rebuild, whatever its page size, writes byte-identical documents. The documents hold
+no personal data in plaintext: no ID numbers, no full names, no addresses or phone numbers,
+no newborn name; the mother's name is masked (王*). A user's list is keyed by an HMAC of the
+applicant id (a WeChat openid: pseudonymous, still not stored in clear).
+
+Keys (``key_prefix`` defaults to ``bc:``):
+- ``bc:status:app:<uuid>``: the document (orjson)
+- ``bc:status:user:<hmac hex>``: sorted set of application ids, scored by start time (µs since epoch)
+- ``bc:status:position``: the last notification id applied
+
+A page is applied by one Lua script: it refuses a position that does not increase, and sets the
+documents, the user lists and the position together, so a page is applied whole or not at all,
+and applying it twice (or two followers racing) changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import orjson
+import redis.asyncio as aioredis
+
+from domain.application import (
+    CLOSED_STATES,
+    COLLECTED,
+    COUNTER_ONLY,
+    DELIVERED,
+    DISPATCHED,
+    DRAFT,
+    ISSUED,
+    ISSUED_STATES,
+    LOST,
+    RETURNED,
+    STEP_NAMES,
+    SUBMITTED,
+    WITHDRAWN,
+    BirthCertificateApplication,
+)
+from domain.errors import InvalidValue
+from domain.service import Applications
+from domain.values import PersonName
+from projections.redis_view import applications_touched, delete_prefix, stored_position
+from projections.runner import Page
+
+SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
+JSON = dict[str, Any]
+MAX_LIST_LIMIT: Final = 100
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+STATE_LABELS: Final = {
+    DRAFT: "填写中",
+    SUBMITTED: "审核中",
+    RETURNED: "已退回，待修改",
+    ISSUED: "已签发",
+    DISPATCHED: "已寄出",
+    DELIVERED: "已送达",
+    COLLECTED: "已领取",
+    WITHDRAWN: "已撤回",
+    LOST: "邮件遗失，待补发",
+    COUNTER_ONLY: "需到签发机构现场办理",
+}
+
+# What the issuer may ask to be fixed (domain.application.FIXABLE_FIELDS), as a parent reads it.
+FIELD_LABELS: Final = {
+    "delivery_record": "分娩信息",
+    "newborn_name": "新生儿姓名",
+    "mother.nationality": "母亲国籍",
+    "mother.ethnicity": "母亲民族",
+    "mother.address": "母亲住址",
+    "father.name": "父亲姓名",
+    "father.id_number": "父亲身份证号码",
+    "father.nationality": "父亲国籍",
+    "father.ethnicity": "父亲民族",
+    "father.address": "父亲住址",
+    "documents.mother_id_front": "母亲身份证人像面照片",
+    "documents.mother_id_back": "母亲身份证国徽面照片",
+    "documents.father_id_front": "父亲身份证人像面照片",
+    "documents.father_id_back": "父亲身份证国徽面照片",
+    "documents.father_handheld_id": "父亲手持身份证照片",
+    "signature": "电子签名",
+    "delivery_method": "领取方式",
+}
+
+COUNTER_MESSAGES: Final = {
+    "modification_limit": "退回修改次数已达上限，请携带相关材料到签发机构现场办理",
+}
+COUNTER_DEFAULT: Final = "该申请需到签发机构现场办理，请携带相关材料前往"
+
+# KEYS: position, n document keys, n user-list keys. ARGV: new position, n, n documents, n scores, n ids.
+APPLY_PAGE_LUA: Final = """
+local new = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if new <= current then
+  return 0
+end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('SET', KEYS[1 + i], ARGV[2 + i])
+  redis.call('ZADD', KEYS[1 + n + i], ARGV[2 + n + i], ARGV[2 + 2 * n + i])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def derive_pseudonym_key(index_key: bytes) -> bytes:
+    """The key of the per-user list names, derived from the service's index key (fixed forever too)."""
+    return hmac.new(index_key, b"birthcert:status:user-pseudonym:v1", hashlib.sha256).digest()
+
+
+def _iso(moment: datetime | str | None) -> str | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
+
+
+def _masked_name(name: object) -> str | None:
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return PersonName(name).masked()
+    except InvalidValue:
+        return "*"
+
+
+def _step(code: str, label: str, by: str) -> JSON:
+    return {"code": code, "label": label, "by": by}
+
+
+def _applicable_steps(app: BirthCertificateApplication) -> list[str]:
+    steps = ["mother_verified", "delivery_record_linked", "delivery_info_confirmed", "details_provided"]
+    if app.two_parents:
+        steps.append("father_verified")
+    steps += ["documents_uploaded", "form_signed", "delivery_method_chosen"]
+    if app.postage_required:
+        steps.append("postage_paid")
+    return steps
+
+
+def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JSON]:
+    """What happens next, and who does it (``by``: parent, hospital, issuer or courier)."""
+    state = app.state
+    method = app.delivery_method["method"] if app.delivery_method else None
+    if state in (DRAFT, RETURNED):
+        steps: list[JSON] = []
+        if app.delivery_confirmed is False and app.dispute_reason:
+            steps.append(_step("await_hospital_correction", "等待医院核实并更正分娩信息", "hospital"))
+        if state == RETURNED and app.rejection:
+            fields = [FIELD_LABELS.get(f, f) for f in app.rejection.get("fields", [])]
+            steps.append(_step("fix_returned_items", "按退回意见修改：" + "、".join(fields), "parent"))
+        steps += [_step(code, STEP_NAMES.get(code, code), "parent") for code in missing]
+        if not missing:
+            steps.append(_step("submit", "提交审核", "parent"))
+        return steps
+    if state == SUBMITTED:
+        return [_step("await_review", "等待签发机构审核", "issuer")]
+    if state == ISSUED and method == "pickup":
+        return [_step("collect_on_site", "请携带身份证件到签发机构现场领取", "parent")]
+    if state == ISSUED:
+        return [_step("await_dispatch", "等待邮寄", "issuer")]
+    if state == DISPATCHED:
+        return [_step("await_delivery", "已交邮政寄出，等待送达（可凭邮件号查询）", "courier")]
+    if state == LOST:
+        return [_step("await_reissue", "邮件遗失或损毁，等待签发机构补发", "issuer")]
+    if state == COUNTER_ONLY:
+        return [_step("visit_counter", "请携带相关材料到签发机构现场办理", "parent")]
+    return []  # delivered, collected, withdrawn: nothing left to do
+
+
+def _done_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JSON]:
+    # missing_for_submission() names a confirmation only once a record is linked: ask the state itself.
+    done = [
+        {"code": code, "label": STEP_NAMES.get(code, code)}
+        for code in _applicable_steps(app)
+        if code not in missing and (code != "delivery_info_confirmed" or app.delivery_confirmed is True)
+    ]
+    state = app.state
+    if state == SUBMITTED or state in ISSUED_STATES:
+        done.append({"code": "submitted", "label": "已提交审核"})
+    if state in ISSUED_STATES:
+        done.append({"code": "issued", "label": "出生医学证明已签发"})
+    if state in (DISPATCHED, DELIVERED, LOST):
+        done.append({"code": "dispatched", "label": "已交邮政寄出"})
+    if state == DELIVERED:
+        done.append({"code": "delivered", "label": "已送达"})
+    if state == COLLECTED:
+        done.append({"code": "collected", "label": "已现场领取"})
+    return done
+
+
+def status_of(app: BirthCertificateApplication) -> JSON:
+    """The parent's status document of ``app`` (no personal data in plaintext)."""
+    closed = app.state in CLOSED_STATES
+    missing = [] if closed else app.missing_for_submission()
+    record = app.record
+    mother = app.verified.get("mother")
+    mother_name = (mother or {}).get("name") or (record or {}).get("mother_name")
+    method = app.delivery_method["method"] if app.delivery_method else None
+    rejection = app.rejection if app.state == RETURNED and app.rejection else None
+    return {
+        "id": str(app.id),
+        "state": app.state,
+        "state_label": STATE_LABELS.get(app.state, app.state),
+        "version": app.version,
+        "province": app.province,
+        "started_at": _iso(app.created_on),
+        "updated_at": _iso(app.modified_on),
+        "submitted_at": _iso(app.submitted_at),
+        "submissions": app.submissions,
+        "next_steps": _next_steps(app, missing),
+        "done_steps": _done_steps(app, missing),
+        "rejection": None
+        if rejection is None
+        else {
+            "reasons": list(rejection.get("reasons", [])),
+            "fields": list(rejection.get("fields", [])),
+            "field_labels": [FIELD_LABELS.get(f, f) for f in rejection.get("fields", [])],
+        },
+        "counter_reason": None
+        if app.counter_reason is None
+        else {
+            "code": app.counter_reason,
+            "message": COUNTER_MESSAGES.get(app.counter_reason, COUNTER_DEFAULT),
+        },
+        "certificate_number": app.certificate_number,
+        "tracking_number": app.tracking_number,
+        "delivery_method": method,
+        "postage": {"required": app.postage_required, "paid": app.postage_paid is not None},
+        "signature_valid": app.signature_valid,
+        "delivery_record": None
+        if record is None
+        else {
+            "institution_name": record.get("institution_name"),
+            "mother_name_masked": _masked_name(record.get("mother_name")),
+            "confirmed": app.delivery_confirmed,
+        },
+        "mother_name_masked": _masked_name(mother_name),
+        "elicense_issued": app.licence_id is not None,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class StatusView:
+    """The parents' status view: a ``View`` for ``projections.runner.LogFollower``."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        applications: Applications,
+        executor: Executor,
+        *,
+        key_prefix: str = "bc:",
+        pseudonym_key: bytes,
+    ) -> None:
+        if len(pseudonym_key) < 16:
+            raise ValueError("pseudonym_key must be at least 16 bytes")
+        self.redis = redis
+        self.applications = applications
+        self.executor = executor
+        self.prefix = f"{key_prefix}status:"
+        self.position_key = f"{self.prefix}position"
+        self._pseudonym_key = pseudonym_key
+        self._apply_page = redis.register_script(APPLY_PAGE_LUA)
+
+    # ------------------------------------------------------------------ keys
+
+    def app_key(self, app_id: UUID | str) -> str:
+        """The key of one application's document."""
+        return f"{self.prefix}app:{UUID(str(app_id))}"
+
+    def user_key(self, applicant_id: str) -> str:
+        """The key of one user's list: an HMAC of the applicant id, never the id itself."""
+        digest = hmac.new(self._pseudonym_key, applicant_id.encode(), hashlib.sha256).hexdigest()
+        return f"{self.prefix}user:{digest}"
+
+    # ------------------------------------------------------------------ View
+
+    async def position(self) -> int:
+        """The last notification id applied (0 before any)."""
+        return await stored_position(self.redis, self.position_key)
+
+    async def apply(self, page: Page) -> None:
+        """Write the documents of the applications the page touched and its last position, atomically."""
+        last_version = applications_touched(page, await self.position())
+        if last_version is None:
+            return  # already applied: loading aggregates would be wasted
+        new_position = page[-1][0]
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(self.executor, self._documents, list(last_version.items()))
+        keys = [self.position_key]
+        keys += [self.app_key(row[0]) for row in rows]
+        keys += [self.user_key(row[2]) for row in rows]
+        args: list[str | bytes | int] = [new_position, len(rows)]
+        args += [row[1] for row in rows]
+        args += [row[3] for row in rows]
+        args += [str(row[0]) for row in rows]
+        await self._apply_page(keys=keys, args=args)
+
+    def _documents(self, versions: Sequence[tuple[UUID, int]]) -> list[tuple[UUID, bytes, str, int]]:
+        """On the executor: (id, document, applicant id, start score) of each application at its version."""
+        rows = []
+        for app_id, version in versions:
+            app: object = self.applications.repository.get(app_id, version=version)
+            if not isinstance(app, BirthCertificateApplication):
+                continue
+            # Whole microseconds: exact in a Redis score (a double) for millennia to come.
+            score = (app.created_on - _EPOCH) // timedelta(microseconds=1)
+            rows.append((app_id, orjson.dumps(status_of(app)), app.applicant_id, score))
+        return rows
+
+    async def reset(self) -> None:
+        """Delete every key of the view, the position last (a racing follower then redoes its page)."""
+        await delete_prefix(self.redis, self.prefix, position_key=self.position_key)
+
+    # ------------------------------------------------------------------ queries
+
+    async def get(self, app_id: UUID | str) -> JSON | None:
+        """One application's document, or None (unknown, malformed id, or not projected yet)."""
+        try:
+            key = self.app_key(app_id)
+        except ValueError:
+            return None
+        raw = await self.redis.get(key)
+        if raw is None:
+            return None
+        document: JSON = orjson.loads(raw)
+        return document
+
+    async def list_for(
+        self, applicant_id: str, cursor: str | None = None, limit: int = 20
+    ) -> tuple[list[JSON], str | None]:
+        """A user's applications, newest first: (documents, cursor of the next page or None)."""
+        limit = max(1, min(limit, MAX_LIST_LIMIT))
+        key = self.user_key(applicant_id)
+        entries: list[tuple[str, int]]
+        if cursor is None:
+            raw = await self.redis.zrevrange(key, 0, limit, withscores=True)
+            entries = [(_text(m), int(s)) for m, s in raw]
+        else:
+            after_score, after_id = _parse_cursor(cursor)
+            # Same-score entries come in reverse id order: skip those up to the cursor's.
+            ties = int(await self.redis.zcount(key, after_score, after_score))
+            raw = await self.redis.zrevrangebyscore(
+                key, after_score, "-inf", start=0, num=limit + 1 + ties, withscores=True
+            )
+            entries = [
+                (m, s)
+                for m, s in ((_text(m), int(s)) for m, s in raw)
+                if s < after_score or (s == after_score and m < after_id)
+            ]
+        more = len(entries) > limit
+        entries = entries[:limit]
+        if not entries:
+            return [], None
+        values = await self.redis.mget([self.app_key(m) for m, _ in entries])
+        items: list[JSON] = [orjson.loads(v) for v in values if v is not None]
+        next_cursor = f"{entries[-1][1]}:{entries[-1][0]}" if more else None
+        return items, next_cursor
+
+    async def count(self) -> int:
+        """How many applications the view holds."""
+        n = 0
+        async for _ in self.redis.scan_iter(match=f"{self.prefix}app:*", count=1000):
+            n += 1
+        return n
+
+
+def _parse_cursor(cursor: str) -> tuple[int, str]:
+    score, _, app_id = cursor.partition(":")
+    try:
+        return int(score), str(UUID(app_id))
+    except ValueError:
+        raise InvalidValue("cursor", "invalid_cursor", "分页参数无效，请从第一页重新加载") from None

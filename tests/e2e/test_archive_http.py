@@ -1,0 +1,169 @@
+"""The archived registration forms over real HTTP: an auditor lists and downloads them, another
+institution's issuer is told they do not exist, and the auditor's reading is on the record.
+
+The family goes through the mini-program and the issuer issues over HTTP, exactly as in
+test_staff; the archive follows the log in the running service. Until ``backend.app`` mounts the
+archive, the fixture here adds ``archive_ctx`` and the routes to the app ``create_app`` built (and
+the archive's paths to the OpenAPI document every JSON answer is checked against).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from backend.dev import DEMO_PASSWORD, seed_demo_staff
+from domain.staff import AccessRecord
+from miniprogram_stub.client import StaffClient
+from miniprogram_stub.people import Family
+from tests.e2e.conftest import Stack
+from tests.e2e.test_staff import submitted
+
+pytestmark = pytest.mark.e2e
+
+
+async def login(stack: Stack, username: str) -> StaffClient:
+    await stack.in_store(seed_demo_staff, stack.service)
+    client = StaffClient(stack.session, stack.api, check=stack.check)
+    await client.login(username, DEMO_PASSWORD)
+    return client
+
+
+async def get(
+    stack: Stack, token: str | None, path: str, accept: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if accept:
+        headers["Accept"] = accept
+    async with stack.session.get(stack.api + path, headers=headers) as r:
+        body = await r.read()
+        if r.content_type in ("application/json", "application/problem+json"):
+            stack.check("GET", path, r.status, r.content_type, json.loads(body))
+        else:
+            documented = stack.check.document["paths"]["/api/v1/archive/forms/{form_id}"]["get"]
+            assert r.content_type in documented["responses"][str(r.status)]["content"], r.content_type
+        return r.status, dict(r.headers), body
+
+
+def archive_readings(stack: Stack, app_id: str) -> list[Any]:
+    """The AccessRecord events of ``archive_form`` readings of one application (on the store thread)."""
+    service = stack.service
+    found = []
+    for n in service.recorder.select_notifications(start=1, limit=100_000):
+        event = service.mapper.to_domain_event(n)
+        if (
+            isinstance(event, AccessRecord.PersonalDataViewed)
+            and event.application_id == app_id
+            and event.what == "archive_form"
+        ):
+            found.append(event)
+    return found
+
+
+async def test_auditor_lists_and_downloads_the_forms_and_the_reading_is_recorded(
+    stack: Stack, family: Family
+) -> None:
+    mp = await submitted(stack, family)
+    app_id = str(mp.app_id)
+    issuer = await login(stack, "issuer1")
+    await issuer.call(
+        "POST",
+        f"/api/v1/review/applications/{app_id}/issue",
+        json={"certificate_number": "X440100061", "sealer": "赵盖章"},
+    )
+    auditor = await login(stack, "auditor1")
+    assert auditor.token
+    status, headers, body = await get(stack, auditor.token, f"/api/v1/archive/forms?application_id={app_id}")
+    assert status == 200, body
+    assert headers["Cache-Control"] == "no-store"
+    listing = json.loads(body)
+    assert listing["application_id"] == app_id
+    forms = listing["forms"]
+    assert [f["kind"] for f in forms] == ["signed", "issued"]
+    signed, issued = forms
+    form_answer = await mp.form()
+    assert signed["form_sha256"] == issued["form_sha256"] == form_answer["sha256"]
+    assert (issued["certificate_number"], issued["issuer_name"], issued["sealer_name"]) == (
+        "X440100061",
+        "李签发",
+        "赵盖章",
+    )
+    assert (signed["certificate_number"], signed["issuer_name"], signed["sealer_name"]) == (None, None, None)
+    assert signed["version"] < issued["version"]
+    # The list carries no personal data of the family: no names, ID numbers or addresses.
+    assert family.mother.name not in body.decode() and family.mother.id_number not in body.decode()
+    assert await stack.in_store(archive_readings, stack, app_id) == []
+
+    status, headers, pdf = await get(stack, auditor.token, issued["url"], accept="application/pdf")
+    assert status == 200
+    assert headers["Content-Type"] == "application/pdf"
+    disposition = headers["Content-Disposition"]
+    assert disposition.startswith("inline; filename=") and disposition.endswith('.pdf"')
+    assert headers["Cache-Control"] == "no-store"
+    assert pdf.startswith(b"%PDF-")
+    assert hashlib.sha256(pdf).hexdigest() == issued["pdf_sha256"]
+    assert headers["Repr-Digest"] == f"sha-256=:{base64.b64encode(hashlib.sha256(pdf).digest()).decode()}:"
+    readings = await stack.in_store(archive_readings, stack, app_id)
+    assert len(readings) == 1
+    assert readings[0].actor["role"] == "auditor", readings[0].actor
+
+    status, headers, document = await get(stack, auditor.token, issued["url"])
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert hashlib.sha256(document).hexdigest() == issued["document_sha256"]  # the archived bytes
+    doc = json.loads(document)
+    assert doc["form"] == form_answer["form"]
+    assert doc["form"]["mother"]["name"] == family.mother.name
+    assert (doc["certificate_number"], doc["issuer_name"], doc["sealer_name"]) == (
+        "X440100061",
+        "李签发",
+        "赵盖章",
+    )
+    assert len(await stack.in_store(archive_readings, stack, app_id)) == 2
+
+    # The application's own issuer reads them too (not an auditor: no access record).
+    status, _, _ = await get(stack, issuer.token, f"/api/v1/archive/forms?application_id={app_id}")
+    assert status == 200
+    status, headers, _ = await get(stack, issuer.token, signed["url"], accept="application/pdf")
+    assert (status, headers["Content-Type"]) == (200, "application/pdf")
+    assert len(await stack.in_store(archive_readings, stack, app_id)) == 2
+
+
+async def test_other_institutions_issuer_parents_and_strangers_get_nothing(
+    stack: Stack, family: Family
+) -> None:
+    mp = await submitted(stack, family)
+    app_id = str(mp.app_id)
+    auditor = await login(stack, "auditor1")
+    status, _, body = await get(stack, auditor.token, f"/api/v1/archive/forms?application_id={app_id}")
+    assert status == 200
+    url = json.loads(body)["forms"][0]["url"]
+    other = await login(stack, "issuer2")  # Shandong's issuer
+    position = await stack.in_store(stack.service.recorder.max_notification_id)
+    for path, accept in (
+        (f"/api/v1/archive/forms?application_id={app_id}", None),
+        (url, None),
+        (url, "application/pdf"),
+    ):
+        status, _, body = await get(stack, other.token, path, accept)
+        assert status == 404, path
+        assert json.loads(body)["code"] == "not_found"
+        status, _, _ = await get(stack, mp.token, path, accept)
+        assert status == 403, path
+        status, _, _ = await get(stack, None, path, accept)
+        assert status == 401, path
+    assert await stack.in_store(stack.service.recorder.max_notification_id) == position  # nothing recorded
+    for path in (
+        f"/api/v1/archive/forms?application_id={UUID(int=7)}",
+        "/api/v1/archive/forms?application_id=not-a-uuid",
+        f"/api/v1/archive/forms/{UUID(int=7)}",
+        "/api/v1/archive/forms/not-a-uuid",
+    ):
+        status, _, _ = await get(stack, auditor.token, path)
+        assert status == 404, path
+    status, _, body = await get(stack, auditor.token, "/api/v1/archive/forms")
+    assert (status, json.loads(body)["code"]) == (400, "application_id_required")

@@ -1,0 +1,428 @@
+"""Random command sequences, illegal ones included, against the service on the in-memory store.
+
+After every step: a refused command wrote nothing; the aggregate read back from the store
+equals the one the command left in memory; and the invariants of shared/domain.md hold across
+every application and delivery record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from domain.application import (
+    CLOSED_STATES,
+    ISSUED_STATES,
+    STATES,
+    SUBMITTED,
+    BirthCertificateApplication,
+)
+from domain.delivery import DeliveryRecord
+from domain.errors import DomainError
+from domain.service import Applications, Index
+from domain.values import Actor, CertificateNumber, IdNumber, PersonName
+from tests.builders import (
+    EMS,
+    FATHER_ID,
+    GD_HOSPITAL,
+    MOTHER_ID,
+    OTHER_WOMAN_ID,
+    SD_FATHER_ID,
+    SD_HOSPITAL,
+    SD_MOTHER_ID,
+    SYSTEM,
+    Walk,
+    facts,
+    hospital,
+    in_memory,
+    issuer,
+    sha,
+    two_parents,
+)
+
+NUMBERS = [f"X00000000{i}" for i in range(1, 5)]
+FAMILIES = ("gd", "sd")
+KINDS = ["mother_id_front", "mother_id_back", "father_id_front", "father_id_back", "father_handheld_id"]
+
+
+def _state(agg: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(agg).items() if k != "_pending_events"}
+
+
+class Service(RuleBasedStateMachine):
+    """Two families, one Guangdong and one Shandong, and whoever else happens to act."""
+
+    @initialize()
+    def setup(self) -> None:
+        self.app: Applications = in_memory()
+        self.walks = {
+            "gd": Walk(self.app),
+            "sd": Walk(self.app, inst=SD_HOSPITAL, mother_id=SD_MOTHER_ID, father_id=SD_FATHER_ID),
+        }
+        self.memory: dict[UUID, Any] = {}
+        self.issued_forms: dict[tuple[UUID, str], Any] = {}
+        self.seq = 0
+
+    # ------------------------------------------------------------------ running a command
+
+    def _run(self, command: Callable[[], Any]) -> None:
+        """Run one command; a refusal must leave the log exactly as it was."""
+        before = self.app.recorder.max_notification_id()
+        try:
+            outcome = command()
+        except DomainError:
+            assert self.app.recorder.max_notification_id() == before, "a refused command wrote events"
+            return
+        if outcome is not None and hasattr(outcome, "aggregate"):
+            self.memory[outcome.id] = outcome.aggregate
+
+    def _walk(self, family: str) -> Walk:
+        return self.walks[family]
+
+    def _app_id(self, family: str) -> UUID:
+        return self._walk(family).app_id or UUID(int=0)
+
+    def _next_seq(self) -> str:
+        self.seq += 1
+        return f"seq-{self.seq:05d}"
+
+    # ------------------------------------------------------------------ hospitals
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def record_delivery(self, family: str) -> None:
+        w = self._walk(family)
+        self._run(lambda: w.record_delivery(province="广东省" if family == "gd" else "山东省"))
+
+    @rule(family=st.sampled_from(FAMILIES), weight=st.sampled_from([3100, 3250, 3400]))
+    def correct_delivery(self, family: str, weight: int) -> None:
+        w = self._walk(family)
+        if w.record_id is None:
+            return
+        province = "广东省" if family == "gd" else "山东省"
+        self._run(
+            lambda: self.app.correct_delivery(
+                hospital(w.inst),
+                w.record_id or "",
+                facts=facts(w.mother_id, weight_g=weight, province=province),
+                reason="核对病历后更正",
+            )
+        )
+
+    # ------------------------------------------------------------------ parents
+
+    @rule(
+        family=st.sampled_from(FAMILIES),
+        parents=st.sampled_from(["both", "both", "single_mother", "single_father"]),
+    )
+    def start(self, family: str, parents: str) -> None:
+        w = self._walk(family)
+        circumstances = two_parents(
+            parents=parents, father_residency=None if parents != "both" else "mainland"
+        )
+
+        def go() -> Any:
+            out = self.app.start_application(w.parent, circumstances=circumstances, province=w.inst.province)
+            current = self.app.repository.get(w.app_id) if w.app_id else None
+            if current is None or current.state in CLOSED_STATES:
+                w.app_id = out.id  # otherwise the new one stays a rival in draft, checked by the invariants
+            return out
+
+        self._run(go)
+
+    @rule(
+        family=st.sampled_from(FAMILIES),
+        role=st.sampled_from(["mother", "father"]),
+        who=st.sampled_from(["right", "right", "stranger"]),
+        verdict=st.sampled_from([10000, 10000, 10000, 10003, 10004, 90002]),
+    )
+    def face_check(self, family: str, role: str, who: str, verdict: int) -> None:
+        w = self._walk(family)
+        if who == "stranger":
+            id_number = OTHER_WOMAN_ID
+        elif role == "mother":
+            id_number = w.mother_id
+        else:
+            id_number = w.father_id or FATHER_ID
+        seq = self._next_seq()
+        self._run(
+            lambda: self.app.request_face_verification(
+                w.parent,
+                self._app_id(family),
+                role=role,  # type: ignore[arg-type]
+                name=PersonName("王芳" if role == "mother" else "张伟"),
+                id_number=IdNumber(id_number),
+                out_seq_no=seq,
+            )
+        )
+        self._run(
+            lambda: self.app.record_face_verification(
+                w.parent, self._app_id(family), out_seq_no=seq, verify_ret=verdict
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES), seq=st.integers(min_value=1, max_value=40))
+    def replay_face_result(self, family: str, seq: int) -> None:
+        w = self._walk(family)
+        self._run(
+            lambda: self.app.record_face_verification(
+                w.parent, self._app_id(family), out_seq_no=f"seq-{seq:05d}", verify_ret=10000
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES), dispute=st.booleans())
+    def confirm_or_dispute(self, family: str, dispute: bool) -> None:
+        w = self._walk(family)
+        if dispute:
+            self._run(
+                lambda: self.app.dispute_delivery_info(w.parent, self._app_id(family), reason="体重记录有误")
+            )
+        else:
+            self._run(lambda: self.app.confirm_delivery_info(w.parent, self._app_id(family)))
+
+    @rule(family=st.sampled_from(FAMILIES), newborn=st.sampled_from(["张小花", "王小明", "李三姓"]))
+    def details(self, family: str, newborn: str) -> None:
+        w = self._walk(family)
+        self._run(lambda: w.details(newborn=newborn))
+
+    @rule(family=st.sampled_from(FAMILIES), kind=st.sampled_from(KINDS))
+    def upload(self, family: str, kind: str) -> None:
+        w = self._walk(family)
+        self._run(
+            lambda: self.app.upload_document(
+                w.parent,
+                self._app_id(family),
+                kind=kind,
+                document_id=sha(kind),
+                sha256=sha(kind),
+                content_type="image/jpeg",
+                size=100,
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES), stale=st.booleans())
+    def sign(self, family: str, stale: bool) -> None:
+        w = self._walk(family)
+        self._run(lambda: w.sign(form_sha256=sha("stale") if stale else None))
+
+    @rule(family=st.sampled_from(FAMILIES), ems=st.booleans())
+    def choose_method(self, family: str, ems: bool) -> None:
+        w = self._walk(family)
+        self._run(w.choose_ems if ems else w.choose_pickup)
+
+    @rule(family=st.sampled_from(FAMILIES), amount_right=st.booleans())
+    def pay(self, family: str, amount_right: bool) -> None:
+        w = self._walk(family)
+        order = f"BC{self._next_seq()}"
+        self._run(lambda: self.app.place_postage_order(w.parent, self._app_id(family), out_trade_no=order))
+        self._run(
+            lambda: self.app.record_postage_paid(
+                SYSTEM,
+                self._app_id(family),
+                out_trade_no=order,
+                amount_fen=2000 if amount_right else 1,
+                transaction_id=order,
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def submit(self, family: str) -> None:
+        self._run(self._walk(family).submit)
+
+    @rule(family=st.sampled_from(FAMILIES), dice=st.sampled_from(range(8)))
+    def withdraw(self, family: str, dice: int) -> None:
+        if dice != 5:  # rarely (boundaries are drawn often): a withdrawal ends the family's walk
+            return
+        w = self._walk(family)
+        self._run(lambda: self.app.withdraw(w.parent, self._app_id(family)))
+
+    @rule(family=st.sampled_from(FAMILIES), number=st.sampled_from(NUMBERS), steps=st.integers(1, 8))
+    def next_steps(self, family: str, number: str, steps: int) -> None:
+        """Do whatever the family's application needs next, a few times, so random runs reach review and issue."""
+        for _ in range(steps):
+            self.next_step(family, number)
+
+    def next_step(self, family: str, number: str) -> None:
+        """One step forward along the happy path."""
+        w = self._walk(family)
+        if w.record_id is None:
+            self._run(lambda: w.record_delivery(province="广东省" if family == "gd" else "山东省"))
+            return
+        if w.app_id is None:
+            self._run(w.start)
+            return
+        agg = self.app.repository.get(w.app_id)
+        missing = agg.missing_for_submission() if agg.state in ("draft", "returned") else []
+        steps: dict[str, Callable[[], Any]] = {
+            "mother_verified": lambda: w.verify("mother"),
+            "delivery_record_linked": lambda: self.app.link_delivery_record(w.parent, w.id),
+            "delivery_info_confirmed": w.confirm,
+            "details_provided": w.details,
+            "father_verified": lambda: w.verify("father"),
+            "documents_uploaded": w.upload_all,
+            "form_signed": w.sign,
+            "delivery_method_chosen": w.choose_ems,
+            "postage_paid": lambda: self.pay(family, amount_right=True),
+        }
+        if missing:
+            self._run(steps[missing[0]])
+        elif agg.state in ("draft", "returned"):
+            self._run(w.submit)
+        elif agg.state == "submitted":
+            self.issue(family, number)
+        elif agg.state == "issued":
+            self.after_issue(family, "dispatch" if agg.delivery_method["method"] == "ems" else "handover")
+        elif agg.state == "dispatched":
+            self.after_issue(family, "loss")
+        elif agg.state == "lost":
+            self.reissue(family, number)
+
+    # ------------------------------------------------------------------ issuers and the courier
+
+    @rule(family=st.sampled_from(FAMILIES), own=st.booleans())
+    def reject(self, family: str, own: bool) -> None:
+        w = self._walk(family)
+        actor = w.issuer if own else issuer(GD_HOSPITAL if family == "sd" else SD_HOSPITAL)
+        self._run(
+            lambda: self.app.reject(
+                actor, self._app_id(family), reasons=["照片不清晰"], fields=["documents.mother_id_front"]
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES), number=st.sampled_from(NUMBERS))
+    def issue(self, family: str, number: str) -> None:
+        w = self._walk(family)
+        self._run(
+            lambda: self.app.issue(
+                w.issuer,
+                self._app_id(family),
+                certificate_number=CertificateNumber(number),
+                sealer_name="赵盖章",
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES), number=st.sampled_from(NUMBERS))
+    def reissue(self, family: str, number: str) -> None:
+        w = self._walk(family)
+        self._run(
+            lambda: self.app.reissue(
+                w.issuer,
+                self._app_id(family),
+                certificate_number=CertificateNumber(number),
+                sealer_name="赵盖章",
+            )
+        )
+
+    @rule(
+        family=st.sampled_from(FAMILIES), step=st.sampled_from(["dispatch", "delivered", "loss", "handover"])
+    )
+    def after_issue(self, family: str, step: str) -> None:
+        w = self._walk(family)
+        app_id = self._app_id(family)
+        if step == "dispatch":
+            self._run(lambda: self.app.dispatch(EMS, app_id, tracking_number=f"EA{self.seq:09d}CN"))
+        elif step == "delivered":
+            self._run(lambda: self.app.record_delivered(EMS, app_id))
+        elif step == "loss":
+            self._run(lambda: self.app.report_loss(EMS, app_id, reason="邮件丢失"))
+        else:
+            self._run(
+                lambda: self.app.hand_over(
+                    w.issuer,
+                    app_id,
+                    recipient_name=PersonName("王芳"),
+                    relation="mother",
+                    recipient_id=IdNumber(w.mother_id),
+                )
+            )
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def stranger_acts(self, family: str) -> None:
+        stranger = Actor(id="openid-stranger", role="parent")
+        self._run(lambda: self.app.submit(stranger, self._app_id(family)))
+        self._run(lambda: self.app.withdraw(stranger, self._app_id(family)))
+
+    # ------------------------------------------------------------------ invariants
+
+    def _aggregates(self) -> list[Any]:
+        ids = self.app.recorder.select_notifications(1, 100_000)
+        seen = dict.fromkeys(n.originator_id for n in ids)
+        return [self.app.repository.get(i) for i in seen]
+
+    @invariant()
+    def stored_equals_memory(self) -> None:
+        if not hasattr(self, "app"):
+            return
+        for agg_id, agg in self.memory.items():
+            stored = self.app.repository.get(agg_id)
+            if stored.version == agg.version:
+                assert _state(stored) == _state(agg)
+
+    @invariant()
+    def note_reach(self) -> None:
+        """Statistics (--hypothesis-show-statistics): how deep the runs get."""
+        if hasattr(self, "app"):
+            for a in self._aggregates():
+                if isinstance(a, BirthCertificateApplication):
+                    event(f"reached {a.state}")
+
+    @invariant()
+    def rules_hold(self) -> None:
+        if not hasattr(self, "app"):
+            return
+        aggregates = self._aggregates()
+        apps = [a for a in aggregates if isinstance(a, BirthCertificateApplication)]
+        records = {str(r.id): r for r in aggregates if isinstance(r, DeliveryRecord)}
+        numbers: list[str] = []
+        for a in apps:
+            assert a.state in STATES
+            if a.state == SUBMITTED:
+                assert a.signature_valid, "a submitted application must carry a valid signature"
+                assert a.missing_for_submission() == []
+            if a.record is not None:
+                assert a.verified["mother"]["id_number"] == a.record["mother_id_number"], "防冒领"
+            if a.state in ISSUED_STATES:
+                assert a.certificate_number is not None
+                record = records[a.delivery_record_id or ""]
+                assert record.issued_certificate is not None
+                key = (a.id, str(record.issued_certificate))
+                form = self.issued_forms.setdefault(key, a.form())
+                assert a.form() == form, "registered data changed after issue"
+                numbers.append(a.certificate_number)
+                numbers.extend(a.voided_numbers)
+            if a.state in CLOSED_STATES and a.delivery_record_id is not None:
+                assert records[a.delivery_record_id].application_id != str(a.id)
+        assert len(numbers) == len(set(numbers)), "a certificate number was used twice"
+        for record in records.values():
+            holders = [a for a in apps if a.delivery_record_id == str(record.id) and a.state in ISSUED_STATES]
+            assert len(holders) <= 1, "two certificates from one delivery record"
+            if record.application_id is not None:
+                holder = next(a for a in apps if str(a.id) == record.application_id)
+                assert holder.delivery_record_id == str(record.id)
+        for index in (a for a in aggregates if isinstance(a, Index) and a.kind == "certificate-number"):
+            assert len(index.refs) == 1
+
+
+Service.TestCase.settings = settings(
+    max_examples=50, stateful_step_count=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestService = Service.TestCase
+
+
+def test_a_full_walk_satisfies_the_machine_invariants() -> None:
+    """The machine's invariants also hold on the happy path (so they are not vacuous)."""
+    machine = Service()
+    machine.setup()
+    w = machine.walks["gd"]
+    machine._run(w.record_delivery)
+    machine._run(w.submitted)
+    machine._run(w.issue)
+    machine.rules_hold()
+    machine.stored_equals_memory()
+    agg = machine.app.get_application(w.parent, w.app_id or "")
+    assert agg.state == "issued"
+    assert MOTHER_ID in str(agg.verified)
