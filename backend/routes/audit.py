@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import uuid
@@ -80,7 +81,7 @@ async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = app[STORE_EXECUTOR]
     audit = await loop.run_in_executor(executor, open_audit_log, app[CONFIG], app[APPLICATIONS], executor)
     app[AUDIT_LOG] = audit
-    result = await loop.run_in_executor(executor, audit.check)
+    result = await loop.run_in_executor(executor, functools.partial(audit.check, thorough=False))
     app[INTEGRITY] = result
     if not result.ok:
         log.error(

@@ -428,6 +428,31 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
     applications.close()
 
 
+def test_the_start_up_check_decrypts_only_what_no_checkpoint_covers(deployment: Deployment) -> None:
+    d = deployment
+    Walk(d.applications, mother_id=SECOND_MOTHER_ID).record_delivery(inpatient_no="ZY2026002")
+    follow(d.applications, d.audit)
+    past = d.audit.size() - d.checkpoint["tree_size"]
+    assert past > 0
+    decoded: list[int] = []
+    mapper = d.applications.mapper
+    original = mapper.to_domain_event
+
+    def counting(stored: Any) -> Any:  # a spy: the real decoder runs, we only count
+        decoded.append(stored.originator_version)
+        return original(stored)
+
+    mapper.to_domain_event = counting  # type: ignore[method-assign]
+    try:
+        assert d.audit.check(thorough=False).ok
+        assert len(decoded) == past
+        decoded.clear()
+        assert d.audit.check().ok
+        assert len(decoded) == d.audit.size()
+    finally:
+        mapper.to_domain_event = original  # type: ignore[method-assign]
+
+
 def flip_a_byte(d: Deployment) -> int:
     position = d.position_of(13)  # the signed form
     state = bytearray(d.row(position)[3])
@@ -474,6 +499,7 @@ def test_tampered_store_is_caught_by_check_cli_and_standalone_verifier(
     assert result.position == position, result
     assert check_says in result.message
     assert f"position {position}" in result.message
+    assert deployment.audit.check(thorough=False) == result  # the service's start-up check
 
     cli = run_cli(deployment.config.data_dir, "audit", "check")
     assert cli.returncode == 1, cli.stdout + cli.stderr
@@ -513,6 +539,7 @@ def test_edited_leaf_row_is_caught_even_with_the_trigger_dropped(
     assert not result.ok
     assert result.position == position
     assert "recorded_at" in result.message
+    assert d.audit.check(thorough=False) == result  # the root differs, so the quick check looks closer
     cli = run_cli(d.config.data_dir, "audit", "check")
     assert cli.returncode == 1 and f"position {position}" in cli.stdout, cli.stdout + cli.stderr
 
