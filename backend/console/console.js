@@ -980,6 +980,7 @@ async function renderApplication(id, isCurrent) {
             a.submitted_at && a.submitted_at !== a.first_submitted_at ? h("span", {}, `最近提交 ${fmtDateTime(a.submitted_at)}`) : null,
             h("span", {}, `领取方式：${deliveryMethod(a.delivery_method)}`),
             a.certificate_number ? h("span", {}, "证件编号 ", h("strong", { class: "mono" }, a.certificate_number)) : null,
+            a.sealer_name ? h("span", { id: "app-printed-by" }, `打证人 ${a.issuer_name || "—"} · 盖章人 ${a.sealer_name}`) : null,
             a.tracking_number ? h("span", {}, "邮件号 ", h("strong", { class: "mono" }, a.tracking_number)) : null,
             h("span", { class: "muted mono", title: a.id }, `申请号 ${a.id.slice(0, 8)}`))),
         h("div", { class: "page-tools" }, revealToggle)),

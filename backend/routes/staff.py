@@ -48,6 +48,8 @@ HASHER = PasswordHasher()
 _DUMMY_HASH = HASHER.hash("birthcert-no-such-user")
 MAX_FAILURES = 5
 LOCKOUT_SECONDS = 15 * 60
+# The events that print a certificate on a numbered blank, with the issuer's and the sealer's names.
+_PRINTS = (BirthCertificateApplication.Issued, BirthCertificateApplication.Reissued)
 
 
 class TooManyAttempts(DomainError):
@@ -362,6 +364,10 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
                     "after": app.signature["form_sha256"],
                 }
             )
+    printed = [e for e in events if isinstance(e, _PRINTS)]
+    printer = (
+        {"issuer_name": printed[-1].issuer_name, "sealer_name": printed[-1].sealer_name} if printed else {}
+    )
     base = f"/api/v1/review/applications/{app.id}/documents"
     documents = [
         {"kind": kind, **doc, "url": f"{base}/{doc['document_id']}"}
@@ -396,6 +402,8 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
             },
             "rejection": app.rejection,
             "certificate_number": app.certificate_number,
+            "issuer_name": printer.get("issuer_name"),
+            "sealer_name": printer.get("sealer_name"),
             "voided_numbers": app.voided_numbers,
             "tracking_number": app.tracking_number,
             "counter_reason": app.counter_reason,

@@ -225,6 +225,7 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     await dialog.get_by_role("button", name="确认签发").click()
     # Issued; EMS cannot be booked, so the issuer hands it to the courier by hand.
     await expect(page.locator("#app-state")).to_have_text("已签发")
+    await expect(page.locator("#app-printed-by")).to_have_text("打证人 李签发 · 盖章人 赵盖章")
     status = await mp.status()
     assert status["certificate_number"] == "X440100021"
     assert len(commands) == 2
