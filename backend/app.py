@@ -43,7 +43,7 @@ from backend.config import Config
 from backend.errors import problem_middleware
 from backend.idempotency import Idempotency
 from backend.openapi import openapi_handler
-from backend.redis_server import open_redis
+from backend.redis_server import open_redis, warn_unless_durable
 from backend.registry import PopulationRegistry
 from backend.routes import archive, audit, console, ems, h5, parents, queue, staff
 from backend.storage import BlobStore
@@ -151,6 +151,7 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     blob_key = base64.b64decode(config.cipher_key) if config.cipher_key else config.index_key
     app[BLOBS] = BlobStore(config.blob_dir, blob_key)
     client = handle.async_client()
+    await warn_unless_durable(client)
     app[IDEMPOTENCY] = Idempotency(client, secret=config.index_key)
     app[HTTP] = aiohttp.ClientSession()
     if config.registry_url:
