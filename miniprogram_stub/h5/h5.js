@@ -25,6 +25,24 @@ const DOC_LABELS = {
   father_handheld_id: "父亲手持身份证照片",
 };
 const PROVINCES = { GD: "广东省", SD: "山东省" };
+// The API's field names (RFC 9457 `errors[].field`) as a parent reads them.
+const FIELD_NAMES = {
+  reason: "原因",
+  newborn_name: "新生儿姓名",
+  "mother.ethnicity": "母亲民族",
+  "mother.address": "母亲住址",
+  "father.name": "父亲姓名",
+  "father.id_number": "父亲身份证号",
+  "father.ethnicity": "父亲民族",
+  "father.address": "父亲住址",
+  "recipient.name": "收件人",
+  "recipient.phone": "手机号",
+  "recipient.address": "收件地址",
+  name: "姓名",
+  id_number: "身份证号",
+  file: "照片",
+  kind: "材料类型",
+};
 
 // ------------------------------------------------------------------ DOM helpers
 
@@ -91,20 +109,30 @@ function toast(text, ms = 1600) {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => (t.hidden = true), ms);
 }
-function problemBox(err) {
+// `labels` names fields for this screen (e.g. reason → 异议原因) over FIELD_NAMES.
+function problemBox(err, labels = {}) {
   const box = h("div", { class: "error", role: "alert" });
   if (err instanceof Problem) {
     box.append(h("b", {}, err.body.detail || err.body.title || `请求失败（HTTP ${err.status}）`));
     const errors = Array.isArray(err.body.errors) ? err.body.errors : [];
-    if (errors.length) box.append(h("ul", {}, errors.map((e) => h("li", {}, e.message || e.detail || e.field))));
+    if (errors.length) {
+      box.append(h("ul", {}, errors.map((e) => {
+        const label = labels[e.field] || FIELD_NAMES[e.field] || DOC_LABELS[e.field] || "";
+        const text = e.message || e.detail || e.field;
+        return h("li", {}, label ? `${label}：${text}` : text);
+      })));
+    }
     if (err.code) box.append(h("span", { class: "hint" }, `错误代码：${err.code}`));
+  } else if (err instanceof TypeError) {
+    // fetch() rejects with a TypeError when the network (or the server) cannot be reached.
+    box.append(h("b", {}, "网络连接失败，请检查网络后重试"), h("span", { class: "hint" }, String(err.message || err)));
   } else {
-    box.append(h("b", {}, `网络错误：${err.message || err}`));
+    box.append(h("b", {}, err.message || String(err)));
   }
   return box;
 }
-function showError(slot, err) {
-  slot.replaceChildren(problemBox(err));
+function showError(slot, err, labels) {
+  slot.replaceChildren(problemBox(err, labels));
   slot.scrollIntoView({ block: "nearest" });
 }
 async function busy(btn, work) {
@@ -440,9 +468,10 @@ async function continueJourney() {
 }
 const back = () => statusScreen();
 
-async function statusScreen(doc) {
+async function statusScreen(doc, problem) {
   show("申请进度", listScreen, h("p", { class: "loading" }, "加载中…"));
   const err = h("div");
+  if (problem) err.append(problemBox(problem));
   try {
     doc = doc || (await loadStatus());
   } catch (e) {
@@ -470,18 +499,36 @@ async function statusScreen(doc) {
       r.field_labels.length ? h("div", {}, "需修改：" + r.field_labels.join("、")) : null,
       h("div", { class: "row-actions" }, button("去修改", () => screenForField(r.fields[0] || "")(), "btn small primary"))));
   }
-  if (doc.counter_reason) parts.push(h("div", { class: "error" }, h("b", {}, "需到现场办理"), doc.counter_reason));
+  if (doc.state === "withdrawn") {
+    parts.push(h("div", { class: "ok", id: "withdrawn-note" },
+      "您已撤回这份申请，签发机构不再办理。如仍需申领出生医学证明，请返回“我的申请”重新发起。"));
+  }
+  if (doc.counter_reason) {
+    parts.push(h("div", { class: "error", id: "counter-reason" }, h("b", {}, "需到签发机构现场办理"),
+      doc.counter_reason.message || doc.counter_reason));
+  }
   if (doc.certificate_number || doc.tracking_number) {
-    parts.push(h("div", { class: "section-title" }, "证件与邮寄"), h("div", { class: "group numbers" },
-      doc.certificate_number ? info("出生医学证明编号", doc.certificate_number) : null,
-      doc.tracking_number ? info("EMS 邮件号", doc.tracking_number) : null,
+    const pickup = doc.delivery_method === "pickup";
+    const shipping = {
+      issued: pickup ? "待现场领取" : "等待签发机构交邮政寄出", dispatched: "已交邮政寄出，运输中",
+      delivered: "已签收", collected: "已现场领取", lost: "邮件遗失或损毁，等待补发",
+    }[doc.state];
+    parts.push(h("div", { class: "section-title" }, pickup ? "证件与领取" : "证件与邮寄"), h("div", { class: "group numbers", id: "numbers" },
+      doc.certificate_number ? numberRow("出生医学证明编号", doc.certificate_number, "certificate-number") : null,
+      shipping ? info(pickup ? "领取状态" : "邮寄状态", shipping) : null,
+      doc.tracking_number ? numberRow("EMS 邮件号", doc.tracking_number, "tracking-number") : null,
       doc.elicense_issued ? info("电子证照", "已生成") : null));
+    if (pickup && doc.state === "issued") {
+      parts.push(h("p", { class: "hint" }, "请申办人（母亲）携带本人身份证原件到签发机构领取；他人代领须携带委托书及双方身份证件。"));
+    } else if (doc.tracking_number) {
+      parts.push(h("p", { class: "hint" }, "可凭 EMS 邮件号在中国邮政速递物流官网或客服电话 11183 查询物流。"));
+    }
   }
   if (doc.delivery_record) {
     parts.push(h("div", { class: "section-title" }, "分娩信息"), h("div", { class: "group" },
       info("助产机构", doc.delivery_record.institution_name),
       info("母亲", doc.delivery_record.mother_name_masked),
-      info("核对", doc.delivery_record.confirmed ? "已确认" : "未确认"),
+      info("核对", { true: "已确认", false: "有异议，待医院更正" }[doc.delivery_record.confirmed] || "未确认"),
       doc.delivery_method ? info("领取方式", doc.delivery_method === "ems" ? "邮政速递到家" : "现场领取") : null,
       doc.postage?.required ? info("邮寄费", doc.postage.paid ? "已支付" : "待支付") : null,
       info("电子签名", doc.signature_valid ? "有效" : "未签名或需重签")));
@@ -497,21 +544,45 @@ async function statusScreen(doc) {
   if (editable && parentNext.length) btns.append(button("继续办理", () => continueJourney().catch((e) => showError(err, e)), "btn primary"));
   btns.append(button("刷新", () => statusScreen()));
   if (["draft", "returned", "submitted"].includes(doc.state)) {
-    const wd = button("撤回申请", () => {
-      if (!confirm("确定撤回这份申请吗？撤回后不能继续办理。")) return;
-      busy(wd, async () => {
+    const wd = button("撤回申请", async () => {
+      err.replaceChildren();
+      const sure = await confirmModal("撤回申请",
+        "撤回后本申请即终止，不能再继续办理或恢复；医院的分娩记录将可用于重新发起申请。确定撤回吗？",
+        "确定撤回", "暂不撤回");
+      if (!sure) return;
+      await busy(wd, async () => {
         try {
           await api("POST", `${base()}/withdraw`, { json: { reason: "申办人撤回" } });
-          await statusScreen();
         } catch (e) {
-          showError(err, e);
+          // Refused (e.g. issued meanwhile): show why, over the application as it is now.
+          return statusScreen(undefined, e);
         }
+        toast("申请已撤回");
+        await statusScreen();
       });
     }, "btn warn");
     btns.append(wd);
   }
   parts.push(btns);
   show("申请进度", listScreen, parts);
+}
+
+function numberRow(k, v, id) {
+  return h("div", { class: "cell" }, h("span", { class: "k" }, k), h("span", { class: "v num", id }, v));
+}
+// wx.showModal: a title, the consequence, and two buttons; resolves true for the confirming one.
+function confirmModal(title, text, yes, no = "取消") {
+  return new Promise((resolve) => {
+    const close = (v) => { mask.remove(); resolve(v); };
+    const titleId = nextId("modal");
+    const mask = h("div", { class: "modal-mask" },
+      h("div", { class: "modal", role: "alertdialog", "aria-modal": "true", "aria-labelledby": titleId },
+        h("div", { class: "modal-title", id: titleId }, title),
+        h("div", { class: "modal-text" }, text),
+        h("div", { class: "modal-btns" }, button(no, () => close(false), "modal-btn"), button(yes, () => close(true), "modal-btn warn"))));
+    document.getElementById("phone").append(mask);
+    mask.querySelector(".modal-btn").focus();
+  });
 }
 
 // ------------------------------------------------------------------ 4. face verification (wx.requestFacialVerify)
@@ -589,17 +660,23 @@ async function recordScreen() {
   }
   const n = rec.newborn;
   const reason = h("textarea", { id: "dispute-reason", rows: "3", placeholder: "例如：出生时间应为 10:25" });
-  const disputeBox = h("div", { hidden: true },
+  const disputeErr = h("div");
+  const sendDispute = button("提交异议", () => busy(sendDispute, async () => {
+    disputeErr.replaceChildren();
+    try {
+      await api("POST", `${base()}/delivery-record/dispute`, { json: { reason: reason.value.trim() } });
+      toast("已提交异议，等待医院核实");
+      await statusScreen();
+    } catch (e) {
+      showError(disputeErr, e, { reason: "异议原因" });
+    }
+  }), "btn warn");
+  const disputeBox = h("div", { hidden: true, id: "dispute-box" },
+    h("div", { class: "section-title" }, "对分娩信息有异议"),
     h("div", { class: "group" }, stackField("异议原因", reason)),
-    h("div", { class: "btns" }, button("提交异议", async (ev) => busy(ev.target, async () => {
-      try {
-        await api("POST", `${base()}/delivery-record/dispute`, { json: { reason: reason.value.trim() } });
-        toast("已提交异议，等待医院核实");
-        await statusScreen();
-      } catch (e) {
-        showError(err, e);
-      }
-    }), "btn warn")));
+    h("p", { class: "hint" }, "请写明哪一项不对、应当是什么。提交后由助产机构核实更正；更正后请重新核对确认。"),
+    disputeErr,
+    h("div", { class: "btns" }, sendDispute));
   const ok = button("确认无误", () => busy(ok, async () => {
     try {
       await api("POST", `${base()}/delivery-record/confirm`);
@@ -625,7 +702,7 @@ async function recordScreen() {
       info("出生地点", `${bp.province}${bp.city}${bp.county}`),
       info("接生人员", rec.attendant),
       info("录入日期", rec.entered_on)),
-    rec.disputed ? h("div", { class: "error" }, h("b", {}, "已提交异议，等待医院更正"), rec.dispute_reason || "") : null,
+    rec.disputed ? h("div", { class: "error", id: "dispute-note" }, h("b", {}, "已提交异议，等待医院核实更正"), `异议原因：${rec.dispute_reason || "—"}`) : null,
     err,
     rec.confirmed
       ? h("div", { class: "btns" }, h("div", { class: "ok" }, "已确认分娩信息"), button("下一步", () => continueJourney(), "btn primary"))
@@ -734,18 +811,32 @@ async function fatherScreen() {
 // ------------------------------------------------------------------ 8. ID photos
 
 function photoSlot(kind) {
-  const input = h("input", { type: "file", accept: "image/*", id: `file-${kind}`, "aria-label": DOC_LABELS[kind] });
+  // The service accepts JPG and PNG only (it re-encodes them without EXIF).
+  const input = h("input", { type: "file", accept: "image/jpeg,image/png", id: `file-${kind}`, "aria-label": DOC_LABELS[kind] });
   const pic = h("label", { class: "pic", for: input.id }, "+ 拍照或选择");
   const state = h("div", { class: "state" }, "未选择");
   const slot = { kind, blob: null, done: false, input, state };
   slot.set = (blob, text = "待上传") => {
     slot.blob = blob;
     slot.done = false;
-    pic.replaceChildren(h("img", { src: URL.createObjectURL(blob), alt: DOC_LABELS[kind] }));
+    const img = h("img", { src: URL.createObjectURL(blob), alt: DOC_LABELS[kind] });
+    // Not a picture the phone can show (a PDF, a damaged file): say so now rather than after uploading.
+    img.addEventListener("error", () => { if (slot.blob === blob) slot.fail("无法识别的图片，请重新选择"); });
+    pic.replaceChildren(img);
     state.textContent = text;
     state.className = "state";
   };
-  input.addEventListener("change", () => input.files[0] && slot.set(input.files[0]));
+  slot.fail = (text = "上传失败，请重新选择") => {
+    slot.blob = null;
+    slot.done = false;
+    pic.replaceChildren("+ 重新选择");
+    state.textContent = text;
+    state.className = "state failed";
+  };
+  input.addEventListener("change", () => {
+    if (input.files[0]) slot.set(input.files[0], "已选择，待上传");
+    input.value = ""; // choosing the same file again after a failure fires "change" again
+  });
   slot.el = h("div", { class: "photo-slot" }, pic, input, h("div", {}, DOC_LABELS[kind]), state);
   return slot;
 }
@@ -840,25 +931,36 @@ async function uploadScreen() {
     err.replaceChildren();
     const missing = slots.filter((s) => !s.blob && !s.done);
     if (missing.length) return showError(err, new Error(`请先选择：${missing.map((s) => DOC_LABELS[s.kind]).join("、")}`));
+    let current = null;
     try {
       for (const s of slots) {
         if (s.done) continue;
+        current = s;
         s.state.textContent = "上传中…";
         await uploadDoc(s.kind, s.blob);
         s.done = true;
         s.state.textContent = "已上传 ✓";
         s.state.className = "state done";
       }
+      current = null;
       toast("照片已上传");
       await continueJourney();
     } catch (e) {
-      showError(err, e);
+      if (current) {
+        current.fail();
+        const box = problemBox(e);
+        box.prepend(h("b", {}, `${DOC_LABELS[current.kind]}上传失败：`));
+        err.replaceChildren(box);
+        err.scrollIntoView({ block: "nearest" });
+      } else {
+        showError(err, e);
+      }
     }
   }), "btn primary");
   show("上传证件照片", back,
     h("div", { class: "section-title" }, "请拍摄或选择身份证原件照片（四角完整、字迹清晰）"),
     h("div", { class: "photo-grid" }, slots.map((s) => s.el)),
-    h("p", { class: "hint" }, "照片上传后服务器会去除位置等 EXIF 信息并加密保存。没有证件照片？可用“使用示例照片”生成演示图片。"),
+    h("p", { class: "hint" }, "支持 JPG 或 PNG 格式、不超过 5MB 的图片。照片上传后服务器会去除位置等 EXIF 信息并加密保存。没有证件照片？可用“使用示例照片”生成演示图片。"),
     err,
     h("div", { class: "btns" }, sample, up));
 }

@@ -5,24 +5,30 @@ the development shortcut enters the hospital's delivery record (as the demo HIS 
 WeChat login, a new application, both parents' face checks (played through ``/_fake/``), the delivery
 record confirmed, details, example ID photos, a signature drawn with the mouse, EMS, submission. The API
 then confirms the application is submitted with a valid signature. Also: a failed face check (10004)
-shows the Chinese explanation. Screenshots go to ``test-artifacts/`` for a person to look at.
+shows the Chinese explanation; a withdrawal, confirmed first; a dispute of the delivery record, corrected
+by the hospital; on-site pickup, issued then handed over; the issued certificate's number, then the EMS
+waybill, then delivery; the parent's own ID photos chosen through the file chooser. The issuer's side is
+played over HTTP by ``StaffClient``, EMS by the fake's control API. Screenshots go to ``test-artifacts/``
+for a person to look at.
 
 Needs ``/usr/bin/chromium`` and a CJK font, like ``test_console.py``; without them the tests skip.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
 import pytest
 
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
-from miniprogram_stub.client import StaffClient
-from miniprogram_stub.people import Family, Person, make_id_number
+from miniprogram_stub.client import MiniProgram, StaffClient
+from miniprogram_stub.people import Family, Person, demo_family, make_id_number
 from tests.e2e.conftest import Stack
 from tests.e2e.test_console import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DEADLINE_MS, _why_not
 
@@ -248,3 +254,493 @@ async def test_shandong_handheld_photo_postage_and_a_rejection_shown(phone: Any,
     await expect(page.locator("#rejection")).to_contain_text("新生儿姓名与户口登记不一致")
     await page.locator("#rejection").get_by_role("button", name="去修改").click()
     await expect(page.locator("#nav-title")).to_have_text("填写信息")
+
+
+# ---------------------------------------------------------------- withdraw, dispute, pickup, issued, own photos
+
+
+async def prepared(stack: Stack, family: Family, *, until: str = "submitted") -> MiniProgram:
+    """The hospital's record, then the scripted mini-program on the parent's phone up to ``until``.
+
+    ``until``: ``father_verified`` (photos next), ``signed`` (delivery method next) or ``submitted`` (EMS).
+    """
+    await stack.record_delivery(family)
+    mp = stack.mini_program(family)
+    if until == "submitted":
+        await mp.whole_journey(ems=True)
+        return mp
+    await mp.login()
+    await mp.start()
+    await mp.verify_face("mother")
+    await mp.confirm_delivery()
+    await mp.provide_details()
+    await mp.verify_face("father")
+    if until == "signed":
+        await mp.upload_all()
+        await mp.sign()
+    return mp
+
+
+async def open_as(page: Any, openid: str, state_label: str) -> None:
+    """The same WeChat user logs in on the simulator and opens her one application from the list."""
+    from playwright.async_api import expect
+
+    await page.locator("#openid").fill(openid)
+    await page.get_by_role("button", name="模拟微信登录").click()
+    await expect(page.locator("#nav-title")).to_have_text("我的申请")
+    item = page.locator(".app-item")
+    await expect(item).to_have_count(1)
+    await expect(item).to_contain_text(state_label)
+    await item.click()
+    await expect(page.locator("#nav-title")).to_have_text("申请进度")
+    await expect(page.locator("#state-label")).to_have_text(state_label)
+
+
+async def issuer(stack: Stack) -> StaffClient:
+    """issuer1 of GZFY01 (the demo family's hospital issues too), logged in over HTTP."""
+    staff = StaffClient(stack.session, stack.api)
+    await staff.login("issuer1", DEMO_PASSWORD)
+    return staff
+
+
+async def screenshot(page: Any, name: str, *, whole: bool = True) -> None:
+    """The page from the top (``whole``) or the phone's screen as it is now, once no toast covers it.
+
+    A dialog is fixed to the screen: take it with ``whole=False``, or it lands mid-page in the picture.
+    """
+    from playwright.async_api import expect
+
+    await expect(page.locator("#toast")).to_be_hidden()
+    ARTIFACTS.mkdir(exist_ok=True)
+    if whole:
+        await page.evaluate("window.scrollTo(0, 0)")
+    await page.screenshot(path=str(ARTIFACTS / name), full_page=whole)
+
+
+async def api_state_is(page: Any, *states: str) -> None:
+    """Wait (up to the deadline) until the parent's status view, as the API serves it, is in one of ``states``.
+
+    The EMS process books and the status projection follows asynchronously; the page itself only reads
+    the status when the parent taps 刷新, so the test waits for the API first. The predicate must answer
+    at once (Playwright does not await a promise it returns): it starts one fetch at a time and answers
+    from the last one that came back.
+    """
+    await page.evaluate("window.__statusProbe = { busy: false, state: null }")
+    await page.wait_for_function(
+        """(states) => {
+          const probe = window.__statusProbe;
+          if (!probe.busy) {
+            probe.busy = true;
+            fetch(`/api/v1/applications/${sessionStorage.getItem("h5.appId")}`,
+              { headers: { Authorization: `Bearer ${sessionStorage.getItem("h5.token")}` } })
+              .then((r) => r.json())
+              .then((doc) => { probe.state = doc.state; })
+              .catch(() => {})
+              .finally(() => { probe.busy = false; });
+          }
+          return states.includes(probe.state);
+        }""",
+        arg=list(states),
+        polling=200,
+    )
+
+
+async def test_a_parent_withdraws_only_after_confirming(phone: Any, stack: Stack, family: Family) -> None:
+    from playwright.async_api import expect
+
+    page = phone
+    mp = await prepared(stack, family)
+    await open_as(page, family.openid, "审核中")
+
+    # Changing her mind at the confirmation leaves the application as it was.
+    await page.get_by_role("button", name="撤回申请").click()
+    dialog = page.get_by_role("alertdialog", name="撤回申请")
+    await expect(dialog).to_contain_text("不能再继续办理或恢复")
+    await screenshot(page, "h5-withdraw-confirm.png", whole=False)
+    await dialog.get_by_role("button", name="暂不撤回").click()
+    await expect(dialog).to_have_count(0)
+    await expect(page.locator("#state-label")).to_have_text("审核中")
+    assert (await mp.status())["state"] == "submitted"
+
+    await page.get_by_role("button", name="撤回申请").click()
+    await page.get_by_role("alertdialog", name="撤回申请").get_by_role("button", name="确定撤回").click()
+    await expect(page.locator("#state-label")).to_have_text("已撤回")
+    await expect(page.locator("#withdrawn-note")).to_contain_text("重新发起")
+    await expect(page.get_by_role("button", name="撤回申请")).to_have_count(0)
+    await expect(page.get_by_role("button", name="继续办理")).to_have_count(0)
+    await screenshot(page, "h5-withdrawn.png")
+    await page.locator("#nav-back").click()
+    await expect(page.locator(".app-item .tag")).to_have_text("已撤回")
+
+    status = await mp.status()
+    assert status["state"] == "withdrawn"
+    assert status["next_steps"] == []
+    staff = await issuer(stack)
+    queue = await staff.call("GET", "/api/v1/review/queue")
+    assert all(item["application_id"] != mp.app_id for item in queue["items"])
+
+
+async def test_a_disputed_delivery_record_waits_for_the_hospital(phone: Any, stack: Stack) -> None:
+    from playwright.async_api import expect
+
+    page = phone
+    family = demo_family(2)
+    his = StaffClient(stack.session, stack.api)
+    await his.login("his1", DEMO_PASSWORD)
+    born_at = datetime.now(timezone(timedelta(hours=8))).replace(second=0, microsecond=0) - timedelta(
+        hours=20
+    )
+    delivery = {
+        "inpatient_no": family.inpatient_no,
+        "mother": {"name": family.mother.name, "id_number": family.mother.id_number},
+        "newborn": {
+            "sex": "F",
+            "born_at": born_at.isoformat(),
+            "gestational_weeks": 39,
+            "weight_g": 3250,
+            "length_cm": 50,
+        },
+        "birthplace": {"province": "广东省", "city": "广州市", "county": "越秀区"},
+        "attendant": "陈助产",
+    }
+    record = await his.call("POST", "/api/v1/deliveries", json=delivery)
+
+    await page.locator("#openid").fill(family.openid)
+    await page.get_by_role("button", name="模拟微信登录").click()
+    await page.get_by_role("button", name="新建申请").click()
+    await page.get_by_role("button", name="开始申办").click()
+    await page.locator("#mother-name").fill(family.mother.name)
+    await page.locator("#mother-id").fill(family.mother.id_number)
+    await face_check(page, "通过")
+    await expect(page.locator("#nav-title")).to_have_text("核对分娩信息")
+    # Personal data masked: the name's first character, the ID number's first and last four.
+    masked_id = family.mother.id_number[:4] + "*" * 10 + family.mother.id_number[-4:]
+    await expect(page.locator("#page")).to_contain_text("王*")
+    await expect(page.locator("#page")).to_contain_text(masked_id)
+    await expect(page.locator("#page")).not_to_contain_text(family.mother.id_number)
+
+    await page.get_by_role("button", name="有异议").click()
+    # No reason: the service's validation problem, in Chinese, names the field.
+    await page.get_by_role("button", name="提交异议").click()
+    alert = page.locator("#dispute-box").get_by_role("alert")
+    await expect(alert).to_contain_text("异议原因：此项为必填项")
+    reason = "出生体重应为 3350 克，不是 3250 克"
+    await page.get_by_label("异议原因").fill(reason)
+    await screenshot(page, "h5-dispute.png")
+    await page.get_by_role("button", name="提交异议").click()
+
+    await expect(page.locator("#nav-title")).to_have_text("申请进度")
+    await expect(page.locator("#state-label")).to_have_text("填写中")
+    await expect(page.locator("#page")).to_contain_text("有异议，待医院更正")
+    hospital_step = page.locator("#steps li", has_text="等待医院核实并更正分娩信息")
+    await expect(hospital_step).to_contain_text("医院")
+    await screenshot(page, "h5-disputed-status.png")
+    token = await page.evaluate("sessionStorage.getItem('h5.token')")
+    app_id = await page.evaluate("sessionStorage.getItem('h5.appId')")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with stack.session.get(
+        f"{stack.api}/api/v1/applications/{app_id}/delivery-record", headers=headers
+    ) as r:
+        seen = (await r.json())["delivery_record"]
+    assert seen["disputed"] is True
+    assert seen["dispute_reason"] == reason
+
+    # Back on the record, the dispute is shown with its reason.
+    await page.locator("#steps li", has_text="确认分娩信息").get_by_role("button", name="去办理").click()
+    await expect(page.locator("#dispute-note")).to_contain_text(reason)
+
+    # The hospital corrects the weight; the mother sees the corrected record and confirms it.
+    delivery["newborn"]["weight_g"] = 3350
+    await his.call(
+        "PUT", f"/api/v1/deliveries/{record['id']}", json={**delivery, "reason": "按产妇异议更正出生体重"}
+    )
+    await page.locator("#nav-back").click()
+    await expect(page.locator("#page")).to_contain_text("未确认")
+    await expect(page.locator("#steps")).not_to_contain_text("等待医院核实")
+    await page.locator("#steps li", has_text="确认分娩信息").get_by_role("button", name="去办理").click()
+    await expect(page.locator("#page")).to_contain_text("3350 克")
+    await expect(page.locator("#dispute-note")).to_have_count(0)
+    await page.get_by_role("button", name="确认无误").click()
+    await expect(page.locator("#nav-title")).to_have_text("填写信息")
+
+
+async def test_on_site_pickup_is_issued_then_handed_over(phone: Any, stack: Stack, family: Family) -> None:
+    from playwright.async_api import expect
+
+    page = phone
+    mp = await prepared(stack, family, until="signed")
+    await open_as(page, family.openid, "填写中")
+    await page.get_by_role("button", name="继续办理").click()
+
+    await expect(page.locator("#nav-title")).to_have_text("领取方式")
+    await expect(page.get_by_label("收件地址")).to_be_visible()
+    await page.get_by_text("到签发机构现场领取").click()
+    await expect(page.get_by_label("收件地址")).to_be_hidden()
+    await page.get_by_role("button", name="确定").click()
+
+    await expect(page.locator("#nav-title")).to_have_text("提交申请")
+    await page.get_by_label("本人承诺所填信息真实有效").check()
+    await page.get_by_role("button", name="提交申请").click()
+    await expect(page.locator("#state-label")).to_have_text("审核中")
+    await expect(page.locator("#page")).to_contain_text("现场领取")
+
+    staff = await issuer(stack)
+    await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/issue",
+        json={"certificate_number": "X440100201", "sealer": "李盖章"},
+    )
+    await page.get_by_role("button", name="刷新").click()
+    await expect(page.locator("#state-label")).to_have_text("已签发")
+    await expect(page.locator("#certificate-number")).to_have_text("X440100201")
+    numbers = page.locator("#numbers")
+    await expect(numbers).to_contain_text("待现场领取")
+    await expect(page.locator("#tracking-number")).to_have_count(0)
+    await expect(page.get_by_text("证件与领取")).to_be_visible()
+    collect = page.locator("#steps li", has_text="请携带身份证件到签发机构现场领取")
+    await expect(collect).to_contain_text("待我办理")
+    await expect(page.get_by_role("button", name="撤回申请")).to_have_count(0)
+    await screenshot(page, "h5-pickup-issued.png")
+
+    await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/handover",
+        json={
+            "recipient_name": family.mother.name,
+            "relation": "mother",
+            "id_number": family.mother.id_number,
+        },
+    )
+    await page.get_by_role("button", name="刷新").click()
+    await expect(page.locator("#state-label")).to_have_text("已领取")
+    await expect(numbers).to_contain_text("已现场领取")
+    await expect(page.locator("#steps")).to_contain_text("已现场领取")
+    await screenshot(page, "h5-collected.png")
+
+    status = await mp.status()
+    assert (status["state"], status["delivery_method"]) == ("collected", "pickup")
+    assert status["tracking_number"] is None
+    async with stack.session.get(f"{stack.platform}/_fake/ems/pickups") as r:
+        assert (await r.json())["pickups"] == []  # nothing was booked with EMS
+
+
+async def test_issued_shows_the_number_and_refuses_a_late_withdrawal(
+    phone: Any, stack: Stack, family: Family
+) -> None:
+    from playwright.async_api import expect
+
+    page = phone
+    mp = await prepared(stack, family)
+    await open_as(page, family.openid, "审核中")
+    # EMS's booking system is down: the certificate stays issued until the issuer hands it over by hand.
+    async with stack.session.post(f"{stack.platform}/_fake/ems/errors", json={"times": 1_000_000}) as r:
+        assert r.status == 200
+    staff = await issuer(stack)
+    await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/issue",
+        json={"certificate_number": "X440100301", "sealer": "李盖章"},
+    )
+
+    # Her screen still says 审核中: withdrawing now is refused, and the problem is shown in Chinese.
+    await page.get_by_role("button", name="撤回申请").click()
+    await page.get_by_role("alertdialog", name="撤回申请").get_by_role("button", name="确定撤回").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("出生医学证明已签发，不能撤回申请")
+    await expect(alert).to_contain_text("frozen_after_issue")
+    # …over the application as it is now.
+    await expect(page.locator("#state-label")).to_have_text("已签发")
+    await screenshot(page, "h5-withdraw-refused.png")
+
+    await page.get_by_role("button", name="刷新").click()
+    await expect(alert).to_have_count(0)
+    await expect(page.locator("#state-label")).to_have_text("已签发")
+    await expect(page.locator("#certificate-number")).to_have_text("X440100301")
+    await expect(page.locator("#numbers")).to_contain_text("等待签发机构交邮政寄出")
+    await expect(page.locator("#tracking-number")).to_have_count(0)
+    await expect(page.locator("#steps li", has_text="等待邮寄")).to_contain_text("签发机构")
+    await expect(page.get_by_role("button", name="撤回申请")).to_have_count(0)
+    await screenshot(page, "h5-issued.png")
+
+    await staff.call(
+        "POST", f"/api/v1/review/applications/{mp.app_id}/dispatch", json={"tracking_number": "1100000000018"}
+    )
+    await page.get_by_role("button", name="刷新").click()
+    await expect(page.locator("#state-label")).to_have_text("已寄出")
+    await expect(page.locator("#certificate-number")).to_have_text("X440100301")
+    await expect(page.locator("#tracking-number")).to_have_text("1100000000018")
+    status = await mp.status()
+    assert (status["state"], status["tracking_number"]) == ("dispatched", "1100000000018")
+
+
+async def test_ems_dispatches_then_delivers_and_the_parent_sees_each(
+    phone: Any, stack: Stack, family: Family
+) -> None:
+    from playwright.async_api import expect
+
+    page = phone
+    mp = await prepared(stack, family)
+    await open_as(page, family.openid, "审核中")
+    staff = await issuer(stack)
+    await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/issue",
+        json={"certificate_number": "X440100401", "sealer": "李盖章"},
+    )
+    # EMS is up: the service books the pickup on its own and records the waybill.
+    await api_state_is(page, "dispatched")
+    await page.get_by_role("button", name="刷新").click()
+    await expect(page.locator("#state-label")).to_have_text("已寄出")
+    await expect(page.locator("#certificate-number")).to_have_text("X440100401")
+    tracking = page.locator("#tracking-number")
+    await expect(tracking).to_have_text(re.compile(r"^11\d{11}$"))
+    await expect(page.locator("#numbers")).to_contain_text("已交邮政寄出，运输中")
+    await expect(page.locator("#page")).to_contain_text("11183")
+    await screenshot(page, "h5-dispatched.png")
+    waybill = await tracking.text_content()
+    async with stack.session.get(f"{stack.platform}/_fake/ems/pickups") as r:
+        [booked] = (await r.json())["pickups"]
+    assert booked["waybill_no"] == waybill
+
+    async with stack.session.post(f"{stack.platform}/_fake/ems/deliver", json={"waybill_no": waybill}) as r:
+        answer = await r.json()
+    assert answer["status"] == 200 and answer["body"]["state"] == "delivered"
+    await api_state_is(page, "delivered")
+    await page.get_by_role("button", name="刷新").click()
+    await expect(page.locator("#state-label")).to_have_text("已送达")
+    await expect(page.locator("#numbers")).to_contain_text("已签收")
+    await expect(page.locator("#tracking-number")).to_have_text(waybill or "")
+    await expect(page.locator("#steps li.done", has_text="已送达")).to_have_count(1)
+    await expect(page.locator("#steps li.next")).to_have_count(0)
+    await screenshot(page, "h5-delivered.png")
+    status = await mp.status()
+    assert (status["state"], status["certificate_number"], status["tracking_number"]) == (
+        "delivered",
+        "X440100401",
+        waybill,
+    )
+
+
+def jpeg_photo(size: tuple[int, int], label: str) -> bytes:
+    """A camera-like JPEG (with an EXIF block the service must strip)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, (226, 236, 248))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((20, 20, size[0] - 20, size[1] - 20), outline=(40, 60, 110), width=6)
+    draw.text((40, 40), label, fill=(20, 30, 60))
+    exif = Image.Exif()
+    exif[0x010F] = "TestPhone"  # Make
+    exif[0x0110] = "Model 1"  # Model
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=88, exif=exif)
+    return out.getvalue()
+
+
+def png_photo(size: tuple[int, int], label: str) -> bytes:
+    """A screenshot-like PNG."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, (248, 239, 226))
+    ImageDraw.Draw(image).text((30, 30), label, fill=(90, 40, 20))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def gif_photo(size: tuple[int, int]) -> bytes:
+    """A GIF: any browser shows it, the service takes JPG and PNG only."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 220, 200)).save(out, "GIF")
+    return out.getvalue()
+
+
+async def choose_file(page: Any, label: str, name: str, mime: str, data: bytes) -> None:
+    """Tap the photo slot, as a parent does, and pick a file in the chooser."""
+    slot = page.locator(".photo-slot", has_text=label)
+    async with page.expect_file_chooser() as chooser_info:
+        await slot.locator(".pic").click()
+    chooser = await chooser_info.value
+    await chooser.set_files({"name": name, "mimeType": mime, "buffer": data})
+
+
+async def test_a_parent_uploads_her_own_photos(phone: Any, stack: Stack, family: Family) -> None:
+    from PIL import Image
+    from playwright.async_api import expect
+
+    page = phone
+    mp = await prepared(stack, family, until="father_verified")
+    await open_as(page, family.openid, "填写中")
+    await page.get_by_role("button", name="继续办理").click()
+    await expect(page.locator("#nav-title")).to_have_text("上传证件照片")
+
+    photos = {
+        "mother_id_front": (
+            "母亲身份证人像面",
+            "front.jpg",
+            "image/jpeg",
+            jpeg_photo((856, 540), "mother front"),
+        ),
+        "mother_id_back": ("母亲身份证国徽面", "back.png", "image/png", png_photo((800, 505), "mother back")),
+        "father_id_front": (
+            "父亲身份证人像面",
+            "f-front.jpg",
+            "image/jpeg",
+            jpeg_photo((900, 568), "father"),
+        ),
+        "father_id_back": (
+            "父亲身份证国徽面",
+            "f-back.png",
+            "image/png",
+            png_photo((820, 517), "father back"),
+        ),
+    }
+    # A document saved as .jpg is no picture: the slot says so at once and asks for another.
+    await choose_file(page, "母亲身份证国徽面", "scan.jpg", "image/jpeg", b"%PDF-1.4 not a photo\n")
+    slots = page.locator(".photo-slot")
+    back = slots.filter(has_text="母亲身份证国徽面")
+    await expect(back).to_contain_text("无法识别的图片，请重新选择")
+    await expect(back.locator("img")).to_have_count(0)
+    # A GIF the phone shows but the service does not take (JPG or PNG only): refused on upload, in Chinese.
+    await choose_file(page, "母亲身份证国徽面", "back.gif", "image/gif", gif_photo((800, 505)))
+    for kind, (label, name, mime, data) in photos.items():
+        if kind != "mother_id_back":
+            await choose_file(page, label, name, mime, data)
+    await expect(slots.locator("img")).to_have_count(4)
+    await expect(slots.filter(has_text="已选择，待上传")).to_have_count(4)
+    await page.get_by_role("button", name="上传并继续").click()
+
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("母亲身份证国徽面上传失败")
+    await expect(alert).to_contain_text("仅支持 JPG 或 PNG 格式的图片")
+    await expect(slots.filter(has_text="母亲身份证人像面")).to_contain_text("已上传 ✓")
+    await expect(back).to_contain_text("上传失败，请重新选择")
+    await expect(back.locator("img")).to_have_count(0)
+    await expect(page.locator("#nav-title")).to_have_text("上传证件照片")
+    await screenshot(page, "h5-upload-refused.png")
+
+    label, name, mime, data = photos["mother_id_back"]
+    await choose_file(page, label, name, mime, data)
+    await expect(slots.filter(has_text=label)).to_contain_text("已选择，待上传")
+    await screenshot(page, "h5-upload-own.png")
+    await page.get_by_role("button", name="上传并继续").click()
+    await expect(page.locator("#nav-title")).to_have_text("签名确认")
+
+    # The issuer receives her photos, re-encoded in their own format, the camera's EXIF gone.
+    await mp.sign()
+    await mp.choose_ems()
+    await mp.submit()
+    staff = await issuer(stack)
+    review = await staff.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    documents = {d["kind"]: d for d in review["documents"]}
+    headers = {"Authorization": f"Bearer {staff.token}"}
+    for kind, (_label, _name, mime, data) in photos.items():
+        assert documents[kind]["content_type"] == mime
+        async with stack.session.get(stack.api + documents[kind]["url"], headers=headers) as r:
+            assert r.status == 200
+            stored = await r.read()
+        with Image.open(io.BytesIO(stored)) as image, Image.open(io.BytesIO(data)) as sent:
+            assert image.size == sent.size
+            assert not image.getexif()
