@@ -3,20 +3,25 @@
 The key is scoped to who sent it and to the method and path, and the request body is fingerprinted:
 the same key with a different body is a client bug (422), and a request still in flight under the
 same key gets 409 rather than running twice. Answers are kept 24 hours in Redis under an HMAC of
-the scope, so neither the key nor the user id appears there in clear; command answers carry no
-personal data by design (ids, versions, hashes).
+the scope, so neither the key nor the user id appears there in clear. Command answers carry ids,
+versions and hashes, but some carry secrets (a father's invitation code): the kept body is encrypted
+(AES-256-GCM, a key derived from the secret, the slot as associated data, so a record copied to
+another slot does not open).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.errors import Conflict, DomainError
 
@@ -49,6 +54,17 @@ class Idempotency:
     secret: bytes
     prefix: str = "bc:idem:"
 
+    def _aead(self) -> AESGCM:
+        return AESGCM(hmac.new(self.secret, b"birthcert:idempotency:answers:v1", hashlib.sha256).digest())
+
+    def _seal(self, slot: str, body: bytes) -> str:
+        nonce = os.urandom(12)
+        return base64.b64encode(nonce + self._aead().encrypt(nonce, body, slot.encode())).decode("ascii")
+
+    def _open(self, slot: str, sealed: str) -> bytes:
+        raw = base64.b64decode(sealed)
+        return self._aead().decrypt(raw[:12], raw[12:], slot.encode())
+
     def _slot(self, actor_id: str, request: web.Request, key: str) -> str:
         scope = f"{actor_id}\n{request.method}\n{request.path}\n{key}".encode()
         return self.prefix + hmac.new(self.secret, scope, hashlib.sha256).hexdigest()
@@ -71,7 +87,7 @@ class Idempotency:
         pending = orjson.dumps({"state": "pending", "digest": digest})
         if not await self.redis.set(slot, pending, nx=True, ex=IN_FLIGHT_SECONDS):
             stored = await self.redis.get(slot)
-            return self._replay(stored, digest)
+            return self._replay(slot, stored, digest)
         try:
             response = await handler()
         except DomainError as e:
@@ -87,7 +103,7 @@ class Idempotency:
                 "digest": digest,
                 "status": response.status,
                 "content_type": response.content_type,
-                "body": (response.body or b"").decode() if isinstance(response.body, bytes) else "",
+                "sealed_body": self._seal(slot, response.body if isinstance(response.body, bytes) else b""),
                 "headers": {str(k): v for k, v in response.headers.items() if k in ("ETag", "Location")},
             }
             await self.redis.set(slot, orjson.dumps(record), ex=KEEP_SECONDS)
@@ -95,8 +111,7 @@ class Idempotency:
             await self.redis.delete(slot)
         return response
 
-    @staticmethod
-    def _replay(stored: bytes | None, digest: str) -> web.Response:
+    def _replay(self, slot: str, stored: bytes | None, digest: str) -> web.Response:
         if stored is None:  # expired between our SET and GET: treat as in flight, the client retries
             raise Conflict("相同的请求正在处理，请稍后重试", code="idempotency_in_progress")
         record = orjson.loads(stored)
@@ -106,7 +121,7 @@ class Idempotency:
             raise Conflict("相同的请求正在处理，请稍后重试", code="idempotency_in_progress")
         headers = {**record["headers"], "Idempotent-Replayed": "true"}
         return web.Response(
-            body=record["body"].encode(),
+            body=self._open(slot, record["sealed_body"]),
             status=record["status"],
             content_type=record["content_type"],
             headers=headers,

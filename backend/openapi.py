@@ -106,15 +106,88 @@ SCHEMAS: JSON = {
             },
             "certificate_number": {"type": ["string", "null"]},
             "tracking_number": {"type": ["string", "null"]},
+            "father_invitation": {
+                "description": "the mother's view: whether the father was invited, and whether he joined",
+                "type": ["object", "null"],
+                "required": ["status", "expires_at"],
+                "properties": {
+                    "status": {"enum": ["invited", "joined"]},
+                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                },
+            },
         },
+    },
+    "FatherStatus": {
+        "description": (
+            "what a father who joined by invitation sees: the state and his own part (his face check, "
+            "his ID photos); nothing of the mother's or the newborn's personal data"
+        ),
+        "type": "object",
+        "required": ["id", "role", "state", "version", "next_steps", "done_steps", "father"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "role": {"const": "father"},
+            "state": {"enum": STATES},
+            "state_label": {"type": "string"},
+            "version": {"type": "integer"},
+            "province": {"type": "string"},
+            "updated_at": {"type": ["string", "null"]},
+            "next_steps": {"type": "array", "items": _ref("Step")},
+            "done_steps": {"type": "array", "items": _ref("Step")},
+            "father": {
+                "type": "object",
+                "required": ["verified", "documents"],
+                "properties": {
+                    "verified": {"type": "boolean"},
+                    "documents": {
+                        "type": "array",
+                        "items": {"enum": ["father_id_front", "father_id_back", "father_handheld_id"]},
+                    },
+                },
+            },
+        },
+        "not": {
+            "anyOf": [
+                {"required": ["mother_name_masked"]},
+                {"required": ["delivery_record"]},
+                {"required": ["rejection"]},
+            ]
+        },
+    },
+    "AnyStatus": {
+        "description": "the applicant's status view, or the reduced one of a father who joined by invitation",
+        "anyOf": [_ref("FatherStatus"), _ref("Status")],
     },
     "StatusList": {
         "type": "object",
         "required": ["items"],
         "properties": {
-            "items": {"type": "array", "items": _ref("Status")},
+            "items": {"type": "array", "items": _ref("AnyStatus")},
             "next_cursor": {"type": ["string", "null"]},
         },
+    },
+    "FatherInvitation": {
+        "allOf": [_ref("Version")],
+        "required": ["invitation", "expires_at", "path", "qr_svg"],
+        "properties": {
+            "invitation": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_-]{27}$",
+                "description": "the one-time code (160 random bits); shown once, stored only as a keyed digest",
+            },
+            "expires_at": {"type": "string", "format": "date-time"},
+            "path": {
+                "type": "string",
+                "pattern": "^/pages/father/join\\?invitation=[A-Za-z0-9_-]{27}$",
+                "description": "the mini-program page the share card opens",
+            },
+            "qr_svg": {"type": "string", "description": "a QR code of `path` (SVG)"},
+        },
+    },
+    "FatherJoined": {
+        "allOf": [_ref("Version")],
+        "required": ["application_id", "role"],
+        "properties": {"application_id": {"type": "string", "format": "uuid"}, "role": {"const": "father"}},
     },
     "Circumstances": {
         "type": "object",
@@ -317,7 +390,33 @@ PATHS: JSON = {
     },
     "/api/v1/applications/{app_id}": {
         "parameters": [APP_ID],
-        "get": _op("one application's status view", {"200": _json(_ref("Status"), "the status view")}),
+        "get": _op(
+            "one application's status view (a father who joined by invitation gets the reduced one)",
+            {"200": _json(_ref("AnyStatus"), "the status view")},
+        ),
+    },
+    "/api/v1/applications/{app_id}/father-invitation": {
+        "parameters": [APP_ID],
+        "post": _command(
+            "the mother (after her own face check) invites the father to verify on his own WeChat account; "
+            "a new invitation supersedes the previous one; valid 24 h, once",
+            {"201": _json(_ref("FatherInvitation"), "the code, its mini-program page and a QR code")},
+        ),
+    },
+    "/api/v1/father-invitations/accept": {
+        "post": {
+            **_op(
+                "the father, logged in on his own account, joins the application with the code; he may then "
+                "do his own face check and upload his own ID photos, and sees a reduced status view",
+                {"200": _json(_ref("FatherJoined"), "joined")},
+                body={
+                    "type": "object",
+                    "required": ["invitation"],
+                    "properties": {"invitation": {"type": "string"}},
+                },
+            ),
+            "parameters": [COMMAND_HEADERS[0]],
+        }
     },
     "/api/v1/applications/{app_id}/face-verifications": {
         "parameters": [APP_ID],

@@ -15,16 +15,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 from uuid import UUID
 
 import rfc8785
 from eventsourcing.domain import Aggregate
 
-from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, RuleViolated
+from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, NotFound, RuleViolated
 from domain.policy import (
     REASON_MESSAGES,
+    SHANGHAI,
     Circumstances,
     ProvinceProfile,
     application_window_error,
@@ -131,6 +132,15 @@ FORM_NOTICE: Final = (
 _TRACKING_RE: Final = re.compile(r"^[A-Z0-9]{10,32}$")
 _OUT_SEQ_RE: Final = re.compile(r"^[0-9A-Za-z_-]{5,32}$")
 _OUT_TRADE_RE: Final = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+_DIGEST_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+
+# How long the father's invitation can be accepted. The code travels through a WeChat chat or a share
+# card: a day is long enough for a father at work to open it, short enough that a forwarded or leaked
+# card soon stops working. No policy document speaks of invitations, so this is not a provincial rule
+# (provinces.json) but the service's own security setting (docs/decisions/0011-father-invitation.md).
+FATHER_INVITATION_TTL: Final = timedelta(hours=24)
+# The father's own part (his face check and his ID photos): everything else is the applicant's.
+FATHER_DOCUMENT_KINDS: Final = ("father_id_front", "father_id_back", "father_handheld_id")
 
 JSON = dict[str, Any]
 
@@ -185,6 +195,7 @@ STEP_NAMES: Final = {
     "delivery_info_confirmed": "确认分娩信息",
     "details_provided": "填写新生儿姓名及父母信息",
     "father_verified": "父亲刷脸认证（或上传父亲手持身份证照片）",
+    "father_documents_uploaded": "上传父亲身份证照片",
     "documents_uploaded": "上传父母身份证照片",
     "form_signed": "在登记表上电子签名",
     "delivery_method_chosen": "选择领取方式",
@@ -196,6 +207,17 @@ class BirthCertificateApplication(Aggregate):
     """One application for a first Birth Medical Certificate, started by the newborn's mother."""
 
     TOPIC = "birthcert:BirthCertificateApplication"
+    # v2 added the father's invitation (father_invitation, invitation_digests, father_user_id,
+    # father_joined_digest): snapshots taken before it are upcast below.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: JSON) -> None:
+        """Snapshots from before invitations existed: nobody was invited, no father joined."""
+        state.setdefault("father_invitation", None)
+        state.setdefault("invitation_digests", [])
+        state.setdefault("father_user_id", None)
+        state.setdefault("father_joined_digest", None)
 
     class Event(Aggregate.Event):
         """Base of this aggregate's events: each records who acted (``Actor.to_dict()``)."""
@@ -229,6 +251,8 @@ class BirthCertificateApplication(Aggregate):
                 "verify_id": self.verify_id,
                 "name": self.name,
                 "id_number": self.id_number,
+                # WeChat binds the verify_id to this user's openid: only they can fetch the verdict.
+                "by": self.actor.get("id"),
             }
 
     class FaceVerificationFailed(Event):
@@ -350,6 +374,32 @@ class BirthCertificateApplication(Aggregate):
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.father_handheld_for = self.father_id_number
+
+    class FatherInvited(Event):
+        """The mother invited the father to verify on his own WeChat account; a later one supersedes it.
+
+        Only ``invitation_digest`` (HMAC-SHA256 of the code under the index key, hex) is recorded, never
+        the code itself; ``expires_at`` is ISO 8601 with offset.
+        """
+
+        TOPIC = "birthcert:FatherInvited"
+        invitation_digest: str
+        expires_at: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.father_invitation = {"digest": self.invitation_digest, "expires_at": self.expires_at}
+            a.invitation_digests = [*a.invitation_digests, self.invitation_digest]
+
+    class FatherJoined(Event):
+        """The father accepted the invitation on his own account: ``actor.id`` is his user id from now on."""
+
+        TOPIC = "birthcert:FatherJoined"
+        invitation_digest: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.father_user_id = str(self.actor["id"])
+            a.father_joined_digest = self.invitation_digest
+            a.father_invitation = None
 
     class FormSigned(Event):
         """The mother e-signed exactly ``form`` (canonical JSON hashed to ``form_sha256``)."""
@@ -562,6 +612,10 @@ class BirthCertificateApplication(Aggregate):
         self.voided_numbers: list[str] = []
         self.tracking_number: str | None = None
         self.licence_id: str | None = None
+        self.father_invitation: JSON | None = None
+        self.invitation_digests: list[str] = []
+        self.father_user_id: str | None = None
+        self.father_joined_digest: str | None = None
 
     @classmethod
     def start(
@@ -715,6 +769,19 @@ class BirthCertificateApplication(Aggregate):
             missing.append("postage_paid")
         return missing
 
+    def missing_for_father(self) -> list[str]:
+        """What the father himself still has to do: his face check and his ID photos (his view's steps)."""
+        if not self.two_parents:
+            return []
+        missing = []
+        verified = self.verified.get("father")
+        # Before the details name him, a passed check is his part done; after, it must be the named father.
+        if not self.father_confirmed and (verified is None or self.details is not None):
+            missing.append("father_verified")
+        if [k for k in self.required_documents() if k.startswith("father_") and k not in self.documents]:
+            missing.append("father_documents_uploaded")
+        return missing
+
     def required_documents(self) -> list[str]:
         """ID photos (front and back) of each parent on the certificate."""
         kinds = ["mother_id_front", "mother_id_back"]
@@ -724,9 +791,29 @@ class BirthCertificateApplication(Aggregate):
 
     # ------------------------------------------------------------------ guards
 
+    def is_joined_father(self, actor: Actor) -> bool:
+        """Whether ``actor`` is the father who joined by invitation on his own account."""
+        return (
+            actor.role == "parent"
+            and self.father_user_id is not None
+            and actor.id == self.father_user_id
+            and actor.id != self.applicant_id
+        )
+
     def _as_applicant(self, actor: Actor) -> None:
-        if actor.role != "parent" or actor.id != self.applicant_id:
-            raise Forbidden("只能办理本人发起的申请")
+        if actor.role == "parent" and actor.id == self.applicant_id:
+            return
+        if self.is_joined_father(actor):
+            raise Forbidden("该操作只能由申办人（新生儿母亲）办理", code="applicant_only")
+        raise Forbidden("只能办理本人发起的申请")
+
+    def _as_parent(self, actor: Actor) -> Literal["applicant", "father"]:
+        """The applicant (everything) or the father who joined by invitation (his own part only)."""
+        if actor.role == "parent" and actor.id == self.applicant_id:
+            return "applicant"
+        if self.is_joined_father(actor):
+            return "father"
+        raise Forbidden("只能办理本人发起的申请")
 
     def _as_issuer(self, actor: Actor) -> None:
         if actor.role != "issuer":
@@ -765,9 +852,14 @@ class BirthCertificateApplication(Aggregate):
         out_seq_no: str,
         verify_id: str = "",
     ) -> None:
-        """Record that WeChat gave a verify_id for this identity (the client then shows the face check)."""
-        self._as_applicant(actor)
+        """Record that WeChat gave a verify_id for this identity (the client then shows the face check).
+
+        The father who joined by invitation may begin only his own check, as the father the details name.
+        """
+        who = self._as_parent(actor)
         self._editable()
+        if who == "father" and role != "father":
+            raise Forbidden("父亲只能完成本人的刷脸认证", code="father_own_check_only")
         if not _OUT_SEQ_RE.match(out_seq_no) or out_seq_no in self.pending_face:
             raise InvalidValue("out_seq_no", "invalid_out_seq_no", "认证流水号无效")
         if role == "mother":
@@ -780,6 +872,13 @@ class BirthCertificateApplication(Aggregate):
                 raise NotReady(["mother_verified"])
             if id_number.value == self.verified["mother"]["id_number"]:
                 raise InvalidValue("id_number", "father_is_mother", "父亲的身份证号码不能与母亲相同")
+            named = (self.details or {}).get("father")
+            if who == "father" and named is not None and named["id_number"] != id_number.value:
+                raise InvalidValue(
+                    "id_number",
+                    "not_named_father",
+                    "身份证号码与申请中填写的父亲信息不一致，请核对，或请孩子母亲修改父亲信息",
+                )
         else:
             raise InvalidValue("role", "invalid_role", "认证角色只能是母亲或父亲")
         self.trigger_event(
@@ -792,12 +891,23 @@ class BirthCertificateApplication(Aggregate):
             id_number=id_number.value,
         )
 
-    def record_face_verification(self, actor: Actor, *, out_seq_no: str, verify_ret: int) -> str | None:
-        """Record WeChat's verdict on a pending check; returns the failure code, or None on a pass."""
-        self._as_applicant(actor)
+    def pending_face_of(self, actor: Actor, out_seq_no: str) -> JSON:
+        """The pending check ``actor`` may fetch the verdict of: only the one who began it (WeChat binds it)."""
+        who = self._as_parent(actor)
         pending = self.pending_face.get(out_seq_no)
         if pending is None:
             raise Conflict("该认证流水号无效或已使用，请重新发起刷脸认证", code="verification_used")
+        # Checks begun before the requester was recorded were all the applicant's own.
+        requester = pending.get("by") or self.applicant_id
+        if requester != actor.id:
+            raise Forbidden("只能查询本人发起的刷脸认证结果", code="not_your_verification")
+        if who == "father" and pending["role"] != "father":  # pragma: no cover - he can begin no other
+            raise Forbidden("父亲只能完成本人的刷脸认证", code="father_own_check_only")
+        return pending
+
+    def record_face_verification(self, actor: Actor, *, out_seq_no: str, verify_ret: int) -> str | None:
+        """Record WeChat's verdict on a pending check; returns the failure code, or None on a pass."""
+        pending = self.pending_face_of(actor, out_seq_no)
         self._editable()
         role = pending["role"]
         if verify_ret != FACE_PASS:
@@ -949,11 +1059,16 @@ class BirthCertificateApplication(Aggregate):
     def upload_document(
         self, actor: Actor, *, kind: str, document_id: str, sha256: str, content_type: str, size: int
     ) -> None:
-        """Attach an ID photo; the father's handheld-ID photo also stands in for his face check where allowed."""
-        self._as_applicant(actor)
+        """Attach an ID photo; the father's handheld-ID photo also stands in for his face check where allowed.
+
+        The father who joined by invitation may upload only his own photos.
+        """
+        who = self._as_parent(actor)
         self._editable()
         if kind not in DOCUMENT_KINDS:
             raise InvalidValue("kind", "invalid_document_kind", "材料类型不正确")
+        if who == "father" and kind not in FATHER_DOCUMENT_KINDS:
+            raise Forbidden("父亲只能上传本人的证件照片", code="father_documents_only")
         if kind.startswith("father") and not self.two_parents:
             raise InvalidValue("kind", "father_not_allowed", "单亲母亲申办无需上传父亲材料")
         handheld = kind == "father_handheld_id"
@@ -982,6 +1097,61 @@ class BirthCertificateApplication(Aggregate):
                 document_id=document_id,
                 father_id_number=father_id,
             )
+
+    def invite_father(self, actor: Actor, *, invitation_digest: str, now: datetime) -> str:
+        """The mother invites the father to verify on his own account; returns when the invitation expires.
+
+        Only once her own face check passed, while the application is editable and a father is expected,
+        not yet verified and not yet joined. A new invitation supersedes the previous one.
+        """
+        self._as_applicant(actor)
+        self._editable()
+        if not self.two_parents:
+            raise RuleViolated("单亲母亲申办无需邀请父亲", code="no_father")
+        if "mother" not in self.verified:
+            raise NotReady(["mother_verified"])
+        if self.father_user_id is not None:
+            raise RuleViolated("孩子父亲已通过邀请加入本申请", code="father_already_joined")
+        if self.father_confirmed:
+            raise RuleViolated("父亲已完成认证，无需再邀请", code="father_already_verified")
+        if not _DIGEST_RE.match(invitation_digest) or invitation_digest in self.invitation_digests:
+            raise InvalidValue("invitation", "invalid_invitation", "邀请码无效")
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        expires_at = (now + FATHER_INVITATION_TTL).astimezone(SHANGHAI).isoformat(timespec="seconds")
+        self.trigger_event(
+            self.FatherInvited,
+            actor=actor.to_dict(),
+            invitation_digest=invitation_digest,
+            expires_at=expires_at,
+        )
+        return expires_at
+
+    def accept_father_invitation(self, actor: Actor, *, invitation_digest: str, now: datetime) -> None:
+        """The father, on his own account, accepts the current, unexpired, unused invitation (once)."""
+        if actor.role != "parent":
+            raise Forbidden("只有家长可以接受邀请")
+        if actor.id == self.applicant_id:
+            raise Forbidden("不能接受自己发出的邀请，请转发给孩子父亲", code="own_invitation")
+        if invitation_digest not in self.invitation_digests:
+            raise NotFound("邀请无效，请让孩子母亲重新发送邀请", code="invitation_not_found")
+        if invitation_digest == self.father_joined_digest:
+            if actor.id == self.father_user_id:
+                return  # his own retry (a lost answer): he is in already
+            raise RuleViolated("该邀请已被使用", code="invitation_used")
+        if self.father_user_id is not None:  # pragma: no cover - no invitation is made once he joined
+            raise RuleViolated("孩子父亲已通过邀请加入本申请", code="father_already_joined")
+        current = self.father_invitation
+        if current is None or current["digest"] != invitation_digest:
+            raise RuleViolated(
+                "该邀请已被新的邀请替代，请使用孩子母亲最新发送的邀请", code="invitation_superseded"
+            )
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        if now >= datetime.fromisoformat(current["expires_at"]):
+            raise RuleViolated("邀请已过期，请让孩子母亲重新发送邀请", code="invitation_expired")
+        self._editable()
+        self.trigger_event(self.FatherJoined, actor=actor.to_dict(), invitation_digest=invitation_digest)
 
     def sign_form(
         self, actor: Actor, *, form_sha256: str, signature_document_id: str, signature_sha256: str

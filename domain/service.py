@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import logging
 import os
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +52,11 @@ log = logging.getLogger(__name__)
 
 # Fixed forever: changing it (or the index key) would forget every used number.
 INDEX_NAMESPACE = UUID("6f1c1b0e-8f4e-5b7a-9a51-3c2d0e5b9a10")
+# The father's invitation code: 20 random bytes (160 bits), URL-safe base64 without padding (27 characters).
+# Only its keyed digest is ever stored (docs/decisions/0011-father-invitation.md).
+INVITATION_KIND = "father-invitation"
+INVITATION_CODE_BYTES = 20
+INVITATION_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{27}$")
 NOT_DELIVERY_MOTHER = (
     "未找到以该身份登记的分娩记录：只有医院分娩记录中的产妇本人可以申办；如医院尚未录入，请稍后再试"
 )
@@ -158,10 +165,17 @@ class Applications(Application[UUID]):
 
     # ------------------------------------------------------------------ plumbing
 
+    def keyed_digest(self, kind: str, value: str) -> str:
+        """HMAC-SHA256 (hex) of ``kind:value`` under the index key: a value that may be stored, never the value."""
+        return hmac.new(self._index_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
     def index_id(self, kind: str, value: str) -> UUID:
         """The id of the index aggregate for ``value`` of ``kind`` (keyed, so no personal data shows)."""
-        digest = hmac.new(self._index_key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-        return uuid5(INDEX_NAMESPACE, f"{kind}:{digest}")
+        return uuid5(INDEX_NAMESPACE, f"{kind}:{self.keyed_digest(kind, value)}")
+
+    def invitation_digest(self, code: str) -> str:
+        """What the events hold of a father's invitation code: its keyed digest."""
+        return self.keyed_digest(INVITATION_KIND, code)
 
     def _get(self, cls: type[A], aggregate_id: UUID | str) -> A:
         try:
@@ -432,9 +446,10 @@ class Applications(Application[UUID]):
         """Refuse a face check that could not be recorded, before WeChat is asked for anything."""
         app = self._load_application(app_id, None)
         _visible(actor, app)
+        # Who may begin which check first (a father who joined gets 403 for the mother's, not a record hint).
+        app.request_face_verification(actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no)
         if role == "mother":
             self._available_delivery(app, id_number)
-        app.request_face_verification(actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no)
 
     def request_face_verification(
         self,
@@ -451,11 +466,11 @@ class Applications(Application[UUID]):
         """Record the identity a face check (WeChat's ``verify_id``) is about to prove. A mother must be on a record."""
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
-        if role == "mother":
-            self._available_delivery(app, id_number)
         app.request_face_verification(
             actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
         )
+        if role == "mother":
+            self._available_delivery(app, id_number)  # refuses before anything is saved
         return self._outcome(app, self._save(app))
 
     def _available_delivery(self, app: BirthCertificateApplication, mother: IdNumber) -> DeliveryRecord:
@@ -588,6 +603,41 @@ class Applications(Application[UUID]):
                 actor, kind=kind, document_id=document_id, sha256=sha256, content_type=content_type, size=size
             ),
         )
+
+    def invite_father(
+        self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
+    ) -> Outcome:
+        """The mother invites the father to verify on his own account.
+
+        ``Outcome.detail`` is the invitation code: it exists only in this answer. The events hold its keyed
+        digest, and an index entry keyed the same way (same save) lets the acceptance find the application
+        from the code alone.
+        """
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
+        app.invite_father(actor, invitation_digest=self.invitation_digest(code), now=self.clock())
+        index = Index.create(self.index_id(INVITATION_KIND, code), INVITATION_KIND, str(app.id))
+        return self._outcome(app, self._save(app, index), code)
+
+    def accept_father_invitation(self, actor: Actor, code: str) -> Outcome:
+        """The father, on his own account, joins the application the invitation code belongs to."""
+        not_found = NotFound("邀请无效，请让孩子母亲重新发送邀请", code="invitation_not_found")
+        if not isinstance(code, str) or not INVITATION_CODE_RE.match(code):
+            raise not_found
+        index = self._find_index(INVITATION_KIND, code)
+        if index is None:
+            raise not_found
+        app = self._get(BirthCertificateApplication, index.refs[0])
+        app.accept_father_invitation(actor, invitation_digest=self.invitation_digest(code), now=self.clock())
+        position = self._save(app, conflict=lambda: self._joined_or_raced(app.id))
+        return self._outcome(app, position)
+
+    def _joined_or_raced(self, app_id: UUID) -> DomainError:
+        """After a lost race on an acceptance: did someone else join with it first?"""
+        if self._get(BirthCertificateApplication, app_id).father_user_id is not None:
+            return RuleViolated("该邀请已被使用", code="invitation_used")
+        return Conflict(code="concurrent_modification")
 
     def sign_form(
         self,
@@ -817,6 +867,8 @@ class Applications(Application[UUID]):
 def _visible(actor: Actor, app: BirthCertificateApplication) -> None:
     """Who may see an application at all; anyone else is told it does not exist."""
     if actor.role == "parent" and actor.id == app.applicant_id:
+        return
+    if app.is_joined_father(actor):  # his own part only: the aggregate refuses the rest
         return
     if actor.role == "issuer" and app.institution is not None and actor.institution == app.institution:
         return

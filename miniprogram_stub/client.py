@@ -236,6 +236,26 @@ class MiniProgram:
             await self.upload(kind)
         self.say(f"上传身份证照片 {len(kinds)} 张")
 
+    async def invite_father(self) -> JSON:
+        """The mother invites the father to his own phone: the one-time code, its page and a QR code."""
+        answer = await self.call("POST", f"{self.base}/father-invitation")
+        self.say(f"邀请孩子父亲用本人微信完成认证（{answer['expires_at'][:16]} 前有效）")
+        return answer
+
+    async def accept_invitation(self, invitation: str) -> JSON:
+        """The father, on his own phone, opens the shared card: he joins the application."""
+        answer = await self.call("POST", "/api/v1/father-invitations/accept", json={"invitation": invitation})
+        self.app_id = answer["application_id"]
+        self.say("孩子父亲接受邀请，加入申请")
+        return answer
+
+    async def fathers_part(self) -> None:
+        """On the father's own phone: his face check as the father, then his ID photos."""
+        await self.verify_face("father")
+        for kind in ("father_id_front", "father_id_back"):
+            await self.upload(kind)
+        self.say("孩子父亲上传本人身份证照片 2 张")
+
     async def form(self) -> JSON:
         """The form to sign, with its SHA-256."""
         return await self.call("GET", f"{self.base}/form")

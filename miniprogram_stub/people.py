@@ -25,13 +25,17 @@ class Person:
 
 @dataclass(frozen=True)
 class Family:
-    """Mother, father (None for a single mother), the baby's name and the mother's WeChat openid."""
+    """Mother, father (None for a single mother), the baby's name and the mother's WeChat openid.
+
+    ``father_openid`` is the father's own WeChat account, for when he joins by invitation on his phone.
+    """
 
     openid: str
     mother: Person
     father: Person | None
     newborn_name: str
     inpatient_no: str
+    father_openid: str | None = None
 
 
 def demo_family(n: int = 1) -> Family:
@@ -51,4 +55,5 @@ def demo_family(n: int = 1) -> Family:
         ),
         newborn_name="张小花",
         inpatient_no=f"ZY{2026000000 + n}",
+        father_openid=f"oDemoFather{n:06d}",
     )

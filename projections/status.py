@@ -5,11 +5,17 @@ VERSION of its last event in that page, so a view depends only on the log up to 
 end: a rebuild, whatever its page size, writes byte-identical documents. The documents hold
 no personal data in plaintext: no ID numbers, no full names, no addresses or phone numbers,
 no newborn name; the mother's name is masked (王*). A user's list is keyed by an HMAC of the
-applicant id (a WeChat openid: pseudonymous, still not stored in clear).
+user id (a WeChat openid: pseudonymous, still not stored in clear).
+
+A father who joined by invitation (FatherJoined) gets his own, reduced document: the state and his
+own part (his face check, his ID photos), nothing of the mother's or the newborn's data. It is listed
+under his user id as ``father:<uuid>``, so a list tells whose view each entry is.
 
 Keys (``key_prefix`` defaults to ``bc:``):
-- ``bc:status:app:<uuid>``: the document (orjson)
-- ``bc:status:user:<hmac hex>``: sorted set of application ids, scored by start time (µs since epoch)
+- ``bc:status:app:<uuid>``: the applicant's document (orjson)
+- ``bc:status:father:<uuid>``: the joined father's reduced document (orjson)
+- ``bc:status:user:<hmac hex>``: sorted set of ``<uuid>`` (as applicant) and ``father:<uuid>`` (as the
+  joined father), scored by the application's start time (µs since epoch)
 - ``bc:status:position``: the last notification id applied
 
 A page is applied by one Lua script: it refuses a position that does not increase, and sets the
@@ -58,6 +64,8 @@ SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 JSON = dict[str, Any]
 MAX_LIST_LIMIT: Final = 100
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# A user's list member for an application they joined as the father (the applicant's is the bare id).
+FATHER_MEMBER: Final = "father:"
 
 STATE_LABELS: Final = {
     DRAFT: "填写中",
@@ -98,7 +106,7 @@ COUNTER_MESSAGES: Final = {
 }
 COUNTER_DEFAULT: Final = "该申请需到签发机构现场办理，请携带相关材料前往"
 
-# KEYS: position, n document keys, n user-list keys. ARGV: new position, n, n documents, n scores, n ids.
+# KEYS: position, n document keys, n user-list keys. ARGV: new position, n, n documents, n scores, n members.
 APPLY_PAGE_LUA: Final = """
 local new = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -252,7 +260,60 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         },
         "mother_name_masked": _masked_name(mother_name),
         "elicense_issued": app.licence_id is not None,
+        "father_invitation": _father_invitation(app),
     }
+
+
+def father_status_of(app: BirthCertificateApplication) -> JSON:
+    """The joined father's reduced view: the state and his own part, nothing of the mother's or newborn's data."""
+    own_missing = app.missing_for_father()
+    steps: list[JSON] = []
+    if app.state in (DRAFT, RETURNED):
+        fields = (app.rejection or {}).get("fields", []) if app.state == RETURNED else []
+        his = [FIELD_LABELS.get(f, f) for f in fields if f.startswith("documents.father_")]
+        if his:
+            steps.append(_step("fix_returned_items", "按退回意见重新上传：" + "、".join(his), "father"))
+        steps += [_step(code, STEP_NAMES.get(code, code), "father") for code in own_missing]
+        if not own_missing:
+            steps.append(_step("await_applicant", "您的部分已完成，等待孩子母亲完成其余步骤并提交", "mother"))
+    elif app.state == COUNTER_ONLY:
+        steps = [_step("visit_counter", "该申请需到签发机构现场办理，请与孩子母亲联系", "parent")]
+    else:
+        steps = _next_steps(app, [])
+    done = [{"code": "father_joined", "label": "已通过邀请加入申请"}]
+    done += [
+        {"code": code, "label": STEP_NAMES.get(code, code)}
+        for code in ("father_verified", "father_documents_uploaded")
+        if code not in own_missing
+    ]
+    done += [d for d in _done_steps(app, []) if d["code"] in _LIFECYCLE_STEPS]
+    return {
+        "id": str(app.id),
+        "role": "father",
+        "state": app.state,
+        "state_label": STATE_LABELS.get(app.state, app.state),
+        "version": app.version,
+        "province": app.province,
+        "updated_at": _iso(app.modified_on),
+        "next_steps": steps,
+        "done_steps": done,
+        "father": {
+            "verified": "father_verified" not in own_missing,
+            "documents": sorted(k for k in app.documents if k.startswith("father_")),
+        },
+    }
+
+
+_LIFECYCLE_STEPS: Final = ("submitted", "issued", "dispatched", "delivered", "collected")
+
+
+def _father_invitation(app: BirthCertificateApplication) -> JSON | None:
+    """For the mother: whether she invited the father and whether he joined (never the code)."""
+    if app.father_user_id is not None:
+        return {"status": "joined", "expires_at": None}
+    if app.father_invitation is not None:
+        return {"status": "invited", "expires_at": app.father_invitation["expires_at"]}
+    return None
 
 
 def _text(value: bytes | str) -> str:
@@ -287,10 +348,19 @@ class StatusView:
         """The key of one application's document."""
         return f"{self.prefix}app:{UUID(str(app_id))}"
 
-    def user_key(self, applicant_id: str) -> str:
-        """The key of one user's list: an HMAC of the applicant id, never the id itself."""
-        digest = hmac.new(self._pseudonym_key, applicant_id.encode(), hashlib.sha256).hexdigest()
+    def father_key(self, app_id: UUID | str) -> str:
+        """The key of the joined father's reduced document of one application."""
+        return f"{self.prefix}father:{UUID(str(app_id))}"
+
+    def user_key(self, user_id: str) -> str:
+        """The key of one user's list: an HMAC of the user id, never the id itself."""
+        digest = hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
         return f"{self.prefix}user:{digest}"
+
+    def _member_key(self, member: str) -> str:
+        if member.startswith(FATHER_MEMBER):
+            return self.father_key(member.removeprefix(FATHER_MEMBER))
+        return self.app_key(member)
 
     # ------------------------------------------------------------------ View
 
@@ -307,16 +377,17 @@ class StatusView:
         loop = asyncio.get_running_loop()
         rows = await loop.run_in_executor(self.executor, self._documents, list(last_version.items()))
         keys = [self.position_key]
-        keys += [self.app_key(row[0]) for row in rows]
+        keys += [row[0] for row in rows]
         keys += [self.user_key(row[2]) for row in rows]
         args: list[str | bytes | int] = [new_position, len(rows)]
         args += [row[1] for row in rows]
         args += [row[3] for row in rows]
-        args += [str(row[0]) for row in rows]
+        args += [row[4] for row in rows]
         await self._apply_page(keys=keys, args=args)
 
-    def _documents(self, versions: Sequence[tuple[UUID, int]]) -> list[tuple[UUID, bytes, str, int]]:
-        """On the executor: (id, document, applicant id, start score) of each application at its version."""
+    def _documents(self, versions: Sequence[tuple[UUID, int]]) -> list[tuple[str, bytes, str, int, str]]:
+        """On the executor: (document key, document, user id, start score, list member) of each view of
+        each application at its version: the applicant's, and the joined father's once he joined."""
         rows = []
         for app_id, version in versions:
             app: object = self.applications.repository.get(app_id, version=version)
@@ -324,7 +395,19 @@ class StatusView:
                 continue
             # Whole microseconds: exact in a Redis score (a double) for millennia to come.
             score = (app.created_on - _EPOCH) // timedelta(microseconds=1)
-            rows.append((app_id, orjson.dumps(status_of(app)), app.applicant_id, score))
+            rows.append(
+                (self.app_key(app_id), orjson.dumps(status_of(app)), app.applicant_id, score, str(app_id))
+            )
+            if app.father_user_id is not None:
+                rows.append(
+                    (
+                        self.father_key(app_id),
+                        orjson.dumps(father_status_of(app)),
+                        app.father_user_id,
+                        score,
+                        FATHER_MEMBER + str(app_id),
+                    )
+                )
         return rows
 
     async def reset(self) -> None:
@@ -339,11 +422,43 @@ class StatusView:
             key = self.app_key(app_id)
         except ValueError:
             return None
+        return await self._load(key)
+
+    async def get_father(self, app_id: UUID | str) -> JSON | None:
+        """The joined father's reduced document of one application, or None."""
+        try:
+            key = self.father_key(app_id)
+        except ValueError:
+            return None
+        return await self._load(key)
+
+    async def _load(self, key: str) -> JSON | None:
         raw = await self.redis.get(key)
         if raw is None:
             return None
         document: JSON = orjson.loads(raw)
         return document
+
+    async def get_for(self, user_id: str, app_id: UUID | str) -> JSON | None:
+        """The document this user sees of one application (theirs, or the father's view), or None."""
+        try:
+            app_key, father_key = self.app_key(app_id), self.father_key(app_id)
+        except ValueError:
+            return None
+        member = str(UUID(str(app_id)))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zscore(self.user_key(user_id), member)
+            pipe.zscore(self.user_key(user_id), FATHER_MEMBER + member)
+            pipe.get(app_key)
+            pipe.get(father_key)
+            as_applicant, as_father, raw, raw_father = await pipe.execute()
+        if as_applicant is not None and raw is not None:
+            document: JSON = orjson.loads(raw)
+            return document
+        if as_father is not None and raw_father is not None:
+            father_document: JSON = orjson.loads(raw_father)
+            return father_document
+        return None
 
     async def list_for(
         self, applicant_id: str, cursor: str | None = None, limit: int = 20
@@ -371,7 +486,7 @@ class StatusView:
         entries = entries[:limit]
         if not entries:
             return [], None
-        values = await self.redis.mget([self.app_key(m) for m, _ in entries])
+        values = await self.redis.mget([self._member_key(m) for m, _ in entries])
         items: list[JSON] = [orjson.loads(v) for v in values if v is not None]
         next_cursor = f"{entries[-1][1]}:{entries[-1][0]}" if more else None
         return items, next_cursor
@@ -385,8 +500,9 @@ class StatusView:
 
 
 def _parse_cursor(cursor: str) -> tuple[int, str]:
-    score, _, app_id = cursor.partition(":")
+    score, _, member = cursor.partition(":")
+    prefix = FATHER_MEMBER if member.startswith(FATHER_MEMBER) else ""
     try:
-        return int(score), str(UUID(app_id))
+        return int(score), prefix + str(UUID(member.removeprefix(prefix)))
     except ValueError:
         raise InvalidValue("cursor", "invalid_cursor", "分页参数无效，请从第一页重新加载") from None

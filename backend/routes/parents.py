@@ -1,17 +1,21 @@
 """The parents' endpoints of shared/api.md: login, start, face checks, the delivery record, details,
-documents, the form and its signature, delivery method, postage, submit and withdraw.
+documents, the form and its signature, delivery method, postage, submit and withdraw; the father's
+invitation and its acceptance (docs/decisions/0011-father-invitation.md).
 
 Each handler parses and checks the request at the edge (value objects), calls one service method off
 the loop through ``run_command`` and answers JSON. Anything about another parent's application is a
-404: a parent cannot even learn that it exists.
+404: a parent cannot even learn that it exists. A father who joined by invitation sees a reduced
+status view and may do only his own part; the mother's reads (form, delivery record, prefill) are 403.
 """
 
 from __future__ import annotations
 
+import io
 import uuid
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 import orjson
+import segno
 from aiohttp import web
 
 from backend.auth import ProviderIdentity
@@ -45,7 +49,14 @@ from domain.application import (
     ParentDetails,
     Recipient,
 )
-from domain.errors import Conflict, FieldError, InvalidValue, NotFound, RuleViolated, ValidationFailed
+from domain.errors import (
+    FieldError,
+    Forbidden,
+    InvalidValue,
+    NotFound,
+    RuleViolated,
+    ValidationFailed,
+)
 from domain.policy import Circumstances
 from domain.service import Outcome
 from domain.values import (
@@ -61,6 +72,8 @@ from domain.values import (
 
 routes = web.RouteTableDef()
 PAYMENT_ACTOR = Actor(id="wechat-pay", role="system")
+# The mini-program page a father's share card or QR code opens (the code rides in its query string).
+FATHER_JOIN_PAGE: Final = "/pages/father/join"
 
 
 # ---------------------------------------------------------------- edge parsing
@@ -237,21 +250,16 @@ async def list_applications(request: web.Request) -> web.Response:
 
 async def _my_view(request: web.Request, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
     view = request.app[STATUS_VIEW]
-    # Ownership and the document in one round trip.
-    async with view.redis.pipeline(transaction=False) as pipe:
-        pipe.zscore(view.user_key(actor.id), str(app_id))
-        pipe.get(view.app_key(app_id))
-        owned, raw = await pipe.execute()
-    if owned is None or raw is None:
-        # Not projected yet (a write of a moment ago), or not hers: ask the store, which knows.
+    # Ownership and the document in one round trip: the applicant's, or the joined father's reduced one.
+    document = await view.get_for(actor.id, app_id)
+    if document is None:
+        # Not projected yet (a write of a moment ago), or not theirs: ask the store, which knows.
         app = await in_store(request, request.app[APPLICATIONS].get_application, actor, app_id)
         await caught_up(request, request.app[STATUS_FOLLOWER].position + 1 if app else None)
-        document = await view.get(app_id)
+        document = await (view.get_father(app_id) if app.is_joined_father(actor) else view.get(app_id))
         if document is None:
             raise NotFound()
-        return document
-    loaded: dict[str, Any] = orjson.loads(raw)
-    return loaded
+    return document
 
 
 @routes.get("/api/v1/applications/{app_id}")
@@ -264,6 +272,79 @@ async def get_application(request: web.Request) -> web.Response:
 
 async def _application(request: web.Request, actor: Actor) -> BirthCertificateApplication:
     return await in_store(request, request.app[APPLICATIONS].get_application, actor, _app_id(request))
+
+
+async def _applicants_application(request: web.Request, actor: Actor) -> BirthCertificateApplication:
+    """For the applicant's reads (the form, the delivery record, police data): not the joined father's."""
+    app = await _application(request, actor)
+    if app.is_joined_father(actor):
+        raise Forbidden("该信息只能由申办人（新生儿母亲）查看", code="applicant_only")
+    return app
+
+
+# ---------------------------------------------------------------- the father's invitation
+
+
+def _qr_svg(text: str) -> str:
+    """A QR code of ``text`` as an SVG document (segno; medium error correction, the standard quiet zone)."""
+    out = io.BytesIO()
+    segno.make(text, error="m", micro=False).save(out, kind="svg", xmldecl=False, scale=4)
+    return out.getvalue().decode("utf-8")
+
+
+@routes.post("/api/v1/applications/{app_id}/father-invitation")
+async def invite_father(request: web.Request) -> web.Response:
+    """The mother invites the father to verify on his own WeChat account: a one-time code, its page, a QR."""
+    actor = actor_of(request, "parent")
+    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+
+    async def answer(outcome: Outcome) -> web.Response:
+        app = cast(BirthCertificateApplication, outcome.aggregate)
+        code = outcome.detail or ""
+        path = f"{FATHER_JOIN_PAGE}?invitation={code}"
+        # Idempotency keeps this answer for a retry, encrypted (the code is a secret).
+        return version_answer(
+            outcome,
+            status=201,
+            invitation=code,
+            expires_at=(app.father_invitation or {}).get("expires_at"),
+            path=path,
+            qr_svg=_qr_svg(path),
+        )
+
+    response = await run_command(
+        request,
+        actor,
+        _fingerprint(request),
+        lambda: service.invite_father(actor, app_id, expected_version=version),
+        answer,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@routes.post("/api/v1/father-invitations/accept")
+async def accept_father_invitation(request: web.Request) -> web.Response:
+    """The father, logged in on his own account, joins the application the invitation code belongs to."""
+    actor = actor_of(request, "parent")
+    body = await json_body(request)
+    code = body.get("invitation")
+    if not isinstance(code, str) or not code.strip():
+        raise ValidationFailed([FieldError("invitation", "required", "缺少邀请码")])
+    code = code.strip()
+    service = request.app[APPLICATIONS]
+
+    async def answer(outcome: Outcome) -> web.Response:
+        return version_answer(outcome, application_id=str(outcome.id), role="father")
+
+    return await run_command(
+        request,
+        actor,
+        # Idempotency hashes the fingerprint into Redis: take the code's keyed digest, not the code.
+        _fingerprint(request, {"invitation_digest": service.invitation_digest(code)}),
+        lambda: service.accept_father_invitation(actor, code),
+        answer,
+    )
 
 
 # ---------------------------------------------------------------- face verification
@@ -335,9 +416,7 @@ async def face_verification_result(request: web.Request) -> web.Response:
     app_id = _app_id(request)
     out_seq_no = request.match_info["out_seq_no"]
     app = await _application(request, actor)
-    pending = app.pending_face.get(out_seq_no)
-    if pending is None:
-        raise Conflict("该认证流水号无效或已使用，请重新发起刷脸认证", code="verification_used")
+    pending = app.pending_face_of(actor, out_seq_no)  # refused before WeChat is asked anything
     verify_ret = await in_io(
         request,
         request.app[WECHAT].query_verify_ret,
@@ -389,7 +468,7 @@ def _masked_record(app: BirthCertificateApplication) -> dict[str, Any]:
 async def get_delivery_record(request: web.Request) -> web.Response:
     """The hospital's delivery record, masked (linked now if the face check could not link it)."""
     actor = actor_of(request, "parent")
-    app = await _application(request, actor)
+    app = await _applicants_application(request, actor)
     if app.record is None and "mother" in app.verified:
         outcome = await in_store(request, request.app[APPLICATIONS].link_delivery_record, actor, app.id)
         await caught_up(request, outcome.position)
@@ -461,7 +540,7 @@ async def put_details(request: web.Request) -> web.Response:
 async def details_prefill(request: web.Request) -> web.Response:
     """Where the province takes them from police data (Guangdong): the verified parents' ethnicity and address."""
     actor = actor_of(request, "parent")
-    app = await _application(request, actor)
+    app = await _applicants_application(request, actor)
     registry = request.app.get(REGISTRY)
     if not app.profile.population_registry_prefill or registry is None:
         return json_response({"available": False, "mother": None, "father": None})
@@ -529,7 +608,7 @@ async def upload_document(request: web.Request) -> web.Response:
 async def get_form(request: web.Request) -> web.Response:
     """The registration form exactly as it will be signed, with its SHA-256."""
     actor = actor_of(request, "parent")
-    app = await _application(request, actor)
+    app = await _applicants_application(request, actor)
     form = app.form()
     if form is None:
         raise NotReady(app.missing_for_signing())
@@ -549,7 +628,7 @@ async def sign_form(request: web.Request) -> web.Response:
     """The mother's e-signature (PNG) over the form whose SHA-256 she was shown (a stale one → 409)."""
     actor = actor_of(request, "parent")
     app_id = _app_id(request)
-    await _application(request, actor)
+    await _applicants_application(request, actor)  # 404/403 before reading the upload
     fields, ref = await _stored_upload(request, text_fields={"form_sha256"}, png_only=True)
     form_sha256 = fields.get("form_sha256", "")
     if len(form_sha256) != 64:

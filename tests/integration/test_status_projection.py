@@ -36,6 +36,7 @@ from tests.builders import (
     Walk,
     facts,
     hospital,
+    sha,
 )
 from tests.integration.following import dump, log_page, off_loop, running
 
@@ -465,6 +466,105 @@ async def test_list_for_pages_newest_first(
 async def test_get_of_an_unknown_or_malformed_id_is_none(view: StatusView) -> None:
     assert await view.get("00000000-0000-0000-0000-000000000000") is None
     assert await view.get("../../etc") is None
+
+
+# ---------------------------------------------------------------------------------------------- the father
+
+
+FATHER = Actor(id="openid-father", role="parent")
+
+
+def father_joins(walk: Walk, father: Actor = FATHER) -> str:
+    """Up to the details, then the mother's invitation, accepted by the father on his own account."""
+    if walk.record_id is None:
+        walk.record_delivery()
+    walk.start()
+    walk.verify("mother")
+    walk.confirm()
+    walk.details()
+    code = str(walk.app.invite_father(walk.parent, walk.id).detail)
+    walk.app.accept_father_invitation(father, code)
+    return code
+
+
+async def test_a_father_who_joined_has_his_own_reduced_view(
+    applications: Applications,
+    executor: ThreadPoolExecutor,
+    client: aioredis.Redis,
+    view: StatusView,
+    make_follower: Any,
+) -> None:
+    walk = Walk(applications)
+    code = await off_loop(executor, father_joins, walk)
+    await make_follower(view).catch_up()
+
+    mine = await view.get(walk.id)
+    assert mine is not None and mine["father_invitation"] == {"status": "joined", "expires_at": None}
+    his = await view.get_father(walk.id)
+    assert his is not None
+    assert (his["role"], his["state"], his["version"]) == ("father", "draft", mine["version"])
+    assert [s["code"] for s in his["next_steps"]] == ["father_verified", "father_documents_uploaded"]
+    assert await view.get_for("openid-father", walk.id) == his
+    assert await view.get_for("openid-mother", walk.id) == mine
+    assert await view.get_for("openid-stranger", walk.id) is None
+    assert (await view.list_for("openid-father"))[0] == [his]
+    assert (await view.list_for("openid-mother"))[0] == [mine]
+
+    # His own check on his own account, then his photos: his part is done, the rest is hers.
+    his_walk = Walk(applications, parent=FATHER, app_id=walk.id, _seq=100)
+    await off_loop(executor, his_walk.verify, "father")
+    for kind in ("father_id_front", "father_id_back"):
+        await off_loop(
+            executor,
+            lambda kind=kind: applications.upload_document(
+                FATHER,
+                walk.id,
+                kind=kind,
+                document_id=sha(kind),
+                sha256=sha(kind),
+                content_type="image/jpeg",
+                size=9,
+            ),
+        )
+    await make_follower(view).catch_up()
+    his = await view.get_father(walk.id)
+    assert his is not None
+    assert [s["code"] for s in his["next_steps"]] == ["await_applicant"]
+    assert his["father"] == {"verified": True, "documents": ["father_id_back", "father_id_front"]}
+
+    # Nothing personal in Redis: not the mother's or the newborn's data, not his openid, not the code.
+    everything = await dump(client)
+    texts = [key for key in everything]
+    for value in everything.values():
+        texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
+    leaks = [(t[:60], p) for t in texts for p in (*PERSONAL_TEXTS, "openid-father", code) if p in t]
+    assert leaks == []
+    his_bytes = everything[f"bc:status:father:{walk.id}"]
+    assert isinstance(his_bytes, bytes)
+    assert "王*" not in his_bytes.decode()  # not even the mother's masked name in his view
+
+    # A rebuild from zero, in other pages, gives the same bytes, the father's keys included.
+    before = await dump(client)
+    assert len([k for k in before if ":father:" in k]) == 1
+    await view.reset()
+    await make_follower(view, page_size=2).catch_up()
+    assert await dump(client) == before
+
+
+async def test_a_fathers_list_pages_through_the_applications_he_joined(
+    applications: Applications, executor: ThreadPoolExecutor, view: StatusView, follower: LogFollower
+) -> None:
+    first = Walk(applications)
+    await off_loop(executor, father_joins, first)
+    second = await off_loop(executor, second_family, applications)
+    await off_loop(executor, father_joins, second)
+    await follower.catch_up()
+    page, cursor = await view.list_for("openid-father", limit=1)
+    assert [item["id"] for item in page] == [str(second.id)] and cursor is not None
+    assert cursor.split(":", 1)[1].startswith("father:")
+    rest, end = await view.list_for("openid-father", cursor, limit=1)
+    assert [item["id"] for item in rest] == [str(first.id)] and end is None
+    assert all(item["role"] == "father" for item in page + rest)
 
 
 # ---------------------------------------------------------------------------------------------- stores

@@ -2,12 +2,14 @@
 
 After every step: a refused command wrote nothing; the aggregate read back from the store
 equals the one the command left in memory; and the invariants of shared/domain.md hold across
-every application and delivery record.
+every application and delivery record. The father may join by invitation on his own account
+(docs/decisions/0011-father-invitation.md) and, whatever he tries, does only his own part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +33,7 @@ from tests.builders import (
     FATHER_ID,
     GD_HOSPITAL,
     MOTHER_ID,
+    NOW,
     OTHER_WOMAN_ID,
     SD_FATHER_ID,
     SD_HOSPITAL,
@@ -48,6 +51,15 @@ from tests.builders import (
 NUMBERS = [f"X00000000{i}" for i in range(1, 5)]
 FAMILIES = ("gd", "sd")
 KINDS = ["mother_id_front", "mother_id_back", "father_id_front", "father_id_back", "father_handheld_id"]
+# What a father who joined by invitation may ever be recorded doing: his face check and his own photos.
+FATHERS_EVENTS = (
+    BirthCertificateApplication.FatherJoined,
+    BirthCertificateApplication.FaceVerificationRequested,
+    BirthCertificateApplication.FaceVerificationFailed,
+    BirthCertificateApplication.FaceVerified,
+    BirthCertificateApplication.DocumentUploaded,
+    BirthCertificateApplication.FatherIdPhotoAccepted,
+)
 
 
 def _state(agg: Any) -> dict[str, Any]:
@@ -67,6 +79,10 @@ class Service(RuleBasedStateMachine):
         self.memory: dict[UUID, Any] = {}
         self.issued_forms: dict[tuple[UUID, str], Any] = {}
         self.seq = 0
+        self.now = NOW
+        self.app.clock = lambda: self.now
+        self.fathers = {family: Actor(id=f"openid-father-{family}", role="parent") for family in FAMILIES}
+        self.codes: dict[str, list[str]] = {family: [] for family in FAMILIES}
 
     # ------------------------------------------------------------------ running a command
 
@@ -262,7 +278,7 @@ class Service(RuleBasedStateMachine):
             "delivery_record_linked": lambda: self.app.link_delivery_record(w.parent, w.id),
             "delivery_info_confirmed": w.confirm,
             "details_provided": w.details,
-            "father_verified": lambda: w.verify("father"),
+            "father_verified": lambda: self._father_verifies(family),
             "documents_uploaded": w.upload_all,
             "form_signed": w.sign,
             "delivery_method_chosen": w.choose_ems,
@@ -280,6 +296,121 @@ class Service(RuleBasedStateMachine):
             self.after_issue(family, "loss")
         elif agg.state == "lost":
             self.reissue(family, number)
+
+    # ------------------------------------------------------------------ the father's invitation
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def invite_father(self, family: str) -> None:
+        w = self._walk(family)
+
+        def go() -> Any:
+            out = self.app.invite_father(w.parent, self._app_id(family))
+            self.codes[family].append(str(out.detail))
+            return out
+
+        self._run(go)
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def father_joins(self, family: str) -> None:
+        """The usual way: she invites, he accepts at once on his own phone."""
+        self.invite_father(family)
+        self.accept_invitation(family, "father", "latest")
+
+    @rule(
+        family=st.sampled_from(FAMILIES),
+        who=st.sampled_from(["father", "father", "mother", "stranger"]),
+        which=st.sampled_from(["latest", "latest", "first", "garbage"]),
+    )
+    def accept_invitation(self, family: str, who: str, which: str) -> None:
+        codes = self.codes[family]
+        picks = {"latest": codes[-1:], "first": codes[:1], "garbage": []}[which]
+        code = picks[0] if picks else "A" * 27  # well-formed, but no invitation has it
+        actor = {
+            "father": self.fathers[family],
+            "mother": self._walk(family).parent,
+            "stranger": Actor(id="openid-stranger", role="parent"),
+        }[who]
+
+        def go() -> Any:
+            before = self.app.recorder.max_notification_id()
+            out = self.app.accept_father_invitation(actor, code)
+            assert isinstance(out.aggregate, BirthCertificateApplication)
+            assert out.aggregate.father_invitation is None  # consumed by the join
+            if self.app.recorder.max_notification_id() == before:
+                # Only the father who joined with this very code may retry (and records nothing).
+                assert out.aggregate.father_user_id == actor.id
+                assert out.aggregate.father_joined_digest == self.app.invitation_digest(code)
+                return out
+            invited = [
+                e
+                for e in self.app.events.get(out.id)
+                if isinstance(e, BirthCertificateApplication.FatherInvited)
+                and e.invitation_digest == self.app.invitation_digest(code)
+            ]
+            assert self.now < datetime.fromisoformat(invited[0].expires_at), "an expired invitation worked"
+            return out
+
+        self._run(go)
+
+    @rule(hours=st.sampled_from([1, 12, 25]))
+    def time_passes(self, hours: int) -> None:
+        self.now += timedelta(hours=hours)
+
+    @rule(
+        family=st.sampled_from(FAMILIES),
+        action=st.sampled_from(["face", "face", "face_as_mother", "upload", "details", "sign", "submit"]),
+        kind=st.sampled_from(KINDS),
+    )
+    def father_acts(self, family: str, action: str, kind: str) -> None:
+        """The father on his own account: his face check and photos work once he joined; nothing else does."""
+        w = self._walk(family)
+        father = self.fathers[family]
+        app_id = self._app_id(family)
+        if action in ("face", "face_as_mother"):
+            seq = self._next_seq()
+            as_mother = action == "face_as_mother"
+            self._run(
+                lambda: self.app.request_face_verification(
+                    father,
+                    app_id,
+                    role="mother" if as_mother else "father",
+                    name=PersonName("王芳" if as_mother else "张伟"),
+                    id_number=IdNumber(w.mother_id if as_mother else (w.father_id or FATHER_ID)),
+                    out_seq_no=seq,
+                )
+            )
+            self._run(
+                lambda: self.app.record_face_verification(father, app_id, out_seq_no=seq, verify_ret=10000)
+            )
+        elif action == "upload":
+            self._run(
+                lambda: self.app.upload_document(
+                    father,
+                    app_id,
+                    kind=kind,
+                    document_id=sha(kind + "-his"),
+                    sha256=sha(kind + "-his"),
+                    content_type="image/jpeg",
+                    size=100,
+                )
+            )
+        elif action == "details":
+            self._run(lambda: Walk(self.app, parent=father, app_id=app_id).details())
+        elif action == "sign":
+            self._run(lambda: Walk(self.app, parent=father, app_id=app_id).sign())
+        else:
+            self._run(lambda: self.app.submit(father, app_id))
+
+    def _father_verifies(self, family: str) -> Any:
+        """His own check on his own account once he joined; otherwise on the mother's device, as before."""
+        w = self._walk(family)
+        agg = self.app.repository.get(w.id)
+        if agg.father_user_id is None:
+            return w.verify("father")
+        # His own counter, far from the mother's, so that his out_seq_nos never collide with hers.
+        his = Walk(self.app, parent=self.fathers[family], app_id=w.id, father_id=w.father_id, _seq=5000)
+        his._seq += sum(1 for k in agg.pending_face) + agg.face_failures + len(agg.verified)
+        return his.verify("father")
 
     # ------------------------------------------------------------------ issuers and the courier
 
@@ -369,6 +500,8 @@ class Service(RuleBasedStateMachine):
             for a in self._aggregates():
                 if isinstance(a, BirthCertificateApplication):
                     event(f"reached {a.state}")
+                    if a.father_user_id is not None:
+                        event("a father joined by invitation")
 
     @invariant()
     def rules_hold(self) -> None:
@@ -406,6 +539,49 @@ class Service(RuleBasedStateMachine):
         for index in (a for a in aggregates if isinstance(a, Index) and a.kind == "certificate-number"):
             assert len(index.refs) == 1
 
+    @invariant()
+    def the_father_does_only_his_part(self) -> None:
+        if not hasattr(self, "app"):
+            return
+        for a in (a for a in self._aggregates() if isinstance(a, BirthCertificateApplication)):
+            events: list[Any] = list(self.app.events.get(a.id))
+            joins = [e for e in events if isinstance(e, BirthCertificateApplication.FatherJoined)]
+            assert len(joins) <= 1, "an invitation used twice, or a second father"
+            if a.father_user_id is None:
+                assert not joins
+                continue
+            assert a.father_user_id != a.applicant_id, "the mother joined as the father"
+            assert joins[0].invitation_digest in a.invitation_digests
+            invited = [e for e in events if isinstance(e, BirthCertificateApplication.FatherInvited)]
+            latest_before_join = [e for e in invited if e.originator_version < joins[0].originator_version][
+                -1
+            ]
+            assert latest_before_join.invitation_digest == joins[0].invitation_digest, (
+                "a superseded one worked"
+            )
+            for e in events:
+                if (
+                    e.actor.get("id") != a.father_user_id
+                    or e.originator_version < joins[0].originator_version
+                ):
+                    continue
+                assert isinstance(e, FATHERS_EVENTS), f"the father was recorded doing {type(e).__name__}"
+                if isinstance(e, BirthCertificateApplication.DocumentUploaded):
+                    assert e.kind.startswith("father_")
+                if hasattr(e, "role"):
+                    assert e.role == "father"
+
+    @invariant()
+    def no_invitation_code_is_stored(self) -> None:
+        if not hasattr(self, "app"):
+            return
+        codes = [c for family in FAMILIES for c in self.codes[family]]
+        if not codes:
+            return
+        stored = b"".join(n.state for n in self.app.recorder.select_notifications(1, 100_000))
+        for code in codes:
+            assert code.encode() not in stored, "an invitation code is stored in clear"
+
 
 Service.TestCase.settings = settings(
     max_examples=50, stateful_step_count=80, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -426,3 +602,29 @@ def test_a_full_walk_satisfies_the_machine_invariants() -> None:
     agg = machine.app.get_application(w.parent, w.app_id or "")
     assert agg.state == "issued"
     assert MOTHER_ID in str(agg.verified)
+
+
+def test_a_father_who_joins_satisfies_the_machine_invariants() -> None:
+    """The invitation path through the machine: she invites, he joins and does his part, she submits."""
+    machine = Service()
+    machine.setup()
+    w = machine.walks["gd"]
+    for _ in range(5):  # delivery, start, her face check (which links the record), confirmation, details
+        machine.next_step("gd", NUMBERS[0])
+    machine.father_joins("gd")
+    for _ in range(5):  # his face check, then the photos, signature, method and submission
+        machine.next_step("gd", NUMBERS[0])
+    machine.father_acts("gd", "submit", "father_id_front")
+    machine.father_acts("gd", "upload", "mother_id_front")
+    machine.rules_hold()
+    machine.the_father_does_only_his_part()
+    machine.no_invitation_code_is_stored()
+    agg = machine.app.get_application(w.parent, w.app_id or "")
+    assert agg.father_user_id == machine.fathers["gd"].id
+    assert agg.state == "submitted"
+    his = [e for e in machine.app.events.get(agg.id) if e.actor["id"] == agg.father_user_id]
+    assert [type(e).__name__ for e in his] == [
+        "FatherJoined",
+        "FaceVerificationRequested",
+        "FaceVerified",
+    ]
