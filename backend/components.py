@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
@@ -82,13 +83,17 @@ def actor_of(request: web.Request, *roles: Role) -> Actor:
     return authenticate(request, request.app[TOKENS], *roles)
 
 
+_VERSION_RE = re.compile(r"[0-9]{1,18}")
+
+
 def expected_version(request: web.Request) -> int | None:
     """``If-Match: <version>`` (an ETag, quoted or not) as the version the client last saw."""
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
     text = raw.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "١٢" (which it reads as 12).
+    if not _VERSION_RE.fullmatch(text):
         raise BadRequest("If-Match 应为申请的版本号", code="invalid_if_match")
     return int(text)
 

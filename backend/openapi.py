@@ -217,7 +217,15 @@ SCHEMAS: JSON = {
     "FaceVerified": {
         "allOf": [_ref("Version")],
         "required": ["verified", "role"],
-        "properties": {"verified": {"const": True}, "role": {"enum": ["mother", "father"]}},
+        "properties": {
+            "verified": {"const": True},
+            "role": {"enum": ["mother", "father"]},
+            "delivery_record_linked": {
+                "type": "boolean",
+                "description": "after the mother's check: whether her delivery record was found and linked; "
+                "if not, GET …/delivery-record says why (not_delivery_mother, record_in_use, …)",
+            },
+        },
     },
     "DeliveryRecord": {
         "type": "object",

@@ -42,6 +42,7 @@ from domain.values import (
     Nationality,
     PersonName,
     Residency,
+    has_control,
 )
 
 # The states of the status view (shared/api.md).
@@ -174,6 +175,10 @@ def _text(value: str, field: str, *, low: int = 2, high: int = 200) -> str:
     cleaned = " ".join(value.split())
     if not low <= len(cleaned) <= high:
         raise InvalidValue(field, "invalid_text", f"请填写{low}到{high}个字")
+    # A right-to-left override or a zero-width character would be printed on the certificate's archived
+    # form or shown to the parent as something other than what was stored.
+    if has_control(cleaned):
+        raise InvalidValue(field, "invalid_characters", "含有无法显示或打印的字符，请重新输入")
     return cleaned
 
 

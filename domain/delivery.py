@@ -77,6 +77,12 @@ class DeliveryFacts:
             raise InvalidValue("inpatient_no", "invalid_inpatient_no", "住院病历号格式不正确")
         if not 1 <= birth_order <= 9:
             raise InvalidValue("birth_order", "invalid_birth_order", "胎次序号应为1到9")
+        if mother_id_number.sex != "F":  # the 17th digit is odd: most likely the father's number typed here
+            raise InvalidValue(
+                "mother.id_number",
+                "not_a_womans_id_number",
+                "该身份证号码的性别码为男性，请核对产妇身份证号码",
+            )
         if mother_id_number.age_on(birth.born_at.date()) < 12:
             raise InvalidValue(
                 "mother.id_number", "implausible_parent_age", "产妇身份证号码与新生儿出生日期不符"

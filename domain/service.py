@@ -443,13 +443,15 @@ class Applications(Application[UUID]):
         id_number: IdNumber,
         out_seq_no: str,
     ) -> None:
-        """Refuse a face check that could not be recorded, before WeChat is asked for anything."""
+        """Refuse a face check that could not be recorded, before WeChat is asked for anything.
+
+        Nothing here depends on the hospitals' delivery records: whether a woman gave birth is said
+        only to her, once her face check has proved who she is (``record_face_verification``).
+        Otherwise anyone could learn it by typing ID numbers.
+        """
         app = self._load_application(app_id, None)
         _visible(actor, app)
-        # Who may begin which check first (a father who joined gets 403 for the mother's, not a record hint).
         app.request_face_verification(actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no)
-        if role == "mother":
-            self._available_delivery(app, id_number)
 
     def request_face_verification(
         self,
@@ -463,14 +465,12 @@ class Applications(Application[UUID]):
         verify_id: str = "",
         expected_version: int | None = None,
     ) -> Outcome:
-        """Record the identity a face check (WeChat's ``verify_id``) is about to prove. A mother must be on a record."""
+        """Record the identity a face check (WeChat's ``verify_id``) is about to prove (records unseen)."""
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
         app.request_face_verification(
             actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
         )
-        if role == "mother":
-            self._available_delivery(app, id_number)  # refuses before anything is saved
         return self._outcome(app, self._save(app))
 
     def _available_delivery(self, app: BirthCertificateApplication, mother: IdNumber) -> DeliveryRecord:
@@ -503,7 +503,10 @@ class Applications(Application[UUID]):
         """WeChat's verdict. A pass for the mother also links her delivery record, in the same save.
 
         ``Outcome.detail`` is the failure code when the face check did not pass (the failure is
-        recorded all the same: failed checks are evidence).
+        recorded all the same: failed checks are evidence). A pass is recorded even when no delivery
+        record can be linked yet (none entered, or it is held by another application): she proved who
+        she is; linking is tried again when she asks for her record (``link_delivery_record``), which
+        tells her why it cannot be linked.
         """
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
@@ -512,12 +515,16 @@ class Applications(Application[UUID]):
         touched: list[Aggregate] = [app, seq_index]
         failure = app.record_face_verification(actor, out_seq_no=out_seq_no, verify_ret=verify_ret)
         if failure is None and pending is not None and pending["role"] == "mother":
-            record = self._available_delivery(app, IdNumber(pending["id_number"]))
-            record.link_application(actor, application_id=str(app.id))
-            app.link_delivery_record(
-                actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
-            )
-            touched.append(record)
+            try:
+                record = self._available_delivery(app, IdNumber(pending["id_number"]))
+            except RuleViolated:
+                record = None  # she will be told why when she asks for it
+            if record is not None:
+                record.link_application(actor, application_id=str(app.id))
+                app.link_delivery_record(
+                    actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+                )
+                touched.append(record)
         position = self._save(*touched, conflict=lambda: self._used_or_raced("face-seq", out_seq_no))
         return self._outcome(app, position, failure)
 

@@ -66,7 +66,8 @@ _COMPOUND_SURNAMES: frozenset[str] = frozenset(
 )
 
 
-def _has_control(text: str) -> bool:
+def has_control(text: str) -> bool:
+    """Control, format (bidi overrides, zero-width), private-use or unassigned characters: never in our texts."""
     return any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
@@ -194,7 +195,7 @@ class PersonName:
         name = " ".join(name.split())
         if not 1 <= len(name) <= 30:
             raise InvalidValue(field, "invalid_name", "姓名应为1至30个字")
-        if _has_control(name) or not (_HAN_NAME.fullmatch(name) or _LATIN_NAME.fullmatch(name)):
+        if has_control(name) or not (_HAN_NAME.fullmatch(name) or _LATIN_NAME.fullmatch(name)):
             raise InvalidValue(
                 field,
                 "invalid_name",
@@ -243,7 +244,7 @@ class Address:
     def __post_init__(self, field: str) -> None:
         raw = self.value if isinstance(self.value, str) else ""
         address = " ".join(raw.split())
-        if _has_control(address):
+        if has_control(address):
             raise InvalidValue(field, "invalid_address", "地址不能包含控制字符")
         if not 5 <= len(address) <= 120:
             raise InvalidValue(field, "invalid_address", "地址应为5至120个字")

@@ -1003,7 +1003,7 @@ async function renderApplication(id, isCurrent) {
 
   function actionBar(a) {
     if (session.role !== "issuer") {
-      return h("div", { class: "action-bar action-bar-readonly", role: "note" }, "审计人员只读查看：不能对申请进行任何操作。");
+      return h("div", { class: "action-bar action-bar-readonly", role: "note" }, "审计人员只读查看：不能对申请进行任何操作；本次查看（含证件照片）已记入可验证日志。");
     }
     const buttons = [];
     const method = a.delivery_method && a.delivery_method.method;

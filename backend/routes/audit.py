@@ -35,6 +35,7 @@ from backend.config import Config
 from backend.errors import BadRequest, problem
 from domain.application import BirthCertificateApplication
 from domain.errors import NotFound
+from domain.service import Outcome
 from domain.values import Actor
 from projections.audit_log import AuditLog, CheckResult, IntegrityError
 from projections.runner import LogFollower
@@ -146,6 +147,19 @@ async def integrity_guard(
         return integrity_failure(str(error), None)
 
 
+async def record_reading(request: web.Request, actor: Actor, app_id: uuid.UUID, what: str) -> Outcome:
+    """An auditor is about to read an application's personal data in full: record who, what, when first.
+
+    Nothing is recorded (and so nothing read) while the store does not match its signed log.
+    """
+    result = request.app.get(INTEGRITY)
+    if result is not None and not result.ok:
+        raise IntegrityError(f"{result.message} (position {result.position})")
+    service = request.app[APPLICATIONS]
+    outcome: Outcome = await in_store(request, service.record_personal_data_viewed, actor, app_id, what=what)
+    return outcome
+
+
 def _app_id(request: web.Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info["app_id"])
@@ -195,7 +209,7 @@ async def application_events(request: web.Request) -> web.Response:
         return integrity_failure(result.message, result.position)
     service = request.app[APPLICATIONS]
     await in_store(request, service.get_application, actor, app_id)
-    outcome = await in_store(request, service.record_personal_data_viewed, actor, app_id, what="events")
+    outcome = await record_reading(request, actor, app_id, "events")
     follower = request.app[AUDIT_FOLLOWER]
     follower.wake()
     await follower.wait_for(outcome.position, timeout=2.0)

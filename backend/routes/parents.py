@@ -435,7 +435,11 @@ async def face_verification_result(request: web.Request) -> web.Response:
         raise RuleViolated(
             FACE_MESSAGES.get(outcome.detail, FACE_MESSAGES["face_failed"]), code=outcome.detail
         )
-    return version_answer(outcome, verified=True, role=pending["role"])
+    app = cast(BirthCertificateApplication, outcome.aggregate)
+    linked = (
+        {"delivery_record_linked": app.delivery_record_id is not None} if pending["role"] == "mother" else {}
+    )
+    return version_answer(outcome, verified=True, role=pending["role"], **linked)
 
 
 # ---------------------------------------------------------------- the delivery record
@@ -774,9 +778,10 @@ async def withdraw(request: web.Request) -> web.Response:
     """Withdraw before issue."""
     actor = actor_of(request, "parent")
     body = await json_body(request)
-    reason = (
-        body.get("reason") if isinstance(body.get("reason"), str) and body.get("reason") else "申办人撤回"
-    )
+    # Optional, but a withdrawal cannot be undone: a reason of the wrong type refuses it, never ignored.
+    c = FieldCollector()
+    reason = c.text(body, "reason") if body.get("reason") is not None else "申办人撤回"
+    c.check()
     app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
     return await run_command(
         request,

@@ -34,6 +34,7 @@ from backend.components import (
     run_command,
 )
 from backend.errors import json_body
+from backend.routes.audit import record_reading
 from backend.routes.parents import FieldCollector, _fingerprint
 from domain.application import BirthCertificateApplication
 from domain.delivery import DeliveryFacts, DeliveryRecord
@@ -89,9 +90,14 @@ async def login_staff(request: web.Request) -> web.Response:
     slot = (
         "bc:login:" + hmac.new(request.app[CONFIG].index_key, username.encode(), hashlib.sha256).hexdigest()
     )
-    failures = int(await redis.get(slot) or 0)
-    if failures >= MAX_FAILURES:
-        ttl = await redis.ttl(slot)
+    # Count the attempt before checking it, atomically: parallel guesses cannot all slip in under the
+    # limit. The window starts at the first failure; a success clears it.
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(slot, 0, nx=True, ex=LOCKOUT_SECONDS)
+        pipe.incr(slot)
+        pipe.ttl(slot)
+        _, attempt, ttl = await pipe.execute()
+    if attempt > MAX_FAILURES:
         error = TooManyAttempts()
         error.headers = {"Retry-After": str(max(int(ttl), 1))}  # type: ignore[attr-defined]
         raise error
@@ -99,10 +105,6 @@ async def login_staff(request: web.Request) -> web.Response:
     stored = account.password_hash if account is not None else _DUMMY_HASH
     ok = await in_io(request, _check_password, stored, password)
     if not ok or account is None or account.disabled:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(slot)
-            pipe.expire(slot, LOCKOUT_SECONDS)
-            await pipe.execute()
         raise Unauthenticated("用户名或密码不正确", code="invalid_credentials")
     await redis.delete(slot)
     token, expires_in = request.app[TOKENS].issue(account.as_actor())
@@ -422,7 +424,11 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
 async def get_review(request: web.Request) -> web.Response:
     """The application, the delivery record side by side (differences flagged), documents, history."""
     actor = actor_of(request, "issuer", "auditor")
-    document = await in_store(request, review_document, request.app[APPLICATIONS], actor, _review_id(request))
+    app_id = _review_id(request)
+    if actor.role == "auditor":  # full personal data, beyond the auditor's own institution: recorded first
+        await in_store(request, request.app[APPLICATIONS].get_application, actor, app_id)
+        await record_reading(request, actor, app_id, "review")
+    document = await in_store(request, review_document, request.app[APPLICATIONS], actor, app_id)
     return json_response(
         document, headers={"ETag": f'"{document["application"]["version"]}"', "Cache-Control": "no-store"}
     )
@@ -439,6 +445,8 @@ async def get_review_document(request: web.Request) -> web.Response:
         kinds[app.signature["signature_document_id"]] = "signature"
     if doc_id not in kinds:
         raise NotFound()
+    if actor.role == "auditor":
+        await record_reading(request, actor, app.id, f"document:{kinds[doc_id]}")
     data, content_type = await in_io(request, request.app[BLOBS].get, doc_id)
     extension = {"image/jpeg": "jpg", "image/png": "png"}.get(content_type, "bin")
     return web.Response(

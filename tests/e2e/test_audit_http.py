@@ -154,6 +154,39 @@ async def test_auditor_reads_history_and_verifies_proofs_offline(
             assert refused.value.status == 403, (path, refused.value)
 
 
+async def readings(stack: Stack, after: int) -> list[Any]:
+    """The auditors' recorded readings stored after position ``after``."""
+    found: list[Any] = await stack.in_store(
+        lambda: [
+            stack.service.mapper.to_domain_event(n)
+            for n in stack.service.recorder.select_notifications(start=after + 1, limit=1000)
+            if n.topic == "birthcert:PersonalDataViewed"
+        ]
+    )
+    return found
+
+
+async def test_an_auditors_look_at_the_review_page_and_photos_is_recorded(
+    stack: Stack, family: Family
+) -> None:
+    mp = await submitted_application(stack, family)
+    issuer, auditor = await login(stack, "issuer1"), await login(stack, "auditor1")
+    before = await stack.in_store(stack.service.recorder.max_notification_id)
+    review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    assert await readings(stack, before) == []  # the issuer's own work is not an audit reading
+
+    review = await auditor.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    (seen,) = await readings(stack, before)
+    assert (seen.application_id, seen.what, seen.actor["role"]) == (mp.app_id, "review", "auditor")
+    photo = next(d for d in review["documents"] if d["kind"] == "mother_id_front")
+    async with stack.session.get(
+        stack.api + photo["url"], headers={"Authorization": f"Bearer {auditor.token}"}
+    ) as r:
+        assert r.status == 200 and r.content_type in ("image/jpeg", "image/png")
+    *_, photo_seen = await readings(stack, before)
+    assert (photo_seen.what, photo_seen.actor["role"]) == ("document:mother_id_front", "auditor")
+
+
 async def serve(config: Config) -> tuple[web.AppRunner, str]:
     """A new service process-alike on ``config`` (its own port), as an operator restarts it."""
     port = free_port()

@@ -144,13 +144,21 @@ async def test_an_identity_that_is_not_the_delivery_records_mother_is_refused(
     mp = stack.mini_program(impostor)
     await mp.login()
     await mp.start(parents="single_mother")
+    # Before her face check, an ID number with no delivery record looks like any other: nobody can
+    # learn whether a woman gave birth by typing ID numbers.
+    other = stack.mini_program(demo_family(7))
+    await other.login()
+    await other.start()
+    for mini, who in ((mp, impostor.mother), (other, family.mother)):
+        begun = await mini.begin_face("mother", who)
+        assert set(begun) >= {"verify_id", "out_seq_no"}
+    # Once her face proved who she is, she alone is told: no record of hers can be linked.
+    verdict = await mp.verify_face("mother")
+    assert verdict["delivery_record_linked"] is False
     with pytest.raises(ApiProblem) as refused:
-        await mp.begin_face("mother", impostor.mother)
+        await mp.delivery_record()
     assert (refused.value.status, refused.value.code) == (409, "not_delivery_mother")
-    async with stack.session.get(
-        f"{stack.platform}/_fake/calls?path=/cityservice/face/identify/getverifyid"
-    ) as r:
-        assert (await r.json())["count"] == 0  # refused before WeChat was asked for anything
+    assert "mother_verified" not in [step["code"] for step in (await mp.status())["next_steps"]]
 
 
 async def test_an_ineligible_parent_is_sent_to_the_counter(stack: Stack, family: Family) -> None:
@@ -266,6 +274,32 @@ async def test_a_stale_if_match_is_a_409_with_the_current_version(stack: Stack, 
         await mp.call("POST", f"{mp.base}/delivery-record/confirm", if_match=started["version"])
     assert stale.value.status == 409
     assert stale.value.problem["current_version"] > started["version"]
+
+
+async def test_a_malformed_if_match_or_withdrawal_reason_changes_nothing(
+    stack: Stack, family: Family
+) -> None:
+    await stack.record_delivery(family)
+    mp = stack.mini_program(family)
+    await mp.login()
+    started = await mp.start()
+    # Unicode digits pass str.isdigit(): "²" made int() fail (a 500), "١٢" was read as version 12.
+    for value in ("²", '"²"', "①", "١٢", "12a", "-1", "9" * 40):
+        async with stack.session.post(
+            f"{stack.api}{mp.base}/withdraw",
+            headers={"Authorization": f"Bearer {mp.token}", "If-Match": value},
+            json={},
+        ) as r:
+            body = await r.json()
+            assert (r.status, body["code"]) == (400, "invalid_if_match"), value
+            assert r.content_type == "application/problem+json"
+    assert (await mp.status())["state"] == started["state"]
+    # A withdrawal cannot be undone: a reason of the wrong type refuses it rather than being ignored.
+    for reason in (5, ["不办了"], {"text": "不办了"}, "  "):
+        with pytest.raises(ApiProblem) as refused:
+            await mp.call("POST", f"{mp.base}/withdraw", json={"reason": reason})
+        assert (refused.value.status, refused.value.code) == (422, "validation_failed"), reason
+    assert (await mp.status())["state"] == started["state"]
 
 
 async def test_wechat_access_token_is_refreshed_after_40001(stack: Stack, family: Family) -> None:

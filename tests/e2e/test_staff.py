@@ -85,6 +85,20 @@ async def test_staff_login_locks_after_five_failures(stack: Stack) -> None:
     assert unknown.value.code == "invalid_credentials"
 
 
+async def test_parallel_guesses_cannot_slip_in_under_the_limit(stack: Stack) -> None:
+    await staff(stack, "issuer1")  # seeds the demo accounts
+
+    async def guess(n: int) -> int:
+        async with stack.session.post(
+            f"{stack.api}/api/v1/auth/staff", json={"username": "issuer2", "password": f"guess-{n}"}
+        ) as r:
+            return r.status
+
+    answers = await asyncio.gather(*(guess(n) for n in range(30)))
+    assert answers.count(401) == 5, answers  # only five passwords were ever checked
+    assert answers.count(429) == 25, answers
+
+
 async def test_hospital_records_and_corrects_a_delivery_and_the_parent_sees_it(
     stack: Stack, family: Family
 ) -> None:

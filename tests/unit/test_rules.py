@@ -141,8 +141,13 @@ def test_mother_must_be_on_a_delivery_record(app: Applications) -> None:
         app, mother_id=OTHER_WOMAN_ID, mother_name="刘丽", parent=Actor(id="openid-x", role="parent")
     )
     impostor.start()
+    # Her check proceeds like any other (records are not revealed before it); the pass is recorded…
+    impostor.verify("mother")
+    agg = app.get_application(impostor.parent, impostor.app_id or "")
+    assert "mother" in agg.verified and agg.delivery_record_id is None
+    # …and only then is she told that no delivery record of hers can be linked.
     with pytest.raises(RuleViolated) as exc:
-        impostor.verify("mother")
+        app.link_delivery_record(impostor.parent, impostor.app_id or "")
     assert codes(exc) == "not_delivery_mother"
 
 
@@ -539,8 +544,9 @@ def test_one_first_certificate_per_delivery_record(app: Applications) -> None:
     again = Walk(app, parent=Actor(id="openid-again", role="parent"))
     again.record_id = w.record_id
     again.start()
+    again.verify()
     with pytest.raises(RuleViolated) as exc:
-        again.verify()
+        app.link_delivery_record(again.parent, again.app_id or "")
     assert codes(exc) == "record_in_use"
 
 
@@ -551,10 +557,14 @@ def test_a_delivery_record_serves_one_open_application_at_a_time(app: Applicatio
     w.verify()
     rival = Walk(app, parent=Actor(id="openid-rival", role="parent"))
     rival.start()
-    with pytest.raises(RuleViolated):
-        rival.verify()
-    app.withdraw(w.parent, w.app_id or "")
     rival.verify()
+    with pytest.raises(RuleViolated) as exc:
+        app.link_delivery_record(rival.parent, rival.app_id or "")
+    assert codes(exc) == "record_in_use"
+    app.withdraw(w.parent, w.app_id or "")
+    app.link_delivery_record(rival.parent, rival.app_id or "")
+    rival_app = app.get_application(rival.parent, rival.app_id or "")
+    assert rival_app.delivery_record_id == str(w.record_id)
 
 
 # ---------------------------------------------------------------- after issue
@@ -658,8 +668,9 @@ def test_beijing_applications_open_one_week_after_birth() -> None:
     w = Walk(early, inst=BJ_HOSPITAL, mother_id=BJ_MOTHER_ID)
     w.record_delivery(province="北京市")
     w.start()
+    w.verify()  # her identity is proved and kept; the record waits for its window
     with pytest.raises(RuleViolated) as exc:
-        w.verify()
+        early.link_delivery_record(w.parent, w.app_id or "")
     assert codes(exc) == "too_early"
 
 
@@ -701,3 +712,28 @@ def test_birth_time_in_the_future_is_refused(app: Applications) -> None:
             hospital(), institution=GD_HOSPITAL, facts=facts(born_at=NOW + timedelta(hours=2))
         )
     assert isinstance(datetime.now(), datetime)
+
+
+@pytest.mark.parametrize(
+    "sneaky", ["\u202e章盖赵", "赵\u200b盖章", "赵盖章\u2066", "赵\x07盖章", "赵\ue000章"]
+)
+def test_texts_that_would_not_print_as_stored_are_refused(app: Applications, sneaky: str) -> None:
+    w = Walk(app)
+    w.submitted()
+    before = app.recorder.max_notification_id()
+    with pytest.raises(InvalidValue) as reason:
+        app.reject(w.issuer, w.id, reasons=[f"照片{sneaky}"], fields=["documents.mother_id_front"])
+    assert reason.value.errors[0].code == "invalid_characters"
+    with pytest.raises(InvalidValue) as sealer:
+        w.issue(sealer=sneaky)
+    assert sealer.value.errors[0].code == "invalid_characters"
+    assert app.recorder.max_notification_id() == before
+    w.issue(sealer="赵盖章")  # ordinary text goes through
+
+
+def test_a_delivery_records_mother_has_a_womans_id_number(app: Applications) -> None:
+    man = FATHER_ID  # the 17th digit is odd
+    assert IdNumber(man).sex == "M"
+    with pytest.raises(InvalidValue) as exc:
+        facts(man)
+    assert exc.value.errors[0].code == "not_a_womans_id_number"
