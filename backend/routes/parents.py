@@ -40,6 +40,7 @@ from backend.components import (
     version_answer,
 )
 from backend.errors import BadRequest, ServiceUnavailable, json_body
+from backend.registry import RegistryEntry
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
     DOCUMENT_KINDS,
@@ -146,7 +147,8 @@ def _parent_details(c: FieldCollector, raw: Any, prefix: str, *, with_identity: 
         )
     if None in (nationality, ethnicity, address, residency) or (with_identity and None in (name, id_number)):
         return None
-    source: Literal["typed", "registry"] = "registry" if raw.get("source") == "registry" else "typed"
+    # "typed" until the server itself finds these values in the police registry (put_details): what the
+    # client says about where they came from is not evidence.
     return ParentDetails(
         nationality=nationality,
         ethnicity=ethnicity,
@@ -154,7 +156,6 @@ def _parent_details(c: FieldCollector, raw: Any, prefix: str, *, with_identity: 
         residency=residency,
         name=name,
         id_number=id_number,
-        source=source,
     )
 
 
@@ -529,6 +530,12 @@ async def put_details(request: web.Request) -> web.Response:
     c.check()
     if mother is None:  # c.check() raised already; this tells the type checker
         raise ValidationFailed([FieldError("mother", "required", "请填写母亲信息")])
+    # Marked as from the police registry only where the registry, asked now, says exactly this.
+    found = await _registry_entries(request, await _applicants_application(request, actor))
+    for role, details in (("mother", mother), ("father", father)):
+        entry = found.get(role)
+        if details is not None and entry is not None and _as_registered(details, *entry):
+            details.source = "registry"
     app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
     return await run_command(
         request,
@@ -545,18 +552,42 @@ async def details_prefill(request: web.Request) -> web.Response:
     """Where the province takes them from police data (Guangdong): the verified parents' ethnicity and address."""
     actor = actor_of(request, "parent")
     app = await _applicants_application(request, actor)
-    registry = request.app.get(REGISTRY)
-    if not app.profile.population_registry_prefill or registry is None:
+    if not app.profile.population_registry_prefill or request.app.get(REGISTRY) is None:
         return json_response({"available": False, "mother": None, "father": None})
     found: dict[str, Any] = {"available": True, "mother": None, "father": None}
+    for role, (entry, _) in (await _registry_entries(request, app)).items():
+        found[role] = {"ethnicity": entry.ethnicity, "address": entry.address, "source": "registry"}
+    return json_response(found, headers={"Cache-Control": "no-store"})
+
+
+async def _registry_entries(
+    request: web.Request, app: BirthCertificateApplication
+) -> dict[str, tuple[RegistryEntry, str]]:
+    """The police registry's entries of the verified parents, with their ID numbers (none where the
+    province does not use the registry or it is not configured)."""
+    registry = request.app.get(REGISTRY)
+    if not app.profile.population_registry_prefill or registry is None:
+        return {}
+    found = {}
     for role in ("mother", "father"):
         person = app.verified.get(role)
         if person is None:
             continue
         entry = await registry.lookup(request.app[HTTP], id_number=person["id_number"], name=person["name"])
         if entry is not None:
-            found[role] = {"ethnicity": entry.ethnicity, "address": entry.address, "source": "registry"}
-    return json_response(found, headers={"Cache-Control": "no-store"})
+            found[role] = (entry, person["id_number"])
+    return found
+
+
+def _as_registered(details: ParentDetails, entry: RegistryEntry, id_number: str) -> bool:
+    """Whether these details are the registry's, for the person the registry was asked about."""
+    if details.id_number is not None and details.id_number.value != id_number:
+        return False
+    try:
+        address = Address(entry.address, field="address").value
+    except InvalidValue:
+        return False
+    return details.ethnicity.code == entry.ethnicity and details.address.value == address
 
 
 async def _stored_upload(

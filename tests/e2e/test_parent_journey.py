@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from domain.values import Actor
 from miniprogram_stub.client import ApiProblem, MiniProgram, id_photo
 from miniprogram_stub.people import Family, Person, demo_family, make_id_number
 from tests.e2e.conftest import Stack
@@ -47,6 +48,19 @@ async def test_guangdong_takes_ethnicity_and_address_from_the_police_registry(
     await mp.provide_details()
     form = (await mp.form())["form"]
     assert (form["mother"]["ethnicity"], form["mother"]["address"]) == ("03", "广东省广州市天河区天河路100号")
+    assert await details_source(stack, mp) == "registry"  # the service found them in the registry itself
+
+    # A typed address claimed to come from the registry is recorded as typed.
+    body = mp.details_body(None, prefill)
+    body["mother"] |= {"address": "广东省深圳市南山区伪造路100号", "source": "registry"}
+    await mp.call("PUT", f"{mp.base}/details", json=body)
+    assert await details_source(stack, mp) == "typed"
+
+
+async def details_source(stack: Stack, mp: MiniProgram) -> str:
+    """Where the recorded mother's details came from, as the stored event says."""
+    app = await stack.in_store(stack.service.get_application, Actor(id=mp.openid, role="parent"), mp.app_id)
+    return str(app.details["mother"]["source"])
 
 
 async def test_shandong_father_elsewhere_sends_a_handheld_id_photo_and_pays_postage(stack: Stack) -> None:
