@@ -8,6 +8,7 @@ another type fails to decrypt. The class is synchronous (blocking file I/O): cal
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import logging
@@ -35,6 +36,27 @@ MIN_KEY_BYTES = 16
 _HEADER = struct.Struct(">3sBB")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+
+
+def derive_aead(key: bytes, info: bytes) -> AESGCM:
+    """AES-256-GCM under HKDF-SHA256(``key``, no salt, ``info``): one purpose, one derived key.
+
+    The service's cipher key (or, with the event cipher off, its index key) is the one secret kept at
+    rest; each use of it (blobs, the form archive) derives its own key with its own ``info``.
+    """
+    if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"the storage key must be at least {MIN_KEY_BYTES} bytes")
+    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key))
+
+
+def at_rest_key(cipher_key: str, index_key: bytes) -> bytes:
+    """The secret that blobs and archived forms derive their keys from.
+
+    The event store's ``CIPHER_KEY`` (base64), or — with the event cipher turned off, in development —
+    the index key, so that files and archived forms are never written in the clear. The same rule as
+    the blob store's in ``backend.app``.
+    """
+    return base64.b64decode(cipher_key) if cipher_key else index_key
 
 
 class BlobError(Exception):
@@ -66,8 +88,7 @@ class BlobStore:
             raise ValueError(f"the blob key must be at least {MIN_KEY_BYTES} bytes")
         self.root = Path(root)
         # Derive rather than reuse: the same secret also encrypts the event store, for another purpose.
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=HKDF_INFO).derive(key)
-        self._aead = AESGCM(derived)
+        self._aead = derive_aead(key, HKDF_INFO)
 
     def __repr__(self) -> str:
         return f"BlobStore(root={str(self.root)!r})"

@@ -227,6 +227,19 @@ class Applications(Application[UUID]):
         position = self._save(app)
         return self._outcome(app, position, result if isinstance(result, str) else None)
 
+    def rehearse(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        expected_version: int | None,
+        act: Callable[[BirthCertificateApplication], Any],
+    ) -> None:
+        """Run a command's checks on the application as it is now and save nothing: an upload the
+        command would refuse is refused before its bytes are stored."""
+        app = self._load_application(app_id, expected_version)
+        _visible(actor, app)
+        act(app)
+
     # ------------------------------------------------------------------ queries
 
     def get_application(self, actor: Actor, app_id: UUID | str) -> BirthCertificateApplication:

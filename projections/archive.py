@@ -15,6 +15,15 @@ their lines). Rows and the tracking position are written in one transaction; row
 position already recorded are never written again, so a page applied twice adds nothing. The
 table is append-only, enforced by triggers in the database (``projections.sql``).
 
+Both the document and the PDF are personal data (the parents' ID numbers, names and addresses, the
+newborn's name and birth, the signature image), so they are stored sealed (decision 0003): AES-256-GCM
+under HKDF-SHA256(the service's at-rest key, ``birthcert archive v1``), a random 12-byte nonce per
+value, and as associated data the row's clear columns and which of the two it is — a sealed value
+moved to another row, or to the other column, or a clear column edited, no longer decrypts. Only
+ids, the kind, the times and the form's SHA-256 (of the plaintext form, what the mother signed) stay
+in clear. Reading decrypts and checks the document against its row and the PDF against the
+document; a row that fails is an ``ArchiveIntegrityError`` naming only the row.
+
 The work of a page is done in three steps: read what is needed (store executor), fetch the
 signature images and render the PDFs (``render_executor``, the store executor unless given), write
 (store executor) — so the SQLite write lock is never held while a PDF is drawn.
@@ -26,18 +35,20 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
 
 import rfc8785
+from cryptography.exceptions import InvalidTag
 
 from backend.form_pdf import render_form_pdf
-from backend.storage import BlobCorrupted, BlobNotFound, BlobStore
+from backend.storage import BlobCorrupted, BlobNotFound, BlobStore, derive_aead
 from domain.application import BirthCertificateApplication, form_digest
 from domain.service import Applications
 from projections.runner import Page
@@ -51,6 +62,13 @@ FORMAT: Final = "birthcert-archived-form/1"
 ID_NAMESPACE: Final = uuid.UUID("6f1c3b1e-5a0d-4f6e-9a44-2b7d3c1e8a90")
 JSON = dict[str, Any]
 T = TypeVar("T")
+# Sealed values: MAGIC, VERSION, a 12-byte nonce, AES-256-GCM ciphertext and tag.
+HKDF_INFO: Final = b"birthcert archive v1"
+SEALED_MAGIC: Final = b"BCA"
+SEALED_VERSION: Final = 1
+NONCE_BYTES: Final = 12
+TAG_BYTES: Final = 16
+_SEALED_HEADER: Final = SEALED_MAGIC + bytes([SEALED_VERSION])
 
 Signed = BirthCertificateApplication.FormSigned
 Issued = BirthCertificateApplication.Issued
@@ -69,6 +87,60 @@ def canonical(document: JSON) -> bytes:
 
 def _utc(stamp: datetime) -> str:
     return stamp.astimezone(UTC).isoformat()
+
+
+class ArchiveIntegrityError(RuntimeError):
+    """An archived row does not decrypt, or what it holds does not match the row: damaged or tampered with.
+
+    The message names the row and the check that failed, never anything the row holds.
+    """
+
+    def __init__(self, form_id: str, reason: str) -> None:
+        super().__init__(f"archived form {form_id}: {reason}")
+        self.form_id = form_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RowIdentity:
+    """The clear columns of a row: what its sealed values are bound to."""
+
+    id: str
+    application_id: str
+    position: int
+    version: int
+    kind: str
+    recorded_at: str
+    form_sha256: str
+
+    def aad(self, part: str) -> bytes:
+        """The associated data of the row's ``document`` or ``pdf``: RFC 8785 JSON of the clear columns."""
+        return canonical({"format": FORMAT, "part": part, **asdict(self)})
+
+
+class ArchiveCipher:
+    """Seals and opens archived values under the archive's own key (derived from the at-rest key)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = derive_aead(key, HKDF_INFO)
+
+    def __repr__(self) -> str:
+        return "ArchiveCipher()"
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """``plaintext`` encrypted under a fresh random nonce, bound to ``aad``."""
+        nonce = os.urandom(NONCE_BYTES)
+        return _SEALED_HEADER + nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes | None:
+        """The plaintext, or None when ``sealed`` is not ours, damaged, or bound to other data."""
+        start = len(_SEALED_HEADER)
+        if len(sealed) < start + NONCE_BYTES + TAG_BYTES or sealed[:start] != _SEALED_HEADER:
+            return None
+        try:
+            return self._aead.decrypt(sealed[start : start + NONCE_BYTES], sealed[start + NONCE_BYTES :], aad)
+        except InvalidTag:
+            return None
 
 
 @dataclass
@@ -91,13 +163,24 @@ class _Entry:
     issuer_name: str | None = None
     sealer_name: str | None = None
     issued_at: str | None = None
-    document: bytes = b""
-    pdf: bytes = b""
+    sealed_document: bytes = b""
+    sealed_pdf: bytes = b""
+
+    def identity(self) -> RowIdentity:
+        return RowIdentity(
+            id=archive_id(self.application_id, self.version),
+            application_id=self.application_id,
+            position=self.position,
+            version=self.version,
+            kind=self.kind,
+            recorded_at=self.recorded_at,
+            form_sha256=self.form_sha256,
+        )
 
 
 @dataclass(frozen=True)
 class ArchivedForm:
-    """A stored row: the canonical document (bytes, exactly as archived) and the PDF."""
+    """A stored row, decrypted and checked: the canonical document (bytes, exactly as archived) and the PDF."""
 
     id: str
     application_id: str
@@ -142,12 +225,15 @@ class FormArchive:
         executor: Executor,
         blobs: BlobStore | None,
         *,
+        key: bytes,
         render_executor: Executor | None = None,
     ) -> None:
+        """``key``: the service's at-rest key (``backend.storage.at_rest_key``); the archive derives its own."""
         self.db = db
         self.applications = applications
         self.executor = executor
         self.blobs = blobs
+        self.cipher = ArchiveCipher(key)
         self.render_executor = render_executor or executor
 
     # ------------------------------------------------------------------ View
@@ -253,7 +339,7 @@ class FormArchive:
         return found
 
     def _render_all(self, entries: list[_Entry]) -> None:
-        """Render executor: fetch each signature image once, render each PDF, build each document."""
+        """Render executor: fetch each signature image once, render each PDF, build and seal each document."""
         images: dict[str, tuple[bytes | None, str]] = {}
         for entry in entries:
             ref = entry.signature_document_id
@@ -261,7 +347,7 @@ class FormArchive:
                 images[ref] = self._signature(ref)
             png, image_state = images[ref]
             issued = entry.kind != "signed"
-            entry.pdf = render_form_pdf(
+            pdf = render_form_pdf(
                 entry.form,
                 kind=entry.kind,
                 form_sha256=entry.form_sha256,
@@ -303,9 +389,11 @@ class FormArchive:
                 "issuer_name": entry.issuer_name,
                 "sealer_name": entry.sealer_name,
                 "issued_at": entry.issued_at,
-                "pdf_sha256": hashlib.sha256(entry.pdf).hexdigest(),
+                "pdf_sha256": hashlib.sha256(pdf).hexdigest(),
             }
-            entry.document = canonical(document)
+            identity = entry.identity()
+            entry.sealed_document = self.cipher.seal(canonical(document), identity.aad("document"))
+            entry.sealed_pdf = self.cipher.seal(pdf, identity.aad("pdf"))
 
     def _signature(self, document_id: str) -> tuple[bytes | None, str]:
         """The decrypted signature image and what became of it: ``drawn``, ``missing``, ``corrupted``, ``unavailable``.
@@ -334,28 +422,32 @@ class FormArchive:
             for entry in entries:
                 if entry.position <= before:
                     continue
+                row = entry.identity()
                 self.db.execute(
                     "INSERT INTO archive_forms (id, application_id, position, version, kind, recorded_at, "
-                    "form_sha256, document, pdf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "form_sha256, sealed_document, sealed_pdf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        archive_id(entry.application_id, entry.version),
-                        entry.application_id,
-                        entry.position,
-                        entry.version,
-                        entry.kind,
-                        entry.recorded_at,
-                        entry.form_sha256,
-                        entry.document,
-                        entry.pdf,
+                        row.id,
+                        row.application_id,
+                        row.position,
+                        row.version,
+                        row.kind,
+                        row.recorded_at,
+                        row.form_sha256,
+                        entry.sealed_document,
+                        entry.sealed_pdf,
                     ),
                 )
 
     # ------------------------------------------------------------------ queries (store executor)
 
-    _COLUMNS: Final = "id, application_id, position, version, kind, recorded_at, form_sha256, document"
+    _COLUMNS: Final = "id, application_id, position, version, kind, recorded_at, form_sha256, sealed_document"
 
     def forms_of(self, application_id: UUID | str) -> list[ArchivedForm]:
-        """Every archived version of one application's form, oldest first (without the PDFs)."""
+        """Every archived version of one application's form, oldest first (without the PDFs).
+
+        ``ArchiveIntegrityError`` when any of them does not decrypt or check.
+        """
         rows = self.db.fetchall(
             f"SELECT {self._COLUMNS} FROM archive_forms WHERE application_id = ? ORDER BY version",
             (str(application_id),),
@@ -363,15 +455,22 @@ class FormArchive:
         return [self._form(row, None) for row in rows]
 
     def get(self, form_id: str) -> ArchivedForm | None:
-        """One archived version with its PDF, or None."""
-        row = self.db.fetchone(f"SELECT {self._COLUMNS}, pdf FROM archive_forms WHERE id = ?", (form_id,))
+        """One archived version with its PDF, or None; ``ArchiveIntegrityError`` when it does not check."""
+        row = self.db.fetchone(
+            f"SELECT {self._COLUMNS}, sealed_pdf FROM archive_forms WHERE id = ?", (form_id,)
+        )
         if row is None:
             return None
         return self._form(row[:-1], None if row[-1] is None else bytes(row[-1]))
 
-    @staticmethod
-    def _form(row: tuple[Any, ...], pdf: bytes | None) -> ArchivedForm:
-        return ArchivedForm(
+    def application_of(self, form_id: str) -> str:
+        """The application a row names in clear (unchecked: to decide who may hear that it failed to check)."""
+        row = self.db.fetchone("SELECT application_id FROM archive_forms WHERE id = ?", (form_id,))
+        return "" if row is None else str(row[0])
+
+    def _form(self, row: tuple[Any, ...], sealed_pdf: bytes | None) -> ArchivedForm:
+        """Decrypt a row and check it: the document against the row, the form against its hash, the PDF."""
+        identity = RowIdentity(
             id=str(row[0]),
             application_id=str(row[1]),
             position=int(row[2]),
@@ -379,9 +478,65 @@ class FormArchive:
             kind=str(row[4]),
             recorded_at=str(row[5]),
             form_sha256=str(row[6]),
-            document=bytes(row[7]),
+        )
+        document = self.cipher.open(bytes(row[7]), identity.aad("document"))
+        if document is None:
+            raise ArchiveIntegrityError(identity.id, "the document does not decrypt for this row")
+        doc = _checked_document(identity, document)
+        pdf: bytes | None = None
+        if sealed_pdf is not None:
+            pdf = self.cipher.open(sealed_pdf, identity.aad("pdf"))
+            if pdf is None:
+                raise ArchiveIntegrityError(identity.id, "the PDF does not decrypt for this row")
+            if hashlib.sha256(pdf).hexdigest() != doc.get("pdf_sha256"):
+                raise ArchiveIntegrityError(identity.id, "the PDF does not match the document's pdf_sha256")
+        return ArchivedForm(
+            id=identity.id,
+            application_id=identity.application_id,
+            position=identity.position,
+            version=identity.version,
+            kind=identity.kind,
+            recorded_at=identity.recorded_at,
+            form_sha256=identity.form_sha256,
+            document=document,
             pdf=pdf,
         )
 
 
-__all__ = ["NAME", "ArchivedForm", "FormArchive", "archive_id", "canonical"]
+def _checked_document(identity: RowIdentity, document: bytes) -> JSON:
+    """The decrypted document, checked: canonical, about its own row, its form hashing to ``form_sha256``.
+
+    A form archived with ``form_sha256_verified: false`` (it did not hash to its signed digest when it
+    was archived, which issuing rules out) is served as the evidence it is: the flag is inside the
+    authenticated document, so it cannot be set after the fact without the key.
+    """
+    doc: Any = None
+    try:
+        doc = json.loads(document)
+        ok = isinstance(doc, dict) and canonical(doc) == document
+    except ValueError:  # not UTF-8, not JSON, or not canonicalisable (rfc8785's errors are ValueErrors)
+        ok = False
+    if not ok:
+        raise ArchiveIntegrityError(identity.id, "the document is not canonical JSON")
+    for field in ("id", "application_id", "version", "position", "kind", "recorded_at", "form_sha256"):
+        if doc.get(field) != getattr(identity, field):
+            raise ArchiveIntegrityError(identity.id, f"the document's {field} differs from its row's")
+    form = doc.get("form")
+    if doc.get("form_sha256_verified") is not False and (
+        not isinstance(form, dict) or form_digest(form) != identity.form_sha256
+    ):
+        raise ArchiveIntegrityError(identity.id, "the form does not hash to the row's form_sha256")
+    checked: JSON = doc
+    return checked
+
+
+__all__ = [
+    "NAME",
+    "ArchiveCipher",
+    "ArchiveIntegrityError",
+    "ArchivedForm",
+    "FormArchive",
+    "RowIdentity",
+    "archive_id",
+    "canonical",
+]

@@ -25,10 +25,11 @@ _TABLES = {
         "version BIGINT NOT NULL, leaf_json TEXT NOT NULL, leaf_hash {blob} NOT NULL"
     ),
     "audit_checkpoints": "tree_size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, note TEXT NOT NULL, created_at TEXT NOT NULL",
+    # The form's document and PDF are personal data: only sealed (AES-256-GCM, projections.archive).
     "archive_forms": (
         "id TEXT PRIMARY KEY, application_id TEXT NOT NULL, position BIGINT NOT NULL UNIQUE, version BIGINT NOT NULL, "
-        "kind TEXT NOT NULL, recorded_at TEXT NOT NULL, form_sha256 TEXT NOT NULL, document {blob} NOT NULL, "
-        "pdf {blob}"
+        "kind TEXT NOT NULL, recorded_at TEXT NOT NULL, form_sha256 TEXT NOT NULL, sealed_document {blob} NOT NULL, "
+        "sealed_pdf {blob}"
     ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
@@ -37,11 +38,27 @@ _TABLES = {
 }
 # Columns added after a table was first released: ALTER TABLE … ADD COLUMN where an older database lacks them
 # (adding a column is not an UPDATE: the append-only triggers stay and do not fire).
-_ADDED_COLUMNS = {"archive_forms": (("pdf", "{blob}"),)}
+_ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {}
+# Layouts that must never be mixed with the current one: (table, a column only the old layout has, why).
+_RETIRED_LAYOUTS = (
+    (
+        "archive_forms",
+        "document",
+        "archive_forms has the old plaintext layout (columns document, pdf): this version keeps archived "
+        "forms encrypted (docs/decisions/0003-storage-encryption.md) and will not mix the two. No production "
+        "data was ever stored that way; in a development or test database drop the old table and the "
+        "archive's position (DROP TABLE archive_forms; DELETE FROM projection_positions WHERE name = "
+        "'archive') and the archive is written again, encrypted, from the event log at the next start",
+    ),
+)
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS audit_leaves_aggregate ON audit_leaves (aggregate_id, version)",
     "CREATE INDEX IF NOT EXISTS archive_forms_application ON archive_forms (application_id, version)",
 )
+
+
+class SchemaError(RuntimeError):
+    """A table of ours exists with a layout this version does not read or write."""
 
 
 class Database:
@@ -75,7 +92,11 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             db = cls("sqlite", conn)
-        db.create_tables()
+        try:
+            db.create_tables()
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def close(self) -> None:
@@ -147,6 +168,9 @@ class Database:
         """Our tables, their indexes and the append-only triggers (idempotent)."""
         blob = "BYTEA" if self.dialect == "postgres" else "BLOB"
         with self.transaction():
+            for table, retired_column, why in _RETIRED_LAYOUTS:
+                if retired_column in self._columns(table):
+                    raise SchemaError(why)
             for table, columns in _TABLES.items():
                 self.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns.format(blob=blob)})")
             for table, added in _ADDED_COLUMNS.items():

@@ -10,8 +10,11 @@ status view and may do only his own part; the mother's reads (form, delivery rec
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import uuid
+from collections.abc import Callable
 from typing import Any, Final, Literal, cast
 
 import orjson
@@ -41,6 +44,7 @@ from backend.components import (
 )
 from backend.errors import BadRequest, ServiceUnavailable, json_body
 from backend.registry import RegistryEntry
+from backend.storage import BlobRef
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
     DOCUMENT_KINDS,
@@ -75,6 +79,7 @@ routes = web.RouteTableDef()
 PAYMENT_ACTOR = Actor(id="wechat-pay", role="system")
 # The mini-program page a father's share card or QR code opens (the code rides in its query string).
 FATHER_JOIN_PAGE: Final = "/pages/father/join"
+SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 
 
 # ---------------------------------------------------------------- edge parsing
@@ -590,17 +595,39 @@ def _as_registered(details: ParentDetails, entry: RegistryEntry, id_number: str)
     return details.ethnicity.code == entry.ethnicity and details.address.value == address
 
 
-async def _stored_upload(
+async def _cleaned_upload(
     request: web.Request, *, text_fields: set[str], png_only: bool = False
-) -> tuple[dict[str, str], Any]:
+) -> tuple[dict[str, str], bytes, str]:
+    """The form fields, and the image re-encoded without EXIF with its type (nothing stored yet)."""
     upload = await read_multipart(
         request, max_bytes=request.app[CONFIG].upload_max_bytes, text_fields=text_fields
     )
     if png_only and sniff_content_type(upload.file) != "image/png":
         raise UnsupportedFileType("签名图片须为 PNG 格式", code="unsupported_file_type")
     cleaned, content_type = await in_io(request, clean_image, upload.file)
-    ref = await in_io(request, request.app[BLOBS].put, cleaned, content_type)
-    return upload.fields, ref
+    return upload.fields, cleaned, content_type
+
+
+def _stored_if_accepted(
+    request: web.Request,
+    actor: Actor,
+    app_id: uuid.UUID,
+    version: int | None,
+    image: tuple[bytes, str],
+    act: Callable[[BirthCertificateApplication, str], Any],
+    command: Callable[[str, BlobRef], Outcome],
+) -> Callable[[], Outcome]:
+    """A command that attaches an uploaded image: rehearsed first, so that the photo (personal data) is
+    written to the blob store only when the command will take it; then stored, then run."""
+    service, blobs = request.app[APPLICATIONS], request.app[BLOBS]
+    data, content_type = image
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    def run() -> Outcome:
+        service.rehearse(actor, app_id, version, lambda a: act(a, sha256))
+        return command(sha256, blobs.put(data, content_type))
+
+    return run
 
 
 @routes.post("/api/v1/applications/{app_id}/documents")
@@ -609,20 +636,14 @@ async def upload_document(request: web.Request) -> web.Response:
     actor = actor_of(request, "parent")
     app_id = _app_id(request)
     await _application(request, actor)  # 404 before reading a stranger's upload
-    fields, ref = await _stored_upload(request, text_fields={"kind"})
+    fields, data, content_type = await _cleaned_upload(request, text_fields={"kind"})
     kind = fields.get("kind", "")
     if kind not in DOCUMENT_KINDS:
         raise ValidationFailed([FieldError("kind", "invalid_document_kind", "材料类型不正确")])
     version, service = expected_version(request), request.app[APPLICATIONS]
 
-    async def answer(outcome: Outcome) -> web.Response:
-        return version_answer(outcome, status=201, document_id=ref.sha256, sha256=ref.sha256)
-
-    return await run_command(
-        request,
-        actor,
-        _fingerprint(request, {"kind": kind, "sha256": ref.sha256}),
-        lambda: service.upload_document(
+    def attach(sha256: str, ref: BlobRef) -> Outcome:
+        return service.upload_document(
             actor,
             app_id,
             kind=kind,
@@ -631,6 +652,27 @@ async def upload_document(request: web.Request) -> web.Response:
             content_type=ref.content_type,
             size=ref.size,
             expected_version=version,
+        )
+
+    sha256 = hashlib.sha256(data).hexdigest()
+
+    async def answer(outcome: Outcome) -> web.Response:
+        return version_answer(outcome, status=201, document_id=sha256, sha256=sha256)
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, {"kind": kind, "sha256": sha256}),
+        _stored_if_accepted(
+            request,
+            actor,
+            app_id,
+            version,
+            (data, content_type),
+            lambda a, sha: a.upload_document(
+                actor, kind=kind, document_id=sha, sha256=sha, content_type=content_type, size=len(data)
+            ),
+            attach,
         ),
         answer,
     )
@@ -664,22 +706,40 @@ async def sign_form(request: web.Request) -> web.Response:
     actor = actor_of(request, "parent")
     app_id = _app_id(request)
     await _applicants_application(request, actor)  # 404/403 before reading the upload
-    fields, ref = await _stored_upload(request, text_fields={"form_sha256"}, png_only=True)
+    fields, data, content_type = await _cleaned_upload(request, text_fields={"form_sha256"}, png_only=True)
     form_sha256 = fields.get("form_sha256", "")
-    if len(form_sha256) != 64:
+    if not form_sha256:
         raise ValidationFailed([FieldError("form_sha256", "required", "缺少登记表的 SHA-256")])
+    if not SHA256_HEX.fullmatch(form_sha256):
+        raise ValidationFailed(
+            [FieldError("form_sha256", "invalid_sha256", "登记表的 SHA-256 应为64位十六进制数")]
+        )
     version, service = expected_version(request), request.app[APPLICATIONS]
-    return await run_command(
-        request,
-        actor,
-        _fingerprint(request, {"form_sha256": form_sha256, "sha256": ref.sha256}),
-        lambda: service.sign_form(
+
+    def sign(sha256: str, ref: BlobRef) -> Outcome:
+        return service.sign_form(
             actor,
             app_id,
             form_sha256=form_sha256,
             signature_document_id=ref.sha256,
             signature_sha256=ref.sha256,
             expected_version=version,
+        )
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request, {"form_sha256": form_sha256, "sha256": hashlib.sha256(data).hexdigest()}),
+        _stored_if_accepted(
+            request,
+            actor,
+            app_id,
+            version,
+            (data, content_type),
+            lambda a, sha: a.sign_form(
+                actor, form_sha256=form_sha256, signature_document_id=sha, signature_sha256=sha
+            ),
+            sign,
         ),
     )
 

@@ -1,5 +1,7 @@
 """The archived registration forms over real HTTP: an auditor lists and downloads them, another
-institution's issuer is told they do not exist, and the auditor's reading is on the record.
+institution's issuer is told they do not exist, and the auditor's reading is on the record. The
+database file the running service wrote holds none of the family's data in clear, and a row
+tampered with in it answers 503 ``integrity_failure`` without a word of what it holds.
 
 The family goes through the mini-program and the issuer issues over HTTP, exactly as in
 test_staff; the archive follows the log in the running service. Until ``backend.app`` mounts the
@@ -17,12 +19,16 @@ from uuid import UUID
 
 import pytest
 
+from backend.components import CONFIG
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
+from backend.routes.archive import FORM_ARCHIVE
 from domain.staff import AccessRecord
 from miniprogram_stub.client import StaffClient
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
 from tests.e2e.test_staff import submitted
+from tests.integration.test_archive import sealed_values, swap, tamper
+from tests.integration.test_store import assert_nothing_in_clear, stored_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +54,19 @@ async def get(
             documented = stack.check.document["paths"]["/api/v1/archive/forms/{form_id}"]["get"]
             assert r.content_type in documented["responses"][str(r.status)]["content"], r.content_type
         return r.status, dict(r.headers), body
+
+
+def family_texts(family: Family) -> list[str]:
+    """Every personal value of the family the form carries."""
+    people = [family.mother, *([family.father] if family.father else [])]
+    return [
+        *(p.name for p in people),
+        *(p.id_number for p in people),
+        *(p.address for p in people),
+        family.newborn_name,
+        family.inpatient_no,
+        family.openid,
+    ]
 
 
 def archive_readings(stack: Stack, app_id: str) -> list[Any]:
@@ -132,6 +151,12 @@ async def test_auditor_lists_and_downloads_the_forms_and_the_reading_is_recorded
     assert (status, headers["Content-Type"]) == (200, "application/pdf")
     assert len(await stack.in_store(archive_readings, stack, app_id)) == 2
 
+    # What the service wrote to its database file (and WAL): the archive's rows, none of the family in clear.
+    everything = b"\n".join(stored_bytes(stack.app[CONFIG].event_store_env()))
+    assert issued["id"].encode() in everything and issued["form_sha256"].encode() in everything
+    assert_nothing_in_clear(everything, [*family_texts(family), "X440100061"])
+    assert b"%PDF-" not in everything
+
 
 async def test_other_institutions_issuer_parents_and_strangers_get_nothing(
     stack: Stack, family: Family
@@ -167,3 +192,45 @@ async def test_other_institutions_issuer_parents_and_strangers_get_nothing(
         assert status == 404, path
     status, _, body = await get(stack, auditor.token, "/api/v1/archive/forms")
     assert (status, json.loads(body)["code"]) == (400, "application_id_required")
+
+
+async def test_a_tampered_row_answers_integrity_failure_without_its_content(
+    stack: Stack, family: Family
+) -> None:
+    mp = await submitted(stack, family)
+    app_id = str(mp.app_id)
+    issuer = await login(stack, "issuer1")
+    await issuer.call(
+        "POST",
+        f"/api/v1/review/applications/{app_id}/issue",
+        json={"certificate_number": "X440100062", "sealer": "赵盖章"},
+    )
+    auditor = await login(stack, "auditor1")
+    listing = f"/api/v1/archive/forms?application_id={app_id}"
+    status, _, body = await get(stack, auditor.token, listing)
+    assert status == 200
+    signed, issued = json.loads(body)["forms"]
+    # Someone holding the database file drops the trigger and swaps the two rows' sealed documents
+    # and PDFs (same application, same form_sha256: only the rows' identities tell them apart).
+    archive = stack.app[FORM_ARCHIVE]
+    sealed = await stack.in_store(sealed_values, archive)
+    env = stack.app[CONFIG].event_store_env()
+    statements = [
+        *swap("sealed_document", sealed, signed["id"], issued["id"]),
+        *swap("sealed_pdf", sealed, signed["id"], issued["id"]),
+    ]
+    await stack.in_store(tamper, env, *statements)
+    position = await stack.in_store(stack.service.recorder.max_notification_id)
+    for path, accept in ((issued["url"], None), (issued["url"], "application/pdf"), (listing, None)):
+        status, _, body = await get(stack, auditor.token, path, accept)
+        assert status == 503, (path, body)
+        answer = json.loads(body)
+        assert answer["code"] == "integrity_failure"
+        assert answer["form_id"] in (signed["id"], issued["id"])
+        assert_nothing_in_clear(body, [*family_texts(family), "X440100062", "李签发", "赵盖章"])
+    # Nothing was read, so no reading is on the record.
+    assert await stack.in_store(stack.service.recorder.max_notification_id) == position
+    # Another institution's issuer still hears nothing of the row.
+    other = await login(stack, "issuer2")
+    status, _, body = await get(stack, other.token, issued["url"])
+    assert (status, json.loads(body)["code"]) == (404, "not_found")

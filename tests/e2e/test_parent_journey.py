@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from backend.components import CONFIG
 from domain.values import Actor
 from miniprogram_stub.client import ApiProblem, MiniProgram, id_photo
 from miniprogram_stub.people import Family, Person, demo_family, make_id_number
@@ -197,9 +198,16 @@ async def test_a_signature_over_a_stale_form_is_a_conflict(stack: Stack, family:
     await mp.verify_face("father")
     stale = (await mp.form())["sha256"]
     await mp.provide_details(newborn_name="张小草")
+    stored = blobs(stack)
     with pytest.raises(ApiProblem) as conflict:
         await mp.sign(stale)
     assert (conflict.value.status, conflict.value.code) == (409, "stale_form")
+    assert blobs(stack) == stored  # the refused signature image was not kept
+
+
+def blobs(stack: Stack) -> set[str]:
+    """The files in the service's encrypted blob store."""
+    return {p.name for p in stack.app[CONFIG].blob_dir.rglob("*") if p.is_file()}
 
 
 async def test_oversize_and_disguised_uploads_are_refused(stack: Stack, family: Family) -> None:
@@ -213,8 +221,16 @@ async def test_oversize_and_disguised_uploads_are_refused(stack: Stack, family: 
     with pytest.raises(ApiProblem) as disguised:
         await mp.upload("mother_id_front", b"MZ\x90\x00" + b"\x00" * 2000, filename="photo.jpg")
     assert (disguised.value.status, disguised.value.code) == (415, "unsupported_file_type")
+    before = blobs(stack)
+    # Refused by the application's rules (Guangdong takes no handheld photo; a bad kind): not kept.
+    for kind, code in (("father_handheld_id", "handheld_not_allowed"), ("selfie", "validation_failed")):
+        with pytest.raises(ApiProblem) as refused:
+            await mp.upload(kind, id_photo("front"))
+        assert refused.value.code == code
+    assert blobs(stack) == before
     stored = await mp.upload("mother_id_front", id_photo("front"))
     assert len(stored["sha256"]) == 64
+    assert len(blobs(stack) - before) == 1
 
 
 async def test_a_forged_payment_notification_records_nothing(stack: Stack) -> None:

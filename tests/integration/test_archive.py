@@ -3,9 +3,12 @@
 A family signs, is sent back, re-signs and is issued (then loses the certificate and gets it
 reissued): the archive holds each signed version with its exact JSON and hash, and each issued
 version with the form as registered, the certificate number and the issuer's and sealer's names.
-A page applied twice adds nothing; the database itself refuses UPDATE and DELETE; the PDF reads
-as the form (pdftotext), embeds its fonts (pdffonts), and a rendered page is kept in
-test-artifacts/archive-form.png to look at.
+A page applied twice adds nothing; the database itself refuses UPDATE and DELETE; nothing
+personal is in the database file, its WAL or the PostgreSQL rows in clear (the document and the PDF
+are sealed), and a sealed value moved to another row or a clear column edited (with the trigger
+dropped, as an intruder would) fails as an integrity error; a table of the old plaintext layout
+stops the start. The PDF reads as the form (pdftotext), embeds its fonts (pdffonts), and a
+rendered page is kept in test-artifacts/archive-form.png to look at.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +32,23 @@ from PIL import Image, ImageDraw
 
 from backend.pickup_list import find_cjk_font
 from backend.routes.archive import wants_pdf
-from backend.storage import BlobStore
+from backend.storage import BlobStore, at_rest_key
 from domain.application import BirthCertificateApplication, form_digest
 from domain.service import Applications
 from domain.values import CertificateNumber
 from miniprogram_stub.client import signature_png
-from projections.archive import NAME, FormArchive, archive_id, canonical
+from projections.archive import (
+    NAME,
+    ArchiveIntegrityError,
+    FormArchive,
+    RowIdentity,
+    archive_id,
+    canonical,
+)
 from projections.runner import LogFollower
-from projections.sql import Database
-from tests.builders import EMS, NOW, Walk
+from projections.sql import Database, SchemaError
+from tests.builders import EMS, NOW, TEST_ID_NUMBERS, Walk
+from tests.integration.test_store import PERSONAL_TEXTS, assert_nothing_in_clear, stored_bytes
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -71,9 +82,15 @@ class Bench:
     executor: ThreadPoolExecutor
     archives: list[FormArchive]
 
-    def archive(self, blobs: BlobStore | None = None) -> FormArchive:
-        """A fresh view over its own connection (as another process would open it)."""
-        archive = FormArchive(Database.open(self.env), self.applications, self.executor, blobs or self.blobs)
+    def archive(self, blobs: BlobStore | None = None, key: bytes | None = None) -> FormArchive:
+        """A fresh view over its own connection (as another process would open it), keyed as the service does."""
+        archive = FormArchive(
+            Database.open(self.env),
+            self.applications,
+            self.executor,
+            blobs or self.blobs,
+            key=key or at_rest_key(self.env["CIPHER_KEY"], b""),
+        )
         self.archives.append(archive)
         return archive
 
@@ -264,14 +281,14 @@ async def test_update_and_delete_are_refused_by_the_database(bench: Bench) -> No
     await bench.run(journey, bench.applications, bench.blobs)
     archive = await bench.run(bench.archive)
     await bench.follow(archive)
-    query = "SELECT id, kind, form_sha256, document, pdf FROM archive_forms ORDER BY position"
+    query = "SELECT id, kind, form_sha256, sealed_document, sealed_pdf FROM archive_forms ORDER BY position"
     before = await bench.run(archive.db.fetchall, query)
     assert len(before) == 3
     postgres = bench.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres"
     refused = (psycopg.Error,) if postgres else (sqlite3.DatabaseError,)
     statements = [
         "UPDATE archive_forms SET form_sha256 = 'forged'",
-        "UPDATE archive_forms SET pdf = NULL WHERE kind = 'issued'",
+        "UPDATE archive_forms SET sealed_pdf = NULL WHERE kind = 'issued'",
         "DELETE FROM archive_forms",
         "DELETE FROM archive_forms WHERE kind = 'signed'",
     ]
@@ -288,28 +305,183 @@ async def test_update_and_delete_are_refused_by_the_database(bench: Bench) -> No
     assert await bench.run(archive.db.fetchall, query) == before
 
 
-async def test_an_older_table_gains_the_pdf_column_and_keeps_its_triggers(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(
-        "CREATE TABLE archive_forms (id TEXT PRIMARY KEY, application_id TEXT NOT NULL, position BIGINT NOT NULL UNIQUE, "
-        "version BIGINT NOT NULL, kind TEXT NOT NULL, recorded_at TEXT NOT NULL, form_sha256 TEXT NOT NULL, "
-        "document BLOB NOT NULL)"
-    )
-    conn.close()
-    db = Database.open({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)})
+@pytest.mark.parametrize("with_pdf", [False, True])
+async def test_a_table_of_the_old_plaintext_layout_stops_the_start(
+    store_env: dict[str, str], with_pdf: bool
+) -> None:
+    blob = "BYTEA" if store_env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres" else "BLOB"
+    conn = raw_connection(store_env)
     try:
-        columns = [row[1] for row in db.fetchall("PRAGMA table_info(archive_forms)")]
-        assert columns[-1] == "pdf"
-        db.execute(
-            "INSERT INTO archive_forms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ("x", "a", 1, 1, "signed", "t", "h", b"{}", b"%PDF"),
+        conn.execute(
+            "CREATE TABLE archive_forms (id TEXT PRIMARY KEY, application_id TEXT NOT NULL, "
+            "position BIGINT NOT NULL UNIQUE, version BIGINT NOT NULL, kind TEXT NOT NULL, recorded_at TEXT NOT NULL, "
+            f"form_sha256 TEXT NOT NULL, document {blob} NOT NULL{f', pdf {blob}' if with_pdf else ''})"
         )
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            db.execute("UPDATE archive_forms SET pdf = NULL")
-        Database.open({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}).close()
+        conn.execute("CREATE TABLE projection_positions (name TEXT PRIMARY KEY, position BIGINT NOT NULL)")
+        conn.execute("INSERT INTO projection_positions VALUES ('archive', 9)")
+        with pytest.raises(SchemaError) as error:
+            Database.open(store_env)
+        message = str(error.value)
+        assert "archive_forms has the old plaintext layout" in message
+        assert "will not mix" in message and "DROP TABLE archive_forms" in message
+        # Nothing was added to the old table: the start stopped before touching it.
+        assert conn.execute("SELECT COUNT(*) FROM projection_positions").fetchone()[0] == 1
+        # What the message says to do (a development database) lets the next start write the new table.
+        conn.execute("DROP TABLE archive_forms")
+        conn.execute("DELETE FROM projection_positions WHERE name = 'archive'")
+    finally:
+        conn.close()
+    db = Database.open(store_env)
+    try:
+        assert db.position(NAME) == 0
+        assert db.fetchone("SELECT COUNT(*) FROM archive_forms") == (0,)
     finally:
         db.close()
+
+
+# ---------------------------------------------------------------------- encrypted at rest
+
+CERTIFICATE_NUMBERS = ("X440100001", "X440100002")
+
+
+def reissued_journey(service: Applications, blobs: BlobStore) -> Journey:
+    """The journey, then lost in the post and reissued: four archived versions."""
+    j = journey(service, blobs)
+    service.dispatch(EMS, j.walk.id, tracking_number="EA123456789CN")
+    service.report_loss(EMS, j.walk.id, reason="邮件丢失")
+    service.reissue(
+        j.walk.issuer, j.walk.id, certificate_number=CertificateNumber("X440100002"), sealer_name="钱盖章"
+    )
+    return j
+
+
+async def test_nothing_personal_is_stored_in_clear(bench: Bench) -> None:
+    j = await bench.run(reissued_journey, bench.applications, bench.blobs)
+    archive = await bench.run(bench.archive)
+    await bench.follow(archive, page_size=7)
+    forms = await bench.run(archive.forms_of, j.walk.id)
+    assert [f.kind for f in forms] == ["signed", "signed", "issued", "reissued"]
+    # Read back whole (decrypted and checked): the personal data is there for those who may read it.
+    full = [await bench.run(archive.get, f.id) for f in forms]
+    assert all(f is not None and f.pdf and f.pdf.startswith(b"%PDF-") for f in full)
+    docs = [json.loads(f.document) for f in forms]
+    assert docs[0]["form"]["mother"]["name"] == "王芳" and docs[-1]["certificate_number"] == "X440100002"
+    texts = (*TEST_ID_NUMBERS, *PERSONAL_TEXTS, "钱盖章", "EA123456789CN", *CERTIFICATE_NUMBERS)
+    mother = docs[0]["form"]["mother"].values()
+    assert any(number in mother for number in TEST_ID_NUMBERS)  # the scan looks for what the form holds
+    everything = b"\n".join(await bench.run(stored_bytes, bench.env, ("archive_forms",), snapshots=False))
+    # The scan reads the archive's rows: their clear columns are there…
+    for form in forms:
+        assert form.id.encode() in everything and form.form_sha256.encode() in everything
+    # …but not the document, the PDF or anything they hold.
+    assert_nothing_in_clear(everything, texts)
+    for marker in (b"%PDF-", b'"form_sha256_verified"', b"birthcert-archived-form/1", b"FlateDecode"):
+        assert marker not in everything, marker
+    # The signature images (in the blob store, encrypted) are not in the archive's rows either.
+    for signature in j.signatures:
+        png, _ = await bench.run(bench.blobs.get, signature)
+        assert png[8:64] not in everything
+
+
+def tamper(env: dict[str, str], *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """As someone holding the database would: the row trigger dropped, then the statements run."""
+    postgres = env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres"
+    conn = raw_connection(env)
+    try:
+        conn.execute(
+            "DROP TRIGGER archive_forms_append_only_rows ON archive_forms"
+            if postgres
+            else "DROP TRIGGER archive_forms_no_update"
+        )
+        for statement, params in statements:
+            conn.execute(statement.replace("?", "%s") if postgres else statement, params)
+    finally:
+        conn.close()
+
+
+Sealed = dict[str, tuple[bytes, bytes]]
+Statements = list[tuple[str, tuple[Any, ...]]]
+
+
+def swap(column: str, sealed: Sealed, first: str, second: str) -> Statements:
+    """Exchange the sealed ``document`` or ``pdf`` of two rows."""
+    part = 0 if column == "sealed_document" else 1
+    statement = f"UPDATE archive_forms SET {column} = ? WHERE id = ?"
+    return [(statement, (sealed[second][part], first)), (statement, (sealed[first][part], second))]
+
+
+# ids: the signed, the re-signed and the issued row. The issued form and the re-signed one share their
+# form_sha256: only the row's id, kind, version and position tell their sealed values apart.
+TAMPERINGS: dict[str, Callable[[Sealed, list[str]], Statements]] = {
+    "documents swapped": lambda sealed, ids: swap("sealed_document", sealed, ids[1], ids[2]),
+    "pdfs swapped": lambda sealed, ids: swap("sealed_pdf", sealed, ids[1], ids[2]),
+    "the document put in the PDF's place": lambda sealed, ids: [
+        ("UPDATE archive_forms SET sealed_pdf = ? WHERE id = ?", (sealed[ids[2]][0], ids[2]))
+    ],
+    "a clear column edited": lambda sealed, ids: [
+        ("UPDATE archive_forms SET recorded_at = ? WHERE id = ?", ("2026-01-01T00:00:00+00:00", ids[2]))
+    ],
+}
+
+
+def sealed_values(archive: FormArchive) -> Sealed:
+    rows = archive.db.fetchall("SELECT id, sealed_document, sealed_pdf FROM archive_forms")
+    return {str(r[0]): (bytes(r[1]), bytes(r[2])) for r in rows}
+
+
+@pytest.mark.parametrize("how", list(TAMPERINGS))
+async def test_a_tampered_row_fails_as_an_integrity_error(bench: Bench, how: str) -> None:
+    j = await bench.run(journey, bench.applications, bench.blobs)
+    archive = await bench.run(bench.archive)
+    await bench.follow(archive)
+    ids = [f.id for f in await bench.run(archive.forms_of, j.walk.id)]
+    assert (await bench.run(archive.get, ids[2])) is not None
+    sealed = await bench.run(sealed_values, archive)
+    await bench.run(tamper, bench.env, *TAMPERINGS[how](sealed, ids))
+    with pytest.raises(ArchiveIntegrityError) as error:
+        await bench.run(archive.get, ids[2])
+    assert error.value.form_id == ids[2]
+    assert "decrypt" in error.value.reason
+    assert_nothing_in_clear(str(error.value).encode(), (*TEST_ID_NUMBERS, *PERSONAL_TEXTS))
+    if how in ("documents swapped", "a clear column edited"):  # the list reads the documents, not the PDFs
+        with pytest.raises(ArchiveIntegrityError):
+            await bench.run(archive.forms_of, j.walk.id)
+    assert (await bench.run(archive.get, ids[0])) is not None  # the untouched row still reads
+
+
+async def test_a_document_sealed_for_its_row_must_still_hash_to_its_form_sha256(bench: Bench) -> None:
+    """Someone holding the key re-seals an edited form for the issued row: the hash check catches it."""
+    j = await bench.run(journey, bench.applications, bench.blobs)
+    archive = await bench.run(bench.archive)
+    await bench.follow(archive)
+    issued = (await bench.run(archive.forms_of, j.walk.id))[2]
+    doc = json.loads(issued.document)
+    doc["form"]["newborn"]["name"] = "张大草"
+    identity = RowIdentity(
+        issued.id,
+        issued.application_id,
+        issued.position,
+        issued.version,
+        issued.kind,
+        issued.recorded_at,
+        issued.form_sha256,
+    )
+    forged = archive.cipher.seal(canonical(doc), identity.aad("document"))
+    await bench.run(
+        tamper, bench.env, ("UPDATE archive_forms SET sealed_document = ? WHERE id = ?", (forged, issued.id))
+    )
+    with pytest.raises(ArchiveIntegrityError, match="does not hash to the row's form_sha256"):
+        await bench.run(archive.get, issued.id)
+
+
+async def test_another_key_reads_nothing(bench: Bench) -> None:
+    j = await bench.run(journey, bench.applications, bench.blobs)
+    archive = await bench.run(bench.archive)
+    await bench.follow(archive)
+    form_id = (await bench.run(archive.forms_of, j.walk.id))[0].id
+    other = await bench.run(bench.archive, None, b"o" * 32)
+    with pytest.raises(ArchiveIntegrityError, match="does not decrypt"):
+        await bench.run(other.get, form_id)
 
 
 # ---------------------------------------------------------------------- without the signature image
