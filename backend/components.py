@@ -86,6 +86,16 @@ def actor_of(request: web.Request, *roles: Role) -> Actor:
 _VERSION_RE = re.compile(r"[0-9]{1,18}")
 
 
+def query_limit(request: web.Request, default: int, most: int) -> int:
+    """``?limit=`` as a page size from 1 to ``most`` (ASCII digits); anything else is a 400, not clamped."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    if not _VERSION_RE.fullmatch(raw) or not 1 <= int(raw) <= most:
+        raise BadRequest(f"limit 应为1到{most}之间的整数", code="invalid_limit")
+    return int(raw)
+
+
 def expected_version(request: web.Request) -> int | None:
     """``If-Match: <version>`` (an ETag, quoted or not) as the version the client last saw."""
     raw = request.headers.get("If-Match")

@@ -394,7 +394,13 @@ PATHS: JSON = {
             {"201": _json(_ref("Version"), "started")},
             body=_ref("Circumstances"),
         ),
-        "get": _op("my applications, newest first", {"200": _json(_ref("StatusList"), "status views")}),
+        "get": {
+            **_op("my applications, newest first", {"200": _json(_ref("StatusList"), "status views")}),
+            "parameters": [
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+            ],
+        },
     },
     "/api/v1/applications/{app_id}": {
         "parameters": [APP_ID],
@@ -871,7 +877,11 @@ PATHS.update(
                         "description": "auditors",
                     },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
                 ],
             }
         },

@@ -39,10 +39,11 @@ from backend.components import (
     in_io,
     in_store,
     json_response,
+    query_limit,
     run_command,
     version_answer,
 )
-from backend.errors import BadRequest, ServiceUnavailable, json_body
+from backend.errors import ServiceUnavailable, json_body
 from backend.registry import RegistryEntry
 from backend.storage import BlobRef
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
@@ -74,6 +75,7 @@ from domain.values import (
     PersonName,
     parse_residency,
 )
+from projections.status import MAX_LIST_LIMIT
 
 routes = web.RouteTableDef()
 PAYMENT_ACTOR = Actor(id="wechat-pay", role="system")
@@ -246,10 +248,7 @@ async def start_application(request: web.Request) -> web.Response:
 async def list_applications(request: web.Request) -> web.Response:
     """My applications, newest first."""
     actor = actor_of(request, "parent")
-    try:
-        limit = int(request.query.get("limit", "20"))
-    except ValueError:
-        raise BadRequest("limit 应为整数", code="invalid_limit") from None
+    limit = query_limit(request, 20, MAX_LIST_LIMIT)
     items, cursor = await request.app[STATUS_VIEW].list_for(actor.id, request.query.get("cursor"), limit)
     return json_response({"items": items, "next_cursor": cursor})
 

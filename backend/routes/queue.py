@@ -26,11 +26,18 @@ from backend.components import (
     STORE_EXECUTOR,
     actor_of,
     json_response,
+    query_limit,
 )
 from backend.errors import BadRequest
 from domain.errors import Forbidden, InvalidValue
 from domain.values import Actor
-from projections.review_queue import DEFAULT_LIMIT, QUEUE_STATES, ReviewQueueView, check_institution
+from projections.review_queue import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    QUEUE_STATES,
+    ReviewQueueView,
+    check_institution,
+)
 from projections.runner import LogFollower
 
 log = logging.getLogger(__name__)
@@ -104,10 +111,7 @@ def _filters(request: web.Request) -> dict[str, Any]:
         if overdue_text not in ("true", "false"):
             raise BadRequest("overdue 应为 true 或 false", code="invalid_overdue_filter")
         overdue = overdue_text == "true"
-    try:
-        limit = int(query.get("limit", str(DEFAULT_LIMIT)))
-    except ValueError:
-        raise BadRequest("limit 应为整数", code="invalid_limit") from None
+    limit = query_limit(request, DEFAULT_LIMIT, MAX_LIMIT)
     return {"state": state, "overdue": overdue, "cursor": query.get("cursor") or None, "limit": limit}
 
 

@@ -324,6 +324,11 @@ async def test_a_malformed_if_match_or_withdrawal_reason_changes_nothing(
             assert (r.status, body["code"]) == (400, "invalid_if_match"), value
             assert r.content_type == "application/problem+json"
     assert (await mp.status())["state"] == started["state"]
+    for limit in ("0", "-1", "101", "1e23", "１", "abc"):
+        with pytest.raises(ApiProblem) as bad_limit:
+            await mp.call("GET", f"/api/v1/applications?limit={limit}")
+        assert (bad_limit.value.status, bad_limit.value.code) == (400, "invalid_limit"), limit
+    assert len((await mp.call("GET", "/api/v1/applications?limit=100"))["items"]) == 1
     # A withdrawal cannot be undone: a reason of the wrong type refuses it rather than being ignored.
     for reason in (5, ["不办了"], {"text": "不办了"}, "  "):
         with pytest.raises(ApiProblem) as refused:
