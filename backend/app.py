@@ -39,7 +39,7 @@ from backend.components import (
     YUESHENGSHI,
     json_response,
 )
-from backend.config import Config
+from backend.config import Config, secure_local_store
 from backend.errors import problem_middleware
 from backend.idempotency import Idempotency
 from backend.openapi import openapi_handler
@@ -53,6 +53,7 @@ from projections.notifications import NotificationProcess
 from projections.runner import LogFollower
 from projections.status import StatusView, derive_pseudonym_key
 
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("birthcert.access")
 METRICS = web.AppKey("metrics", CollectorRegistry)
 REQUESTS = web.AppKey("requests_total", Counter)
@@ -121,6 +122,18 @@ async def observe(
         )
 
 
+@web.middleware
+async def private_by_default(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """API answers are about people: no cache (browser, proxy, WeChat's webview) keeps one unless the
+    handler says otherwise."""
+    response = await handler(request)
+    if request.path.startswith("/api/") and not response.prepared and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 async def _event_store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     # SQLite wants one writer thread per process; PostgreSQL a few, matching POSTGRES_POOL_SIZE.
@@ -128,6 +141,8 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
     app[STORE_EXECUTOR], app[IO_EXECUTOR] = store, io
     loop = asyncio.get_running_loop()
+    # The data directory 0700 and the SQLite files 0600 before anything is written there.
+    await loop.run_in_executor(store, secure_local_store, config)
     app[APPLICATIONS] = await loop.run_in_executor(store, Applications, config.event_store_env())
     yield
     await loop.run_in_executor(store, app[APPLICATIONS].close)
@@ -208,9 +223,17 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config) -> web.Application:
-    """Build the web application for ``config``."""
+    """Build the web application for ``config``.
+
+    A production configuration must name real credentials (``ConfigError`` lists what is missing or is a
+    public development value); the H5 simulator (``/h5/``) is served only in development.
+    """
+    config.check_production()
+    if config.development:
+        log.info("development configuration: the fake platforms' credentials and the H5 simulator at /h5/")
     app = web.Application(
-        middlewares=[observe, problem_middleware, audit.integrity_guard], client_max_size=CLIENT_MAX_SIZE
+        middlewares=[observe, private_by_default, problem_middleware, audit.integrity_guard],
+        client_max_size=CLIENT_MAX_SIZE,
     )
     app[CONFIG] = config
     app[FOLLOWERS] = []
@@ -247,5 +270,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(ems.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(console.routes)
-    app.router.add_routes(h5.routes)
+    if config.development:
+        # A stand-in for the mini-program that logs in as the demo HIS account: never in production.
+        app.router.add_routes(h5.routes)
     return app

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
-from backend.config import Config, ConfigError, data_dir_from_env, ensure_dev_keys
+from backend.config import PRODUCTION, Config, ConfigError, data_dir_from_env, ensure_dev_keys
 
 Subparsers = Any  # argparse's _SubParsersAction is private
 Handler = Callable[[argparse.Namespace], int]
@@ -30,31 +30,40 @@ def _url_host(host: str) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the HTTP backend until interrupted."""
+    """Run the HTTP backend until interrupted: production unless ``BIRTHCERT_ENV=development``."""
     from aiohttp import web
 
     from backend.app import create_app
     from backend.logs import configure_logging
 
     configure_logging()
-    config = Config.from_env()
+    config = Config.from_env(default_environment=PRODUCTION)
+    app = create_app(config)  # refuses a production configuration with missing or public credentials
     host = args.host or config.host
     port = config.port if args.port is None else args.port
     base = f"http://{_url_host(host)}:{port}"
 
     def announce(_aiohttp_message: str) -> None:
-        print(f"birthcert listening on {base}", flush=True)
+        print(f"birthcert listening on {base}  ({config.environment})", flush=True)
         print(f"  health:  {base}/healthz", flush=True)
         print(f"  ready:   {base}/readyz  (the event store answers)", flush=True)
         print(f"  data:    {config.data_dir} ({config.persistence_module})", flush=True)
+        if config.development:
+            print(
+                "  WARNING: BIRTHCERT_ENV=development: the fake platforms' public credentials and the H5 "
+                "simulator; never expose this to the internet",
+                flush=True,
+            )
         print("Press Ctrl+C to stop.", flush=True)
 
-    web.run_app(create_app(config), host=host, port=port, print=announce, access_log=None)
+    web.run_app(app, host=host, port=port, print=announce, access_log=None)
     return 0
 
 
 def register_serve(subparsers: Subparsers) -> None:
-    p = subparsers.add_parser("serve", help="run the HTTP backend")
+    p = subparsers.add_parser(
+        "serve", help="run the HTTP backend (production unless BIRTHCERT_ENV=development)"
+    )
     p.add_argument("--host", help="address to bind (default: BIRTHCERT_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default: BIRTHCERT_PORT or 8080)")
     p.set_defaults(handler=serve)

@@ -2,17 +2,26 @@
 
 Built once at start (``Config.from_env``) and handed to whatever needs it; nothing reads
 ``os.environ`` after that. Keys never appear in ``repr``, logs or error messages.
+
+Two environments (``BIRTHCERT_ENV``, decision 0012): in ``development`` the WeChat, WeChat Pay, EMS and
+population-registry credentials fall back to the fake platforms' values (``miniprogram_stub``), which are
+public; in ``production`` nothing falls back, and ``Config.production_problems`` names every credential
+that is missing or is one of those public values (``create_app`` refuses to build the app until there
+are none). ``birthcert serve`` defaults to production, ``birthcert dev`` is always development.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from eventsourcing.cryptography import AESCipher
 
@@ -26,6 +35,29 @@ INDEX_KEY_BYTES = 32
 # Development keys, relative to the data directory (production passes the keys in the environment).
 CIPHER_KEY_FILE = "keys/cipher.key"
 INDEX_KEY_FILE = "keys/index.key"
+
+ENV_VARIABLE: Final = "BIRTHCERT_ENV"
+DEVELOPMENT: Final = "development"
+PRODUCTION: Final = "production"
+ENVIRONMENTS: Final = (DEVELOPMENT, PRODUCTION)
+# The fake platforms' credentials (miniprogram_stub): the development fallbacks, and public (they are in
+# this repository; the pay key is wechatpy's documented test key), so refused in production even when set.
+DEV_WECHAT_APPID: Final = "wxb1r7hce27dev0001"
+DEV_WECHAT_SECRET: Final = "dev-app-secret"
+DEV_WECHAT_MCH_ID: Final = "1900000109"
+DEV_WECHAT_PAY_KEY: Final = "192006250b4c09247ec02edce69f6a2d"
+DEV_REGISTRY_KEY: Final = "dev-registry-key"
+DEV_EMS_API_KEY: Final = "dev-ems-key"
+DEV_EMS_WEBHOOK_SECRET: Final = "dev-ems-webhook-secret"
+DEVELOPMENT_VALUES: Final[Mapping[str, str]] = {
+    "WECHAT_APPID": DEV_WECHAT_APPID,
+    "WECHAT_SECRET": DEV_WECHAT_SECRET,
+    "WECHAT_MCH_ID": DEV_WECHAT_MCH_ID,
+    "WECHAT_PAY_KEY": DEV_WECHAT_PAY_KEY,
+    "POPULATION_REGISTRY_KEY": DEV_REGISTRY_KEY,
+    "EMS_API_KEY": DEV_EMS_API_KEY,
+    "EMS_WEBHOOK_SECRET": DEV_EMS_WEBHOOK_SECRET,
+}
 
 # The event store library's own variables, passed through unchanged when set.
 LIBRARY_VARIABLES = (
@@ -125,10 +157,31 @@ class Config:
     ems_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     log_origin: str = "birthcert.local/audit-log"
     checkpoint_seconds: int = 60
+    # DEVELOPMENT or PRODUCTION (BIRTHCERT_ENV); a Config built by hand is a production one.
+    environment: str = PRODUCTION
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, data_dir: Path | str | None = None) -> Config:
-        """Read the configuration, creating the development key files when the keys are not given."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] = os.environ,
+        data_dir: Path | str | None = None,
+        *,
+        default_environment: str = DEVELOPMENT,
+    ) -> Config:
+        """Read the configuration, creating the development key files when the keys are not given.
+
+        ``BIRTHCERT_ENV`` picks the environment, else ``default_environment``: development for the tools
+        and the tests, production for ``birthcert serve``. Only in development do the WeChat, EMS and
+        registry credentials fall back to the fake platforms' public values; whether a production
+        configuration is complete is ``production_problems``' answer (checked by ``create_app``).
+        """
+        environment = environment_from(environ, default_environment)
+        development = environment == DEVELOPMENT
+
+        def credential(name: str) -> str:
+            """The variable, or in development (only) the fake platform's value when it is unset."""
+            return environ.get(name, DEVELOPMENT_VALUES[name] if development else "")
+
         data_dir = Path(data_dir).absolute() if data_dir else data_dir_from_env(environ)
 
         store_settings = {name: environ[name] for name in LIBRARY_VARIABLES if name in environ}
@@ -166,15 +219,15 @@ class Config:
                 or f"http://127.0.0.1:{_int(environ, 'BIRTHCERT_PORT', 8080, 0, 65535)}"
             ).rstrip("/"),
             wechat=WeChatSettings(
-                appid=environ.get("WECHAT_APPID", "wxb1r7hce27dev0001"),
-                secret=environ.get("WECHAT_SECRET", "dev-app-secret"),
+                appid=credential("WECHAT_APPID"),
+                secret=credential("WECHAT_SECRET"),
                 api_base=environ.get("WECHAT_API_BASE", "https://api.weixin.qq.com").rstrip("/"),
                 pay_base=environ.get("WECHAT_PAY_BASE", "https://api.mch.weixin.qq.com").rstrip("/"),
-                mch_id=environ.get("WECHAT_MCH_ID", "1900000109"),
-                pay_key=environ.get("WECHAT_PAY_KEY", "192006250b4c09247ec02edce69f6a2d"),
+                mch_id=credential("WECHAT_MCH_ID"),
+                pay_key=credential("WECHAT_PAY_KEY"),
                 templates={
                     kind: environ.get(f"WECHAT_TEMPLATE_{kind.upper()}", f"tmpl-{kind}")
-                    for kind in ("rejected", "issued", "dispatched", "delivered")
+                    for kind in ("rejected", "issued", "dispatched", "delivered", "corrected", "referred")
                 },
             ),
             yueshengshi=ProviderSettings(
@@ -185,7 +238,7 @@ class Config:
             if environ.get("YUESHENGSHI_JWKS_URL")
             else None,
             registry_url=(environ.get("POPULATION_REGISTRY_URL") or "").rstrip("/") or None,
-            registry_key=environ.get("POPULATION_REGISTRY_KEY", "dev-registry-key"),
+            registry_key=credential("POPULATION_REGISTRY_KEY"),
             jwt_issuer=environ.get("BIRTHCERT_JWT_ISSUER", "birthcert"),
             jwt_audience=environ.get("BIRTHCERT_JWT_AUDIENCE", "birthcert-api"),
             jwt_ttl_seconds=_int(environ, "BIRTHCERT_JWT_TTL", 7200, 60, 7200),
@@ -195,7 +248,61 @@ class Config:
             upload_max_bytes=_int(
                 environ, "BIRTHCERT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, 1024, 50 * 1024 * 1024
             ),
+            environment=environment,
         )
+
+    @property
+    def development(self) -> bool:
+        """Whether this is a development configuration (fake platforms, the H5 simulator served)."""
+        return self.environment == DEVELOPMENT
+
+    def production_problems(self) -> list[str]:
+        """What keeps this configuration from running in production: each credential that is missing or is
+        one of the fake platforms' public development values (a known value lets anyone forge a WeChat Pay
+        notification or an EMS parcel event). Empty when there is nothing to fix.
+
+        The registry's key is needed only when ``POPULATION_REGISTRY_URL`` is set and EMS's API key only
+        when ``EMS_API_BASE`` is; EMS's webhook secret always (the webhook is served either way).
+        """
+        ems = self.ems_environ
+        ems_base = bool(ems.get("EMS_API_BASE"))
+        # (variable, value, whether it must be set, why when that depends on another variable)
+        checks = (
+            ("WECHAT_APPID", self.wechat.appid, True, ""),
+            ("WECHAT_SECRET", self.wechat.secret, True, ""),
+            ("WECHAT_MCH_ID", self.wechat.mch_id, True, ""),
+            ("WECHAT_PAY_KEY", self.wechat.pay_key, True, ""),
+            (
+                "POPULATION_REGISTRY_KEY",
+                self.registry_key,
+                bool(self.registry_url),
+                "POPULATION_REGISTRY_URL",
+            ),
+            ("EMS_API_KEY", ems.get("EMS_API_KEY", ""), ems_base, "EMS_API_BASE"),
+            ("EMS_WEBHOOK_SECRET", ems.get("EMS_WEBHOOK_SECRET", ""), True, ""),
+        )
+        problems = []
+        for name, value, required, because in checks:
+            if value.strip() and value.strip() == DEVELOPMENT_VALUES[name]:
+                problems.append(f"{name} is the public development value of the fake platform")
+            elif required and not value.strip():
+                problems.append(
+                    f"{name} is not set" + (f" (needed because {because} is set)" if because else "")
+                )
+        return problems
+
+    def check_production(self) -> None:
+        """Raise ``ConfigError`` naming every problem of a production configuration (nothing in development)."""
+        if self.development:
+            return
+        problems = self.production_problems()
+        if problems:
+            raise ConfigError(
+                "refusing to start in production: credentials missing or publicly known:\n"
+                + "".join(f"  - {problem}\n" for problem in problems)
+                + "set each in the environment (README, Configuration); "
+                f"{ENV_VARIABLE}={DEVELOPMENT} is only for running against the fake platforms"
+            )
 
     def event_store_env(self) -> dict[str, str]:
         """The env for ``Applications(env=...)``: the library's variables plus ours."""
@@ -241,7 +348,8 @@ class Config:
             f"Config(data_dir={str(self.data_dir)!r}, host={self.host!r}, port={self.port}, "
             f"province={self.province!r}, snapshot_interval={self.snapshot_interval}, "
             f"persistence_module={self.persistence_module!r}, cipher_topic={self.cipher_topic!r}, "
-            f"compressor_topic={self.compressor_topic!r}, store_settings={settings!r})"
+            f"compressor_topic={self.compressor_topic!r}, store_settings={settings!r}, "
+            f"environment={self.environment!r})"
         )
 
     __str__ = __repr__
@@ -252,9 +360,55 @@ def data_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get("BIRTHCERT_DATA_DIR") or "var").absolute()
 
 
+def environment_from(environ: Mapping[str, str], default: str = DEVELOPMENT) -> str:
+    """``BIRTHCERT_ENV`` (``development`` or ``production``), or ``default`` when it is unset or empty."""
+    value = (environ.get(ENV_VARIABLE) or "").strip().lower() or default
+    if value not in ENVIRONMENTS:
+        raise ConfigError(f"{ENV_VARIABLE} must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {value!r}")
+    return value
+
+
 def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) readable by the owner only."""
+    """Create ``path`` (and parents) readable by the owner only; an existing one open to others is
+    restricted to 0700 (and the change logged)."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("directory %s was open to others (mode %o); restricting it to 0700", path, mode)
+        path.chmod(0o700)
+
+
+def ensure_private_file(path: Path, *, create: bool = False) -> None:
+    """Restrict ``path`` to its owner (0600) if it exists and is open to others; with ``create``, create
+    it (empty, 0600) first when missing, so that what is written there later never was readable."""
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        log.warning("file %s was open to others (mode %o); restricting it to 0600", path, mode)
+        path.chmod(0o600)
+
+
+def secure_local_store(config: Config) -> None:
+    """At start: the data directory 0700, and the SQLite event store (with its ``-wal`` and ``-shm``) 0600.
+
+    The database file is created 0600 before SQLite opens it, because SQLite gives the ``-wal`` and ``-shm``
+    files it creates the database file's mode.
+    """
+    ensure_private_dir(config.data_dir)
+    if not config.uses_sqlite:
+        return
+    name = config.store_settings.get("SQLITE_DBNAME", "")
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    database = Path(name)
+    ensure_private_file(database, create=database.parent.is_dir())
+    for suffix in ("-wal", "-shm", "-journal"):
+        ensure_private_file(database.with_name(database.name + suffix))
 
 
 def ensure_dev_keys(data_dir: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from backend.config import Config
+from backend.config import DEVELOPMENT, ENV_VARIABLE, PRODUCTION, Config, ConfigError, environment_from
 from domain.delivery import DeliveryFacts, Institution
 from domain.service import Applications
 from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
@@ -57,9 +57,21 @@ def seed_demo_staff(service: Applications) -> None:
             )
 
 
+def require_development(environ: Mapping[str, str]) -> None:
+    """Refuse ``BIRTHCERT_ENV=production``: development seeds staff accounts with a public password."""
+    if environment_from(environ) == PRODUCTION:
+        raise ConfigError(
+            "birthcert dev is for development only (it creates demo staff accounts with a public password "
+            f"and talks to the fake platforms), but {ENV_VARIABLE}={PRODUCTION} is set: use birthcert serve"
+        )
+
+
 def dev_environ(environ: Mapping[str, str], platform: str, api: str) -> dict[str, str]:
-    """The environment with WeChat, WeChat Pay and 粤省事 pointed at the fake (unless set explicitly)."""
+    """The development environment with WeChat, WeChat Pay, 粤省事, the registry and EMS pointed at the
+    fake (unless set explicitly); refused if ``BIRTHCERT_ENV=production`` is set."""
+    require_development(environ)
     env = dict(environ)
+    env[ENV_VARIABLE] = DEVELOPMENT
     env.setdefault("WECHAT_API_BASE", platform)
     env.setdefault("WECHAT_PAY_BASE", platform)
     env.setdefault("YUESHENGSHI_JWKS_URL", f"{platform}/yueshengshi/.well-known/jwks.json")
@@ -143,6 +155,7 @@ def dev(args: argparse.Namespace) -> int:
     """Run the fake WeChat platform and the service together, with demo data."""
     from backend.logs import configure_logging
 
+    require_development(os.environ)  # before the fake platform starts
     configure_logging()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_dev(args.host, args.port, args.stub_port))

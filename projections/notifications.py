@@ -2,7 +2,18 @@
 
 ``NotificationProcess`` is a ``View`` for ``projections.runner.LogFollower`` whose ``apply`` has a side
 effect: for each ``Rejected``, ``Issued``, ``Reissued``, ``Dispatched`` and ``Delivered`` event it sends
-one subscribe message to the applicant's WeChat openid, through an outbox in Redis.
+one subscribe message to the applicant's WeChat openid, through an outbox in Redis. Two more kinds tell
+the parent that her part is to do again or elsewhere:
+
+- ``corrected`` (``DeliveryRecordRefreshed``): the hospital corrected the delivery record and the parent
+  must act, i.e. the application was under review and went back to her (已退回), or the correction voided
+  a signature she had given (待重新签名), or it answers her dispute of the record (待确认). A correction
+  before she has signed or disputed anything sends nothing: the mini-program puts the corrected record in
+  front of her at the confirmation step she has still to take (see ``correction_step``).
+- ``referred`` (``ReferredToCounter``): she can no longer go on online (转现场办理). The ``Rejected`` that
+  triggers a referral (the same command, so the next event of the application) is recorded ``skipped``
+  with the note ``referred`` instead of being sent: "已退回" would ask her to fix and resubmit, which she
+  cannot do.
 
 **Exactly once per event, as far as WeChat allows.**
 1. *Record.* For a page, one Lua script writes a record for every message to send
@@ -26,8 +37,9 @@ one subscribe message to the applicant's WeChat openid, through an outbox in Red
 粤省事 logins (``applicant_id`` ``yss:…``) have no WeChat openid: their messages are recorded ``skipped``,
 as are the kinds ``templates`` has no template for. Finished records (sent, refused, failed, skipped)
 keep 30 days for the console, without the openid; while pending, a record holds the openid (WeChat
-must get it) and the message data: the certificate or tracking number, the first rejection reason
-with anything that looks like an ID or phone number masked, an institution name. No names.
+must get it) and the message data: the certificate or tracking number, the first rejection reason or
+the hospital's reason for a correction, with anything that looks like an ID or phone number masked, an
+institution name. No names.
 
 The outbox is not a rebuildable view (decision 0007's other keys are): losing Redis loses the
 pending messages. A process whose position is missing (first start, Redis lost, ``reset()``) starts
@@ -62,7 +74,7 @@ from backend.wechat import (
     WeChat,
     WeChatError,
 )
-from domain.application import BirthCertificateApplication
+from domain.application import SUBMITTED, BirthCertificateApplication
 from domain.service import Applications
 from projections.redis_view import delete_prefix
 from projections.runner import Page
@@ -79,12 +91,14 @@ YUESHENGSHI_PREFIX: Final = "yss:"
 PERMANENT_ERRCODES: Final = frozenset({40003, 40037, 41030, 47001})
 
 # Kinds of message, the template each uses, and the event class behind it.
-REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED = (
+REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED = (
     "rejected",
     "issued",
     "reissued",
     "dispatched",
     "delivered",
+    "corrected",
+    "referred",
 )
 TEMPLATE_KIND: Final = {
     REJECTED: REJECTED,
@@ -92,6 +106,8 @@ TEMPLATE_KIND: Final = {
     REISSUED: ISSUED,
     DISPATCHED: DISPATCHED,
     DELIVERED: DELIVERED,
+    CORRECTED: CORRECTED,
+    REFERRED: REFERRED,
 }
 KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Rejected: REJECTED,
@@ -99,7 +115,29 @@ KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Reissued: REISSUED,
     BirthCertificateApplication.Dispatched: DISPATCHED,
     BirthCertificateApplication.Delivered: DELIVERED,
+    BirthCertificateApplication.DeliveryRecordRefreshed: CORRECTED,
+    BirthCertificateApplication.ReferredToCounter: REFERRED,
 }
+SUBJECT: Final = "出生医学证明申领"
+
+# What a correction of the delivery record asks of the parent (``correction_step``): the status word
+# (phrase, at most 5 characters) and what to do (thing, at most 20).
+RETURNED_RESIGN, RETURNED_CONFIRM, RESIGN, CONFIRM = (
+    "returned_resign",
+    "returned_confirm",
+    "resign",
+    "confirm",
+)
+CORRECTION_WORDING: Final[Mapping[str, tuple[str, str]]] = {
+    RETURNED_RESIGN: ("已退回", "请核对分娩信息，重新签名后提交"),
+    RETURNED_CONFIRM: ("已退回", "请核对分娩信息，确认后重新提交"),
+    RESIGN: ("待重新签名", "请核对分娩信息，重新签名后提交"),
+    CONFIRM: ("待确认", "请核对更正后的分娩信息并确认"),
+}
+# Why an application went to the counter (``ReferredToCounter.reason``), as the parent reads it.
+COUNTER_REASONS: Final[Mapping[str, str]] = {"modification_limit": "退回修改次数已达上限"}
+COUNTER_REASON_DEFAULT: Final = "无法继续网上办理"
+COUNTER_ADVICE: Final = "请携带相关材料到签发机构现场办理"
 
 # Record states.
 PENDING, SENDING, SENT, REFUSED, FAILED, SKIPPED = (
@@ -207,6 +245,25 @@ def mask_personal_numbers(text: str) -> str:
     return _PERSONAL_NUMBER.sub("***", text)
 
 
+def correction_step(before: BirthCertificateApplication, after: BirthCertificateApplication) -> str | None:
+    """What a correction of the delivery record asks of the parent, or None when it needs no message.
+
+    ``before`` and ``after`` are the application just before and just after ``DeliveryRecordRefreshed``.
+    Under review, the application goes back to her (``returned_*``). Else she is told only when the
+    correction undoes something she did and believes finished: a signature it voids (``resign``), or a
+    dispute it answers (``confirm``). Before she has signed or disputed, the corrected record waits at the
+    confirmation step in front of her, and a message would spend a one-time subscription for nothing.
+    """
+    voided = before.signature_valid and not after.signature_valid
+    if before.state == SUBMITTED:
+        return RETURNED_RESIGN if voided else RETURNED_CONFIRM
+    if voided:
+        return RESIGN
+    if before.delivery_confirmed is False:
+        return CONFIRM
+    return None
+
+
 def message_data(
     kind: str,
     at: datetime,
@@ -215,16 +272,37 @@ def message_data(
     number: str = "",
     institution: str = "",
     carrier: str = "EMS",
+    step: str = RETURNED_RESIGN,
 ) -> dict[str, str]:
     """The data of one subscribe message (keys as the templates in WeChatSettings.templates have them).
 
-    ``reason``: the first rejection reason; ``number``: the certificate number (issued, reissued) or the
-    tracking number (dispatched); ``institution``: the issuing institution's name; ``at``: the event's time.
+    ``reason``: the first rejection reason, the hospital's reason for a correction, or the code of a
+    referral to the counter; ``number``: the certificate number (issued, reissued) or the tracking number
+    (dispatched); ``institution``: the issuing institution's name; ``step``: what a correction asks of the
+    parent (``correction_step``); ``at``: the event's time.
     """
     when = fit("time", at)
+    if kind == CORRECTED:
+        status, advice = CORRECTION_WORDING[step]
+        why = fit("thing", mask_personal_numbers(reason))
+        return {
+            "thing1": SUBJECT,
+            "phrase2": status,
+            "thing3": "医院更正了分娩信息" if why == FALLBACKS["thing"] else why,
+            "thing4": advice,
+            "time5": when,
+        }
+    if kind == REFERRED:
+        return {
+            "thing1": SUBJECT,
+            "phrase2": "转现场办理",
+            "thing3": COUNTER_REASONS.get(reason, COUNTER_REASON_DEFAULT),
+            "thing4": COUNTER_ADVICE,
+            "time5": when,
+        }
     if kind == REJECTED:
         return {
-            "thing1": "出生医学证明申领",
+            "thing1": SUBJECT,
             "phrase2": "已退回",
             "thing3": fit("thing", mask_personal_numbers(reason)),
             "time4": when,
@@ -490,12 +568,23 @@ class NotificationProcess:
         """On the store executor: each event's message, from the application at that event's version."""
         intents = []
         for position, event, kind in wanted:
-            app: object = self.applications.repository.get(
-                UUID(str(event.originator_id)), version=event.originator_version
-            )
+            originator, version = UUID(str(event.originator_id)), event.originator_version
+            app: object = self.applications.repository.get(originator, version=version)
             if not isinstance(app, BirthCertificateApplication):
                 continue
             app_id, at = str(app.id), _moment(event.timestamp).timestamp()
+            step = RETURNED_RESIGN
+            if kind == CORRECTED:
+                before: object = self.applications.repository.get(originator, version=version - 1)
+                if not isinstance(before, BirthCertificateApplication):
+                    continue
+                found = correction_step(before, app)
+                if found is None:
+                    continue  # nothing for the parent to do that she does not see in front of her
+                step = found
+            if kind == REJECTED and self._referred_next(originator, version):
+                intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="referred"))
+                continue
             template = self.templates.get(kind) or self.templates.get(TEMPLATE_KIND[kind], "")
             if app.applicant_id.startswith(YUESHENGSHI_PREFIX):
                 intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="no_openid"))
@@ -503,16 +592,27 @@ class NotificationProcess:
             if not template:
                 intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="no_template"))
                 continue
+            reasons = getattr(event, "reasons", None)
             data = message_data(
                 kind,
                 event.timestamp,
-                reason=next(iter(getattr(event, "reasons", []) or []), ""),
+                reason=str(reasons[0] if reasons else getattr(event, "reason", "") or ""),
                 number=getattr(event, "certificate_number", "") or getattr(event, "tracking_number", ""),
                 institution=str((app.record or {}).get("institution_name") or ""),
                 carrier=getattr(event, "carrier", "EMS") or "EMS",
+                step=step,
             )
             intents.append(_Intent(position, app_id, kind, PENDING, at, app.applicant_id, template, data))
         return intents
+
+    def _referred_next(self, originator: UUID, version: int) -> bool:
+        """Whether the application's next event refers it to the counter (``reject`` past the limit).
+
+        ``reject`` saves both events in one transaction, so the referral is in the store as soon as the
+        rejection is, whichever page of the log it falls on.
+        """
+        following = self.applications.repository.event_store.get(originator, gt=version, limit=1)
+        return any(isinstance(e, BirthCertificateApplication.ReferredToCounter) for e in following)
 
     # ------------------------------------------------------------------ delivering
 

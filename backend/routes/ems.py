@@ -228,7 +228,8 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
     # Configured when the settings were given (tests) or EMS_API_BASE is set: never a default address.
     configured = EMS_SETTINGS in app or bool(app[CONFIG].ems_environ.get("EMS_API_BASE"))
     if EMS_SETTINGS not in app:
-        app[EMS_SETTINGS] = EmsSettings.from_env(app[CONFIG].ems_environ)
+        config = app[CONFIG]
+        app[EMS_SETTINGS] = EmsSettings.from_env(config.ems_environ, development=config.development)
     settings = app[EMS_SETTINGS]
     if EMS_PORT not in app:
         if configured:

@@ -7,6 +7,10 @@ control API, whose base URL comes from ``?platform=`` (default ``http://127.0.0.
 
 Served like the console: a strict Content-Security-Policy (no inline script or style, nothing from other
 origins) except that ``connect-src`` also allows the fake platform's origin named in ``?platform=``.
+
+Development only: ``create_app`` adds these routes only to a development configuration (``birthcert dev``,
+``BIRTHCERT_ENV=development``), since the page logs in as the demo HIS account and ``?platform=`` widens
+its policy to any origin. In production ``/h5/`` is a 404.
 """
 
 from __future__ import annotations

@@ -362,6 +362,17 @@ async def test_unauthenticated_and_bad_json_get_problems_not_500s(stack: Stack) 
         assert r.content_type == "application/problem+json"
 
 
+async def test_answers_about_a_family_are_never_cached(stack: Stack, family: Family) -> None:
+    await stack.record_delivery(family)
+    mp = stack.mini_program(family)
+    await mp.login()
+    await mp.start()
+    await mp.verify_face("mother")
+    for path in (mp.base, f"{mp.base}/delivery-record", "/api/v1/applications", f"{mp.base}/form"):
+        async with stack.session.get(stack.api + path, headers={"Authorization": f"Bearer {mp.token}"}) as r:
+            assert r.headers.get("Cache-Control") == "no-store", (path, r.status)
+
+
 async def test_health_ready_metrics_jwks_and_openapi_answer(stack: Stack) -> None:
     for path in ("/healthz", "/readyz", "/.well-known/jwks.json", "/api/v1/openapi.json"):
         async with stack.session.get(stack.api + path) as r:

@@ -26,9 +26,9 @@ from domain.service import Applications
 from domain.values import Actor, CertificateNumber
 from miniprogram_stub.fake_messages import value_is_valid
 from miniprogram_stub.platform import FakeSettings, start_fake_platform
-from projections.notifications import NotificationProcess, fit, message_data
+from projections.notifications import CORRECTION_WORDING, NotificationProcess, fit, message_data
 from projections.runner import LogFollower
-from tests.builders import EMS, MOTHER_ID, NOW, TEST_ID_NUMBERS, Walk
+from tests.builders import EMS, MOTHER_ID, NOW, TEST_ID_NUMBERS, Walk, facts, hospital
 from tests.integration.following import Background, PlatformControl, log_page, off_loop
 
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"
@@ -38,6 +38,8 @@ TEMPLATES = {
     "issued": "tmpl-issued",
     "dispatched": "tmpl-dispatched",
     "delivered": "tmpl-delivered",
+    "corrected": "tmpl-corrected",
+    "referred": "tmpl-referred",
 }
 TRACKING = "EA123456789CN"
 DEADLINE = 10.0
@@ -651,3 +653,193 @@ def test_the_certificate_number_of_a_reissue_is_announced_as_reissued() -> None:
         "thing3": "广州市妇女儿童医疗中心",
         "time4": "2026年11月20日 10:00",
     }
+
+
+# --- the hospital's corrections and the referral to the counter ----------------------------------------
+
+CORRECTION = "产妇提出异议，核对后更正出生体重"
+
+
+def correct(walk: Walk, weight_g: int, reason: str = CORRECTION) -> None:
+    """The hospital corrects the newborn's weight on the family's delivery record."""
+    walk.app.correct_delivery(
+        hospital(walk.inst),
+        walk.record_id or "",
+        facts=facts(walk.mother_id, weight_g=weight_g),
+        reason=reason,
+    )
+
+
+def all_valid(messages: list[dict[str, Any]]) -> bool:
+    """Every value of every message fits its key's type (thing ≤ 20, phrase ≤ 5 Chinese characters …)."""
+    return all(value_is_valid(key, value) for m in messages for key, value in values(m).items())
+
+
+async def test_a_correction_under_review_tells_the_parent_once_to_check_and_sign_again(
+    fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
+) -> None:
+    walk = Walk(applications)
+    await off_loop(store, walk.submitted)
+    await off_loop(store, correct, walk, 3350)
+    assert await off_loop(store, walk.state) == "returned"
+    await follower_of(applications, make_process(), store).catch_up()
+
+    when = await off_loop(store, times, applications)
+    [message] = fake.messages()
+    assert message["template_id"] == "tmpl-corrected"
+    assert values(message) == {
+        "thing1": "出生医学证明申领",
+        "phrase2": "已退回",
+        "thing3": "产妇提出异议，核对后更正出生体重",
+        "thing4": "请核对分娩信息，重新签名后提交",
+        "time5": when["deliveryrecordrefreshed"],
+    }
+    assert message["page"] == f"pages/application/status?id={walk.id}"
+    assert all_valid([message])
+
+    # A restarted process sends it no second time, however long it runs.
+    clock = Clock()
+    again = make_process(clock=clock)
+    await follower_of(applications, again, store).catch_up()
+    clock.advance(3 * 24 * 3600)
+    assert await again.deliver_due() == 0
+    assert fake.calls() == 1
+
+    # She confirms the corrected record, signs again and resubmits; the issue is the next message.
+    def resubmit() -> None:
+        walk.confirm()
+        walk.sign()
+        walk.submit()
+        walk.issue()
+
+    await off_loop(store, resubmit)
+    await follower_of(applications, again, store).catch_up()
+    assert [m["template_id"] for m in fake.messages()] == ["tmpl-corrected", "tmpl-issued"]
+    assert states(await again.list_for(walk.id)) == [("corrected", "sent"), ("issued", "sent")]
+    assert fake.calls() == 2
+
+
+async def test_a_correction_before_she_signed_is_told_only_when_it_answers_her_dispute(
+    fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
+) -> None:
+    process = make_process()
+    follower = follower_of(applications, process, store)
+    walk = Walk(applications)
+
+    def linked() -> None:
+        walk.record_delivery()
+        walk.start()
+        walk.verify("mother")
+
+    await off_loop(store, linked)
+    await off_loop(store, correct, walk, 3300)  # nothing confirmed, signed or disputed: no message
+    await follower.catch_up()
+    assert fake.calls() == 0
+
+    await off_loop(
+        store, lambda: applications.dispute_delivery_info(walk.parent, walk.id, reason="出生体重应为3350克")
+    )
+    await off_loop(store, correct, walk, 3350)  # answers her dispute
+    await follower.catch_up()
+    [answered] = fake.messages()
+    assert (values(answered)["phrase2"], values(answered)["thing4"]) == (
+        "待确认",
+        "请核对更正后的分娩信息并确认",
+    )
+
+    def signed() -> None:
+        walk.confirm()
+        walk.details()
+        walk.verify("father")
+        walk.upload_all()
+        walk.sign()
+
+    await off_loop(store, signed)
+    await off_loop(store, correct, walk, 3360)  # voids the signature she gave, before she submitted
+    await follower.catch_up()
+    _, resign = fake.messages()
+    assert (values(resign)["phrase2"], values(resign)["thing4"]) == (
+        "待重新签名",
+        "请核对分娩信息，重新签名后提交",
+    )
+    assert all_valid(fake.messages())
+    assert states(await process.list_for(walk.id)) == [("corrected", "sent"), ("corrected", "sent")]
+
+
+async def test_a_correction_waits_for_the_rejection_before_it(
+    fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
+) -> None:
+    fake.inject(-1)
+    clock = Clock()
+    process = make_process(clock=clock)
+    walk = Walk(applications)
+    await off_loop(store, walk.submitted)
+    await off_loop(store, walk.reject)
+    await off_loop(store, walk.submit)
+    await off_loop(store, correct, walk, 3350)
+    await follower_of(applications, process, store).catch_up()
+    assert fake.messages() == []
+    assert states(await process.list_for(walk.id)) == [("rejected", "pending"), ("corrected", "pending")]
+
+    clock.advance(1)
+    await process.deliver_due()
+    assert [m["template_id"] for m in fake.messages()] == ["tmpl-rejected", "tmpl-corrected"]
+
+
+async def test_the_rejection_past_the_limit_becomes_one_message_to_go_to_the_counter(
+    fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
+) -> None:
+    walk = Walk(applications)
+
+    def to_the_limit() -> None:
+        walk.submitted()
+        for _ in range(5):  # Guangdong allows 5 resubmissions; the sixth rejection refers it to the counter
+            walk.reject()
+            walk.submit()
+        walk.reject()
+
+    await off_loop(store, to_the_limit)
+    assert await off_loop(store, walk.state) == "counter_only"
+    page = await off_loop(store, log_page, applications)
+    kinds = [type(event).__name__ for _, event in page]
+    referral = kinds.index("ReferredToCounter")
+    assert kinds[referral - 1] == "Rejected"
+
+    # The rejection and the referral on two pages: the rejection is still not sent.
+    process = make_process()
+    await process.apply(page[:referral])
+    await process.apply(page[referral:])
+
+    when = await off_loop(store, times, applications)
+    messages = fake.messages()
+    assert [m["template_id"] for m in messages] == ["tmpl-rejected"] * 5 + ["tmpl-referred"]
+    assert values(messages[-1]) == {
+        "thing1": "出生医学证明申领",
+        "phrase2": "转现场办理",
+        "thing3": "退回修改次数已达上限",
+        "thing4": "请携带相关材料到签发机构现场办理",
+        "time5": when["referredtocounter"],
+    }
+    assert all_valid(messages)
+    log = await process.list_for(walk.id)
+    assert states(log[-3:]) == [("rejected", "sent"), ("rejected", "skipped"), ("referred", "sent")]
+    assert log[-2]["note"] == "referred"
+
+    # Once, across a restart and a replay of the whole log.
+    again = make_process()
+    await again.apply(page)
+    await follower_of(applications, again, store).catch_up()
+    assert fake.calls() == 6
+
+
+def test_correction_and_referral_values_fit_their_keys() -> None:
+    reason = f"产妇（{MOTHER_ID}，电话13800138000）对出生时间提出异议，\n经核对病历，出生时间更正为08:35"
+    for step in CORRECTION_WORDING:
+        data = message_data("corrected", NOW, reason=reason, step=step)
+        assert all(value_is_valid(key, value) for key, value in data.items()), data
+        assert MOTHER_ID not in str(data) and "13800138000" not in str(data)
+        assert data["thing3"].startswith("产妇（***，电话***）") and data["thing3"].endswith("…")
+    assert message_data("corrected", NOW, reason=" ")["thing3"] == "医院更正了分娩信息"
+    unknown = message_data("referred", NOW, reason="some_future_reason")
+    assert (unknown["phrase2"], unknown["thing3"]) == ("转现场办理", "无法继续网上办理")
+    assert all(value_is_valid(key, value) for key, value in unknown.items())
