@@ -66,6 +66,20 @@ def users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def users_disable(args: argparse.Namespace) -> int:
+    """Disable a staff account: no login from now on; its tokens are refused within a minute."""
+    service = _service()
+    try:
+        service.disable_staff_account(operator(), args.username, reason=args.reason)
+    except DomainError as e:
+        print(f"birthcert: {e.message} ({e.code})", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    print(f"disabled account {args.username}")
+    return 0
+
+
 def institutions_add(args: argparse.Namespace) -> int:
     """Register an institution."""
     service = _service()
@@ -92,7 +106,7 @@ def institutions_list(args: argparse.Namespace) -> int:
 
 
 def register_admin(subparsers: Any) -> None:
-    """Add ``users add`` and ``institutions add|list``."""
+    """Add ``users add|disable`` and ``institutions add|list``."""
     users = subparsers.add_parser("users", help="staff accounts").add_subparsers(
         dest="users_command", required=True
     )
@@ -102,6 +116,10 @@ def register_admin(subparsers: Any) -> None:
     add.add_argument("--username", required=True)
     add.add_argument("--name", help="the person's name, printed as 打证人 on the form")
     add.set_defaults(handler=users_add)
+    disable = users.add_parser("disable", help="disable a staff account (its tokens stop working too)")
+    disable.add_argument("--username", required=True)
+    disable.add_argument("--reason", required=True, help="why, as recorded in the log (e.g. 调离岗位)")
+    disable.set_defaults(handler=users_disable)
     inst = subparsers.add_parser("institutions", help="institutions").add_subparsers(
         dest="institutions_command", required=True
     )

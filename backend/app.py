@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, jwks_response
+from backend.auth import SharedSeenTickets, TokenIssuer, TokenKeys, YueshengshiVerifier, jwks_response
 from backend.components import (
     APPLICATIONS,
     BLOBS,
@@ -46,6 +46,7 @@ from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, warn_unless_durable
 from backend.registry import PopulationRegistry
 from backend.routes import archive, audit, console, ems, h5, parents, queue, staff
+from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
 from backend.storage import BlobStore
 from backend.wechat import WeChat
 from domain.service import Applications
@@ -159,9 +160,11 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     keys = await loop.run_in_executor(io, TokenKeys.load_or_create, config.jwt_key_dir)
     app[TOKEN_KEYS] = keys
     app[TOKENS] = TokenIssuer(keys, config.jwt_issuer, config.jwt_audience, config.jwt_ttl_seconds)
-    if config.yueshengshi is not None:
-        app[YUESHENGSHI] = YueshengshiVerifier(config.yueshengshi)
     sync_redis = handle.sync_client()
+    if config.yueshengshi is not None:
+        # A ticket is good for one login across every process of the service, not per process.
+        seen = SharedSeenTickets(sync_redis, config.index_key)
+        app[YUESHENGSHI] = YueshengshiVerifier(config.yueshengshi, seen=seen)
     app[WECHAT] = WeChat(config.wechat, sync_redis, f"{config.public_url}/api/v1/payments/wechat/notify")
     blob_key = base64.b64decode(config.cipher_key) if config.cipher_key else config.index_key
     app[BLOBS] = BlobStore(config.blob_dir, blob_key)
@@ -232,10 +235,17 @@ def create_app(config: Config) -> web.Application:
     if config.development:
         log.info("development configuration: the fake platforms' credentials and the H5 simulator at /h5/")
     app = web.Application(
-        middlewares=[observe, private_by_default, problem_middleware, audit.integrity_guard],
+        middlewares=[
+            observe,
+            private_by_default,
+            problem_middleware,
+            refuse_disabled_staff,
+            audit.integrity_guard,
+        ],
         client_max_size=CLIENT_MAX_SIZE,
     )
     app[CONFIG] = config
+    app[STAFF_STATUS] = StaffStatus()
     app[FOLLOWERS] = []
     registry = CollectorRegistry()
     app[METRICS] = registry

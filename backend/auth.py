@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeGuard, get_args
+from typing import Any, Final, Protocol, TypeGuard, get_args
 
 import jwt
 import orjson
@@ -42,6 +43,7 @@ __all__ = [
     "ProviderUnavailable",
     "RoleNotAllowed",
     "SeenTickets",
+    "SharedSeenTickets",
     "TokenIssuer",
     "TokenKeys",
     "Unauthenticated",
@@ -88,6 +90,7 @@ class Unauthenticated(DomainError):
         "token_missing": "请先登录",
         "token_invalid": "登录状态无效，请重新登录",
         "token_expired": "登录已过期，请重新登录",
+        "account_disabled": "该账号已停用，请联系管理员",
         "ticket_invalid": "粤省事登录凭证无效，请从粤省事重新进入",
         "ticket_expired": "粤省事登录凭证已过期，请从粤省事重新进入",
         "provider_unavailable": "粤省事服务暂不可用，请稍后再试",
@@ -499,7 +502,7 @@ class ProviderIdentity:
 class SeenTickets:
     """Tickets already used, each remembered until it would have expired anyway (thread-safe, in memory).
 
-    One process only: several server processes need a shared store (Redis ``SET NX EX``) instead.
+    The service uses ``SharedSeenTickets`` (Redis) so that every process refuses a replay; this one is the default for a lone verifier.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -520,6 +523,29 @@ class SeenTickets:
 
     def __len__(self) -> int:
         return len(self._until)
+
+
+class SharedSeenTickets:
+    """Tickets already used, shared by every process of the service through Redis: ``SET NX`` of a
+    keyed hash of the ticket's id, expiring when the ticket would have (synchronous: the verifier runs
+    in a worker thread)."""
+
+    def __init__(self, redis: Any, secret: bytes, prefix: str = "bc:yss:used:") -> None:
+        self._redis = redis
+        self._secret = secret
+        self._prefix = prefix
+
+    def first_use(self, key: str, until: float) -> bool:
+        """Record ``key`` until ``until``; False when some process recorded it already."""
+        slot = self._prefix + hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+        expires = max(int(until) + 1, int(time.time()) + 1)
+        return bool(self._redis.set(slot, b"1", nx=True, exat=expires))
+
+
+class SeenStore(Protocol):
+    """Where used tickets are remembered."""
+
+    def first_use(self, key: str, until: float) -> bool: ...
 
 
 class YueshengshiVerifier:
@@ -544,6 +570,7 @@ class YueshengshiVerifier:
         *,
         http_timeout: float = 5,
         single_use: bool = True,
+        seen: SeenStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -557,7 +584,7 @@ class YueshengshiVerifier:
         self._fetched_at = float("-inf")
         self._forced_at = float("-inf")
         self._failed_at = float("-inf")
-        self._seen = SeenTickets(clock) if single_use else None
+        self._seen: SeenStore | None = (seen or SeenTickets(clock)) if single_use else None
 
     def verify_ticket(self, ticket: str) -> ProviderIdentity:
         """The identity a valid, unused ticket vouches for; ``Unauthenticated`` (ticket_invalid,

@@ -349,6 +349,14 @@ class Applications(Application[UUID]):
         account.change_password(actor, password_hash)
         return self._outcome(account, self._save(account))
 
+    def disable_staff_account(self, actor: Actor, username: str, *, reason: str) -> Outcome:
+        """Stop an account: no login from now on, and its tokens refused within a minute."""
+        account = self.get_staff_account(username)
+        if account is None:
+            raise NotFound("未找到该账号")
+        account.disable(actor, reason)
+        return self._outcome(account, self._save(account))
+
     # ------------------------------------------------------------------ auditors
 
     def record_personal_data_viewed(self, actor: Actor, app_id: UUID | str, *, what: str) -> Outcome:

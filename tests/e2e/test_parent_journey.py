@@ -10,6 +10,7 @@ from domain.values import Actor
 from miniprogram_stub.client import ApiProblem, MiniProgram, id_photo
 from miniprogram_stub.people import Family, Person, demo_family, make_id_number
 from tests.e2e.conftest import Stack
+from tests.e2e.test_audit_http import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -401,6 +402,13 @@ async def test_yueshengshi_login_through_the_providers_ticket(stack: Stack, fami
     with pytest.raises(ApiProblem) as replayed:
         await mp.call("POST", "/api/v1/auth/yueshengshi", json={"ticket": ticket})
     assert (replayed.value.status, replayed.value.code) == (401, "ticket_invalid")
+    # Nor at another process of the service (the same Redis): a ticket is good for one login in all.
+    runner, other_api = await serve(stack.app[CONFIG])
+    try:
+        async with stack.session.post(f"{other_api}/api/v1/auth/yueshengshi", json={"ticket": ticket}) as r:
+            assert (r.status, (await r.json())["code"]) == (401, "ticket_invalid")
+    finally:
+        await runner.cleanup()
     forged = (await mp.fake("/_fake/yueshengshi/tickets", {"openid": "yss-user-1", "forge": True}))["ticket"]
     with pytest.raises(ApiProblem) as refused:
         await mp.call("POST", "/api/v1/auth/yueshengshi", json={"ticket": forged})

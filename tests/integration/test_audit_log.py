@@ -75,7 +75,7 @@ def run_verifier(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """``birthcert …`` in its own process, configured only by BIRTHCERT_DATA_DIR."""
     env = {
         k: v
@@ -86,6 +86,7 @@ def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env["BIRTHCERT_DATA_DIR"] = str(data_dir)
     return subprocess.run(
         [sys.executable, "-m", "backend.cli", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
