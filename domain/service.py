@@ -792,13 +792,13 @@ class Applications(Application[UUID]):
         """签发: the number is used once ever; the record yields one first certificate; all in one save."""
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
-        self._check_number_free(certificate_number)
-        app.issue(
+        app.issue(  # the application's state first: "already issued" is the answer, not "number used"
             actor,
             certificate_number=certificate_number,
             issuer_name=issuer_name or actor.name or actor.id,
             sealer_name=sealer_name,
         )
+        self._check_number_free(certificate_number)
         record = self._get(DeliveryRecord, app.delivery_record_id or "")
         record.mark_issued(actor, application_id=str(app.id), certificate_number=certificate_number.value)
         number = Index.create(
@@ -874,13 +874,13 @@ class Applications(Application[UUID]):
         """After a loss: a new number (used once ever), the old one void, the data unchanged."""
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
-        self._check_number_free(certificate_number)
-        app.reissue(
+        app.reissue(  # the application's state first: "already issued" is the answer, not "number used"
             actor,
             certificate_number=certificate_number,
             issuer_name=issuer_name or actor.name or actor.id,
             sealer_name=sealer_name,
         )
+        self._check_number_free(certificate_number)
         number = Index.create(
             self.index_id("certificate-number", certificate_number.value), "certificate-number", str(app.id)
         )
