@@ -49,7 +49,7 @@ _LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 _HAN_NAME = re.compile(rf"[{_HAN}]+(?:·[{_HAN}]+)*")
 _LATIN_NAME = re.compile(rf"[{_LATIN}]+(?:[ '\-][{_LATIN}]+)*")
 _HAN_ONLY = re.compile(rf"[{_HAN}]+")
-_ID_SHAPE = re.compile(r"\d{17}[\dX]")
+_ID_SHAPE = re.compile(r"[0-9]{17}[0-9X]")  # ASCII only: \d would also take other scripts' digits
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 _CERTIFICATE = re.compile(r"[A-Z]\d{9}")
 # Look-alikes that input methods and OCR produce: of the middle dot in minority and transliterated names,
@@ -86,7 +86,8 @@ class IdNumber:
 
     def __post_init__(self, field: str) -> None:
         raw = self.value if isinstance(self.value, str) else ""
-        number = raw.strip().upper()
+        # Full-width digits and Ｘ from a Chinese input method are the same number (NFKC).
+        number = unicodedata.normalize("NFKC", raw).strip().upper()
         message = "身份证号码不正确，请核对18位居民身份证号码"
         if len(number) == 15 and number.isdigit():
             raise InvalidValue(field, "invalid_id_number", "不支持15位旧身份证号码，请填写18位居民身份证号码")

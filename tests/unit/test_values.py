@@ -64,6 +64,18 @@ def test_id_number_normalises_lowercase_x() -> None:
     assert IdNumber(" 11010519491231002x ").value == "11010519491231002X"
 
 
+def test_id_number_typed_in_full_width_is_the_same_number() -> None:
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in "11010519491231002x")  # a Chinese IME's digits
+    assert IdNumber(full_width).value == "11010519491231002X"
+
+
+def test_id_number_refuses_other_scripts_digits() -> None:
+    arabic_indic = "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in "11010519491231002X")
+    with pytest.raises(InvalidValue) as exc:
+        IdNumber(arabic_indic)
+    assert exc.value.errors[0].message == "身份证号码不正确，请核对18位居民身份证号码"
+
+
 def test_id_number_refuses_15_digit_legacy_numbers() -> None:
     with pytest.raises(InvalidValue) as excinfo:
         IdNumber("110105491231002")
