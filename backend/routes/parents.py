@@ -524,6 +524,7 @@ async def dispute_delivery_record(request: web.Request) -> web.Response:
 async def put_details(request: web.Request) -> web.Response:
     """The newborn's name, the mother's and the father's details."""
     actor = actor_of(request, "parent")
+    app = await _applicants_application(request, actor)  # 404 for a stranger before any 422
     body = await json_body(request)
     c = FieldCollector()
     newborn_name = c.take_text(PersonName, body, "newborn_name", "newborn_name")
@@ -535,7 +536,7 @@ async def put_details(request: web.Request) -> web.Response:
     if mother is None:  # c.check() raised already; this tells the type checker
         raise ValidationFailed([FieldError("mother", "required", "请填写母亲信息")])
     # Marked as from the police registry only where the registry, asked now, says exactly this.
-    found = await _registry_entries(request, await _applicants_application(request, actor))
+    found = await _registry_entries(request, app)
     for role, details in (("mother", mother), ("father", father)):
         entry = found.get(role)
         if details is not None and entry is not None and _as_registered(details, *entry):

@@ -477,6 +477,8 @@ async def _issuer_command(
 ) -> web.Response:
     """Authenticate, parse the body, build the command (collecting field errors), run it once per key."""
     actor = actor_of(request, "issuer")
+    # Another institution's application is not found, whatever the body says (no hint from a 422).
+    await in_store(request, request.app[APPLICATIONS].get_application, actor, _review_id(request))
     body = await json_body(request)
     call = IssuerCall(
         FieldCollector(),

@@ -272,7 +272,9 @@ async def test_another_parents_application_is_not_found(stack: Stack, family: Fa
     stranger = stack.mini_program(demo_family(2))
     await stranger.login()
     stranger.app_id = mother.app_id
-    for call in (stranger.status(), stranger.form(), stranger.submit(), stranger.delivery_record()):
+    bad_details = stranger.call("PUT", f"{stranger.base}/details", json={"newborn_name": 5})
+    calls = (stranger.status(), stranger.form(), stranger.submit(), stranger.delivery_record(), bad_details)
+    for call in calls:
         with pytest.raises(ApiProblem) as hidden:
             await call
         assert (hidden.value.status, hidden.value.code) == (404, "not_found")
