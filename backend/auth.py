@@ -359,6 +359,10 @@ class TokenIssuer:
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
+        # token → (actor, until): a signature checked once serves the same token's next requests for up
+        # to VERIFIED_FOR seconds (never past its exp), which a retired key's tokens may outlive by as much.
+        self._verified: dict[str, tuple[Actor, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def issue(self, actor: Actor, *, extra: Mapping[str, Any] | None = None) -> tuple[str, int]:
         """A signed token for ``actor`` and its lifetime in seconds (the API's ``expires_in``)."""
@@ -388,13 +392,20 @@ class TokenIssuer:
         token = jwt.encode(claims, private_key, algorithm="EdDSA", headers={"kid": kid})
         return token, self.ttl_seconds
 
+    VERIFIED_FOR: Final = 60.0
+    VERIFIED_KEPT: Final = 10_000
+
     def verify(self, token: str) -> Actor:
         """The actor a token speaks for; ``Unauthenticated`` when it is not one we issued and still valid."""
+        now = time.time()
+        known = self._verified.get(token) if isinstance(token, str) else None
+        if known is not None and now < known[1]:
+            return known[0]
         claims = self.verify_claims(token)
         role = claims["role"]
         name = claims.get("name")
         try:
-            return Actor(
+            actor = Actor(
                 id=claims["sub"],
                 role=role,
                 institution=claims.get("inst") if role in _STAFF_ROLES else None,
@@ -402,6 +413,13 @@ class TokenIssuer:
             )
         except InvalidValue:
             raise Unauthenticated(code="token_invalid") from None
+        with self._verified_lock:
+            if len(self._verified) >= self.VERIFIED_KEPT:
+                self._verified = {t: v for t, v in self._verified.items() if v[1] > now}
+                if len(self._verified) >= self.VERIFIED_KEPT:
+                    self._verified.clear()
+            self._verified[token] = (actor, min(float(claims["exp"]), now + self.VERIFIED_FOR))
+        return actor
 
     def verify_claims(self, token: str) -> dict[str, Any]:
         """The verified claims of a token (``verify`` turns them into an ``Actor``)."""

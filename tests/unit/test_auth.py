@@ -396,3 +396,19 @@ def test_seen_tickets_are_single_use_until_they_expire() -> None:
     assert seen.first_use("jti:b", until=1100.0)
     now[0] = 1101.0
     assert seen.first_use("jti:a", until=1200.0)
+
+
+def test_a_verified_token_is_remembered_briefly_and_never_past_its_expiry(
+    issuer: TokenIssuer, keys: TokenKeys
+) -> None:
+    now = int(time.time())
+    soon = signed(keys, good_claims(iat=now, exp=now + 20))
+    assert issuer.verify(soon) == issuer.verify(soon)
+    assert issuer._verified[soon][1] == now + 20  # its exp, not the cache's 60 s
+    later = signed(keys, good_claims(iat=now, exp=now + 3600))
+    issuer.verify(later)
+    assert now + 59 <= issuer._verified[later][1] <= time.time() + TokenIssuer.VERIFIED_FOR
+    # A token that differs in any byte is verified afresh: the cache never vouches for it.
+    tampered = later[:-2] + ("A" if later[-2] != "A" else "B") + later[-1]
+    with pytest.raises(Unauthenticated):
+        issuer.verify(tampered)
