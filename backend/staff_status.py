@@ -36,14 +36,15 @@ class StaffStatus:
         self._lock = asyncio.Lock()
 
     async def disabled(self, request: web.Request, username: str) -> bool:
-        """Whether the account is disabled (or gone)."""
+        """Whether the account is disabled. Accounts are never deleted; a token naming no account could
+        only have been signed with our key outside a login (tests, tools): it is left to the handler."""
         now = time.monotonic()
         known = self._known.get(username)
         if known is not None and now - known[1] < self.recheck_seconds:
             return known[0]
         async with self._lock:
             account = await in_store(request, request.app[APPLICATIONS].get_staff_account, username)
-            disabled = account is None or account.disabled
+            disabled = account is not None and account.disabled
             if len(self._known) > 10_000:
                 self._known.clear()
             self._known[username] = (disabled, time.monotonic())
