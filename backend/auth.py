@@ -31,7 +31,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from backend.config import ConfigError, ProviderSettings
+from backend.config import ConfigError, ProviderSettings, ensure_private_dir
 from domain.errors import DomainError, Forbidden, InvalidValue
 from domain.values import Actor, Role
 
@@ -170,14 +170,6 @@ def _read_key_file(path: Path) -> Ed25519PrivateKey:
     return _parse_pem(path.read_bytes(), str(path))
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning("key directory %s was open to others (mode %o); restricting it to 0700", path, mode)
-        path.chmod(0o700)
-
-
 def _write_atomically(key_dir: Path, name: str, pem: bytes) -> None:
     # mkstemp creates the file 0600; the rename makes a reader see the old key or the new one, never half.
     fd, tmp = tempfile.mkstemp(dir=key_dir, prefix=f".{name}.", suffix=".tmp")
@@ -251,7 +243,7 @@ class TokenKeys:
         Tokens signed by an older previous key stop verifying, so rotate at most once per token lifetime.
         Running servers pick the new keys up when they restart.
         """
-        _private_dir(key_dir)
+        ensure_private_dir(key_dir)
         current_path = key_dir / CURRENT_KEY_FILE
         if current_path.exists():
             old = _read_key_file(current_path)
@@ -272,7 +264,7 @@ class TokenKeys:
 
     @classmethod
     def _load_files(cls, key_dir: Path, *, create: bool) -> TokenKeys:
-        _private_dir(key_dir)
+        ensure_private_dir(key_dir)
         current_path = key_dir / CURRENT_KEY_FILE
         try:
             current = _read_key_file(current_path)

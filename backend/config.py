@@ -159,6 +159,8 @@ class Config:
     checkpoint_seconds: int = 60
     # DEVELOPMENT or PRODUCTION (BIRTHCERT_ENV); a Config built by hand is a production one.
     environment: str = PRODUCTION
+    # Production only: the storage keys neither given nor made on purpose (see ``_key_file``).
+    missing_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -194,11 +196,15 @@ class Config:
         cipher_topic = environ.get("CIPHER_TOPIC", DEFAULT_CIPHER_TOPIC)
         compressor_topic = environ.get("COMPRESSOR_TOPIC", DEFAULT_COMPRESSOR_TOPIC)
         cipher_key = ""
+        missing_keys: list[str] = []
         if cipher_topic:
-            cipher_key = environ.get("CIPHER_KEY") or read_or_create_key(data_dir, CIPHER_KEY_FILE)
+            cipher_key = environ.get("CIPHER_KEY") or _key_file(
+                data_dir, CIPHER_KEY_FILE, "CIPHER_KEY", development, missing_keys
+            )
             _check_cipher_key(cipher_key)
         index_key = _decode_index_key(
-            environ.get("BIRTHCERT_INDEX_KEY") or read_or_create_key(data_dir, INDEX_KEY_FILE)
+            environ.get("BIRTHCERT_INDEX_KEY")
+            or _key_file(data_dir, INDEX_KEY_FILE, "BIRTHCERT_INDEX_KEY", development, missing_keys)
         )
 
         return cls(
@@ -249,6 +255,7 @@ class Config:
                 environ, "BIRTHCERT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, 1024, 50 * 1024 * 1024
             ),
             environment=environment,
+            missing_keys=tuple(missing_keys),
         )
 
     @property
@@ -281,7 +288,7 @@ class Config:
             ("EMS_API_KEY", ems.get("EMS_API_KEY", ""), ems_base, "EMS_API_BASE"),
             ("EMS_WEBHOOK_SECRET", ems.get("EMS_WEBHOOK_SECRET", ""), True, ""),
         )
-        problems = []
+        problems = list(self.missing_keys)
         for name, value, required, because in checks:
             if value.strip() and value.strip() == DEVELOPMENT_VALUES[name]:
                 problems.append(f"{name} is the public development value of the fake platform")
@@ -370,8 +377,10 @@ def environment_from(environ: Mapping[str, str], default: str = DEVELOPMENT) -> 
 
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` (and parents) readable by the owner only; an existing one open to others is
-    restricted to 0700 (and the change logged)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    restricted to 0700 (and the change logged). Missing parents are made 0700 too (``mkdir(parents=True)``
+    would leave them to the umask)."""
+    for missing in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         log.warning("directory %s was open to others (mode %o); restricting it to 0700", path, mode)
@@ -416,6 +425,22 @@ def ensure_dev_keys(data_dir: Path) -> list[Path]:
     for name in (CIPHER_KEY_FILE, INDEX_KEY_FILE):
         read_or_create_key(data_dir, name)
     return [data_dir / name for name in (CIPHER_KEY_FILE, INDEX_KEY_FILE)]
+
+
+def _key_file(data_dir: Path, name: str, variable: str, development: bool, missing: list[str]) -> str:
+    """The key in ``data_dir/name``; created there on first start only in development. In production a key
+    nobody made on purpose (and backed up) would be lost with the disk, and every event with it: a missing
+    one is named in ``missing`` (``production_problems``) and a throwaway key stands in, written nowhere."""
+    if development:
+        return read_or_create_key(data_dir, name)
+    try:
+        return _read_key(data_dir / name)
+    except FileNotFoundError:
+        missing.append(
+            f"{variable} is not set and {data_dir / name} does not exist (set it, or create the file once "
+            "with `birthcert keys init` and back it up: losing it makes the stored events unreadable)"
+        )
+        return AESCipher.create_key(32)
 
 
 def read_or_create_key(data_dir: Path, name: str) -> str:

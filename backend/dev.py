@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -27,6 +29,9 @@ DEMO_INSTITUTION = Institution("GZFY01", "广州市妇女儿童医疗中心", "G
 DEMO_INSTITUTIONS = (DEMO_INSTITUTION, Institution("JNPY01", "平阴县人民医院", "SD"))
 # Development only: printed by `birthcert dev`; production accounts are made with `birthcert users add`.
 DEMO_PASSWORD = "birthcert-dev"
+# Where `make run` listens unless told otherwise (--port/--stub-port, BIRTHCERT_PORT/BIRTHCERT_STUB_PORT).
+DEFAULT_PORT = 8080
+DEFAULT_STUB_PORT = 8765
 DEMO_ACCOUNTS = (
     ("issuer1", "issuer", "GZFY01", "李签发"),
     ("his1", "hospital", "GZFY01", "陈录入"),
@@ -139,7 +144,15 @@ async def _dev(host: str, port: int, stub_port: int) -> None:
     )
     accounts = ", ".join(f"{u} ({r}{' ' + i if i else ''})" for u, r, i, _ in DEMO_ACCOUNTS)
     print(f"  staff:     {accounts}; password {DEMO_PASSWORD} (development only)", flush=True)
-    print("Next: in another terminal run  .venv/bin/birthcert demo   (Ctrl+C here stops both)", flush=True)
+    where = (
+        ""
+        if (port, stub_port) == (DEFAULT_PORT, DEFAULT_STUB_PORT)
+        else f" --api {api} --platform {platform}"
+    )
+    print(
+        f"Next: in another terminal run  .venv/bin/birthcert demo{where}   (Ctrl+C here stops both)",
+        flush=True,
+    )
     stop = asyncio.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
@@ -157,17 +170,39 @@ def dev(args: argparse.Namespace) -> int:
 
     require_development(os.environ)  # before the fake platform starts
     configure_logging()
+    for port in (args.port, args.stub_port):
+        if not _free(args.host, port):
+            print(
+                f"birthcert: port {port} on {args.host} is in use (another birthcert dev?): pick others with "
+                "--port/--stub-port or BIRTHCERT_PORT/BIRTHCERT_STUB_PORT, e.g. "
+                "BIRTHCERT_PORT=18080 BIRTHCERT_STUB_PORT=18765 make run",
+                file=sys.stderr,
+            )
+            return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_dev(args.host, args.port, args.stub_port))
     return 0
+
+
+def _free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound on ``host`` now."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def register_dev(subparsers: Any) -> None:
     """Add ``dev``."""
     p = subparsers.add_parser("dev", help="the service and the fake WeChat platform together, with demo data")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=int(os.environ.get("BIRTHCERT_PORT", "8080")))
-    p.add_argument("--stub-port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=int(os.environ.get("BIRTHCERT_PORT", DEFAULT_PORT)))
+    p.add_argument(
+        "--stub-port", type=int, default=int(os.environ.get("BIRTHCERT_STUB_PORT", DEFAULT_STUB_PORT))
+    )
     p.set_defaults(handler=dev)
 
 
@@ -244,6 +279,8 @@ def demo(args: argparse.Namespace) -> int:
 def register_demo(subparsers: Any) -> None:
     """Add ``demo``."""
     p = subparsers.add_parser("demo", help="drive a complete parent journey against the running service")
-    p.add_argument("--api", default="http://127.0.0.1:8080")
-    p.add_argument("--platform", default="http://127.0.0.1:8765", help="the fake WeChat platform")
+    p.add_argument("--api", default=f"http://127.0.0.1:{DEFAULT_PORT}")
+    p.add_argument(
+        "--platform", default=f"http://127.0.0.1:{DEFAULT_STUB_PORT}", help="the fake WeChat platform"
+    )
     p.set_defaults(handler=demo)

@@ -31,6 +31,7 @@ from backend.config import (
     PRODUCTION,
     Config,
     ConfigError,
+    ensure_dev_keys,
 )
 from backend.dev import dev_environ
 from backend.ems import EmsSettings, InvalidSignature, sign_webhook, verify_webhook
@@ -44,6 +45,11 @@ PRODUCTION_CREDENTIALS = {
     "WECHAT_MCH_ID": "1612345678",
     "WECHAT_PAY_KEY": "Qm9ndXMgYnV0IG5vdCBwdWJsaWMga2V5",
     "EMS_WEBHOOK_SECRET": "a-webhook-secret-shared-with-ems-only",
+}
+# The storage keys, given as production must give them (or as files made by `birthcert keys init`).
+STORAGE_KEYS = {
+    "CIPHER_KEY": "c3RvcmFnZS1rZXktZm9yLXRoZXNlLXRlc3RzLW9ubHk=",
+    "BIRTHCERT_INDEX_KEY": "aW5kZXgta2V5LWZvci10aGVzZS10ZXN0cy1vbmx5ISE=",
 }
 # Nothing in these tests may talk to the real WeChat.
 NOWHERE = {"WECHAT_API_BASE": "http://127.0.0.1:9", "WECHAT_PAY_BASE": "http://127.0.0.1:9"}
@@ -61,8 +67,8 @@ def free_port() -> int:
 
 
 def production(environ: Mapping[str, str], data_dir: Path) -> Config:
-    """A configuration as ``birthcert serve`` reads it."""
-    return Config.from_env(environ, data_dir=data_dir, default_environment=PRODUCTION)
+    """A configuration as ``birthcert serve`` reads it (with its storage keys, unless ``environ`` says)."""
+    return Config.from_env({**STORAGE_KEYS, **environ}, data_dir=data_dir, default_environment=PRODUCTION)
 
 
 def clean_environ(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -170,7 +176,21 @@ def test_ems_settings_outside_development_have_no_fallback_and_the_webhook_no_em
 
 
 def serve_environ(data_dir: Path, **extra: str) -> dict[str, str]:
-    return clean_environ(data_dir, **NOWHERE, **extra)
+    return clean_environ(data_dir, **NOWHERE, **STORAGE_KEYS, **extra)
+
+
+def test_production_makes_no_storage_key_of_its_own(tmp_path: Path) -> None:
+    config = Config.from_env(PRODUCTION_CREDENTIALS, data_dir=tmp_path, default_environment=PRODUCTION)
+    problems = config.production_problems()
+    assert [p.split(" is not set")[0] for p in problems] == ["CIPHER_KEY", "BIRTHCERT_INDEX_KEY"]
+    assert all("birthcert keys init" in p for p in problems)
+    assert not (tmp_path / "keys").exists() or not any((tmp_path / "keys").iterdir())  # nothing written
+    with pytest.raises(ConfigError):
+        create_app(config)
+    # Keys made on purpose (and backed up) by the operator, as `birthcert keys init` makes them, are used.
+    ensure_dev_keys(tmp_path)
+    again = Config.from_env(PRODUCTION_CREDENTIALS, data_dir=tmp_path, default_environment=PRODUCTION)
+    assert again.production_problems() == []
 
 
 @pytest.mark.parametrize(
