@@ -1169,8 +1169,21 @@ async function renderApplication(id, isCurrent) {
       h("h2", { id: "history-title" }, "办理记录"),
       h("ol", { class: "timeline", id: "history" }, [...history].reverse().map((e) => h("li", { class: KEY_EVENTS.has(e.event) ? "key" : null, dataset: { event: e.event } },
         h("span", { class: "tl-time mono" }, fmtDateTime(e.at)),
-        h("span", { class: "tl-event" }, EVENT_LABELS[e.event] || e.event),
+        h("span", { class: "tl-event" }, EVENT_LABELS[e.event] || e.event, historyDetail(e.detail || {})),
         h("span", { class: "tl-actor muted" }, actorText(e.actor))))));
+  }
+
+  // Whose face check, why it was sent back, which number: enough to read the line without opening it.
+  function historyDetail(d) {
+    const parts = [];
+    if (d.role) parts.push(PARENT_ROLES[d.role] || d.role);
+    if (d.kind) parts.push(DOCUMENT_LABELS[d.kind] || d.kind);
+    if (d.submission) parts.push(`第 ${d.submission} 次`);
+    if (d.reasons && d.reasons.length) parts.push(`原因：${d.reasons.join("；")}`);
+    if (d.fields && d.fields.length) parts.push(`需修改：${d.fields.map(fixableLabel).join("、")}`);
+    if (d.certificate_number) parts.push(`证件编号 ${d.certificate_number}`);
+    if (d.tracking_number) parts.push(`邮件号 ${d.tracking_number}`);
+    return parts.length ? h("span", { class: "tl-detail" }, `（${parts.join("，")}）`) : null;
   }
 
   // ---- actions: each dialog keeps one Idempotency-Key until the server answers, so a retry after a

@@ -49,6 +49,8 @@ HASHER = PasswordHasher()
 _DUMMY_HASH = HASHER.hash("birthcert-no-such-user")
 MAX_FAILURES = 5
 LOCKOUT_SECONDS = 15 * 60
+# Event fields shown on the issuer's 办理记录 (none of them personal data beyond what the page shows).
+_HISTORY_DETAIL = ("role", "kind", "reasons", "fields", "certificate_number", "tracking_number", "submission")
 # The events that print a certificate on a numbered blank, with the issuer's and the sealer's names.
 _PRINTS = (BirthCertificateApplication.Issued, BirthCertificateApplication.Reissued)
 
@@ -335,6 +337,8 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
                 "name": e.actor.get("name") if e.actor.get("role") != "parent" else None,
                 "institution": e.actor.get("institution"),
             },
+            # What the issuer needs to read the line: whose face check, why it was sent back, which number.
+            "detail": {k: getattr(e, k) for k in _HISTORY_DETAIL if hasattr(e, k)},
         }
         for e in events
         if isinstance(e, BirthCertificateApplication.Event)

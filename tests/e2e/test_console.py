@@ -210,6 +210,11 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     await expect(changes).to_contain_text("张小草")
     await expect(page.locator('td.is-changed[data-field="newborn.name"]')).to_contain_text("张小草")
     await expect(page.locator("img.doc-img")).to_have_count(5)
+    # 办理记录 says whose face check each was and why it came back.
+    history = page.locator("#history")
+    await expect(history.locator('li[data-event="FaceVerified"]')).to_have_count(2)
+    await expect(history.locator('li[data-event="FaceVerified"]').first).to_contain_text("父亲")
+    await expect(history.locator('li[data-event="Rejected"]')).to_contain_text("新生儿姓名与户口登记不一致")
     await page.screenshot(path=str(ARTIFACTS / "console-application.png"), full_page=True)
     # EMS's booking system is down for this test, so the certificate waits for the issuer to hand it to
     # the courier herself (寄出 by hand); the automatic booking has its own tests.
