@@ -1558,7 +1558,7 @@ function auditSection(appId, { isCurrent, urls }) {
                 ? ["：日志位置 ", h("strong", { class: "mono", id: "integrity-position" }, r.position), " 处的事件与已签名的审计日志不一致。"]
                 : "：事件存储与已签名的审计日志不一致。",
               "系统已暂停所有写入，请立即报告运维负责人。"],
-          r.message ? h("div", { class: "small integrity-detail" }, "详情：", h("span", { class: "mono" }, r.message)) : null));
+          !ok && r.message ? h("div", { class: "small integrity-detail" }, "技术详情：", h("span", { class: "mono", lang: "en" }, r.message)) : null));
     } catch (e) {
       integrity.className = "integrity";
       delete integrity.dataset.ok;
