@@ -218,7 +218,7 @@ async def _demo(api: str, platform: str) -> int:
 
     from miniprogram_stub.client import ApiProblem, MiniProgram, StaffClient
 
-    console = Console()
+    console = Console(soft_wrap=True)  # a URL printed to a file or pipe stays on one line
     # A new invented family each run (the numbers stay unique for 42 000 runs).
     family = demo_family(random.randint(1000, 41_999))
     step = 0
