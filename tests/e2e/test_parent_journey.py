@@ -374,6 +374,7 @@ async def test_answers_about_a_family_are_never_cached(stack: Stack, family: Fam
     for path in (mp.base, f"{mp.base}/delivery-record", "/api/v1/applications", f"{mp.base}/form"):
         async with stack.session.get(stack.api + path, headers={"Authorization": f"Bearer {mp.token}"}) as r:
             assert r.headers.get("Cache-Control") == "no-store", (path, r.status)
+            assert r.headers.get("Server") == "birthcert"  # no software versions
 
 
 async def test_health_ready_metrics_jwks_and_openapi_answer(stack: Stack) -> None:
