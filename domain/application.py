@@ -31,6 +31,7 @@ from domain.policy import (
     application_window_error,
     check_eligibility,
     check_newborn_surname,
+    get_profile,
 )
 from domain.values import (
     Actor,
@@ -213,8 +214,9 @@ class BirthCertificateApplication(Aggregate):
 
     TOPIC = "birthcert:BirthCertificateApplication"
     # v2 added the father's invitation (father_invitation, invitation_digests, father_user_id,
-    # father_joined_digest): snapshots taken before it are upcast below.
-    class_version = 2
+    # father_joined_digest); v3 added province_chosen (docs/decisions/0013-province-from-institution.md):
+    # snapshots taken before them are upcast below.
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: JSON) -> None:
@@ -224,19 +226,35 @@ class BirthCertificateApplication(Aggregate):
         state.setdefault("father_user_id", None)
         state.setdefault("father_joined_digest", None)
 
+    @staticmethod
+    def upcast_v2_v3(state: JSON) -> None:
+        """Snapshots from before a province could be adopted: the start's province was binding ("chosen")."""
+        state.setdefault("province_chosen", True)
+
     class Event(Aggregate.Event):
         """Base of this aggregate's events: each records who acted (``Actor.to_dict()``)."""
 
         actor: JSON
 
     class ApplicationStarted(Event, Aggregate.Created):
-        """The mother started an application. ``policy`` is the province profile as it was then."""
+        """The mother started an application. ``policy`` is the province profile as it was then.
+
+        v2 added ``province_chosen``: False when she named no province, so that ``province`` is the
+        deployment's default until her delivery record's institution says which (ProvinceAdopted).
+        """
 
         TOPIC = "birthcert:ApplicationStarted"
+        class_version = 2
         applicant_id: str
         province: str
         policy: JSON
         circumstances: JSON
+        province_chosen: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 events predate adoption: the province they name was the one the application kept."""
+            state["province_chosen"] = True
 
     Created = ApplicationStarted
 
@@ -286,6 +304,21 @@ class BirthCertificateApplication(Aggregate):
         def apply(self, a: BirthCertificateApplication) -> None:
             a.pending_face.pop(self.out_seq_no, None)
             a.verified[self.role] = {"name": self.name, "id_number": self.id_number}
+
+    class ProvinceAdopted(Event):
+        """She named no province at the start, and her delivery record's institution is in ``province``:
+        the application follows that province's profile (``policy``, as it was then) from now on.
+
+        Always in the same save as, and just before, the DeliveryRecordLinked of that record.
+        """
+
+        TOPIC = "birthcert:ProvinceAdopted"
+        province: str
+        policy: JSON
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.province = self.province
+            a.policy = dict(self.policy)
 
     class DeliveryRecordLinked(Event):
         """The hospital's delivery record whose mother is the verified mother; ``record`` is its content."""
@@ -585,10 +618,17 @@ class BirthCertificateApplication(Aggregate):
     # ------------------------------------------------------------------ construction
 
     def __init__(
-        self, actor: JSON, applicant_id: str, province: str, policy: JSON, circumstances: JSON
+        self,
+        actor: JSON,
+        applicant_id: str,
+        province: str,
+        policy: JSON,
+        circumstances: JSON,
+        province_chosen: bool = True,
     ) -> None:
         self.applicant_id = applicant_id
         self.province = province
+        self.province_chosen = province_chosen
         self.policy = dict(policy)
         self.circumstances = dict(circumstances)
         self.state: str = DRAFT
@@ -630,15 +670,16 @@ class BirthCertificateApplication(Aggregate):
         actor: Actor,
         profile: ProvinceProfile,
         circumstances: Circumstances,
+        province_chosen: bool = True,
     ) -> BirthCertificateApplication:
-        """Only a parent (the mother, proven by her face check later) starts, and only for an online case."""
+        """Only a parent (the mother, proven by her face check later) starts, and only for an online case.
+
+        ``province_chosen`` is False when she named no province and ``profile`` is the deployment's
+        default: her delivery record's institution then decides the province (``link_delivery_record``).
+        """
         if actor.role != "parent":
             raise Forbidden("只有新生儿母亲可以发起申办")
-        reasons = check_eligibility(profile, circumstances)
-        if circumstances.parents == "single_father" and "single_father" not in reasons:
-            reasons.insert(0, "single_father")  # never online, whatever a profile says
-        if reasons:
-            raise NotEligibleOnline(reasons, REASON_MESSAGES.get(reasons[0]))
+        _check_online(profile, circumstances)
         return cls._create(
             cls.ApplicationStarted,
             id=id,
@@ -647,6 +688,7 @@ class BirthCertificateApplication(Aggregate):
             province=profile.code,
             policy=profile.to_dict(),
             circumstances=_circumstances_dict(circumstances),
+            province_chosen=bool(province_chosen),
         )
 
     # ------------------------------------------------------------------ derived state
@@ -655,6 +697,19 @@ class BirthCertificateApplication(Aggregate):
     def profile(self) -> ProvinceProfile:
         """The province profile snapshotted when the application started."""
         return ProvinceProfile.from_dict(self.policy)
+
+    def profile_after_linking(self, province: str) -> ProvinceProfile:
+        """The profile the application would follow with a delivery record of ``province`` linked.
+
+        Its own, unless she named no province at the start and the record's institution is in another
+        province with a profile: that one is adopted at the link. Refusals are ``link_delivery_record``'s.
+        """
+        if province == self.province or self.province_chosen:
+            return self.profile
+        try:
+            return get_profile(province)
+        except InvalidValue:
+            return self.profile
 
     @property
     def stated_circumstances(self) -> Circumstances:
@@ -958,11 +1013,19 @@ class BirthCertificateApplication(Aggregate):
             raise RuleViolated("申请已关联分娩记录", code="already_linked")
         if record["mother_id_number"] != mother["id_number"]:
             raise RuleViolated(REASON_NOT_MOTHER, code="not_delivery_mother")
+        profile = self.profile
         if record["province"] != self.province:
-            raise RuleViolated("该分娩记录属于其他省份，请通过当地的申领入口办理", code="wrong_province")
-        window = application_window_error(self.profile, datetime.fromisoformat(record["born_at"]), now)
+            profile = self._profile_to_adopt(record["province"])
+        window = application_window_error(profile, datetime.fromisoformat(record["born_at"]), now)
         if window is not None:
             raise RuleViolated(REASON_MESSAGES.get(window), code=window)
+        if profile.code != self.province:
+            self.trigger_event(
+                self.ProvinceAdopted,
+                actor=actor.to_dict(),
+                province=profile.code,
+                policy=profile.to_dict(),
+            )
         self.trigger_event(
             self.DeliveryRecordLinked,
             actor=actor.to_dict(),
@@ -970,6 +1033,47 @@ class BirthCertificateApplication(Aggregate):
             institution=record["institution_code"],
             record=record,
         )
+
+    def _profile_to_adopt(self, province: str) -> ProvinceProfile:
+        """The profile of the record's province, if this application may still take it; else why not.
+
+        Only when she named no province at the start (docs/decisions/0013-province-from-institution.md),
+        only while nothing has been recorded under the default profile but face checks and invitations
+        (none of which depends on a province), and only if her stated circumstances are online there too.
+        """
+        wrong = RuleViolated("该分娩记录属于其他省份，请通过当地的申领入口办理", code="wrong_province")
+        if self.province_chosen:
+            raise wrong
+        try:
+            profile = get_profile(province)
+        except InvalidValue:
+            raise wrong from None
+        done = self.steps_bound_to_profile()
+        if done:
+            names = "、".join(STEP_NAMES.get(step, step) for step in done)
+            raise RuleViolated(
+                f"本申请已按{self.profile.name}的规定办理了以下步骤：{names}，不能再改按分娩机构所在的"
+                f"{profile.name}办理；请撤回本申请后重新发起申办，并选择{profile.name}",
+                code="province_locked",
+            )
+        _check_online(profile, self.stated_circumstances)
+        return profile
+
+    def steps_bound_to_profile(self) -> list[str]:
+        """The steps recorded under the current profile whose checks depend on it (empty before the link
+        in practice: only the parents' face checks and the father's invitation come before it)."""
+        done = []
+        if self.details is not None:
+            done.append("details_provided")  # checked against its counter-only cases and surname rule
+        if self.documents or self.father_handheld_for is not None:
+            done.append("documents_uploaded")  # the handheld-ID photo is a provincial rule
+        if self.signature is not None or self.signatures:
+            done.append("form_signed")
+        if self.delivery_method is not None:
+            done.append("delivery_method_chosen")  # postage is provincial
+        if self.postage_orders or self.postage_paid is not None:
+            done.append("postage_paid")
+        return done
 
     def refresh_delivery_record(self, actor: Actor, *, record: JSON, reason: str) -> None:
         """Take in the hospital's correction of the linked record (only before issue)."""
@@ -1394,6 +1498,15 @@ def _closed_message(state: str) -> str:
     if state == WITHDRAWN:
         return "申请已撤回"
     return "该申请需到签发机构现场办理，不能继续网上申领"
+
+
+def _check_online(profile: ProvinceProfile, circumstances: Circumstances) -> None:
+    """Refuse, with every reason the profile keeps these circumstances at the counter."""
+    reasons = check_eligibility(profile, circumstances)
+    if circumstances.parents == "single_father" and "single_father" not in reasons:
+        reasons.insert(0, "single_father")  # never online, whatever a profile says
+    if reasons:
+        raise NotEligibleOnline(reasons, REASON_MESSAGES.get(reasons[0]))
 
 
 def _circumstances_dict(c: Circumstances) -> JSON:

@@ -37,7 +37,7 @@ from domain.application import (
     Recipient,
 )
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
-from domain.errors import Conflict, DomainError, Forbidden, NotFound, RuleViolated
+from domain.errors import Conflict, DomainError, Forbidden, NotEligibleOnline, NotFound, RuleViolated
 from domain.policy import REASON_MESSAGES, Circumstances, application_window_error, get_profile
 from domain.staff import (
     AccessRecord,
@@ -447,10 +447,18 @@ class Applications(Application[UUID]):
     def start_application(
         self, actor: Actor, *, circumstances: Circumstances, province: str | None = None
     ) -> Outcome:
-        """申办: the mother starts an application under her province's profile."""
+        """申办: the mother starts an application under her province's profile.
+
+        Without ``province`` the deployment's default profile applies until her delivery record is
+        linked: the record's institution then decides (ProvinceAdopted, docs/decisions/0013).
+        """
         profile = get_profile(province or self.default_province)
         app = BirthCertificateApplication.start(
-            id=uuid4(), actor=actor, profile=profile, circumstances=circumstances
+            id=uuid4(),
+            actor=actor,
+            profile=profile,
+            circumstances=circumstances,
+            province_chosen=bool(province),
         )
         return self._outcome(app, self._save(app))
 
@@ -505,8 +513,10 @@ class Applications(Application[UUID]):
         if not free:
             raise RuleViolated("您的分娩记录已有正在办理或已签发的申请", code="record_in_use")
         record = free[0]
-        window = application_window_error(
-            app.profile, datetime.fromisoformat(record.facts["born_at"]), self.clock()
+        window = application_window_error(  # under the profile the link would give it (it may adopt one)
+            app.profile_after_linking(record.province),
+            datetime.fromisoformat(record.facts["born_at"]),
+            self.clock(),
         )
         if window is not None:
             raise RuleViolated(REASON_MESSAGES.get(window), code=window)
@@ -521,7 +531,8 @@ class Applications(Application[UUID]):
         verify_ret: int,
         expected_version: int | None = None,
     ) -> Outcome:
-        """WeChat's verdict. A pass for the mother also links her delivery record, in the same save.
+        """WeChat's verdict. A pass for the mother also links her delivery record, in the same save
+        (adopting its institution's province first where she named none at the start).
 
         ``Outcome.detail`` is the failure code when the face check did not pass (the failure is
         recorded all the same: failed checks are evidence). A pass is recorded even when no delivery
@@ -538,13 +549,14 @@ class Applications(Application[UUID]):
         if failure is None and pending is not None and pending["role"] == "mother":
             try:
                 record = self._available_delivery(app, IdNumber(pending["id_number"]))
-            except RuleViolated:
-                record = None  # she will be told why when she asks for it
-            if record is not None:
                 record.link_application(actor, application_id=str(app.id))
+                # Refuses (wrong province, province locked, not online there) before triggering anything.
                 app.link_delivery_record(
                     actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
                 )
+            except (RuleViolated, NotEligibleOnline):
+                pass  # her pass is kept; she is told why when she asks for her record (link_delivery_record)
+            else:
                 touched.append(record)
         position = self._save(*touched, conflict=lambda: self._used_or_raced("face-seq", out_seq_no))
         return self._outcome(app, position, failure)

@@ -35,6 +35,9 @@ const EVENT_LABELS = {
   FaceVerificationRequested: "发起刷脸认证",
   FaceVerificationFailed: "刷脸认证未通过",
   FaceVerified: "刷脸认证通过",
+  ProvinceAdopted: "按分娩机构所在省份办理",
+  FatherInvited: "邀请父亲本人认证",
+  FatherJoined: "父亲接受邀请",
   DeliveryRecordLinked: "关联医院分娩记录",
   DeliveryRecordRefreshed: "医院更正分娩记录",
   DeliveryInfoConfirmed: "确认分娩信息",
@@ -1479,6 +1482,8 @@ function eventSummary(e) {
     case "FaceVerified":
     case "FaceVerificationFailed":
       return join(PARENT_ROLES[d.role] || d.role, d.name, d.id_number ? piiValue("id_number", d.id_number) : null);
+    case "ProvinceAdopted":
+      return join(d.policy && d.policy.name ? `按${d.policy.name}的规定` : d.province);
     case "DeliveryRecordLinked":
     case "DeliveryRecordRefreshed":
       return join(d.record && d.record.inpatient_no ? `住院病历号 ${d.record.inpatient_no}` : null, d.institution ? institutionName(d.institution) : null);

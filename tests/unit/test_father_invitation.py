@@ -472,7 +472,7 @@ def test_a_snapshot_from_before_invitations_loads(app: Applications, walk: Walk)
     agg = app.get_application(walk.parent, walk.id)
     snapshot = Snapshot.take(agg)
     state = dict(snapshot.state)
-    assert state.pop("class_version") == 2
+    assert state.pop("class_version") == 3
     for name in ("father_invitation", "invitation_digests", "father_user_id", "father_joined_digest"):
         state.pop(name)
     old = Snapshot(

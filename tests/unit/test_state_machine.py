@@ -3,7 +3,8 @@
 After every step: a refused command wrote nothing; the aggregate read back from the store
 equals the one the command left in memory; and the invariants of shared/domain.md hold across
 every application and delivery record. The father may join by invitation on his own account
-(docs/decisions/0011-father-invitation.md) and, whatever he tries, does only his own part.
+(docs/decisions/0011-father-invitation.md) and, whatever he tries, does only his own part. A mother
+may start without naming her province: her delivery record's then decides (decision 0013).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from domain.application import (
 )
 from domain.delivery import DeliveryRecord
 from domain.errors import DomainError
+from domain.policy import get_profile
 from domain.service import Applications, Index
 from domain.values import Actor, CertificateNumber, IdNumber, PersonName
 from tests.builders import (
@@ -134,15 +136,18 @@ class Service(RuleBasedStateMachine):
     @rule(
         family=st.sampled_from(FAMILIES),
         parents=st.sampled_from(["both", "both", "single_mother", "single_father"]),
+        named=st.booleans(),
     )
-    def start(self, family: str, parents: str) -> None:
+    def start(self, family: str, parents: str, named: bool) -> None:
+        """Naming her province, or not (the service's default, GD, until her record's is adopted)."""
         w = self._walk(family)
         circumstances = two_parents(
             parents=parents, father_residency=None if parents != "both" else "mainland"
         )
+        province = w.inst.province if named else None
 
         def go() -> Any:
-            out = self.app.start_application(w.parent, circumstances=circumstances, province=w.inst.province)
+            out = self.app.start_application(w.parent, circumstances=circumstances, province=province)
             current = self.app.repository.get(w.app_id) if w.app_id else None
             if current is None or current.state in CLOSED_STATES:
                 w.app_id = out.id  # otherwise the new one stays a rival in draft, checked by the invariants
@@ -274,7 +279,6 @@ class Service(RuleBasedStateMachine):
         agg = self.app.repository.get(w.app_id)
         missing = agg.missing_for_submission() if agg.state in ("draft", "returned") else []
         steps: dict[str, Callable[[], Any]] = {
-            "mother_verified": lambda: w.verify("mother"),
             "delivery_record_linked": lambda: self.app.link_delivery_record(w.parent, w.id),
             "delivery_info_confirmed": w.confirm,
             "details_provided": w.details,
@@ -284,7 +288,11 @@ class Service(RuleBasedStateMachine):
             "delivery_method_chosen": w.choose_ems,
             "postage_paid": lambda: self.pay(family, amount_right=True),
         }
-        if missing:
+        if missing and missing[0] == "mother_verified":
+            # Begun and answered as two commands: the verdict may be refused (a link it cannot make)
+            # after the request was recorded.
+            self.face_check(family, "mother", "right", 10000)
+        elif missing:
             self._run(steps[missing[0]])
         elif agg.state in ("draft", "returned"):
             self._run(w.submit)
@@ -502,6 +510,8 @@ class Service(RuleBasedStateMachine):
                     event(f"reached {a.state}")
                     if a.father_user_id is not None:
                         event("a father joined by invitation")
+                    if a.province_chosen is False and a.record is not None:
+                        event(f"an unnamed start linked a {a.province} record")
 
     @invariant()
     def rules_hold(self) -> None:
@@ -538,6 +548,33 @@ class Service(RuleBasedStateMachine):
                 assert holder.delivery_record_id == str(record.id)
         for index in (a for a in aggregates if isinstance(a, Index) and a.kind == "certificate-number"):
             assert len(index.refs) == 1
+
+    @invariant()
+    def the_province_is_the_records(self) -> None:
+        """A linked record's province is the application's; adopted only when unnamed, once, at the link."""
+        if not hasattr(self, "app"):
+            return
+        for a in (a for a in self._aggregates() if isinstance(a, BirthCertificateApplication)):
+            if a.record is not None:
+                assert a.province == a.record["province"]
+                assert a.policy == get_profile(a.province).to_dict()
+            events: list[Any] = list(self.app.events.get(a.id))
+            adopted = [
+                i for i, e in enumerate(events) if isinstance(e, BirthCertificateApplication.ProvinceAdopted)
+            ]
+            if not adopted:
+                continue
+            assert len(adopted) == 1 and not a.province_chosen
+            assert isinstance(events[adopted[0] + 1], BirthCertificateApplication.DeliveryRecordLinked)
+            before = {type(e) for e in events[: adopted[0]]}
+            assert before <= {
+                BirthCertificateApplication.ApplicationStarted,
+                BirthCertificateApplication.FaceVerificationRequested,
+                BirthCertificateApplication.FaceVerificationFailed,
+                BirthCertificateApplication.FaceVerified,
+                BirthCertificateApplication.FatherInvited,
+                BirthCertificateApplication.FatherJoined,
+            }, "a province adopted after steps taken under another's rules"
 
     @invariant()
     def the_father_does_only_his_part(self) -> None:
@@ -628,3 +665,22 @@ def test_a_father_who_joins_satisfies_the_machine_invariants() -> None:
         "FaceVerificationRequested",
         "FaceVerified",
     ]
+
+
+def test_an_unnamed_start_adopts_the_records_province_within_the_machine() -> None:
+    """The adoption path through the machine: a Shandong mother names no province, then walks to review."""
+    machine = Service()
+    machine.setup()
+    machine.record_delivery("sd")
+    machine.start("sd", "both", named=False)
+    w = machine.walks["sd"]
+    for _ in range(15):
+        if machine.app.get_application(w.parent, w.app_id or "").state == "submitted":
+            break
+        machine.next_step("sd", NUMBERS[0])
+    machine.rules_hold()
+    machine.the_province_is_the_records()
+    machine.stored_equals_memory()
+    agg = machine.app.get_application(w.parent, w.app_id or "")
+    assert (agg.province, agg.province_chosen, agg.state) == ("SD", False, "submitted")
+    assert agg.postage_paid is not None  # Shandong's postage, paid up front
