@@ -991,6 +991,11 @@ async function renderApplication(id, isCurrent) {
       actionBar(a),
       audit ? audit.node : null,
       changes.length ? changesPanel(changes) : null,
+      // Sent back before, resubmitted with nothing changed: say so, the issuer should not have to spot it.
+      doc.changes_since_rejection && !changes.length && a.state === "submitted"
+        ? h("div", { class: "alert alert-warn", id: "unchanged-since-rejection", role: "note" },
+          h("strong", {}, "自上次驳回以来，申办人未修改任何内容。"), "请对照上次驳回原因（见办理记录）决定是否再次驳回。")
+        : null,
       a.rejection ? rejectionPanel(a.rejection) : null,
       h("div", { class: "columns" },
         h("div", { class: "col-main" }, formPanel(form, changed, a)),

@@ -277,6 +277,32 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     assert time.monotonic() - started < 60
 
 
+async def test_a_resubmission_with_nothing_changed_is_pointed_out(
+    stack: Stack, family: Family, browser: Any
+) -> None:
+    from playwright.async_api import expect
+
+    from miniprogram_stub.client import StaffClient
+
+    mp = await submitted(stack, family)
+    issuer = StaffClient(stack.session, stack.api, check=stack.check)
+    await issuer.login("issuer1", DEMO_PASSWORD)
+    await issuer.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/reject",
+        json={"reasons": ["身份证照片不清晰"], "fields": ["documents.mother_id_front"]},
+    )
+    await mp.sign()  # the same form, the same photos: nothing the issuer asked for was changed
+    await mp.submit()
+    page = await new_page(browser)
+    await log_in(page, stack, "issuer1")
+    await page.goto(f"{stack.api}/console/#/applications/{mp.app_id}")
+    await expect(page.locator("#app-state")).to_have_text("待审核")
+    await expect(page.locator("#unchanged-since-rejection")).to_contain_text("未修改任何内容")
+    await expect(page.locator("#changes-since-rejection")).to_have_count(0)
+    assert page.errors == []
+
+
 async def test_an_auditor_reads_without_acting(stack: Stack, family: Family, browser: Any) -> None:
     from playwright.async_api import expect
 
