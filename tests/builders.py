@@ -8,13 +8,18 @@ so that a test can scan a store file for any of them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 from uuid import UUID
 
+import pytest
+
 from domain.application import ParentDetails, Recipient
 from domain.delivery import DeliveryFacts, Institution
+from domain.errors import DomainError
 from domain.policy import Circumstances
 from domain.service import Applications, Outcome
 from domain.values import (
@@ -322,3 +327,13 @@ class Walk:
 def in_memory(now: datetime = NOW) -> Applications:
     """The service on the library's in-memory store, at a fixed time."""
     return Applications(clock=lambda: now)
+
+
+@contextmanager
+def refused(app: Applications, error: type[DomainError], code: str) -> Iterator[None]:
+    """The command raises ``error`` with ``code`` and records nothing."""
+    before = app.recorder.max_notification_id()
+    with pytest.raises(error) as raised:
+        yield
+    assert raised.value.code == code, raised.value
+    assert app.recorder.max_notification_id() == before, "a refused command wrote events"

@@ -7,8 +7,7 @@ command must leave the log exactly as it was.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.builders import (
     issuer,
     mother_details,
     recipient,
+    refused,
     sha,
 )
 
@@ -71,16 +71,6 @@ def walk(app: Applications) -> Walk:
     w.verify("mother")
     w.confirm()
     return w
-
-
-@contextmanager
-def refused(app: Applications, error: type[DomainError], code: str) -> Iterator[None]:
-    """The command raises ``error`` with ``code`` and records nothing."""
-    before = app.recorder.max_notification_id()
-    with pytest.raises(error) as raised:
-        yield
-    assert raised.value.code == code, raised.value
-    assert app.recorder.max_notification_id() == before, "a refused command wrote events"
 
 
 def joined(app: Applications, walk: Walk, father: Actor = FATHER) -> str:

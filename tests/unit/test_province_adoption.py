@@ -8,8 +8,6 @@ the service on the in-memory store; a refused command must leave the log exactly
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -33,6 +31,7 @@ from tests.builders import (
     SYSTEM,
     Walk,
     issuer,
+    refused,
     sha,
     two_parents,
 )
@@ -67,16 +66,6 @@ def sd(app: Applications) -> Walk:
     w = Walk(app, inst=SD_HOSPITAL, mother_id=SD_MOTHER_ID, father_id=SD_FATHER_ID, mother_name="刘红")
     w.record_delivery(province="山东省")
     return w
-
-
-@contextmanager
-def refused(app: Applications, error: type[DomainError], code: str) -> Iterator[None]:
-    """The command raises ``error`` with ``code`` and records nothing."""
-    before = app.recorder.max_notification_id()
-    with pytest.raises(error) as raised:
-        yield
-    assert raised.value.code == code, raised.value
-    assert app.recorder.max_notification_id() == before, "a refused command wrote events"
 
 
 def start_without_province(w: Walk, circumstances: Circumstances | None = None) -> None:
