@@ -8,7 +8,6 @@ and the status projection following the log in the background.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -47,7 +46,7 @@ from backend.redis_server import open_redis, warn_unless_durable
 from backend.registry import PopulationRegistry
 from backend.routes import archive, audit, console, ems, h5, parents, queue, staff
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
-from backend.storage import BlobStore
+from backend.storage import BlobStore, at_rest_key
 from backend.wechat import WeChat
 from domain.service import Applications
 from projections.notifications import NotificationProcess
@@ -171,8 +170,7 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
         seen = SharedSeenTickets(sync_redis, config.index_key)
         app[YUESHENGSHI] = YueshengshiVerifier(config.yueshengshi, seen=seen)
     app[WECHAT] = WeChat(config.wechat, sync_redis, f"{config.public_url}/api/v1/payments/wechat/notify")
-    blob_key = base64.b64decode(config.cipher_key) if config.cipher_key else config.index_key
-    app[BLOBS] = BlobStore(config.blob_dir, blob_key)
+    app[BLOBS] = BlobStore(config.blob_dir, at_rest_key(config.cipher_key, config.index_key))
     client = handle.async_client()
     await warn_unless_durable(client)
     app[IDEMPOTENCY] = Idempotency(client, secret=config.index_key)

@@ -83,7 +83,8 @@ def actor_of(request: web.Request, *roles: Role) -> Actor:
     return authenticate(request, request.app[TOKENS], *roles)
 
 
-_VERSION_RE = re.compile(r"[0-9]{1,18}")
+# A non-negative number in ASCII digits (str.isdigit() also takes "²" and "١٢").
+_ASCII_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 def query_limit(request: web.Request, default: int, most: int) -> int:
@@ -91,7 +92,7 @@ def query_limit(request: web.Request, default: int, most: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    if not _VERSION_RE.fullmatch(raw) or not 1 <= int(raw) <= most:
+    if not _ASCII_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= most:
         raise BadRequest(f"limit 应为1到{most}之间的整数", code="invalid_limit")
     return int(raw)
 
@@ -102,8 +103,7 @@ def expected_version(request: web.Request) -> int | None:
     if raw is None or raw.strip() == "*":
         return None
     text = raw.strip().removeprefix("W/").strip('"')
-    # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "١٢" (which it reads as 12).
-    if not _VERSION_RE.fullmatch(text):
+    if not _ASCII_NUMBER.fullmatch(text):
         raise BadRequest("If-Match 应为申请的版本号", code="invalid_if_match")
     return int(text)
 

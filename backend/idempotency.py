@@ -5,13 +5,14 @@ the same key with a different body is a client bug (422), and a request still in
 same key gets 409 rather than running twice. Answers are kept 24 hours in Redis under an HMAC of
 the scope, so neither the key nor the user id appears there in clear. Command answers carry ids,
 versions and hashes, but some carry secrets (a father's invitation code): the kept body is encrypted
-(AES-256-GCM, a key derived from the secret, the slot as associated data, so a record copied to
+(AES-256-GCM, a key derived from the secret with ``derive_aead``, the slot as associated data, so a record copied to
 another slot does not open).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -23,6 +24,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from backend.storage import derive_aead
 from domain.errors import Conflict, DomainError
 
 KEEP_SECONDS = 24 * 3600
@@ -54,16 +56,17 @@ class Idempotency:
     secret: bytes
     prefix: str = "bc:idem:"
 
+    @functools.cached_property
     def _aead(self) -> AESGCM:
-        return AESGCM(hmac.new(self.secret, b"birthcert:idempotency:answers:v1", hashlib.sha256).digest())
+        return derive_aead(self.secret, b"birthcert idempotency answers v1")
 
     def _seal(self, slot: str, body: bytes) -> str:
         nonce = os.urandom(12)
-        return base64.b64encode(nonce + self._aead().encrypt(nonce, body, slot.encode())).decode("ascii")
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, body, slot.encode())).decode("ascii")
 
     def _open(self, slot: str, sealed: str) -> bytes:
         raw = base64.b64decode(sealed)
-        return self._aead().decrypt(raw[:12], raw[12:], slot.encode())
+        return self._aead.decrypt(raw[:12], raw[12:], slot.encode())
 
     def _slot(self, actor_id: str, request: web.Request, key: str) -> str:
         scope = f"{actor_id}\n{request.method}\n{request.path}\n{key}".encode()

@@ -53,8 +53,7 @@ def at_rest_key(cipher_key: str, index_key: bytes) -> bytes:
     """The secret that blobs and archived forms derive their keys from.
 
     The event store's ``CIPHER_KEY`` (base64), or — with the event cipher turned off, in development —
-    the index key, so that files and archived forms are never written in the clear. The same rule as
-    the blob store's in ``backend.app``.
+    the index key, so that files and archived forms are never written in the clear.
     """
     return base64.b64decode(cipher_key) if cipher_key else index_key
 

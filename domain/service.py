@@ -220,25 +220,17 @@ class Applications(Application[UUID]):
         app_id: UUID | str,
         expected_version: int | None,
         act: Callable[[BirthCertificateApplication], Any],
+        before_save: Callable[[], object] | None = None,
     ) -> Outcome:
+        """Load, check and act, then ``before_save`` (e.g. store the upload the events refer to: only once
+        the aggregate has accepted the command), then save."""
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
         result = act(app)
+        if before_save is not None:
+            before_save()
         position = self._save(app)
         return self._outcome(app, position, result if isinstance(result, str) else None)
-
-    def rehearse(
-        self,
-        actor: Actor,
-        app_id: UUID | str,
-        expected_version: int | None,
-        act: Callable[[BirthCertificateApplication], Any],
-    ) -> None:
-        """Run a command's checks on the application as it is now and save nothing: an upload the
-        command would refuse is refused before its bytes are stored."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
-        act(app)
 
     # ------------------------------------------------------------------ queries
 
@@ -633,8 +625,9 @@ class Applications(Application[UUID]):
         content_type: str,
         size: int,
         expected_version: int | None = None,
+        before_save: Callable[[], object] | None = None,
     ) -> Outcome:
-        """Attach a stored ID photo by reference."""
+        """Attach an ID photo by reference (``before_save`` stores it, once the application takes it)."""
         return self._command(
             actor,
             app_id,
@@ -642,6 +635,7 @@ class Applications(Application[UUID]):
             lambda a: a.upload_document(
                 actor, kind=kind, document_id=document_id, sha256=sha256, content_type=content_type, size=size
             ),
+            before_save,
         )
 
     def invite_father(
@@ -688,8 +682,9 @@ class Applications(Application[UUID]):
         signature_document_id: str,
         signature_sha256: str,
         expected_version: int | None = None,
+        before_save: Callable[[], object] | None = None,
     ) -> Outcome:
-        """The mother's e-signature over the form whose hash she was shown."""
+        """The mother's e-signature over the form whose hash she was shown (``before_save`` stores the image)."""
         return self._command(
             actor,
             app_id,
@@ -700,6 +695,7 @@ class Applications(Application[UUID]):
                 signature_document_id=signature_document_id,
                 signature_sha256=signature_sha256,
             ),
+            before_save,
         )
 
     def choose_delivery_method(

@@ -490,17 +490,7 @@ class FormArchive:
                 raise ArchiveIntegrityError(identity.id, "the PDF does not decrypt for this row")
             if hashlib.sha256(pdf).hexdigest() != doc.get("pdf_sha256"):
                 raise ArchiveIntegrityError(identity.id, "the PDF does not match the document's pdf_sha256")
-        return ArchivedForm(
-            id=identity.id,
-            application_id=identity.application_id,
-            position=identity.position,
-            version=identity.version,
-            kind=identity.kind,
-            recorded_at=identity.recorded_at,
-            form_sha256=identity.form_sha256,
-            document=document,
-            pdf=pdf,
-        )
+        return ArchivedForm(**asdict(identity), document=document, pdf=pdf)
 
 
 def _checked_document(identity: RowIdentity, document: bytes) -> JSON:

@@ -14,7 +14,6 @@ import hashlib
 import io
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any, Final, Literal, cast
 
 import orjson
@@ -45,7 +44,6 @@ from backend.components import (
 )
 from backend.errors import ServiceUnavailable, json_body
 from backend.registry import RegistryEntry
-from backend.storage import BlobRef
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
     DOCUMENT_KINDS,
@@ -608,28 +606,6 @@ async def _cleaned_upload(
     return upload.fields, cleaned, content_type
 
 
-def _stored_if_accepted(
-    request: web.Request,
-    actor: Actor,
-    app_id: uuid.UUID,
-    version: int | None,
-    image: tuple[bytes, str],
-    act: Callable[[BirthCertificateApplication, str], Any],
-    command: Callable[[str, BlobRef], Outcome],
-) -> Callable[[], Outcome]:
-    """A command that attaches an uploaded image: rehearsed first, so that the photo (personal data) is
-    written to the blob store only when the command will take it; then stored, then run."""
-    service, blobs = request.app[APPLICATIONS], request.app[BLOBS]
-    data, content_type = image
-    sha256 = hashlib.sha256(data).hexdigest()
-
-    def run() -> Outcome:
-        service.rehearse(actor, app_id, version, lambda a: act(a, sha256))
-        return command(sha256, blobs.put(data, content_type))
-
-    return run
-
-
 @routes.post("/api/v1/applications/{app_id}/documents")
 async def upload_document(request: web.Request) -> web.Response:
     """An ID photo (multipart ``kind`` + ``file``): type from the bytes, EXIF stripped, stored encrypted."""
@@ -640,21 +616,8 @@ async def upload_document(request: web.Request) -> web.Response:
     kind = fields.get("kind", "")
     if kind not in DOCUMENT_KINDS:
         raise ValidationFailed([FieldError("kind", "invalid_document_kind", "材料类型不正确")])
-    version, service = expected_version(request), request.app[APPLICATIONS]
-
-    def attach(sha256: str, ref: BlobRef) -> Outcome:
-        return service.upload_document(
-            actor,
-            app_id,
-            kind=kind,
-            document_id=ref.sha256,
-            sha256=ref.sha256,
-            content_type=ref.content_type,
-            size=ref.size,
-            expected_version=version,
-        )
-
-    sha256 = hashlib.sha256(data).hexdigest()
+    version, service, blobs = expected_version(request), request.app[APPLICATIONS], request.app[BLOBS]
+    sha256 = hashlib.sha256(data).hexdigest()  # the blob store's content address of these bytes
 
     async def answer(outcome: Outcome) -> web.Response:
         return version_answer(outcome, status=201, document_id=sha256, sha256=sha256)
@@ -663,16 +626,17 @@ async def upload_document(request: web.Request) -> web.Response:
         request,
         actor,
         _fingerprint(request, {"kind": kind, "sha256": sha256}),
-        _stored_if_accepted(
-            request,
+        lambda: service.upload_document(
             actor,
             app_id,
-            version,
-            (data, content_type),
-            lambda a, sha: a.upload_document(
-                actor, kind=kind, document_id=sha, sha256=sha, content_type=content_type, size=len(data)
-            ),
-            attach,
+            kind=kind,
+            document_id=sha256,
+            sha256=sha256,
+            content_type=content_type,
+            size=len(data),
+            expected_version=version,
+            # The photo (personal data) is written only once the application has taken it.
+            before_save=lambda: blobs.put(data, content_type),
         ),
         answer,
     )
@@ -714,32 +678,20 @@ async def sign_form(request: web.Request) -> web.Response:
         raise ValidationFailed(
             [FieldError("form_sha256", "invalid_sha256", "登记表的 SHA-256 应为64位十六进制数")]
         )
-    version, service = expected_version(request), request.app[APPLICATIONS]
-
-    def sign(sha256: str, ref: BlobRef) -> Outcome:
-        return service.sign_form(
-            actor,
-            app_id,
-            form_sha256=form_sha256,
-            signature_document_id=ref.sha256,
-            signature_sha256=ref.sha256,
-            expected_version=version,
-        )
-
+    version, service, blobs = expected_version(request), request.app[APPLICATIONS], request.app[BLOBS]
+    sha256 = hashlib.sha256(data).hexdigest()  # the blob store's content address of the image
     return await run_command(
         request,
         actor,
-        _fingerprint(request, {"form_sha256": form_sha256, "sha256": hashlib.sha256(data).hexdigest()}),
-        _stored_if_accepted(
-            request,
+        _fingerprint(request, {"form_sha256": form_sha256, "sha256": sha256}),
+        lambda: service.sign_form(
             actor,
             app_id,
-            version,
-            (data, content_type),
-            lambda a, sha: a.sign_form(
-                actor, form_sha256=form_sha256, signature_document_id=sha, signature_sha256=sha
-            ),
-            sign,
+            form_sha256=form_sha256,
+            signature_document_id=sha256,
+            signature_sha256=sha256,
+            expected_version=version,
+            before_save=lambda: blobs.put(data, content_type),  # stored only if the signature is taken
         ),
     )
 

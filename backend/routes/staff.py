@@ -430,7 +430,6 @@ async def get_review(request: web.Request) -> web.Response:
     actor = actor_of(request, "issuer", "auditor")
     app_id = _review_id(request)
     if actor.role == "auditor":  # full personal data, beyond the auditor's own institution: recorded first
-        await in_store(request, request.app[APPLICATIONS].get_application, actor, app_id)
         await record_reading(request, actor, app_id, "review")
     document = await in_store(request, review_document, request.app[APPLICATIONS], actor, app_id)
     return json_response(
@@ -481,8 +480,6 @@ async def _issuer_command(
 ) -> web.Response:
     """Authenticate, parse the body, build the command (collecting field errors), run it once per key."""
     actor = actor_of(request, "issuer")
-    # Another institution's application is not found, whatever the body says (no hint from a 422).
-    await in_store(request, request.app[APPLICATIONS].get_application, actor, _review_id(request))
     body = await json_body(request)
     call = IssuerCall(
         FieldCollector(),
@@ -493,6 +490,8 @@ async def _issuer_command(
         request.app[APPLICATIONS],
     )
     command = build(call)
+    if call.c.errors:  # another institution's application is not found, whatever its body (no 422 hint)
+        await in_store(request, call.s.get_application, actor, call.app_id)
     call.c.check()
     return await run_command(request, actor, _fingerprint(request, body), command)
 
