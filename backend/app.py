@@ -28,6 +28,7 @@ from backend.components import (
     IDEMPOTENCY,
     IO_EXECUTOR,
     REDIS,
+    REDIS_CLIENT,
     REGISTRY,
     STATUS_FOLLOWER,
     STATUS_VIEW,
@@ -173,7 +174,8 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     app[BLOBS] = BlobStore(config.blob_dir, at_rest_key(config.cipher_key, config.index_key))
     client = handle.async_client()
     await warn_unless_durable(client)
-    app[IDEMPOTENCY] = Idempotency(client, secret=config.index_key)
+    app[REDIS_CLIENT] = client
+    app[IDEMPOTENCY] = Idempotency()
     app[HTTP] = aiohttp.ClientSession()
     if config.registry_url:
         app[REGISTRY] = PopulationRegistry(config.registry_url, config.registry_key)
@@ -187,7 +189,7 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
 async def _status_projection(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     view = StatusView(
-        app[IDEMPOTENCY].redis,
+        app[REDIS_CLIENT],
         app[APPLICATIONS],
         app[STORE_EXECUTOR],
         pseudonym_key=derive_pseudonym_key(config.index_key),
@@ -204,7 +206,7 @@ async def _status_projection(app: web.Application) -> AsyncIterator[None]:
 
 async def _notifications(app: web.Application) -> AsyncIterator[None]:
     process = NotificationProcess(
-        app[IDEMPOTENCY].redis,
+        app[REDIS_CLIENT],
         app[APPLICATIONS],
         app[STORE_EXECUTOR],
         app[IO_EXECUTOR],

@@ -2,7 +2,8 @@
 
 Everything blocking runs off the event loop: the event store on its own executor (one thread on
 SQLite), WeChat and file work on another. ``run_command`` is the path of every command: authenticate,
-Idempotency-Key, the service method in the store executor, wake the projections, wait until the
+Idempotency-Key (answered from the store if answered before), the service method in the store executor
+(under a key, its answer recorded in the same transaction), wake the projections, wait until the
 status view has it (read-your-writes), answer.
 """
 
@@ -17,16 +18,18 @@ from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
 import orjson
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, authenticate
 from backend.config import Config
 from backend.errors import BadRequest
-from backend.idempotency import Idempotency
+from backend.idempotency import Idempotency, KeyedRequest
 from backend.redis_server import RedisHandle
 from backend.registry import PopulationRegistry
 from backend.storage import BlobStore
 from backend.wechat import WeChat
+from domain.idempotency import IdempotencyRecord, IdempotentRequest
 from domain.service import Applications, Outcome
 from domain.values import Actor, Role
 from projections.runner import LogFollower
@@ -42,6 +45,8 @@ STORE_EXECUTOR = web.AppKey("store_executor", ThreadPoolExecutor)
 IO_EXECUTOR = web.AppKey("io_executor", ThreadPoolExecutor)
 APPLICATIONS = web.AppKey("applications", Applications)
 REDIS = web.AppKey("redis", RedisHandle)
+# The asyncio Redis client of the views, the queue, staff login and the EMS process (not of idempotency).
+REDIS_CLIENT = web.AppKey("redis_client", aioredis.Redis)
 TOKEN_KEYS = web.AppKey("token_keys", TokenKeys)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 YUESHENGSHI = web.AppKey("yueshengshi", YueshengshiVerifier)
@@ -108,23 +113,53 @@ def expected_version(request: web.Request) -> int | None:
     return int(text)
 
 
+Answer = Callable[[Outcome], web.Response]
+
+
 async def run_command(
     request: web.Request,
     actor: Actor,
     fingerprint: bytes,
     command: Callable[[], Outcome],
-    answer: Callable[[Outcome], Awaitable[web.Response]] | None = None,
+    answer: Answer | None = None,
+    *,
+    prepare: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Response:
-    """The path of one command, once per Idempotency-Key."""
+    """The path of one command, once per Idempotency-Key (backend/idempotency.py).
 
-    async def execute() -> web.Response:
+    ``prepare`` is what must happen before the command but never again for a request already answered
+    (a paid WeChat call): it runs only when the command is about to. ``answer`` turns the outcome into
+    the response, synchronously and without I/O: under a key it runs just before the save, in the store
+    thread, and what it gives is recorded with the command's events.
+    """
+    respond = answer or version_answer
+    service = request.app[APPLICATIONS]
+    keyed = KeyedRequest.of(request, actor.id, fingerprint, service)
+    if keyed is None:
+        if prepare is not None:
+            await prepare()
         outcome = await in_store(request, command)
         await caught_up(request, outcome.position)
-        if answer is not None:
-            return await answer(outcome)
-        return version_answer(outcome)
+        return respond(outcome)
+    answered: list[web.Response] = []
 
-    return await request.app[IDEMPOTENCY].run(request, actor.id, fingerprint, execute)
+    def recorded_answer(outcome: Outcome) -> dict[str, Any]:
+        answered.append(respond(outcome))
+        return keyed.recorded(answered[-1])
+
+    async def execute() -> web.Response:
+        if prepare is not None:
+            await prepare()
+        once = IdempotentRequest(keyed.record_id, keyed.digest, recorded_answer)
+        outcome = await in_store(request, service.run_once, once, command)
+        await caught_up(request, outcome.position)
+        # The very answer recorded (the last one made: a command may try its save more than once).
+        return answered[-1] if outcome.recorded else respond(outcome)
+
+    async def lookup() -> IdempotencyRecord | None:
+        return await in_store(request, service.get_recorded_answer, keyed.record_id)
+
+    return await request.app[IDEMPOTENCY].run(keyed, lookup, execute)
 
 
 async def caught_up(request: web.Request, position: int | None) -> None:

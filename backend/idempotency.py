@@ -1,35 +1,50 @@
 """``Idempotency-Key`` on commands: a retried request returns the first answer and records nothing twice.
 
-The key is scoped to who sent it and to the method and path, and the request body is fingerprinted:
-the same key with a different body is a client bug (422), and a request still in flight under the
-same key gets 409 rather than running twice. Answers are kept 24 hours in Redis under an HMAC of
-the scope, so neither the key nor the user id appears there in clear. Command answers carry ids,
-versions and hashes, but some carry secrets (a father's invitation code): the kept body is encrypted
-(AES-256-GCM, a key derived from the secret with ``derive_aead``, the slot as associated data, so a record copied to
-another slot does not open).
+The answer is recorded in the event store, in the command's own transaction (an ``IdempotencyRecord``,
+domain/idempotency.py; docs/decisions/0014-idempotency-in-the-store.md): either the command's events and
+its answer are stored, or neither. So a retry after a crash, a lost answer, a Redis flush or with Redis
+down finds the answer and gets it again — the same status, body, ETag and Location, with
+``Idempotent-Replayed: true`` — and two requests with the same key never both commit (the record's id is
+created once). Redis plays no part.
+
+The key is scoped to who sent it and to the method and path; the record's id is a keyed digest of that
+scope (the index key, decision 0002), so neither the key nor the user id is stored in clear. The request
+is fingerprinted (method, path, body): the same key with a different request is a client bug (422). A
+command refused with a domain error records nothing: the client may retry it with the same key. In this
+process a request whose twin (same key) is running waits for it and gets its answer; only a twin still
+running after ``IN_FLIGHT_WAIT_SECONDS`` gives 409 ``idempotency_in_progress``. Twins in two processes
+both run, and the store lets one commit: the other replays the first's answer.
+
+The recorded body is sealed (AES-256-GCM, the record id as associated data) under a key derived from the
+index key and the scope, which holds the client's Idempotency-Key; the request's digest is keyed the same
+way. So a copy of the store, even with its keys, does not give away a secret an answer carries (the
+father's invitation code, decision 0011) without the client's key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
 
-import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from backend.storage import derive_aead
 from domain.errors import Conflict, DomainError
+from domain.idempotency import IdempotencyRecord
+from domain.service import Applications
 
-KEEP_SECONDS = 24 * 3600
-IN_FLIGHT_SECONDS = 120
+IN_FLIGHT_WAIT_SECONDS = 10.0
 _MAX_KEY_LENGTH = 255
+# The headers of an answer that a replay repeats (the rest are the server's own: Date, Cache-Control, …).
+KEPT_HEADERS = ("ETag", "Location")
+REPLAYED = "Idempotent-Replayed"
 
 
 class IdempotencyKeyReused(DomainError):
@@ -48,84 +63,100 @@ class BadIdempotencyKey(DomainError):
     http_status = 400
 
 
+def in_progress() -> Conflict:
+    """The twin of a request (same key) is still running."""
+    return Conflict("相同的请求正在处理，请稍后重试", code="idempotency_in_progress")
+
+
 @dataclass(frozen=True)
-class Idempotency:
-    """The Redis-backed store of first answers."""
+class KeyedRequest:
+    """One request under an Idempotency-Key: its record's id, its keyed digest and its sealing key."""
 
-    redis: aioredis.Redis
-    secret: bytes
-    prefix: str = "bc:idem:"
+    record_id: UUID
+    digest: str
+    seal_key: bytes
 
-    @functools.cached_property
-    def _aead(self) -> AESGCM:
-        return derive_aead(self.secret, b"birthcert idempotency answers v1")
+    @classmethod
+    def of(
+        cls, request: web.Request, actor_id: str, fingerprint: bytes, service: Applications
+    ) -> KeyedRequest | None:
+        """The request's key and record, or None when it has no Idempotency-Key (400 when the key is bad)."""
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return None
+        if not key.strip() or len(key) > _MAX_KEY_LENGTH:
+            raise BadIdempotencyKey()
+        scope = f"{actor_id}\n{request.method}\n{request.path}\n{key}"
+        digest_key = bytes.fromhex(service.keyed_digest("idempotency-request", scope))
+        return cls(
+            record_id=service.index_id("idempotency", scope),
+            digest=hmac.new(digest_key, fingerprint, hashlib.sha256).hexdigest(),
+            seal_key=bytes.fromhex(service.keyed_digest("idempotency-answer", scope)),
+        )
 
-    def _seal(self, slot: str, body: bytes) -> str:
+    def recorded(self, response: web.Response) -> dict[str, Any]:
+        """What the store keeps of ``response``: status, type, the kept headers and the sealed body."""
+        body = response.body if isinstance(response.body, bytes) else b""
         nonce = os.urandom(12)
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, body, slot.encode())).decode("ascii")
+        sealed = nonce + AESGCM(self.seal_key).encrypt(nonce, body, self.record_id.bytes)
+        return {
+            "status": response.status,
+            "content_type": response.content_type,
+            "headers": {k: response.headers[k] for k in KEPT_HEADERS if k in response.headers},
+            "sealed_body": base64.b64encode(sealed).decode("ascii"),
+        }
 
-    def _open(self, slot: str, sealed: str) -> bytes:
-        raw = base64.b64decode(sealed)
-        return self._aead.decrypt(raw[:12], raw[12:], slot.encode())
+    def replay(self, record: IdempotencyRecord) -> web.Response:
+        """The recorded answer again; 422 when the record is of another request under the same key."""
+        if not hmac.compare_digest(record.request_digest, self.digest):
+            raise IdempotencyKeyReused()
+        answer = record.answer
+        sealed = base64.b64decode(answer["sealed_body"])
+        body = AESGCM(self.seal_key).decrypt(sealed[:12], sealed[12:], self.record_id.bytes)
+        return web.Response(
+            body=body,
+            status=answer["status"],
+            content_type=answer["content_type"],
+            headers={**answer["headers"], REPLAYED: "true"},
+        )
 
-    def _slot(self, actor_id: str, request: web.Request, key: str) -> str:
-        scope = f"{actor_id}\n{request.method}\n{request.path}\n{key}".encode()
-        return self.prefix + hmac.new(self.secret, scope, hashlib.sha256).hexdigest()
+
+@dataclass
+class Idempotency:
+    """The requests under an Idempotency-Key running in this process, by record id."""
+
+    running: dict[UUID, asyncio.Event] = field(default_factory=dict)
 
     async def run(
         self,
-        request: web.Request,
-        actor_id: str,
-        fingerprint: bytes,
-        handler: Callable[[], Awaitable[web.Response]],
+        keyed: KeyedRequest,
+        lookup: Callable[[], Awaitable[IdempotencyRecord | None]],
+        execute: Callable[[], Awaitable[web.Response]],
     ) -> web.Response:
-        """Run ``handler`` once per (actor, method, path, Idempotency-Key); replay its answer after that."""
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return await handler()
-        if not key.strip() or len(key) > _MAX_KEY_LENGTH:
-            raise BadIdempotencyKey()
-        slot = self._slot(actor_id, request, key)
-        digest = hashlib.sha256(fingerprint).hexdigest()
-        pending = orjson.dumps({"state": "pending", "digest": digest})
-        if not await self.redis.set(slot, pending, nx=True, ex=IN_FLIGHT_SECONDS):
-            stored = await self.redis.get(slot)
-            return self._replay(slot, stored, digest)
+        """``execute`` (which records its answer with the command) once per key; the recorded answer after."""
+        while (twin := self.running.get(keyed.record_id)) is not None:
+            try:
+                await asyncio.wait_for(twin.wait(), IN_FLIGHT_WAIT_SECONDS)
+            except TimeoutError:
+                recorded = await lookup()  # committed, and still waiting for its views: its answer stands
+                if recorded is None:
+                    raise in_progress() from None
+                return keyed.replay(recorded)
+        done = asyncio.Event()
+        self.running[keyed.record_id] = done
         try:
-            response = await handler()
-        except DomainError as e:
-            # A refused command changed nothing: the client may retry it with the same key.
-            await self.redis.delete(slot)
-            raise e from None
-        except BaseException:
-            await self.redis.delete(slot)
-            raise
-        if response.status < 500:
-            record = {
-                "state": "done",
-                "digest": digest,
-                "status": response.status,
-                "content_type": response.content_type,
-                "sealed_body": self._seal(slot, response.body if isinstance(response.body, bytes) else b""),
-                "headers": {str(k): v for k, v in response.headers.items() if k in ("ETag", "Location")},
-            }
-            await self.redis.set(slot, orjson.dumps(record), ex=KEEP_SECONDS)
-        else:
-            await self.redis.delete(slot)
-        return response
-
-    def _replay(self, slot: str, stored: bytes | None, digest: str) -> web.Response:
-        if stored is None:  # expired between our SET and GET: treat as in flight, the client retries
-            raise Conflict("相同的请求正在处理，请稍后重试", code="idempotency_in_progress")
-        record = orjson.loads(stored)
-        if record["digest"] != digest:
-            raise IdempotencyKeyReused()
-        if record["state"] != "done":
-            raise Conflict("相同的请求正在处理，请稍后重试", code="idempotency_in_progress")
-        headers = {**record["headers"], "Idempotent-Replayed": "true"}
-        return web.Response(
-            body=self._open(slot, record["sealed_body"]),
-            status=record["status"],
-            content_type=record["content_type"],
-            headers=headers,
-        )
+            recorded = await lookup()
+            if recorded is not None:
+                return keyed.replay(recorded)
+            try:
+                return await execute()
+            except DomainError:
+                # Refused: nothing was recorded, unless a twin in another process committed first and this
+                # command then lost the race (or found its effect already there): the twin's answer, then.
+                recorded = await lookup()
+                if recorded is None:
+                    raise
+                return keyed.replay(recorded)
+        finally:
+            del self.running[keyed.record_id]
+            done.set()

@@ -19,8 +19,9 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -38,6 +39,7 @@ from domain.application import (
 )
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
 from domain.errors import Conflict, DomainError, Forbidden, NotEligibleOnline, NotFound, RuleViolated
+from domain.idempotency import IdempotencyRecord, IdempotentRequest
 from domain.policy import REASON_MESSAGES, Circumstances, application_window_error, get_profile
 from domain.staff import (
     AccessRecord,
@@ -121,13 +123,23 @@ class Index(Aggregate):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a command did: the application (or record) id, its new version and the log position."""
+    """What a command did: the application (or record) id, its new version and the log position
+    (``recorded``: whether a request's answer was recorded with it, see ``Applications.run_once``)."""
 
     id: UUID
     version: int
     position: int | None
     aggregate: Aggregate
     detail: str | None = None
+    recorded: bool = False
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    """A face check's recorded verdict: whose (``role``) and, when it did not pass, our failure code."""
+
+    role: str
+    failure: str | None
 
 
 class Applications(Application[UUID]):
@@ -162,6 +174,8 @@ class Applications(Application[UUID]):
             raise ValueError(msg)
         self.default_province = self.env.get("BIRTHCERT_PROVINCE", "GD") or "GD"
         self.clock = clock or (lambda: datetime.now(UTC))
+        # The request (Idempotency-Key) whose command this thread is running, if any: see run_once.
+        self._running = threading.local()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -193,15 +207,61 @@ class Applications(Application[UUID]):
             return None
         return index if isinstance(index, Index) else None
 
-    def _save(self, *aggregates: Aggregate, conflict: Callable[[], DomainError] | None = None) -> int | None:
-        """Save in one transaction; a lost race becomes a 409 (never a half-written change)."""
+    def _commit(
+        self,
+        *aggregates: Aggregate,
+        detail: str | None = None,
+        conflict: Callable[[], DomainError] | None = None,
+    ) -> Outcome:
+        """Save in one transaction and say what the command did (about ``aggregates[0]``); a lost race
+        becomes a 409 (never a half-written change).
+
+        Every command saves here. When it runs for a request under an Idempotency-Key (``run_once``) and
+        changes something, the request's answer, made from this outcome, is an ``IdempotencyRecord``
+        saved in the same transaction: both are stored or neither. A command that changes nothing (a
+        retry that finds its effect already there) records nothing: run again, it answers the same.
+        """
+        head = aggregates[0]
+        outcome = Outcome(id=head.id, version=head.version, position=None, aggregate=head, detail=detail)
+        request: IdempotentRequest | None = getattr(self._running, "request", None)
+        changes = any(a.pending_events for a in aggregates)
+        answer = [self._answer_record(request, outcome)] if request is not None and changes else []
         try:
-            recordings = self.save(*aggregates)
+            recordings = self.save(*aggregates, *answer)
         except IntegrityError:
             if conflict is not None:
                 raise conflict() from None
             raise Conflict(code="concurrent_modification") from None
-        return recordings[-1].notification.id if recordings else None
+        if answer:
+            self._running.request = None  # answered: a later save of the same command records nothing more
+        position = recordings[-1].notification.id if recordings else None
+        return replace(outcome, position=position)
+
+    @staticmethod
+    def _answer_record(request: IdempotentRequest, outcome: Outcome) -> IdempotencyRecord:
+        return IdempotencyRecord.record(request.record_id, request.request_digest, request.answer(outcome))
+
+    def run_once(self, request: IdempotentRequest, command: Callable[[], Outcome]) -> Outcome:
+        """Run ``command`` (a call of one of this service's commands, in this thread) with ``request``'s
+        answer recorded in the command's own transaction (``_commit``).
+
+        ``Outcome.recorded`` says whether it was: a command that saved nothing records no answer.
+        """
+        self._running.request = request
+        try:
+            outcome = command()
+        finally:
+            recorded = getattr(self._running, "request", None) is None
+            self._running.request = None
+        return replace(outcome, recorded=recorded)
+
+    def get_recorded_answer(self, record_id: UUID) -> IdempotencyRecord | None:
+        """The answer recorded for a request under an Idempotency-Key, if its command committed."""
+        try:
+            record: Aggregate = self.repository.get(record_id)
+        except AggregateNotFoundError:
+            return None
+        return record if isinstance(record, IdempotencyRecord) else None
 
     def _outcome(self, agg: Aggregate, position: int | None, detail: str | None = None) -> Outcome:
         return Outcome(id=agg.id, version=agg.version, position=position, aggregate=agg, detail=detail)
@@ -229,8 +289,7 @@ class Applications(Application[UUID]):
         result = act(app)
         if before_save is not None:
             before_save()
-        position = self._save(app)
-        return self._outcome(app, position, result if isinstance(result, str) else None)
+        return self._commit(app, detail=result if isinstance(result, str) else None)
 
     # ------------------------------------------------------------------ queries
 
@@ -271,13 +330,12 @@ class Applications(Application[UUID]):
             listing = Index.create(self.index_id("institutions", "all"), "institutions", str(record.id))
         else:
             listing.add(str(record.id))
-        position = self._save(
+        return self._commit(
             record,
             by_code,
             listing,
             conflict=lambda: Conflict(f"机构代码 {code} 已存在", code="institution_exists"),
         )
-        return self._outcome(record, position)
 
     def get_institution(self, code: str) -> Institution:
         """The institution with this code (NotFound when unknown)."""
@@ -319,10 +377,9 @@ class Applications(Application[UUID]):
             password_hash=password_hash,
         )
         index = Index.create(self.index_id("staff-username", username), "staff-username", str(account.id))
-        position = self._save(
+        return self._commit(
             account, index, conflict=lambda: Conflict(f"用户名 {username} 已存在", code="username_taken")
         )
-        return self._outcome(account, position)
 
     def get_staff_account(self, username: str) -> StaffAccount | None:
         """The account with this username, or None."""
@@ -339,7 +396,7 @@ class Applications(Application[UUID]):
         if account is None:
             raise NotFound("未找到该账号")
         account.change_password(actor, password_hash)
-        return self._outcome(account, self._save(account))
+        return self._commit(account)
 
     def disable_staff_account(self, actor: Actor, username: str, *, reason: str) -> Outcome:
         """Stop an account: no login from now on, and its tokens refused within a minute."""
@@ -347,7 +404,7 @@ class Applications(Application[UUID]):
         if account is None:
             raise NotFound("未找到该账号")
         account.disable(actor, reason)
-        return self._outcome(account, self._save(account))
+        return self._commit(account)
 
     # ------------------------------------------------------------------ auditors
 
@@ -355,7 +412,7 @@ class Applications(Application[UUID]):
         """An auditor is about to read an application's personal data in full: record who, what, when first."""
         app = self._get(BirthCertificateApplication, app_id)
         record = AccessRecord.record(id=uuid4(), actor=actor, application_id=str(app.id), what=what)
-        return self._outcome(record, self._save(record))
+        return self._commit(record)
 
     def get_history(self, actor: Actor, app_id: UUID | str) -> list[Any]:
         """Every event of an application, decrypted (auditors and the application's own issuers)."""
@@ -384,7 +441,7 @@ class Applications(Application[UUID]):
             slot = Index.create(self.index_id("delivery-slot", slot_key), "delivery-slot", str(record_id))
             mothers = self._mother_index(facts.mother_id_number.value, str(record_id))
             try:
-                position = self._save(record, slot, mothers)
+                return self._commit(record, slot, mothers)
             except Conflict:
                 # Twins recorded at the same moment race on the mother's index, not on the slot: try again.
                 if attempt == 2 or self._find_index("delivery-slot", slot_key) is not None:
@@ -394,7 +451,6 @@ class Applications(Application[UUID]):
                         else Conflict(code="concurrent_modification")
                     ) from None
                 continue
-            return self._outcome(record, position)
         raise Conflict(code="concurrent_modification")  # pragma: no cover - the loop returns or raises
 
     def _mother_index(self, mother_id: str, ref: str) -> Index:
@@ -432,7 +488,7 @@ class Applications(Application[UUID]):
             app = self._get(BirthCertificateApplication, record.application_id)
             app.refresh_delivery_record(actor, record=record.snapshot(), reason=reason)
             touched.append(app)
-        return self._outcome(record, self._save(*touched))
+        return self._commit(*touched)
 
     # ------------------------------------------------------------------ parents
 
@@ -452,7 +508,7 @@ class Applications(Application[UUID]):
             circumstances=circumstances,
             province_chosen=bool(province),
         )
-        return self._outcome(app, self._save(app))
+        return self._commit(app)
 
     def check_face_request(
         self,
@@ -492,7 +548,7 @@ class Applications(Application[UUID]):
         app.request_face_verification(
             actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
         )
-        return self._outcome(app, self._save(app))
+        return self._commit(app)
 
     def _available_delivery(self, app: BirthCertificateApplication, mother: IdNumber) -> DeliveryRecord:
         """The first of the mother's delivery records that no other application holds."""
@@ -520,7 +576,7 @@ class Applications(Application[UUID]):
         app_id: UUID | str,
         *,
         out_seq_no: str,
-        verify_ret: int,
+        verify_ret: int | None,
         expected_version: int | None = None,
     ) -> Outcome:
         """WeChat's verdict. A pass for the mother also links her delivery record, in the same save
@@ -531,10 +587,15 @@ class Applications(Application[UUID]):
         record can be linked yet (none entered, or it is held by another application): she proved who
         she is; linking is tried again when she asks for her record (``link_delivery_record``), which
         tells her why it cannot be linked.
+
+        A verdict fetched again once recorded (the answer to the first fetch was lost; ``verify_ret``
+        None: WeChat need not be asked) records nothing new and has the recorded verdict's outcome.
         """
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
         pending = app.pending_face.get(out_seq_no)
+        if pending is None or verify_ret is None:
+            return self._commit(app, detail=self._recorded_verdict(actor, app, out_seq_no).failure)
         seq_index = Index.create(self.index_id("face-seq", out_seq_no), "face-seq", str(app.id))
         touched: list[Aggregate] = [app, seq_index]
         failure = app.record_face_verification(actor, out_seq_no=out_seq_no, verify_ret=verify_ret)
@@ -550,8 +611,39 @@ class Applications(Application[UUID]):
                 pass  # her pass is kept; she is told why when she asks for her record (link_delivery_record)
             else:
                 touched.append(record)
-        position = self._save(*touched, conflict=lambda: self._used_or_raced("face-seq", out_seq_no))
-        return self._outcome(app, position, failure)
+        try:
+            return self._commit(
+                *touched, detail=failure, conflict=lambda: self._used_or_raced("face-seq", out_seq_no)
+            )
+        except Conflict:
+            # Two fetches of one verdict raced (a retry sent while the first was running): as a retry.
+            again = self._load_application(app_id, None)
+            if out_seq_no in again.pending_face:
+                raise
+            return self._commit(again, detail=self._recorded_verdict(actor, again, out_seq_no).failure)
+
+    def get_face_verdict(self, actor: Actor, app_id: UUID | str, out_seq_no: str) -> FaceVerdict:
+        """The verdict recorded for a face check this actor began (Conflict ``verification_used`` if none)."""
+        return self._recorded_verdict(actor, self.get_application(actor, app_id), out_seq_no)
+
+    def _recorded_verdict(
+        self, actor: Actor, app: BirthCertificateApplication, out_seq_no: str
+    ) -> FaceVerdict:
+        used = Conflict("该认证流水号无效或已使用，请重新发起刷脸认证", code="verification_used")
+        index = self._find_index("face-seq", out_seq_no)
+        if index is None or index.refs != [str(app.id)]:
+            raise used
+        verdicts = (
+            BirthCertificateApplication.FaceVerified,
+            BirthCertificateApplication.FaceVerificationFailed,
+        )
+        for event in self.events.get(app.id, desc=True):
+            if isinstance(event, verdicts) and event.out_seq_no == out_seq_no:
+                if event.actor.get("id") != actor.id:
+                    raise used  # someone else's check: nothing about it is said
+                failure = getattr(event, "code", None)
+                return FaceVerdict(role=event.role, failure=failure)
+        raise used
 
     def _used_or_raced(self, kind: str, value: str) -> DomainError:
         """After a lost race: was it this value that someone else used, or just the same aggregate?"""
@@ -577,7 +669,7 @@ class Applications(Application[UUID]):
         app.link_delivery_record(
             actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
         )
-        return self._outcome(app, self._save(app, record))
+        return self._commit(app, record)
 
     def confirm_delivery_info(
         self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
@@ -594,7 +686,7 @@ class Applications(Application[UUID]):
         app.dispute_delivery_info(actor, reason=reason)
         record = self._get(DeliveryRecord, app.delivery_record_id or "")
         record.receive_dispute(actor, application_id=str(app.id), reason=app.dispute_reason or reason)
-        return self._outcome(app, self._save(app, record))
+        return self._commit(app, record)
 
     def provide_details(
         self,
@@ -652,7 +744,7 @@ class Applications(Application[UUID]):
         code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
         app.invite_father(actor, invitation_digest=self.invitation_digest(code), now=self.clock())
         index = Index.create(self.index_id(INVITATION_KIND, code), INVITATION_KIND, str(app.id))
-        return self._outcome(app, self._save(app, index), code)
+        return self._commit(app, index, detail=code)
 
     def accept_father_invitation(self, actor: Actor, code: str) -> Outcome:
         """The father, on his own account, joins the application the invitation code belongs to."""
@@ -664,8 +756,7 @@ class Applications(Application[UUID]):
             raise not_found
         app = self._get(BirthCertificateApplication, index.refs[0])
         app.accept_father_invitation(actor, invitation_digest=self.invitation_digest(code), now=self.clock())
-        position = self._save(app, conflict=lambda: self._joined_or_raced(app.id))
-        return self._outcome(app, position)
+        return self._commit(app, conflict=lambda: self._joined_or_raced(app.id))
 
     def _joined_or_raced(self, app_id: UUID) -> DomainError:
         """After a lost race on an acceptance: did someone else join with it first?"""
@@ -723,8 +814,19 @@ class Applications(Application[UUID]):
         _visible(actor, app)
         amount = app.place_postage_order(actor, out_trade_no=out_trade_no)
         order = Index.create(self.index_id("out-trade-no", out_trade_no), "out-trade-no", str(app.id))
-        position = self._save(app, order, conflict=lambda: self._used_or_raced("out-trade-no", out_trade_no))
-        return self._outcome(app, position, str(amount))
+        return self._commit(
+            app,
+            order,
+            detail=str(amount),
+            conflict=lambda: self._used_or_raced("out-trade-no", out_trade_no),
+        )
+
+    def check_postage_order(self, actor: Actor, app_id: UUID | str, *, out_trade_no: str) -> int:
+        """The amount (fen) of the postage order ``place_postage_order`` would open now, or why not:
+        checked before WeChat Pay is asked for the order, which the answer carries (nothing is saved)."""
+        app = self._load_application(app_id, None)
+        _visible(actor, app)
+        return app.place_postage_order(actor, out_trade_no=out_trade_no)
 
     def find_application_by_order(self, out_trade_no: str) -> UUID | None:
         """The application a WeChat Pay order belongs to."""
@@ -760,7 +862,7 @@ class Applications(Application[UUID]):
         app = self._load_application(app_id, expected_version)
         _visible(actor, app)
         app.withdraw(actor, reason=reason)
-        return self._outcome(app, self._save(app, *self._release_record(actor, app)))
+        return self._commit(app, *self._release_record(actor, app))
 
     def _release_record(self, actor: Actor, app: BirthCertificateApplication) -> list[Aggregate]:
         if app.delivery_record_id is None:
@@ -785,7 +887,7 @@ class Applications(Application[UUID]):
         _visible(actor, app)
         app.reject(actor, reasons=reasons, fields=fields)
         extra = self._release_record(actor, app) if app.state in CLOSED_STATES else []
-        return self._outcome(app, self._save(app, *extra))
+        return self._commit(app, *extra)
 
     def issue(
         self,
@@ -815,10 +917,9 @@ class Applications(Application[UUID]):
         first = Index.create(
             self.index_id("first-certificate", str(record.id)), "first-certificate", str(app.id)
         )
-        position = self._save(
+        return self._commit(
             app, record, number, first, conflict=lambda: self._issue_conflict(certificate_number)
         )
-        return self._outcome(app, position)
 
     def _check_number_free(self, number: CertificateNumber) -> None:
         if self._find_index("certificate-number", number.value) is not None:
@@ -892,8 +993,7 @@ class Applications(Application[UUID]):
         number = Index.create(
             self.index_id("certificate-number", certificate_number.value), "certificate-number", str(app.id)
         )
-        position = self._save(app, number, conflict=lambda: self._issue_conflict(certificate_number))
-        return self._outcome(app, position)
+        return self._commit(app, number, conflict=lambda: self._issue_conflict(certificate_number))
 
     def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
         """The electronic certificate exists."""

@@ -25,7 +25,7 @@ from backend.components import (
     CONFIG,
     FOLLOWERS,
     HTTP,
-    IDEMPOTENCY,
+    REDIS_CLIENT,
     STATUS_FOLLOWER,
     STORE_EXECUTOR,
     actor_of,
@@ -241,7 +241,7 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
             app[EMS_PORT] = UnconfiguredEms()
     callback = settings.callback_url or f"{app[CONFIG].public_url.rstrip('/')}{WEBHOOK_PATH}"
     process = EmsProcess(
-        app[IDEMPOTENCY].redis,
+        app[REDIS_CLIENT],
         app[APPLICATIONS],
         app[STORE_EXECUTOR],
         app[EMS_PORT],

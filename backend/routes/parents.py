@@ -42,7 +42,7 @@ from backend.components import (
     run_command,
     version_answer,
 )
-from backend.errors import ServiceUnavailable, json_body
+from backend.errors import ServiceUnavailable, json_body, problem_for
 from backend.registry import RegistryEntry
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
@@ -228,7 +228,7 @@ async def start_application(request: web.Request) -> web.Response:
         raise ValidationFailed(e.errors) from None
     service = request.app[APPLICATIONS]
 
-    async def created(outcome: Outcome) -> web.Response:
+    def created(outcome: Outcome) -> web.Response:
         response = version_answer(outcome, status=201)
         response.headers["Location"] = f"/api/v1/applications/{outcome.id}"
         return response
@@ -301,11 +301,11 @@ async def invite_father(request: web.Request) -> web.Response:
     actor = actor_of(request, "parent")
     app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
 
-    async def answer(outcome: Outcome) -> web.Response:
+    def answer(outcome: Outcome) -> web.Response:
         app = cast(BirthCertificateApplication, outcome.aggregate)
         code = outcome.detail or ""
         path = f"{FATHER_JOIN_PAGE}?invitation={code}"
-        # Idempotency keeps this answer for a retry, encrypted (the code is a secret).
+        # Recorded for a retry under its Idempotency-Key, sealed with that key (the code is a secret).
         return version_answer(
             outcome,
             status=201,
@@ -337,13 +337,13 @@ async def accept_father_invitation(request: web.Request) -> web.Response:
     code = code.strip()
     service = request.app[APPLICATIONS]
 
-    async def answer(outcome: Outcome) -> web.Response:
+    def answer(outcome: Outcome) -> web.Response:
         return version_answer(outcome, application_id=str(outcome.id), role="father")
 
     return await run_command(
         request,
         actor,
-        # Idempotency hashes the fingerprint into Redis: take the code's keyed digest, not the code.
+        # Only a digest of the fingerprint is recorded; still, take the code's keyed digest, not the code.
         _fingerprint(request, {"invitation_digest": service.invitation_digest(code)}),
         lambda: service.accept_father_invitation(actor, code),
         answer,
@@ -372,26 +372,24 @@ async def begin_face_verification(request: web.Request) -> web.Response:
     service = request.app[APPLICATIONS]
     out_seq_no = "bc" + uuid.uuid4().hex[:24]
     version = expected_version(request)
-    await in_store(
-        request,
-        service.check_face_request,
-        actor,
-        app_id,
-        role=role,
-        name=name,
-        id_number=id_number,
-        out_seq_no=out_seq_no,
-    )
-    verify_id = await in_io(
-        request,
-        request.app[WECHAT].get_verify_id,
-        out_seq_no=out_seq_no,
-        name=name.value,
-        id_number=id_number.value,
-        openid=actor.id,
-    )
+    verify_id = ""
+    # The identity the check is to prove, as both the check below and the command take it.
+    claim: dict[str, Any] = {"role": role, "name": name, "id_number": id_number, "out_seq_no": out_seq_no}
 
-    async def answer(outcome: Outcome) -> web.Response:
+    async def ask_wechat() -> None:
+        """Refused before WeChat is asked (each verify_id is a paid call), and never for a retried request."""
+        nonlocal verify_id
+        await in_store(request, service.check_face_request, actor, app_id, **claim)
+        verify_id = await in_io(
+            request,
+            request.app[WECHAT].get_verify_id,
+            out_seq_no=out_seq_no,
+            name=name.value,
+            id_number=id_number.value,
+            openid=actor.id,
+        )
+
+    def answer(outcome: Outcome) -> web.Response:
         return version_answer(outcome, status=201, verify_id=verify_id, out_seq_no=out_seq_no)
 
     return await run_command(
@@ -399,50 +397,56 @@ async def begin_face_verification(request: web.Request) -> web.Response:
         actor,
         _fingerprint(request, body),
         lambda: service.request_face_verification(
-            actor,
-            app_id,
-            role=role,
-            name=name,
-            id_number=id_number,
-            out_seq_no=out_seq_no,
-            verify_id=verify_id,
-            expected_version=version,
+            actor, app_id, **claim, verify_id=verify_id, expected_version=version
         ),
         answer,
+        prepare=ask_wechat,
     )
 
 
 @routes.post("/api/v1/applications/{app_id}/face-verifications/{out_seq_no}/result")
 async def face_verification_result(request: web.Request) -> web.Response:
-    """After wx.requestFacialVerify: ask WeChat for the verdict; record FaceVerified or say why not."""
+    """After wx.requestFacialVerify: ask WeChat for the verdict; record FaceVerified or say why not.
+
+    Asked again once the verdict is recorded (the answer to the first request was lost), it answers the
+    recorded verdict again, without asking WeChat or recording anything twice.
+    """
     actor = actor_of(request, "parent")
     app_id = _app_id(request)
     out_seq_no = request.match_info["out_seq_no"]
     app = await _application(request, actor)
-    pending = app.pending_face_of(actor, out_seq_no)  # refused before WeChat is asked anything
-    verify_ret = await in_io(
-        request,
-        request.app[WECHAT].query_verify_ret,
-        verify_id=pending["verify_id"],
-        out_seq_no=out_seq_no,
-        name=pending["name"],
-        id_number=pending["id_number"],
-        openid=actor.id,
-    )
     service = request.app[APPLICATIONS]
-    outcome = await in_store(
-        request, service.record_face_verification, actor, app_id, out_seq_no=out_seq_no, verify_ret=verify_ret
-    )
-    await caught_up(request, outcome.position)
-    if outcome.detail is not None:
-        raise RuleViolated(
-            FACE_MESSAGES.get(outcome.detail, FACE_MESSAGES["face_failed"]), code=outcome.detail
+    verify_ret: int | None = None
+    if out_seq_no in app.pending_face:
+        pending = app.pending_face_of(actor, out_seq_no)  # refused before WeChat is asked anything
+        role = pending["role"]
+        verify_ret = await in_io(
+            request,
+            request.app[WECHAT].query_verify_ret,
+            verify_id=pending["verify_id"],
+            out_seq_no=out_seq_no,
+            name=pending["name"],
+            id_number=pending["id_number"],
+            openid=actor.id,
         )
-    app = cast(BirthCertificateApplication, outcome.aggregate)
-    linked = (
-        {"delivery_record_linked": app.delivery_record_id is not None} if pending["role"] == "mother" else {}
+    else:
+        role = (await in_store(request, service.get_face_verdict, actor, app_id, out_seq_no)).role
+
+    def answer(outcome: Outcome) -> web.Response:
+        if outcome.detail is not None:  # not passed: recorded all the same, and answered as a problem
+            failure = FACE_MESSAGES.get(outcome.detail, FACE_MESSAGES["face_failed"])
+            return problem_for(RuleViolated(failure, code=outcome.detail))
+        app = cast(BirthCertificateApplication, outcome.aggregate)
+        linked = {"delivery_record_linked": app.delivery_record_id is not None} if role == "mother" else {}
+        return version_answer(outcome, verified=True, role=role, **linked)
+
+    return await run_command(
+        request,
+        actor,
+        _fingerprint(request),
+        lambda: service.record_face_verification(actor, app_id, out_seq_no=out_seq_no, verify_ret=verify_ret),
+        answer,
     )
-    return version_answer(outcome, verified=True, role=pending["role"], **linked)
 
 
 # ---------------------------------------------------------------- the delivery record
@@ -619,7 +623,7 @@ async def upload_document(request: web.Request) -> web.Response:
     version, service, blobs = expected_version(request), request.app[APPLICATIONS], request.app[BLOBS]
     sha256 = hashlib.sha256(data).hexdigest()  # the blob store's content address of these bytes
 
-    async def answer(outcome: Outcome) -> web.Response:
+    def answer(outcome: Outcome) -> web.Response:
         return version_answer(outcome, status=201, document_id=sha256, sha256=sha256)
 
     return await run_command(
@@ -739,18 +743,28 @@ async def create_payment(request: web.Request) -> web.Response:
     actor = actor_of(request, "parent")
     app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
     out_trade_no = "BC" + uuid.uuid4().hex[:28]
+    params: dict[str, str] = {}
 
-    async def answer(outcome: Outcome) -> web.Response:
-        amount = int(outcome.detail or 0)
-        params = await in_io(
-            request,
-            request.app[WECHAT].create_jsapi_payment,
-            out_trade_no=out_trade_no,
-            amount_fen=amount,
-            openid=actor.id,
-            description="出生医学证明邮寄费",
-            client_ip=request.remote or "127.0.0.1",
+    async def order_at_wechat() -> None:
+        """WeChat Pay's order first (checked against the application before), so that the answer,
+        made and recorded with the command, carries its parameters; an order never recorded is never paid."""
+        amount = await in_store(
+            request, service.check_postage_order, actor, app_id, out_trade_no=out_trade_no
         )
+        params.update(
+            await in_io(
+                request,
+                request.app[WECHAT].create_jsapi_payment,
+                out_trade_no=out_trade_no,
+                amount_fen=amount,
+                openid=actor.id,
+                description="出生医学证明邮寄费",
+                client_ip=request.remote or "127.0.0.1",
+            )
+        )
+
+    def answer(outcome: Outcome) -> web.Response:
+        amount = int(outcome.detail or 0)
         return version_answer(
             outcome, status=201, out_trade_no=out_trade_no, amount_fen=amount, pay_params=params
         )
@@ -763,6 +777,7 @@ async def create_payment(request: web.Request) -> web.Response:
             actor, app_id, out_trade_no=out_trade_no, expected_version=version
         ),
         answer,
+        prepare=order_at_wechat,
     )
 
 

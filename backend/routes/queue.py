@@ -22,7 +22,7 @@ from aiohttp import web
 from backend.components import (
     APPLICATIONS,
     FOLLOWERS,
-    IDEMPOTENCY,
+    REDIS_CLIENT,
     STORE_EXECUTOR,
     actor_of,
     json_response,
@@ -58,7 +58,7 @@ async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
 
     The follower joins ``app[FOLLOWERS]`` (when the app keeps that list), so every command wakes it.
     """
-    view = ReviewQueueView(app[IDEMPOTENCY].redis, app[APPLICATIONS], app[STORE_EXECUTOR])
+    view = ReviewQueueView(app[REDIS_CLIENT], app[APPLICATIONS], app[STORE_EXECUTOR])
     follower = LogFollower(app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="review-queue")
     app[QUEUE_VIEW], app[QUEUE_FOLLOWER] = view, follower
     followers = app.get(FOLLOWERS)

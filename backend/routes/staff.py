@@ -24,7 +24,7 @@ from backend.components import (
     APPLICATIONS,
     BLOBS,
     CONFIG,
-    IDEMPOTENCY,
+    REDIS_CLIENT,
     TOKENS,
     actor_of,
     expected_version,
@@ -88,7 +88,7 @@ async def login_staff(request: web.Request) -> web.Response:
     username = c.text(body, "username").strip().lower()
     password = c.text(body, "password")
     c.check()
-    redis = request.app[IDEMPOTENCY].redis
+    redis = request.app[REDIS_CLIENT]
     slot = (
         "bc:login:" + hmac.new(request.app[CONFIG].index_key, username.encode(), hashlib.sha256).hexdigest()
     )
@@ -206,7 +206,7 @@ async def record_delivery(request: web.Request) -> web.Response:
     service = request.app[APPLICATIONS]
     institution = await in_store(request, service.get_institution, actor.institution or "")
 
-    async def created(outcome: Outcome) -> web.Response:
+    def created(outcome: Outcome) -> web.Response:
         response = json_response({"id": str(outcome.id), "version": outcome.version}, status=201)
         response.headers["Location"] = f"/api/v1/deliveries/{outcome.id}"
         return response
@@ -251,7 +251,7 @@ async def correct_delivery(request: web.Request) -> web.Response:
     c.check()
     service, version = request.app[APPLICATIONS], expected_version(request)
 
-    async def answer(outcome: Outcome) -> web.Response:
+    def answer(outcome: Outcome) -> web.Response:
         return json_response({"id": str(outcome.id), "version": outcome.version})
 
     return await run_command(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import aiohttp
 import pytest
 
@@ -117,17 +119,23 @@ async def test_face_verification_failures_are_explained(
     assert "mother_verified" in [s["code"] for s in status["next_steps"]]
 
 
-async def test_a_replayed_out_seq_no_is_refused(stack: Stack, family: Family) -> None:
+async def test_a_verdict_fetched_again_is_answered_again_and_recorded_once(
+    stack: Stack, family: Family
+) -> None:
     await stack.record_delivery(family)
     mp = stack.mini_program(family)
     await mp.login()
     await mp.start()
     started = await mp.begin_face("mother", family.mother)
     await mp.fake("/_fake/face/verify", {"verify_id": started["verify_id"], "openid": mp.openid})
-    await mp.face_result(started["out_seq_no"])
-    with pytest.raises(ApiProblem) as replay:
-        await mp.face_result(started["out_seq_no"])
-    assert (replay.value.status, replay.value.code) == (409, "verification_used")
+    first = await mp.face_result(started["out_seq_no"])
+    events = await stack.in_store(lambda: len(list(stack.service.events.get(UUID(mp.app_id)))))
+    # Her phone lost the answer and asks again (another Idempotency-Key): the same pass, nothing recorded twice.
+    assert await mp.face_result(started["out_seq_no"]) == first
+    assert await stack.in_store(lambda: len(list(stack.service.events.get(UUID(mp.app_id))))) == events
+    with pytest.raises(ApiProblem) as never_begun:
+        await mp.face_result("bc" + "0" * 24)
+    assert (never_begun.value.status, never_begun.value.code) == (409, "verification_used")
 
 
 async def test_another_users_verify_id_does_not_verify(stack: Stack, family: Family) -> None:

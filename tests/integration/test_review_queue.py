@@ -24,9 +24,8 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from backend.auth import TokenIssuer, TokenKeys
-from backend.components import APPLICATIONS, FOLLOWERS, IDEMPOTENCY, STORE_EXECUTOR, TOKENS
+from backend.components import APPLICATIONS, FOLLOWERS, REDIS_CLIENT, STORE_EXECUTOR, TOKENS
 from backend.errors import problem_middleware
-from backend.idempotency import Idempotency
 from backend.routes import queue as queue_routes
 from backend.routes.queue import QUEUE_CLOSING, QUEUE_FOLLOWER, QUEUE_VIEW, queue_ctx
 from domain.errors import InvalidValue
@@ -797,7 +796,7 @@ async def test_queue_ctx_runs_the_follower_for_the_apps_lifetime(
     app[TOKENS] = tokens
     app[APPLICATIONS] = applications
     app[STORE_EXECUTOR] = executor
-    app[IDEMPOTENCY] = Idempotency(client, secret=b"s" * 32)
+    app[REDIS_CLIENT] = client
     app[FOLLOWERS] = []
     app.cleanup_ctx.append(queue_ctx)
     app.router.add_routes(queue_routes.routes)

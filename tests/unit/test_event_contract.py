@@ -20,6 +20,7 @@ from eventsourcing.utils import get_topic
 
 from domain.application import BirthCertificateApplication
 from domain.delivery import DeliveryRecord
+from domain.idempotency import IdempotencyRecord
 from domain.service import Index
 from domain.staff import AccessRecord, InstitutionRecord, StaffAccount
 from tests.builders import EMS, Walk, in_memory
@@ -32,6 +33,7 @@ AGGREGATES = (
     InstitutionRecord,
     StaffAccount,
     AccessRecord,
+    IdempotencyRecord,
 )
 
 

@@ -266,7 +266,7 @@ def test_a_race_lost_to_another_acceptance_says_used(app: Applications, walk: Wa
     second.accept_father_invitation(STRANGER, invitation_digest=digest, now=NOW)
     app.save(first)
     with pytest.raises(RuleViolated) as lost:
-        app._save(second, conflict=lambda: app._joined_or_raced(walk.id))
+        app._commit(second, conflict=lambda: app._joined_or_raced(walk.id))
     assert lost.value.code == "invitation_used"
     assert app.get_application(walk.parent, walk.id).father_user_id == FATHER.id
 

@@ -208,9 +208,16 @@ def test_out_seq_no_is_single_use(app: Applications) -> None:
         id_number=IdNumber(w.mother_id),
         out_seq_no=seq,
     )
-    app.record_face_verification(w.parent, w.app_id, out_seq_no=seq, verify_ret=10000)
+    first = app.record_face_verification(w.parent, w.app_id, out_seq_no=seq, verify_ret=10000)
+    events = len(list(app.events.get(first.id)))
+    # Fetched again (the first answer was lost): the recorded pass, whatever is said now, nothing recorded twice.
+    for verify_ret in (10000, 10001, None):
+        again = app.record_face_verification(w.parent, w.app_id, out_seq_no=seq, verify_ret=verify_ret)
+        assert (again.detail, again.version, again.position) == (None, first.version, None)
+    assert len(list(app.events.get(first.id))) == events
+    assert app.get_face_verdict(w.parent, w.app_id, seq).role == "mother"
     with pytest.raises(Conflict) as exc:
-        app.record_face_verification(w.parent, w.app_id, out_seq_no=seq, verify_ret=10000)
+        app.record_face_verification(w.parent, w.app_id, out_seq_no="seq-never-begun", verify_ret=10000)
     assert codes(exc) == "verification_used"
 
 
