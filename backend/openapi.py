@@ -354,6 +354,8 @@ COMMAND_HEADERS = [
         "in": "header",
         "required": False,
         "schema": {"type": "string", "maxLength": 255},
+        "description": "a retry with the same key gets the first answer again (header Idempotent-Replayed: "
+        "true); the same key with another request: 422 idempotency_key_reused",
     },
     {
         "name": "If-Match",

@@ -8,6 +8,10 @@ aggregate's id is ``uuid5(INDEX_NAMESPACE, kind + ":" + HMAC-SHA256(index key, k
 (originator_id, version) key, so two racing commands cannot both use a certificate number, a
 face-verification sequence number or a delivery record's first certificate. The HMAC keeps
 personal values (ID numbers) out of the stored ids, which are not encrypted.
+
+Every command saves through ``_commit``: a command run for a request under an Idempotency-Key
+(``run_once``) saves that request's answer in the same transaction (an ``IdempotencyRecord`` whose
+id is keyed the same way; docs/decisions/0014-idempotency-in-the-store.md).
 """
 
 from __future__ import annotations

@@ -309,8 +309,8 @@ class MiniProgram:
         """The status view."""
         return await self.call("GET", self.base)
 
-    async def whole_journey(self, *, ems: bool = True, pay: bool = False) -> JSON:
-        """Login to submission; returns the final status view."""
+    async def ready_to_sign(self) -> None:
+        """Login to the ID photos: everything the signature waits for."""
         await self.login()
         await self.start()
         await self.verify_face("mother")
@@ -319,6 +319,10 @@ class MiniProgram:
         if self.family.father is not None:
             await self.verify_face("father")
         await self.upload_all()
+
+    async def whole_journey(self, *, ems: bool = True, pay: bool = False) -> JSON:
+        """Login to submission; returns the final status view."""
+        await self.ready_to_sign()
         await self.sign()
         if ems:
             await self.choose_ems()

@@ -97,13 +97,16 @@ async def mother_ready_to_sign(stack: Stack, family: Family) -> MiniProgram:
     """The family's application up to the signature (face checks, record confirmed, details, photos)."""
     await stack.record_delivery(family)
     mp = stack.mini_program(family)
+    await mp.ready_to_sign()
+    return mp
+
+
+async def application_started(stack: Stack, family: Family) -> MiniProgram:
+    """The family's delivery entered, the mother logged in with her application started."""
+    await stack.record_delivery(family)
+    mp = stack.mini_program(family)
     await mp.login()
     await mp.start()
-    await mp.verify_face("mother")
-    await mp.confirm_delivery()
-    await mp.provide_details()
-    await mp.verify_face("father")
-    await mp.upload_all()
     return mp
 
 
@@ -272,10 +275,7 @@ async def test_twins_at_two_processes_commit_once(stack: Stack, family: Family) 
 
 
 async def test_a_face_check_begun_and_fetched_again_with_their_keys(stack: Stack, family: Family) -> None:
-    await stack.record_delivery(family)
-    mp = stack.mini_program(family)
-    await mp.login()
-    await mp.start()
+    mp = await application_started(stack, family)
     path = f"{mp.base}/face-verifications"
     claim = {"role": "mother", "name": family.mother.name, "id_number": family.mother.id_number}
     begun = await send(stack.session, stack.api, mp, "POST", path, key="begin-1", json=claim)
@@ -299,10 +299,7 @@ async def test_a_face_check_begun_and_fetched_again_with_their_keys(stack: Stack
 
 
 async def test_a_failed_face_check_fetched_again_is_the_same_failure(stack: Stack, family: Family) -> None:
-    await stack.record_delivery(family)
-    mp = stack.mini_program(family)
-    await mp.login()
-    await mp.start()
+    mp = await application_started(stack, family)
     await mp.fake("/_fake/faces", {"cert_no": family.mother.id_number, "verify_ret": 10004})
     started = await mp.begin_face("mother", family.mother)
     await mp.fake("/_fake/face/verify", {"verify_id": started["verify_id"], "openid": mp.openid})
