@@ -17,15 +17,18 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import redis
 from multidict import CIMultiDict
 
-from backend.components import CONFIG
+from backend.components import APPLICATIONS, CONFIG, STORE_EXECUTOR
 from backend.config import Config
+from backend.dev import seed_demo_staff
 from backend.redis_server import open_redis
 from miniprogram_stub.client import MiniProgram, signature_png
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
+from tests.e2e.test_archive_http import login
 from tests.e2e.test_audit_http import serve
 
 
@@ -170,6 +173,10 @@ async def test_the_signature_retried_with_its_key_is_recorded_once(
         assert again.same_as(first) and again.replayed
     assert await last_position(stack) == before
     assert await count(stack, "birthcert:FormSigned") == 1
+    await stack.in_store(seed_demo_staff, stack.service)
+    auditor = await login(stack, "auditor1")
+    archived = await auditor.call("GET", f"/api/v1/archive/forms?application_id={mp.app_id}")
+    assert [f["kind"] for f in archived["forms"]] == ["signed"]  # one permanent row, not one per retry
     await mp.choose_ems()
     assert (await mp.submit())["state"] == "submitted"
 
@@ -339,3 +346,53 @@ async def test_with_redis_down_a_keyed_command_commits_and_replays(
     finally:
         await runner.cleanup()
         own.close()
+
+
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_twins_at_two_processes_and_a_restart_commit_once(
+    stack: Stack, family: Family, postgres_env: dict[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    store = {k: v for k, v in postgres_env.items() if k.startswith("POSTGRES_") or k == "PERSISTENCE_MODULE"}
+    config = Config.from_env(
+        {
+            "REDIS_URL": redis_url,
+            "WECHAT_API_BASE": stack.platform,
+            "WECHAT_PAY_BASE": stack.platform,
+            **store,
+        },
+        data_dir=tmp_path / "pg-var",
+    )
+    (one, api_one), (two, api_two) = await serve(config), await serve(config)
+    mp = MiniProgram(stack.session, api_one, stack.platform, family)
+    try:
+        await mp.login()
+        answers = await asyncio.gather(
+            *(
+                send(stack.session, api, mp, "POST", "/api/v1/applications", key="pg", json={})
+                for api in (api_one, api_two)
+            )
+        )
+        firsts = [a for a in answers if not a.replayed]
+        assert len(firsts) == 1 and all(a.same_as(firsts[0]) for a in answers), [a.status for a in answers]
+    finally:
+        await one.cleanup()
+        await two.cleanup()
+    flush(redis_url)
+    runner, api = await serve(config)  # restarted, Redis empty
+    try:
+        again = await send(stack.session, api, mp, "POST", "/api/v1/applications", key="pg", json={})
+        assert again.same_as(firsts[0]) and again.replayed
+        app = runner.app
+        assert app is not None
+        started = await asyncio.get_running_loop().run_in_executor(
+            app[STORE_EXECUTOR],
+            lambda: app[APPLICATIONS].recorder.select_notifications(
+                start=1, limit=1000, topics=("birthcert:ApplicationStarted",)
+            ),
+        )
+        assert len(started) == 1
+    finally:
+        await runner.cleanup()
