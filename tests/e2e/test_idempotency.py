@@ -10,6 +10,11 @@ command records nothing, so its key may be used again (docs/decisions/0014).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +30,10 @@ from backend.components import APPLICATIONS, CONFIG, STORE_EXECUTOR
 from backend.config import Config
 from backend.dev import seed_demo_staff
 from backend.redis_server import open_redis
+from domain.service import Applications
 from miniprogram_stub.client import MiniProgram, signature_png
-from miniprogram_stub.people import Family
-from tests.e2e.conftest import Stack
+from miniprogram_stub.people import Family, demo_family
+from tests.e2e.conftest import Stack, free_port
 from tests.e2e.test_archive_http import login
 from tests.e2e.test_audit_http import serve
 
@@ -396,3 +402,89 @@ async def test_on_postgresql_twins_at_two_processes_and_a_restart_commit_once(
         assert len(started) == 1
     finally:
         await runner.cleanup()
+
+
+# ---------------------------------------------------------------------------------------------- kill -9
+
+
+async def started_service(env: dict[str, str], api: str) -> subprocess.Popen[bytes]:
+    """``birthcert serve`` in a process of its own, once it answers /healthz (within 30 s)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
+            "serve",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{api}/healthz") as r:
+                    if r.status == 200:
+                        return process
+            await asyncio.sleep(0.1)
+    process.kill()
+    raise AssertionError("the service did not start within 30 s")
+
+
+async def test_keyed_starts_cut_by_kill_9_are_each_recorded_once_after_retries(
+    stack: Stack, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "BIRTHCERT_ENV": "development",
+        "BIRTHCERT_DATA_DIR": str(tmp_path / "var"),
+        "BIRTHCERT_PORT": str(port),
+        "REDIS_URL": redis_url,
+        "WECHAT_API_BASE": stack.platform,
+        "WECHAT_PAY_BASE": stack.platform,
+    }
+    mothers = [MiniProgram(stack.session, api, stack.platform, demo_family(n)) for n in range(1, 61)]
+    process = await started_service(env, api)
+    try:
+        for mp in mothers:
+            await mp.login()
+
+        async def start(mp: MiniProgram) -> Answer | None:
+            try:
+                return await send(
+                    stack.session, api, mp, "POST", "/api/v1/applications", key=mp.family.openid, json={}
+                )
+            except aiohttp.ClientError:
+                return None  # the answer was lost with the process
+
+        tasks = [asyncio.create_task(start(mp)) for mp in mothers]
+        await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        process.kill()  # SIGKILL once the first is answered, in the middle of the others
+        process.wait(10)
+        firsts = await asyncio.gather(*tasks)
+        flush(redis_url)
+        process = await started_service(env, api)
+        retries = [await start(mp) for mp in mothers]
+    finally:
+        process.kill()
+        process.wait(10)
+    lost = sum(a is None or a.status >= 500 for a in firsts)
+    assert 0 < lost < len(mothers), "the kill came while some starts were answered and others not"
+    for first, again in zip(firsts, retries, strict=True):
+        assert again is not None and again.status == 201
+        if first is not None and first.status == 201:
+            assert again.same_as(first) and again.replayed
+    config = Config.from_env(
+        {k: v for k, v in env.items() if k != "BIRTHCERT_ENV"}, data_dir=tmp_path / "var"
+    )
+    service = Applications(env=config.event_store_env())
+    try:
+        started = service.recorder.select_notifications(
+            start=1, limit=1000, topics=("birthcert:ApplicationStarted",)
+        )
+        assert len(started) == len(mothers)  # each key once: none lost, none twice
+    finally:
+        service.close()
