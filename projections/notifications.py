@@ -329,14 +329,14 @@ def message_data(
 # --------------------------------------------------------------------------------- Redis scripts
 
 # KEYS: position, due, then per message its record and its application's index.
-# ARGV: new position, n, retention, then per message: position, state, due score, fields (JSON array).
+# ARGV: new position, n, retention, then per message: position, state, due score, fields (JSON array); last,
+# the position the page was read from (compare-and-set: the page applies only on top of it).
 RECORD_PAGE_LUA: Final = """
-local new = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if new <= current then
+if current ~= tonumber(ARGV[4 + 4 * n]) then
   return 0
 end
-local n = tonumber(ARGV[2])
 for i = 1, n do
   local record, index = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   local position, state, due = ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2]
@@ -512,14 +512,15 @@ class NotificationProcess:
         await self.redis.set(self.position_key, start, nx=True)
         return int(await self.redis.get(self.position_key) or 0)
 
-    async def apply(self, page: Page) -> None:
-        """Record the page's messages and its last position (one script), then deliver what is due."""
-        if page:
-            new_position = page[-1][0]
-            if new_position > await self.position():
-                await self._record(page, new_position)
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Record the page's messages and its end (one script, only on top of ``start``), then deliver
+        what is due."""
+        if end is None:
+            end = page[-1][0] if page else start
+        recorded = await self._record(page, start, end)
         await self.deliver_due()
         self.wake()  # run() times the retries of what this page left pending
+        return recorded
 
     async def reset(self) -> None:
         """Forget the outbox and its log; the position then restarts at the log's end (see ``start``)."""
@@ -527,7 +528,7 @@ class NotificationProcess:
 
     # ------------------------------------------------------------------ recording
 
-    async def _record(self, page: Page, new_position: int) -> None:
+    async def _record(self, page: Page, start: int, new_position: int) -> bool:
         wanted = [
             (position, event, KIND_OF_EVENT[type(event)])
             for position, event in page
@@ -553,7 +554,8 @@ class NotificationProcess:
             else:
                 fields += ["note", intent.note, "finished_at", repr(now)]
             args += [intent.position, intent.state, now, orjson.dumps(fields).decode()]
-        recorded = await self._record_page(keys=keys, args=args)
+        args.append(start)
+        recorded = bool(await self._record_page(keys=keys, args=args))
         if recorded:
             for intent in intents:
                 log.info(
@@ -563,6 +565,7 @@ class NotificationProcess:
                     intent.state,
                     f" ({intent.note})" if intent.note else "",
                 )
+        return recorded
 
     def _intents(self, wanted: Sequence[tuple[int, Any, str]]) -> list[_Intent]:
         """On the store executor: each event's message, from the application at that event's version."""

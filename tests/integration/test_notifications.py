@@ -248,9 +248,9 @@ async def test_a_page_applied_twice_sends_nothing_more(
     await off_loop(store, journey, walk)
     page = await off_loop(store, log_page, applications)
 
-    await process.apply(page)
-    await process.apply(page)
-    await asyncio.gather(process.apply(page), make_process().apply(page))  # two followers racing
+    assert await process.apply(page, 0)
+    assert not await process.apply(page, 0)
+    await asyncio.gather(process.apply(page, 0), make_process().apply(page, 0))  # two followers racing
 
     assert len(fake.messages()) == 4
     assert fake.calls() == 4
@@ -807,8 +807,8 @@ async def test_the_rejection_past_the_limit_becomes_one_message_to_go_to_the_cou
 
     # The rejection and the referral on two pages: the rejection is still not sent.
     process = make_process()
-    await process.apply(page[:referral])
-    await process.apply(page[referral:])
+    assert await process.apply(page[:referral], 0)
+    assert await process.apply(page[referral:], page[referral - 1][0])
 
     when = await off_loop(store, times, applications)
     messages = fake.messages()
@@ -827,7 +827,7 @@ async def test_the_rejection_past_the_limit_becomes_one_message_to_go_to_the_cou
 
     # Once, across a restart and a replay of the whole log.
     again = make_process()
-    await again.apply(page)
+    assert not await again.apply(page, 0)
     await follower_of(applications, again, store).catch_up()
     assert fake.calls() == 6
 
