@@ -60,7 +60,7 @@ from backend.wechat import WeChat
 from domain.service import Applications
 from projections.notifications import NotificationProcess
 from projections.runner import STUCK_SECONDS, LogFollower
-from projections.sql import Database, SqlParkingLot
+from projections.sql import Database, DurablePosition, SqlParkingLot
 from projections.status import StatusView, derive_pseudonym_key
 
 log = logging.getLogger(__name__)
@@ -353,6 +353,7 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
         app[IO_EXECUTOR],
         app[WECHAT],
         app[CONFIG].wechat.templates,
+        floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications"),
     )
     follower = LogFollower(
         app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], name="notifications", parking=app[PARKING]

@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -434,6 +434,18 @@ def _iso(epoch: str) -> str | None:
     return datetime.fromtimestamp(float(epoch), SHANGHAI).isoformat(timespec="seconds")
 
 
+class PositionFloor(Protocol):
+    """A copy of a process's position kept beside the events (``projections.sql.DurablePosition``)."""
+
+    async def get(self) -> int | None:
+        """The last position recorded, or None before any."""
+        ...
+
+    async def set(self, position: int) -> None:
+        """Record the position reached (it never goes back)."""
+        ...
+
+
 class NotificationProcess:
     """Subscribe messages for the steps of an application: a ``View`` for ``LogFollower``, plus ``run()``."""
 
@@ -456,6 +468,7 @@ class NotificationProcess:
         lease: float = 120.0,
         retention: int = RETENTION_SECONDS,
         idle_interval: float = 5.0,
+        floor: PositionFloor | None = None,
     ) -> None:
         if backoff[0] <= 0 or backoff[1] < backoff[0]:
             raise ValueError("backoff must be (first > 0, most >= first)")
@@ -474,6 +487,7 @@ class NotificationProcess:
         self.lease = lease
         self.retention = retention
         self.idle_interval = idle_interval
+        self.floor = floor
         self.prefix = f"{key_prefix}notify:"
         self.position_key = f"{self.prefix}position"
         self.due_key = f"{self.prefix}due"
@@ -501,7 +515,15 @@ class NotificationProcess:
         if raw is not None:
             return int(raw)
         start = 0
-        if self.start == "end":
+        durable = None if self.floor is None else await self.floor.get()
+        if durable is not None:
+            # Redis lost the outbox (flushed, replaced): go on from the last page recorded beside the events,
+            # not from the log's end, so no step's message is skipped (at most that page's are sent again).
+            start = durable
+            log.warning(
+                "notifications: position lost in Redis; going on from %d (recorded beside the events)", start
+            )
+        elif self.start == "end":
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(
                 self.store_executor, self.applications.recorder.max_notification_id
@@ -510,7 +532,10 @@ class NotificationProcess:
             if start:
                 log.warning("notifications: no position recorded; starting at the log's end (%d)", start)
         await self.redis.set(self.position_key, start, nx=True)
-        return int(await self.redis.get(self.position_key) or 0)
+        position = int(await self.redis.get(self.position_key) or 0)
+        if self.floor is not None:
+            await self.floor.set(position)
+        return position
 
     async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
         """Record the page's messages and its end (one script, only on top of ``start``), then deliver
@@ -556,6 +581,8 @@ class NotificationProcess:
             args += [intent.position, intent.state, now, orjson.dumps(fields).decode()]
         args.append(start)
         recorded = bool(await self._record_page(keys=keys, args=args))
+        if recorded and self.floor is not None:
+            await self.floor.set(new_position)
         if recorded:
             for intent in intents:
                 log.info(

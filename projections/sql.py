@@ -237,6 +237,32 @@ class Database:
                             )
 
 
+class DurablePosition:
+    """A process's position kept in ``projection_positions`` beside the events, as a floor for a position
+    kept elsewhere (the notifications outbox in Redis): never goes back."""
+
+    def __init__(self, db: Database, executor: Executor, name: str) -> None:
+        self.db, self.executor, self.name = db, executor, name
+
+    async def get(self) -> int | None:
+        """The last position recorded, or None before any."""
+        row = await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            self.db.fetchone,
+            "SELECT position FROM projection_positions WHERE name = ?",
+            (self.name,),
+        )
+        return None if row is None else int(row[0])
+
+    async def set(self, position: int) -> None:
+        """Record ``position`` if it is beyond the one recorded."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._set, position)
+
+    def _set(self, position: int) -> None:
+        with self.db.transaction():
+            self.db.advance(self.name, position)
+
+
 class SqlParkingLot:
     """Parked events (``projections.runner.ParkingLot``) in ``projection_parked``, beside the events.
 

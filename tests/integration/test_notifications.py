@@ -28,6 +28,7 @@ from miniprogram_stub.fake_messages import value_is_valid
 from miniprogram_stub.platform import FakeSettings, start_fake_platform
 from projections.notifications import CORRECTION_WORDING, NotificationProcess, fit, message_data
 from projections.runner import LogFollower
+from projections.sql import Database, DurablePosition
 from tests.builders import EMS, MOTHER_ID, NOW, TEST_ID_NUMBERS, Walk, facts, hospital
 from tests.integration.following import Background, PlatformControl, log_page, off_loop
 
@@ -310,6 +311,31 @@ async def test_a_process_started_late_does_not_send_history(
     await process.reset()
     await follower.catch_up()
     assert fake.calls() == 1
+
+
+async def test_an_outbox_lost_with_redis_goes_on_from_its_position_beside_the_events(
+    fake: Platform,
+    applications: Applications,
+    store: ThreadPoolExecutor,
+    make_process: Any,
+    client: aioredis.Redis,
+    sqlite_env: dict[str, str],
+) -> None:
+    db = await off_loop(store, Database.open, sqlite_env)
+    floor = DurablePosition(db, store, "notifications")
+    process = make_process(start="end", floor=floor)
+    follower = follower_of(applications, process, store)
+    walk = Walk(applications)
+    await off_loop(store, walk.submitted)
+    await follower.catch_up()
+
+    # Redis is flushed (or replaced by an empty one); meanwhile the issuer issues the certificate.
+    await client.flushdb()
+    await off_loop(store, walk.issue)
+    await follower.catch_up()
+    # Not from the log's end (which would skip it): the parent is told her certificate was issued.
+    assert [m["template_id"] for m in fake.messages()] == ["tmpl-issued"]
+    await off_loop(store, db.close)
 
 
 # --- refusals, failures, retries ------------------------------------------------------------------------
