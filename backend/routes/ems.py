@@ -25,6 +25,7 @@ from backend.components import (
     CONFIG,
     FOLLOWERS,
     HTTP,
+    PARKING,
     REDIS_CLIENT,
     STATUS_FOLLOWER,
     STORE_EXECUTOR,
@@ -248,7 +249,12 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
         callback_url=callback,
     )
     follower = LogFollower(
-        app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], page_size=100, name="ems"
+        app[APPLICATIONS],
+        process,
+        executor=app[STORE_EXECUTOR],
+        page_size=100,
+        name="ems",
+        parking=app.get(PARKING),
     )
     app[EMS_PROCESS], app[EMS_FOLLOWER] = process, follower
     if FOLLOWERS in app:
