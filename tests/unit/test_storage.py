@@ -16,6 +16,7 @@ from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 from backend.storage import BlobCorrupted, BlobNotFound, BlobRef, BlobStore
 from backend.uploads import (
     MAX_PIXELS,
+    ImageTooLarge,
     FileTooLarge,
     InvalidUpload,
     MalformedUpload,
@@ -367,25 +368,28 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
     Image.new("1", (8000, 6000)).save(out, format="PNG")
     assert MAX_PIXELS < 8000 * 6000 and len(out.getvalue()) < 100_000
 
-    with pytest.raises(UnsupportedFileType) as raised:
+    with pytest.raises(ImageTooLarge) as raised:
         clean_image(out.getvalue())
 
     assert raised.value.code == "image_too_large"
 
 
-@pytest.mark.parametrize("size", [(7000, 7000), (65535, 65535)], ids=["above-ours", "above-pillows"])
+@pytest.mark.parametrize(
+    "size", [(6320, 6320), (4001, 4000), (65535, 65535)], ids=["the-reported-one", "just-above", "above-pillows"]
+)
 def test_a_header_claiming_too_many_pixels_is_refused(size: tuple[int, int]) -> None:
-    with pytest.raises(UnsupportedFileType) as raised:
+    with pytest.raises(ImageTooLarge) as raised:
         clean_image(_png_claiming(*size))
 
     assert raised.value.code == "image_too_large"
+    assert raised.value.message == "图片分辨率过高，请上传不超过 1600万 像素的图片"
 
 
 def test_upload_errors_carry_their_http_status_and_a_chinese_message() -> None:
     assert FileTooLarge(5 * 1024 * 1024).message == "文件过大，请上传不超过 5MB 的图片"
     assert FileTooLarge(2 * 1024 * 1024).message == "文件过大，请上传不超过 2MB 的图片"
     assert (FileTooLarge.http_status, UnsupportedFileType.http_status) == (413, 415)
-    assert (InvalidUpload.http_status, MalformedUpload.http_status) == (422, 400)
+    assert (InvalidUpload.http_status, MalformedUpload.http_status, ImageTooLarge.http_status) == (422, 400, 422)
     missing = InvalidUpload("请选择要上传的图片", code="file_required", field="file")
     assert [(e.field, e.code) for e in missing.errors] == [("file", "file_required")]
 
