@@ -167,6 +167,10 @@ class Tally:
         """One more failure, now."""
         return Tally(self.failures + 1, now)
 
+    def dated(self, now: float) -> Tally:
+        """The same failures, the last of them now (when the attempt counted in advance was found wrong)."""
+        return Tally(self.failures, max(self.last, now)) if self.failures else self
+
     def undone(self) -> Tally:
         """One failure fewer (an attempt counted in advance that succeeded)."""
         return Tally(max(0, self.failures - 1), self.last)
@@ -362,17 +366,24 @@ class LoginThrottle:
             raise RateLimited(wait, f"登录尝试过于频繁，请{wait_text(max(1, math.ceil(wait)))}后再试")
         return attempt
 
-    async def succeeded(self, attempt: Attempt) -> None:
-        """The password was right: take back the failure counted in advance, and remember the address."""
+    async def failed(self, attempt: Attempt) -> None:
+        """The password was wrong: the wait it earned runs from now, not from when the attempt began."""
+        now = self._clock()
+        await self._settle(attempt, lambda tally: tally.dated(now))
 
-        def undo(tallies: list[Tally]) -> tuple[None, list[Tally]]:
-            return None, [tally.undone() for tally in tallies]
+    async def _settle(self, attempt: Attempt, how: Callable[[Tally], Tally]) -> None:
+        def change(tallies: list[Tally]) -> tuple[None, list[Tally]]:
+            return None, [how(tally) for tally in tallies]
 
         keys = (attempt.source_key, attempt.account_key)
         with contextlib.suppress(Contended):
             await self._fallback.run(
-                lambda: self._shared.update(keys, undo), lambda: self._local.update(keys, undo)
+                lambda: self._shared.update(keys, change), lambda: self._local.update(keys, change)
             )
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: take back the failure counted in advance, and remember the address."""
+        await self._settle(attempt, Tally.undone)
         await self._fallback.run(
             lambda: self._shared.mark(attempt.known_key, self.KNOWN_SECONDS),
             lambda: self._local.mark(attempt.known_key, self.KNOWN_SECONDS),

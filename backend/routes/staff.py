@@ -88,6 +88,7 @@ async def login_staff(request: web.Request) -> web.Response:
     stored = account.password_hash if account is not None else _DUMMY_HASH
     ok = await in_io(request, _check_password, stored, password)
     if not ok or account is None or account.disabled:
+        await request.app[LOGIN_THROTTLE].failed(attempt)
         raise Unauthenticated("用户名或密码不正确", code="invalid_credentials")
     await request.app[LOGIN_THROTTLE].succeeded(attempt)
     token, expires_in = request.app[TOKENS].issue(account.as_actor())

@@ -16,8 +16,8 @@ from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 from backend.storage import BlobCorrupted, BlobNotFound, BlobRef, BlobStore
 from backend.uploads import (
     MAX_PIXELS,
-    ImageTooLarge,
     FileTooLarge,
+    ImageTooLarge,
     InvalidUpload,
     MalformedUpload,
     UnsupportedFileType,
@@ -375,7 +375,9 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
 
 
 @pytest.mark.parametrize(
-    "size", [(6320, 6320), (4001, 4000), (65535, 65535)], ids=["the-reported-one", "just-above", "above-pillows"]
+    "size",
+    [(6320, 6320), (4001, 4000), (65535, 65535)],
+    ids=["the-reported-one", "just-above", "above-pillows"],
 )
 def test_a_header_claiming_too_many_pixels_is_refused(size: tuple[int, int]) -> None:
     with pytest.raises(ImageTooLarge) as raised:
@@ -389,7 +391,11 @@ def test_upload_errors_carry_their_http_status_and_a_chinese_message() -> None:
     assert FileTooLarge(5 * 1024 * 1024).message == "文件过大，请上传不超过 5MB 的图片"
     assert FileTooLarge(2 * 1024 * 1024).message == "文件过大，请上传不超过 2MB 的图片"
     assert (FileTooLarge.http_status, UnsupportedFileType.http_status) == (413, 415)
-    assert (InvalidUpload.http_status, MalformedUpload.http_status, ImageTooLarge.http_status) == (422, 400, 422)
+    assert (InvalidUpload.http_status, MalformedUpload.http_status, ImageTooLarge.http_status) == (
+        422,
+        400,
+        422,
+    )
     missing = InvalidUpload("请选择要上传的图片", code="file_required", field="file")
     assert [(e.field, e.code) for e in missing.errors] == [("file", "file_required")]
 
@@ -397,3 +403,15 @@ def test_upload_errors_carry_their_http_status_and_a_chinese_message() -> None:
 def _near(pixel: object, colour: tuple[int, int, int], tolerance: int = 40) -> bool:
     assert isinstance(pixel, tuple)
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def test_the_pixel_cap_is_the_configured_one() -> None:
+    def png(width: int, height: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (width, height)).save(out, format="PNG")
+        return out.getvalue()
+
+    assert clean_image(png(100, 100), max_pixels=10_000)[1] == "image/png"
+    with pytest.raises(ImageTooLarge) as raised:
+        clean_image(png(101, 100), max_pixels=10_000)
+    assert raised.value.message == "图片分辨率过高，请上传不超过 1万 像素的图片"
