@@ -7,6 +7,7 @@ different ``X-Forwarded-For`` values behind a configured trusted proxy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import threading
 import uuid
@@ -178,6 +179,25 @@ async def test_behind_a_trusted_proxy_one_attacker_does_not_lock_out_the_others(
             stack, stack.session, "issuer2", DEMO_PASSWORD, **{"X-Forwarded-For": "198.51.100.10"}
         )
         assert owner.status == 200
+
+
+async def test_the_access_log_names_the_same_client_as_the_limits_and_never_its_address(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="birthcert.access")
+
+    async def logged_client(session: aiohttp.ClientSession, **headers: str) -> str:
+        caplog.clear()
+        async with session.get(f"{stack.api}/healthz", headers=headers) as r:
+            assert r.status == 200
+        (record,) = [r for r in caplog.records if r.name == "birthcert.access"]
+        return str(record.__dict__["client"])
+
+    plain = await logged_client(stack.session)
+    assert await logged_client(stack.session, **{"X-Forwarded-For": "198.51.100.7"}) == plain  # not trusted
+    async with from_address("127.0.0.2") as other:
+        assert await logged_client(other) != plain
+    assert "127.0.0" not in plain
 
 
 # ---------------------------------------------------------------- face checks and uploads
