@@ -72,7 +72,7 @@ def test_an_address_that_failed_too_waits_for_the_guessed_account(
         per_source=SOURCE,
         per_account=ACCOUNT,
     )
-    assert wait == ACCOUNT.wait(account)
+    assert wait == pytest.approx(ACCOUNT.wait(account))
 
 
 @given(n=failures, last=times)
