@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import eventsourcing.persistence
 import orjson
+import redis
 from aiohttp import web
 
 from backend.auth import ProviderUnavailable, Unauthenticated
@@ -62,6 +64,32 @@ class ServiceUnavailable(DomainError):
     code = "service_unavailable"
     message = "服务暂时不可用，请稍后再试"
     http_status = 503
+
+
+# What Redis raises when it is away (a read then falls back to the store where it can).
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+)
+# What a dependency that is away for a moment raises: answered 503 with Retry-After.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    *REDIS_UNAVAILABLE,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+    TimeoutError,
+)
+RETRY_AFTER_SECONDS = 5
+
+
+class ViewRecovering(DomainError):
+    """A view is being rebuilt after it was lost: a list read now would miss entries."""
+
+    code = "view_recovering"
+    message = "数据正在恢复，请稍后刷新"
+    http_status = 503
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}  # noqa: RUF012
 
 
 def problem(
@@ -151,6 +179,16 @@ async def problem_middleware(
             e.status, e.reason
         )
         return problem(e.status, code, _TITLES.get(e.status, e.reason), detail, headers=_allow_header(e))
+    except UNAVAILABLE as e:
+        # Redis or the event store is away for a moment: say so and when to come back, never a 500.
+        log.warning("dependency unavailable", extra={"error": type(e).__name__, "path": request.path})
+        return problem(
+            503,
+            "temporarily_unavailable",
+            _TITLES.get(503, "Service Unavailable"),
+            "系统正忙，请稍后重试",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     except Exception:
         trace_id = uuid.uuid4().hex
         log.exception("unhandled error", extra={"trace_id": trace_id, "path": request.path})
