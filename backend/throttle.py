@@ -7,8 +7,9 @@
   with each failure; failures on one account from anywhere make that account wait, but only for addresses
   that have failed too, so an address with a clean record (or one the account logged in from before)
   still gets in at once (docs/decisions/0019-staff-login-throttle.md).
-- While Redis does not answer (a connection error or a timeout), both count in this process instead:
-  the limits hold per process rather than not at all, and an outage never turns into a 500.
+- While Redis does not answer (a connection error or a timeout), both count in this process instead, and
+  Redis is asked again only every ``LocalFallback.RETRY_SECONDS``: the limits hold per process rather than
+  not at all, and an outage never turns into a 500 or a slow answer.
 """
 
 from __future__ import annotations
@@ -36,14 +37,13 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from backend.addresses import client_source
 from backend.components import CONFIG, IDEMPOTENCY
 from backend.config import Config
+from backend.errors import REDIS_UNAVAILABLE
 from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_PREFIX = "bc:rl"
-# What tells us Redis is away (as opposed to a bug): count locally instead.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class RateLimited(DomainError):
@@ -69,28 +69,38 @@ def wait_text(seconds: int) -> str:
 
 
 class LocalFallback:
-    """Runs a Redis operation, or its in-process stand-in when Redis does not answer (logged once per outage)."""
+    """Runs a Redis operation, or its in-process stand-in when Redis does not answer.
 
-    def __init__(self, what: str) -> None:
+    After a failure Redis is not asked again for ``RETRY_SECONDS``: each try costs the client's timeouts
+    and retries, and a limiter that waits on them would make every limited request slow during an outage
+    (and let a login wait run out while it waited). The outage is logged once, its end once.
+    """
+
+    RETRY_SECONDS = 10.0
+
+    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic) -> None:
         self._what = what
-        self._down = False
+        self._clock = clock
+        self._down_since: float | None = None
 
     async def run(self, shared: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
-        """``shared()``; on a Redis connection error or timeout, ``local()``."""
+        """``shared()``; on a Redis connection error or timeout, and for a while after one, ``local()``."""
+        if self._down_since is not None and self._clock() - self._down_since < self.RETRY_SECONDS:
+            return await local()
         try:
             result = await shared()
-        except REDIS_DOWN as e:
-            if not self._down:
+        except REDIS_UNAVAILABLE as e:
+            if self._down_since is None:
                 log.warning(
                     "redis unavailable: %s counted in this process",
                     self._what,
                     extra={"error": type(e).__name__},
                 )
-                self._down = True
+            self._down_since = self._clock()
             return await local()
-        if self._down:
+        if self._down_since is not None:
             log.info("redis back: %s counted in redis again", self._what)
-            self._down = False
+            self._down_since = None
         return result
 
 
