@@ -26,6 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from backend.addresses import client_pseudonym
 from backend.auth import SharedSeenTickets, TokenIssuer, TokenKeys, YueshengshiVerifier, jwks_response
 from backend.components import (
     APPLICATIONS,
@@ -57,6 +58,7 @@ from backend.registry import PopulationRegistry
 from backend.routes import archive, audit, console, ems, h5, parents, queue, staff
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
 from backend.storage import BlobStore, at_rest_key
+from backend.throttle import throttle_ctx
 from backend.wechat import WeChat
 from domain.service import Applications
 from projections.notifications import NotificationProcess
@@ -249,6 +251,7 @@ async def observe(
                 "route": route,
                 "status": status,
                 "ms": round(elapsed * 1000, 1),
+                "client": client_pseudonym(request),
             },
         )
 
@@ -412,6 +415,7 @@ def create_app(config: Config) -> web.Application:
         [
             _event_store,
             _neighbours,
+            throttle_ctx,
             _status_projection,
             queue.queue_ctx,
             _notifications,

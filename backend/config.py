@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ipaddress
 import logging
 import os
 import stat
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from eventsourcing.cryptography import AESCipher
+from limits import parse_many
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,27 @@ LIBRARY_VARIABLES = (
 _SECRET_VARIABLES = frozenset(
     {"POSTGRES_PASSWORD", "CIPHER_KEY", "BIRTHCERT_INDEX_KEY", "WECHAT_SECRET", "WECHAT_PAY_KEY"}
 )
+
+
+# Request-rate limits (backend/rate_limits.py), each ``BIRTHCERT_RATE_<NAME>`` in the notation of the ``limits``
+# package ("5 per 10 minutes; 20 per day"): who is counted is in the name; every subject is HMAC'd before Redis.
+RATE_LIMIT_DEFAULTS: Final[Mapping[str, str]] = {
+    # Every login endpoint (WeChat, 粤省事, staff), per client address: generous, since carriers put many
+    # phones behind one address (CGNAT); it caps password hashing and WeChat calls an address can cause.
+    "login_source": "60 per minute; 1000 per hour",
+    # Tokens minted per WeChat openid or 粤省事 subject.
+    "login_account": "10 per minute; 60 per hour",
+    # Face-check starts (each a paid WeChat call), per parent and per ID number.
+    "face_user": "5 per 10 minutes; 20 per day",
+    "face_id_number": "5 per 10 minutes; 10 per day",
+    # ID photos and signatures, per parent (refused before the body is read).
+    "upload": "30 per 10 minutes; 200 per day",
+    # Father-invitation codes tried, per parent.
+    "invitation": "10 per hour",
+    # Public verifications (issue 11), per client address.
+    "verification": "30 per minute; 300 per hour",
+}
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -153,6 +176,17 @@ class Config:
     jwt_audience: str = "birthcert-api"
     jwt_ttl_seconds: int = 7200
     upload_max_bytes: int = 5 * 1024 * 1024
+    # An ID photo needs no more than a phone camera's 12 MP; the header is checked before any decoding.
+    upload_max_pixels: int = 16_000_000
+    # Images decoded at once (each up to ~4 bytes a pixel, twice over while turned and re-encoded).
+    upload_decodes: int = 2
+    # Proxies whose X-Forwarded-For is believed (backend/addresses.py); none: the socket's peer is the client.
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    rate_limits: Mapping[str, str] = field(default_factory=lambda: dict(RATE_LIMIT_DEFAULTS), hash=False)
+    # Staff login (backend/login_throttle.py): failures from one address before it must wait (the wait then
+    # doubles from 1 s); an account waits after twice as many from anywhere; no wait is longer than this.
+    staff_login_free_failures: int = 5
+    staff_login_max_wait: int = 900
     # EMS_* variables, parsed by backend.ems.EmsSettings (secrets inside: not in repr).
     ems_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     log_origin: str = "birthcert.local/audit-log"
@@ -254,6 +288,12 @@ class Config:
             upload_max_bytes=_int(
                 environ, "BIRTHCERT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, 1024, 50 * 1024 * 1024
             ),
+            upload_max_pixels=_int(environ, "BIRTHCERT_UPLOAD_MAX_PIXELS", 16_000_000, 10_000, 100_000_000),
+            upload_decodes=_int(environ, "BIRTHCERT_UPLOAD_DECODES", 2, 1, 64),
+            trusted_proxies=parse_networks(environ.get("BIRTHCERT_TRUSTED_PROXIES", "")),
+            rate_limits=_rate_limits(environ),
+            staff_login_free_failures=_int(environ, "BIRTHCERT_STAFF_LOGIN_FREE_FAILURES", 5, 1, 1000),
+            staff_login_max_wait=_int(environ, "BIRTHCERT_STAFF_LOGIN_MAX_WAIT", 900, 1, 86400),
             environment=environment,
             missing_keys=tuple(missing_keys),
         )
@@ -492,6 +532,32 @@ def _decode_index_key(key: str) -> bytes:
     if len(raw) != INDEX_KEY_BYTES:
         raise ConfigError(f"BIRTHCERT_INDEX_KEY must decode to {INDEX_KEY_BYTES} bytes, not {len(raw)}")
     return raw
+
+
+def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
+    """``BIRTHCERT_TRUSTED_PROXIES``: CIDRs or single addresses, separated by commas or spaces."""
+    networks: list[IpNetwork] = []
+    for item in raw.replace(",", " ").split():
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"BIRTHCERT_TRUSTED_PROXIES: {item!r} is not an address or a CIDR") from None
+    return tuple(networks)
+
+
+def _rate_limits(environ: Mapping[str, str]) -> dict[str, str]:
+    limits = {}
+    for name, default in RATE_LIMIT_DEFAULTS.items():
+        variable = f"BIRTHCERT_RATE_{name.upper()}"
+        value = (environ.get(variable) or default).strip()
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ConfigError(
+                f"{variable} must be limits like '5 per 10 minutes; 20 per day', not {value!r}"
+            ) from None
+        limits[name] = value
+    return limits
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:

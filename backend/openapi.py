@@ -42,6 +42,14 @@ PROBLEM = {
     "content": {"application/problem+json": {"schema": _ref("Problem")}},
 }
 
+# Where a limit applies (backend/throttle.py): the problem's code is ``rate_limited``.
+RATE_LIMITED = {
+    "description": "Too many requests of this kind from this client, address or ID number (code `rate_limited`): "
+    "try again after Retry-After seconds",
+    "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+}
+
 SCHEMAS: JSON = {
     "Problem": {
         "type": "object",
@@ -377,7 +385,7 @@ PATHS: JSON = {
     "/api/v1/auth/wechat": {
         "post": _op(
             "wx.login code → our token",
-            {"200": _json(_ref("Token"), "a token")},
+            {"200": _json(_ref("Token"), "a token"), "429": RATE_LIMITED},
             body={"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}},
             auth=False,
         )
@@ -385,7 +393,7 @@ PATHS: JSON = {
     "/api/v1/auth/yueshengshi": {
         "post": _op(
             "粤省事 ticket → our token",
-            {"200": _json(_ref("Token"), "a token")},
+            {"200": _json(_ref("Token"), "a token"), "429": RATE_LIMITED},
             body={"type": "object", "required": ["ticket"], "properties": {"ticket": {"type": "string"}}},
             auth=False,
         )
@@ -424,7 +432,7 @@ PATHS: JSON = {
             **_op(
                 "the father, logged in on his own account, joins the application with the code; he may then "
                 "do his own face check and upload his own ID photos, and sees a reduced status view",
-                {"200": _json(_ref("FatherJoined"), "joined")},
+                {"200": _json(_ref("FatherJoined"), "joined"), "429": RATE_LIMITED},
                 body={
                     "type": "object",
                     "required": ["invitation"],
@@ -438,7 +446,7 @@ PATHS: JSON = {
         "parameters": [APP_ID],
         "post": _command(
             "begin a face verification",
-            {"201": _json(_ref("FaceStarted"), "verify_id")},
+            {"201": _json(_ref("FaceStarted"), "verify_id"), "429": RATE_LIMITED},
             body=_ref("FaceRequest"),
         ),
     },
@@ -499,7 +507,7 @@ PATHS: JSON = {
         "parameters": [APP_ID],
         "post": _command(
             "an ID photo (JPEG or PNG; type from the bytes; EXIF removed)",
-            {"201": _json(_ref("DocumentStored"), "stored")},
+            {"201": _json(_ref("DocumentStored"), "stored"), "429": RATE_LIMITED},
             multipart={
                 "type": "object",
                 "required": ["kind", "file"],
@@ -528,7 +536,7 @@ PATHS: JSON = {
         "parameters": [APP_ID],
         "post": _command(
             "the mother's e-signature (PNG) over the form with this SHA-256",
-            {"200": _json(_ref("Version"), "signed")},
+            {"200": _json(_ref("Version"), "signed"), "429": RATE_LIMITED},
             multipart={
                 "type": "object",
                 "required": ["form_sha256", "file"],
@@ -734,8 +742,9 @@ PATHS.update(
     {
         "/api/v1/auth/staff": {
             "post": _op(
-                "staff login (locked for 15 minutes after 5 failures)",
-                {"200": _json(_ref("StaffToken"), "a token")},
+                "staff login; failures make the address (and, from addresses that failed too, the account) "
+                "wait longer and longer: 429 with Retry-After",
+                {"200": _json(_ref("StaffToken"), "a token"), "429": RATE_LIMITED},
                 body={
                     "type": "object",
                     "required": ["username", "password"],

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 JPEG = "image/jpeg"
 PNG = "image/png"
 ACCEPTED_TYPES = frozenset({JPEG, PNG})
-MAX_PIXELS = 40_000_000
+# Enough for any phone camera's ID photo (12 MP); larger is refused from the header, before decoding.
+MAX_PIXELS = 16_000_000
 JPEG_QUALITY = 90
 CHUNK_BYTES = 64 * 1024
 # Room for the parts beside the file (boundaries, part headers, text fields): all of them together.
@@ -62,6 +63,18 @@ class UnsupportedFileType(UploadError):
     http_status: ClassVar[int] = 415
     code = "unsupported_file_type"
     message = "仅支持 JPG 或 PNG 格式的图片"
+
+
+class ImageTooLarge(UploadError):
+    """More pixels than an ID photo needs (the header says so: nothing was decoded)."""
+
+    http_status: ClassVar[int] = 422
+    code = "image_too_large"
+    message = "图片分辨率过高，请重新拍摄或选择较小的图片"
+
+    def __init__(self, max_pixels: int) -> None:
+        super().__init__(f"图片分辨率过高，请上传不超过 {_megapixels(max_pixels)} 像素的图片")
+        self.max_pixels = max_pixels
 
 
 class InvalidUpload(UploadError):
@@ -122,8 +135,9 @@ def sniff_content_type(data: bytes) -> str | None:
     return None
 
 
-def clean_image(data: bytes) -> tuple[bytes, str]:
-    """Decode a JPEG or PNG, apply its EXIF orientation, and re-encode it without any metadata."""
+def clean_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[bytes, str]:
+    """Decode a JPEG or PNG of at most ``max_pixels``, apply its EXIF orientation, and re-encode it without
+    any metadata. ``ImageTooLarge`` comes from the header alone (Pillow's ``open`` reads no pixels)."""
     content_type = sniff_content_type(data)
     if content_type not in ACCEPTED_TYPES:
         raise UnsupportedFileType()
@@ -135,12 +149,13 @@ def clean_image(data: bytes) -> tuple[bytes, str]:
         with Image.open(io.BytesIO(data), formats=[image_format]) as opened:
             width, height = opened.size
             # The header alone gives the size: refuse a bomb before decoding a single pixel.
-            if width * height > MAX_PIXELS:
-                raise _too_many_pixels()
+            if width * height > max_pixels:
+                raise ImageTooLarge(max_pixels)
             opened.load()
             return _reencode(_upright(opened), image_format), content_type
     except Image.DecompressionBombError:
-        raise _too_many_pixels() from None
+        # Pillow's own ceiling (MAX_IMAGE_PIXELS, process-wide), should ours ever be set above it.
+        raise ImageTooLarge(max_pixels) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         log.info("refused an undecodable %s upload: %s", image_format, type(e).__name__)
         raise UnsupportedFileType(
@@ -232,8 +247,9 @@ async def _drain(part: BodyPartReader, limit: int) -> int:
     return size
 
 
-def _too_many_pixels() -> UnsupportedFileType:
-    return UnsupportedFileType("图片分辨率过高，请上传不超过 4000 万像素的图片", code="image_too_large")
+def _megapixels(pixels: int) -> str:
+    """1600万 for 16,000,000: how a Chinese camera spec says it."""
+    return f"{pixels // 10_000}万" if pixels >= 10_000 else str(pixels)
 
 
 def _megabytes(size: int) -> str:

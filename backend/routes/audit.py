@@ -51,7 +51,7 @@ AUDIT_FOLLOWER = web.AppKey("audit_follower", LogFollower)
 INTEGRITY = web.AppKey("integrity", CheckResult)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # POSTs that write nothing to the event store: staff must still be able to log in during an incident,
-# or nobody could read /api/v1/audit/integrity (login touches only Redis's lockout counters).
+# or nobody could read /api/v1/audit/integrity (login touches only Redis's throttle records).
 STORE_NEUTRAL_POSTS = frozenset({"/api/v1/auth/staff"})
 LOG_KEY_ENV, LOG_PREVIOUS_KEY_ENV = "BIRTHCERT_LOG_KEY", "BIRTHCERT_LOG_PREVIOUS_KEY"
 

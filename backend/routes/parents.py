@@ -45,6 +45,7 @@ from backend.components import (
 )
 from backend.errors import REDIS_UNAVAILABLE, ServiceUnavailable, ViewRecovering, json_body, problem_for
 from backend.registry import RegistryEntry
+from backend.throttle import UPLOAD_DECODES, limit, limit_client
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
     DOCUMENT_KINDS,
@@ -176,7 +177,9 @@ async def login_wechat(request: web.Request) -> web.Response:
     code = body.get("code")
     if not isinstance(code, str) or not 1 <= len(code) <= 128:
         raise ValidationFailed([FieldError("code", "required", "缺少登录凭证 code")])
+    await limit_client(request, "login_source")
     session = await in_io(request, request.app[WECHAT].code_to_session, code)
+    await limit(request, "login_account", f"wechat:{session.openid}")
     token, expires_in = request.app[TOKENS].issue(Actor(id=session.openid, role="parent"))
     return json_response({"token": token, "expires_in": expires_in})
 
@@ -191,7 +194,9 @@ async def login_yueshengshi(request: web.Request) -> web.Response:
     verifier = request.app.get(YUESHENGSHI)
     if verifier is None:
         raise ServiceUnavailable("本服务未开通粤省事登录", code="provider_not_configured")
+    await limit_client(request, "login_source")
     identity: ProviderIdentity = await in_io(request, verifier.verify_ticket, ticket)
+    await limit(request, "login_account", identity.actor_id)
     token, expires_in = request.app[TOKENS].issue(identity.actor())
     return json_response({"token": token, "expires_in": expires_in})
 
@@ -348,6 +353,7 @@ async def accept_father_invitation(request: web.Request) -> web.Response:
     if not isinstance(code, str) or not code.strip():
         raise ValidationFailed([FieldError("invitation", "required", "缺少邀请码")])
     code = code.strip()
+    await limit(request, "invitation", actor.id)  # codes are long, but guessing costs a try each
     service = request.app[APPLICATIONS]
 
     def answer(outcome: Outcome) -> web.Response:
@@ -393,6 +399,9 @@ async def begin_face_verification(request: web.Request) -> web.Response:
         """Refused before WeChat is asked (each verify_id is a paid call), and never for a retried request."""
         nonlocal verify_id
         await in_store(request, service.check_face_request, actor, app_id, **claim)
+        # Each start is a paid WeChat call: counted per parent and per ID number (HMAC'd) before it is made.
+        await limit(request, "face_user", actor.id)
+        await limit(request, "face_id_number", id_number.value)
         verify_id = await in_io(
             request,
             request.app[WECHAT].get_verify_id,
@@ -613,13 +622,20 @@ def _as_registered(details: ParentDetails, entry: RegistryEntry, id_number: str)
 async def _cleaned_upload(
     request: web.Request, *, text_fields: set[str], png_only: bool = False
 ) -> tuple[dict[str, str], bytes, str]:
-    """The form fields, and the image re-encoded without EXIF with its type (nothing stored yet)."""
-    upload = await read_multipart(
-        request, max_bytes=request.app[CONFIG].upload_max_bytes, text_fields=text_fields
-    )
+    """The form fields, and the image re-encoded without EXIF with its type (nothing stored yet).
+
+    Counted against the parent's upload limit before the body is read; decoded only a few at a time
+    (``UPLOAD_DECODES``), so that many uploads at once wait for memory rather than multiply it.
+    """
+    config = request.app[CONFIG]
+    await limit(request, "upload", actor_of(request, "parent").id)
+    upload = await read_multipart(request, max_bytes=config.upload_max_bytes, text_fields=text_fields)
     if png_only and sniff_content_type(upload.file) != "image/png":
         raise UnsupportedFileType("签名图片须为 PNG 格式", code="unsupported_file_type")
-    cleaned, content_type = await in_io(request, clean_image, upload.file)
+    async with request.app[UPLOAD_DECODES]:
+        cleaned, content_type = await in_io(
+            request, clean_image, upload.file, max_pixels=config.upload_max_pixels
+        )
     return upload.fields, cleaned, content_type
 
 

@@ -6,8 +6,6 @@ record is a 404 (nothing tells the caller it exists) and nothing changes.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +17,11 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from backend.addresses import client_source
 from backend.auth import Unauthenticated
 from backend.components import (
     APPLICATIONS,
     BLOBS,
-    CONFIG,
-    REDIS_CLIENT,
     TOKENS,
     actor_of,
     expected_version,
@@ -36,6 +33,7 @@ from backend.components import (
 from backend.errors import json_body
 from backend.routes.audit import record_reading
 from backend.routes.parents import FieldCollector, _fingerprint
+from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
 from domain.delivery import DeliveryFacts, DeliveryRecord
 from domain.errors import DomainError, FieldError, NotFound, ValidationFailed
@@ -47,20 +45,10 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 HASHER = PasswordHasher()
 # Verified when the username is unknown, so that a wrong username costs as much time as a wrong password.
 _DUMMY_HASH = HASHER.hash("birthcert-no-such-user")
-MAX_FAILURES = 5
-LOCKOUT_SECONDS = 15 * 60
 # Event fields shown on the issuer's 办理记录 (none of them personal data beyond what the page shows).
 _HISTORY_DETAIL = ("role", "kind", "reasons", "fields", "certificate_number", "tracking_number", "submission")
 # The events that print a certificate on a numbered blank, with the issuer's and the sealer's names.
 _PRINTS = (BirthCertificateApplication.Issued, BirthCertificateApplication.Reissued)
-
-
-class TooManyAttempts(DomainError):
-    """Too many failed logins for this account: locked for a while."""
-
-    code = "too_many_attempts"
-    message = "登录失败次数过多，请15分钟后再试"
-    http_status = 429
 
 
 def hash_password(password: str) -> str:
@@ -82,33 +70,27 @@ def _check_password(stored: str, password: str) -> bool:
 
 @routes.post("/api/v1/auth/staff")
 async def login_staff(request: web.Request) -> web.Response:
-    """Username and password → a token carrying role, institution and name; locked after 5 failures."""
+    """Username and password → a token carrying role, institution and name.
+
+    Guessing is slowed, never locked (``LoginThrottle``): an address that keeps failing waits longer and
+    longer, and so does an account guessed at from many addresses, except from an address with a clean
+    record or one the account logged in from before, so nobody can lock a colleague out.
+    """
     body = await json_body(request)
     c = FieldCollector()
     username = c.text(body, "username").strip().lower()
     password = c.text(body, "password")
     c.check()
-    redis = request.app[REDIS_CLIENT]
-    slot = (
-        "bc:login:" + hmac.new(request.app[CONFIG].index_key, username.encode(), hashlib.sha256).hexdigest()
-    )
-    # Count the attempt before checking it, atomically: parallel guesses cannot all slip in under the
-    # limit. The window starts at the first failure; a success clears it.
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(slot, 0, nx=True, ex=LOCKOUT_SECONDS)
-        pipe.incr(slot)
-        pipe.ttl(slot)
-        _, attempt, ttl = await pipe.execute()
-    if attempt > MAX_FAILURES:
-        error = TooManyAttempts()
-        error.headers = {"Retry-After": str(max(int(ttl), 1))}  # type: ignore[attr-defined]
-        raise error
+    source = client_source(request)
+    await limit(request, "login_source", source)
+    attempt = await request.app[LOGIN_THROTTLE].attempt(source, username)
     account = await in_store(request, request.app[APPLICATIONS].get_staff_account, username)
     stored = account.password_hash if account is not None else _DUMMY_HASH
     ok = await in_io(request, _check_password, stored, password)
     if not ok or account is None or account.disabled:
+        await request.app[LOGIN_THROTTLE].failed(attempt)
         raise Unauthenticated("用户名或密码不正确", code="invalid_credentials")
-    await redis.delete(slot)
+    await request.app[LOGIN_THROTTLE].succeeded(attempt)
     token, expires_in = request.app[TOKENS].issue(account.as_actor())
     return json_response(
         {

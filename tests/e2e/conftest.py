@@ -7,6 +7,7 @@ response the scripted mini-program receives is validated against the served Open
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -92,9 +93,11 @@ class Stack:
         return MiniProgram(self.session, self.api, self.platform, family, check=self.check)
 
 
-@pytest.fixture
-async def stack(tmp_path: Path, redis_url: str) -> AsyncIterator[Stack]:
-    """Fake WeChat + the service on loopback, on fresh SQLite and Redis."""
+@contextlib.asynccontextmanager
+async def running_stack(
+    data_dir: Path, redis_url: str, environ: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
+    """Fake WeChat + the service on loopback, on fresh SQLite and Redis; ``environ`` adds to the configuration."""
     fake_runner, platform = await start_fake_platform("127.0.0.1", 0)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
@@ -107,19 +110,29 @@ async def stack(tmp_path: Path, redis_url: str) -> AsyncIterator[Stack]:
             "YUESHENGSHI_JWKS_URL": f"{platform}/yueshengshi/.well-known/jwks.json",
             "POPULATION_REGISTRY_URL": f"{platform}/registry",
             "EMS_API_BASE": f"{platform}/ems",
+            **(environ or {}),
         },
-        data_dir=tmp_path / "var",
+        data_dir=data_dir,
     )
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{api}/api/v1/openapi.json") as r:
-            check = OpenApiCheck(await r.json())
-        yield Stack(api=api, platform=platform, app=app, session=session, check=check)
-    await runner.cleanup()
-    await fake_runner.cleanup()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{api}/api/v1/openapi.json") as r:
+                check = OpenApiCheck(await r.json())
+            yield Stack(api=api, platform=platform, app=app, session=session, check=check)
+    finally:
+        await runner.cleanup()
+        await fake_runner.cleanup()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, redis_url: str) -> AsyncIterator[Stack]:
+    """Fake WeChat + the service on loopback, on fresh SQLite and Redis."""
+    async with running_stack(tmp_path / "var", redis_url) as running:
+        yield running
 
 
 @pytest.fixture

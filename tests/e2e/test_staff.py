@@ -69,22 +69,6 @@ async def wait_for_messages(
         )  # polling an external fake with a deadline, not waiting for our own projection
 
 
-async def test_staff_login_locks_after_five_failures(stack: Stack) -> None:
-    issuer = await staff(stack, "issuer1")
-    assert issuer.token
-    stranger = StaffClient(stack.session, stack.api, check=stack.check)
-    for _ in range(5):
-        with pytest.raises(ApiProblem) as wrong:
-            await stranger.login("issuer2", "not-the-password")
-        assert (wrong.value.status, wrong.value.code) == (401, "invalid_credentials")
-    with pytest.raises(ApiProblem) as locked:
-        await stranger.login("issuer2", DEMO_PASSWORD)  # even the right password, while locked
-    assert (locked.value.status, locked.value.code) == (429, "too_many_attempts")
-    with pytest.raises(ApiProblem) as unknown:
-        await stranger.login("nobody", DEMO_PASSWORD)
-    assert unknown.value.code == "invalid_credentials"
-
-
 async def test_parallel_guesses_cannot_slip_in_under_the_limit(stack: Stack) -> None:
     await staff(stack, "issuer1")  # seeds the demo accounts
 
@@ -95,7 +79,8 @@ async def test_parallel_guesses_cannot_slip_in_under_the_limit(stack: Stack) -> 
             return r.status
 
     answers = await asyncio.gather(*(guess(n) for n in range(30)))
-    assert answers.count(401) == 5, answers  # only five passwords were ever checked
+    # Only five passwords were ever checked; then this address waits (tests/e2e/test_limits.py).
+    assert answers.count(401) == 5, answers
     assert answers.count(429) == 25, answers
 
 

@@ -17,6 +17,7 @@ from backend.storage import BlobCorrupted, BlobNotFound, BlobRef, BlobStore
 from backend.uploads import (
     MAX_PIXELS,
     FileTooLarge,
+    ImageTooLarge,
     InvalidUpload,
     MalformedUpload,
     UnsupportedFileType,
@@ -367,25 +368,34 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
     Image.new("1", (8000, 6000)).save(out, format="PNG")
     assert MAX_PIXELS < 8000 * 6000 and len(out.getvalue()) < 100_000
 
-    with pytest.raises(UnsupportedFileType) as raised:
+    with pytest.raises(ImageTooLarge) as raised:
         clean_image(out.getvalue())
 
     assert raised.value.code == "image_too_large"
 
 
-@pytest.mark.parametrize("size", [(7000, 7000), (65535, 65535)], ids=["above-ours", "above-pillows"])
+@pytest.mark.parametrize(
+    "size",
+    [(6320, 6320), (4001, 4000), (65535, 65535)],
+    ids=["the-reported-one", "just-above", "above-pillows"],
+)
 def test_a_header_claiming_too_many_pixels_is_refused(size: tuple[int, int]) -> None:
-    with pytest.raises(UnsupportedFileType) as raised:
+    with pytest.raises(ImageTooLarge) as raised:
         clean_image(_png_claiming(*size))
 
     assert raised.value.code == "image_too_large"
+    assert raised.value.message == "图片分辨率过高，请上传不超过 1600万 像素的图片"
 
 
 def test_upload_errors_carry_their_http_status_and_a_chinese_message() -> None:
     assert FileTooLarge(5 * 1024 * 1024).message == "文件过大，请上传不超过 5MB 的图片"
     assert FileTooLarge(2 * 1024 * 1024).message == "文件过大，请上传不超过 2MB 的图片"
     assert (FileTooLarge.http_status, UnsupportedFileType.http_status) == (413, 415)
-    assert (InvalidUpload.http_status, MalformedUpload.http_status) == (422, 400)
+    assert (InvalidUpload.http_status, MalformedUpload.http_status, ImageTooLarge.http_status) == (
+        422,
+        400,
+        422,
+    )
     missing = InvalidUpload("请选择要上传的图片", code="file_required", field="file")
     assert [(e.field, e.code) for e in missing.errors] == [("file", "file_required")]
 
@@ -393,3 +403,15 @@ def test_upload_errors_carry_their_http_status_and_a_chinese_message() -> None:
 def _near(pixel: object, colour: tuple[int, int, int], tolerance: int = 40) -> bool:
     assert isinstance(pixel, tuple)
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
+
+
+def test_the_pixel_cap_is_the_configured_one() -> None:
+    def png(width: int, height: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (width, height)).save(out, format="PNG")
+        return out.getvalue()
+
+    assert clean_image(png(100, 100), max_pixels=10_000)[1] == "image/png"
+    with pytest.raises(ImageTooLarge) as raised:
+        clean_image(png(101, 100), max_pixels=10_000)
+    assert raised.value.message == "图片分辨率过高，请上传不超过 1万 像素的图片"
