@@ -151,6 +151,11 @@ async def problem_middleware(
             e.status, e.reason
         )
         return problem(e.status, code, _TITLES.get(e.status, e.reason), detail, headers=_allow_header(e))
+    except ConnectionResetError:
+        # The client went away mid-request (an upload cut off): nobody reads this answer, and it is no
+        # fault of ours: a 4xx in the access log and the metrics, not an error with a stack trace.
+        log.info("client aborted the request", extra={"path": request.path})
+        return problem(400, "request_aborted", "请求未完成", "请求在传输中断开，请重试")
     except Exception:
         trace_id = uuid.uuid4().hex
         log.exception("unhandled error", extra={"trace_id": trace_id, "path": request.path})
