@@ -352,7 +352,7 @@ def render_pdf(
 
     width = doc.width - 12  # the frame keeps 6 pt of padding on each side
     # no, certificate, waybill, mother, her ID number, newborn, birth date, recipient, phone
-    shares = (0.05, 0.125, 0.14, 0.09, 0.19, 0.09, 0.095, 0.09, 0.13)
+    shares = (0.045, 0.135, 0.13, 0.115, 0.175, 0.09, 0.095, 0.09, 0.125)
     col_widths = [width * s for s in shares]
     data: list[list[Any]] = [[Paragraph(label, head) for _, label in COLUMNS]]
     data += [[Paragraph(_escape(text), cell) for text in row.cells()] for row in pickup.rows]

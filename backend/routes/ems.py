@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Final, Literal
 from uuid import UUID
 
@@ -66,9 +66,9 @@ EMS_FOLLOWER = web.AppKey("ems_follower", LogFollower)
 FORMATS: Final = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf"}
 _BY_MEDIA: Final = {media: name for name, media in FORMATS.items()}
 _DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# The days a pickup list can be asked for: none before the service's era, none beyond a year ahead.
+# The days a pickup list can be asked for (as the OpenAPI document says): this century.
 EARLIEST_DAY: Final = date(2000, 1, 1)
-LATEST_AHEAD: Final = timedelta(days=366)
+LATEST_DAY: Final = date(2099, 12, 31)
 DEFAULT_LOSS_REASON: Final = "邮件遗失或损毁"
 
 
@@ -140,18 +140,19 @@ async def ems_event(request: web.Request) -> web.Response:
 
 
 def _day(request: web.Request) -> date:
-    today = datetime.now(SHANGHAI).date()
     raw = request.query.get("date")
     if raw is None or not raw.strip():
-        return today
+        return datetime.now(SHANGHAI).date()
     try:
         if not _DATE_RE.fullmatch(raw.strip()):
             raise ValueError
         day = date.fromisoformat(raw.strip())
     except ValueError:
         raise BadRequest("date 应为 YYYY-MM-DD 格式的日期", code="invalid_date") from None
-    if not EARLIEST_DAY <= day <= today + LATEST_AHEAD:
-        raise BadRequest(f"date 应在 {EARLIEST_DAY.isoformat()} 至今后一年之间", code="date_out_of_range")
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise BadRequest(
+            f"date 应在 {EARLIEST_DAY.isoformat()} 至 {LATEST_DAY.isoformat()} 之间", code="date_out_of_range"
+        )
     return day
 
 
