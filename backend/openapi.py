@@ -523,6 +523,7 @@ PATHS: JSON = {
             multipart={
                 "type": "object",
                 "required": ["kind", "file"],
+                "additionalProperties": False,
                 "properties": {
                     "kind": {
                         "enum": [
@@ -552,8 +553,9 @@ PATHS: JSON = {
             multipart={
                 "type": "object",
                 "required": ["form_sha256", "file"],
+                "additionalProperties": False,
                 "properties": {
-                    "form_sha256": {"type": "string"},
+                    "form_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                     "file": {"type": "string", "contentMediaType": "image/png"},
                 },
             },
