@@ -13,10 +13,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from backend.auth import SharedSeenTickets, TokenIssuer, TokenKeys, YueshengshiVerifier, jwks_response
 from backend.components import (
@@ -27,6 +35,7 @@ from backend.components import (
     HTTP,
     IDEMPOTENCY,
     IO_EXECUTOR,
+    PARKING,
     REDIS,
     REGISTRY,
     STATUS_FOLLOWER,
@@ -42,7 +51,7 @@ from backend.config import Config, secure_local_store
 from backend.errors import problem_middleware
 from backend.idempotency import Idempotency
 from backend.openapi import openapi_handler
-from backend.redis_server import open_redis, warn_unless_durable
+from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
 from backend.routes import archive, audit, console, ems, h5, parents, queue, staff
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
@@ -50,7 +59,8 @@ from backend.storage import BlobStore, at_rest_key
 from backend.wechat import WeChat
 from domain.service import Applications
 from projections.notifications import NotificationProcess
-from projections.runner import LogFollower
+from projections.runner import STUCK_SECONDS, LogFollower
+from projections.sql import Database, DurablePosition, SqlParkingLot
 from projections.status import StatusView, derive_pseudonym_key
 
 log = logging.getLogger(__name__)
@@ -59,6 +69,8 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 REQUESTS = web.AppKey("requests_total", Counter)
 LATENCY = web.AppKey("request_seconds", Histogram)
 NOTIFICATIONS = web.AppKey("notifications", NotificationProcess)
+HEALTH_GAUGES = web.AppKey("health_gauges", dict)
+HEALTH_TIMEOUT_SECONDS = 2.0
 # JSON bodies are small; uploads are multipart and streamed with their own cap (backend/uploads.py).
 CLIENT_MAX_SIZE = 64 * 1024
 
@@ -66,26 +78,144 @@ __all__ = ["APPLICATIONS", "CONFIG", "STORE_EXECUTOR", "create_app", "json_respo
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is up and serving."""
-    return json_response({"status": "ok"})
+    """Liveness, told truthfully: 200 while the process serves and its event store answers (Redis being
+    away is ``degraded``: commands still commit); 503 when the event store does not answer."""
+    health = await _health(request.app)
+    status = 200 if health["event_store"]["up"] else 503
+    body = {
+        "status": "ok"
+        if status == 200 and health["redis"]["up"]
+        else "degraded"
+        if status == 200
+        else "down",
+        "event_store": {"up": health["event_store"]["up"]},
+        "redis": {"up": health["redis"]["up"]},
+    }
+    return json_response(body, status=status)
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the event store and Redis answer, and how far the status view has come."""
-    app = request.app
+    """Readiness: the event store and Redis answer, the audit log matches its checkpoint, and no
+    follower is stuck (not caught up and not moving for ``STUCK_SECONDS``, or stopped on an event);
+    each follower's position, lag and parked events. 503 with the reasons when not ready."""
+    health = await _health(request.app)
+    reasons = [*health["reasons"]]
+    ready = not reasons
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "reasons": reasons,
+        "event_store": {"up": health["event_store"]["up"], "position": health["event_store"]["position"]},
+        "redis": {"up": health["redis"]["up"]},
+        "followers": health["followers"],
+        # What earlier versions answered, kept for dashboards that read it.
+        "status_view": {"position": request.app[STATUS_FOLLOWER].position},
+    }
+    headers = None if ready else {"Retry-After": "5"}
+    return json_response(body, status=200 if ready else 503, headers=headers)
+
+
+async def _health(app: web.Application) -> dict[str, Any]:
+    """One look at the parts: the store's end, Redis, each follower (position, lag, parked, stuck)."""
     loop = asyncio.get_running_loop()
-    position = await loop.run_in_executor(app[STORE_EXECUTOR], app[APPLICATIONS].recorder.max_notification_id)
-    await app[STATUS_VIEW].redis.ping()  # type: ignore[misc]  # redis-py types ping() for both clients
-    view = await app[STATUS_VIEW].position()
-    return json_response(
-        {"status": "ready", "event_store": {"position": position or 0}, "status_view": {"position": view}}
-    )
+    reasons: list[str] = []
+    try:
+        end = await asyncio.wait_for(
+            loop.run_in_executor(app[STORE_EXECUTOR], app[APPLICATIONS].recorder.max_notification_id),
+            HEALTH_TIMEOUT_SECONDS,
+        )
+        store_up, end = True, end or 0
+    except Exception:
+        store_up, end = False, None
+        reasons.append("event_store_unavailable")
+    redis_up = await app[REDIS].ping()
+    if not redis_up:
+        reasons.append("redis_unavailable")
+    integrity = app.get(audit.INTEGRITY)
+    if integrity is not None and not integrity.ok:
+        reasons.append("audit_log_mismatch")
+    followers = []
+    for follower in _unique(app[FOLLOWERS]):
+        h = follower.health()
+        lag = None if end is None else max(0, end - h.position)
+        stuck = h.stalled or (bool(lag) and h.seconds_since_progress > STUCK_SECONDS)
+        if stuck:
+            reasons.append(f"follower_stuck:{h.name}")
+        followers.append(
+            {
+                "name": h.name,
+                "position": h.position,
+                "lag": lag,
+                "parked": h.parked,
+                "failing_seconds": round(h.failing_for, 1),
+                "last_error": h.last_error,
+                "stuck": stuck,
+            }
+        )
+    return {
+        "reasons": reasons,
+        "event_store": {"up": store_up, "position": end},
+        "redis": {"up": redis_up},
+        "followers": followers,
+    }
+
+
+def _unique(followers: list[LogFollower]) -> list[LogFollower]:
+    seen: dict[int, LogFollower] = {}
+    for follower in followers:
+        seen.setdefault(id(follower), follower)
+    return list(seen.values())
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus metrics of this process."""
-    body = generate_latest(request.app[METRICS])
+    """Prometheus metrics of this process, with each follower's position, lag and parked events."""
+    app = request.app
+    health = await _health(app)
+    gauges = app[HEALTH_GAUGES]
+    gauges["redis_up"].set(1 if health["redis"]["up"] else 0)
+    gauges["store_up"].set(1 if health["event_store"]["up"] else 0)
+    if health["event_store"]["position"] is not None:
+        gauges["store_position"].set(health["event_store"]["position"])
+    for f in health["followers"]:
+        gauges["position"].labels(f["name"]).set(f["position"])
+        if f["lag"] is not None:
+            gauges["lag"].labels(f["name"]).set(f["lag"])
+        gauges["parked"].labels(f["name"]).set(f["parked"])
+        gauges["stuck"].labels(f["name"]).set(1 if f["stuck"] else 0)
+        gauges["failing"].labels(f["name"]).set(f["failing_seconds"])
+    body = generate_latest(app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _health_gauges(registry: CollectorRegistry) -> dict[str, Any]:
+    follower = ["follower"]
+    return {
+        "redis_up": Gauge("birthcert_redis_up", "Redis answers a PING", registry=registry),
+        "store_up": Gauge("birthcert_event_store_up", "The event store answers", registry=registry),
+        "store_position": Gauge(
+            "birthcert_event_store_position", "The last notification id in the log", registry=registry
+        ),
+        "position": Gauge(
+            "birthcert_follower_position", "The last position a follower applied", follower, registry=registry
+        ),
+        "lag": Gauge(
+            "birthcert_follower_lag_events", "Events a follower is behind", follower, registry=registry
+        ),
+        "parked": Gauge(
+            "birthcert_follower_parked_events", "Events a follower parked", follower, registry=registry
+        ),
+        "stuck": Gauge(
+            "birthcert_follower_stuck",
+            "1 when a follower is behind and not moving",
+            follower,
+            registry=registry,
+        ),
+        "failing": Gauge(
+            "birthcert_follower_failing_seconds",
+            "For how long a follower has been failing",
+            follower,
+            registry=registry,
+        ),
+    }
 
 
 async def jwks(request: web.Request) -> web.Response:
@@ -152,7 +282,13 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
     # The data directory 0700 and the SQLite files 0600 before anything is written there.
     await loop.run_in_executor(store, secure_local_store, config)
     app[APPLICATIONS] = await loop.run_in_executor(store, Applications, config.event_store_env())
+    # Parked events are recorded beside the events, on a connection and thread of their own.
+    parking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parking")
+    db = await loop.run_in_executor(parking, Database.open, config.event_store_env())
+    app[PARKING] = SqlParkingLot(db, parking)
     yield
+    await loop.run_in_executor(parking, db.close)
+    parking.shutdown(wait=True)
     await loop.run_in_executor(store, app[APPLICATIONS].close)
     store.shutdown(wait=True)
     io.shutdown(wait=True)
@@ -180,7 +316,11 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = aiohttp.ClientSession()
     if config.registry_url:
         app[REGISTRY] = PopulationRegistry(config.registry_url, config.registry_key)
+    supervisor = asyncio.create_task(supervise(handle, io), name="redis-supervisor")
     yield
+    supervisor.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await supervisor
     await app[HTTP].close()
     await client.aclose()
     sync_redis.close()
@@ -195,8 +335,11 @@ async def _status_projection(app: web.Application) -> AsyncIterator[None]:
         app[STORE_EXECUTOR],
         pseudonym_key=derive_pseudonym_key(config.index_key),
     )
-    follower = LogFollower(app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="status")
+    follower = LogFollower(
+        app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="status", parking=app[PARKING]
+    )
     app[STATUS_VIEW], app[STATUS_FOLLOWER] = view, follower
+    app[FOLLOWERS].append(follower)
     task = asyncio.create_task(follower.run(), name="status-follower")
     yield
     follower.stop()
@@ -213,8 +356,11 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
         app[IO_EXECUTOR],
         app[WECHAT],
         app[CONFIG].wechat.templates,
+        floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications"),
     )
-    follower = LogFollower(app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], name="notifications")
+    follower = LogFollower(
+        app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], name="notifications", parking=app[PARKING]
+    )
     app[NOTIFICATIONS] = process
     app[FOLLOWERS].append(follower)
     tasks = [
@@ -262,6 +408,7 @@ def create_app(config: Config) -> web.Application:
     app[LATENCY] = Histogram(
         "birthcert_http_request_seconds", "HTTP latency", ["method", "route"], registry=registry
     )
+    app[HEALTH_GAUGES] = _health_gauges(registry)
     app.cleanup_ctx.extend(
         [
             _event_store,

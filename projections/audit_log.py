@@ -105,10 +105,16 @@ class AuditLog:
         position: int = await self._run(self.db.position, NAME)
         return position
 
-    async def apply(self, page: Page) -> None:
-        """Append one leaf per event of the page and the new position, in one transaction."""
-        if page:
-            await self._run(self._append, page)
+    # Every event is a leaf, in order: a failing event stops the log (readiness says so), never skipped.
+    ordered = True
+
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Append one leaf per event of the page and the new position, in one transaction, if the log
+        stands at ``start`` (False otherwise)."""
+        if not page:
+            return False  # nothing is ever skipped in the audit log
+        applied: bool = await self._run(self._append, page, start)
+        return applied
 
     async def reset(self) -> None:
         """The log is append-only: it is never reset (a rebuild would change nothing it holds)."""
@@ -118,7 +124,7 @@ class AuditLog:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _append(self, page: Page) -> None:
+    def _append(self, page: Page, start: int) -> bool:
         first, last = page[0][0], page[-1][0]
         stored = {
             n.id: n
@@ -127,10 +133,9 @@ class AuditLog:
         with self.db.transaction():
             self._lock_leaves()
             current = self.db.position(NAME)
-            # A page may overlap what another follower appended meanwhile: only the part after it is new.
             fresh = [(position, event) for position, event in page if position > current]
-            if not fresh or not self.db.advance(NAME, last):
-                return  # applied already (another follower, or a replay)
+            if not fresh or not self.db.move(NAME, start, last):
+                return False  # applied already, or the log moved on (another follower)
             row = self.db.fetchone("SELECT MAX(leaf_index) FROM audit_leaves")
             index = -1 if row is None or row[0] is None else int(row[0])
             for position, event in fresh:
@@ -142,6 +147,7 @@ class AuditLog:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (index, position, leaf["aggregate_id"], leaf["version"], data.decode(), leaf_hash(data)),
                 )
+        return True
 
     def _leaf(self, notification: Any, event: Any) -> JSON:
         """The leaf of one stored event (``event`` is its decoded form, for the time and the actor)."""

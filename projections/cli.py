@@ -1,29 +1,38 @@
-"""``birthcert projections rebuild``: a view from zero, following the whole event log once.
+"""``birthcert projections rebuild | parked | retry``: views rebuilt blue/green; parked events.
 
 Add ``register_projections`` to ``backend.cli.COMMANDS``. A rebuild may run while the service
-serves: the view is emptied, then refilled; a running follower that races it only writes pages
-the rebuild would write identically (the view refuses a position that does not increase).
+serves: it fills a NEW generation of the view beside the live one (the service keeps reading and
+writing the live one), and once the new one has caught up with the live one it switches the live
+pointer to it in one atomic step, then drops the old generation after a grace period
+(``projections.redis_view``). Parked events (``projections.runner``) are listed with ``parked`` and
+handed back to the running service's followers with ``retry``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from backend.config import Config
 from backend.redis_server import open_redis
 from domain.service import Applications
+from projections.redis_view import sleep_grace
 from projections.review_queue import ReviewQueueView
 from projections.runner import LogFollower
+from projections.sql import Database, SqlParkingLot
 from projections.status import StatusView, derive_pseudonym_key
 
 VIEWS = ("status", "queue")
 REBUILD_PAGE_SIZE = 500
+# Catch-ups with the live generation before giving up on switching (the service keeps writing it).
+SWITCH_ATTEMPTS = 50
 
 
 def register_projections(subparsers: Any) -> None:
@@ -38,6 +47,63 @@ def register_projections(subparsers: Any) -> None:
         help="which view: status (parents) or queue (issuers); default status",
     )
     rebuild.set_defaults(handler=rebuild_view)
+    parked = commands.add_parser(
+        "parked", help="list the events followers have parked (set aside after failing)"
+    )
+    parked.set_defaults(handler=list_parked)
+    retry = commands.add_parser("retry", help="ask the running service to apply parked events again")
+    retry.add_argument("--follower", help="only this follower's (status, review-queue, archive, …)")
+    retry.add_argument("--position", type=int, help="only the event at this position")
+    retry.set_defaults(handler=retry_parked)
+
+
+def _parking_lot(config: Config, executor: ThreadPoolExecutor) -> SqlParkingLot:
+    return SqlParkingLot(Database.open(config.event_store_env()), executor)
+
+
+def list_parked(args: argparse.Namespace) -> int:
+    """Print the parked events: follower, position, error class, attempts, when, retry asked."""
+    config = Config.from_env()
+    console = Console()
+    executor = ThreadPoolExecutor(max_workers=1)
+    lot = _parking_lot(config, executor)
+    try:
+        rows = lot.list_now()
+    finally:
+        lot.db.close()
+        executor.shutdown()
+    if not rows:
+        console.print("no parked events")
+        return 0
+    table = Table("follower", "position", "error", "attempts", "parked at", "retry asked")
+    for row in rows:
+        table.add_row(
+            row.follower,
+            str(row.position),
+            row.error,
+            str(row.attempts),
+            row.parked_at,
+            "yes" if row.retry_requested else "",
+        )
+    console.print(table)
+    return 0
+
+
+def retry_parked(args: argparse.Namespace) -> int:
+    """Mark parked events for a retry; the running followers apply them within seconds."""
+    config = Config.from_env()
+    executor = ThreadPoolExecutor(max_workers=1)
+    lot = _parking_lot(config, executor)
+    try:
+        n = lot.request_retry(args.follower, args.position)
+    finally:
+        lot.db.close()
+        executor.shutdown()
+    Console().print(
+        f"{n} parked event(s) marked for a retry: the running service applies them within seconds; "
+        "`birthcert projections parked` shows what is still parked"
+    )
+    return 0 if n else 1
 
 
 def rebuild_view(args: argparse.Namespace) -> int:
@@ -66,17 +132,24 @@ async def _rebuild(
     executor: ThreadPoolExecutor,
     console: Console,
     name: str = "status",
+    generation: str | None = None,
 ) -> tuple[int, int]:
+    """Build a new generation from zero, switch the live pointer to it, drop the old one."""
     from redis.asyncio import Redis
 
     redis = Redis.from_url(redis_url)
+    generation = generation or f"g{time.time_ns() // 1_000_000}"
     try:
         view: StatusView | ReviewQueueView
         if name == "queue":
-            view = ReviewQueueView(redis, applications, executor)
+            view = ReviewQueueView(redis, applications, executor, generation=generation)
         else:
             view = StatusView(
-                redis, applications, executor, pseudonym_key=derive_pseudonym_key(config.index_key)
+                redis,
+                applications,
+                executor,
+                pseudonym_key=derive_pseudonym_key(config.index_key),
+                generation=generation,
             )
         follower = LogFollower(applications, view, executor=executor, page_size=REBUILD_PAGE_SIZE)
         loop = asyncio.get_running_loop()
@@ -94,6 +167,21 @@ async def _rebuild(
             position = await follower.catch_up(
                 on_page=lambda p: progress.update(task, completed=p, total=max(total, p))
             )
+        for _ in range(SWITCH_ATTEMPTS):
+            old = await view.generations.switch()
+            if old is not None:
+                break
+            # The service's follower moved the live generation on meanwhile: catch up with it, then switch.
+            position = await follower.catch_up()
+        else:
+            await view.reset()
+            msg = f"the {name} view could not catch up with the live one; nothing was switched"
+            raise RuntimeError(msg)
+        if old != generation:
+            # Readers of this or another process may still hold the old name for a moment.
+            await sleep_grace()
+            await view.generations.drop(old)
+        await view.generations.drop_strays(keep=(generation,))
         return position, await view.count()
     finally:
         await redis.aclose()

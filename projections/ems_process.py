@@ -60,14 +60,13 @@ SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 PROCESS_ACTOR: Final = Actor(id="ems-process", role="system")
 T = TypeVar("T")
 
-# KEYS: position, n index keys. ARGV: new position, n, n members, n scores.
+# KEYS: position, n index keys. ARGV: new position, n, n members, n scores, the position it moves from.
 COMMIT_LUA: Final = """
-local new = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if new <= current then
+if current ~= tonumber(ARGV[3 + 2 * n]) then
   return 0
 end
-local n = tonumber(ARGV[2])
 for i = 1, n do
   redis.call('ZADD', KEYS[1 + i], ARGV[2 + n + i], ARGV[2 + i])
 end
@@ -165,25 +164,24 @@ class EmsProcess:
         """The last notification id handled (0 before any)."""
         return await stored_position(self.redis, self.position_key)
 
-    async def apply(self, page: Page) -> None:
-        """Handle the page's issues one by one, moving the position past each; index its dispatches."""
-        if not page:
-            return
-        current = await self.position()
-        if page[-1][0] <= current:
-            return
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Handle the page's issues one by one, moving the position past each (each move only on top of
+        the last: compare-and-set from ``start``); index its dispatches."""
+        if end is None:
+            end = page[-1][0] if page else start
+        if await self.position() != start:
+            return False
+        at = start
         pending: list[tuple[int, DomainEvent]] = []
         for position, event in page:
-            if position <= current:
-                continue
             if isinstance(event, BirthCertificateApplication.Dispatched):
                 pending.append((position, event))
             elif isinstance(event, _ISSUES):
                 await self._handle_issue(event, position)
-                if not await self._commit(position, pending):
-                    return  # another follower is ahead of us: it has done the rest
-                pending = []
-        await self._commit(page[-1][0], pending)
+                if not await self._commit(at, position, pending):
+                    return False  # another follower moved it: it has done the rest
+                at, pending = position, []
+        return await self._commit(at, end, pending) if end > at or pending else True
 
     async def reset(self) -> None:
         """Forget the position and the daily index (both rebuilt from the log); keep what EMS was told."""
@@ -195,13 +193,15 @@ class EmsProcess:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, fn)
 
-    async def _commit(self, position: int, dispatched: Sequence[tuple[int, DomainEvent]]) -> bool:
-        """Move to ``position`` with the index entries of ``dispatched``; False if already there."""
+    async def _commit(self, start: int, position: int, dispatched: Sequence[tuple[int, DomainEvent]]) -> bool:
+        """Move from ``start`` to ``position`` with the index entries of ``dispatched``; False (nothing
+        written) when the position is not ``start``."""
         entries = await self._in_store(lambda: self._dispatch_entries(dispatched)) if dispatched else []
         keys = [self.position_key, *(self.index.key(e.institution, e.day) for e in entries)]
         args: list[str | int] = [position, len(entries)]
         args += [e.member for e in entries]
         args += [e.score for e in entries]
+        args.append(start)
         return bool(await self._commit_script(keys=keys, args=args))
 
     def _dispatch_entries(self, dispatched: Sequence[tuple[int, DomainEvent]]) -> list[DispatchEntry]:

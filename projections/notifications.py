@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -329,14 +329,14 @@ def message_data(
 # --------------------------------------------------------------------------------- Redis scripts
 
 # KEYS: position, due, then per message its record and its application's index.
-# ARGV: new position, n, retention, then per message: position, state, due score, fields (JSON array).
+# ARGV: new position, n, retention, then per message: position, state, due score, fields (JSON array); last,
+# the position the page was read from (compare-and-set: the page applies only on top of it).
 RECORD_PAGE_LUA: Final = """
-local new = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if new <= current then
+if current ~= tonumber(ARGV[4 + 4 * n]) then
   return 0
 end
-local n = tonumber(ARGV[2])
 for i = 1, n do
   local record, index = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   local position, state, due = ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2]
@@ -434,6 +434,18 @@ def _iso(epoch: str) -> str | None:
     return datetime.fromtimestamp(float(epoch), SHANGHAI).isoformat(timespec="seconds")
 
 
+class PositionFloor(Protocol):
+    """A copy of a process's position kept beside the events (``projections.sql.DurablePosition``)."""
+
+    async def get(self) -> int | None:
+        """The last position recorded, or None before any."""
+        ...
+
+    async def set(self, position: int) -> None:
+        """Record the position reached (it never goes back)."""
+        ...
+
+
 class NotificationProcess:
     """Subscribe messages for the steps of an application: a ``View`` for ``LogFollower``, plus ``run()``."""
 
@@ -456,6 +468,7 @@ class NotificationProcess:
         lease: float = 120.0,
         retention: int = RETENTION_SECONDS,
         idle_interval: float = 5.0,
+        floor: PositionFloor | None = None,
     ) -> None:
         if backoff[0] <= 0 or backoff[1] < backoff[0]:
             raise ValueError("backoff must be (first > 0, most >= first)")
@@ -474,6 +487,7 @@ class NotificationProcess:
         self.lease = lease
         self.retention = retention
         self.idle_interval = idle_interval
+        self.floor = floor
         self.prefix = f"{key_prefix}notify:"
         self.position_key = f"{self.prefix}position"
         self.due_key = f"{self.prefix}due"
@@ -501,7 +515,15 @@ class NotificationProcess:
         if raw is not None:
             return int(raw)
         start = 0
-        if self.start == "end":
+        durable = None if self.floor is None else await self.floor.get()
+        if durable is not None:
+            # Redis lost the outbox (flushed, replaced): go on from the last page recorded beside the events,
+            # not from the log's end, so no step's message is skipped (at most that page's are sent again).
+            start = durable
+            log.warning(
+                "notifications: position lost in Redis; going on from %d (recorded beside the events)", start
+            )
+        elif self.start == "end":
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(
                 self.store_executor, self.applications.recorder.max_notification_id
@@ -510,16 +532,20 @@ class NotificationProcess:
             if start:
                 log.warning("notifications: no position recorded; starting at the log's end (%d)", start)
         await self.redis.set(self.position_key, start, nx=True)
-        return int(await self.redis.get(self.position_key) or 0)
+        position = int(await self.redis.get(self.position_key) or 0)
+        if self.floor is not None:
+            await self.floor.set(position)
+        return position
 
-    async def apply(self, page: Page) -> None:
-        """Record the page's messages and its last position (one script), then deliver what is due."""
-        if page:
-            new_position = page[-1][0]
-            if new_position > await self.position():
-                await self._record(page, new_position)
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Record the page's messages and its end (one script, only on top of ``start``), then deliver
+        what is due."""
+        if end is None:
+            end = page[-1][0] if page else start
+        recorded = await self._record(page, start, end)
         await self.deliver_due()
         self.wake()  # run() times the retries of what this page left pending
+        return recorded
 
     async def reset(self) -> None:
         """Forget the outbox and its log; the position then restarts at the log's end (see ``start``)."""
@@ -527,7 +553,7 @@ class NotificationProcess:
 
     # ------------------------------------------------------------------ recording
 
-    async def _record(self, page: Page, new_position: int) -> None:
+    async def _record(self, page: Page, start: int, new_position: int) -> bool:
         wanted = [
             (position, event, KIND_OF_EVENT[type(event)])
             for position, event in page
@@ -553,7 +579,10 @@ class NotificationProcess:
             else:
                 fields += ["note", intent.note, "finished_at", repr(now)]
             args += [intent.position, intent.state, now, orjson.dumps(fields).decode()]
-        recorded = await self._record_page(keys=keys, args=args)
+        args.append(start)
+        recorded = bool(await self._record_page(keys=keys, args=args))
+        if recorded and self.floor is not None:
+            await self.floor.set(new_position)
         if recorded:
             for intent in intents:
                 log.info(
@@ -563,6 +592,7 @@ class NotificationProcess:
                     intent.state,
                     f" ({intent.note})" if intent.note else "",
                 )
+        return recorded
 
     def _intents(self, wanted: Sequence[tuple[int, Any, str]]) -> list[_Intent]:
         """On the store executor: each event's message, from the application at that event's version."""

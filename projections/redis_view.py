@@ -1,13 +1,168 @@
-"""What every Redis-backed view and process shares: reading its position, and forgetting its keys."""
+"""What every Redis-backed view and process shares: positions, generations, and forgetting keys.
+
+A view (the parents' status view, the issuers' queue) lives in GENERATIONS: its keys are under
+``<base><generation>:`` and ``<base>live`` names the generation being served (``g0`` when the pointer
+is missing, as after a flush). A page is applied by one Lua script that begins with ``CAS_PRELUDE``:
+the page applies only if the generation it was read for is still the live one (a follower) or the
+one being built (a rebuild), and that generation's stored position is exactly the page's start — a
+missing position is 0, so after a flush the follower's in-flight page is refused and it starts
+over from 0 instead of writing its page on top of nothing. A rebuild fills a new generation beside
+the live one and switches the pointer atomically once the new one has caught up (``SWITCH_LUA``),
+then drops the old generation after a grace period, so the service serves the whole view throughout.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Collection, Sequence
+from typing import Final, Literal
 from uuid import UUID
 
 import redis.asyncio as aioredis
 
 _BATCH = 500
+DEFAULT_GENERATION: Final = "g0"
+# How long a reader may use the generation it looked up last (the old one is kept longer than this).
+GENERATION_TTL_SECONDS: Final = 1.0
+# How long an old generation stays after a switch, for readers still holding its name.
+GRACE_SECONDS: Final = 3.0
+
+Mode = Literal["live", "build", "redo"]
+
+# KEYS[1]: the live pointer. ARGV[1] base, ARGV[2] generation, ARGV[3] mode, ARGV[4] start, ARGV[5] end.
+# Defines ``prefix`` (the generation's key prefix) and ``pkey`` (its position key) for the body.
+CAS_PRELUDE: Final = """
+local base, gen, mode = ARGV[1], ARGV[2], ARGV[3]
+if mode == 'live' and (redis.call('GET', KEYS[1]) or 'g0') ~= gen then
+  return 0
+end
+local prefix = base .. gen .. ':'
+local pkey = prefix .. 'position'
+if mode ~= 'redo' and tonumber(redis.call('GET', pkey) or '0') ~= tonumber(ARGV[4]) then
+  return 0
+end
+"""
+# The end of every apply script: the new position (not for an out-of-order redo).
+CAS_EPILOGUE: Final = """
+if mode ~= 'redo' then
+  redis.call('SET', pkey, ARGV[5])
+end
+return 1
+"""
+
+# KEYS[1]: the pointer. ARGV[1] base, ARGV[2] fixed generation or ''. → {generation, position}
+POSITION_LUA: Final = """
+local gen = ARGV[2]
+if gen == '' then
+  gen = redis.call('GET', KEYS[1]) or 'g0'
+end
+return {gen, redis.call('GET', ARGV[1] .. gen .. ':position') or '0'}
+"""
+
+# KEYS[1]: the pointer. ARGV[1] base, ARGV[2] the new generation. → the old generation, or nil when
+# the new one is still behind the live one.
+SWITCH_LUA: Final = """
+local live = redis.call('GET', KEYS[1]) or 'g0'
+if live == ARGV[2] then
+  return live
+end
+local lp = tonumber(redis.call('GET', ARGV[1] .. live .. ':position') or '0')
+local np = tonumber(redis.call('GET', ARGV[1] .. ARGV[2] .. ':position') or '0')
+if np < lp then
+  return false
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return live
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Generations:
+    """The generations of one Redis view under ``base``; ``fixed`` pins one (a rebuild's)."""
+
+    def __init__(self, redis: aioredis.Redis, base: str, fixed: str | None = None) -> None:
+        self.redis = redis
+        self.base = base
+        self.fixed = fixed
+        self.pointer_key = f"{base}live"
+        self._position = redis.register_script(POSITION_LUA)
+        self._switch = redis.register_script(SWITCH_LUA)
+        self._cached: tuple[str, float] | None = None
+        # The generation the last position() was read in: the one the next page is applied to.
+        self.read_in = fixed or DEFAULT_GENERATION
+
+    def prefix(self, generation: str) -> str:
+        """The key prefix of one generation."""
+        return f"{self.base}{generation}:"
+
+    @property
+    def mode(self) -> Mode:
+        """How a page is applied: to the live generation, or to the fixed one being built."""
+        return "live" if self.fixed is None else "build"
+
+    async def current(self) -> str:
+        """The generation to read from (the live one, looked up at most once a second)."""
+        if self.fixed is not None:
+            return self.fixed
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[1] < GENERATION_TTL_SECONDS:
+            return self._cached[0]
+        raw = await self.redis.get(self.pointer_key)
+        generation = DEFAULT_GENERATION if raw is None else _text(raw)
+        self._cached = (generation, now)
+        return generation
+
+    def cached(self) -> str:
+        """The generation last looked up (without asking Redis)."""
+        if self.fixed is not None:
+            return self.fixed
+        return DEFAULT_GENERATION if self._cached is None else self._cached[0]
+
+    async def position(self) -> int:
+        """The position of the live (or fixed) generation; remembers which generation it was."""
+        generation, position = await self._position(
+            keys=[self.pointer_key], args=[self.base, self.fixed or ""]
+        )
+        self.read_in = _text(generation)
+        self._cached = (self.read_in, time.monotonic()) if self.fixed is None else None
+        return int(position)
+
+    def cas_args(self, start: int, end: int, mode: Mode | None = None) -> list[str | int]:
+        """The prelude's ARGV for a page read in ``read_in`` from ``start`` to ``end``."""
+        return [self.base, self.read_in, mode or self.mode, start, end]
+
+    async def switch(self) -> str | None:
+        """Serve the fixed generation from now on, if it has caught up with the live one: the old one's name."""
+        if self.fixed is None:
+            raise ValueError("only a generation being built can be switched to")
+        old = await self._switch(keys=[self.pointer_key], args=[self.base, self.fixed])
+        return None if old is None else _text(old)
+
+    async def drop(self, generation: str) -> None:
+        """Delete every key of ``generation`` (its position last)."""
+        prefix = self.prefix(generation)
+        await delete_prefix(self.redis, prefix, position_key=f"{prefix}position")
+
+    async def drop_strays(self, keep: Collection[str]) -> int:
+        """Delete keys under ``base`` that belong to no kept generation (older layouts, abandoned rebuilds)."""
+        kept = tuple(self.prefix(g) for g in keep)
+        stray: list[bytes | str] = []
+        deleted = 0
+        async for key in self.redis.scan_iter(match=f"{self.base}*", count=_BATCH):
+            name = _text(key)
+            if name == self.pointer_key or name.startswith(kept) or name.startswith(f"{self.base}events:"):
+                continue
+            stray.append(key)
+            if len(stray) >= _BATCH:
+                deleted += await self.redis.delete(*stray)
+                stray = []
+        if stray:
+            deleted += await self.redis.delete(*stray)
+        return deleted
 
 
 async def stored_position(redis: aioredis.Redis, key: str) -> int:
@@ -24,7 +179,7 @@ async def delete_prefix(redis: aioredis.Redis, prefix: str, *, position_key: str
     keep: Collection[str] = () if position_key is None else (position_key,)
     batch: list[bytes | str] = []
     async for key in redis.scan_iter(match=f"{prefix}*", count=_BATCH):
-        name = key.decode() if isinstance(key, bytes) else key
+        name = _text(key)
         if name in keep:
             continue
         batch.append(key)
@@ -37,13 +192,10 @@ async def delete_prefix(redis: aioredis.Redis, prefix: str, *, position_key: str
         await redis.delete(position_key)
 
 
-def applications_touched(page: Sequence[tuple[int, object]], position: int) -> dict[UUID, int] | None:
-    """The applications a page touched, each at the version of its last event there; None when the page
-    is not beyond ``position`` (already applied, here or by another follower)."""
+def applications_touched(page: Sequence[tuple[int, object]]) -> dict[UUID, int]:
+    """The applications a page touched, each at the version of its last event there."""
     from domain.application import BirthCertificateApplication
 
-    if not page or page[-1][0] <= position:
-        return None
     last_version: dict[UUID, int] = {}
     for _, event in page:
         # Delivery-record and index events make no document; a correction reaches a linked
@@ -51,3 +203,8 @@ def applications_touched(page: Sequence[tuple[int, object]], position: int) -> d
         if isinstance(event, BirthCertificateApplication.Event):
             last_version[UUID(str(event.originator_id))] = event.originator_version
     return last_version
+
+
+async def sleep_grace() -> None:
+    """Wait until readers holding an old generation's name have looked again."""
+    await asyncio.sleep(GRACE_SECONDS)

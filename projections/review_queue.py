@@ -23,19 +23,21 @@ where the province sets none, told apart by ``due_basis``); ``overdue`` depends 
 and is computed by ``list()`` with the view's clock, never stored. Items hold no personal data in
 plaintext: masked names only (王*, 张**), no ID numbers, addresses, phones or free-text reasons.
 
-Keys (``key_prefix`` defaults to ``bc:``):
-- ``bc:queue:item:<uuid>``: the item (orjson)
-- ``bc:queue:inst:<CODE>``: sorted set of the institution's application ids by first submission (µs)
-- ``bc:queue:state:<CODE>:<queue_state>``: the same, one set per queue state (filters, counts)
-- ``bc:queue:due:<CODE>``: the items awaiting review, scored by ``due_at`` (µs; overdue counts)
-- ``bc:queue:position``: the last notification id applied
+Keys (``key_prefix`` defaults to ``bc:``; ``<g>`` is the generation, ``projections.redis_view``):
+- ``bc:queue:live``: the generation being served (``g0`` when missing)
+- ``bc:queue:<g>:item:<uuid>``: the item (orjson)
+- ``bc:queue:<g>:inst:<CODE>``: sorted set of the institution's application ids by first submission (µs)
+- ``bc:queue:<g>:state:<CODE>:<queue_state>``: the same, one set per queue state (filters, counts)
+- ``bc:queue:<g>:due:<CODE>``: the items awaiting review, scored by ``due_at`` (µs; overdue counts)
+- ``bc:queue:<g>:position``: the last notification id applied
 
-A page is applied by one Lua script that refuses a position that does not increase, moves every
-touched item out of its old sets (read from the stored item) and into its new ones, and publishes
+A page is applied by one Lua script that applies only on top of the position the page was read from
+(compare-and-set, a missing position being 0) in the generation it was read in, moves every touched
+item out of its old sets (read from the stored item) and into its new ones, and publishes
 ``{application_id, queue_state, version}`` on ``bc:queue:events:<CODE>`` for each item whose bytes
-changed (``queue_state`` null when it left), so a page applied twice changes and announces nothing.
-The script names the set keys it derives from the stored items: it needs a single Redis (as the
-service runs), not a cluster.
+changed (``queue_state`` null when it left), so a page applied twice changes and announces nothing; a
+generation being rebuilt announces nothing. The script derives the set keys from the stored items: it
+needs a single Redis (as the service runs), not a cluster.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ from domain.errors import InvalidValue
 from domain.policy import SHANGHAI, WorkingCalendar, review_deadline
 from domain.service import Applications
 from domain.values import PersonName
-from projections.redis_view import applications_touched, delete_prefix, stored_position
-from projections.runner import Page
+from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, applications_touched
+from projections.runner import DomainEvent, Page
 
 JSON = dict[str, Any]
 Items = list[JSON]
@@ -89,22 +91,19 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # domain.staff.check_institution_code: 4–16 upper-case letters or digits.
 _INSTITUTION_RE: Final = re.compile(r"^[A-Z0-9]{4,16}$")
 
-# KEYS: position, n item keys. ARGV: new position, key prefix (bc:queue:), n, then per item 8 values:
-# item ('' = not in the queue), institution, queue state, first-submission score, due score ('' = none),
-# id, event while present, event on leaving.
-APPLY_PAGE_LUA: Final = """
-local new = tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if new <= current then
-  return 0
-end
-local prefix = ARGV[2]
-local n = tonumber(ARGV[3])
+# The page body after the CAS prelude. ARGV[6] n, then per item 8 values: item ('' = not in the queue),
+# institution, queue state, first-submission score, due score ('' = none), id, event while present, event
+# on leaving. Changes are announced on ``<base>events:<CODE>`` (not while a new generation is built).
+APPLY_PAGE_LUA: Final = (
+    CAS_PRELUDE
+    + """
+local announce = mode ~= 'build'
+local n = tonumber(ARGV[6])
 for i = 1, n do
-  local key = KEYS[1 + i]
-  local b = 3 + (i - 1) * 8
+  local b = 6 + (i - 1) * 8
   local doc, inst, qs, score, due = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local member, present, left = ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
+  local key = prefix .. 'item:' .. member
   local old = redis.call('GET', key)
   local old_inst = nil
   if old then
@@ -121,20 +120,22 @@ for i = 1, n do
     if due ~= '' then
       redis.call('ZADD', prefix .. 'due:' .. inst, due, member)
     end
-    if old ~= doc then
-      redis.call('PUBLISH', prefix .. 'events:' .. inst, present)
+    if announce and old ~= doc then
+      redis.call('PUBLISH', base .. 'events:' .. inst, present)
     end
-    if old_inst and old_inst ~= inst then
-      redis.call('PUBLISH', prefix .. 'events:' .. old_inst, left)
+    if announce and old_inst and old_inst ~= inst then
+      redis.call('PUBLISH', base .. 'events:' .. old_inst, left)
     end
   elseif old then
     redis.call('DEL', key)
-    redis.call('PUBLISH', prefix .. 'events:' .. old_inst, left)
+    if announce then
+      redis.call('PUBLISH', base .. 'events:' .. old_inst, left)
+    end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
 """
+    + CAS_EPILOGUE
+)
 
 
 def _micros(moment: datetime) -> int:
@@ -276,20 +277,25 @@ class ReviewQueueView:
         calendar: WorkingCalendar | None = None,
         clock: Callable[[], datetime] | None = None,
         default_review_working_days: int = DEFAULT_REVIEW_WORKING_DAYS,
+        generation: str | None = None,
     ) -> None:
         if default_review_working_days < 0:
             raise ValueError("default_review_working_days must not be negative")
         self.redis = redis
         self.applications = applications
         self.executor = executor
-        self.prefix = f"{key_prefix}queue:"
-        self.position_key = f"{self.prefix}position"
+        self.generations = Generations(redis, f"{key_prefix}queue:", fixed=generation)
         self.calendar = calendar or WorkingCalendar()
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.default_review_working_days = default_review_working_days
         self._apply_page = redis.register_script(APPLY_PAGE_LUA)
 
     # ------------------------------------------------------------------ keys
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of the generation last looked up (``await self.generations.current()``)."""
+        return self.generations.prefix(self.generations.cached())
 
     def item_key(self, app_id: UUID | str) -> str:
         """The key of one application's item."""
@@ -308,25 +314,36 @@ class ReviewQueueView:
         return f"{self.prefix}due:{institution}"
 
     def channel(self, institution: str) -> str:
-        """The Pub/Sub channel of the institution's queue changes."""
-        return f"{self.prefix}events:{institution}"
+        """The Pub/Sub channel of the institution's queue changes (the same in every generation)."""
+        return f"{self.generations.base}events:{institution}"
 
     # ------------------------------------------------------------------ View
 
     async def position(self) -> int:
-        """The last notification id applied (0 before any)."""
-        return await stored_position(self.redis, self.position_key)
+        """The last notification id applied in the live generation (0 before any, or when lost)."""
+        return await self.generations.position()
 
-    async def apply(self, page: Page) -> None:
-        """Write the items of the applications the page touched and its last position, atomically."""
-        last_version = applications_touched(page, await self.position())
-        if last_version is None:
-            return  # already applied (here or by another follower)
-        new_position = page[-1][0]
-        loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self.executor, self._entries, list(last_version.items()))
-        keys = [self.position_key] + [self.item_key(row[0]) for row in rows]
-        args: list[str | bytes | int] = [new_position, self.prefix, len(rows)]
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Write the items of the applications the page touched and the page's end, atomically, if the
+        view still stands at ``start`` (False otherwise)."""
+        if end is None:
+            end = page[-1][0] if page else start
+        touched = list(applications_touched(page).items())
+        return await self._write(touched, self.generations.cas_args(start, end))
+
+    async def redo(self, position: int, event: DomainEvent) -> None:
+        """A parked event retried: the application's item as of now, the position untouched."""
+        touched: list[tuple[UUID, int | None]] = [
+            (a, None) for a in applications_touched([(position, event)])
+        ]
+        await self._write(touched, self.generations.cas_args(0, 0, "redo"))
+
+    async def _write(self, touched: Sequence[tuple[UUID, int | None]], cas: list[str | int]) -> bool:
+        rows = []
+        if touched:
+            loop = asyncio.get_running_loop()
+            rows = await loop.run_in_executor(self.executor, self._entries, touched)
+        args: list[str | bytes | int] = [*cas, len(rows)]
         for app_id, version, entry in rows:
             if entry is None:
                 # Not (or no longer) queued: the script deletes an item that was there and says so.
@@ -343,15 +360,18 @@ class ReviewQueueView:
                 entry.event_present,
                 entry.event_left,
             ]
-        await self._apply_page(keys=keys, args=args)
+        return bool(await self._apply_page(keys=[self.generations.pointer_key], args=args))
 
-    def _entries(self, versions: Sequence[tuple[UUID, int]]) -> list[tuple[UUID, int, QueueEntry | None]]:
-        """On the executor: each application's entry at its version (None: not in a queue)."""
+    def _entries(
+        self, versions: Sequence[tuple[UUID, int | None]]
+    ) -> list[tuple[UUID, int, QueueEntry | None]]:
+        """On the executor: each application's entry at its version, or its latest (None: not in a queue)."""
         rows: list[tuple[UUID, int, QueueEntry | None]] = []
-        for app_id, version in versions:
-            app: object = self.applications.repository.get(app_id, version=version)
+        for app_id, at in versions:
+            app: object = self.applications.repository.get(app_id, version=at)
             if not isinstance(app, BirthCertificateApplication):
                 continue
+            version = app.version
             entry = queue_entry(app, self.calendar, self.default_review_working_days)
             if entry is not None and not _INSTITUTION_RE.match(entry.institution):
                 entry = None  # a code the keys could not carry safely; never produced by the service
@@ -359,8 +379,8 @@ class ReviewQueueView:
         return rows
 
     async def reset(self) -> None:
-        """Delete every key of the view, the position last (a racing follower then redoes its page)."""
-        await delete_prefix(self.redis, self.prefix, position_key=self.position_key)
+        """Delete every key of the generation being followed, its position last."""
+        await self.generations.drop(await self.generations.current())
 
     # ------------------------------------------------------------------ queries
 
@@ -383,10 +403,11 @@ class ReviewQueueView:
     async def get(self, app_id: UUID | str) -> JSON | None:
         """One application's item with ``overdue`` as of now, or None (not queued, malformed id)."""
         try:
-            key = self.item_key(app_id)
+            UUID(str(app_id))
         except ValueError:
             return None
-        raw = await self.redis.get(key)
+        await self.generations.current()
+        raw = await self.redis.get(self.item_key(app_id))
         if raw is None:
             return None
         return self._with_overdue(orjson.loads(raw), self.clock())
@@ -394,6 +415,7 @@ class ReviewQueueView:
     async def counts(self, institution: str, now: datetime | None = None) -> dict[str, int]:
         """How many items per queue state, how many overdue (at ``now``), and the total."""
         institution = check_institution(institution)
+        await self.generations.current()
         now_us = _micros(now or self.clock())
         async with self.redis.pipeline(transaction=True) as pipe:
             for queue_state in QUEUE_STATES:
@@ -425,6 +447,7 @@ class ReviewQueueView:
             raise InvalidValue("state", "invalid_queue_state", "队列状态不正确")
         limit = max(1, min(limit, MAX_LIMIT))
         after = None if cursor is None else _parse_cursor(cursor)
+        await self.generations.current()
         now = self.clock()
         if overdue is True:
             found = await self._overdue_after(institution, state, after, limit + 1, now)
@@ -514,6 +537,7 @@ class ReviewQueueView:
     async def count(self) -> int:
         """How many applications are queued, over every institution."""
         n = 0
+        await self.generations.current()
         async for _ in self.redis.scan_iter(match=f"{self.prefix}item:*", count=1000):
             n += 1
         return n

@@ -1,15 +1,22 @@
 """Following the event log into a view: one ``LogFollower`` per view and process.
 
 The library's ``ProjectionRunner`` needs the recorder's ``subscribe()``, which SQLite lacks, so
-the follower tails ``recorder.select_notifications`` itself: it reads the page after the view's
-recorded position, hands it to the view, which writes the page's changes and the new position
-atomically, and repeats while pages come back full. Then it sleeps until ``wake()`` (a local
-command was just saved) or ``poll_interval`` (another process may have written).
+the follower tails ``recorder.select_notifications`` itself: it reads the view's recorded position,
+reads the page after it, and hands both to the view, which applies the page and records the page's
+end atomically, and only if its stored position is still the one the page was read from
+(compare-and-set). A view that was flushed, reset or moved by another follower in between refuses
+the page; the follower reads the position again and goes on from there — from 0 when the position
+is missing, never from where it believed it was. So no page is ever applied on top of a state it
+was not read from, and any number of followers converge on the same state. Notification ids are
+not dense on PostgreSQL, so the follower reads "after the last applied", never "position + 1".
 
-The position is always read back from the view, never kept only in memory: a second follower
-(another process, a rebuild) may have moved it, and the view refuses a page that does not move
-it forward, so any number of followers converge on the same state. Notification ids are not
-dense on PostgreSQL, so the follower reads "after the last applied", never "position + 1 exists".
+A page that fails is split in halves until the one event that fails is found; that event is retried
+with backoff and, after ``park_after`` attempts while the view itself answers (so that an outage of
+Redis or the database never parks healthy events), parked: recorded in the ``ParkingLot`` (SQL beside
+the events), skipped, and visible in ``/readyz`` and ``/metrics``. The rest of the log goes on. An
+operator asks for a retry with ``birthcert projections retry``; the follower then hands the event to
+the view's ``redo`` (out of order, the position untouched). A view whose order matters (the audit log:
+``ordered = True``) never parks: it stops where it is and says so loudly (``stalled``).
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Protocol, TypeAlias
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
@@ -32,25 +41,83 @@ DomainEvent: TypeAlias = DomainEventProtocol[UUID]
 Page: TypeAlias = Sequence[tuple[int, DomainEvent]]
 
 MAX_BACKOFF_SECONDS = 30.0
+# Attempts of one failing event (each after a backoff) before it is parked.
+PARK_AFTER = 5
+# A follower that has not caught up and has not moved for this long is stuck (readiness fails).
+STUCK_SECONDS = 60.0
+# How often a follower looks for retries an operator asked for.
+RETRY_POLL_SECONDS = 5.0
 
 
 class View(Protocol):
     """A read model that follows the log: where it is, how it takes a page, how it starts over."""
 
     async def position(self) -> int:
-        """The notification id of the last event the view has applied (0 before any)."""
+        """The notification id of the last event the view has applied (0 before any, or when lost)."""
         ...
 
-    async def apply(self, page: Page) -> None:
-        """Apply a page of (notification id, event) and record its last id, all or nothing.
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Apply a page of (notification id, event), all after ``start``, and record ``end`` (default:
+        the page's last id) as the position — all or nothing, and only if the stored position is
+        ``start`` (a missing position counts as 0). False, having changed nothing, when it is not.
 
-        A page whose last id is not beyond the recorded position changes nothing.
+        An empty page with an ``end`` moves the position over events the view does not take (parked).
         """
         ...
 
     async def reset(self) -> None:
         """Forget everything: the view's keys or rows and its position."""
         ...
+
+
+@runtime_checkable
+class Redoable(Protocol):
+    """A view that can apply one parked event again, out of order, without moving its position."""
+
+    async def redo(self, position: int, event: DomainEvent) -> None:
+        """Apply the event at ``position`` again (an operator's retry of a parked event)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Parked:
+    """One event a follower set aside: where, why (an exception's class name only), how often it failed."""
+
+    follower: str
+    position: int
+    error: str
+    attempts: int
+    parked_at: str
+    retry_requested: bool = False
+
+
+class ParkingLot(Protocol):
+    """Where parked events are recorded, durably (``projections.sql.SqlParkingLot``)."""
+
+    async def park(self, follower: str, position: int, error: str, attempts: int) -> None:
+        """Record (or update) a parked event."""
+        ...
+
+    async def parked(self, follower: str | None = None) -> list[Parked]:
+        """The parked events (of one follower, or all)."""
+        ...
+
+    async def release(self, follower: str, position: int) -> None:
+        """Forget a parked event that has now been applied."""
+        ...
+
+
+@dataclass(frozen=True)
+class FollowerHealth:
+    """What ``/readyz`` and ``/metrics`` say of one follower."""
+
+    name: str
+    position: int
+    failing_for: float
+    last_error: str | None
+    parked: int
+    stalled: bool
+    seconds_since_progress: float
 
 
 class LogFollower:
@@ -65,6 +132,10 @@ class LogFollower:
         page_size: int = 500,
         poll_interval: float = 0.5,
         name: str | None = None,
+        parking: ParkingLot | None = None,
+        park_after: int = PARK_AFTER,
+        retry_poll_seconds: float = RETRY_POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be positive")
@@ -74,15 +145,37 @@ class LogFollower:
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.name = name or type(view).__name__
+        self.parking = parking
+        self.park_after = max(1, park_after)
+        self.retry_poll_seconds = retry_poll_seconds
+        # Order matters to this view (the audit log): it stops on a failing event rather than skip it.
+        self.ordered = bool(getattr(view, "ordered", False))
+        self._clock = clock
         self._position = 0
         self._wake = asyncio.Event()
         self._moved = asyncio.Condition()
         self._stopping = False
+        self._limit = page_size
+        # The failing event being narrowed down: its position and how many times it failed alone.
+        self._failing_at: int | None = None
+        self._attempts = 0
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
+        self._stalled = False
+        self._parked = 0
+        self._progress_at = clock()
+        self._retries_checked_at = 0.0
+        self._recovering = False
 
     @property
     def position(self) -> int:
         """The last position this follower knows the view to have reached."""
         return self._position
+
+    @property
+    def recovering(self) -> bool:
+        """The view went back (lost: flushed, replaced) and has not caught up again yet."""
+        return self._recovering
 
     def wake(self) -> None:
         """Read the log now: a command of this process was just saved."""
@@ -93,20 +186,41 @@ class LogFollower:
         self._stopping = True
         self._wake.set()
 
+    def health(self) -> FollowerHealth:
+        """Position, failures and parked events, as ``/readyz`` and ``/metrics`` report them."""
+        now = self._clock()
+        return FollowerHealth(
+            name=self.name,
+            position=self._position,
+            failing_for=0.0 if self._failing_since is None else now - self._failing_since,
+            last_error=self._last_error,
+            parked=self._parked,
+            stalled=self._stalled,
+            seconds_since_progress=now - self._progress_at,
+        )
+
     async def run(self) -> None:
-        """Follow the log until ``stop()`` (for good); failures are logged and retried, never skipped."""
+        """Follow the log until ``stop()``: failures are retried, split down to one event and parked."""
         first_backoff = min(max(self.poll_interval, 0.01), 1.0)
         backoff = first_backoff
+        await self._count_parked()
         while not self._stopping:
             self._wake.clear()
             try:
                 full = await self._step()
             except asyncio.CancelledError:
                 raise
+            except _PageFailed as failed:
+                if await self._on_page_failure(failed):
+                    continue  # split or parked: go on at once
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
             except Exception as error:
-                # The class name only: messages may quote stored values.
+                # Reading the position or the log failed: the store or the view's server is away.
+                self._failed(error, self._position)
                 log.warning(
-                    "view %s: page after position %d failed (%s); retrying in %.1fs",
+                    "view %s: cannot read at position %d (%s); retrying in %.1fs",
                     self.name,
                     self._position,
                     type(error).__name__,
@@ -116,6 +230,7 @@ class LogFollower:
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
             backoff = first_backoff
+            await self._retry_requested()
             if not full:
                 await self._sleep(self.poll_interval)
 
@@ -126,7 +241,10 @@ class LogFollower:
         ``on_page`` is told the position after each page (for a progress bar).
         """
         while True:
-            full = await self._step()
+            try:
+                full = await self._step()
+            except _PageFailed as failed:
+                raise failed.error from None
             if on_page is not None:
                 on_page(self._position)
             if not full:
@@ -147,23 +265,171 @@ class LogFollower:
     # ------------------------------------------------------------------ internals
 
     async def _step(self) -> bool:
-        """Apply the page after the view's position; True when the page was full (more may follow)."""
-        # The view's own position, even when lower than ours: a rebuild may have reset it.
+        """Apply the page after the view's position; True when more may follow at once."""
+        # The view's own position, even when lower than ours: a flush or a rebuild may have reset it.
         current = await self.view.position()
+        if current < self._position:
+            self._recovering = True
+            log.warning(
+                "view %s: position went back from %d to %d; catching up again",
+                self.name,
+                self._position,
+                current,
+            )
         await self._moved_to(current)
         loop = asyncio.get_running_loop()
-        page = await loop.run_in_executor(self.executor, self._read_page, current)
-        if page:
-            await self.view.apply(page)
-            # The view now stands at the page's end, or beyond it if another follower got there first.
-            await self._moved_to(max(current, page[-1][0]))
-        return len(page) >= self.page_size
+        page = await loop.run_in_executor(self.executor, self._read_page, current, self._limit)
+        if not page:
+            self._caught_up()
+            return False
+        try:
+            applied = await self.view.apply(page, current)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise _PageFailed(page, current, error) from error
+        if not applied:
+            return True  # the view moved under us (flush, rebuild, another follower): read it again
+        await self._moved_to(page[-1][0])
+        self._succeeded(page)
+        full = len(page) >= self._limit
+        if not full and self._limit >= self.page_size:
+            self._caught_up()
+        return full or self._limit < self.page_size
 
-    def _read_page(self, after: int) -> list[tuple[int, DomainEvent]]:
+    def _read_page(self, after: int, limit: int | None = None) -> list[tuple[int, DomainEvent]]:
         """On the executor: the notifications after ``after`` (ids may have gaps), decoded."""
-        notifications = self.applications.recorder.select_notifications(start=after + 1, limit=self.page_size)
+        notifications = self.applications.recorder.select_notifications(
+            start=after + 1, limit=limit or self.page_size
+        )
         to_event = self.applications.mapper.to_domain_event
         return [(n.id, to_event(n)) for n in notifications]
+
+    async def _on_page_failure(self, failed: _PageFailed) -> bool:
+        """Narrow a failing page down to its event; park it when it keeps failing alone. True: go on now."""
+        page, error = failed.page, failed.error
+        self._failed(error, page[0][0])
+        if len(page) > 1:
+            self._limit = max(1, len(page) // 2)
+            log.warning(
+                "view %s: page of %d after position %d failed (%s); trying %d",
+                self.name,
+                len(page),
+                failed.start,
+                type(error).__name__,
+                self._limit,
+            )
+            return True
+        position = page[0][0]
+        if self._failing_at != position:
+            self._failing_at, self._attempts = position, 0
+        if not await self._view_answers():
+            # The view's own store is away: not this event's fault; wait for it without counting.
+            log.warning("view %s: cannot reach the view (%s); retrying", self.name, type(error).__name__)
+            return False
+        self._attempts += 1
+        if self.ordered or self.parking is None:
+            self._stalled = self._attempts >= self.park_after
+            log.error(
+                "view %s: event at position %d failed %d times (%s)%s",
+                self.name,
+                position,
+                self._attempts,
+                type(error).__name__,
+                "; the log stops here until it is fixed" if self._stalled else "",
+            )
+            return False
+        if self._attempts < self.park_after:
+            log.warning(
+                "view %s: event at position %d failed (%s), attempt %d of %d",
+                self.name,
+                position,
+                type(error).__name__,
+                self._attempts,
+                self.park_after,
+            )
+            return False
+        await self.parking.park(self.name, position, type(error).__name__, self._attempts)
+        if await self.view.apply([], failed.start, position):
+            self._parked += 1
+            log.error(
+                "view %s: event at position %d parked after %d failures (%s); the rest goes on "
+                "(birthcert projections parked / retry)",
+                self.name,
+                position,
+                self._attempts,
+                type(error).__name__,
+            )
+            await self._moved_to(position)
+        self._failing_at, self._attempts = None, 0
+        return True
+
+    async def _view_answers(self) -> bool:
+        try:
+            await self.view.position()
+        except Exception:
+            return False
+        return True
+
+    def _failed(self, error: BaseException, position: int) -> None:
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+        self._last_error = type(error).__name__
+
+    def _succeeded(self, page: Page) -> None:
+        self._progress_at = self._clock()
+        if self._failing_at is not None and page[-1][0] >= self._failing_at:
+            self._failing_at, self._attempts = None, 0
+        if self._failing_at is None:
+            self._failing_since, self._last_error, self._stalled = None, None, False
+        if self._limit < self.page_size:
+            self._limit = min(self.page_size, self._limit * 2)
+
+    def _caught_up(self) -> None:
+        self._recovering = False
+        self._progress_at = self._clock()
+        self._failing_since, self._last_error, self._stalled = None, None, False
+
+    async def _count_parked(self) -> None:
+        if self.parking is None:
+            return
+        with contextlib.suppress(Exception):
+            self._parked = len(await self.parking.parked(self.name))
+
+    async def _retry_requested(self) -> None:
+        """Apply again the parked events an operator asked to retry (now and then, between pages)."""
+        if self.parking is None or not isinstance(self.view, Redoable):
+            return
+        now = self._clock()
+        if now - self._retries_checked_at < self.retry_poll_seconds:
+            return
+        self._retries_checked_at = now
+        try:
+            parked = await self.parking.parked(self.name)
+        except Exception:
+            return
+        self._parked = len(parked)
+        loop = asyncio.get_running_loop()
+        for item in parked:
+            if not item.retry_requested:
+                continue
+            page = await loop.run_in_executor(self.executor, self._read_page, item.position - 1, 1)
+            if not page or page[0][0] != item.position:
+                continue
+            try:
+                await self.view.redo(item.position, page[0][1])
+            except Exception as error:
+                await self.parking.park(self.name, item.position, type(error).__name__, item.attempts + 1)
+                log.error(
+                    "view %s: retry of the event at %d failed (%s)",
+                    self.name,
+                    item.position,
+                    type(error).__name__,
+                )
+                continue
+            await self.parking.release(self.name, item.position)
+            self._parked -= 1
+            log.info("view %s: parked event at %d applied on retry", self.name, item.position)
 
     async def _moved_to(self, position: int) -> None:
         if position == self._position:
@@ -178,3 +444,11 @@ class LogFollower:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+
+class _PageFailed(Exception):
+    """The view refused a page with an exception (not a compare-and-set miss)."""
+
+    def __init__(self, page: Page, start: int, error: Exception) -> None:
+        super().__init__(type(error).__name__)
+        self.page, self.start, self.error = page, start, error

@@ -8,18 +8,30 @@ it. Calls are synchronous: run them on the store executor, never on the event lo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
 
 import psycopg
+
+from projections.runner import Parked
+
+T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgres"]
 APPEND_ONLY = ("audit_leaves", "audit_checkpoints", "archive_forms")
 
 _TABLES = {
     "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
+    # Events a follower set aside (projections.runner): never personal data, an exception's class name only.
+    "projection_parked": (
+        "name TEXT NOT NULL, position BIGINT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL, "
+        "parked_at TEXT NOT NULL, retry_requested INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (name, position)"
+    ),
     "audit_leaves": (
         "leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, aggregate_id TEXT NOT NULL, "
         "version BIGINT NOT NULL, leaf_json TEXT NOT NULL, leaf_hash {blob} NOT NULL"
@@ -153,6 +165,18 @@ class Database:
         self.execute("UPDATE projection_positions SET position = ? WHERE name = ?", (position, name))
         return True
 
+    def move(self, name: str, start: int, end: int) -> bool:
+        """Inside a transaction: move ``name`` from ``start`` to ``end``; False (nothing written) when it
+        does not stand at ``start`` (a missing row stands at 0)."""
+        current = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
+        if (0 if current is None else int(current[0])) != start or end < start:
+            return False
+        if current is None:
+            self.execute("INSERT INTO projection_positions (name, position) VALUES (?, ?)", (name, end))
+        else:
+            self.execute("UPDATE projection_positions SET position = ? WHERE name = ?", (end, name))
+        return True
+
     def _columns(self, table: str) -> set[str]:
         """The column names ``table`` has now."""
         if self.dialect == "sqlite":
@@ -211,3 +235,105 @@ class Database:
                                 f"CREATE TRIGGER {trigger} {spec.format(t=table)} "
                                 "EXECUTE FUNCTION birthcert_append_only()"
                             )
+
+
+class DurablePosition:
+    """A process's position kept in ``projection_positions`` beside the events, as a floor for a position
+    kept elsewhere (the notifications outbox in Redis): never goes back."""
+
+    def __init__(self, db: Database, executor: Executor, name: str) -> None:
+        self.db, self.executor, self.name = db, executor, name
+
+    async def get(self) -> int | None:
+        """The last position recorded, or None before any."""
+        row = await asyncio.get_running_loop().run_in_executor(
+            self.executor,
+            self.db.fetchone,
+            "SELECT position FROM projection_positions WHERE name = ?",
+            (self.name,),
+        )
+        return None if row is None else int(row[0])
+
+    async def set(self, position: int) -> None:
+        """Record ``position`` if it is beyond the one recorded."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._set, position)
+
+    def _set(self, position: int) -> None:
+        with self.db.transaction():
+            self.db.advance(self.name, position)
+
+
+class SqlParkingLot:
+    """Parked events (``projections.runner.ParkingLot``) in ``projection_parked``, beside the events.
+
+    Its own connection, used from one thread (``executor``); the CLI uses the synchronous methods.
+    """
+
+    def __init__(self, db: Database, executor: Executor) -> None:
+        self.db = db
+        self.executor = executor
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def park(self, follower: str, position: int, error: str, attempts: int) -> None:
+        """Record (or update) a parked event."""
+        await self._run(self.park_now, follower, position, error, attempts)
+
+    async def parked(self, follower: str | None = None) -> list[Parked]:
+        """The parked events (of one follower, or all), oldest first."""
+        return await self._run(self.list_now, follower)
+
+    async def release(self, follower: str, position: int) -> None:
+        """Forget a parked event that has now been applied."""
+        await self._run(self.release_now, follower, position)
+
+    def park_now(self, follower: str, position: int, error: str, attempts: int) -> None:
+        """Record (or update) a parked event (blocking)."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self.db.transaction():
+            found = self.db.fetchone(
+                "SELECT 1 FROM projection_parked WHERE name = ? AND position = ?", (follower, position)
+            )
+            if found is None:
+                self.db.execute(
+                    "INSERT INTO projection_parked (name, position, error, attempts, parked_at, retry_requested) "
+                    "VALUES (?, ?, ?, ?, ?, 0)",
+                    (follower, position, error, attempts, now),
+                )
+            else:
+                self.db.execute(
+                    "UPDATE projection_parked SET error = ?, attempts = ?, parked_at = ?, retry_requested = 0 "
+                    "WHERE name = ? AND position = ?",
+                    (error, attempts, now, follower, position),
+                )
+
+    def list_now(self, follower: str | None = None) -> list[Parked]:
+        """The parked events (blocking)."""
+        query = "SELECT name, position, error, attempts, parked_at, retry_requested FROM projection_parked"
+        params: tuple[Any, ...] = ()
+        if follower is not None:
+            query += " WHERE name = ?"
+            params = (follower,)
+        rows = self.db.fetchall(query + " ORDER BY name, position", params)
+        return [Parked(str(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]), bool(r[5])) for r in rows]
+
+    def request_retry(self, follower: str | None = None, position: int | None = None) -> int:
+        """Ask the running followers to apply parked events again (all, one follower's, or one): how many."""
+        query = "UPDATE projection_parked SET retry_requested = 1 WHERE 1 = 1"
+        params: list[Any] = []
+        if follower is not None:
+            query += " AND name = ?"
+            params.append(follower)
+        if position is not None:
+            query += " AND position = ?"
+            params.append(position)
+        with self.db.transaction():
+            return int(self.db.execute(query, params).rowcount)
+
+    def release_now(self, follower: str, position: int) -> None:
+        """Forget a parked event (blocking)."""
+        with self.db.transaction():
+            self.db.execute(
+                "DELETE FROM projection_parked WHERE name = ? AND position = ?", (follower, position)
+            )

@@ -11,16 +11,18 @@ A father who joined by invitation (FatherJoined) gets his own, reduced document:
 own part (his face check, his ID photos), nothing of the mother's or the newborn's data. It is listed
 under his user id as ``father:<uuid>``, so a list tells whose view each entry is.
 
-Keys (``key_prefix`` defaults to ``bc:``):
-- ``bc:status:app:<uuid>``: the applicant's document (orjson)
-- ``bc:status:father:<uuid>``: the joined father's reduced document (orjson)
-- ``bc:status:user:<hmac hex>``: sorted set of ``<uuid>`` (as applicant) and ``father:<uuid>`` (as the
+Keys (``key_prefix`` defaults to ``bc:``; ``<g>`` is the generation, ``projections.redis_view``):
+- ``bc:status:live``: the generation being served (``g0`` when missing)
+- ``bc:status:<g>:app:<uuid>``: the applicant's document (orjson)
+- ``bc:status:<g>:father:<uuid>``: the joined father's reduced document (orjson)
+- ``bc:status:<g>:user:<hmac hex>``: sorted set of ``<uuid>`` (as applicant) and ``father:<uuid>`` (as the
   joined father), scored by the application's start time (µs since epoch)
-- ``bc:status:position``: the last notification id applied
+- ``bc:status:<g>:position``: the last notification id applied
 
-A page is applied by one Lua script: it refuses a position that does not increase, and sets the
-documents, the user lists and the position together, so a page is applied whole or not at all,
-and applying it twice (or two followers racing) changes nothing.
+A page is applied by one Lua script: it applies only on top of the position the page was read from
+(compare-and-set, a missing position being 0) in the generation it was read in, and sets the
+documents, the user lists and the new position together, so a page is applied whole or not at all,
+and applying it twice (or two followers racing, or a flush in between) changes nothing.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ from domain.application import (
 from domain.errors import InvalidValue
 from domain.service import Applications
 from domain.values import PersonName
-from projections.redis_view import applications_touched, delete_prefix, stored_position
-from projections.runner import Page
+from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, applications_touched
+from projections.runner import DomainEvent, Page
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 JSON = dict[str, Any]
@@ -107,21 +109,19 @@ COUNTER_MESSAGES: Final = {
 }
 COUNTER_DEFAULT: Final = "该申请需到签发机构现场办理，请携带相关材料前往"
 
-# KEYS: position, n document keys, n user-list keys. ARGV: new position, n, n documents, n scores, n members.
-APPLY_PAGE_LUA: Final = """
-local new = tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if new <= current then
-  return 0
-end
-local n = tonumber(ARGV[2])
+# The page body after the CAS prelude. ARGV[6] n, then n documents, n scores, n members, n document-key
+# suffixes (app:<uuid> or father:<uuid>), n user-list suffixes (user:<hmac>).
+APPLY_PAGE_LUA: Final = (
+    CAS_PRELUDE
+    + """
+local n = tonumber(ARGV[6])
 for i = 1, n do
-  redis.call('SET', KEYS[1 + i], ARGV[2 + i])
-  redis.call('ZADD', KEYS[1 + n + i], ARGV[2 + n + i], ARGV[2 + 2 * n + i])
+  redis.call('SET', prefix .. ARGV[6 + 3 * n + i], ARGV[6 + i])
+  redis.call('ZADD', prefix .. ARGV[6 + 4 * n + i], ARGV[6 + n + i], ARGV[6 + 2 * n + i])
 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
 """
+    + CAS_EPILOGUE
+)
 
 
 def derive_pseudonym_key(index_key: bytes) -> bytes:
@@ -326,7 +326,11 @@ def _text(value: bytes | str) -> str:
 
 
 class StatusView:
-    """The parents' status view: a ``View`` for ``projections.runner.LogFollower``."""
+    """The parents' status view: a ``View`` for ``projections.runner.LogFollower``.
+
+    ``generation`` pins the view to one generation (a rebuild's, ``projections.cli``); by default it
+    follows the live one.
+    """
 
     def __init__(
         self,
@@ -336,109 +340,134 @@ class StatusView:
         *,
         key_prefix: str = "bc:",
         pseudonym_key: bytes,
+        generation: str | None = None,
     ) -> None:
         if len(pseudonym_key) < 16:
             raise ValueError("pseudonym_key must be at least 16 bytes")
         self.redis = redis
         self.applications = applications
         self.executor = executor
-        self.prefix = f"{key_prefix}status:"
-        self.position_key = f"{self.prefix}position"
+        self.generations = Generations(redis, f"{key_prefix}status:", fixed=generation)
         self._pseudonym_key = pseudonym_key
         self._apply_page = redis.register_script(APPLY_PAGE_LUA)
 
-    # ------------------------------------------------------------------ keys
+    # ------------------------------------------------------------------ keys (within a generation)
 
-    def app_key(self, app_id: UUID | str) -> str:
-        """The key of one application's document."""
-        return f"{self.prefix}app:{UUID(str(app_id))}"
+    @staticmethod
+    def app_suffix(app_id: UUID | str) -> str:
+        """The key of one application's document, within a generation."""
+        return f"app:{UUID(str(app_id))}"
 
-    def father_key(self, app_id: UUID | str) -> str:
-        """The key of the joined father's reduced document of one application."""
-        return f"{self.prefix}father:{UUID(str(app_id))}"
+    @staticmethod
+    def father_suffix(app_id: UUID | str) -> str:
+        """The key of the joined father's reduced document of one application, within a generation."""
+        return f"father:{UUID(str(app_id))}"
 
-    def user_key(self, user_id: str) -> str:
+    def user_suffix(self, user_id: str) -> str:
         """The key of one user's list: an HMAC of the user id, never the id itself."""
         digest = hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
-        return f"{self.prefix}user:{digest}"
+        return f"user:{digest}"
 
-    def _member_key(self, member: str) -> str:
+    def _member_suffix(self, member: str) -> str:
         if member.startswith(FATHER_MEMBER):
-            return self.father_key(member.removeprefix(FATHER_MEMBER))
-        return self.app_key(member)
+            return self.father_suffix(member.removeprefix(FATHER_MEMBER))
+        return self.app_suffix(member)
+
+    async def prefix(self) -> str:
+        """The key prefix of the generation being read."""
+        return self.generations.prefix(await self.generations.current())
 
     # ------------------------------------------------------------------ View
 
     async def position(self) -> int:
-        """The last notification id applied (0 before any)."""
-        return await stored_position(self.redis, self.position_key)
+        """The last notification id applied in the live generation (0 before any, or when lost)."""
+        return await self.generations.position()
 
-    async def apply(self, page: Page) -> None:
-        """Write the documents of the applications the page touched and its last position, atomically."""
-        last_version = applications_touched(page, await self.position())
-        if last_version is None:
-            return  # already applied: loading aggregates would be wasted
-        new_position = page[-1][0]
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Write the documents of the applications the page touched and the page's end, atomically,
+        if the view still stands at ``start`` (False otherwise)."""
+        if end is None:
+            end = page[-1][0] if page else start
+        rows = await self._rows(page)
+        return await self._write(rows, self.generations.cas_args(start, end))
+
+    async def redo(self, position: int, event: DomainEvent) -> None:
+        """A parked event retried: the application's documents as of now, the position untouched."""
+        rows = await self._rows([(position, event)], latest=True)
+        await self._write(rows, self.generations.cas_args(0, 0, "redo"))
+
+    async def _rows(self, page: Page, *, latest: bool = False) -> list[tuple[str, bytes, str, int, str]]:
+        touched = applications_touched(page)
+        if not touched:
+            return []
+        versions: list[tuple[UUID, int | None]] = [(a, None if latest else v) for a, v in touched.items()]
         loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(self.executor, self._documents, list(last_version.items()))
-        keys = [self.position_key]
-        keys += [row[0] for row in rows]
-        keys += [self.user_key(row[2]) for row in rows]
-        args: list[str | bytes | int] = [new_position, len(rows)]
+        return await loop.run_in_executor(self.executor, self._documents, versions)
+
+    async def _write(self, rows: list[tuple[str, bytes, str, int, str]], cas: list[str | int]) -> bool:
+        args: list[str | bytes | int] = [*cas, len(rows)]
         args += [row[1] for row in rows]
         args += [row[3] for row in rows]
         args += [row[4] for row in rows]
-        await self._apply_page(keys=keys, args=args)
+        args += [row[0] for row in rows]
+        args += [self.user_suffix(row[2]) for row in rows]
+        return bool(await self._apply_page(keys=[self.generations.pointer_key], args=args))
 
-    def _documents(self, versions: Sequence[tuple[UUID, int]]) -> list[tuple[str, bytes, str, int, str]]:
-        """On the executor: (document key, document, user id, start score, list member) of each view of
-        each application at its version: the applicant's, and the joined father's once he joined."""
+    def _documents(
+        self, versions: Sequence[tuple[UUID, int | None]]
+    ) -> list[tuple[str, bytes, str, int, str]]:
+        """On the executor: (document key suffix, document, user id, start score, list member) of each view
+        of each application at its version: the applicant's, and the joined father's once he joined."""
         rows = []
         for app_id, version in versions:
             app: object = self.applications.repository.get(app_id, version=version)
             if not isinstance(app, BirthCertificateApplication):
                 continue
-            # Whole microseconds: exact in a Redis score (a double) for millennia to come.
-            score = (app.created_on - _EPOCH) // timedelta(microseconds=1)
+            rows.extend(self.rows_of(app))
+        return rows
+
+    def rows_of(self, app: BirthCertificateApplication) -> list[tuple[str, bytes, str, int, str]]:
+        """The view's rows of one application as loaded."""
+        # Whole microseconds: exact in a Redis score (a double) for millennia to come.
+        score = (app.created_on - _EPOCH) // timedelta(microseconds=1)
+        app_id = app.id
+        rows = [(self.app_suffix(app_id), orjson.dumps(status_of(app)), app.applicant_id, score, str(app_id))]
+        if app.father_user_id is not None:
             rows.append(
-                (self.app_key(app_id), orjson.dumps(status_of(app)), app.applicant_id, score, str(app_id))
-            )
-            if app.father_user_id is not None:
-                rows.append(
-                    (
-                        self.father_key(app_id),
-                        orjson.dumps(father_status_of(app)),
-                        app.father_user_id,
-                        score,
-                        FATHER_MEMBER + str(app_id),
-                    )
+                (
+                    self.father_suffix(app_id),
+                    orjson.dumps(father_status_of(app)),
+                    app.father_user_id,
+                    score,
+                    FATHER_MEMBER + str(app_id),
                 )
+            )
         return rows
 
     async def reset(self) -> None:
-        """Delete every key of the view, the position last (a racing follower then redoes its page)."""
-        await delete_prefix(self.redis, self.prefix, position_key=self.position_key)
+        """Delete every key of the generation being followed, its position last."""
+        await self.generations.drop(await self.generations.current())
 
     # ------------------------------------------------------------------ queries
 
     async def get(self, app_id: UUID | str) -> JSON | None:
         """One application's document, or None (unknown, malformed id, or not projected yet)."""
         try:
-            key = self.app_key(app_id)
+            suffix = self.app_suffix(app_id)
         except ValueError:
             return None
-        return await self._load(key)
+        return await self._load(suffix)
 
     async def get_father(self, app_id: UUID | str) -> JSON | None:
         """The joined father's reduced document of one application, or None."""
         try:
-            key = self.father_key(app_id)
+            suffix = self.father_suffix(app_id)
         except ValueError:
             return None
-        return await self._load(key)
+        return await self._load(suffix)
 
-    async def _load(self, key: str) -> JSON | None:
-        raw = await self.redis.get(key)
+    async def _load(self, suffix: str) -> JSON | None:
+        raw = await self.redis.get(await self.prefix() + suffix)
         if raw is None:
             return None
         document: JSON = orjson.loads(raw)
@@ -447,15 +476,17 @@ class StatusView:
     async def get_for(self, user_id: str, app_id: UUID | str) -> JSON | None:
         """The document this user sees of one application (theirs, or the father's view), or None."""
         try:
-            app_key, father_key = self.app_key(app_id), self.father_key(app_id)
+            app_suffix, father_suffix = self.app_suffix(app_id), self.father_suffix(app_id)
         except ValueError:
             return None
         member = str(UUID(str(app_id)))
+        prefix = await self.prefix()
+        user_key = prefix + self.user_suffix(user_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zscore(self.user_key(user_id), member)
-            pipe.zscore(self.user_key(user_id), FATHER_MEMBER + member)
-            pipe.get(app_key)
-            pipe.get(father_key)
+            pipe.zscore(user_key, member)
+            pipe.zscore(user_key, FATHER_MEMBER + member)
+            pipe.get(prefix + app_suffix)
+            pipe.get(prefix + father_suffix)
             as_applicant, as_father, raw, raw_father = await pipe.execute()
         if as_applicant is not None and raw is not None:
             document: JSON = orjson.loads(raw)
@@ -470,7 +501,8 @@ class StatusView:
     ) -> tuple[list[JSON], str | None]:
         """A user's applications, newest first: (documents, cursor of the next page or None)."""
         limit = max(1, min(limit, MAX_LIST_LIMIT))
-        key = self.user_key(applicant_id)
+        prefix = await self.prefix()
+        key = prefix + self.user_suffix(applicant_id)
         entries: list[tuple[str, int]]
         if cursor is None:
             raw = await self.redis.zrevrange(key, 0, limit, withscores=True)
@@ -491,7 +523,7 @@ class StatusView:
         entries = entries[:limit]
         if not entries:
             return [], None
-        values = await self.redis.mget([self._member_key(m) for m, _ in entries])
+        values = await self.redis.mget([prefix + self._member_suffix(m) for m, _ in entries])
         items: list[JSON] = [orjson.loads(v) for v in values if v is not None]
         next_cursor = f"{entries[-1][1]}:{entries[-1][0]}" if more else None
         return items, next_cursor
@@ -499,7 +531,7 @@ class StatusView:
     async def count(self) -> int:
         """How many applications the view holds."""
         n = 0
-        async for _ in self.redis.scan_iter(match=f"{self.prefix}app:*", count=1000):
+        async for _ in self.redis.scan_iter(match=f"{await self.prefix()}app:*", count=1000):
             n += 1
         return n
 

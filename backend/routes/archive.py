@@ -35,6 +35,7 @@ from backend.components import (
     CONFIG,
     FOLLOWERS,
     IO_EXECUTOR,
+    PARKING,
     STORE_EXECUTOR,
     actor_of,
     caught_up,
@@ -86,7 +87,9 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
         app.get(BLOBS),
         app[IO_EXECUTOR],
     )
-    follower = LogFollower(app[APPLICATIONS], archive, executor=executor, name="archive")
+    follower = LogFollower(
+        app[APPLICATIONS], archive, executor=executor, name="archive", parking=app.get(PARKING)
+    )
     app[FORM_ARCHIVE], app[ARCHIVE_FOLLOWER] = archive, follower
     app[FOLLOWERS].append(follower)
     task = asyncio.create_task(follower.run(), name="archive-follower")

@@ -25,6 +25,7 @@ from backend.auth import TokenKeys
 from backend.components import (
     APPLICATIONS,
     CONFIG,
+    FOLLOWERS,
     STORE_EXECUTOR,
     actor_of,
     caught_up,
@@ -90,8 +91,11 @@ async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
             "audit log check failed: writes refused",
             extra={"position": result.position, "detail": result.message},
         )
+    # Never parks (the log's order matters): a failing event stops it, and /readyz says so.
     follower = LogFollower(app[APPLICATIONS], audit, executor=executor, name="audit-log")
     app[AUDIT_FOLLOWER] = follower
+    if FOLLOWERS in app:
+        app[FOLLOWERS].append(follower)
     tasks = []
     if result.ok:
         # A store that does not match its log is not logged further: whatever follows the last leaf

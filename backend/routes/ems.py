@@ -26,6 +26,7 @@ from backend.components import (
     FOLLOWERS,
     HTTP,
     IDEMPOTENCY,
+    PARKING,
     STATUS_FOLLOWER,
     STORE_EXECUTOR,
     actor_of,
@@ -270,7 +271,12 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
         callback_url=callback,
     )
     follower = LogFollower(
-        app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], page_size=100, name="ems"
+        app[APPLICATIONS],
+        process,
+        executor=app[STORE_EXECUTOR],
+        page_size=100,
+        name="ems",
+        parking=app.get(PARKING),
     )
     app[EMS_PROCESS], app[EMS_FOLLOWER] = process, follower
     if FOLLOWERS in app:

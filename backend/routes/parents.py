@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import uuid
 from typing import Any, Final, Literal, cast
@@ -42,7 +43,7 @@ from backend.components import (
     run_command,
     version_answer,
 )
-from backend.errors import ServiceUnavailable, json_body
+from backend.errors import REDIS_UNAVAILABLE, ServiceUnavailable, ViewRecovering, json_body
 from backend.registry import RegistryEntry
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
@@ -62,7 +63,7 @@ from domain.errors import (
     ValidationFailed,
 )
 from domain.policy import Circumstances
-from domain.service import Outcome
+from domain.service import Applications, Outcome
 from domain.values import (
     Actor,
     Address,
@@ -73,8 +74,9 @@ from domain.values import (
     PersonName,
     parse_residency,
 )
-from projections.status import MAX_LIST_LIMIT
+from projections.status import MAX_LIST_LIMIT, father_status_of, status_of
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 PAYMENT_ACTOR = Actor(id="wechat-pay", role="system")
 # The mini-program page a father's share card or QR code opens (the code rides in its query string).
@@ -247,6 +249,9 @@ async def list_applications(request: web.Request) -> web.Response:
     """My applications, newest first."""
     actor = actor_of(request, "parent")
     limit = query_limit(request, 20, MAX_LIST_LIMIT)
+    if request.app[STATUS_FOLLOWER].recovering:
+        # The view was lost (Redis flushed or replaced) and is being rebuilt: a list now would miss entries.
+        raise ViewRecovering()
     items, cursor = await request.app[STATUS_VIEW].list_for(actor.id, request.query.get("cursor"), limit)
     return json_response({"items": items, "next_cursor": cursor})
 
@@ -254,15 +259,23 @@ async def list_applications(request: web.Request) -> web.Response:
 async def _my_view(request: web.Request, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
     view = request.app[STATUS_VIEW]
     # Ownership and the document in one round trip: the applicant's, or the joined father's reduced one.
-    document = await view.get_for(actor.id, app_id)
+    try:
+        document = await view.get_for(actor.id, app_id)
+    except REDIS_UNAVAILABLE as error:
+        log.warning("status view unavailable, reading the store", extra={"error": type(error).__name__})
+        document = None
     if document is None:
-        # Not projected yet (a write of a moment ago), or not theirs: ask the store, which knows.
-        app = await in_store(request, request.app[APPLICATIONS].get_application, actor, app_id)
-        await caught_up(request, request.app[STATUS_FOLLOWER].position + 1 if app else None)
-        document = await (view.get_father(app_id) if app.is_joined_father(actor) else view.get(app_id))
-        if document is None:
-            raise NotFound()
+        # Not projected yet, lost with Redis, or not theirs: the store knows, and answers (never a 404 for
+        # an application that is there). The follower is woken to repair the view.
+        request.app[STATUS_FOLLOWER].wake()
+        document = await in_store(request, _document_from_store, request.app[APPLICATIONS], actor, app_id)
     return document
+
+
+def _document_from_store(service: Applications, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
+    """On the store executor: the status document this user sees, computed from the application itself."""
+    app = service.get_application(actor, app_id)
+    return father_status_of(app) if app.is_joined_father(actor) else status_of(app)
 
 
 @routes.get("/api/v1/applications/{app_id}")

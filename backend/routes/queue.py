@@ -23,12 +23,13 @@ from backend.components import (
     APPLICATIONS,
     FOLLOWERS,
     IDEMPOTENCY,
+    PARKING,
     STORE_EXECUTOR,
     actor_of,
     json_response,
     query_limit,
 )
-from backend.errors import BadRequest
+from backend.errors import BadRequest, ViewRecovering
 from domain.errors import Forbidden, InvalidValue
 from domain.values import Actor
 from projections.review_queue import (
@@ -59,7 +60,9 @@ async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
     The follower joins ``app[FOLLOWERS]`` (when the app keeps that list), so every command wakes it.
     """
     view = ReviewQueueView(app[IDEMPOTENCY].redis, app[APPLICATIONS], app[STORE_EXECUTOR])
-    follower = LogFollower(app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="review-queue")
+    follower = LogFollower(
+        app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="review-queue", parking=app.get(PARKING)
+    )
     app[QUEUE_VIEW], app[QUEUE_FOLLOWER] = view, follower
     followers = app.get(FOLLOWERS)
     if followers is not None:
@@ -120,7 +123,12 @@ async def review_queue(request: web.Request) -> web.Response:
     """The institution's queue, oldest submission first, with counts per queue state and overdue."""
     actor = actor_of(request, "issuer", "auditor")
     institution = _institution(request, actor)
-    page = await request.app[QUEUE_VIEW].list(institution, **_filters(request))
+    filters = _filters(request)
+    follower = request.app.get(QUEUE_FOLLOWER)
+    if follower is not None and follower.recovering:
+        # The queue was lost (Redis flushed or replaced) and is being rebuilt: it would miss applications.
+        raise ViewRecovering()
+    page = await request.app[QUEUE_VIEW].list(institution, **filters)
     return json_response(page, headers={"Cache-Control": "no-store"})
 
 

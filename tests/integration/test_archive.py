@@ -219,8 +219,8 @@ async def test_a_page_applied_twice_adds_nothing_and_a_reissue_is_added_once(ben
     assert await bench.run(count, archive) == 3
     follower = LogFollower(bench.applications, archive, executor=bench.executor)
     whole = await bench.run(follower._read_page, 0)
-    await archive.apply(whole)  # the same page again
-    await archive.apply(whole[:5])  # an older one
+    assert not await archive.apply(whole, 0)  # the same page again
+    assert not await archive.apply(whole[:5], 0)  # an older one
     assert await bench.run(count, archive) == 3
     assert await archive.position() == end
     # Another process's archive on the same database converges without writing anything.
@@ -240,8 +240,8 @@ async def test_a_page_applied_twice_adds_nothing_and_a_reissue_is_added_once(ben
     )
     overlapping = await bench.run(follower._read_page, 0)
     assert overlapping[-1][0] > end
-    await archive.apply(overlapping)
-    await archive.apply(overlapping)
+    assert await archive.apply(overlapping, end)
+    assert not await archive.apply(overlapping, end)
     await bench.follow(other)
     forms = await bench.run(archive.forms_of, walk.id)
     assert [f.kind for f in forms] == ["signed", "signed", "issued", "reissued"]

@@ -212,13 +212,14 @@ def test_leaves_are_appended_once_in_notification_order_without_personal_data(st
     notifications = store.applications.recorder.select_notifications(start=1, limit=1000)
     mapper = store.applications.mapper
     page = [(n.id, mapper.to_domain_event(n)) for n in notifications[:5]]
-    asyncio.run(one.apply(page))
-    asyncio.run(two.apply(page))
+    assert not asyncio.run(one.apply(page, 0))
+    assert not asyncio.run(two.apply(page, 0))
+    before = asyncio.run(one.position())
     Walk(store.applications, mother_id=OTHER_WOMAN_ID).record_delivery(inpatient_no="ZY2026003")
     notifications = store.applications.recorder.select_notifications(start=1, limit=1000)
     overlapping = [(n.id, mapper.to_domain_event(n)) for n in notifications[-4:]]
-    asyncio.run(one.apply(overlapping))
-    asyncio.run(two.apply(overlapping))
+    assert asyncio.run(one.apply(overlapping, before))
+    assert not asyncio.run(two.apply(overlapping, before))
 
     leaves = leaves_of(one.db)
     assert [position for _, position, _ in leaves] == [n.id for n in notifications]

@@ -242,7 +242,7 @@ async def test_books_once_per_issue_even_when_pages_are_applied_again(harness: H
     page = await harness.store(
         lambda: LogFollower(harness.applications, process, executor=harness.executor)._read_page(0)
     )
-    await process.apply(page)
+    assert not await process.apply(page, 0)
     await harness.redis.delete(process.position_key)
     await harness.follower(process).catch_up()
     await harness.follower(harness.process()).catch_up()

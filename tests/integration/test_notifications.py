@@ -28,6 +28,7 @@ from miniprogram_stub.fake_messages import value_is_valid
 from miniprogram_stub.platform import FakeSettings, start_fake_platform
 from projections.notifications import CORRECTION_WORDING, NotificationProcess, fit, message_data
 from projections.runner import LogFollower
+from projections.sql import Database, DurablePosition
 from tests.builders import EMS, MOTHER_ID, NOW, TEST_ID_NUMBERS, Walk, facts, hospital
 from tests.integration.following import Background, PlatformControl, log_page, off_loop
 
@@ -248,9 +249,9 @@ async def test_a_page_applied_twice_sends_nothing_more(
     await off_loop(store, journey, walk)
     page = await off_loop(store, log_page, applications)
 
-    await process.apply(page)
-    await process.apply(page)
-    await asyncio.gather(process.apply(page), make_process().apply(page))  # two followers racing
+    assert await process.apply(page, 0)
+    assert not await process.apply(page, 0)
+    await asyncio.gather(process.apply(page, 0), make_process().apply(page, 0))  # two followers racing
 
     assert len(fake.messages()) == 4
     assert fake.calls() == 4
@@ -310,6 +311,31 @@ async def test_a_process_started_late_does_not_send_history(
     await process.reset()
     await follower.catch_up()
     assert fake.calls() == 1
+
+
+async def test_an_outbox_lost_with_redis_goes_on_from_its_position_beside_the_events(
+    fake: Platform,
+    applications: Applications,
+    store: ThreadPoolExecutor,
+    make_process: Any,
+    client: aioredis.Redis,
+    sqlite_env: dict[str, str],
+) -> None:
+    db = await off_loop(store, Database.open, sqlite_env)
+    floor = DurablePosition(db, store, "notifications")
+    process = make_process(start="end", floor=floor)
+    follower = follower_of(applications, process, store)
+    walk = Walk(applications)
+    await off_loop(store, walk.submitted)
+    await follower.catch_up()
+
+    # Redis is flushed (or replaced by an empty one); meanwhile the issuer issues the certificate.
+    await client.flushdb()
+    await off_loop(store, walk.issue)
+    await follower.catch_up()
+    # Not from the log's end (which would skip it): the parent is told her certificate was issued.
+    assert [m["template_id"] for m in fake.messages()] == ["tmpl-issued"]
+    await off_loop(store, db.close)
 
 
 # --- refusals, failures, retries ------------------------------------------------------------------------
@@ -807,8 +833,8 @@ async def test_the_rejection_past_the_limit_becomes_one_message_to_go_to_the_cou
 
     # The rejection and the referral on two pages: the rejection is still not sent.
     process = make_process()
-    await process.apply(page[:referral])
-    await process.apply(page[referral:])
+    assert await process.apply(page[:referral], 0)
+    assert await process.apply(page[referral:], page[referral - 1][0])
 
     when = await off_loop(store, times, applications)
     messages = fake.messages()
@@ -827,7 +853,7 @@ async def test_the_rejection_past_the_limit_becomes_one_message_to_go_to_the_cou
 
     # Once, across a restart and a replay of the whole log.
     again = make_process()
-    await again.apply(page)
+    assert not await again.apply(page, 0)
     await follower_of(applications, again, store).catch_up()
     assert fake.calls() == 6
 

@@ -485,7 +485,7 @@ async def test_applying_a_page_twice_changes_and_announces_nothing(
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(view.channel("GZFY01"))
     try:
-        await view.apply(page)
+        assert await view.apply(page, 0)
         first = await next_message(pubsub)
         assert orjson.loads(first) == {
             "application_id": str(walk.id),
@@ -494,8 +494,8 @@ async def test_applying_a_page_twice_changes_and_announces_nothing(
         }
         applied = await dump(client)
 
-        await view.apply(page)
-        await view.apply(page[:-1])  # an older position is refused too
+        assert not await view.apply(page, 0)
+        assert not await view.apply(page[:-1], 0)  # an older position is refused too
         assert await dump(client) == applied
         await client.publish(view.channel("GZFY01"), b"sentinel")
         assert await next_message(pubsub) == b"sentinel"  # nothing was published in between
@@ -558,9 +558,9 @@ async def test_nothing_personal_reaches_redis(
         assert leaks == []
         assert any("王*" in t for t in texts) and any("李*" in t for t in texts)
         assert any("张**" in t for t in texts)
-        assert {k for k in everything if k.startswith("bc:queue:inst:")} == {
-            "bc:queue:inst:GZFY01",
-            "bc:queue:inst:JNPY01",
+        assert {k for k in everything if k.startswith("bc:queue:g0:inst:")} == {
+            "bc:queue:g0:inst:GZFY01",
+            "bc:queue:g0:inst:JNPY01",
         }
     finally:
         await pubsub.aclose()

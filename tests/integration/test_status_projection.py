@@ -311,11 +311,11 @@ async def test_failures_are_retried_and_no_event_is_skipped(
         async def position(self) -> int:
             return await view.position()
 
-        async def apply(self, page: Page) -> None:
+        async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
             if self.failures:
                 self.failures -= 1
                 raise ConnectionError("redis went away at 王芳 110101")
-            await view.apply(page)
+            return await view.apply(page, start, end)
 
         async def reset(self) -> None:
             await view.reset()
@@ -383,15 +383,15 @@ async def test_applying_a_page_twice_changes_nothing(
     page = await off_loop(executor, log_page, applications)
     half = page[: len(page) // 2]
 
-    await view.apply(half)
+    assert await view.apply(half, 0)
     assert await view.position() == half[-1][0]
-    await view.apply(page)
+    assert await view.apply(page[len(half) :], half[-1][0])
     after = await dump(client)
     assert await view.position() == page[-1][0]
 
-    await view.apply(page)  # the same page again
+    assert not await view.apply(page[len(half) :], half[-1][0])  # the same page again
     assert await dump(client) == after
-    await view.apply(half)  # an older page: refused, the view does not go back
+    assert not await view.apply(half, 0)  # an older page: refused, the view does not go back
     assert await dump(client) == after
     status = await view.get(walk.id)
     assert status is not None and status["state"] == "returned"
@@ -428,7 +428,7 @@ async def test_two_followers_racing_end_like_one(
         await view.reset()
         await make_follower(view).catch_up()
         assert await dump(client) == raced
-        assert int(raced["bc:status:position"]) == last.position
+        assert int(raced["bc:status:g0:position"]) == last.position
     finally:
         await other_client.aclose()
 
@@ -577,7 +577,7 @@ async def test_a_father_who_joined_has_his_own_reduced_view(
         texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
     leaks = [(t[:60], p) for t in texts for p in (*PERSONAL_TEXTS, "openid-father", code) if p in t]
     assert leaks == []
-    his_bytes = everything[f"bc:status:father:{walk.id}"]
+    his_bytes = everything[f"bc:status:g0:father:{walk.id}"]
     assert isinstance(his_bytes, bytes)
     assert "王*" not in his_bytes.decode()  # not even the mother's masked name in his view
 
@@ -669,11 +669,15 @@ def test_cli_rebuild(
 
     out = capsys.readouterr().out
     assert f"rebuilt to position {end}, 2 applications" in out
+    # The rebuild went into a new generation, now the live one; the stale key of an old layout is gone.
     assert sync.get("bc:status:app:00000000-0000-0000-0000-000000000001") is None
-    document = sync.get(f"bc:status:app:{walk.id}")
+    live = sync.get("bc:status:live")
+    assert isinstance(live, bytes) and live.startswith(b"g") and live != b"g0"
+    prefix = f"bc:status:{live.decode()}:"
+    document = sync.get(f"{prefix}app:{walk.id}")
     assert isinstance(document, bytes) and b'"state":"submitted"' in document
     # The HTTP layer finds the same user list with the key derived the same way.
     pseudonym_key = derive_pseudonym_key(base64.b64decode(sqlite_env["BIRTHCERT_INDEX_KEY"]))
     digest = hmac.new(pseudonym_key, b"openid-mother", hashlib.sha256).hexdigest()
-    assert sync.zrange(f"bc:status:user:{digest}", 0, -1) == [str(walk.id).encode()]
+    assert sync.zrange(f"{prefix}user:{digest}", 0, -1) == [str(walk.id).encode()]
     sync.close()

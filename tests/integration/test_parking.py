@@ -1,0 +1,134 @@
+"""A follower that meets one event it cannot apply: it finds that event, parks it, goes on, and takes it
+back when an operator asks — except the audit log, whose order matters, which stops and says so.
+
+The poisoned event is real: the signature image behind one application's first ``FormSigned`` becomes
+unreadable on disk (an I/O error, not a missing or damaged blob that the archive records as such).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from backend.storage import BlobStore
+from projections.archive import FormArchive
+from projections.runner import LogFollower, Page
+from projections.sql import Database, SqlParkingLot
+from tests.integration.following import running
+from tests.integration.test_archive import Bench, count, journey
+from tests.integration.test_archive import bench as bench
+from tests.waiting import eventually
+
+
+@pytest.fixture
+async def lot(bench: Bench) -> AsyncIterator[SqlParkingLot]:
+    executor = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    db = await loop.run_in_executor(executor, Database.open, bench.env)
+    yield SqlParkingLot(db, executor)
+    await loop.run_in_executor(executor, db.close)
+    executor.shutdown(wait=True)
+
+
+def break_blob(blobs: BlobStore, sha256: str) -> tuple[Path, bytes]:
+    """Make one stored blob unreadable (a directory where its file was): reading it raises an OSError."""
+    path = blobs._path(sha256)
+    data = path.read_bytes()
+    path.unlink()
+    path.mkdir()
+    return path, data
+
+
+async def test_a_poisoned_event_is_parked_and_the_rest_is_archived(
+    bench: Bench,
+    lot: SqlParkingLot,
+) -> None:
+    j = await bench.run(journey, bench.applications, bench.blobs)
+    path, data = break_blob(bench.blobs, j.signatures[0])
+    archive: FormArchive = await bench.run(bench.archive)
+    end = await bench.run(bench.applications.recorder.max_notification_id)
+    follower = LogFollower(
+        bench.applications,
+        archive,
+        executor=bench.executor,
+        page_size=50,
+        poll_interval=0.01,
+        name="archive",
+        parking=lot,
+        park_after=3,
+        retry_poll_seconds=0.05,
+    )
+    async with running(follower):
+        await eventually(lambda: follower.position == end, "the archive reached the end of the log")
+        parked = await lot.parked("archive")
+        assert [(p.follower, p.error, p.attempts) for p in parked] == [("archive", "IsADirectoryError", 3)]
+        # The forms after it are archived: the second signed form (its own image) and the issued one.
+        assert await bench.run(count, archive) == 2
+        forms = await bench.run(archive.forms_of, j.walk.id)
+        assert [(f.kind, f.version) for f in forms] == [
+            ("signed", forms[0].version),
+            ("issued", forms[1].version),
+        ]
+        health = follower.health()
+        assert (health.parked, health.stalled) == (1, False)
+
+        # The operator repairs the disk and asks for a retry (what `birthcert projections retry` does).
+        path.rmdir()
+        path.write_bytes(data)
+        assert await bench.run(lot.request_retry, "archive", None) == 1
+        await eventually(lambda: _count_is(bench, archive, 3), "the parked form archived on retry")
+        await eventually(lambda: _none_parked(lot), "the parked event released")
+    forms = await bench.run(archive.forms_of, j.walk.id)
+    assert [f.kind for f in forms] == ["signed", "signed", "issued"]
+    assert follower.health().parked == 0
+
+
+async def _count_is(on: Bench, archive: FormArchive, n: int) -> bool:
+    return bool(await on.run(count, archive) == n)
+
+
+async def _none_parked(lot: SqlParkingLot) -> bool:
+    return not await lot.parked()
+
+
+async def test_the_audit_log_order_is_kept_a_failing_event_stops_it_loudly(bench: Bench) -> None:
+    """An ordered view never skips: the follower stays before the failing event and reports itself stalled."""
+    await bench.run(journey, bench.applications, bench.blobs)
+    end = await bench.run(bench.applications.recorder.max_notification_id)
+    poisoned = end // 2
+
+    class Ordered:
+        """A log whose order matters, refusing one event (as a damaged stored event would be)."""
+
+        ordered = True
+
+        def __init__(self) -> None:
+            self.at = 0
+
+        async def position(self) -> int:
+            return self.at
+
+        async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+            if start != self.at:
+                return False
+            if any(position == poisoned for position, _ in page):
+                raise ValueError("cannot hash this event")
+            self.at = page[-1][0] if end is None else end
+            return True
+
+        async def reset(self) -> None:
+            self.at = 0
+
+    view = Ordered()
+    follower = LogFollower(
+        bench.applications, view, executor=bench.executor, page_size=8, poll_interval=0.01, park_after=2
+    )
+    async with running(follower):
+        await eventually(lambda: follower.health().stalled, "the follower reports itself stalled")
+        assert view.at < poisoned
+        assert follower.position < poisoned
+        assert follower.health().last_error == "ValueError"
