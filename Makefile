@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint fmt fmt-check typecheck run clean
+.PHONY: venv test test-long lint fmt fmt-check typecheck run clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ test: venv
 	$(MAKE) --no-print-directory typecheck || status=1; \
 	$(BIN)/pytest || status=1; \
 	exit $$status
+
+# The longer fault and fuzz runs (marker `long`), which `make test` leaves out.
+test-long: venv
+	$(BIN)/pytest -m long
 
 run: venv
 	$(BIN)/birthcert dev

@@ -237,6 +237,9 @@ async def observe(
         response = await handler(request)
         status = response.status
         return response
+    except web.HTTPException as raised:  # a redirect raised rather than returned is an answer, not a 500
+        status = raised.status
+        raise
     finally:
         route = (
             request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"

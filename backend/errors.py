@@ -189,12 +189,22 @@ async def problem_middleware(
             "系统正忙，请稍后重试",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    except ConnectionResetError:
+        if request.transport is not None and not request.transport.is_closing():
+            return _unhandled(request)  # a connection of ours (WeChat, EMS…) was reset: our error
+        # The client went away mid-request (an upload cut off): nobody reads this answer, and it is no
+        # fault of ours: a 4xx in the access log and the metrics, not an error with a stack trace.
+        log.info("client aborted the request", extra={"path": request.path})
+        return problem(400, "request_aborted", "请求未完成", "请求在传输中断开，请重试")
     except Exception:
-        trace_id = uuid.uuid4().hex
-        log.exception("unhandled error", extra={"trace_id": trace_id, "path": request.path})
-        return problem(
-            500, "internal_error", "服务器内部错误", "服务器开小差了，请稍后再试", trace_id=trace_id
-        )
+        return _unhandled(request)
+
+
+def _unhandled(request: web.Request) -> web.Response:
+    """A 500 with a trace id; the stack trace goes to the log only (call inside the ``except``)."""
+    trace_id = uuid.uuid4().hex
+    log.exception("unhandled error", extra={"trace_id": trace_id, "path": request.path})
+    return problem(500, "internal_error", "服务器内部错误", "服务器开小差了，请稍后再试", trace_id=trace_id)
 
 
 def _allow_header(e: web.HTTPException) -> dict[str, str]:

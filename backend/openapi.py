@@ -12,6 +12,9 @@ import orjson
 from aiohttp import web
 
 from domain.application import FIXABLE_FIELDS
+from domain.policy import load_profiles
+from domain.values import ETHNIC_GROUPS
+from projections.review_queue import QUEUE_STATES
 
 JSON = dict[str, Any]
 
@@ -49,6 +52,22 @@ RATE_LIMITED = {
     "headers": {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
     "content": {"application/problem+json": {"schema": _ref("Problem")}},
 }
+# What the server takes, said in the schema (a request the document allows is never refused as malformed):
+# a text is "missing" when blank, so it needs a character other than a space.
+TEXT: JSON = {"type": "string", "minLength": 1, "pattern": "\\S"}
+ID_NUMBER: JSON = {
+    "type": "string",
+    "pattern": "^[0-9]{17}[0-9Xx]$",
+    "description": "18-digit resident ID number",
+}
+MOBILE: JSON = {"type": "string", "pattern": "^1[3-9][0-9]{9}$"}
+INSTITUTION_CODE: JSON = {"type": "string", "pattern": "^[A-Za-z0-9]{4,16}$"}
+# A list's cursor as the server hands it out (``next_cursor``): a score and an id.
+CURSOR: JSON = {
+    "type": "string",
+    "pattern": "^-?[0-9]{1,19}:(father:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+}
+RESIDENCY: JSON = {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]}
 
 SCHEMAS: JSON = {
     "Problem": {
@@ -200,12 +219,12 @@ SCHEMAS: JSON = {
     "Circumstances": {
         "type": "object",
         "properties": {
-            "province": {"type": "string", "examples": ["GD", "SD", "BJ", "HE"]},
+            "province": {"enum": sorted(load_profiles())},
             "parents": {"enum": ["both", "single_mother", "single_father"]},
             "request_kind": {"enum": ["first_issue", "replacement", "reissue"]},
             "born_in_institution": {"type": "boolean"},
-            "mother_residency": {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]},
-            "father_residency": {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]},
+            "mother_residency": RESIDENCY,
+            "father_residency": RESIDENCY,
         },
     },
     "FaceRequest": {
@@ -213,8 +232,8 @@ SCHEMAS: JSON = {
         "required": ["role", "name", "id_number"],
         "properties": {
             "role": {"enum": ["mother", "father"]},
-            "name": {"type": "string"},
-            "id_number": {"type": "string", "pattern": "^[0-9]{17}[0-9Xx]$"},
+            "name": TEXT,
+            "id_number": ID_NUMBER,
         },
     },
     "FaceStarted": {
@@ -266,17 +285,21 @@ SCHEMAS: JSON = {
             },
         },
     },
-    "Reason": {"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}},
+    "Reason": {"type": "object", "required": ["reason"], "properties": {"reason": TEXT}},
     "Parent": {
         "type": "object",
         "required": ["nationality", "ethnicity", "address"],
         "properties": {
-            "name": {"type": "string"},
-            "id_number": {"type": "string"},
-            "nationality": {"type": "string", "description": "ISO 3166-1 alpha-3, CHN"},
-            "ethnicity": {"type": "string", "description": "GB/T 3304 two-digit code"},
-            "address": {"type": "string"},
-            "residency": {"enum": ["mainland", "hk_macao", "taiwan", "overseas_chinese", "foreign"]},
+            "name": TEXT,
+            "id_number": {"type": "string", "minLength": 1},
+            "nationality": {
+                "type": "string",
+                "pattern": "^[A-Za-z]{3}$",
+                "description": "ISO 3166-1 alpha-3, CHN",
+            },
+            "ethnicity": {"enum": list(ETHNIC_GROUPS), "description": "GB/T 3304 two-digit code"},
+            "address": TEXT,
+            "residency": RESIDENCY,
             "source": {"enum": ["typed", "registry"]},
         },
     },
@@ -284,7 +307,7 @@ SCHEMAS: JSON = {
         "type": "object",
         "required": ["newborn_name", "mother"],
         "properties": {
-            "newborn_name": {"type": "string"},
+            "newborn_name": TEXT,
             "mother": _ref("Parent"),
             "father": {
                 "oneOf": [{"allOf": [_ref("Parent")], "required": ["name", "id_number"]}, {"type": "null"}]
@@ -317,13 +340,11 @@ SCHEMAS: JSON = {
             "recipient": {
                 "type": "object",
                 "required": ["name", "phone", "address"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "phone": {"type": "string"},
-                    "address": {"type": "string"},
-                },
+                "properties": {"name": TEXT, "phone": MOBILE, "address": TEXT},
             },
         },
+        "if": {"properties": {"method": {"const": "ems"}}},
+        "then": {"required": ["recipient"]},
     },
     "Payment": {
         "allOf": [_ref("Version")],
@@ -361,7 +382,7 @@ COMMAND_HEADERS = [
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "maxLength": 255},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "\\S"},
         "description": "a retry with the same key gets the first answer again (header Idempotent-Replayed: "
         "true); the same key with another request: 422 idempotency_key_reused",
     },
@@ -369,8 +390,8 @@ COMMAND_HEADERS = [
         "name": "If-Match",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
-        "description": "the version",
+        "schema": {"type": "string", "pattern": '^(\\*|(W/)?"?[0-9]{1,18}"?)$'},
+        "description": "the version (an ETag, quoted or not; * for any)",
     },
 ]
 
@@ -386,7 +407,7 @@ PATHS: JSON = {
         "post": _op(
             "wx.login code → our token",
             {"200": _json(_ref("Token"), "a token"), "429": RATE_LIMITED},
-            body={"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}},
+            body={"type": "object", "required": ["code"], "properties": {"code": TEXT}},
             auth=False,
         )
     },
@@ -394,7 +415,7 @@ PATHS: JSON = {
         "post": _op(
             "粤省事 ticket → our token",
             {"200": _json(_ref("Token"), "a token"), "429": RATE_LIMITED},
-            body={"type": "object", "required": ["ticket"], "properties": {"ticket": {"type": "string"}}},
+            body={"type": "object", "required": ["ticket"], "properties": {"ticket": TEXT}},
             auth=False,
         )
     },
@@ -407,7 +428,7 @@ PATHS: JSON = {
         "get": {
             **_op("my applications, newest first", {"200": _json(_ref("StatusList"), "status views")}),
             "parameters": [
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {"name": "cursor", "in": "query", "schema": CURSOR},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
             ],
         },
@@ -436,7 +457,7 @@ PATHS: JSON = {
                 body={
                     "type": "object",
                     "required": ["invitation"],
-                    "properties": {"invitation": {"type": "string"}},
+                    "properties": {"invitation": TEXT},
                 },
             ),
             "parameters": [COMMAND_HEADERS[0]],
@@ -511,6 +532,7 @@ PATHS: JSON = {
             multipart={
                 "type": "object",
                 "required": ["kind", "file"],
+                "additionalProperties": False,
                 "properties": {
                     "kind": {
                         "enum": [
@@ -540,8 +562,9 @@ PATHS: JSON = {
             multipart={
                 "type": "object",
                 "required": ["form_sha256", "file"],
+                "additionalProperties": False,
                 "properties": {
-                    "form_sha256": {"type": "string"},
+                    "form_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                     "file": {"type": "string", "contentMediaType": "image/png"},
                 },
             },
@@ -570,9 +593,7 @@ PATHS: JSON = {
             "requestBody": {
                 "required": False,
                 "content": {
-                    "application/json": {
-                        "schema": {"type": "object", "properties": {"reason": {"type": "string"}}}
-                    }
+                    "application/json": {"schema": {"type": "object", "properties": {"reason": TEXT}}}
                 },
             },
         },
@@ -582,10 +603,13 @@ PATHS: JSON = {
             "summary": "WeChat Pay v2 notification (XML), signature and amount checked",
             "requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}},
             "responses": {
-                "200": {
-                    "description": "acknowledged",
-                    "content": {"application/xml": {"schema": {"type": "string"}}},
-                }
+                status: {"description": what, "content": {"application/xml": {"schema": {"type": "string"}}}}
+                for status, what in (
+                    ("200", "acknowledged"),
+                    ("400", "refused: not signed by WeChat Pay, or malformed"),
+                    ("404", "refused: an order we never made"),
+                    ("413", "refused: too large"),
+                )
             },
         }
     },
@@ -703,7 +727,7 @@ SCHEMAS.update(
             "type": "object",
             "required": ["reasons", "fields"],
             "properties": {
-                "reasons": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "reasons": {"type": "array", "items": TEXT, "minItems": 1},
                 "fields": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             },
         },
@@ -712,21 +736,21 @@ SCHEMAS.update(
             "required": ["certificate_number", "sealer"],
             "properties": {
                 "certificate_number": {"type": "string", "pattern": "^[A-Z][0-9]{9}$"},
-                "sealer": {"type": "string", "description": "盖章人"},
+                "sealer": {**TEXT, "description": "盖章人"},
             },
         },
         "Dispatch": {
             "type": "object",
             "required": ["tracking_number"],
-            "properties": {"tracking_number": {"type": "string"}},
+            "properties": {"tracking_number": {"type": "string", "pattern": "^[A-Za-z0-9]{10,32}$"}},
         },
         "Handover": {
             "type": "object",
             "required": ["recipient_name", "relation", "id_number"],
             "properties": {
-                "recipient_name": {"type": "string"},
+                "recipient_name": TEXT,
                 "relation": {"enum": ["mother", "father", "authorized"]},
-                "id_number": {"type": "string"},
+                "id_number": ID_NUMBER,
             },
         },
     }
@@ -748,7 +772,7 @@ PATHS.update(
                 body={
                     "type": "object",
                     "required": ["username", "password"],
-                    "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                    "properties": {"username": TEXT, "password": TEXT},
                 },
                 auth=False,
             )
@@ -879,15 +903,15 @@ PATHS.update(
                     },
                 ),
                 "parameters": [
-                    {"name": "state", "in": "query", "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "schema": {"enum": list(QUEUE_STATES)}},
                     {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
                     {
                         "name": "institution",
                         "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "auditors",
+                        "schema": INSTITUTION_CODE,
+                        "description": "auditors (required for them)",
                     },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {"name": "cursor", "in": "query", "schema": CURSOR},
                     {
                         "name": "limit",
                         "in": "query",
@@ -954,15 +978,20 @@ PATHS.update(
                     {
                         "name": "date",
                         "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "format": "date"},
+                        "required": False,
+                        "description": "the day in Asia/Shanghai, 2000-01-01 to 2099-12-31 (default: today)",
+                        "schema": {
+                            "type": "string",
+                            "format": "date",
+                            "pattern": "^20[0-9]{2}-[0-9]{2}-[0-9]{2}$",
+                        },
                     },
                     {"name": "format", "in": "query", "schema": {"enum": ["json", "csv", "pdf"]}},
                     {
                         "name": "institution",
                         "in": "query",
-                        "schema": {"type": "string"},
-                        "description": "auditors",
+                        "schema": INSTITUTION_CODE,
+                        "description": "auditors (required for them); an issuer's own",
                     },
                 ],
                 "responses": {

@@ -1,7 +1,8 @@
 """The EMS pickup list (邮政速递揽件签收登记表, 附件 2) of one institution and day: JSON, CSV and PDF.
 
 The list the issuer prints in two copies and signs with the courier when EMS picks the day's
-certificates up: row number, certificate number, mother's name and ID number, newborn's name, birth
+certificates up: row number, certificate number, the EMS waybill number (邮件号: the courier matches
+each envelope to its row), mother's name and ID number, newborn's name, birth
 date, recipient's name and phone — full values, since this is the signed paper record (callers mark
 the answer ``Cache-Control: no-store``) — the count, and the two signature lines.
 
@@ -36,6 +37,7 @@ TITLE_SUFFIX: Final = "出生医学证明邮政速递揽件签收登记表"
 COLUMNS: Final = (
     ("no", "序号"),
     ("certificate_number", "出生医学证明编号"),
+    ("tracking_number", "EMS邮件号"),
     ("mother_name", "新生儿母亲姓名"),
     ("mother_id_number", "新生儿母亲身份证号"),
     ("newborn_name", "新生儿姓名"),
@@ -83,6 +85,7 @@ class PickupRow:
 
     no: int
     certificate_number: str
+    tracking_number: str
     mother_name: str
     mother_id_number: str
     newborn_name: str
@@ -91,11 +94,10 @@ class PickupRow:
     recipient_phone: str
     # Not on the paper form; handy in the JSON.
     application_id: str
-    tracking_number: str
     dispatched_at: str
 
     def cells(self) -> list[str]:
-        """The eight columns of the form, in order."""
+        """The columns of the form, in order."""
         return [str(getattr(self, key)) for key, _ in COLUMNS]
 
 
@@ -151,6 +153,7 @@ def _row(no: int, app: BirthCertificateApplication, dispatched_at: datetime | No
     return PickupRow(
         no=no,
         certificate_number=app.certificate_number or "",
+        tracking_number=app.tracking_number or "",
         mother_name=str(mother.get("name", "")),
         mother_id_number=str(mother.get("id_number", "")),
         newborn_name=str((form.get("newborn") or {}).get("name", "")),
@@ -158,7 +161,6 @@ def _row(no: int, app: BirthCertificateApplication, dispatched_at: datetime | No
         recipient_name=str(recipient.get("name", "")),
         recipient_phone=str(recipient.get("phone", "")),
         application_id=str(app.id),
-        tracking_number=app.tracking_number or "",
         dispatched_at=dispatched_at.astimezone(SHANGHAI).isoformat(timespec="seconds")
         if dispatched_at
         else "",
@@ -349,12 +351,13 @@ def render_pdf(
     footer = ParagraphStyle("footer", fontName=font, fontSize=11.5, leading=18, alignment=TA_LEFT)
 
     width = doc.width - 12  # the frame keeps 6 pt of padding on each side
-    shares = (0.055, 0.135, 0.115, 0.19, 0.115, 0.11, 0.115, 0.165)
+    # no, certificate, waybill, mother, her ID number, newborn, birth date, recipient, phone
+    shares = (0.045, 0.135, 0.13, 0.115, 0.175, 0.09, 0.095, 0.09, 0.125)
     col_widths = [width * s for s in shares]
     data: list[list[Any]] = [[Paragraph(label, head) for _, label in COLUMNS]]
     data += [[Paragraph(_escape(text), cell) for text in row.cells()] for row in pickup.rows]
     if not pickup.rows:
-        data.append([Paragraph("（当日无邮寄揽件）", cell), "", "", "", "", "", "", ""])
+        data.append([Paragraph("（当日无邮寄揽件）", cell)] + [""] * (len(COLUMNS) - 1))
     table = Table(data, colWidths=col_widths, repeatRows=1)
     style = [
         ("FONTNAME", (0, 0), (-1, -1), font),

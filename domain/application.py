@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 from uuid import UUID
@@ -110,6 +111,17 @@ FIXABLE_FIELDS: Final = (
     "delivery_method",
 )
 HANDOVER_RELATIONS: Final = ("mother", "father", "authorized")
+
+
+def resigning_needed(fields: Iterable[str]) -> bool:
+    """Whether fixing ``fields`` means signing the form again.
+
+    A signature stands while the form is exactly what was signed (``signature_valid``): the ID photos
+    and the delivery method are not on the form, so fixing only those keeps it; anything printed on the
+    form, or the signature itself, needs a new one.
+    """
+    return any(not (f.startswith("documents.") or f == "delivery_method") for f in fields)
+
 
 # WeChat's queryverifyinfo verdicts (shared/wechat-platform.md §1 row 11) as our failure codes.
 FACE_PASS: Final = 10000

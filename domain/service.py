@@ -271,9 +271,12 @@ class Applications(Application[UUID]):
         return Outcome(id=agg.id, version=agg.version, position=position, aggregate=agg, detail=detail)
 
     def _load_application(
-        self, app_id: UUID | str, expected_version: int | None
+        self, actor: Actor, app_id: UUID | str, expected_version: int | None
     ) -> BirthCertificateApplication:
+        """The application, if ``actor`` may see it (else not found), at ``expected_version`` (else a
+        conflict): in that order, so that a stranger learns neither that it exists nor its version."""
         app = self._get(BirthCertificateApplication, app_id)
+        _visible(actor, app)
         if expected_version is not None and expected_version != app.version:
             raise Conflict("申请已被更新，请刷新后重试", code="version_mismatch", current_version=app.version)
         return app
@@ -288,8 +291,7 @@ class Applications(Application[UUID]):
     ) -> Outcome:
         """Load, check and act, then ``before_save`` (e.g. store the upload the events refer to: only once
         the aggregate has accepted the command), then save."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         result = act(app)
         if before_save is not None:
             before_save()
@@ -530,8 +532,7 @@ class Applications(Application[UUID]):
         only to her, once her face check has proved who she is (``record_face_verification``).
         Otherwise anyone could learn it by typing ID numbers.
         """
-        app = self._load_application(app_id, None)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, None)
         app.request_face_verification(actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no)
 
     def request_face_verification(
@@ -547,8 +548,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """Record the identity a face check (WeChat's ``verify_id``) is about to prove (records unseen)."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         app.request_face_verification(
             actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
         )
@@ -595,8 +595,7 @@ class Applications(Application[UUID]):
         A verdict fetched again once recorded (the answer to the first fetch was lost; ``verify_ret``
         None: WeChat need not be asked) records nothing new and has the recorded verdict's outcome.
         """
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         pending = app.pending_face.get(out_seq_no)
         if pending is None or verify_ret is None:
             return self._commit(app, detail=self._recorded_verdict(actor, app, out_seq_no).failure)
@@ -621,7 +620,7 @@ class Applications(Application[UUID]):
             )
         except Conflict:
             # Two fetches of one verdict raced (a retry sent while the first was running): as a retry.
-            again = self._load_application(app_id, None)
+            again = self._load_application(actor, app_id, None)
             if out_seq_no in again.pending_face:
                 raise
             return self._commit(again, detail=self._recorded_verdict(actor, again, out_seq_no).failure)
@@ -661,8 +660,7 @@ class Applications(Application[UUID]):
         self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
     ) -> Outcome:
         """Link the verified mother's delivery record if that did not happen at her face check."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         if app.delivery_record_id is not None:
             return self._outcome(app, None)
         mother = app.verified.get("mother")
@@ -685,8 +683,7 @@ class Applications(Application[UUID]):
         self, actor: Actor, app_id: UUID | str, *, reason: str, expected_version: int | None = None
     ) -> Outcome:
         """The mother disputes the delivery record; the hospital's record notes the dispute too."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         app.dispute_delivery_info(actor, reason=reason)
         record = self._get(DeliveryRecord, app.delivery_record_id or "")
         record.receive_dispute(actor, application_id=str(app.id), reason=app.dispute_reason or reason)
@@ -743,8 +740,7 @@ class Applications(Application[UUID]):
         digest, and an index entry keyed the same way (same save) lets the acceptance find the application
         from the code alone.
         """
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
         app.invite_father(actor, invitation_digest=self.invitation_digest(code), now=self.clock())
         index = Index.create(self.index_id(INVITATION_KIND, code), INVITATION_KIND, str(app.id))
@@ -814,8 +810,7 @@ class Applications(Application[UUID]):
         self, actor: Actor, app_id: UUID | str, *, out_trade_no: str, expected_version: int | None = None
     ) -> Outcome:
         """Open the postage order; ``Outcome.detail`` is the amount in fen."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         amount = app.place_postage_order(actor, out_trade_no=out_trade_no)
         order = Index.create(self.index_id("out-trade-no", out_trade_no), "out-trade-no", str(app.id))
         return self._commit(
@@ -828,8 +823,7 @@ class Applications(Application[UUID]):
     def check_postage_order(self, actor: Actor, app_id: UUID | str, *, out_trade_no: str) -> int:
         """The amount (fen) of the postage order ``place_postage_order`` would open now, or why not:
         checked before WeChat Pay is asked for the order, which the answer carries (nothing is saved)."""
-        app = self._load_application(app_id, None)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, None)
         return app.place_postage_order(actor, out_trade_no=out_trade_no)
 
     def find_application_by_order(self, out_trade_no: str) -> UUID | None:
@@ -863,8 +857,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """Withdraw before issue; the delivery record is free for a new application."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         app.withdraw(actor, reason=reason)
         return self._commit(app, *self._release_record(actor, app))
 
@@ -887,8 +880,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """驳回: back to the parent; past the modification limit, to the counter (freeing the record)."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         app.reject(actor, reasons=reasons, fields=fields)
         extra = self._release_record(actor, app) if app.state in CLOSED_STATES else []
         return self._commit(app, *extra)
@@ -904,8 +896,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """签发: the number is used once ever; the record yields one first certificate; all in one save."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         app.issue(  # the application's state first: "already issued" is the answer, not "number used"
             actor,
             certificate_number=certificate_number,
@@ -985,8 +976,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """After a loss: a new number (used once ever), the old one void, the data unchanged."""
-        app = self._load_application(app_id, expected_version)
-        _visible(actor, app)
+        app = self._load_application(actor, app_id, expected_version)
         app.reissue(  # the application's state first: "already issued" is the answer, not "number used"
             actor,
             certificate_number=certificate_number,

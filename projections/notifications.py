@@ -29,7 +29,7 @@ the parent that her part is to do again or elsewhere:
    with ``attempts`` + 1 and ``next_attempt_at`` (exponential backoff, 1 s … 10 min), ``failed`` once
    the message is older than ``give_up_after`` (24 h). ``run()`` delivers the retries when they fall due.
    A later message of an application waits while an earlier one is pending (a parent never reads
-   "已寄出" before "已签发").
+   "已预约揽收" before "已签发").
 3. *The one window left.* WeChat offers no idempotency key. If the process dies after WeChat answered
    ``ok`` and before the ``sent`` mark, the claim's lease (``lease`` seconds) runs out and the message
    is sent **once more**. The window is that one HTTP call: the ``sending`` mark is written before it.
@@ -317,7 +317,7 @@ def message_data(
     if kind == DISPATCHED:
         return {
             "character_string1": fit("character_string", number),
-            "phrase2": "已寄出",
+            "phrase2": "已预约揽收",
             "thing3": "邮政速递" if carrier.upper() == "EMS" else fit("thing", carrier),
             "time4": when,
         }

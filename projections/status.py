@@ -41,7 +41,6 @@ import orjson
 import redis.asyncio as aioredis
 
 from domain.application import (
-    CLOSED_STATES,
     COLLECTED,
     COUNTER_ONLY,
     DELIVERED,
@@ -55,6 +54,7 @@ from domain.application import (
     SUBMITTED,
     WITHDRAWN,
     BirthCertificateApplication,
+    resigning_needed,
 )
 from domain.errors import InvalidValue
 from domain.service import Applications
@@ -74,7 +74,8 @@ STATE_LABELS: Final = {
     SUBMITTED: "审核中",
     RETURNED: "已退回，待修改",
     ISSUED: "已签发",
-    DISPATCHED: "已寄出",
+    # Dispatched = EMS booked the pickup and gave a waybill: the courier may not have it yet.
+    DISPATCHED: "已预约邮政揽收",
     DELIVERED: "已送达",
     COLLECTED: "已领取",
     WITHDRAWN: "已撤回",
@@ -183,7 +184,7 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
     if state == ISSUED:
         return [_step("await_dispatch", "等待邮寄", "issuer")]
     if state == DISPATCHED:
-        return [_step("await_delivery", "已交邮政寄出，等待送达（可凭邮件号查询）", "courier")]
+        return [_step("await_delivery", "已预约邮政上门揽收，揽收后寄出，可凭邮件号查询物流", "courier")]
     if state == LOST:
         return [_step("await_reissue", "邮件遗失或损毁，等待签发机构补发", "issuer")]
     if state == COUNTER_ONLY:
@@ -204,18 +205,21 @@ def _done_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
     if state in ISSUED_STATES:
         done.append({"code": "issued", "label": "出生医学证明已签发"})
     if state in (DISPATCHED, DELIVERED, LOST):
-        done.append({"code": "dispatched", "label": "已交邮政寄出"})
+        done.append({"code": "dispatched", "label": "已预约邮政揽收（已生成邮件号）"})
     if state == DELIVERED:
         done.append({"code": "delivered", "label": "已送达"})
     if state == COLLECTED:
         done.append({"code": "collected", "label": "已现场领取"})
+    if state == WITHDRAWN:
+        done.append({"code": "withdrawn", "label": "已撤回申请，签发机构不再办理"})
     return done
 
 
 def status_of(app: BirthCertificateApplication) -> JSON:
     """The parent's status document of ``app`` (no personal data in plaintext)."""
-    closed = app.state in CLOSED_STATES
-    missing = [] if closed else app.missing_for_submission()
+    # What is really done, in every state: a closed application (withdrawn, sent to the counter) shows
+    # only the steps it had finished, never the rest as if completed.
+    missing = app.missing_for_submission()
     record = app.record
     mother = app.verified.get("mother")
     mother_name = (mother or {}).get("name") or (record or {}).get("mother_name")
@@ -239,6 +243,7 @@ def status_of(app: BirthCertificateApplication) -> JSON:
             "reasons": list(rejection.get("reasons", [])),
             "fields": list(rejection.get("fields", [])),
             "field_labels": [FIELD_LABELS.get(f, f) for f in rejection.get("fields", [])],
+            "resign_required": resigning_needed(rejection.get("fields", [])),
         },
         "counter_reason": None
         if app.counter_reason is None
@@ -304,7 +309,7 @@ def father_status_of(app: BirthCertificateApplication) -> JSON:
     }
 
 
-_LIFECYCLE_STEPS: Final = ("submitted", "issued", "dispatched", "delivered", "collected")
+_LIFECYCLE_STEPS: Final = ("submitted", "issued", "dispatched", "delivered", "collected", "withdrawn")
 
 
 def _father_invitation(app: BirthCertificateApplication) -> JSON | None:

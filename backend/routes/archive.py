@@ -44,6 +44,7 @@ from backend.components import (
 )
 from backend.config import Config
 from backend.errors import BadRequest, problem
+from backend.headers import content_disposition
 from backend.storage import at_rest_key
 from domain.errors import NotFound
 from projections.archive import ArchiveIntegrityError, FormArchive
@@ -210,7 +211,7 @@ async def get_form(request: web.Request) -> web.Response:
             body=form.pdf,
             content_type="application/pdf",
             headers={
-                "Content-Disposition": f'inline; filename="{filename}"',
+                "Content-Disposition": content_disposition("inline", filename),
                 "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff",
                 "Repr-Digest": _repr_digest(form.pdf),

@@ -34,6 +34,7 @@ from backend.components import (
 )
 from backend.config import Config
 from backend.errors import BadRequest, problem
+from backend.headers import content_disposition
 from domain.application import BirthCertificateApplication
 from domain.errors import NotFound
 from domain.service import Outcome
@@ -244,7 +245,7 @@ async def application_proof(request: web.Request) -> web.Response:
     return json_response(
         bundle,
         headers={
-            "Content-Disposition": f'attachment; filename="proof-{app_id}.json"',
+            "Content-Disposition": content_disposition("attachment", f"proof-{app_id}.json"),
             "Cache-Control": "no-store",
         },
     )

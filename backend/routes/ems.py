@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 from uuid import UUID
 
 from aiohttp import web
@@ -47,10 +47,13 @@ from backend.ems import (
     verify_webhook,
 )
 from backend.errors import BadRequest
+from backend.headers import content_disposition
 from backend.pickup_list import load_pickup_list, render_pdf, to_csv, to_json
-from domain.errors import DomainError, NotFound, RuleViolated
+from domain.errors import DomainError, InvalidValue, NotFound, RuleViolated
 from domain.service import Applications
+from domain.values import Actor
 from projections.ems_process import SHANGHAI, EmsProcess
+from projections.review_queue import check_institution
 from projections.runner import LogFollower
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ EMS_FOLLOWER = web.AppKey("ems_follower", LogFollower)
 FORMATS: Final = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf"}
 _BY_MEDIA: Final = {media: name for name, media in FORMATS.items()}
 _DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The days a pickup list can be asked for (as the OpenAPI document says): this century.
+EARLIEST_DAY: Final = date(2000, 1, 1)
+LATEST_DAY: Final = date(2099, 12, 31)
 DEFAULT_LOSS_REASON: Final = "邮件遗失或损毁"
 
 
@@ -141,9 +147,33 @@ def _day(request: web.Request) -> date:
     try:
         if not _DATE_RE.fullmatch(raw.strip()):
             raise ValueError
-        return date.fromisoformat(raw.strip())
+        day = date.fromisoformat(raw.strip())
     except ValueError:
         raise BadRequest("date 应为 YYYY-MM-DD 格式的日期", code="invalid_date") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise BadRequest(
+            f"date 应在 {EARLIEST_DAY.isoformat()} 至 {LATEST_DAY.isoformat()} 之间", code="date_out_of_range"
+        )
+    return day
+
+
+def _institution(request: web.Request, actor: Actor) -> str:
+    """The institution whose list is read: an issuer's own (another's is not found), or the one an auditor names."""
+    raw = request.query.get("institution")
+    wanted: str | None = None
+    if raw is not None and raw.strip():
+        try:
+            wanted = check_institution(raw)
+        except InvalidValue:
+            raise BadRequest("机构代码为4到16位大写字母或数字", code="invalid_institution_code") from None
+    if actor.role == "issuer":
+        own = actor.institution or ""
+        if wanted is not None and wanted != own:
+            raise NotFound()
+        return own
+    if wanted is None:
+        raise BadRequest("请用 institution 参数指定机构代码", code="institution_required")
+    return wanted
 
 
 def negotiate(format_param: str | None, accept: str | None) -> str:
@@ -190,15 +220,7 @@ def negotiate(format_param: str | None, accept: str | None) -> str:
 async def pickup_list(request: web.Request) -> web.Response:
     """The day's 揽件清单 of the issuer's institution (auditors name one with ``?institution=``)."""
     actor = actor_of(request, "issuer", "auditor")
-    wanted = (request.query.get("institution") or "").strip().upper() or None
-    if actor.role == "issuer":
-        code = actor.institution or ""
-        if wanted is not None and wanted != code:
-            raise NotFound()
-    elif wanted is None:
-        raise BadRequest("请用 institution 参数指定机构代码", code="institution_required")
-    else:
-        code = wanted
+    code = _institution(request, actor)
     day = _day(request)
     name = negotiate(request.query.get("format"), request.headers.get("Accept"))
     dispatched = await request.app[EMS_PROCESS].index.dispatched_on(code, day)
@@ -209,13 +231,13 @@ async def pickup_list(request: web.Request) -> web.Response:
     if name == "json":
         return json_response(to_json(pickup), headers=headers)
     if name == "csv":
-        body, disposition = to_csv(pickup), "attachment"
-        content_type = "text/csv; charset=utf-8"
+        body, content_type = to_csv(pickup), "text/csv; charset=utf-8"
+        disposition: Literal["inline", "attachment"] = "attachment"
     else:
-        body, disposition = await in_io(request, render_pdf, pickup), "inline"
-        content_type = "application/pdf"
+        body, content_type = await in_io(request, render_pdf, pickup), "application/pdf"
+        disposition = "inline"
     headers["Content-Type"] = content_type
-    headers["Content-Disposition"] = f'{disposition}; filename="{pickup.filename_stem}.{name}"'
+    headers["Content-Disposition"] = content_disposition(disposition, f"{pickup.filename_stem}.{name}")
     return web.Response(body=body, headers=headers)
 
 

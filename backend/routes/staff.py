@@ -31,6 +31,7 @@ from backend.components import (
     run_command,
 )
 from backend.errors import json_body
+from backend.headers import content_disposition
 from backend.routes.audit import record_reading
 from backend.routes.parents import FieldCollector, _fingerprint
 from backend.throttle import LOGIN_THROTTLE, limit
@@ -438,7 +439,7 @@ async def get_review_document(request: web.Request) -> web.Response:
         body=data,
         content_type=content_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{kinds[doc_id]}.{extension}"',
+            "Content-Disposition": content_disposition("attachment", f"{kinds[doc_id]}.{extension}"),
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },

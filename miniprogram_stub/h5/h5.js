@@ -494,7 +494,7 @@ async function statusScreen(doc, problem) {
   if (doc.rejection) {
     const r = doc.rejection;
     parts.push(h("div", { class: "error", id: "rejection" },
-      h("b", {}, "签发机构退回了申请，请按意见修改后重新签名提交："),
+      h("b", {}, r.resign_required ? "签发机构退回了申请，请按意见修改后重新签名提交：" : "签发机构退回了申请，请按意见修改后重新提交（无需重新签名）："),
       h("ul", {}, r.reasons.map((x) => h("li", {}, x))),
       r.field_labels.length ? h("div", {}, "需修改：" + r.field_labels.join("、")) : null,
       h("div", { class: "row-actions" }, button("去修改", () => screenForField(r.fields[0] || "")(), "btn small primary"))));
@@ -510,7 +510,7 @@ async function statusScreen(doc, problem) {
   if (doc.certificate_number || doc.tracking_number) {
     const pickup = doc.delivery_method === "pickup";
     const shipping = {
-      issued: pickup ? "待现场领取" : "等待签发机构交邮政寄出", dispatched: "已交邮政寄出，运输中",
+      issued: pickup ? "待现场领取" : "等待签发机构交邮政寄出", dispatched: "已预约邮政上门揽收，揽收后寄出",
       delivered: "已签收", collected: "已现场领取", lost: "邮件遗失或损毁，等待补发",
     }[doc.state];
     parts.push(h("div", { class: "section-title" }, pickup ? "证件与领取" : "证件与邮寄"), h("div", { class: "group numbers", id: "numbers" },
@@ -713,8 +713,9 @@ async function recordScreen() {
 // ------------------------------------------------------------------ 6. details (names, ethnicity, address; police prefill)
 
 function ethnicSelect(id, groups, value) {
+  // In GB 3304 code order (汉族 "01" first): a JS object lists integer-like keys ("10" 朝鲜族…) before "01".
   return h("select", { id },
-    Object.entries(groups).map(([code, label]) => h("option", { value: code, selected: code === (value || "01") }, label)));
+    Object.entries(groups).sort(([a], [b]) => a.localeCompare(b)).map(([code, label]) => h("option", { value: code, selected: code === (value || "01") }, label)));
 }
 async function detailsScreen() {
   show("填写信息", back, h("p", { class: "loading" }, "加载中…"));
@@ -918,10 +919,21 @@ function examplePhoto(kind) {
   g.restore();
   return new Promise((resolve) => c.toBlob((b) => resolve(b), "image/jpeg", 0.85));
 }
-async function uploadScreen() {
-  const doc = S.app || (await loadStatus());
+// The photos to take: all of them the first time; after a rejection, only those the issuer sent back.
+function rejectedPhotos(doc) {
+  return (doc.state === "returned" && doc.rejection ? doc.rejection.fields : [])
+    .filter((f) => f.startsWith("documents.")).map((f) => f.slice("documents.".length));
+}
+function photoKinds(doc) {
+  const rejected = rejectedPhotos(doc);
+  if (rejected.length) return rejected;
   const kinds = ["mother_id_front", "mother_id_back"];
   if (twoParents(doc)) kinds.push("father_id_front", "father_id_back");
+  return kinds;
+}
+async function uploadScreen() {
+  const doc = S.app || (await loadStatus());
+  const kinds = photoKinds(doc);
   const slots = kinds.map(photoSlot);
   const err = h("div");
   const sample = button("使用示例照片", () => busy(sample, async () => {
@@ -958,7 +970,9 @@ async function uploadScreen() {
     }
   }), "btn primary");
   show("上传证件照片", back,
-    h("div", { class: "section-title" }, "请拍摄或选择身份证原件照片（四角完整、字迹清晰）"),
+    h("div", { class: "section-title", id: "upload-title" }, rejectedPhotos(doc).length
+      ? "请重新拍摄被退回的照片（四角完整、字迹清晰），其余照片无需重传"
+      : "请拍摄或选择身份证原件照片（四角完整、字迹清晰）"),
     h("div", { class: "photo-grid" }, slots.map((s) => s.el)),
     h("p", { class: "hint" }, "支持 JPG 或 PNG 格式、不超过 5MB 的图片。照片上传后服务器会去除位置等 EXIF 信息并加密保存。没有证件照片？可用“使用示例照片”生成演示图片。"),
     err,

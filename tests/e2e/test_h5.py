@@ -101,6 +101,16 @@ async def test_a_parent_clicks_through_the_whole_journey_to_review(phone: Any, s
     await page.get_by_role("button", name="确认无误").click()
 
     await expect(page.locator("#nav-title")).to_have_text("填写信息")
+    # The ethnic groups in their GB 3304 code order: 汉族, 蒙古族, 回族… (not 朝鲜族 first).
+    options = await page.locator("#mother-ethnicity option").all_text_contents()
+    # 56 groups, then 其他 (97) and 外国血统中国籍人士 (98).
+    assert (len(options), options[:3], options[9], options[55:]) == (
+        58,
+        ["汉族", "蒙古族", "回族"],
+        "朝鲜族",
+        ["基诺族", "其他", "外国血统中国籍人士"],
+    )
+    await expect(page.locator("#mother-ethnicity")).to_have_value("01")
     await page.get_by_label("新生儿姓名").fill("张小花")
     await page.locator("#mother-ethnicity").select_option(label="汉族")
     await page.locator("#mother-address").fill("广东省广州市越秀区中山二路58号")
@@ -380,6 +390,50 @@ async def test_a_parent_withdraws_only_after_confirming(phone: Any, stack: Stack
     assert all(item["application_id"] != mp.app_id for item in queue["items"])
 
 
+async def test_a_rejected_photo_asks_for_that_photo_alone_and_no_new_signature(
+    phone: Any, stack: Stack, family: Family
+) -> None:
+    from playwright.async_api import expect
+
+    page = phone
+    mp = await prepared(stack, family)
+    staff = await issuer(stack)
+    await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/reject",
+        json={"reasons": ["母亲身份证人像面照片反光，看不清"], "fields": ["documents.mother_id_front"]},
+    )
+    await open_as(page, family.openid, "已退回，待修改")
+    rejection = page.locator("#rejection")
+    await expect(rejection).to_contain_text("无需重新签名")
+    await expect(rejection).not_to_contain_text("重新签名提交")
+    await rejection.get_by_role("button", name="去修改").click()
+
+    await expect(page.locator("#nav-title")).to_have_text("上传证件照片")
+    await expect(page.locator("#upload-title")).to_contain_text("被退回的照片")
+    await expect(page.locator(".photo-slot")).to_have_count(1)
+    await expect(page.locator(".photo-slot")).to_contain_text("母亲身份证人像面")
+    await screenshot(page, "h5-fix-one-photo.png")
+    await page.get_by_role("button", name="使用示例照片").click()
+    await page.get_by_role("button", name="上传并继续").click()
+    # Straight to submission: the signed form did not change, so the signature stands.
+    await expect(page.locator("#nav-title")).to_have_text("提交申请")
+    status = await mp.status()
+    assert (status["state"], status["signature_valid"]) == ("returned", True)
+
+    # A name sent back is printed on the form: that one does need a new signature.
+    await page.get_by_label("本人承诺所填信息真实有效").check()
+    await page.get_by_role("button", name="提交申请").click()
+    await expect(page.locator("#state-label")).to_have_text("审核中")
+    await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/reject",
+        json={"reasons": ["新生儿姓名有误"], "fields": ["newborn_name"]},
+    )
+    await page.get_by_role("button", name="刷新").click()
+    await expect(rejection).to_contain_text("修改后重新签名提交")
+
+
 async def test_a_disputed_delivery_record_waits_for_the_hospital(phone: Any, stack: Stack) -> None:
     from playwright.async_api import expect
 
@@ -566,7 +620,7 @@ async def test_issued_shows_the_number_and_refuses_a_late_withdrawal(
         "POST", f"/api/v1/review/applications/{mp.app_id}/dispatch", json={"tracking_number": "1100000000018"}
     )
     await page.get_by_role("button", name="刷新").click()
-    await expect(page.locator("#state-label")).to_have_text("已寄出")
+    await expect(page.locator("#state-label")).to_have_text("已预约邮政揽收")
     await expect(page.locator("#certificate-number")).to_have_text("X440100301")
     await expect(page.locator("#tracking-number")).to_have_text("1100000000018")
     status = await mp.status()
@@ -590,11 +644,12 @@ async def test_ems_dispatches_then_delivers_and_the_parent_sees_each(
     # EMS is up: the service books the pickup on its own and records the waybill.
     await api_state_is(page, "dispatched")
     await page.get_by_role("button", name="刷新").click()
-    await expect(page.locator("#state-label")).to_have_text("已寄出")
+    await expect(page.locator("#state-label")).to_have_text("已预约邮政揽收")
     await expect(page.locator("#certificate-number")).to_have_text("X440100401")
     tracking = page.locator("#tracking-number")
     await expect(tracking).to_have_text(re.compile(r"^11\d{11}$"))
-    await expect(page.locator("#numbers")).to_contain_text("已交邮政寄出，运输中")
+    await expect(page.locator("#numbers")).to_contain_text("已预约邮政上门揽收，揽收后寄出")
+    await expect(page.locator("#page")).not_to_contain_text("已寄出")
     await expect(page.locator("#page")).to_contain_text("11183")
     await screenshot(page, "h5-dispatched.png")
     waybill = await tracking.text_content()

@@ -367,7 +367,7 @@ async def test_ems_books_the_pickup_on_issue_and_the_parent_follows_the_parcel(
         m["data"].get("phrase2", m["data"].get("phrase1", {})).get("value")
         for m in await wait_for_messages(stack, family.openid, 3)
     ]
-    assert phrases == ["已签发", "已寄出", "已签收"]
+    assert phrases == ["已签发", "已预约揽收", "已签收"]
 
 
 async def wait_for_state(mp: MiniProgram, state: str, deadline: float = 10.0) -> dict[str, Any]:

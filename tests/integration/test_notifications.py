@@ -220,7 +220,7 @@ async def test_a_journey_to_delivered_sends_four_messages_with_the_right_values(
         },
         {
             "character_string1": TRACKING,
-            "phrase2": "已寄出",
+            "phrase2": "已预约揽收",
             "thing3": "邮政速递",
             "time4": when["dispatched"],
         },
@@ -539,7 +539,7 @@ async def test_a_long_reason_and_odd_numbers_are_fitted_and_accepted(
     )
     assert odd == {
         "character_string1": "EE1234-56789CN()",
-        "phrase2": "已寄出",
+        "phrase2": "已预约揽收",
         "thing3": "顺丰速运 标快 次日达特快专递服务加急件",
         "time4": "2026年11月22日 10:30",
     }

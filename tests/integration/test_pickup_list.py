@@ -14,7 +14,7 @@ import io
 import re
 import shutil
 import subprocess
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -43,6 +43,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 HEADINGS = (
     "序号",
     "出生医学证明编号",
+    "EMS邮件号",
     "新生儿母亲姓名",
     "新生儿母亲身份证号",
     "新生儿姓名",
@@ -154,10 +155,11 @@ async def test_the_csv_opens_in_excel(day: Day) -> None:
     assert rows[0] == list(HEADINGS)
     assert len(rows) == 3
     # Long digit strings stay text in Excel (a leading tab); the values are whole.
-    assert [r[3].strip() for r in rows[1:]] == [MOTHER_ID, SECOND_MOTHER_ID]
-    assert rows[1][3] == "\t" + MOTHER_ID
-    assert [r[2] for r in rows[1:]] == ["王芳", "李梅"]
-    assert rows[1][7].strip() == "13812345678"
+    assert [r[4].strip() for r in rows[1:]] == [MOTHER_ID, SECOND_MOTHER_ID]
+    assert rows[1][4] == "\t" + MOTHER_ID
+    assert [r[3] for r in rows[1:]] == ["王芳", "李梅"]
+    assert rows[1][8].strip() == "13812345678"
+    assert [r[2] for r in rows[1:]] == [(await day.stack.app_of(w)).tracking_number for w in day.gd]
     assert SD_MOTHER_ID not in raw.decode("utf-8-sig")
 
 
@@ -176,7 +178,10 @@ async def test_the_pdf_is_the_printed_form_with_its_fonts_embedded(day: Day, tmp
     text = subprocess.run(
         ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, check=True, text=True
     ).stdout
+    waybills = [(await day.stack.app_of(w)).tracking_number for w in day.gd]
+    assert all(waybills)
     for expected in (
+        *waybills,  # the courier matches each envelope to its row by its waybill number
         "广东省出生医学证明邮政速递揽件签收登记表",
         "广州市妇女儿童医疗中心",
         f"{day.day.year}年{day.day.month}月{day.day.day}日",
@@ -264,3 +269,43 @@ def test_negotiation() -> None:
     assert negotiate(None, "text/csv;q=0, application/pdf;q=0.2") == "pdf"
     with pytest.raises(BadRequest):
         negotiate("docx", None)
+
+
+async def test_an_auditors_institution_is_checked_before_it_reaches_a_header(day: Day) -> None:
+    """A DEL byte or a quote in ``institution`` is refused with a problem; nothing is read or recorded."""
+    auditor = Actor(id="auditor-1", role="auditor", name="审计员")
+    for raw in ("%7F", "GZFY01%22%3B%20filename%3D%22evil.exe", "GZFY01%0D%0AX-Injected%3A%201", "AB"):
+        for fmt in ("json", "csv", "pdf"):
+            refused = await day.get(auditor, f"&institution={raw}&format={fmt}")
+            assert refused.status == 400, (raw, fmt)
+            assert refused.headers["Content-Type"] == "application/problem+json"
+            assert (await refused.json())["code"] == "invalid_institution_code"
+            assert "Content-Disposition" not in refused.headers
+            assert "X-Injected" not in refused.headers
+    assert (await day.get(issuer(), "&institution=%22x")).status == 400
+
+
+async def test_the_download_names_exactly_one_file(day: Day) -> None:
+    answer = await day.get(
+        Actor(id="auditor-1", role="auditor", name="审计员"), "&institution=gzfy01&format=csv"
+    )
+    assert answer.status == 200
+    disposition = answer.headers["Content-Disposition"]
+    stem = f"pickup-list-GZFY01-{day.day.isoformat()}.csv"
+    assert disposition == f"attachment; filename=\"{stem}\"; filename*=UTF-8''{stem}"
+    assert disposition.count("filename=") == 1
+
+
+async def test_a_day_outside_the_services_era_is_refused(day: Day) -> None:
+    for wrong in ("0133-12-27", "1999-12-31", "2100-01-01", "9999-12-31"):
+        day.day = date.fromisoformat(wrong)
+        refused = await day.get(issuer())
+        assert (refused.status, (await refused.json())["code"]) == (400, "date_out_of_range"), wrong
+    for fine in (
+        "2000-01-01",
+        (datetime.now(SHANGHAI).date() + timedelta(days=30)).isoformat(),
+        "2099-12-31",
+    ):
+        day.day = date.fromisoformat(fine)
+        answer = await day.get(issuer())
+        assert (answer.status, (await answer.json())["count"]) == (200, 0), fine

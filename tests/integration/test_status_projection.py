@@ -161,6 +161,7 @@ async def test_journey_shows_submitted_returned_issued(
         "reasons": ["身份证照片不清晰"],
         "fields": ["documents.mother_id_front"],
         "field_labels": ["母亲身份证人像面照片"],
+        "resign_required": False,  # a photo is not on the signed form: no new signature
     }
     assert [s["code"] for s in status["next_steps"]] == ["fix_returned_items", "submit"]
     assert "母亲身份证人像面照片" in status["next_steps"][0]["label"]
@@ -182,6 +183,43 @@ async def test_journey_shows_submitted_returned_issued(
     assert status is not None
     assert (status["state"], status["tracking_number"]) == ("dispatched", "EA123456789CN")
     assert [s["code"] for s in status["next_steps"]] == ["await_delivery"]
+    # EMS has booked the pickup and given a waybill: nobody has posted anything yet.
+    assert status["state_label"] == "已预约邮政揽收"
+    assert "寄出" not in status["state_label"]
+    assert "揽收" in status["next_steps"][0]["label"] and "揽收" in status["done_steps"][-1]["label"]
+
+
+async def test_a_withdrawn_application_shows_what_was_done_and_that_it_was_withdrawn(
+    applications: Applications, executor: ThreadPoolExecutor, view: StatusView, follower: LogFollower
+) -> None:
+    walk = Walk(applications)
+    await off_loop(executor, walk.record_delivery)
+    await off_loop(executor, walk.start)
+    await off_loop(executor, walk.verify)
+    await off_loop(executor, lambda: applications.withdraw(walk.parent, walk.id))
+    await follower.catch_up()
+    status = await view.get(walk.id)
+    assert status is not None
+    assert (status["state"], status["state_label"]) == ("withdrawn", "已撤回")
+    # Only her face check (and the record it linked) was done: no signature, photos or submission.
+    assert [s["code"] for s in status["done_steps"]] == [
+        "mother_verified",
+        "delivery_record_linked",
+        "withdrawn",
+    ]
+    assert status["next_steps"] == []
+
+
+async def test_a_rejection_says_whether_the_form_must_be_signed_again(
+    applications: Applications, executor: ThreadPoolExecutor, view: StatusView, follower: LogFollower
+) -> None:
+    walk = Walk(applications)
+    await off_loop(executor, walk.submitted)
+    await off_loop(executor, lambda: walk.reject(["newborn_name", "documents.mother_id_back"]))
+    await follower.catch_up()
+    status = await view.get(walk.id)
+    assert status is not None
+    assert status["rejection"]["resign_required"] is True  # the name is printed on the signed form
 
 
 async def test_a_draft_lists_what_is_missing_in_order(
