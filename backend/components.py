@@ -27,6 +27,7 @@ from backend.redis_server import RedisHandle
 from backend.registry import PopulationRegistry
 from backend.storage import BlobStore
 from backend.wechat import WeChat
+from domain.policy import WorkingCalendar
 from domain.service import Applications, Outcome
 from domain.values import Actor, Role
 from projections.runner import LogFollower
@@ -54,6 +55,8 @@ REGISTRY = web.AppKey("registry", PopulationRegistry)
 # Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt processes).
 FOLLOWERS = web.AppKey("followers", list)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+# Working days: the official schedules loaded under the data directory, chinesecalendar, the statutory estimate.
+WORKING_CALENDAR = web.AppKey("working_calendar", WorkingCalendar)
 
 # How long a command waits for the status view to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 2.0

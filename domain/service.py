@@ -38,7 +38,13 @@ from domain.application import (
 )
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
 from domain.errors import Conflict, DomainError, Forbidden, NotEligibleOnline, NotFound, RuleViolated
-from domain.policy import REASON_MESSAGES, Circumstances, application_window_error, get_profile
+from domain.policy import (
+    REASON_MESSAGES,
+    Circumstances,
+    WorkingCalendar,
+    application_window_error,
+    get_profile,
+)
 from domain.staff import (
     AccessRecord,
     InstitutionRecord,
@@ -141,6 +147,7 @@ class Applications(Application[UUID]):
         env: Mapping[str, str] | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         super().__init__(dict(env) if env is not None else None)
         interval = int(self.env.get("BIRTHCERT_SNAPSHOT_INTERVAL", "50") or "50")
@@ -162,6 +169,8 @@ class Applications(Application[UUID]):
             raise ValueError(msg)
         self.default_province = self.env.get("BIRTHCERT_PROVINCE", "GD") or "GD"
         self.clock = clock or (lambda: datetime.now(UTC))
+        # Working days for the application window: the official schedules the deployment loaded.
+        self.calendar = calendar or WorkingCalendar()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -509,6 +518,7 @@ class Applications(Application[UUID]):
             app.profile_after_linking(record.province),
             datetime.fromisoformat(record.facts["born_at"]),
             self.clock(),
+            self.calendar,
         )
         if window is not None:
             raise RuleViolated(REASON_MESSAGES.get(window), code=window)
@@ -544,7 +554,11 @@ class Applications(Application[UUID]):
                 record.link_application(actor, application_id=str(app.id))
                 # Refuses (wrong province, province locked, not online there) before triggering anything.
                 app.link_delivery_record(
-                    actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+                    actor,
+                    delivery_record_id=str(record.id),
+                    record=record.snapshot(),
+                    now=self.clock(),
+                    calendar=self.calendar,
                 )
             except (RuleViolated, NotEligibleOnline):
                 pass  # her pass is kept; she is told why when she asks for her record (link_delivery_record)
@@ -575,7 +589,11 @@ class Applications(Application[UUID]):
         record = self._available_delivery(app, IdNumber(mother["id_number"]))
         record.link_application(actor, application_id=str(app.id))
         app.link_delivery_record(
-            actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+            actor,
+            delivery_record_id=str(record.id),
+            record=record.snapshot(),
+            now=self.clock(),
+            calendar=self.calendar,
         )
         return self._outcome(app, self._save(app, record))
 

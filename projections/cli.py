@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backend.config import Config
 from backend.redis_server import open_redis
+from backend.working_days import working_calendar
 from domain.service import Applications
 from projections.review_queue import ReviewQueueView
 from projections.runner import LogFollower
@@ -73,7 +74,7 @@ async def _rebuild(
     try:
         view: StatusView | ReviewQueueView
         if name == "queue":
-            view = ReviewQueueView(redis, applications, executor)
+            view = ReviewQueueView(redis, applications, executor, calendar=working_calendar(config.data_dir))
         else:
             view = StatusView(
                 redis, applications, executor, pseudonym_key=derive_pseudonym_key(config.index_key)

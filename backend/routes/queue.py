@@ -24,6 +24,7 @@ from backend.components import (
     FOLLOWERS,
     IDEMPOTENCY,
     STORE_EXECUTOR,
+    WORKING_CALENDAR,
     actor_of,
     json_response,
     query_limit,
@@ -58,7 +59,9 @@ async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
 
     The follower joins ``app[FOLLOWERS]`` (when the app keeps that list), so every command wakes it.
     """
-    view = ReviewQueueView(app[IDEMPOTENCY].redis, app[APPLICATIONS], app[STORE_EXECUTOR])
+    view = ReviewQueueView(
+        app[IDEMPOTENCY].redis, app[APPLICATIONS], app[STORE_EXECUTOR], calendar=app.get(WORKING_CALENDAR)
+    )
     follower = LogFollower(app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="review-queue")
     app[QUEUE_VIEW], app[QUEUE_FOLLOWER] = view, follower
     followers = app.get(FOLLOWERS)
