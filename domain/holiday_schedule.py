@@ -71,9 +71,6 @@ class YearSchedule:
             return True
         return day.weekday() < 5 and day not in self._off
 
-    def holiday_named(self, day: date) -> str | None:
-        return next((h.name for h in self.holidays if h.first <= day <= h.last), None)
-
     def to_dict(self) -> dict[str, Any]:
         """The file format (``parse_schedule(s.to_dict()) == s``)."""
         return {
