@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -46,10 +48,11 @@ from backend.components import (
     TOKEN_KEYS,
     TOKENS,
     WECHAT,
+    WORKING_CALENDAR,
     YUESHENGSHI,
     json_response,
 )
-from backend.config import Config, secure_local_store
+from backend.config import Config, ConfigError, secure_local_store
 from backend.errors import problem_middleware
 from backend.idempotency import Idempotency
 from backend.openapi import openapi_handler
@@ -60,6 +63,8 @@ from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staf
 from backend.storage import BlobStore, at_rest_key
 from backend.throttle import throttle_ctx
 from backend.wechat import WeChat
+from backend.working_days import coverage_message, coverage_problems, today_in_china, working_calendar
+from domain.policy import WorkingCalendar
 from domain.service import Applications
 from projections.notifications import NotificationProcess
 from projections.runner import STUCK_SECONDS, LogFollower
@@ -285,7 +290,9 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     # The data directory 0700 and the SQLite files 0600 before anything is written there.
     await loop.run_in_executor(store, secure_local_store, config)
-    app[APPLICATIONS] = await loop.run_in_executor(store, Applications, config.event_store_env())
+    app[APPLICATIONS] = await loop.run_in_executor(
+        store, partial(Applications, config.event_store_env(), calendar=app[WORKING_CALENDAR])
+    )
     # Parked events are recorded beside the events, on a connection and thread of their own.
     parking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parking")
     db = await loop.run_in_executor(parking, Database.open, config.event_store_env())
@@ -382,6 +389,18 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def check_calendar_coverage(config: Config, calendar: WorkingCalendar, today: date) -> None:
+    """Production refuses (``ConfigError``) to count deadlines on an estimate within the next 60 days;
+    development says so in a warning (docs/decisions/0017-holiday-schedules.md)."""
+    problems = coverage_problems(calendar, today)
+    if not problems:
+        return
+    message = coverage_message(problems, today)
+    if not config.development:
+        raise ConfigError(f"refusing to start in production: {message}")
+    log.warning("%s", message)
+
+
 def create_app(config: Config) -> web.Application:
     """Build the web application for ``config``.
 
@@ -391,6 +410,8 @@ def create_app(config: Config) -> web.Application:
     config.check_production()
     if config.development:
         log.info("development configuration: the fake platforms' credentials and the H5 simulator at /h5/")
+    calendar = working_calendar(config.data_dir)
+    check_calendar_coverage(config, calendar, today_in_china())
     app = web.Application(
         middlewares=[
             observe,
@@ -402,6 +423,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=CLIENT_MAX_SIZE,
     )
     app[CONFIG] = config
+    app[WORKING_CALENDAR] = calendar
     app.on_response_prepare.append(_server_header)
     app[STAFF_STATUS] = StaffStatus()
     app[FOLLOWERS] = []

@@ -147,6 +147,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     _late("miniprogram_stub.platform", "register_stub"),
     _late("backend.admin", "register_admin"),
     _late("backend.audit_cli", "register_audit"),
+    _late("backend.calendar_cli", "register_calendar"),
     _late("backend.dev", "register_dev"),
     _late("backend.dev", "register_demo"),
     _late("projections.cli", "register_projections"),

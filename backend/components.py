@@ -30,6 +30,7 @@ from backend.registry import PopulationRegistry
 from backend.storage import BlobStore
 from backend.wechat import WeChat
 from domain.idempotency import IdempotencyRecord, IdempotentRequest
+from domain.policy import WorkingCalendar
 from domain.service import Applications, Outcome
 from domain.values import Actor, Role
 from projections.runner import LogFollower
@@ -63,6 +64,8 @@ FOLLOWERS = web.AppKey("followers", list)
 # Where followers record the events they park (projections.sql.SqlParkingLot).
 PARKING = web.AppKey("parking", SqlParkingLot)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
+# Working days: the official schedules loaded under the data directory, chinesecalendar, the statutory estimate.
+WORKING_CALENDAR = web.AppKey("working_calendar", WorkingCalendar)
 
 # How long a command waits for the status view to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 2.0

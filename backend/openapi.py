@@ -890,6 +890,19 @@ PATHS.update(
                                                 "queue_state": {"type": "string"},
                                                 "submitted_at": {"type": "string"},
                                                 "due_at": {"type": ["string", "null"]},
+                                                "calendar_source": {
+                                                    "enum": [
+                                                        "official",
+                                                        "chinesecalendar",
+                                                        "statutory",
+                                                        None,
+                                                    ],
+                                                    "description": "which working-day calendar counted "
+                                                    "due_at: an official 放假/调休 schedule loaded with "
+                                                    "`birthcert calendar import`, chinesecalendar's data, or "
+                                                    "the statutory holidays alone (an estimate)",
+                                                },
+                                                "calendar_year": {"type": ["integer", "null"]},
                                                 "overdue": {"type": "boolean"},
                                             },
                                         },

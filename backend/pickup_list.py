@@ -8,7 +8,7 @@ the answer ``Cache-Control: no-store``) — the count, and the two signature lin
 
 Everything here is synchronous: ``load_pickup_list`` reads the event store (run it on the store
 executor), ``render_pdf`` draws with reportlab (run it on the I/O executor). The PDF embeds a CJK
-TrueType font found at run time (``find_cjk_font``), so the printed form never depends on the
+TrueType font (``find_cjk_font``: the one bundled in backend/fonts/), so the printed form never depends on the
 reader's fonts.
 """
 
@@ -53,22 +53,9 @@ SIGNATURES: Final = (
 # tab keeps these columns text when the CSV is opened in Excel or WPS.
 CSV_TEXT_COLUMNS: Final = frozenset({"certificate_number", "mother_id_number", "recipient_phone"})
 FONT_ENV: Final = "BIRTHCERT_PDF_FONT"
-# TrueType-outline CJK fonts reportlab can embed, in order of preference. Noto CJK is tried too,
-# though the distributions' .ttc files have PostScript (CFF) outlines, which reportlab refuses.
-FONT_CANDIDATES: Final = (
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/wqy-zenhei/wqy-zenhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/wqy-microhei/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/arphic/uming.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-    "/usr/share/fonts/truetype/noto/NotoSansSC-Regular.ttf",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
-    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
-    "/Library/Fonts/Arial Unicode.ttf",
-)
+# The TrueType CJK font that comes with the package (backend/fonts/README.md: Noto Sans SC with TrueType
+# outlines, SIL OFL 1.1), so PDFs render the same on any machine with Python alone.
+BUNDLED_FONT: Final = Path(__file__).resolve().parent / "fonts" / "NotoSansSC-Regular.ttf"
 
 
 class PdfFontMissing(DomainError):
@@ -275,13 +262,12 @@ _REGISTERED: dict[str, str] = {}  # font path → reportlab font name
 
 
 def find_cjk_font(environ: Mapping[str, str] | None = None) -> str:
-    """The name of a registered, embeddable CJK font (``BIRTHCERT_PDF_FONT`` first, then known paths)."""
+    """The name of a registered, embeddable CJK font (``BIRTHCERT_PDF_FONT``, else the bundled one)."""
     from reportlab.pdfbase import pdfmetrics  # type: ignore[import-untyped,unused-ignore]
     from reportlab.pdfbase.ttfonts import TTFError, TTFont  # type: ignore[import-untyped,unused-ignore]
 
     env = os.environ if environ is None else environ
-    candidates = [env[FONT_ENV]] if env.get(FONT_ENV) else []
-    candidates += FONT_CANDIDATES
+    candidates = [env[FONT_ENV]] if env.get(FONT_ENV) else [str(BUNDLED_FONT)]
     tried: list[str] = []
     with _FONT_LOCK:
         for path in candidates:
@@ -299,8 +285,8 @@ def find_cjk_font(environ: Mapping[str, str] | None = None) -> str:
             return name
     detail = "; ".join(tried) if tried else "none of them exists"
     raise PdfFontMissing(
-        f"找不到可嵌入的中文 TrueType 字体，无法生成 PDF（已查找 {FONT_ENV} 与 {', '.join(FONT_CANDIDATES[:2])} 等：{detail}）。"
-        "请安装 fonts-wqy-zenhei（apt-get install fonts-wqy-zenhei），或将 BIRTHCERT_PDF_FONT 指向一个 .ttf/.ttc 字体文件"
+        f"找不到可嵌入的中文 TrueType 字体，无法生成 PDF（已查找 {', '.join(candidates)}：{detail}）。"
+        f"请重新安装 birthcert（随包附带 {BUNDLED_FONT.name}），或将 {FONT_ENV} 指向一个 TrueType 轮廓的 .ttf/.ttc 字体文件"
     )
 
 

@@ -29,6 +29,7 @@ from domain.policy import (
     SHANGHAI,
     Circumstances,
     ProvinceProfile,
+    WorkingCalendar,
     application_window_error,
     check_eligibility,
     check_newborn_surname,
@@ -1011,7 +1012,13 @@ class BirthCertificateApplication(Aggregate):
         return None
 
     def link_delivery_record(
-        self, actor: Actor, *, delivery_record_id: str, record: JSON, now: datetime
+        self,
+        actor: Actor,
+        *,
+        delivery_record_id: str,
+        record: JSON,
+        now: datetime,
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         """Attach the hospital's delivery record whose mother is the verified mother (防冒领)."""
         self._as_applicant(actor)
@@ -1028,7 +1035,7 @@ class BirthCertificateApplication(Aggregate):
         profile = self.profile
         if record["province"] != self.province:
             profile = self._profile_to_adopt(record["province"])
-        window = application_window_error(profile, datetime.fromisoformat(record["born_at"]), now)
+        window = application_window_error(profile, datetime.fromisoformat(record["born_at"]), now, calendar)
         if window is not None:
             raise RuleViolated(REASON_MESSAGES.get(window), code=window)
         if profile.code != self.province:

@@ -18,14 +18,21 @@ from typing import Any, Literal, NoReturn, get_args
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+import holidays
 
 from domain.errors import InvalidValue
+from domain.holiday_schedule import YearSchedule
 from domain.values import PersonName, Residency
 
 __all__ = [
+    "CHINESECALENDAR",
+    "OFFICIAL",
     "REASON_MESSAGES",
     "SHANGHAI",
+    "STATUTORY",
+    "CalendarSource",
     "Circumstances",
+    "Deadline",
     "Postage",
     "ProvinceProfile",
     "RequestKind",
@@ -316,28 +323,107 @@ def check_newborn_surname(
     return ["third_surname"]
 
 
-class WorkingCalendar:
-    """Chinese working days with the official holidays and make-up days (调休), via chinese_calendar."""
+CalendarSource = Literal["official", "chinesecalendar", "statutory"]
+OFFICIAL: CalendarSource = "official"
+CHINESECALENDAR: CalendarSource = "chinesecalendar"
+STATUTORY: CalendarSource = "statutory"
+Schedules = Callable[[], Mapping[int, YearSchedule]]
 
-    def __init__(self) -> None:
+
+@dataclass(frozen=True)
+class Deadline:
+    """The end of the n-th working day, and which calendar decided it.
+
+    ``source`` is the least certain calendar among the years counted through: ``statutory`` (weekends and
+    the statutory holidays the ``holidays`` package computes, without the year's 调休) when any was, else the
+    calendar of ``year``, the deadline's year (``official``: a schedule the operator loaded;
+    ``chinesecalendar``: that package's data). ``year`` is then the (first) year that was estimated.
+    """
+
+    at: datetime
+    source: CalendarSource
+    year: int
+
+
+class WorkingCalendar:
+    """Chinese working days: the official holidays and make-up days (调休) where known, estimated elsewhere.
+
+    For each year, in order: a schedule loaded by the operator (``schedules``: a mapping, or a callable
+    asked once per count so a running service sees a new import), chinesecalendar's data for the years it
+    covers (asked at run time), else the statutory holidays computed by ``holidays`` (weekends off, no
+    调休), with a warning once per year.
+    """
+
+    def __init__(self, schedules: Schedules | Mapping[int, YearSchedule] | None = None) -> None:
+        if schedules is None:
+            self._schedules: Schedules = dict
+        elif callable(schedules):
+            self._schedules = schedules
+        else:
+            fixed = dict(schedules)
+            self._schedules = lambda: fixed
         self._warned_years: set[int] = set()
+        self._chinesecalendar_years: dict[int, bool] = {}
+        self._statutory: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
+
+    def schedules(self) -> Mapping[int, YearSchedule]:
+        """The official schedules loaded now, by year."""
+        return self._schedules()
+
+    def source_of(self, year: int, schedules: Mapping[int, YearSchedule] | None = None) -> CalendarSource:
+        """Which calendar decides the days of ``year``."""
+        if year in (self._schedules() if schedules is None else schedules):
+            return OFFICIAL
+        if self._chinesecalendar_covers(year):
+            return CHINESECALENDAR
+        return STATUTORY
+
+    def _chinesecalendar_covers(self, year: int) -> bool:
+        covered = self._chinesecalendar_years.get(year)
+        if covered is None:
+            try:
+                chinese_calendar.is_workday(date(year, 1, 1))
+                chinese_calendar.is_workday(date(year, 12, 31))
+                covered = True
+            except NotImplementedError:
+                covered = False
+            self._chinesecalendar_years[year] = covered
+        return covered
+
+    def _statutory_days(self, year: int) -> tuple[frozenset[date], frozenset[date]]:
+        """(days off, weekend days worked) that ``holidays`` computes for China in ``year``."""
+        days = self._statutory.get(year)
+        if days is None:
+            computed = holidays.country_holidays("CN", years=year)
+            worked: set[date] = getattr(computed, "weekend_workdays", set())
+            days = (frozenset(computed), frozenset(d for d in worked if d.year == year))
+            self._statutory[year] = days
+        if year not in self._warned_years:
+            self._warned_years.add(year)
+            log.warning(
+                "no official holiday schedule for %d (none loaded, and chinesecalendar has no data for it): "
+                "counting weekends and the statutory holidays only; load the State Council's notice with "
+                "`birthcert calendar import FILE`",
+                year,
+            )
+        return days
+
+    def _day(self, day: date, schedules: Mapping[int, YearSchedule]) -> tuple[bool, CalendarSource]:
+        source = self.source_of(day.year, schedules)
+        if source == OFFICIAL:
+            return schedules[day.year].is_working_day(day), source
+        if source == CHINESECALENDAR:
+            return bool(chinese_calendar.is_workday(day)), source
+        off, worked = self._statutory_days(day.year)
+        return (day in worked or (day.weekday() < 5 and day not in off)), source
 
     def is_working_day(self, day: date) -> bool:
         """True if ``day`` is a working day in mainland China."""
         day = day.date() if isinstance(day, datetime) else day
-        try:
-            return bool(chinese_calendar.is_workday(day))
-        except NotImplementedError:
-            # The package only knows years the State Council has published; guess Mon–Fri and say so.
-            if day.year not in self._warned_years:
-                self._warned_years.add(day.year)
-                log.warning(
-                    "no official holiday calendar for %d; counting Monday to Friday as working days", day.year
-                )
-            return day.weekday() < 5
+        return self._day(day, self._schedules())[0]
 
-    def add_working_days(self, start: datetime, n: int) -> datetime:
-        """The end (23:59:59 Asia/Shanghai) of the n-th working day after the day of ``start``.
+    def deadline(self, start: datetime, n: int) -> Deadline:
+        """The end (23:59:59 Asia/Shanghai) of the n-th working day after the day of ``start``, and its source.
 
         The start day itself never counts, so a start on a holiday counts from the next working day.
         n = 0 gives the end of the start day, or of the next working day if the start day is not one.
@@ -346,21 +432,43 @@ class WorkingCalendar:
             raise InvalidValue("start", "invalid_time", "时间须包含时区")
         if n < 0:
             raise ValueError(f"cannot add a negative number of working days: {n}")
+        schedules = self._schedules()
         day = start.astimezone(SHANGHAI).date()
+        estimated: list[int] = []
+
+        def working(d: date) -> bool:
+            is_working, source = self._day(d, schedules)
+            if source == STATUTORY and d.year not in estimated:
+                estimated.append(d.year)
+            return is_working
+
         if n == 0:
-            while not self.is_working_day(day):
+            while not working(day):
                 day += timedelta(days=1)
         counted = 0
         while counted < n:
             day += timedelta(days=1)
-            counted += self.is_working_day(day)
-        return datetime.combine(day, time(23, 59, 59), tzinfo=SHANGHAI)
+            counted += working(day)
+        at = datetime.combine(day, time(23, 59, 59), tzinfo=SHANGHAI)
+        if estimated:
+            return Deadline(at, STATUTORY, estimated[0])
+        return Deadline(at, self.source_of(day.year, schedules), day.year)
+
+    def add_working_days(self, start: datetime, n: int) -> datetime:
+        """The end (23:59:59 Asia/Shanghai) of the n-th working day after the day of ``start`` (``deadline``)."""
+        return self.deadline(start, n).at
 
     def working_days_between(self, a: date, b: date) -> int:
         """Working days after ``a`` up to and including ``b``; negative when ``b`` is before ``a``."""
         if b < a:
             return -self.working_days_between(b, a)
-        return sum(self.is_working_day(a + timedelta(days=i)) for i in range(1, (b - a).days + 1))
+        schedules = self._schedules()
+        return sum(self._day(a + timedelta(days=i), schedules)[0] for i in range(1, (b - a).days + 1))
+
+    def estimated_years(self, first: date, last: date) -> list[int]:
+        """The years from ``first`` to ``last`` that neither a loaded schedule nor chinesecalendar covers."""
+        schedules = self._schedules()
+        return [y for y in range(first.year, last.year + 1) if self.source_of(y, schedules) == STATUTORY]
 
 
 @cache

@@ -44,7 +44,13 @@ from domain.application import (
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
 from domain.errors import Conflict, DomainError, Forbidden, NotEligibleOnline, NotFound, RuleViolated
 from domain.idempotency import IdempotencyRecord, IdempotentRequest
-from domain.policy import REASON_MESSAGES, Circumstances, application_window_error, get_profile
+from domain.policy import (
+    REASON_MESSAGES,
+    Circumstances,
+    WorkingCalendar,
+    application_window_error,
+    get_profile,
+)
 from domain.staff import (
     AccessRecord,
     InstitutionRecord,
@@ -157,6 +163,7 @@ class Applications(Application[UUID]):
         env: Mapping[str, str] | None = None,
         *,
         clock: Callable[[], datetime] | None = None,
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         super().__init__(dict(env) if env is not None else None)
         interval = int(self.env.get("BIRTHCERT_SNAPSHOT_INTERVAL", "50") or "50")
@@ -180,6 +187,8 @@ class Applications(Application[UUID]):
         self.clock = clock or (lambda: datetime.now(UTC))
         # The request (Idempotency-Key) whose command this thread is running, if any: see run_once.
         self._running = threading.local()
+        # Working days for the application window: the official schedules the deployment loaded.
+        self.calendar = calendar or WorkingCalendar()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -569,6 +578,7 @@ class Applications(Application[UUID]):
             app.profile_after_linking(record.province),
             datetime.fromisoformat(record.facts["born_at"]),
             self.clock(),
+            self.calendar,
         )
         if window is not None:
             raise RuleViolated(REASON_MESSAGES.get(window), code=window)
@@ -608,7 +618,11 @@ class Applications(Application[UUID]):
                 record.link_application(actor, application_id=str(app.id))
                 # Refuses (wrong province, province locked, not online there) before triggering anything.
                 app.link_delivery_record(
-                    actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+                    actor,
+                    delivery_record_id=str(record.id),
+                    record=record.snapshot(),
+                    now=self.clock(),
+                    calendar=self.calendar,
                 )
             except (RuleViolated, NotEligibleOnline):
                 pass  # her pass is kept; she is told why when she asks for her record (link_delivery_record)
@@ -669,7 +683,11 @@ class Applications(Application[UUID]):
         record = self._available_delivery(app, IdNumber(mother["id_number"]))
         record.link_application(actor, application_id=str(app.id))
         app.link_delivery_record(
-            actor, delivery_record_id=str(record.id), record=record.snapshot(), now=self.clock()
+            actor,
+            delivery_record_id=str(record.id),
+            record=record.snapshot(),
+            now=self.clock(),
+            calendar=self.calendar,
         )
         return self._commit(app, record)
 

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from backend.config import Config
 from backend.redis_server import open_redis
+from backend.working_days import working_calendar
 from domain.service import Applications
 from projections.redis_view import sleep_grace
 from projections.review_queue import ReviewQueueView
@@ -142,7 +143,13 @@ async def _rebuild(
     try:
         view: StatusView | ReviewQueueView
         if name == "queue":
-            view = ReviewQueueView(redis, applications, executor, generation=generation)
+            view = ReviewQueueView(
+                redis,
+                applications,
+                executor,
+                generation=generation,
+                calendar=working_calendar(config.data_dir),
+            )
         else:
             view = StatusView(
                 redis,

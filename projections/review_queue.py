@@ -19,7 +19,9 @@ and set entries are deleted). As in ``projections.status``, an item is computed 
 THE VERSION of its last event in the page, so a rebuild writes byte-identical items whatever the
 paging. The deadline is stored (``due_at``: the province profile's ``review_working_days`` counted on
 the Chinese working-day calendar from the LAST submission, or a service default of 5 working days
-where the province sets none, told apart by ``due_basis``); ``overdue`` depends on the time of reading
+where the province sets none, told apart by ``due_basis``; ``calendar_source`` and ``calendar_year`` say
+which working-day calendar counted it: a loaded official schedule, chinesecalendar's data, or the statutory
+holidays alone); ``overdue`` depends on the time of reading
 and is computed by ``list()`` with the view's clock, never stored. Items hold no personal data in
 plaintext: masked names only (王*, 张**), no ID numbers, addresses, phones or free-text reasons.
 
@@ -55,7 +57,7 @@ import redis.asyncio as aioredis
 
 from domain.application import ISSUED, LOST, RETURNED, SUBMITTED, BirthCertificateApplication
 from domain.errors import InvalidValue
-from domain.policy import SHANGHAI, WorkingCalendar, review_deadline
+from domain.policy import SHANGHAI, WorkingCalendar
 from domain.service import Applications
 from domain.values import PersonName
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, applications_touched
@@ -214,14 +216,15 @@ def queue_entry(
     due: datetime | None = None
     basis: str | None = None
     days: int | None = None
+    source: str | None = None
+    source_year: int | None = None
     if queue_state in REVIEW_STATES:
-        profile = app.profile
-        due = review_deadline(profile, last, calendar)
-        if due is None:
+        days = app.profile.review_working_days
+        basis = "province"
+        if days is None:
             days, basis = default_review_working_days, "default"
-            due = calendar.add_working_days(last, days)
-        else:
-            days, basis = profile.review_working_days, "province"
+        deadline = calendar.deadline(last, days)
+        due, source, source_year = deadline.at, deadline.source, deadline.year
     mother = app.verified.get("mother")
     mother_name = (mother or {}).get("name") or (app.record or {}).get("mother_name")
     method = app.delivery_method["method"] if app.delivery_method else None
@@ -238,6 +241,9 @@ def queue_entry(
         "due_at": None if due is None else _iso(due),
         "due_basis": basis,
         "due_working_days": days,
+        # Which calendar counted the days (domain.policy.Deadline): official, chinesecalendar or statutory.
+        "calendar_source": source,
+        "calendar_year": source_year,
         "delivery_method": method,
         "province": app.province,
         "newborn_name_masked": _masked((app.details or {}).get("newborn_name")),

@@ -830,6 +830,19 @@ async function renderQueue(params, isCurrent) {
     tabs.replaceChildren(...nodes);
   }
 
+  // Which working-day calendar counted the deadline (the queue item's calendar_source): the State
+  // Council's schedule (loaded by the operator, or chinesecalendar's data), or an estimate from the
+  // statutory holidays alone while that year's 调休 schedule is not loaded.
+  function calendarNote(item) {
+    if (!item.due_at || !item.calendar_source) return null;
+    if (item.calendar_source === "statutory") {
+      return h("div", { class: "calendar-note is-estimated", title: "运维人员载入当年国务院放假安排后（birthcert calendar import），期限按调休重新计算" },
+        `按法定节假日估算（未载入${item.calendar_year}年调休安排）`);
+    }
+    return h("div", { class: "calendar-note", title: item.calendar_source === "official" ? "按已载入的国务院办公厅放假通知计算" : "按 chinesecalendar 收录的国务院办公厅放假通知计算" },
+      `按${item.calendar_year}年国务院放假安排计算`);
+  }
+
   function renderRows() {
     const sorted = items; // the server's order: oldest first submission first
     if (!sorted.length) {
@@ -849,7 +862,8 @@ async function renderQueue(params, isCurrent) {
         h("td", {}, fmtDateTime(item.last_submitted_at || item.submitted_at)),
         h("td", { title: item.due_working_days ? `自最近提交起 ${item.due_working_days} 个工作日${item.due_basis === "default" ? "（本省未规定，按默认时限）" : ""}` : null },
           item.due_at ? fmtDate(item.due_at) : h("span", { class: "muted" }, "—"),
-          item.overdue ? h("span", { class: "badge badge-overdue" }, "超期") : null),
+          item.overdue ? h("span", { class: "badge badge-overdue" }, "超期") : null,
+          calendarNote(item)),
         h("td", {}, deliveryMethod(item.delivery_method && typeof item.delivery_method === "object" ? item.delivery_method : { method: item.delivery_method })),
         h("td", { class: "actions" }, h("a", { href, class: "btn btn-small", "aria-label": `${isAuditor ? "查看" : "办理"} ${item.newborn_name_masked || ""}` }, isAuditor ? "查看" : "办理")));
       row.addEventListener("click", (event) => { if (!event.target.closest("a")) location.hash = href; });

@@ -25,6 +25,7 @@ from backend.components import (
     PARKING,
     REDIS_CLIENT,
     STORE_EXECUTOR,
+    WORKING_CALENDAR,
     actor_of,
     json_response,
     query_limit,
@@ -59,7 +60,9 @@ async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
 
     The follower joins ``app[FOLLOWERS]`` (when the app keeps that list), so every command wakes it.
     """
-    view = ReviewQueueView(app[REDIS_CLIENT], app[APPLICATIONS], app[STORE_EXECUTOR])
+    view = ReviewQueueView(
+        app[REDIS_CLIENT], app[APPLICATIONS], app[STORE_EXECUTOR], calendar=app.get(WORKING_CALENDAR)
+    )
     follower = LogFollower(
         app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="review-queue", parking=app.get(PARKING)
     )

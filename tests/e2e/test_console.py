@@ -158,6 +158,10 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     row = page.locator(f'#queue-table tr[data-application-id="{app_id}"]')
     await expect(row).to_be_visible()
     await expect(row).to_contain_text("新提交")
+    # Under the deadline: which calendar counted it (the State Council's schedule, or an estimate).
+    await expect(row.locator(".calendar-note")).to_have_text(
+        re.compile(r"^(按\d{4}年国务院放假安排计算|按法定节假日估算（未载入\d{4}年调休安排）)$")
+    )
     await expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
     await page.screenshot(path=str(ARTIFACTS / "console-queue.png"), full_page=True)
 

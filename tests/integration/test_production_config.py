@@ -9,6 +9,7 @@ starts, the data directory ends up 0700 and the event store's and embedded Redis
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,8 @@ from backend.config import (
 )
 from backend.dev import dev_environ
 from backend.ems import EmsSettings, InvalidSignature, sign_webhook, verify_webhook
+from backend.working_days import ScheduleDirectory, schedule_dir
+from domain.holiday_schedule import parse_schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0
@@ -54,6 +57,17 @@ STORAGE_KEYS = {
 # Nothing in these tests may talk to the real WeChat.
 NOWHERE = {"WECHAT_API_BASE": "http://127.0.0.1:9", "WECHAT_PAY_BASE": "http://127.0.0.1:9"}
 ALWAYS_REQUIRED = ("WECHAT_APPID", "WECHAT_SECRET", "WECHAT_MCH_ID", "WECHAT_PAY_KEY", "EMS_WEBHOOK_SECRET")
+
+
+# Production refuses to start while the next 60 days reach a year without an official schedule
+# (backend.working_days): the tests that start it load a schedule fixture (not the State Council's).
+CALENDAR_FIXTURE = ROOT / "tests" / "data" / "calendar" / "fixture-2027.json"
+
+
+def load_calendar_fixture(data_dir: Path) -> Path:
+    """The test schedule for 2027, as ``birthcert calendar import`` stores it under ``data_dir``."""
+    schedule = parse_schedule(json.loads(CALENDAR_FIXTURE.read_text(encoding="utf-8")))
+    return ScheduleDirectory(schedule_dir(data_dir)).store(schedule)
 
 
 def mode(path: Path) -> int:
@@ -193,6 +207,24 @@ def test_production_makes_no_storage_key_of_its_own(tmp_path: Path) -> None:
     assert again.production_problems() == []
 
 
+async def serve_until_it_exits(env: Mapping[str, str]) -> tuple[int | None, str, str]:
+    """``birthcert serve`` on a free port with ``env``: its exit status, standard output and error."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "backend.cli",
+        "serve",
+        "--port",
+        str(free_port()),
+        cwd=ROOT,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
+    return proc.returncode, out.decode(), err.decode()
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
@@ -211,28 +243,14 @@ def test_production_makes_no_storage_key_of_its_own(tmp_path: Path) -> None:
 async def test_birthcert_serve_refuses_to_start_and_names_each_credential(
     tmp_path: Path, extra: dict[str, str], expected: list[str]
 ) -> None:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "backend.cli",
-        "serve",
-        "--port",
-        str(port),
-        cwd=ROOT,
-        env=serve_environ(tmp_path / "var", **extra),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
+    returncode, stdout, stderr = await serve_until_it_exits(serve_environ(tmp_path / "var", **extra))
 
-    assert proc.returncode == 2, err.decode()
-    stderr = err.decode()
+    assert returncode == 2, stderr
     assert "birthcert: configuration error: refusing to start in production" in stderr
     for problem in expected:
         assert f"  - {problem}\n" in stderr
     assert stderr.count("  - ") == len(expected)
-    assert "listening" not in out.decode()
+    assert "listening" not in stdout
     for value in extra.values():
         assert value not in stderr or value.startswith("https://")
 
@@ -317,6 +335,7 @@ async def test_birthcert_serve_starts_in_production_without_the_simulator_and_pr
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     env = serve_environ(data_dir, **PRODUCTION_CREDENTIALS)
+    load_calendar_fixture(data_dir)
 
     async with running(["serve", "--port", str(port)], env, "Press Ctrl+C", tmp_path / "serve.log") as lines:
         assert lines[0].strip() == f"birthcert listening on {api}  (production)"
@@ -348,6 +367,7 @@ def assert_private(data_dir: Path) -> None:
 async def test_the_h5_simulator_is_served_in_development_only(tmp_path: Path, redis_url: str) -> None:
     development = Config.from_env({"REDIS_URL": redis_url, **NOWHERE}, data_dir=tmp_path / "dev")
     prod = production({"REDIS_URL": redis_url, **NOWHERE, **PRODUCTION_CREDENTIALS}, tmp_path / "prod")
+    load_calendar_fixture(tmp_path / "prod")
 
     async with TestClient(TestServer(create_app(development))) as client:
         assert (await client.get("/h5/")).status == 200

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ from backend.errors import problem_middleware
 from backend.routes import queue as queue_routes
 from backend.routes.queue import QUEUE_CLOSING, QUEUE_FOLLOWER, QUEUE_VIEW, queue_ctx
 from domain.errors import InvalidValue
+from domain.holiday_schedule import parse_schedule
 from domain.policy import SHANGHAI, WorkingCalendar, get_profile, review_deadline
 from domain.service import Applications
 from domain.values import Actor, CertificateNumber, IdNumber, PersonName
@@ -394,6 +395,38 @@ async def test_due_dates_follow_the_province_or_the_default(
     assert gd_item is not None and gd_item["due_basis"] == "default" and gd_item["due_working_days"] == 5
     submitted = datetime.fromisoformat(gd_app.submitted_at or "")
     assert datetime.fromisoformat(gd_item["due_at"]) == calendar.add_working_days(submitted, 5)
+    counted = calendar.deadline(submitted, 5)
+    assert (gd_item["calendar_source"], gd_item["calendar_year"]) == (counted.source, counted.year)
+
+
+async def test_a_deadline_says_it_was_counted_with_the_loaded_official_schedule(
+    applications: Applications, executor: ThreadPoolExecutor, client: aioredis.Redis, clock: Clock
+) -> None:
+    """A schedule loaded for this year wins over chinesecalendar: ten days off from today move the deadline."""
+    today = datetime.now(SHANGHAI).date()
+    last = min(today + timedelta(days=10), date(today.year, 12, 31))
+    loaded = {
+        year: parse_schedule({"year": year, "holidays": [{"name": "测试假期", "from": first, "to": to}]})
+        for year, first, to in (
+            (today.year, today.isoformat(), last.isoformat()),
+            (today.year + 1, f"{today.year + 1}-01-01", f"{today.year + 1}-01-01"),
+        )
+    }
+    calendar = WorkingCalendar(loaded)
+    view = ReviewQueueView(client, applications, executor, clock=clock, calendar=calendar)
+    follower = LogFollower(applications, view, executor=executor, name="review-queue")
+    walk = await off_loop(executor, gd_family, applications)
+    await off_loop(executor, walk.submitted)
+    await follower.catch_up()
+
+    item = await view.get(walk.id)
+    assert item is not None
+    assert (item["calendar_source"], item["calendar_year"]) == (
+        "official",
+        datetime.fromisoformat(item["due_at"]).year,
+    )
+    due = datetime.fromisoformat(item["due_at"]).date()
+    assert due > last and calendar.working_days_between(last, due) == 5
 
 
 async def test_overdue_is_decided_when_reading(
