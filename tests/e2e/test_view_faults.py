@@ -109,8 +109,13 @@ async def assert_everyone_sees_everything(stack: Stack, mothers: list[MiniProgra
         executor.shutdown()
 
 
-async def test_redis_flushed_under_load_loses_no_entry(stack: Stack) -> None:
-    families = [demo_family(n) for n in range(1, FAMILIES + 1)]
+# Bounded in `make test`; `make test-long` walks five times as many families through the same faults.
+SIZES = [FAMILIES, pytest.param(FAMILIES * 5, marks=pytest.mark.long, id="long")]
+
+
+@pytest.mark.parametrize("n", SIZES)
+async def test_redis_flushed_under_load_loses_no_entry(stack: Stack, n: int) -> None:
+    families = [demo_family(i) for i in range(1, n + 1)]
     for family in families:
         await stack.record_delivery(family)
     redis = aioredis.Redis.from_url(stack.app[REDIS].url)
@@ -124,14 +129,15 @@ async def test_redis_flushed_under_load_loses_no_entry(stack: Stack) -> None:
 
     try:
         mothers = await asyncio.gather(*(journey(stack, f, flush_now_and_then) for f in families))
-        assert flushes >= FAMILIES * 10
+        assert flushes >= n * 10
         await assert_everyone_sees_everything(stack, list(mothers))
     finally:
         await redis.aclose()
 
 
-async def test_a_rebuild_while_serving_loses_no_entry(stack: Stack) -> None:
-    families = [demo_family(n) for n in range(1, FAMILIES + 1)]
+@pytest.mark.parametrize("n", SIZES)
+async def test_a_rebuild_while_serving_loses_no_entry(stack: Stack, n: int) -> None:
+    families = [demo_family(i) for i in range(1, n + 1)]
     for family in families:
         await stack.record_delivery(family)
     config = stack.app[CONFIG]
