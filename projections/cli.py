@@ -18,7 +18,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from backend.config import Config
 from backend.redis_server import open_redis
@@ -76,17 +75,13 @@ def list_parked(args: argparse.Namespace) -> int:
     if not rows:
         console.print("no parked events")
         return 0
-    table = Table("follower", "position", "error", "attempts", "parked at", "retry asked")
+    # One line per event (follower, position, error class, attempts, when, retry asked): whole, greppable.
+    print("follower\tposition\terror\tattempts\tparked_at\tretry_requested")
     for row in rows:
-        table.add_row(
-            row.follower,
-            str(row.position),
-            row.error,
-            str(row.attempts),
-            row.parked_at,
-            "yes" if row.retry_requested else "",
+        print(
+            f"{row.follower}\t{row.position}\t{row.error}\t{row.attempts}\t{row.parked_at}\t"
+            f"{'yes' if row.retry_requested else 'no'}"
         )
-    console.print(table)
     return 0
 
 
