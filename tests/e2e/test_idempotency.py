@@ -10,82 +10,31 @@ command records nothing, so its key may be used again (docs/decisions/0014).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-import orjson
 import pytest
-import redis
-from multidict import CIMultiDict
 
 from backend.components import APPLICATIONS, CONFIG, STORE_EXECUTOR
 from backend.config import Config
 from backend.dev import seed_demo_staff
 from backend.redis_server import open_redis
-from domain.service import Applications
-from miniprogram_stub.client import MiniProgram, signature_png
+from miniprogram_stub.client import MiniProgram
 from miniprogram_stub.people import Family, demo_family
 from tests.e2e.conftest import Stack, free_port
+from tests.e2e.serving import (
+    Answer,
+    flush,
+    killed,
+    send,
+    service_env,
+    signature_form,
+    started_service,
+    store_of,
+)
 from tests.e2e.test_archive_http import login
 from tests.e2e.test_audit_http import serve
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the client received: status, headers and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-    @property
-    def replayed(self) -> bool:
-        return self.headers.get("Idempotent-Replayed") == "true"
-
-    def same_as(self, first: Answer) -> bool:
-        """The same answer: status, body and the headers a client acts on."""
-        kept = ("ETag", "Location", "Content-Type")
-        assert "ETag" in first.headers or first.status >= 400, "every command's success carries its version"
-        return (self.status, self.body, [self.headers.get(h) for h in kept]) == (
-            first.status,
-            first.body,
-            [first.headers.get(h) for h in kept],
-        )
-
-
-async def send(
-    session: aiohttp.ClientSession,
-    api: str,
-    mp: MiniProgram,
-    method: str,
-    path: str,
-    *,
-    key: str | None,
-    json: Any = None,
-    form: Callable[[], aiohttp.FormData] | None = None,
-    if_match: int | None = None,
-) -> Answer:
-    """One request as the mini-program sends it, with ``key`` as its Idempotency-Key (a multipart body is
-    built anew by ``form`` for each send)."""
-    headers = {"Authorization": f"Bearer {mp.token}"}
-    if key is not None:
-        headers["Idempotency-Key"] = key
-    if if_match is not None:
-        headers["If-Match"] = f'"{if_match}"'
-    data = form() if form is not None else None
-    async with session.request(method, api + path, json=json, data=data, headers=headers) as r:
-        return Answer(r.status, CIMultiDict(r.headers), await r.read())
 
 
 async def last_position(stack: Stack) -> int:
@@ -117,23 +66,6 @@ async def application_started(stack: Stack, family: Family) -> MiniProgram:
     await mp.login()
     await mp.start()
     return mp
-
-
-def signature_form(sha256: str) -> Callable[[], aiohttp.FormData]:
-    def build() -> aiohttp.FormData:
-        form = aiohttp.FormData()
-        form.add_field("form_sha256", sha256)
-        form.add_field("file", signature_png(), filename="signature.png", content_type="image/png")
-        return form
-
-    return build
-
-
-def flush(redis_url: str) -> None:
-    """Empty Redis, as an operator's FLUSHDB or a Redis that lost its data."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
 
 
 # ---------------------------------------------------------------------------------------------- replays
@@ -407,45 +339,14 @@ async def test_on_postgresql_twins_at_two_processes_and_a_restart_commit_once(
 # ---------------------------------------------------------------------------------------------- kill -9
 
 
-async def started_service(env: dict[str, str], api: str) -> subprocess.Popen[bytes]:
-    """``birthcert serve`` in a process of its own, once it answers /healthz (within 30 s)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
-            "serve",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{api}/healthz") as r:
-                    if r.status == 200:
-                        return process
-            await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError("the service did not start within 30 s")
-
-
 async def test_keyed_starts_cut_by_kill_9_are_each_recorded_once_after_retries(
     stack: Stack, redis_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "BIRTHCERT_ENV": "development",
-        "BIRTHCERT_DATA_DIR": str(tmp_path / "var"),
-        "BIRTHCERT_PORT": str(port),
-        "REDIS_URL": redis_url,
-        "WECHAT_API_BASE": stack.platform,
-        "WECHAT_PAY_BASE": stack.platform,
-    }
+    env = service_env(
+        os.environ, platform=stack.platform, port=port, redis_url=redis_url, data_dir=tmp_path / "var"
+    )
     mothers = [MiniProgram(stack.session, api, stack.platform, demo_family(n)) for n in range(1, 61)]
     process = await started_service(env, api)
     try:
@@ -462,29 +363,21 @@ async def test_keyed_starts_cut_by_kill_9_are_each_recorded_once_after_retries(
 
         tasks = [asyncio.create_task(start(mp)) for mp in mothers]
         await asyncio.wait(tasks, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        process.kill()  # SIGKILL once the first is answered, in the middle of the others
-        process.wait(10)
+        await killed(process)  # SIGKILL once the first is answered, in the middle of the others
         firsts = await asyncio.gather(*tasks)
         flush(redis_url)
         process = await started_service(env, api)
         retries = [await start(mp) for mp in mothers]
     finally:
-        process.kill()
-        process.wait(10)
+        await killed(process)
     lost = sum(a is None or a.status >= 500 for a in firsts)
     assert 0 < lost < len(mothers), "the kill came while some starts were answered and others not"
     for first, again in zip(firsts, retries, strict=True):
         assert again is not None and again.status == 201
         if first is not None and first.status == 201:
             assert again.same_as(first) and again.replayed
-    config = Config.from_env(
-        {k: v for k, v in env.items() if k != "BIRTHCERT_ENV"}, data_dir=tmp_path / "var"
-    )
-    service = Applications(env=config.event_store_env())
-    try:
+    with store_of(env) as service:
         started = service.recorder.select_notifications(
             start=1, limit=1000, topics=("birthcert:ApplicationStarted",)
         )
-        assert len(started) == len(mothers)  # each key once: none lost, none twice
-    finally:
-        service.close()
+    assert len(started) == len(mothers)  # each key once: none lost, none twice
