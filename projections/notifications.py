@@ -581,7 +581,9 @@ class NotificationProcess:
             args += [intent.position, intent.state, now, orjson.dumps(fields).decode()]
         args.append(start)
         recorded = bool(await self._record_page(keys=keys, args=args))
-        if recorded and self.floor is not None:
+        if recorded and intents and self.floor is not None:
+            # Only pages that carry messages move the floor: a page without any sends nothing when it is
+            # read again, so the SQL write is spared on most pages.
             await self.floor.set(new_position)
         if recorded:
             for intent in intents:

@@ -218,7 +218,7 @@ class LogFollower:
                 continue
             except Exception as error:
                 # Reading the position or the log failed: the store or the view's server is away.
-                self._failed(error, self._position)
+                self._failed(error)
                 log.warning(
                     "view %s: cannot read at position %d (%s); retrying in %.1fs",
                     self.name,
@@ -308,7 +308,7 @@ class LogFollower:
     async def _on_page_failure(self, failed: _PageFailed) -> bool:
         """Narrow a failing page down to its event; park it when it keeps failing alone. True: go on now."""
         page, error = failed.page, failed.error
-        self._failed(error, page[0][0])
+        self._failed(error)
         if len(page) > 1:
             self._limit = max(1, len(page) // 2)
             log.warning(
@@ -371,7 +371,7 @@ class LogFollower:
             return False
         return True
 
-    def _failed(self, error: BaseException, position: int) -> None:
+    def _failed(self, error: BaseException) -> None:
         if self._failing_since is None:
             self._failing_since = self._clock()
         self._last_error = type(error).__name__

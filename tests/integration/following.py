@@ -3,17 +3,21 @@ followers in the background, reading a page of the log, dumping Redis, and the f
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import redis.asyncio as aioredis
 import requests
 
 from domain.service import Applications
+from projections.cli import register_projections
 from projections.runner import LogFollower, Page
 
 T = TypeVar("T")
@@ -87,3 +91,15 @@ class PlatformControl:
         reply = self.http.request(method, f"{self.base_url}{path}", json=body, timeout=10)
         assert reply.status_code < 500, reply.text
         return reply.json()
+
+
+def projections_cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], data_dir: Path, *args: str) -> int:
+    """Run ``birthcert projections ARGS`` as the command line would, with the store ``env`` in the environment."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BIRTHCERT_DATA_DIR", str(data_dir))
+    parser = argparse.ArgumentParser()
+    register_projections(parser.add_subparsers(dest="command"))
+    parsed = parser.parse_args(["projections", *args])
+    code: int = parsed.handler(parsed)
+    return code

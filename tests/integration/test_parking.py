@@ -7,7 +7,6 @@ unreadable on disk (an I/O error, not a missing or damaged blob that the archive
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +16,9 @@ import pytest
 
 from backend.storage import BlobStore
 from projections.archive import FormArchive
-from projections.cli import register_projections
 from projections.runner import LogFollower, Page
 from projections.sql import Database, SqlParkingLot
-from tests.integration.following import running
+from tests.integration.following import projections_cli, running
 from tests.integration.test_archive import Bench, count, journey
 from tests.integration.test_archive import bench as bench
 from tests.waiting import eventually
@@ -142,24 +140,16 @@ def test_the_cli_lists_parked_events_and_asks_for_their_retry(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in sqlite_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("BIRTHCERT_DATA_DIR", str(tmp_path))
     db = Database.open(sqlite_env)
     lot = SqlParkingLot(db, ThreadPoolExecutor(max_workers=1))
     lot.park_now("archive", 42, "IsADirectoryError", 5)
-    parser = argparse.ArgumentParser()
-    register_projections(parser.add_subparsers(dest="command"))
-
-    args = parser.parse_args(["projections", "parked"])
-    assert args.handler(args) == 0
+    assert projections_cli(monkeypatch, sqlite_env, tmp_path, "parked") == 0
     out = capsys.readouterr().out
     assert "archive" in out and "42" in out and "IsADirectoryError" in out
 
-    args = parser.parse_args(["projections", "retry", "--follower", "archive"])
-    assert args.handler(args) == 0
+    assert projections_cli(monkeypatch, sqlite_env, tmp_path, "retry", "--follower", "archive") == 0
     assert "1 parked event(s) marked for a retry" in capsys.readouterr().out
     assert [p.retry_requested for p in lot.list_now()] == [True]
-    args = parser.parse_args(["projections", "retry", "--follower", "status"])
-    assert args.handler(args) == 1  # nothing of that follower's is parked
+    # Nothing of that follower's is parked.
+    assert projections_cli(monkeypatch, sqlite_env, tmp_path, "retry", "--follower", "status") == 1
     db.close()

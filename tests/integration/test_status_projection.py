@@ -7,7 +7,6 @@ and racing two followers all end in the same bytes; nothing personal reaches Red
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import hashlib
@@ -24,7 +23,6 @@ import redis.asyncio as aioredis
 from domain.errors import InvalidValue
 from domain.service import Applications
 from domain.values import Actor
-from projections.cli import register_projections
 from projections.runner import LogFollower, Page
 from projections.status import StatusView, derive_pseudonym_key
 from tests.builders import (
@@ -38,7 +36,7 @@ from tests.builders import (
     hospital,
     sha,
 )
-from tests.integration.following import dump, log_page, off_loop, running
+from tests.integration.following import dump, log_page, off_loop, projections_cli, running
 
 PSEUDONYM_KEY = b"k" * 32
 TIMEOUT = 10.0
@@ -647,9 +645,6 @@ def test_cli_rebuild(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name, value in sqlite_env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("BIRTHCERT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("REDIS_URL", redis_url)
     applications = Applications(env=sqlite_env, clock=lambda: NOW)
     try:
@@ -662,10 +657,7 @@ def test_cli_rebuild(
     sync = redis.Redis.from_url(redis_url)
     sync.set("bc:status:app:00000000-0000-0000-0000-000000000001", b"stale")
 
-    parser = argparse.ArgumentParser()
-    register_projections(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["projections", "rebuild", "--view", "status"])
-    assert args.handler(args) == 0
+    assert projections_cli(monkeypatch, sqlite_env, tmp_path, "rebuild", "--view", "status") == 0
 
     out = capsys.readouterr().out
     assert f"rebuilt to position {end}, 2 applications" in out
