@@ -93,7 +93,7 @@ def register_audit(subparsers: Any) -> None:
     c.add_argument(
         "--quick",
         action="store_true",
-        help="decrypt only the events past the checkpoint (what the service checks at start)",
+        help="what the service checks at start: the events past the checkpoint, and a sample below it",
     )
     c.set_defaults(handler=check)
     audit.add_parser("checkpoint", help="sign a checkpoint now and print it").set_defaults(handler=checkpoint)

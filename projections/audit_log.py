@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from uuid import UUID
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.service import Applications
-from projections.merkle import MerkleTree, leaf_hash
+from projections.audit_tree import MIN_LEVEL, PAGE, IntegrityError, StoredTree, TreeError
+from projections.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
 from projections.runner import Page
 from projections.signed_note import Ed25519NoteSigner, checkpoint_body, open_note, parse_checkpoint, sign_note
 from projections.sql import Database
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 
 NAME = "audit_log"
 JSON = dict[str, Any]
+SAMPLE = 256
+"""How many leaves under the checkpoint the start-up check compares with the store (at random, plus both ends)."""
+MIGRATION_BATCH = 65_536
+"""Leaves whose tree nodes are computed per transaction when an older store is brought up to date."""
+__all__ = ["AuditLog", "CheckResult", "IntegrityError", "canonical", "pseudonym"]
 
 
 def canonical(leaf: JSON) -> bytes:
@@ -57,10 +64,6 @@ def pseudonym(key: bytes, actor_id: str) -> str:
     if not actor_id:
         return ""
     return hmac.new(key, actor_id.encode(), hashlib.sha256).hexdigest()
-
-
-class IntegrityError(RuntimeError):
-    """The audit log or the event store does not match what was signed."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,7 @@ class AuditLog:
         self._pseudonym_key = pseudonym_key
         self.origin = origin
         self.signers = [Ed25519NoteSigner(origin, key) for key in signing_keys]
-        self._leaf_hashes: list[bytes] = []
-        self._tree: MerkleTree | None = None
+        self._tree = StoredTree(db)
 
     # ------------------------------------------------------------------ View
 
@@ -136,17 +138,21 @@ class AuditLog:
             fresh = [(position, event) for position, event in page if position > current]
             if not fresh or not self.db.move(NAME, start, last):
                 return False  # applied already, or the log moved on (another follower)
-            row = self.db.fetchone("SELECT MAX(leaf_index) FROM audit_leaves")
-            index = -1 if row is None or row[0] is None else int(row[0])
-            for position, event in fresh:
+            self._tree.complete()  # leaves an older version wrote without their nodes (none after the start)
+            first = self._tree.size
+            rows = []
+            for index, (position, event) in enumerate(fresh, start=first):
                 leaf = self._leaf(stored[position], event)
                 data = canonical(leaf)
-                index += 1
-                self.db.execute(
-                    "INSERT INTO audit_leaves (leaf_index, position, aggregate_id, version, leaf_json, leaf_hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (index, position, leaf["aggregate_id"], leaf["version"], data.decode(), leaf_hash(data)),
+                rows.append(
+                    (index, position, leaf["aggregate_id"], leaf["version"], data.decode(), leaf_hash(data))
                 )
+            self.db.executemany(
+                "INSERT INTO audit_leaves (leaf_index, position, aggregate_id, version, leaf_json, leaf_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._tree.add_nodes(first, [row[5] for row in rows])
         return True
 
     def _leaf(self, notification: Any, event: Any) -> JSON:
@@ -174,54 +180,57 @@ class AuditLog:
 
     # ------------------------------------------------------------------ the tree, checkpoints, proofs
 
-    def tree(self) -> MerkleTree:
-        """The Merkle tree over every leaf so far.
-
-        Leaves are append-only, so the tree is kept and only the leaves added since (by this process
-        or any other) are read; the cached subtree hashes stay valid.
-        """
-        if self._tree is None:
-            self._tree = MerkleTree(self._leaf_hashes)
-        rows = self.db.fetchall(
-            "SELECT leaf_index, leaf_hash FROM audit_leaves WHERE leaf_index >= ? ORDER BY leaf_index",
-            (len(self._leaf_hashes),),
-        )
-        for index, digest in rows:
-            if int(index) != len(self._leaf_hashes):
-                msg = f"leaf {len(self._leaf_hashes)} is missing from the audit log"
-                raise IntegrityError(msg)
-            self._leaf_hashes.append(bytes(digest))
+    def tree(self) -> StoredTree:
+        """The Merkle tree over every leaf so far, read from SQL as proofs need it (nothing cached)."""
         return self._tree
 
     def size(self) -> int:
         """How many leaves the log holds."""
-        row = self.db.fetchone("SELECT COUNT(*) FROM audit_leaves")
-        return int(row[0]) if row else 0
+        return self._tree.size
+
+    def complete_tree(self, batch: int = MIGRATION_BATCH) -> int:
+        """Compute the stored tree nodes of leaves written before ``audit_nodes`` existed (decision 0029),
+        ``batch`` leaves per transaction so that commands keep committing meanwhile; how many leaves."""
+        done = 0
+        while True:
+            with self.db.transaction():
+                self._lock_leaves()
+                covered = self._tree.complete(limit=batch)
+            if not covered:
+                return done
+            done += covered
+            log.info("audit tree nodes computed", extra={"leaves": done})
 
     def make_checkpoint(self) -> JSON:
         """Sign a checkpoint of the current tree (if it grew since the last one); returns the latest.
 
-        A new checkpoint is signed only over leaves that extend the previous signed checkpoint: a
-        log whose earlier leaves were altered (which the triggers refuse, but a database owner can
-        drop them) is never given a fresh signature that would launder the change.
+        A new checkpoint is signed only over a tree that a consistency proof shows extends the
+        previous signed checkpoint: a log whose earlier leaves or stored nodes were altered (which the
+        triggers refuse, but a database owner can drop them) is never given a fresh signature that
+        would launder the change.
         """
         with self.db.transaction():
             self._lock_leaves()
-            size = self.size()
+            tree = self._tree
+            tree.complete()
+            size = tree.size
             latest = self.latest_checkpoint()
             if latest is not None and latest["tree_size"] == size:
                 return latest
-            tree = self.tree()
-            size = min(size, tree.size)
+            root = tree.root(size)
             if latest is not None:
                 old_size, old_root = self._signed(latest)
-                if old_size > size or tree.root(old_size) != old_root:
+                if old_size > size or (
+                    old_size > 0
+                    and not verify_consistency(
+                        old_size, size, tree.consistency_proof(old_size, size), old_root, root
+                    )
+                ):
                     msg = (
                         f"the audit log's first {old_size} leaves no longer match signed checkpoint "
                         f"{old_size}: refusing to sign a new checkpoint"
                     )
                     raise IntegrityError(msg)
-            root = tree.root(size)
             note = sign_note(checkpoint_body(self.origin, size, root), self.signers)
             now = datetime.now(UTC).isoformat()
             exists = self.db.fetchone("SELECT 1 FROM audit_checkpoints WHERE tree_size = ?", (size,))
@@ -301,10 +310,11 @@ class AuditLog:
             raise IntegrityError(msg)
         size = checkpoint["tree_size"]
         tree = self.tree()
+        size_now = tree.size
         recorder = self.applications.recorder
         leaves = []
         for entry in self.leaves_of(aggregate_id):
-            if entry["index"] >= min(size, tree.size):
+            if entry["index"] >= min(size, size_now):
                 continue
             data = canonical(entry["leaf"])
             position = entry["position"]
@@ -320,7 +330,7 @@ class AuditLog:
                     "leaf_hash": base64.b64encode(leaf_hash(data)).decode(),
                     "inclusion_proof": [
                         base64.b64encode(h).decode()
-                        for h in tree.inclusion_proof(entry["index"], min(size, tree.size))
+                        for h in tree.inclusion_proof(entry["index"], min(size, size_now))
                     ],
                     "event_state": base64.b64encode(found[0].state).decode() if found else None,
                 }
@@ -353,20 +363,21 @@ class AuditLog:
 
     # ------------------------------------------------------------------ self-check
 
-    def check(self, *, thorough: bool = True) -> CheckResult:
-        """Recompute the log from the event store and compare it with the last signed checkpoint.
+    def check(self, *, thorough: bool = True, sample: int = SAMPLE) -> CheckResult:
+        """Compare the log with the event store and with the last signed checkpoint.
 
-        Every leaf (also those after the checkpoint) must match the event stored at its position
-        (aggregate, version, topic, the SHA-256 of the stored bytes and, decoded, its time and
-        actor), leaf indexes and positions must run without holes or reordering, and the root of the
-        first ``size`` leaf hashes, recomputed from the leaves' content, must be the root the latest
-        checkpoint signed. The first difference is reported with its position.
+        ``thorough`` (``birthcert audit check``, an auditor's full verify) streams every leaf: each must
+        match the event stored at its position (aggregate, version, topic, the SHA-256 of the stored
+        bytes and, decoded, its time and actor), indexes and positions must run without holes or
+        reordering, the root of the first ``size`` leaves recomputed from their content must be the
+        signed one, and every stored tree node must be the hash of its leaves. Memory stays bounded.
 
-        ``thorough=False`` (the service's start-up check) decrypts and decodes only the events past
-        the checkpoint: below it, a stored event whose bytes hash to its leaf's ``state_sha256``, in a
-        tree whose root is the signed one, is the event whose time and actor were logged, so decoding
-        it again proves nothing new. Decoding is what costs (every event decrypted); hashing is cheap.
-        A quick check whose root differs runs the thorough one, to name the position.
+        ``thorough=False`` (the service's start-up check, decision 0029) costs the same at a million
+        leaves as at ten thousand: the checkpoint's signature; its root recomputed from the stored tree
+        (O(log n) reads); every leaf past the checkpoint checked in full, decoded; and under the
+        checkpoint only the first, the last and ``sample`` leaves drawn at random, each compared with
+        its stored event's bytes and proved by inclusion to the signed root (all of them when the log
+        is that small). Anything found there runs the thorough check, to name the first position.
         """
         latest = self.latest_checkpoint()
         size, root = 0, b""
@@ -375,35 +386,98 @@ class AuditLog:
                 size, root = self._signed(latest)
             except IntegrityError as e:
                 return CheckResult(False, latest["tree_size"], f"the latest checkpoint does not verify ({e})")
-        rows = self.db.fetchall(
-            "SELECT leaf_index, position, leaf_json, leaf_hash FROM audit_leaves ORDER BY leaf_index"
-        )
-        if len(rows) < size:
-            last = int(rows[-1][1]) if rows else None
+        leaves = self._tree.size
+        if leaves < size:
+            row = self.db.fetchone("SELECT position FROM audit_leaves WHERE leaf_index = ?", (leaves - 1,))
             return CheckResult(
-                False, size, f"the log holds {len(rows)} leaves but checkpoint {size} was signed", last
+                False,
+                size,
+                f"the log holds {leaves} leaves but checkpoint {size} was signed",
+                None if row is None else int(row[0]),
             )
-        hashes: list[bytes] = []
+        if not thorough:
+            try:
+                found = self._quick_check(size, root, leaves, sample)
+            except TreeError:
+                found = False
+            if found:
+                return self._passed(latest, size, leaves)
+        return self._full_check(size, root, leaves, latest)
+
+    def _passed(self, latest: JSON | None, size: int, leaves: int) -> CheckResult:
+        if latest is None:
+            return CheckResult(True, 0, f"no checkpoint yet; the {leaves} leaves match the event store")
+        return CheckResult(True, size, f"the event store matches signed checkpoint {size}")
+
+    def _quick_check(self, size: int, root: bytes, leaves: int, sample: int) -> bool:
+        """True when the start-up checks find nothing (see ``check``)."""
+        if size and self._tree.root(size) != root:
+            return False
+        if self._verify_span(size, leaves, size, decode_from=size, compact=None) is not None:
+            return False  # the tail past the checkpoint, decoded
+        if size <= sample + 2:
+            compact = CompactRange()
+            if self._verify_span(0, size, size, decode_from=size, compact=compact) is not None:
+                return False
+            return compact.root() == root if size else True
+        picks = {0, size - 1, *random.SystemRandom().sample(range(1, size - 1), sample)}
+        return all(self._leaf_proved(index, size, root) for index in sorted(picks))
+
+    def _leaf_proved(self, index: int, size: int, root: bytes) -> bool:
+        """One leaf under the checkpoint: its content, its stored event's bytes, its inclusion in ``root``."""
+        row = self.db.fetchone(
+            "SELECT leaf_index, position, leaf_json, leaf_hash FROM audit_leaves WHERE leaf_index = ?",
+            (index,),
+        )
+        if row is None:
+            return False
+        position = int(row[1])
+        stored = self.applications.recorder.select_notifications(start=position, limit=1)
+        if not stored or self._leaf_failure(row, stored[0], size, decode=False) is not None:
+            return False
+        return verify_inclusion(bytes(row[3]), index, size, self._tree.inclusion_proof(index, size), root)
+
+    def _full_check(self, size: int, root: bytes, leaves: int, latest: JSON | None) -> CheckResult:
+        compact = CompactRange()
+        failure = self._verify_span(0, leaves, size, decode_from=0, compact=compact, signed_root=root)
+        if failure is not None:
+            return failure
+        return self._passed(latest, size, leaves)
+
+    def _verify_span(
+        self,
+        start: int,
+        stop: int,
+        size: int,
+        *,
+        decode_from: int,
+        compact: CompactRange | None,
+        signed_root: bytes | None = None,
+    ) -> CheckResult | None:
+        """Compare the leaves ``[start, stop)`` with the store, a page at a time; the first failure or None.
+
+        With ``compact`` (starting empty at ``start == 0``) the leaves' recomputed hashes are folded, the
+        root at ``size`` is compared with ``signed_root`` when given, and each stored node is checked.
+        """
         after = 0
+        if start:
+            row = self.db.fetchone("SELECT position FROM audit_leaves WHERE leaf_index = ?", (start - 1,))
+            after = 0 if row is None else int(row[0])
         recorder = self.applications.recorder
-        for offset in range(0, len(rows), 1000):
-            chunk = rows[offset : offset + 1000]
-            stored = recorder.select_notifications(start=after + 1, limit=len(chunk))
+        offset = start
+        while offset < stop:
+            chunk = self.db.fetchall(
+                "SELECT leaf_index, position, leaf_json, leaf_hash FROM audit_leaves "
+                "WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+                (offset, min(stop, offset + PAGE)),
+            )
+            stored = recorder.select_notifications(start=after + 1, limit=len(chunk)) if chunk else []
+            completed: list[tuple[int, int, bytes]] = []
             for i, row in enumerate(chunk):
                 expected_position = int(row[1])
                 if int(row[0]) != offset + i:
                     return CheckResult(
                         False, size, f"leaf {offset + i} is missing from the log", expected_position
-                    )
-                try:
-                    leaf = json.loads(row[2])
-                    data = canonical(leaf)
-                except (ValueError, TypeError, AttributeError):
-                    return CheckResult(
-                        False,
-                        size,
-                        f"position {expected_position}: the leaf is not a valid leaf",
-                        expected_position,
                     )
                 if i >= len(stored):
                     return CheckResult(
@@ -412,54 +486,104 @@ class AuditLog:
                         f"position {expected_position}: the event is missing from the store",
                         expected_position,
                     )
-                n = stored[i]
-                if n.id != expected_position:
-                    return CheckResult(
-                        False,
-                        size,
-                        f"position {expected_position}: the store has position {n.id} there instead",
-                        min(expected_position, n.id),
-                    )
-                found = {
-                    "position": n.id,
-                    "aggregate_id": str(n.originator_id),
-                    "version": int(n.originator_version),
-                    "topic": n.topic,
-                    "state_sha256": hashlib.sha256(n.state).hexdigest(),
-                }
-                changed = [k for k, v in found.items() if leaf.get(k) != v]
-                if not changed and (thorough or offset + i >= size):
-                    # The bytes are the logged ones: the time and the actor must be theirs too.
-                    try:
-                        event = self.applications.mapper.to_domain_event(n)
-                        found = self._leaf(n, event)
-                    except Exception as error:  # undecodable bytes whose hash still matches: a forged leaf
+                failure = self._leaf_failure(row, stored[i], size, decode=offset + i >= decode_from)
+                if failure is not None:
+                    return failure
+                if compact is not None:
+                    completed += compact.append(leaf_hash(canonical(json.loads(row[2]))))
+                    if (
+                        compact.size == size
+                        and signed_root is not None
+                        and size
+                        and compact.root() != signed_root
+                    ):
                         return CheckResult(
                             False,
                             size,
-                            f"position {n.id}: the stored event cannot be decoded ({type(error).__name__})",
-                            n.id,
+                            f"the recomputed root of {size} leaves differs from signed checkpoint {size}",
                         )
-                    changed = [k for k in sorted(set(found) | set(leaf)) if leaf.get(k) != found.get(k)]
-                if changed:
-                    return CheckResult(
-                        False,
-                        size,
-                        f"position {n.id}: the stored event differs from its leaf ({', '.join(changed)})",
-                        n.id,
-                    )
-                if leaf_hash(data) != bytes(row[3]):
-                    return CheckResult(
-                        False, size, f"position {n.id}: the leaf's hash does not match its content", n.id
-                    )
-                hashes.append(leaf_hash(data))
-                after = n.id
-        if size and MerkleTree(hashes).root(size) != root:
-            if not thorough:
-                return self.check(thorough=True)
+                after = int(stored[i].id)
+            if len(chunk) < min(stop, offset + PAGE) - offset:
+                missing = offset + len(chunk)
+                return CheckResult(False, size, f"leaf {missing} is missing from the log", None)
+            wrong = self._wrong_node(completed)
+            if wrong is not None:
+                return CheckResult(
+                    False,
+                    size,
+                    f"the audit tree's stored hash of leaves {wrong[0]}–{wrong[1] - 1} differs from those leaves",
+                )
+            offset += PAGE
+        return None
+
+    def _wrong_node(self, completed: list[tuple[int, int, bytes]]) -> tuple[int, int] | None:
+        """The leaf range of the first stored node that differs from its recomputed hash (missing nodes
+        below the covered part count too), or None."""
+        wanted = {(level, start >> level): digest for level, start, digest in completed if level >= MIN_LEVEL}
+        if not wanted:
+            return None
+        covered = self._tree.covered()
+        stored: dict[tuple[int, int], bytes] = {}
+        for level in sorted({level for level, _ in wanted}):
+            indexes = [idx for lvl, idx in wanted if lvl == level]
+            for _, idx, digest in self.db.fetchall(
+                "SELECT level, idx, hash FROM audit_nodes WHERE level = ? AND idx >= ? AND idx <= ?",
+                (level, min(indexes), max(indexes)),
+            ):
+                stored[(level, int(idx))] = bytes(digest)
+        for (level, idx), digest in sorted(wanted.items(), key=lambda item: item[0][1] << item[0][0]):
+            first, end = idx << level, (idx + 1) << level
+            if stored.get((level, idx), digest if end > covered else b"") != digest:
+                return first, end
+        return None
+
+    def _leaf_failure(self, row: tuple[Any, ...], n: Any, size: int, *, decode: bool) -> CheckResult | None:
+        """How one leaf row differs from the stored event ``n`` (decoded when ``decode``), or None."""
+        expected_position = int(row[1])
+        try:
+            leaf = json.loads(row[2])
+            data = canonical(leaf)
+        except (ValueError, TypeError, AttributeError):
             return CheckResult(
-                False, size, f"the recomputed root of {size} leaves differs from signed checkpoint {size}"
+                False, size, f"position {expected_position}: the leaf is not a valid leaf", expected_position
             )
-        if latest is None:
-            return CheckResult(True, 0, f"no checkpoint yet; the {len(rows)} leaves match the event store")
-        return CheckResult(True, size, f"the event store matches signed checkpoint {size}")
+        if n.id != expected_position:
+            return CheckResult(
+                False,
+                size,
+                f"position {expected_position}: the store has position {n.id} there instead",
+                min(expected_position, n.id),
+            )
+        found = {
+            "position": n.id,
+            "aggregate_id": str(n.originator_id),
+            "version": int(n.originator_version),
+            "topic": n.topic,
+            "state_sha256": hashlib.sha256(n.state).hexdigest(),
+        }
+        changed = [k for k, v in found.items() if leaf.get(k) != v]
+        if not changed and decode:
+            # The bytes are the logged ones: the time and the actor must be theirs too.
+            try:
+                event = self.applications.mapper.to_domain_event(n)
+                found = self._leaf(n, event)
+            except Exception as error:  # undecodable bytes whose hash still matches: a forged leaf
+                return CheckResult(
+                    False,
+                    size,
+                    f"position {n.id}: the stored event cannot be decoded ({type(error).__name__})",
+                    n.id,
+                )
+            changed = [k for k in sorted(set(found) | set(leaf)) if leaf.get(k) != found.get(k)]
+        if changed:
+            return CheckResult(
+                False,
+                size,
+                f"position {n.id}: the stored event differs from its leaf ({', '.join(changed)})",
+                n.id,
+            )
+        if leaf_hash(data) != bytes(row[3]):
+            return CheckResult(
+                False, size, f"position {n.id}: the leaf's hash does not match its content", n.id
+            )
+        return None

@@ -9,6 +9,12 @@ Pure functions and an in-memory tree, no I/O. Definitions (RFC 9162 §2.1):
   ``0 < m ≤ n`` (§2.1.4.1), both listed from the bottom of the tree up;
 * ``verify_inclusion`` and ``verify_consistency`` follow §2.1.3.2 and §2.1.4.2 step by step.
 
+Every hash a root or a proof needs is a fold of *complete subtrees* (``Subtree``: ``2**level`` leaves from
+an aligned ``start``). ``root``, ``inclusion_proof`` and ``consistency_proof`` first list the complete
+subtrees they need, ask a ``SubtreeSource`` for all of them at once, then fold: the in-memory
+``MerkleTree`` below is one source, ``projections.audit_tree.StoredTree`` (hashes in SQL) another, and
+both give the same bytes because they share this code.
+
 ``MerkleTree`` works over leaf *hashes*. The leaves are append-only: a leaf once read is never
 expected to change, which is what makes its cache of complete (power-of-two, aligned) subtree hashes
 sound. Every hash of an RFC 9162 tree is built from such complete subtrees plus at most one "ragged"
@@ -27,16 +33,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Sequence
-from typing import overload
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Protocol, overload
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
     "MerkleTree",
+    "Subtree",
+    "SubtreeSource",
+    "Tree",
+    "consistency_proof",
+    "frontier",
+    "inclusion_proof",
     "leaf_hash",
     "node_hash",
+    "root",
     "root_of_prefix",
     "verify_consistency",
     "verify_inclusion",
@@ -68,6 +81,146 @@ def _is_hash(value: object) -> bool:
     return isinstance(value, bytes) and len(value) == HASH_SIZE
 
 
+Subtree = tuple[int, int]
+"""``(level, start)``: the complete subtree of ``2**level`` leaves from ``start`` (a multiple of ``2**level``)."""
+
+
+class SubtreeSource(Protocol):
+    """Where the hashes of complete subtrees come from (memory, a table)."""
+
+    def subtree_hashes(self, subtrees: Collection[Subtree]) -> Mapping[Subtree, bytes]:
+        """The hash of each of ``subtrees`` (level 0 is the leaf hash itself)."""
+        ...
+
+
+def _needed(start: int, end: int, out: set[Subtree]) -> None:
+    """Add the complete subtrees ``MTH(D[start:end])`` is folded from (``end > start``)."""
+    n = end - start
+    if n & (n - 1) == 0 and start % n == 0:
+        out.add((n.bit_length() - 1, start))
+        return
+    k = _split(n)
+    _needed(start, start + k, out)
+    _needed(start + k, end, out)
+
+
+def _mth(start: int, end: int, hashes: Mapping[Subtree, bytes]) -> bytes:
+    """``MTH(D[start:end])`` folded from the complete subtrees ``_needed`` listed."""
+    n = end - start
+    if n & (n - 1) == 0 and start % n == 0:
+        return hashes[(n.bit_length() - 1, start)]
+    k = _split(n)
+    return node_hash(_mth(start, start + k, hashes), _mth(start + k, end, hashes))
+
+
+def _fold(source: SubtreeSource, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """``MTH`` of each range, with one request to ``source`` for every complete subtree they need."""
+    needed: set[Subtree] = set()
+    for start, end in ranges:
+        _needed(start, end, needed)
+    hashes = source.subtree_hashes(needed) if needed else {}
+    return [_mth(start, end, hashes) for start, end in ranges]
+
+
+def frontier(size: int) -> list[Subtree]:
+    """The complete subtrees covering ``[0, size)``, largest (leftmost) first: a ``CompactRange``'s hashes."""
+    subtrees: list[Subtree] = []
+    start = 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            subtrees.append((level, start))
+            start += 1 << level
+    return subtrees
+
+
+def root(source: SubtreeSource, size: int) -> bytes:
+    """``MTH`` of the first ``size`` leaves of ``source``; ``EMPTY_ROOT`` for none."""
+    return EMPTY_ROOT if size == 0 else _fold(source, [(0, size)])[0]
+
+
+def inclusion_proof(source: SubtreeSource, index: int, size: int) -> list[bytes]:
+    """``PATH(index, D[size])`` (RFC 9162 §2.1.3.1), bottom-up; requires ``0 <= index < size``."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+        msg = f"leaf index {index!r} is not in a tree of size {size}"
+        raise ValueError(msg)
+    ranges: list[tuple[int, int]] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    ranges.reverse()
+    return _fold(source, ranges)
+
+
+def consistency_proof(source: SubtreeSource, size1: int, size2: int) -> list[bytes]:
+    """``PROOF(size1, D[size2])`` (RFC 9162 §2.1.4.1), bottom-up; requires ``0 < size1 <= size2``.
+
+    ``size1 == size2`` gives the empty proof. ``size1 == 0`` is refused: RFC 9162 defines no
+    consistency proof from the empty tree, and ``verify_consistency`` rejects it.
+    """
+    if isinstance(size1, bool) or not isinstance(size1, int) or not 0 < size1 <= size2:
+        msg = f"a consistency proof needs 0 < size1 <= size2, got {size1!r} and {size2}"
+        raise ValueError(msg)
+    ranges: list[tuple[int, int]] = []
+    start, end, m, complete = 0, size2, size1, True
+    while True:
+        n = end - start
+        if m == n:
+            if not complete:
+                ranges.append((start, end))
+            break
+        k = _split(n)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+            m -= k
+            complete = False
+    ranges.reverse()
+    return _fold(source, ranges)
+
+
+class Tree:
+    """Roots and proofs of a tree of ``size`` leaves, from its ``subtree_hashes`` (a ``SubtreeSource``)."""
+
+    @property
+    def size(self) -> int:
+        """How many leaves the tree holds now."""
+        raise NotImplementedError
+
+    def subtree_hashes(self, subtrees: Collection[Subtree]) -> Mapping[Subtree, bytes]:
+        """The hash of each complete subtree."""
+        raise NotImplementedError
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.size
+        if size is None:
+            return current
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= current:
+            msg = f"tree size {size!r} is not between 0 and {current}"
+            raise ValueError(msg)
+        return size
+
+    def root(self, size: int | None = None) -> bytes:
+        """``MTH`` of the first ``size`` leaves (all of them by default); ``EMPTY_ROOT`` for none."""
+        return root(self, self._check_size(size))
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """``PATH(index, D[size])`` (RFC 9162 §2.1.3.1), bottom-up; requires ``0 <= index < size``."""
+        return inclusion_proof(self, index, self._check_size(size))
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """``PROOF(size1, D[size2])`` (RFC 9162 §2.1.4.1), bottom-up; requires ``0 < size1 <= size2``."""
+        return consistency_proof(self, size1, self._check_size(size2))
+
+
 class _CallableLeaves(Sequence[bytes]):
     """A read-only sequence view of ``get_leaf(i)`` for ``i < size()``."""
 
@@ -90,7 +243,7 @@ class _CallableLeaves(Sequence[bytes]):
         return self._get(index)
 
 
-class MerkleTree:
+class MerkleTree(Tree):
     """An RFC 9162 Merkle tree over leaf hashes, with memoised complete subtrees.
 
     ``leaves`` is any sequence of 32-byte leaf hashes (a list the caller keeps appending to, or a
@@ -161,84 +314,15 @@ class MerkleTree:
             self._cache[key] = cached
         return cached
 
-    def _range(self, start: int, end: int) -> bytes:
-        """``MTH(D[start:end])`` for ``end > start``."""
-        n = end - start
-        if n & (n - 1) == 0 and start % n == 0:
-            return self._complete(n.bit_length() - 1, start)
-        k = _split(n)
-        return node_hash(self._range(start, start + k), self._range(start + k, end))
-
-    def _check_size(self, size: int | None) -> int:
-        current = len(self._leaves)
-        if size is None:
-            return current
-        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= current:
-            msg = f"tree size {size!r} is not between 0 and {current}"
-            raise ValueError(msg)
-        return size
-
-    def root(self, size: int | None = None) -> bytes:
-        """``MTH`` of the first ``size`` leaves (all of them by default); ``EMPTY_ROOT`` for none."""
-        size = self._check_size(size)
-        return EMPTY_ROOT if size == 0 else self._range(0, size)
+    def subtree_hashes(self, subtrees: Collection[Subtree]) -> dict[Subtree, bytes]:
+        """The hash of each complete subtree (``SubtreeSource``), memoised."""
+        return {(level, start): self._complete(level, start) for level, start in subtrees}
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at ``index``."""
         if not 0 <= index < len(self._leaves):
             raise IndexError(index)
         return self._leaf(index)
-
-    # ------------------------------------------------------------------ proofs
-
-    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
-        """``PATH(index, D[size])`` (RFC 9162 §2.1.3.1), bottom-up; requires ``0 <= index < size``."""
-        size = self._check_size(size)
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
-            msg = f"leaf index {index!r} is not in a tree of size {size}"
-            raise ValueError(msg)
-        path: list[bytes] = []
-        start, end = 0, size
-        while end - start > 1:
-            k = _split(end - start)
-            if index < start + k:
-                path.append(self._range(start + k, end))
-                end = start + k
-            else:
-                path.append(self._range(start, start + k))
-                start += k
-        path.reverse()
-        return path
-
-    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
-        """``PROOF(size1, D[size2])`` (RFC 9162 §2.1.4.1), bottom-up; requires ``0 < size1 <= size2``.
-
-        ``size1 == size2`` gives the empty proof. ``size1 == 0`` is refused: RFC 9162 defines no
-        consistency proof from the empty tree, and ``verify_consistency`` rejects it.
-        """
-        size2 = self._check_size(size2)
-        if isinstance(size1, bool) or not isinstance(size1, int) or not 0 < size1 <= size2:
-            msg = f"a consistency proof needs 0 < size1 <= size2, got {size1!r} and {size2}"
-            raise ValueError(msg)
-        proof: list[bytes] = []
-        start, end, m, complete = 0, size2, size1, True
-        while True:
-            n = end - start
-            if m == n:
-                if not complete:
-                    proof.append(self._range(start, end))
-                break
-            k = _split(n)
-            if m <= k:
-                proof.append(self._range(start + k, end))
-                end = start + k
-            else:
-                proof.append(self._range(start, start + k))
-                start += k
-                m -= k
-                complete = False
-        proof.reverse()
-        return proof
 
 
 # ---------------------------------------------------------------------- incremental roots
@@ -251,22 +335,30 @@ class CompactRange:
     its current root while it grows without holding every leaf.
     """
 
-    def __init__(self) -> None:
-        self.size = 0
-        self.hashes: list[bytes] = []  # complete subtree roots, largest (leftmost) first
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if len(hashes) != size.bit_count():
+            msg = f"a range of {size} leaves has {size.bit_count()} complete subtrees, not {len(hashes)}"
+            raise ValueError(msg)
+        self.size = size
+        self.hashes: list[bytes] = list(hashes)  # complete subtree roots, largest (leftmost) first
 
-    def append(self, leaf: bytes) -> None:
-        """Add the next leaf hash."""
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the next leaf hash; returns the interior subtrees it completed as ``(level, start, hash)``."""
         if not _is_hash(leaf):
             msg = f"a leaf hash is {HASH_SIZE} bytes"
             raise ValueError(msg)
         node = leaf
         size = self.size
+        level = 0
+        completed: list[tuple[int, int, bytes]] = []
         while size & 1:  # every trailing 1 bit is a complete subtree of the same height to merge
             node = node_hash(self.hashes.pop(), node)
             size >>= 1
+            level += 1
+            completed.append((level, (self.size >> level) << level, node))
         self.hashes.append(node)
         self.size += 1
+        return completed
 
     def extend(self, leaves: Iterable[bytes]) -> None:
         """Add several leaf hashes."""

@@ -23,7 +23,7 @@ from projections.runner import Parked
 T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgres"]
-APPEND_ONLY = ("audit_leaves", "audit_checkpoints", "archive_forms")
+APPEND_ONLY = ("audit_leaves", "audit_nodes", "audit_checkpoints", "archive_forms")
 
 _TABLES = {
     "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
@@ -36,6 +36,8 @@ _TABLES = {
         "leaf_index BIGINT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, aggregate_id TEXT NOT NULL, "
         "version BIGINT NOT NULL, leaf_json TEXT NOT NULL, leaf_hash {blob} NOT NULL"
     ),
+    # The audit tree's complete subtrees of 2**level leaves, level >= 4 (projections.audit_tree, decision 0029).
+    "audit_nodes": "level INTEGER NOT NULL, idx BIGINT NOT NULL, hash {blob} NOT NULL, PRIMARY KEY (level, idx)",
     "audit_checkpoints": "tree_size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, note TEXT NOT NULL, created_at TEXT NOT NULL",
     # The form's document and PDF are personal data: only sealed (AES-256-GCM, projections.archive).
     "archive_forms": (
@@ -124,6 +126,14 @@ class Database:
             # No parameters → None, so that psycopg leaves a literal '%' alone (the trigger function's RAISE).
             return self.connection.execute(statement, None)
         return self.connection.execute(self._sql(statement), params)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row of parameters."""
+        if self.dialect == "postgres":
+            with self.connection.cursor() as cursor:
+                cursor.executemany(self._sql(statement), rows)
+        else:
+            self.connection.executemany(statement, rows)
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of a query."""

@@ -84,6 +84,8 @@ async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
     executor = app[STORE_EXECUTOR]
     audit = await loop.run_in_executor(executor, open_audit_log, app[CONFIG], app[APPLICATIONS], executor)
     app[AUDIT_LOG] = audit
+    # A store from before the stored tree gets its nodes once, streamed, a batch per transaction (0029).
+    await loop.run_in_executor(executor, audit.complete_tree)
     result = await loop.run_in_executor(executor, functools.partial(audit.check, thorough=False))
     app[INTEGRITY] = result
     if not result.ok:

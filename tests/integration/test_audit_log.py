@@ -455,6 +455,43 @@ def test_the_start_up_check_decrypts_only_what_no_checkpoint_covers(deployment: 
         mapper.to_domain_event = original  # type: ignore[method-assign]
 
 
+def test_the_start_up_check_reads_the_tail_and_a_sample_not_the_history(deployment: Deployment) -> None:
+    """Decision 0029: under the checkpoint, start-up reads a bounded sample; the full check reads everything."""
+    d = deployment
+    journey(d.applications, "ZY2026002", "X440100002", mother_id=SECOND_MOTHER_ID, father_id=None)
+    follow(d.applications, d.audit)
+    d.audit.make_checkpoint()
+    Walk(d.applications, mother_id=OTHER_WOMAN_ID).record_delivery(inpatient_no="ZY2026003")
+    follow(d.applications, d.audit)
+    size = int(d.audit.latest_checkpoint()["tree_size"])  # type: ignore[index]
+    tail = d.audit.size() - size
+    assert size > 20 and tail > 0
+    read: list[int] = []
+    recorder = d.applications.recorder
+    original = recorder.select_notifications
+
+    def counting(*args: Any, **kwargs: Any) -> Any:  # a spy: the real recorder answers, we only count
+        rows = original(*args, **kwargs)
+        read.extend(n.id for n in rows)
+        return rows
+
+    recorder.select_notifications = counting  # type: ignore[method-assign]
+    try:
+        assert d.audit.check(thorough=False, sample=4).ok
+        assert len(read) <= tail + 4 + 2  # the tail, the sample, the first and last leaf under the checkpoint
+        read.clear()
+        assert d.audit.check().ok
+        assert len(read) == d.audit.size()
+        # What start-up does not read it cannot see: an event altered under the checkpoint, outside the
+        # sample, is left to the full check (an auditor's `birthcert audit check`), which names it.
+        position = flip_a_byte(d)
+        assert d.audit.check(thorough=False, sample=0).ok
+        result = d.audit.check()
+        assert not result.ok and result.position == position
+    finally:
+        recorder.select_notifications = original  # type: ignore[method-assign]
+
+
 def flip_a_byte(d: Deployment) -> int:
     position = d.position_of(13)  # the signed form
     state = bytearray(d.row(position)[3])
