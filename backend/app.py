@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import partial
@@ -79,6 +80,11 @@ LATENCY = web.AppKey("request_seconds", Histogram)
 NOTIFICATIONS = web.AppKey("notifications", NotificationProcess)
 HEALTH_GAUGES = web.AppKey("health_gauges", dict)
 HEALTH_TIMEOUT_SECONDS = 2.0
+# Successful status reads are the bulk of the traffic and say nothing an operator needs line by line: one in
+# ACCESS_LOG_SAMPLE is logged (with "sampled"); every other request, and every status read that failed, is.
+SAMPLED_ROUTES = frozenset({"/api/v1/applications/{app_id}"})
+ACCESS_LOG_SAMPLE = 100
+SAMPLED_READS: web.AppKey[Iterator[int]] = web.AppKey("sampled_reads")
 # JSON bodies are small; uploads are multipart and streamed with their own cap (backend/uploads.py).
 CLIENT_MAX_SIZE = 64 * 1024
 
@@ -252,16 +258,21 @@ async def observe(
         elapsed = time.perf_counter() - started
         request.app[REQUESTS].labels(request.method, route, str(status)).inc()
         request.app[LATENCY].labels(request.method, route).observe(elapsed)
-        access_log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": route,
-                "status": status,
-                "ms": round(elapsed * 1000, 1),
-                "client": client_pseudonym(request),
-            },
-        )
+        # A parent's status poll that succeeded: one line in ACCESS_LOG_SAMPLE (the metrics count them all).
+        sampled = status < 300 and request.method == "GET" and route in SAMPLED_ROUTES
+        reads = request.app[SAMPLED_READS]
+        if not sampled or next(reads) % ACCESS_LOG_SAMPLE == 0:
+            access_log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 1),
+                    "client": client_pseudonym(request),
+                    **({"sampled": ACCESS_LOG_SAMPLE} if sampled else {}),
+                },
+            )
 
 
 @web.middleware
@@ -436,6 +447,7 @@ def create_app(config: Config) -> web.Application:
         "birthcert_http_request_seconds", "HTTP latency", ["method", "route"], registry=registry
     )
     app[HEALTH_GAUGES] = _health_gauges(registry)
+    app[SAMPLED_READS] = itertools.count()
     app.cleanup_ctx.extend(
         [
             _event_store,

@@ -34,11 +34,13 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from backend.app import create_app
+    from backend.gc_tuning import freeze_after_start
     from backend.logs import configure_logging
 
     configure_logging()
     config = Config.from_env(default_environment=PRODUCTION)
     app = create_app(config)  # refuses a production configuration with missing or public credentials
+    freeze_after_start(app)  # the GC's full collections were the p99 tail of reads (decision 0029)
     host = args.host or config.host
     port = config.port if args.port is None else args.port
     base = f"http://{_url_host(host)}:{port}"

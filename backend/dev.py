@@ -118,12 +118,14 @@ async def _dev(host: str, port: int, stub_port: int) -> None:
 
     from backend.app import create_app
     from backend.components import APPLICATIONS, STORE_EXECUTOR
+    from backend.gc_tuning import freeze_after_start
     from miniprogram_stub.platform import start_fake_platform
 
     fake_runner, platform = await start_fake_platform(host, stub_port)
     api = f"http://{host}:{port}"
     config = Config.from_env(dev_environ(os.environ, platform, api))
     app = create_app(config)
+    freeze_after_start(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -7,6 +7,7 @@ gives a real token and a submitted application; then an aiohttp client in this p
 ``concurrency`` requests in flight for a fixed time against each target, round after round:
 
 * ``bare``: ``GET /json`` of the bare app;
+* ``bare_jwt_redis``: a bare handler that verifies the bearer token and answers one Redis GET (``bench.serve``);
 * ``healthz``: our ``GET /healthz`` (middlewares, metrics and the access log, no I/O);
 * ``status``: our ``GET /api/v1/applications/{id}`` (token check, the status view from Redis).
 
@@ -209,6 +210,8 @@ async def _measure(settings: Settings, say: Callable[[str], None], directory: Pa
     try:
         bare = await start_server("bare", directory, pin=settings.pinned)
         servers.append(bare)
+        bare_jwt = await start_server("bare-jwt", directory, pin=settings.pinned)
+        servers.append(bare_jwt)
         ours = await start_server("birthcert", directory, pin=settings.pinned)
         servers.append(ours)
         api, platform = ours.info["api"], ours.info["platform"]
@@ -223,6 +226,11 @@ async def _measure(settings: Settings, say: Callable[[str], None], directory: Pa
         token = {"Authorization": f"Bearer {mini.token}"}
         targets: dict[str, tuple[str, dict[str, str], Server]] = {
             "bare": (bare.info["url"], {}, bare),
+            "bare_jwt_redis": (
+                bare_jwt.info["url"],
+                {"Authorization": f"Bearer {bare_jwt.info['token']}"},
+                bare_jwt,
+            ),
             "healthz": (f"{api}/healthz", {}, ours),
             "status": (f"{api}{mini.base}", token, ours),
         }

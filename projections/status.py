@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,40 @@ end
 """
     + CAS_EPILOGUE
 )
+
+
+# A user's document in one round trip (decision 0029). KEYS[1]: the live pointer. ARGV[1] base, ARGV[2] fixed
+# generation or '', ARGV[3] the user-list suffix, ARGV[4] the application id, ARGV[5] ``father:<id>`` (the joined
+# father's list member and document suffix alike). → the applicant's document if the id is on the user's list as
+# theirs, else the father's reduced one if it is there as his, else false: the stored bytes, never decoded.
+READ_FOR_USER_LUA: Final = """
+local gen = ARGV[2]
+if gen == '' then
+  gen = redis.call('GET', KEYS[1]) or 'g0'
+end
+local prefix = ARGV[1] .. gen .. ':'
+local list = prefix .. ARGV[3]
+if redis.call('ZSCORE', list, ARGV[4]) then
+  local document = redis.call('GET', prefix .. 'app:' .. ARGV[4])
+  if document then
+    return document
+  end
+end
+if redis.call('ZSCORE', list, ARGV[5]) then
+  return redis.call('GET', prefix .. ARGV[5])
+end
+return false
+"""
+# Both documents put "version" before any free text (status_of, father_status_of): its first occurrence is theirs.
+_VERSION: Final = re.compile(rb'"version":(\d+)')
+
+
+def document_version(document: bytes) -> int:
+    """The version a stored status document carries (its ETag), read without decoding the document."""
+    found = _VERSION.search(document)
+    if found is None:
+        raise ValueError("not a status document")
+    return int(found.group(1))
 
 
 def derive_pseudonym_key(index_key: bytes) -> bytes:
@@ -350,6 +385,7 @@ class StatusView:
         self.generations = Generations(redis, f"{key_prefix}status:", fixed=generation)
         self._pseudonym_key = pseudonym_key
         self._apply_page = redis.register_script(APPLY_PAGE_LUA)
+        self._read_for_user = redis.register_script(READ_FOR_USER_LUA)
 
     # ------------------------------------------------------------------ keys (within a generation)
 
@@ -475,26 +511,30 @@ class StatusView:
 
     async def get_for(self, user_id: str, app_id: UUID | str) -> JSON | None:
         """The document this user sees of one application (theirs, or the father's view), or None."""
+        raw = await self.get_bytes_for(user_id, app_id)
+        if raw is None:
+            return None
+        document: JSON = orjson.loads(raw)
+        return document
+
+    async def get_bytes_for(self, user_id: str, app_id: UUID | str) -> bytes | None:
+        """``get_for`` as the stored JSON bytes: ownership and the document in one script, one round trip."""
         try:
-            app_suffix, father_suffix = self.app_suffix(app_id), self.father_suffix(app_id)
+            member = str(UUID(str(app_id)))
         except ValueError:
             return None
-        member = str(UUID(str(app_id)))
-        prefix = await self.prefix()
-        user_key = prefix + self.user_suffix(user_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zscore(user_key, member)
-            pipe.zscore(user_key, FATHER_MEMBER + member)
-            pipe.get(prefix + app_suffix)
-            pipe.get(prefix + father_suffix)
-            as_applicant, as_father, raw, raw_father = await pipe.execute()
-        if as_applicant is not None and raw is not None:
-            document: JSON = orjson.loads(raw)
-            return document
-        if as_father is not None and raw_father is not None:
-            father_document: JSON = orjson.loads(raw_father)
-            return father_document
-        return None
+        generations = self.generations
+        raw = await self._read_for_user(
+            keys=[generations.pointer_key],
+            args=[
+                generations.base,
+                generations.fixed or "",
+                self.user_suffix(user_id),
+                member,
+                self.father_suffix(member),
+            ],
+        )
+        return None if raw is None else bytes(raw)
 
     async def list_for(
         self, applicant_id: str, cursor: str | None = None, limit: int = 20

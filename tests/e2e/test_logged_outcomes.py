@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from miniprogram_stub.client import MiniProgram
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
 
@@ -45,14 +46,20 @@ async def counted(stack: Stack, method: str, route: str) -> dict[str, float]:
     }
 
 
-async def test_an_upload_cut_off_mid_body_is_a_client_abort_not_a_500(
-    stack: Stack, family: Family, caplog: pytest.LogCaptureFixture
-) -> None:
+async def started(stack: Stack, family: Family, caplog: pytest.LogCaptureFixture) -> MiniProgram:
+    """Logs captured; the family's delivery recorded and their application started."""
     caplog.set_level(logging.INFO)
     await stack.record_delivery(family)
     mp = stack.mini_program(family)
     await mp.login()
     await mp.start()
+    return mp
+
+
+async def test_an_upload_cut_off_mid_body_is_a_client_abort_not_a_500(
+    stack: Stack, family: Family, caplog: pytest.LogCaptureFixture
+) -> None:
+    mp = await started(stack, family, caplog)
     await mp.verify_face("mother")
     where = urlsplit(stack.api)
     _, writer = await asyncio.open_connection(where.hostname, where.port)
@@ -96,3 +103,27 @@ async def test_a_raised_redirect_is_logged_as_the_redirect(
     line = await access_line(caplog, "/console", "GET")
     assert line.status == 308  # type: ignore[attr-defined]
     assert await counted(stack, "GET", "/console") == {"308": 1.0}
+
+
+STATUS_ROUTE = "/api/v1/applications/{app_id}"
+
+
+async def test_status_reads_that_succeed_are_sampled_in_the_access_log_and_counted_in_full(
+    stack: Stack, family: Family, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Decision 0029: one line per 100 successful status reads (marked ``sampled``); every failure logged."""
+    mp = await started(stack, family, caplog)
+    for _ in range(5):
+        await mp.status()
+    stranger = f"{stack.api}/api/v1/applications/00000000-0000-4000-8000-000000000000"
+    async with stack.session.get(stranger, headers={"Authorization": f"Bearer {mp.token}"}) as r:
+        assert r.status == 404
+    await access_line(caplog, STATUS_ROUTE, "GET")
+    lines = [
+        r
+        for r in caplog.records
+        if r.name == "birthcert.access" and (r.route, r.method) == (STATUS_ROUTE, "GET")  # type: ignore[attr-defined]
+    ]
+    assert [(r.status, getattr(r, "sampled", None)) for r in lines] == [(200, 100), (404, None)]  # type: ignore[attr-defined]
+    statuses = await counted(stack, "GET", STATUS_ROUTE)
+    assert statuses["200"] >= 5 and statuses["404"] == 1

@@ -24,7 +24,7 @@ from domain.errors import InvalidValue
 from domain.service import Applications
 from domain.values import Actor
 from projections.runner import LogFollower, Page
-from projections.status import StatusView, derive_pseudonym_key
+from projections.status import StatusView, derive_pseudonym_key, document_version
 from tests.builders import (
     EMS,
     NOW,
@@ -543,6 +543,14 @@ async def test_a_father_who_joined_has_his_own_reduced_view(
     assert await view.get_for("openid-father", walk.id) == his
     assert await view.get_for("openid-mother", walk.id) == mine
     assert await view.get_for("openid-stranger", walk.id) is None
+    # The HTTP read answers the stored bytes as they are, its ETag read from them without decoding.
+    prefix = await view.prefix()
+    for user, suffix, document in (("openid-mother", "app:", mine), ("openid-father", "father:", his)):
+        stored = await view.get_bytes_for(user, walk.id)
+        assert stored == await client.get(f"{prefix}{suffix}{walk.id}")
+        assert stored is not None and document_version(stored) == document["version"]
+    assert await view.get_bytes_for("openid-stranger", walk.id) is None
+    assert await view.get_bytes_for("openid-mother", "not-a-uuid") is None
     assert (await view.list_for("openid-father"))[0] == [his]
     assert (await view.list_for("openid-mother"))[0] == [mine]
 
