@@ -66,6 +66,7 @@ from projections.runner import DomainEvent, Page
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 JSON = dict[str, Any]
 MAX_LIST_LIMIT: Final = 100
+USER_SUFFIXES_KEPT: Final = 10_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # A user's list member for an application they joined as the father (the applicant's is the bare id).
 FATHER_MEMBER: Final = "father:"
@@ -386,6 +387,7 @@ class StatusView:
         self._pseudonym_key = pseudonym_key
         self._apply_page = redis.register_script(APPLY_PAGE_LUA)
         self._read_for_user = redis.register_script(READ_FOR_USER_LUA)
+        self._user_suffixes: dict[str, str] = {}
 
     # ------------------------------------------------------------------ keys (within a generation)
 
@@ -401,8 +403,14 @@ class StatusView:
 
     def user_suffix(self, user_id: str) -> str:
         """The key of one user's list: an HMAC of the user id, never the id itself."""
-        digest = hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
-        return f"user:{digest}"
+        suffix = self._user_suffixes.get(user_id)
+        if suffix is None:
+            # Remembered for the next reads of the same parent (a status poll is the hot path), boundedly.
+            if len(self._user_suffixes) >= USER_SUFFIXES_KEPT:
+                self._user_suffixes.clear()
+            digest = hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
+            suffix = self._user_suffixes[user_id] = f"user:{digest}"
+        return suffix
 
     def _member_suffix(self, member: str) -> str:
         if member.startswith(FATHER_MEMBER):
