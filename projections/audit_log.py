@@ -204,10 +204,12 @@ class AuditLog:
     def make_checkpoint(self) -> JSON:
         """Sign a checkpoint of the current tree (if it grew since the last one); returns the latest.
 
-        A new checkpoint is signed only over a tree that a consistency proof shows extends the
-        previous signed checkpoint: a log whose earlier leaves or stored nodes were altered (which the
-        triggers refuse, but a database owner can drop them) is never given a fresh signature that
-        would launder the change.
+        A new checkpoint is signed only over a tree that a consistency proof (read from the stored
+        tree, verified here) shows extends the previous signed checkpoint, so a signature only ever
+        covers history as it was signed before. Leaves or nodes altered under it (which the triggers
+        refuse, but a database owner can drop them) are never laundered: altered nodes make the proof
+        fail and nothing is signed; an altered leaf row stays outside every signed root, so its
+        inclusion proofs fail and the full check names it.
         """
         with self.db.transaction():
             self._lock_leaves()
