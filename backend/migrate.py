@@ -19,6 +19,7 @@ from typing import Any
 
 from backend.config import PRODUCTION, Config
 from domain.service import Applications
+from projections.audit_tree import complete_in_batches
 from projections.sql import SCHEMA_LOCK, SCHEMA_VERSION, Database, SchemaError, connect_postgres
 
 # The session-level lock one `db migrate` holds for its whole run (another key than the one our own DDL takes in
@@ -58,7 +59,13 @@ def migrate(env: Mapping[str, str]) -> SchemaStatus:
     creating = {**env, "CREATE_TABLE": "y"}
     with _migration_lock(creating):
         Applications(creating).close()  # the library creates its tables (events, snapshots) when asked to
-        Database.open(creating).close()  # ours, their triggers, and the version recorded
+        db = Database.open(creating)  # ours, their triggers, and the version recorded
+        try:
+            complete_in_batches(
+                db
+            )  # the audit tree's nodes of leaves written before version 2 (decision 0029)
+        finally:
+            db.close()
     return schema_status(env)
 
 

@@ -27,7 +27,15 @@ from uuid import UUID
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.service import Applications
-from projections.audit_tree import MIN_LEVEL, PAGE, IntegrityError, StoredTree, TreeError
+from projections.audit_tree import (
+    MIN_LEVEL,
+    PAGE,
+    IntegrityError,
+    StoredTree,
+    TreeError,
+    complete_in_batches,
+    lock_leaves,
+)
 from projections.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
 from projections.runner import Page
 from projections.signed_note import Ed25519NoteSigner, checkpoint_body, open_note, parse_checkpoint, sign_note
@@ -39,8 +47,6 @@ NAME = "audit_log"
 JSON = dict[str, Any]
 SAMPLE = 256
 """How many leaves under the checkpoint the start-up check compares with the store (at random, plus both ends)."""
-MIGRATION_BATCH = 65_536
-"""Leaves whose tree nodes are computed per transaction when an older store is brought up to date."""
 __all__ = ["AuditLog", "CheckResult", "IntegrityError", "canonical", "pseudonym"]
 
 
@@ -169,14 +175,8 @@ class AuditLog:
         }
 
     def _lock_leaves(self) -> None:
-        """Inside a transaction: one appender (or checkpoint signer) at a time.
-
-        SQLite's ``BEGIN IMMEDIATE`` already serialises writers; on PostgreSQL two followers would
-        otherwise both read the old position and the second would fail on the unique constraints.
-        Plain reads are not blocked.
-        """
-        if self.db.dialect == "postgres":
-            self.db.execute("LOCK TABLE audit_leaves IN EXCLUSIVE MODE")
+        """Inside a transaction: one appender (or checkpoint signer) at a time (``lock_leaves``)."""
+        lock_leaves(self.db)
 
     # ------------------------------------------------------------------ the tree, checkpoints, proofs
 
@@ -188,18 +188,10 @@ class AuditLog:
         """How many leaves the log holds."""
         return self._tree.size
 
-    def complete_tree(self, batch: int = MIGRATION_BATCH) -> int:
+    def complete_tree(self) -> int:
         """Compute the stored tree nodes of leaves written before ``audit_nodes`` existed (decision 0029),
-        ``batch`` leaves per transaction so that commands keep committing meanwhile; how many leaves."""
-        done = 0
-        while True:
-            with self.db.transaction():
-                self._lock_leaves()
-                covered = self._tree.complete(limit=batch)
-            if not covered:
-                return done
-            done += covered
-            log.info("audit tree nodes computed", extra={"leaves": done})
+        streamed, a batch per transaction; how many leaves were covered."""
+        return complete_in_batches(self.db)
 
     def make_checkpoint(self) -> JSON:
         """Sign a checkpoint of the current tree (if it grew since the last one); returns the latest.

@@ -15,16 +15,20 @@ where it writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator
 from typing import Final
 
 from projections.merkle import CompactRange, Subtree, Tree, frontier, node_hash
 from projections.sql import Database
 
+log = logging.getLogger(__name__)
 MIN_LEVEL: Final = 4
 """Subtrees of 16 leaves and more are stored: one node row per 8 leaves, and a block of 16 leaf reads."""
 BLOCK: Final = 1 << MIN_LEVEL
 PAGE: Final = 4096  # leaves read per query when streaming (a multiple of BLOCK)
+MIGRATION_BATCH: Final = 65_536
+"""Leaves whose nodes are computed per transaction when an older store is brought up to date."""
 
 
 class IntegrityError(RuntimeError):
@@ -155,3 +159,29 @@ def _hash_of(leaves: dict[int, bytes], level: int, start: int) -> bytes:
             raise TreeError(msg) from None
     half = 1 << (level - 1)
     return node_hash(_hash_of(leaves, level - 1, start), _hash_of(leaves, level - 1, start + half))
+
+
+def lock_leaves(db: Database) -> None:
+    """Inside a transaction: one appender (or checkpoint signer, or migration batch) at a time.
+
+    SQLite's ``BEGIN IMMEDIATE`` already serialises writers; on PostgreSQL two followers would
+    otherwise both read the old position and the second would fail on the unique constraints.
+    Plain reads are not blocked.
+    """
+    if db.dialect == "postgres":
+        db.execute("LOCK TABLE audit_leaves IN EXCLUSIVE MODE")
+
+
+def complete_in_batches(db: Database, batch: int = MIGRATION_BATCH) -> int:
+    """Compute the stored nodes of leaves written before ``audit_nodes`` existed (decision 0029), ``batch``
+    leaves per transaction so that commands keep committing meanwhile; how many leaves were covered."""
+    tree = StoredTree(db)
+    done = 0
+    while True:
+        with db.transaction():
+            lock_leaves(db)
+            covered = tree.complete(limit=batch)
+        if not covered:
+            return done
+        done += covered
+        log.info("audit tree nodes computed", extra={"leaves": done})

@@ -75,7 +75,7 @@ _INDEXES = (
 
 # The layout of our tables that this version reads and writes; ``birthcert db migrate`` records each version it
 # brings a database to in ``birthcert_schema`` (decision 0026). Raise it with every table or column added.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: audit_nodes, the audit tree's stored subtrees (decision 0029)
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

@@ -31,13 +31,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from backend.config import LIBRARY_VARIABLES, Config
+from backend.migrate import migrate
 from backend.routes.audit import open_audit_log
 from domain.service import Applications
 from projections.audit_log import AuditLog, IntegrityError, canonical
-from projections.merkle import leaf_hash
+from projections.merkle import MerkleTree, leaf_hash
 from projections.runner import LogFollower
 from projections.signed_note import Ed25519NoteSigner, checkpoint_body, sign_note
-from projections.sql import Database
+from projections.sql import SCHEMA_VERSION, Database
 from tests.builders import OTHER_WOMAN_ID, SECOND_MOTHER_ID, TEST_ID_NUMBERS, Walk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -339,6 +340,29 @@ def test_consistency_proofs_between_successive_checkpoints_verify(store: Store, 
         "consistency", new_file, old_file, tmp_path / f"proof-{number}.json", "--key", store.verifier_key
     )
     assert backwards.returncode == 1
+
+
+def test_a_store_from_before_the_stored_tree_gets_its_nodes_from_db_migrate(store: Store) -> None:
+    """Schema version 1 had leaves and no audit_nodes: `birthcert db migrate` adds the table and its rows."""
+    journey(store.applications)
+    audit = store.audit()
+    follow(store.applications, audit)
+    size = audit.size()
+    assert size > 16
+    reference = MerkleTree(
+        [bytes(r[0]) for r in audit.db.fetchall("SELECT leaf_hash FROM audit_leaves ORDER BY leaf_index")]
+    )
+    conn = raw_connection(store.env)
+    try:  # back to the layout of version 1, as a database owner could
+        conn.execute("DROP TABLE audit_nodes")
+        conn.execute("DELETE FROM birthcert_schema WHERE version > 1")
+    finally:
+        conn.close()
+    assert migrate(store.env).version == SCHEMA_VERSION
+    assert audit.tree().root() == reference.root()
+    assert audit.tree().inclusion_proof(3, size) == reference.inclusion_proof(3, size)
+    assert audit.db.fetchone("SELECT COUNT(*) FROM audit_nodes") == (1,)  # the one complete 16-leaf subtree
+    assert audit.check().ok and audit.check(thorough=False).ok
 
 
 # ---------------------------------------------------------------------- the database refuses changes
