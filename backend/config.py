@@ -214,6 +214,8 @@ class Config:
     missing_keys: tuple[str, ...] = ()
     # BIRTHCERT_OBJECT_STORE_*: an S3-compatible store for blobs and archived PDFs (None: the data directory).
     object_store: S3Settings | None = None
+    # Worker processes drawing the archive's PDFs (BIRTHCERT_PDF_WORKERS; decision 0028).
+    pdf_workers: int = 1
 
     @classmethod
     def from_env(
@@ -316,6 +318,7 @@ class Config:
             environment=environment,
             missing_keys=tuple(missing_keys),
             object_store=object_store_from(environ),
+            pdf_workers=_int(environ, "BIRTHCERT_PDF_WORKERS", 1, 1, 64),
         )
 
     @property

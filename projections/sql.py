@@ -23,7 +23,7 @@ from projections.runner import Parked
 T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgres"]
-APPEND_ONLY = ("audit_leaves", "audit_checkpoints", "archive_forms")
+APPEND_ONLY = ("audit_leaves", "audit_checkpoints", "archive_forms", "archive_pdfs")
 
 _TABLES = {
     "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
@@ -42,6 +42,12 @@ _TABLES = {
         "id TEXT PRIMARY KEY, application_id TEXT NOT NULL, position BIGINT NOT NULL UNIQUE, version BIGINT NOT NULL, "
         "kind TEXT NOT NULL, recorded_at TEXT NOT NULL, form_sha256 TEXT NOT NULL, sealed_document {blob} NOT NULL, "
         "sealed_pdf {blob}"
+    ),
+    # Each archived form's PDF, rendered behind the archive (decision 0028): sealed here, or in the object
+    # store under ``object_key`` (decision 0025); the row is the index either way.
+    "archive_pdfs": (
+        "form_id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, pdf_sha256 TEXT NOT NULL, "
+        "signature_image TEXT NOT NULL, rendered_at TEXT NOT NULL, object_key TEXT, sealed_pdf {blob}"
     ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "

@@ -2,12 +2,16 @@
 
 A family's ID photos go to the bucket, encrypted; while the store is away an upload answers 503 with
 Retry-After and the application takes nothing (the version does not move), and once it is back the same
-upload goes through. Another host (a second service on the same bucket) reads the same photo.
+upload goes through. Once she signs, the archived form's PDF, drawn by the worker processes, is in the
+bucket sealed (no byte of it or of the family in clear) and reads back over HTTP. Another host (a second
+service on the same bucket and keys) reads the same photos.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +21,8 @@ from backend.components import BLOBS, CONFIG
 from miniprogram_stub.client import id_photo
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack, running_stack
+from tests.e2e.test_archive_http import family_texts, get, login, rendered
+from tests.integration.test_store import assert_nothing_in_clear
 from tests.object_server import S3Bucket, s3_server
 from tests.waiting import eventually
 
@@ -82,6 +88,24 @@ async def test_uploads_go_to_the_bucket_and_an_outage_is_a_503_that_takes_nothin
             assert (await mp.status())["version"] == version + 1
             assert_encrypted(bucket, [front, back], count=2)
 
+            # Signed: the form archived at once, its PDF drawn by the worker processes into the bucket, sealed.
+            if family.father is not None:
+                await mp.verify_face("father")
+                await mp.upload("father_id_front")
+                await mp.upload("father_id_back")
+            await mp.sign()
+            auditor = await login(stack, "auditor1")
+            _, _, body = await rendered(stack, auditor.token, mp.app_id)
+            [signed] = json.loads(body)["forms"]
+            status, _, pdf = await get(stack, auditor.token, signed["url"], accept="application/pdf")
+            assert status == 200 and pdf.startswith(b"%PDF-")
+            assert hashlib.sha256(pdf).hexdigest() == signed["pdf_sha256"]
+            pdfs = {k: v for k, v in bucket.objects().items() if k.startswith("archive/")}
+            assert list(pdfs) == [f"archive/{signed['id']}/{signed['pdf_sha256']}"]
+            [sealed] = pdfs.values()
+            assert sealed.startswith(b"BCA\x01") and pdf[:512] not in sealed and b"%PDF-" not in sealed
+            assert_nothing_in_clear(b"\n".join(bucket.objects().values()), family_texts(family))
+
             # Another host on the same bucket and keys (its own data directory and client) reads them.
             config = stack.app[CONFIG]
             keys = {
@@ -91,13 +115,14 @@ async def test_uploads_go_to_the_bucket_and_an_outage_is_a_503_that_takes_nothin
             async with running_stack(
                 tmp_path / "other-host", redis_url, {**bucket.environ(), **keys}
             ) as other:
-                photos = {other.app[BLOBS].get(key.rsplit("/", 1)[1])[0] for key in bucket.objects()}
-                assert len(photos) == 2
+                blobs = [key.rsplit("/", 1)[1] for key in bucket.objects() if key.startswith("blobs/")]
+                # Each read is decrypted and checked against its hash (the photos were cleaned of EXIF).
+                assert {other.app[BLOBS].get(sha256)[1] for sha256 in blobs} == {"image/jpeg", "image/png"}
 
 
 def assert_encrypted(bucket: S3Bucket, photos: list[bytes], count: int) -> None:
     """The bucket holds ``count`` sealed blobs and no run of any photo's bytes."""
-    stored = bucket.objects()
+    stored = {k: v for k, v in bucket.objects().items() if k.startswith("blobs/")}
     assert len(stored) == count and all(key.startswith("blobs/") for key in stored)
     for sealed in stored.values():
         assert sealed.startswith(b"BCB\x01")

@@ -417,10 +417,9 @@ OBJECT_STORE = {
 }
 
 
-def production(environ: Mapping[str, str], tmp_path: Path) -> Config:
-    return Config.from_env(
-        {"BIRTHCERT_ENV": PRODUCTION, **PRODUCTION_CREDENTIALS, **STORAGE_KEYS, **environ}, data_dir=tmp_path
-    )
+def complete(environ: Mapping[str, str], tmp_path: Path) -> Config:
+    """A complete production configuration, plus ``environ``."""
+    return production({**PRODUCTION_CREDENTIALS, **environ}, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -442,7 +441,7 @@ def test_production_refuses_an_object_store_without_credentials_of_its_own(
         )
         if value is not None
     }
-    config = production({**OBJECT_STORE, **given}, tmp_path)
+    config = complete({**OBJECT_STORE, **given}, tmp_path)
     assert any(named in problem for problem in config.production_problems())
     with pytest.raises(ConfigError):
         config.check_production()
@@ -452,7 +451,7 @@ def test_production_refuses_an_object_store_without_credentials_of_its_own(
 
 def test_an_object_store_is_read_from_the_environment(tmp_path: Path) -> None:
     secret = "a-secret-nobody-else-knows"
-    config = production(
+    config = complete(
         {
             **OBJECT_STORE,
             "BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID": "birthcert-gd-writer",
@@ -468,8 +467,8 @@ def test_an_object_store_is_read_from_the_environment(tmp_path: Path) -> None:
         "province/",
     )
     assert secret not in repr(store) and secret not in repr(config)
-    assert production({}, tmp_path).object_store is None  # unset: the data directory
+    assert complete({}, tmp_path).object_store is None  # unset: the data directory
     with pytest.raises(ConfigError, match="BUCKET"):
-        production({"BIRTHCERT_OBJECT_STORE_URL": "https://oss.example.gov.cn"}, tmp_path)
+        complete({"BIRTHCERT_OBJECT_STORE_URL": "https://oss.example.gov.cn"}, tmp_path)
     with pytest.raises(ConfigError, match="http"):
-        production({**OBJECT_STORE, "BIRTHCERT_OBJECT_STORE_URL": "oss.example.gov.cn"}, tmp_path)
+        complete({**OBJECT_STORE, "BIRTHCERT_OBJECT_STORE_URL": "oss.example.gov.cn"}, tmp_path)
