@@ -503,18 +503,19 @@ class FormArchive:
         form = self.form_of_row(row)
         return self.load_pdf(form) if pdf else form
 
-    def rows_after(self, after: int, upto: int, limit: int) -> list[tuple[Any, ...]]:
-        """The rows after position ``after`` up to ``upto``, oldest first (for the renderer)."""
-        return self.db.fetchall(
+    def rows_after(self, db: Database, after: int, upto: int, limit: int) -> list[tuple[Any, ...]]:
+        """The rows after position ``after`` up to ``upto``, oldest first, read through ``db`` (the
+        renderer's own connection: a connection is used by one thread only)."""
+        return db.fetchall(
             f"SELECT {self._COLUMNS} FROM {self._FROM} WHERE f.position > ? AND f.position <= ? "
             "ORDER BY f.position LIMIT ?",
             (after, upto, limit),
         )
 
-    def rows_at(self, positions: list[int]) -> list[tuple[Any, ...]]:
-        """The rows at these positions (for rendering late rows)."""
+    def rows_at(self, db: Database, positions: list[int]) -> list[tuple[Any, ...]]:
+        """The rows at these positions, read through ``db`` (for rendering late rows)."""
         marks = ", ".join("?" for _ in positions)
-        return self.db.fetchall(
+        return db.fetchall(
             f"SELECT {self._COLUMNS} FROM {self._FROM} WHERE f.position IN ({marks}) ORDER BY f.position",
             positions,
         )

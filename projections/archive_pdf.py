@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -82,12 +82,15 @@ class PdfRenderer:
         park_after: int = PARK_AFTER,
         retry_poll_seconds: float = RETRY_POLL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        new_render_executor: Callable[[], Executor] | None = None,
     ) -> None:
-        """``db``/``executor``: a connection of the renderer's own and its one thread (not the store's)."""
+        """``db``/``executor``: a connection of the renderer's own and its one thread (not the store's).
+        ``new_render_executor``: makes a new pool when a worker died and broke the one in use."""
         self.archive = archive
         self.db = db
         self.executor = executor
         self.render_executor = render_executor
+        self.new_render_executor = new_render_executor
         self.io_executor = io_executor
         self.blobs = blobs
         self.objects = objects
@@ -114,6 +117,11 @@ class PdfRenderer:
     def position(self) -> int:
         """The archive's position up to which every form's PDF is rendered (or parked)."""
         return self._position
+
+    @property
+    def recovering(self) -> bool:
+        """Never: the renderer's position is never reset (the archive is permanent)."""
+        return False
 
     def wake(self) -> None:
         """Look for new rows now."""
@@ -172,7 +180,7 @@ class PdfRenderer:
 
     async def render_late(self, positions: list[int]) -> None:
         """Render the PDFs of rows written out of order (a parked event retried), if still missing."""
-        rows = await self._run(self.executor, self.archive.rows_at, positions)
+        rows = await self._run(self.executor, self.archive.rows_at, self.db, positions)
         forms = await self._run(self.executor, self._open_rows, rows)
         for form in forms:
             if isinstance(form, BaseException):
@@ -191,7 +199,7 @@ class PdfRenderer:
         start = await self._run(self.executor, self.db.position, NAME)
         self._position = start
         upto = await self._run(self.executor, self.db.position, ARCHIVE)
-        rows = await self._run(self.executor, self.archive.rows_after, start, upto, self.page_size)
+        rows = await self._run(self.executor, self.archive.rows_after, self.db, start, upto, self.page_size)
         if not rows:
             if upto > start:  # the archive moved over events without forms: so does the renderer
                 if await self._run(self.executor, self._write, start, upto, []):
@@ -235,15 +243,14 @@ class PdfRenderer:
         for ref in refs:
             if ref not in images:
                 images[ref] = await self._signature(ref)
-        loop = asyncio.get_running_loop()
-        futures = []
-        for doc, ref in zip(documents, refs, strict=True):
-            image = images[ref]
-            if isinstance(image, BaseException):
-                futures.append(_failed_future(loop, image))
-            else:
-                futures.append(loop.run_in_executor(self.render_executor, _render_job(doc, image[0])))
-        rendered = await asyncio.gather(*futures, return_exceptions=True)
+        try:
+            rendered = await self._render(documents, [images[ref] for ref in refs])
+        except BrokenExecutor as error:
+            # A worker process died (killed, out of memory): no row's fault. A new pool, and the page again.
+            if self.new_render_executor is not None:
+                broken, self.render_executor = self.render_executor, self.new_render_executor()
+                broken.shutdown(wait=False, cancel_futures=True)
+            raise _Outage("a PDF worker process died") from error
         results: list[_Drawn | BaseException] = []
         for form, ref, pdf in zip(forms, refs, rendered, strict=True):
             image = images[ref]
@@ -258,6 +265,23 @@ class PdfRenderer:
                 raise _Outage("the object store is unavailable") from error
             results.append(drawn)
         return results
+
+    async def _render(
+        self, documents: list[dict[str, Any]], images: list[tuple[bytes | None, str] | BaseException]
+    ) -> list[bytes | BaseException]:
+        """Each document drawn on the render executor, in parallel; ``BrokenExecutor`` when its pool is."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[bytes]] = []
+        for doc, image in zip(documents, images, strict=True):
+            if isinstance(image, BaseException):
+                futures.append(_failed_future(loop, image))
+            else:
+                futures.append(loop.run_in_executor(self.render_executor, _render_job(doc, image[0])))
+        rendered = await asyncio.gather(*futures, return_exceptions=True)
+        for pdf in rendered:
+            if isinstance(pdf, BrokenExecutor):
+                raise pdf
+        return rendered
 
     async def _signature(self, document_id: str) -> tuple[bytes | None, str] | BaseException:
         """The signature image and what became of it; an outage raises, another read error is the row's."""

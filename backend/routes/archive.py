@@ -94,22 +94,26 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
     follower = LogFollower(
         app[APPLICATIONS], archive, executor=executor, name="archive", parking=app.get(PARKING)
     )
+
     # reportlab draws ~26 pages/s and holds the GIL while it does: in processes of its own ("spawn": the
     # serving process has threads, which a fork would copy mid-lock).
-    pool = ProcessPoolExecutor(
-        max_workers=config.pdf_workers, mp_context=multiprocessing.get_context("spawn")
-    )
+    def pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=config.pdf_workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
     own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-pdf")
     db = await loop.run_in_executor(own, Database.open, config.event_store_env())
     renderer = PdfRenderer(
         archive,
         db,
         own,
-        render_executor=pool,
+        render_executor=pool(),
         io_executor=io,
         blobs=app.get(BLOBS),
         objects=objects,
         parking=app.get(PARKING),
+        new_render_executor=pool,
     )
     archive.on_written, archive.on_late_rows = renderer.wake, renderer.render_late
     app[FORM_ARCHIVE], app[ARCHIVE_FOLLOWER], app[PDF_RENDERER] = archive, follower, renderer
@@ -127,7 +131,7 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
     for running in (follower, renderer):
         with contextlib.suppress(ValueError):
             app[FOLLOWERS].remove(running)
-    pool.shutdown(wait=True, cancel_futures=True)
+    renderer.render_executor.shutdown(wait=True, cancel_futures=True)
     await loop.run_in_executor(own, db.close)
     own.shutdown(wait=True)
     await loop.run_in_executor(executor, archive.db.close)

@@ -9,8 +9,11 @@ is archived at once all the same; only its PDF, drawn behind the archive, waits 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,33 @@ def test_the_cli_lists_parked_events_and_asks_for_their_retry(
     # Nothing of that follower's is parked.
     assert projections_cli(monkeypatch, sqlite_env, tmp_path, "retry", "--follower", "status") == 1
     db.close()
+
+
+async def test_a_pdf_worker_that_dies_parks_nothing_and_a_new_pool_draws_the_page(
+    bench: Bench, lot: SqlParkingLot
+) -> None:
+    """A worker process killed (the OOM killer, an operator) breaks its pool: no row's fault."""
+    j = await bench.run(journey, bench.applications, bench.blobs)
+    archive: FormArchive = await bench.run(bench.archive)
+    end = await bench.follow(archive, pdfs=False)
+
+    def pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    broken = pool()
+    await asyncio.get_running_loop().run_in_executor(broken, os.getpid)  # its worker started
+    for process in list(broken._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+    renderer = bench.renderer(archive)
+    renderer.parking, renderer.park_after, renderer.poll_interval = lot, 1, 0.01
+    renderer.render_executor, renderer.new_render_executor = broken, pool
+    task = asyncio.create_task(renderer.run())
+    try:
+        await eventually(lambda: renderer.position == end, "the PDFs drawn by a new pool")
+    finally:
+        renderer.stop()
+        await task
+        renderer.render_executor.shutdown(wait=True)
+    assert renderer.render_executor is not broken
+    assert await lot.parked() == []
+    assert not any(f.pdf_pending for f in await bench.run(archive.forms_of, j.walk.id))
