@@ -14,6 +14,7 @@ from typing import Any
 
 import eventsourcing.persistence
 import orjson
+import psycopg
 import redis
 from aiohttp import web
 
@@ -80,6 +81,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     eventsourcing.persistence.OperationalError,
     eventsourcing.persistence.InterfaceError,
     ObjectStoreUnavailable,
+    # Our own SQL beside the events (projections/sql.py) on PostgreSQL: a server restarting, failing over or
+    # shutting our connection (AdminShutdown is one); the connection is replaced at the next statement.
+    psycopg.OperationalError,
     TimeoutError,
 )
 RETRY_AFTER_SECONDS = 5
