@@ -473,11 +473,14 @@ class FormArchive:
 
     # ------------------------------------------------------------------ queries (blocking)
 
+    # Every column of a row and its PDF's record; ``_ROW`` leaves out a PDF sealed in the record (lists and the
+    # renderer do not read PDFs: ~50 KB a row).
     _COLUMNS: Final = (
         "f.id, f.application_id, f.position, f.version, f.kind, f.recorded_at, f.form_sha256, "
         "f.sealed_document, f.sealed_pdf, p.form_id, p.position, p.pdf_sha256, p.signature_image, "
         "p.rendered_at, p.object_key, p.sealed_pdf"
     )
+    _ROW: Final = _COLUMNS.replace("p.sealed_pdf", "NULL")
     _FROM: Final = "archive_forms f LEFT JOIN archive_pdfs p ON p.form_id = f.id"
 
     def forms_of(self, application_id: UUID | str) -> list[ArchivedForm]:
@@ -486,7 +489,7 @@ class FormArchive:
         ``ArchiveIntegrityError`` when any of them does not decrypt or check.
         """
         rows = self.db.fetchall(
-            f"SELECT {self._COLUMNS} FROM {self._FROM} WHERE f.application_id = ? ORDER BY f.version",
+            f"SELECT {self._ROW} FROM {self._FROM} WHERE f.application_id = ? ORDER BY f.version",
             (str(application_id),),
         )
         return [self.form_of_row(row) for row in rows]
@@ -507,7 +510,7 @@ class FormArchive:
         """The rows after position ``after`` up to ``upto``, oldest first, read through ``db`` (the
         renderer's own connection: a connection is used by one thread only)."""
         return db.fetchall(
-            f"SELECT {self._COLUMNS} FROM {self._FROM} WHERE f.position > ? AND f.position <= ? "
+            f"SELECT {self._ROW} FROM {self._FROM} WHERE f.position > ? AND f.position <= ? "
             "ORDER BY f.position LIMIT ?",
             (after, upto, limit),
         )
@@ -516,7 +519,7 @@ class FormArchive:
         """The rows at these positions, read through ``db`` (for rendering late rows)."""
         marks = ", ".join("?" for _ in positions)
         return db.fetchall(
-            f"SELECT {self._COLUMNS} FROM {self._FROM} WHERE f.position IN ({marks}) ORDER BY f.position",
+            f"SELECT {self._ROW} FROM {self._FROM} WHERE f.position IN ({marks}) ORDER BY f.position",
             positions,
         )
 
@@ -558,7 +561,7 @@ class FormArchive:
         return ArchivedForm(**asdict(identity), document=document, pdf=pdf, pdf_record=record)
 
     def load_pdf(self, form: ArchivedForm) -> ArchivedForm:
-        """``form`` with its PDF read (from its row or the object store), decrypted and checked.
+        """``form`` (as ``get`` read it) with its PDF read (from its row or the object store), decrypted and checked.
 
         ``ObjectStoreUnavailable`` while the object store does not answer; ``ArchiveIntegrityError`` when
         the PDF is missing, does not decrypt for this row, or does not hash to its record.
