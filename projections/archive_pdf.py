@@ -26,6 +26,8 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor
@@ -456,10 +458,25 @@ def _render_job(doc: dict[str, Any], signature_png: bytes | None) -> partial[byt
     )
 
 
+def render_worker_init(parent: int, every: float = 1.0) -> None:
+    """A render worker's initializer: the worker exits once ``parent`` (the serving process) is gone.
+
+    A pool's worker waits on a queue whose write end it also holds, so it never sees its parent die: after a
+    ``kill -9`` of the service it would wait for ever. A daemon thread watches for the parent instead.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _failed_future(loop: asyncio.AbstractEventLoop, error: BaseException) -> asyncio.Future[bytes]:
     future: asyncio.Future[bytes] = loop.create_future()
     future.set_exception(error)
     return future
 
 
-__all__ = ["NAME", "PdfRenderer"]
+__all__ = ["NAME", "PdfRenderer", "render_worker_init"]

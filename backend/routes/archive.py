@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import multiprocessing
+import os
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -55,7 +56,7 @@ from backend.object_store import ObjectStore, open_objects
 from backend.storage import at_rest_key
 from domain.errors import NotFound
 from projections.archive import ArchiveIntegrityError, FormArchive
-from projections.archive_pdf import PdfRenderer
+from projections.archive_pdf import PdfRenderer, render_worker_init
 from projections.runner import LogFollower
 from projections.sql import Database
 
@@ -99,7 +100,11 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
     # serving process has threads, which a fork would copy mid-lock).
     def pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=config.pdf_workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=config.pdf_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            # A worker leaves with the service, even after a kill -9 of it.
+            initializer=render_worker_init,
+            initargs=(os.getpid(),),
         )
 
     own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-pdf")

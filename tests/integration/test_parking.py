@@ -12,10 +12,13 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 
 from backend.object_store import LocalObjects
@@ -27,6 +30,8 @@ from tests.integration.following import projections_cli, running
 from tests.integration.test_archive import Bench, count, journey
 from tests.integration.test_archive import bench as bench
 from tests.waiting import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -192,3 +197,40 @@ async def test_a_pdf_worker_that_dies_parks_nothing_and_a_new_pool_draws_the_pag
     assert renderer.render_executor is not broken
     assert await lot.parked() == []
     assert not any(f.pdf_pending for f in await bench.run(archive.forms_of, j.walk.id))
+
+
+WORKER_PARENT = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+from projections.archive_pdf import render_worker_init
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=render_worker_init, initargs=(os.getpid(), 0.05))
+    print(pool.submit(os.getpid).result(), flush=True)
+    sys.stdin.read()
+"""
+
+
+async def test_a_render_worker_leaves_with_the_service_even_after_a_kill_9() -> None:
+    """A pool's worker never sees its parent die on its own (it holds its queue's write end too)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WORKER_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT
+    )
+    try:
+        assert parent.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, parent.stdout.readline)
+        worker = psutil.Process(int(line))
+        parent.kill()
+        parent.wait()
+        await eventually(lambda: not _running(worker), "the worker gone with its parent", 10.0)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
