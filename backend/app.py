@@ -56,6 +56,7 @@ from backend.components import (
 from backend.config import Config, ConfigError, secure_local_store
 from backend.errors import problem_middleware
 from backend.idempotency import Idempotency
+from backend.object_store import open_objects
 from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
@@ -331,7 +332,9 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
         seen = SharedSeenTickets(sync_redis, config.index_key)
         app[YUESHENGSHI] = YueshengshiVerifier(config.yueshengshi, seen=seen)
     app[WECHAT] = WeChat(config.wechat, sync_redis, f"{config.public_url}/api/v1/payments/wechat/notify")
-    app[BLOBS] = BlobStore(config.blob_dir, at_rest_key(config.cipher_key, config.index_key))
+    # Blobs in the configured object store (every host reaches it), else under the data directory.
+    objects = await loop.run_in_executor(io, open_objects, config.object_store, "blobs", config.blob_dir)
+    app[BLOBS] = BlobStore(objects or config.blob_dir, at_rest_key(config.cipher_key, config.index_key))
     client = handle.async_client()
     await warn_unless_durable(client)
     app[REDIS_CLIENT] = client

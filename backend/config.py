@@ -27,6 +27,8 @@ from typing import Final
 from eventsourcing.cryptography import AESCipher
 from limits import parse_many
 
+from backend.object_store import S3Settings
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
@@ -88,6 +90,21 @@ LIBRARY_VARIABLES = (
 )
 _SECRET_VARIABLES = frozenset(
     {"POSTGRES_PASSWORD", "CIPHER_KEY", "BIRTHCERT_INDEX_KEY", "WECHAT_SECRET", "WECHAT_PAY_KEY"}
+)
+# Object-store credentials that are public (MinIO's out-of-the-box account, moto's and AWS's documented
+# examples): fine against a test server, refused in production (docs/decisions/0025-object-storage.md).
+PUBLIC_OBJECT_STORE_KEYS: Final = frozenset(
+    {
+        "minioadmin",
+        "minio",
+        "minio123",
+        "testing",
+        "test",
+        "foobar_key",
+        "foobar_secret",
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    }
 )
 
 
@@ -199,6 +216,10 @@ class Config:
     environment: str = PRODUCTION
     # Production only: the storage keys neither given nor made on purpose (see ``_key_file``).
     missing_keys: tuple[str, ...] = ()
+    # BIRTHCERT_OBJECT_STORE_*: an S3-compatible store for blobs and archived PDFs (None: the data directory).
+    object_store: S3Settings | None = None
+    # Worker processes drawing the archive's PDFs (BIRTHCERT_PDF_WORKERS; decision 0028).
+    pdf_workers: int = 1
 
     @classmethod
     def from_env(
@@ -304,6 +325,8 @@ class Config:
             staff_login_max_wait=_int(environ, "BIRTHCERT_STAFF_LOGIN_MAX_WAIT", 900, 1, 86400),
             environment=environment,
             missing_keys=tuple(missing_keys),
+            object_store=object_store_from(environ),
+            pdf_workers=_int(environ, "BIRTHCERT_PDF_WORKERS", 1, 1, 64),
         )
 
     @property
@@ -336,7 +359,7 @@ class Config:
             ("EMS_API_KEY", ems.get("EMS_API_KEY", ""), ems_base, "EMS_API_BASE"),
             ("EMS_WEBHOOK_SECRET", ems.get("EMS_WEBHOOK_SECRET", ""), True, ""),
         )
-        problems = list(self.missing_keys)
+        problems = [*self.missing_keys, *self._object_store_problems()]
         for name, value, required, because in checks:
             if value.strip() and value.strip() == DEVELOPMENT_VALUES[name]:
                 problems.append(f"{name} is the public development value of the fake platform")
@@ -344,6 +367,22 @@ class Config:
                 problems.append(
                     f"{name} is not set" + (f" (needed because {because} is set)" if because else "")
                 )
+        return problems
+
+    def _object_store_problems(self) -> list[str]:
+        """A configured object store needs its own credentials in production, none of them public."""
+        store = self.object_store
+        if store is None:
+            return []
+        problems = []
+        for name, value in (
+            ("BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID", store.access_key_id),
+            ("BIRTHCERT_OBJECT_STORE_SECRET_ACCESS_KEY", store.secret_access_key),
+        ):
+            if not value.strip():
+                problems.append(f"{name} is not set (needed because BIRTHCERT_OBJECT_STORE_URL is set)")
+            elif value.strip() in PUBLIC_OBJECT_STORE_KEYS:
+                problems.append(f"{name} is a publicly known development credential")
         return problems
 
     def check_production(self) -> None:
@@ -420,6 +459,28 @@ class Config:
 def data_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
     """``BIRTHCERT_DATA_DIR``, or ``var/`` in the working directory."""
     return Path(environ.get("BIRTHCERT_DATA_DIR") or "var").absolute()
+
+
+def object_store_from(environ: Mapping[str, str]) -> S3Settings | None:
+    """``BIRTHCERT_OBJECT_STORE_URL`` (the S3 endpoint) and its ``_BUCKET``, ``_PREFIX``, ``_REGION``,
+    ``_ACCESS_KEY_ID`` and ``_SECRET_ACCESS_KEY``; None (the data directory) when the URL is unset."""
+    url = (environ.get("BIRTHCERT_OBJECT_STORE_URL") or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"BIRTHCERT_OBJECT_STORE_URL must be an http(s) URL, not {url!r}")
+    bucket = (environ.get("BIRTHCERT_OBJECT_STORE_BUCKET") or "").strip()
+    if not bucket:
+        raise ConfigError("BIRTHCERT_OBJECT_STORE_BUCKET must be set with BIRTHCERT_OBJECT_STORE_URL")
+    prefix = (environ.get("BIRTHCERT_OBJECT_STORE_PREFIX") or "").strip().strip("/")
+    return S3Settings(
+        endpoint_url=url.rstrip("/"),
+        bucket=bucket,
+        prefix=f"{prefix}/" if prefix else "",
+        region=(environ.get("BIRTHCERT_OBJECT_STORE_REGION") or "us-east-1").strip(),
+        access_key_id=environ.get("BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID", ""),
+        secret_access_key=environ.get("BIRTHCERT_OBJECT_STORE_SECRET_ACCESS_KEY", ""),
+    )
 
 
 def environment_from(environ: Mapping[str, str], default: str = DEVELOPMENT) -> str:

@@ -19,6 +19,7 @@ import redis
 from aiohttp import web
 
 from backend.auth import ProviderUnavailable, Unauthenticated
+from backend.object_store import ObjectStoreUnavailable
 from domain.application import NotReady
 from domain.errors import (
     Conflict,
@@ -79,6 +80,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     *REDIS_UNAVAILABLE,
     eventsourcing.persistence.OperationalError,
     eventsourcing.persistence.InterfaceError,
+    ObjectStoreUnavailable,
     # Our own SQL beside the events (projections/sql.py) on PostgreSQL: a server restarting, failing over or
     # shutting our connection (AdminShutdown is one); the connection is replaced at the next statement.
     psycopg.OperationalError,
@@ -184,7 +186,7 @@ async def problem_middleware(
         )
         return problem(e.status, code, _TITLES.get(e.status, e.reason), detail, headers=_allow_header(e))
     except UNAVAILABLE as e:
-        # Redis or the event store is away for a moment: say so and when to come back, never a 500.
+        # Redis, the event store or the object store is away for a moment: say so and when to come back, never a 500.
         log.warning("dependency unavailable", extra={"error": type(e).__name__, "path": request.path})
         return problem(
             503,

@@ -3,19 +3,20 @@
 ID-card photos and signatures are sensitive personal information (PIPL), so nothing is written in the
 clear: each file is AES-256-GCM under a key derived from the service's cipher key (HKDF-SHA256), with the
 content hash and content type bound in as associated data, so a file moved to another name or given
-another type fails to decrypt. The class is synchronous (blocking file I/O): call it from a thread.
+another type fails to decrypt. Where the sealed files are kept is an ``ObjectStore``
+(``backend.object_store``): a local directory by default, an S3-compatible bucket that every host reaches
+when one is configured; either way it holds only ciphertext. The class is synchronous (blocking I/O):
+call it from a thread.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
 import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from backend.object_store import LocalObjects, ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -80,34 +83,44 @@ class BlobRef:
 
 
 class BlobStore:
-    """Encrypted, content-addressed files under ``root/ab/cd/<sha256>`` (dirs 0700, files 0600)."""
+    """Encrypted, content-addressed blobs under ``ab/cd/<sha256>`` in an ``ObjectStore``.
 
-    def __init__(self, root: Path, key: bytes) -> None:
+    Given a directory, the blobs are files there (dirs 0700, files 0600): the embedded default.
+    """
+
+    def __init__(self, objects: ObjectStore | Path, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
             raise ValueError(f"the blob key must be at least {MIN_KEY_BYTES} bytes")
-        self.root = Path(root)
+        self.objects: ObjectStore = LocalObjects(objects) if isinstance(objects, Path) else objects
         # Derive rather than reuse: the same secret also encrypts the event store, for another purpose.
         self._aead = derive_aead(key, HKDF_INFO)
 
     def __repr__(self) -> str:
-        return f"BlobStore(root={str(self.root)!r})"
+        return f"BlobStore({self.objects!r})"
+
+    @property
+    def root(self) -> Path | None:
+        """The directory of a local blob store (None when the blobs are in an object store)."""
+        return self.objects.root if isinstance(self.objects, LocalObjects) else None
 
     def put(self, data: bytes, content_type: str) -> BlobRef:
-        """Store ``data`` (idempotent: the same content is written once) and return its reference."""
+        """Store ``data`` (idempotent: the same content is written once) and return its reference.
+
+        ``ObjectStoreUnavailable`` when it could not be stored: nothing may then be acknowledged.
+        """
         if not _CONTENT_TYPE.fullmatch(content_type) or len(content_type) > 255:
             raise ValueError("content_type must be a plain lower-case media type such as image/jpeg")
         sha256 = hashlib.sha256(data).hexdigest()
-        path = self._path(sha256)
-        if path.exists():
+        name = blob_key(sha256)
+        if self.objects.exists(name):
             try:
-                _, stored_type = self._read(sha256, path)
+                _, stored_type = self._read(sha256)
             except BlobCorrupted:
                 # Heal a damaged copy by writing it again; never serve it.
-                log.warning("blob %s was corrupted on disk; rewriting it", sha256)
+                log.warning("blob %s was corrupted in storage; rewriting it", sha256)
             else:
                 return BlobRef(sha256=sha256, size=len(data), content_type=stored_type)
-        self._ensure_dirs(path.parent)
-        self._write_atomically(path, self._seal(data, sha256, content_type))
+        self.objects.put(name, self._seal(data, sha256, content_type))
         log.debug("stored blob %s (%d bytes, %s)", sha256, len(data), content_type)
         return BlobRef(sha256=sha256, size=len(data), content_type=content_type)
 
@@ -115,14 +128,11 @@ class BlobStore:
         """The plaintext and content type of blob ``sha256``; ``BlobNotFound`` or ``BlobCorrupted``."""
         if not _SHA256_HEX.fullmatch(sha256):
             raise BlobNotFound("no such blob")
-        return self._read(sha256, self._path(sha256))
+        return self._read(sha256)
 
     def exists(self, sha256: str) -> bool:
         """Whether a blob is stored under ``sha256`` (without decrypting it)."""
-        return bool(_SHA256_HEX.fullmatch(sha256)) and self._path(sha256).is_file()
-
-    def _path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256[2:4] / sha256
+        return bool(_SHA256_HEX.fullmatch(sha256)) and self.objects.exists(blob_key(sha256))
 
     def _seal(self, data: bytes, sha256: str, content_type: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -130,10 +140,10 @@ class BlobStore:
         header = _HEADER.pack(MAGIC, VERSION, len(encoded_type)) + encoded_type
         return header + nonce + self._aead.encrypt(nonce, data, _aad(sha256, content_type))
 
-    def _read(self, sha256: str, path: Path) -> tuple[bytes, str]:
+    def _read(self, sha256: str) -> tuple[bytes, str]:
         try:
-            sealed = path.read_bytes()
-        except FileNotFoundError:
+            sealed = self.objects.get(blob_key(sha256))
+        except ObjectNotFound:
             raise BlobNotFound("no such blob") from None
         content_type, nonce, ciphertext = _parse(sealed)
         try:
@@ -144,31 +154,10 @@ class BlobStore:
             raise BlobCorrupted(f"blob {sha256} does not match its hash")
         return data, content_type
 
-    def _ensure_dirs(self, shard: Path) -> None:
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for directory in (shard.parent, shard):
-            directory.mkdir(mode=0o700, exist_ok=True)
 
-    @staticmethod
-    def _write_atomically(path: Path, sealed: bytes) -> None:
-        # mkstemp creates the file 0600; a reader sees either no file or the whole file, never a part.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(sealed)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        # Make the rename itself durable.
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+def blob_key(sha256: str) -> str:
+    """Where blob ``sha256`` is kept in its object store: ``ab/cd/<sha256>``."""
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
 def _aad(sha256: str, content_type: str) -> bytes:

@@ -9,24 +9,28 @@ form that matters:
   form signed before it), its hash, the certificate number, the issuer's (打证人) and sealer's
   (盖章人) names and the time.
 
-Each row holds a canonical JSON document (RFC 8785, UTF-8) and the rendered PDF (附件 3 with the
-signature image drawn at 申办人签名 and, for issued versions, the issuer's and sealer's names at
-their lines). Rows and the tracking position are written in one transaction; rows at or below the
-position already recorded are never written again, so a page applied twice adds nothing. The
-table is append-only, enforced by triggers in the database (``projections.sql``).
+Each row holds a canonical JSON document (RFC 8785, UTF-8), written as soon as the event is read:
+the form and its hash are archived at once. The rendered PDF (附件 3 with the signature image drawn at
+申办人签名 and, for issued versions, the issuer's and sealer's names at their lines) follows behind, from
+``projections.archive_pdf.PdfRenderer`` (decision 0028), into ``archive_pdfs``: the PDF sealed in the row,
+or, when an object store is configured, sealed in the object store under a content-addressed key with
+the row as the index (decision 0025). Rows and the tracking position are written in one transaction;
+rows at or below the position already recorded are never written again, so a page applied twice adds
+nothing. The tables are append-only, enforced by triggers in the database (``projections.sql``).
 
 Both the document and the PDF are personal data (the parents' ID numbers, names and addresses, the
 newborn's name and birth, the signature image), so they are stored sealed (decision 0003): AES-256-GCM
 under HKDF-SHA256(the service's at-rest key, ``birthcert archive v1``), a random 12-byte nonce per
 value, and as associated data the row's clear columns and which of the two it is — a sealed value
-moved to another row, or to the other column, or a clear column edited, no longer decrypts. Only
-ids, the kind, the times and the form's SHA-256 (of the plaintext form, what the mother signed) stay
-in clear. Reading decrypts and checks the document against its row and the PDF against the
-document; a row that fails is an ``ArchiveIntegrityError`` naming only the row.
+moved to another row, or to the other column or object, or a clear column edited, no longer decrypts.
+Only ids, the kind, the times and the SHA-256 of the form and of the PDF stay in clear. Reading decrypts
+and checks the document against its row and the PDF against its recorded hash; a row that fails is an
+``ArchiveIntegrityError`` naming only the row.
 
-The work of a page is done in three steps: read what is needed (store executor), fetch the
-signature images and render the PDFs (``render_executor``, the store executor unless given), write
-(store executor) — so the SQLite write lock is never held while a PDF is drawn.
+Writing a page reads the events it needs and seals the documents on the store executor in one hop, and
+draws nothing: no PDF is ever rendered on the event loop or on the executor that commands use.
+Rows written before the PDFs were deferred (their PDF sealed in ``archive_forms.sealed_pdf``, its hash in
+the document) are read as they are.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -47,8 +51,8 @@ from uuid import UUID
 import rfc8785
 from cryptography.exceptions import InvalidTag
 
-from backend.form_pdf import render_form_pdf
-from backend.storage import BlobCorrupted, BlobNotFound, BlobStore, derive_aead
+from backend.object_store import ObjectNotFound, ObjectStore
+from backend.storage import derive_aead
 from domain.application import BirthCertificateApplication, form_digest
 from domain.service import Applications
 from projections.runner import DomainEvent, Page
@@ -163,8 +167,6 @@ class _Entry:
     issuer_name: str | None = None
     sealer_name: str | None = None
     issued_at: str | None = None
-    sealed_document: bytes = b""
-    sealed_pdf: bytes = b""
 
     def identity(self) -> RowIdentity:
         return RowIdentity(
@@ -177,10 +179,66 @@ class _Entry:
             form_sha256=self.form_sha256,
         )
 
+    def document(self) -> JSON:
+        """The archived document: the form as signed, its hash, and who issued it (the PDF follows apart)."""
+        digest_ok = form_digest(self.form) == self.form_sha256
+        if not digest_ok:
+            log.error(
+                "archive: %s v%d: the form does not hash to its signed digest",
+                self.application_id,
+                self.version,
+            )
+        return {
+            "format": FORMAT,
+            "id": archive_id(self.application_id, self.version),
+            "application_id": self.application_id,
+            "version": self.version,
+            "position": self.position,
+            "kind": self.kind,
+            "recorded_at": self.recorded_at,
+            "form": self.form,
+            "form_sha256": self.form_sha256,
+            "form_sha256_verified": digest_ok,
+            "signed_version": self.signed_version,
+            "signed_at": self.signed_at,
+            "signature": {"document_id": self.signature_document_id, "sha256": self.signature_sha256},
+            "certificate_number": self.certificate_number,
+            "voided_certificate_number": self.voided_certificate_number,
+            "issuer_name": self.issuer_name,
+            "sealer_name": self.sealer_name,
+            "issued_at": self.issued_at,
+        }
+
+
+@dataclass(frozen=True)
+class PdfRecord:
+    """A row of ``archive_pdfs``: where a form's PDF is (sealed in the row, or an object's key) and its hash.
+
+    ``signature_image`` says what became of the signature image when the PDF was drawn: ``drawn``,
+    ``missing`` or ``corrupted`` (a content-addressed blob does not come back), ``unavailable`` (no store).
+    """
+
+    form_id: str
+    position: int
+    pdf_sha256: str
+    signature_image: str
+    rendered_at: str
+    object_key: str | None
+    sealed_pdf: bytes | None
+
+
+def pdf_object_key(form_id: str, pdf_sha256: str) -> str:
+    """The object that holds a form's sealed PDF: named by the row and the PDF's own hash."""
+    return f"{form_id}/{pdf_sha256}"
+
 
 @dataclass(frozen=True)
 class ArchivedForm:
-    """A stored row, decrypted and checked: the canonical document (bytes, exactly as archived) and the PDF."""
+    """A stored row, decrypted and checked: the canonical document (bytes, exactly as archived) and the PDF.
+
+    ``pdf`` is None until it is loaded (``FormArchive.load_pdf``) or while it is not yet rendered
+    (``pdf_record`` None: ``pdf_pending``).
+    """
 
     id: str
     application_id: str
@@ -191,10 +249,29 @@ class ArchivedForm:
     form_sha256: str
     document: bytes
     pdf: bytes | None
+    pdf_record: PdfRecord | None = None
+
+    @property
+    def pdf_pending(self) -> bool:
+        """The PDF has not been rendered yet (it follows the form: decision 0028)."""
+        return self.pdf is None and self.pdf_record is None
+
+    def identity(self) -> RowIdentity:
+        """The row's clear columns."""
+        return RowIdentity(
+            id=self.id,
+            application_id=self.application_id,
+            position=self.position,
+            version=self.version,
+            kind=self.kind,
+            recorded_at=self.recorded_at,
+            form_sha256=self.form_sha256,
+        )
 
     def summary(self) -> JSON:
         """What a list shows: ids, kind, hashes, the certificate number and the staff names (no form data)."""
         doc = json.loads(self.document)
+        record = self.pdf_record
         return {
             "id": self.id,
             "application_id": self.application_id,
@@ -211,67 +288,98 @@ class ArchivedForm:
             "sealer_name": doc.get("sealer_name"),
             "issued_at": doc.get("issued_at"),
             "document_sha256": hashlib.sha256(self.document).hexdigest(),
-            "pdf_sha256": doc.get("pdf_sha256"),
+            "pdf_sha256": record.pdf_sha256 if record else doc.get("pdf_sha256"),
+            "pdf_pending": self.pdf_pending,
         }
 
 
 class FormArchive:
-    """The archive of signed and issued registration forms: a ``View`` plus its queries."""
+    """The archive of signed and issued registration forms: a ``View`` plus its queries.
+
+    ``objects``: where the renderer puts the sealed PDFs (None: in the ``archive_pdfs`` row); read here too.
+    """
 
     def __init__(
         self,
         db: Database,
         applications: Applications,
         executor: Executor,
-        blobs: BlobStore | None,
         *,
         key: bytes,
-        render_executor: Executor | None = None,
+        objects: ObjectStore | None = None,
     ) -> None:
         """``key``: the service's at-rest key (``backend.storage.at_rest_key``); the archive derives its own."""
         self.db = db
         self.applications = applications
         self.executor = executor
-        self.blobs = blobs
         self.cipher = ArchiveCipher(key)
-        self.render_executor = render_executor or executor
+        self.objects = objects
+        # Told (e.g. the PDF renderer) when rows were written: all at the end of a page; late, a parked one.
+        self.on_written: Callable[[], None] | None = None
+        self.on_late_rows: Callable[[list[int]], Awaitable[None]] | None = None
 
     # ------------------------------------------------------------------ View
 
     async def position(self) -> int:
         """The last notification id the archive has applied."""
-        return await self._run(self.executor, self.db.position, NAME)
+        return await self._run(self.db.position, NAME)
 
     async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
         """Archive the page's signed and issued forms and record its end, in one transaction, if the
         archive stands at ``start`` (False otherwise)."""
         if end is None:
             end = page[-1][0] if page else start
-        entries = await self._run(self.executor, self._collect, page, start) if page else []
-        if entries:
-            await self._run(self.render_executor, self._render_all, entries)
-        applied: bool = await self._run(self.executor, self._write, start, end, entries)
+        applied, written = await self._run(self._archive_page, page, start, end)
+        if written and self.on_written is not None:
+            self.on_written()
         return applied
 
     async def redo(self, position: int, event: DomainEvent) -> None:
-        """A parked form archived now: its row is written if missing, the position untouched."""
-        entries = await self._run(self.executor, self._collect, [(position, event)], position - 1)
-        if entries:
-            await self._run(self.render_executor, self._render_all, entries)
-            await self._run(self.executor, self._insert_missing, entries)
+        """A parked form archived now: its row is written if missing, the position untouched; its PDF
+        is rendered late (``on_late_rows``)."""
+        written = await self._run(self._redo, position, event)
+        if written and self.on_late_rows is not None:
+            await self.on_late_rows(written)
 
     async def reset(self) -> None:
         """The archive is kept permanently: it is never emptied."""
         msg = "the form archive is append-only and cannot be rebuilt in place"
         raise RuntimeError(msg)
 
-    async def _run(self, executor: Executor, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    # ------------------------------------------------------------------ the three steps
+    # ------------------------------------------------------------------ writing (store executor)
+
+    def _archive_page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
+        """The page's form versions, sealed, and the new position, all or nothing, if the archive stands
+        at ``start``: (applied, how many rows)."""
+        entries = self._collect(page, start) if page else []
+        sealed = [(entry, self._seal_document(entry)) for entry in entries]
+        with self.db.transaction():
+            if not self.db.move(NAME, start, end):
+                return False, 0  # applied already (another follower, or a replay)
+            for entry, document in sealed:
+                self._insert(entry, document)
+        return True, len(sealed)
+
+    def _redo(self, position: int, event: DomainEvent) -> list[int]:
+        """The rows of a retried event that are not there yet; their positions."""
+        written = []
+        entries = self._collect([(position, event)], position - 1)
+        with self.db.transaction():
+            for entry in entries:
+                found = self.db.fetchone("SELECT 1 FROM archive_forms WHERE position = ?", (entry.position,))
+                if found is None:
+                    self._insert(entry, self._seal_document(entry))
+                    written.append(entry.position)
+        return written
+
+    def _seal_document(self, entry: _Entry) -> bytes:
+        return self.cipher.seal(canonical(entry.document()), entry.identity().aad("document"))
 
     def _collect(self, page: Page, after: int) -> list[_Entry]:
-        """Store executor: the page's form versions beyond ``after``, with their forms."""
+        """The page's form versions beyond ``after``, with their forms."""
         entries: list[_Entry] = []
         last_signed: dict[str, _Entry] = {}
         for position, event in page:
@@ -346,103 +454,11 @@ class FormArchive:
                 )
         return found
 
-    def _render_all(self, entries: list[_Entry]) -> None:
-        """Render executor: fetch each signature image once, render each PDF, build and seal each document."""
-        images: dict[str, tuple[bytes | None, str]] = {}
-        for entry in entries:
-            ref = entry.signature_document_id
-            if ref not in images:
-                images[ref] = self._signature(ref)
-            png, image_state = images[ref]
-            issued = entry.kind != "signed"
-            pdf = render_form_pdf(
-                entry.form,
-                kind=entry.kind,
-                form_sha256=entry.form_sha256,
-                signature_png=png,
-                issuer_name=entry.issuer_name if issued else None,
-                sealer_name=entry.sealer_name if issued else None,
-                certificate_number=entry.certificate_number,
-                signed_at=entry.signed_at,
-                issued_at=entry.issued_at,
-                voided_certificate_number=entry.voided_certificate_number,
-            )
-            digest_ok = form_digest(entry.form) == entry.form_sha256
-            if not digest_ok:
-                log.error(
-                    "archive: %s v%d: the form does not hash to its signed digest",
-                    entry.application_id,
-                    entry.version,
-                )
-            document: JSON = {
-                "format": FORMAT,
-                "id": archive_id(entry.application_id, entry.version),
-                "application_id": entry.application_id,
-                "version": entry.version,
-                "position": entry.position,
-                "kind": entry.kind,
-                "recorded_at": entry.recorded_at,
-                "form": entry.form,
-                "form_sha256": entry.form_sha256,
-                "form_sha256_verified": digest_ok,
-                "signed_version": entry.signed_version,
-                "signed_at": entry.signed_at,
-                "signature": {
-                    "document_id": entry.signature_document_id,
-                    "sha256": entry.signature_sha256,
-                    "image": image_state,
-                },
-                "certificate_number": entry.certificate_number,
-                "voided_certificate_number": entry.voided_certificate_number,
-                "issuer_name": entry.issuer_name,
-                "sealer_name": entry.sealer_name,
-                "issued_at": entry.issued_at,
-                "pdf_sha256": hashlib.sha256(pdf).hexdigest(),
-            }
-            identity = entry.identity()
-            entry.sealed_document = self.cipher.seal(canonical(document), identity.aad("document"))
-            entry.sealed_pdf = self.cipher.seal(pdf, identity.aad("pdf"))
-
-    def _signature(self, document_id: str) -> tuple[bytes | None, str]:
-        """The decrypted signature image and what became of it: ``drawn``, ``missing``, ``corrupted``, ``unavailable``.
-
-        A missing or damaged blob is archived as such (a content-addressed file does not come back);
-        any other I/O error propagates, so the page is retried rather than archived without it.
-        """
-        if self.blobs is None:
-            return None, "unavailable"
-        try:
-            data, _content_type = self.blobs.get(document_id)
-        except BlobNotFound:
-            log.error("archive: signature image %s is missing from the blob store", document_id)
-            return None, "missing"
-        except BlobCorrupted:
-            log.error("archive: signature image %s does not decrypt or verify", document_id)
-            return None, "corrupted"
-        return data, "drawn"
-
-    def _write(self, start: int, end: int, entries: list[_Entry]) -> bool:
-        """Store executor: the rows and the new position, all or nothing, if the archive stands at ``start``."""
-        with self.db.transaction():
-            if not self.db.move(NAME, start, end):
-                return False  # applied already (another follower, or a replay)
-            for entry in entries:
-                self._insert(entry)
-        return True
-
-    def _insert_missing(self, entries: list[_Entry]) -> None:
-        """Store executor: the rows of a retried event that are not there yet."""
-        with self.db.transaction():
-            for entry in entries:
-                found = self.db.fetchone("SELECT 1 FROM archive_forms WHERE position = ?", (entry.position,))
-                if found is None:
-                    self._insert(entry)
-
-    def _insert(self, entry: _Entry) -> None:
+    def _insert(self, entry: _Entry, sealed_document: bytes) -> None:
         row = entry.identity()
         self.db.execute(
             "INSERT INTO archive_forms (id, application_id, position, version, kind, recorded_at, "
-            "form_sha256, sealed_document, sealed_pdf) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "form_sha256, sealed_document) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row.id,
                 row.application_id,
@@ -451,14 +467,21 @@ class FormArchive:
                 row.kind,
                 row.recorded_at,
                 row.form_sha256,
-                entry.sealed_document,
-                entry.sealed_pdf,
+                sealed_document,
             ),
         )
 
-    # ------------------------------------------------------------------ queries (store executor)
+    # ------------------------------------------------------------------ queries (blocking)
 
-    _COLUMNS: Final = "id, application_id, position, version, kind, recorded_at, form_sha256, sealed_document"
+    # Every column of a row and its PDF's record; ``_ROW`` leaves out a PDF sealed in the record (lists and the
+    # renderer do not read PDFs: ~50 KB a row).
+    _COLUMNS: Final = (
+        "f.id, f.application_id, f.position, f.version, f.kind, f.recorded_at, f.form_sha256, "
+        "f.sealed_document, f.sealed_pdf, p.form_id, p.position, p.pdf_sha256, p.signature_image, "
+        "p.rendered_at, p.object_key, p.sealed_pdf"
+    )
+    _ROW: Final = _COLUMNS.replace("p.sealed_pdf", "NULL")
+    _FROM: Final = "archive_forms f LEFT JOIN archive_pdfs p ON p.form_id = f.id"
 
     def forms_of(self, application_id: UUID | str) -> list[ArchivedForm]:
         """Every archived version of one application's form, oldest first (without the PDFs).
@@ -466,27 +489,48 @@ class FormArchive:
         ``ArchiveIntegrityError`` when any of them does not decrypt or check.
         """
         rows = self.db.fetchall(
-            f"SELECT {self._COLUMNS} FROM archive_forms WHERE application_id = ? ORDER BY version",
+            f"SELECT {self._ROW} FROM {self._FROM} WHERE f.application_id = ? ORDER BY f.version",
             (str(application_id),),
         )
-        return [self._form(row, None) for row in rows]
+        return [self.form_of_row(row) for row in rows]
 
-    def get(self, form_id: str) -> ArchivedForm | None:
-        """One archived version with its PDF, or None; ``ArchiveIntegrityError`` when it does not check."""
-        row = self.db.fetchone(
-            f"SELECT {self._COLUMNS}, sealed_pdf FROM archive_forms WHERE id = ?", (form_id,)
-        )
+    def get(self, form_id: str, *, pdf: bool = True) -> ArchivedForm | None:
+        """One archived version, or None; with its PDF when ``pdf`` and rendered (``load_pdf``, which may
+        read the object store: a caller on the store executor passes ``pdf=False`` and loads it elsewhere).
+
+        ``ArchiveIntegrityError`` when it does not check.
+        """
+        row = self.db.fetchone(f"SELECT {self._COLUMNS} FROM {self._FROM} WHERE f.id = ?", (form_id,))
         if row is None:
             return None
-        return self._form(row[:-1], None if row[-1] is None else bytes(row[-1]))
+        form = self.form_of_row(row)
+        return self.load_pdf(form) if pdf else form
+
+    def rows_after(self, db: Database, after: int, upto: int, limit: int) -> list[tuple[Any, ...]]:
+        """The rows after position ``after`` up to ``upto``, oldest first, read through ``db`` (the
+        renderer's own connection: a connection is used by one thread only)."""
+        return db.fetchall(
+            f"SELECT {self._ROW} FROM {self._FROM} WHERE f.position > ? AND f.position <= ? "
+            "ORDER BY f.position LIMIT ?",
+            (after, upto, limit),
+        )
+
+    def rows_at(self, db: Database, positions: list[int]) -> list[tuple[Any, ...]]:
+        """The rows at these positions, read through ``db`` (for rendering late rows)."""
+        marks = ", ".join("?" for _ in positions)
+        return db.fetchall(
+            f"SELECT {self._ROW} FROM {self._FROM} WHERE f.position IN ({marks}) ORDER BY f.position",
+            positions,
+        )
 
     def application_of(self, form_id: str) -> str:
         """The application a row names in clear (unchecked: to decide who may hear that it failed to check)."""
         row = self.db.fetchone("SELECT application_id FROM archive_forms WHERE id = ?", (form_id,))
         return "" if row is None else str(row[0])
 
-    def _form(self, row: tuple[Any, ...], sealed_pdf: bytes | None) -> ArchivedForm:
-        """Decrypt a row and check it: the document against the row, the form against its hash, the PDF."""
+    def form_of_row(self, row: tuple[Any, ...]) -> ArchivedForm:
+        """Decrypt a row and check it: the document against the row, the form against its hash; a PDF
+        sealed in the row itself (rows written before the PDFs were deferred) against the document."""
         identity = RowIdentity(
             id=str(row[0]),
             application_id=str(row[1]),
@@ -501,13 +545,57 @@ class FormArchive:
             raise ArchiveIntegrityError(identity.id, "the document does not decrypt for this row")
         doc = _checked_document(identity, document)
         pdf: bytes | None = None
-        if sealed_pdf is not None:
-            pdf = self.cipher.open(sealed_pdf, identity.aad("pdf"))
-            if pdf is None:
-                raise ArchiveIntegrityError(identity.id, "the PDF does not decrypt for this row")
-            if hashlib.sha256(pdf).hexdigest() != doc.get("pdf_sha256"):
-                raise ArchiveIntegrityError(identity.id, "the PDF does not match the document's pdf_sha256")
-        return ArchivedForm(**asdict(identity), document=document, pdf=pdf)
+        if row[8] is not None:
+            pdf = self._opened_pdf(identity, bytes(row[8]), doc.get("pdf_sha256"))
+        record = None
+        if row[9] is not None:
+            record = PdfRecord(
+                form_id=str(row[9]),
+                position=int(row[10]),
+                pdf_sha256=str(row[11]),
+                signature_image=str(row[12]),
+                rendered_at=str(row[13]),
+                object_key=None if row[14] is None else str(row[14]),
+                sealed_pdf=None if row[15] is None else bytes(row[15]),
+            )
+        return ArchivedForm(**asdict(identity), document=document, pdf=pdf, pdf_record=record)
+
+    def load_pdf(self, form: ArchivedForm) -> ArchivedForm:
+        """``form`` (as ``get`` read it) with its PDF read (from its row or the object store), decrypted and checked.
+
+        ``ObjectStoreUnavailable`` while the object store does not answer; ``ArchiveIntegrityError`` when
+        the PDF is missing, does not decrypt for this row, or does not hash to its record.
+        """
+        record = form.pdf_record
+        if form.pdf is not None or record is None:
+            return form
+        identity = form.identity()
+        if record.position != form.position:
+            raise ArchiveIntegrityError(form.id, "the PDF's record names another position")
+        sealed = record.sealed_pdf
+        if record.object_key is not None:
+            if self.objects is None:
+                raise ArchiveIntegrityError(form.id, "the PDF is in an object store that is not configured")
+            if record.object_key != pdf_object_key(form.id, record.pdf_sha256):
+                raise ArchiveIntegrityError(form.id, "the PDF's object key does not name this row and hash")
+            try:
+                sealed = self.objects.get(record.object_key)
+            except ObjectNotFound:
+                raise ArchiveIntegrityError(form.id, "the PDF is missing from the object store") from None
+        if sealed is None:
+            raise ArchiveIntegrityError(form.id, "the PDF's record holds no PDF")
+        pdf = self._opened_pdf(identity, sealed, record.pdf_sha256)
+        return ArchivedForm(
+            **{**asdict(identity), "document": form.document, "pdf": pdf, "pdf_record": record}
+        )
+
+    def _opened_pdf(self, identity: RowIdentity, sealed: bytes, sha256: object) -> bytes:
+        pdf = self.cipher.open(sealed, identity.aad("pdf"))
+        if pdf is None:
+            raise ArchiveIntegrityError(identity.id, "the PDF does not decrypt for this row")
+        if hashlib.sha256(pdf).hexdigest() != sha256:
+            raise ArchiveIntegrityError(identity.id, "the PDF does not match its recorded pdf_sha256")
+        return pdf
 
 
 def _checked_document(identity: RowIdentity, document: bytes) -> JSON:
@@ -543,7 +631,9 @@ __all__ = [
     "ArchiveIntegrityError",
     "ArchivedForm",
     "FormArchive",
+    "PdfRecord",
     "RowIdentity",
     "archive_id",
     "canonical",
+    "pdf_object_key",
 ]

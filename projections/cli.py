@@ -52,7 +52,9 @@ def register_projections(subparsers: Any) -> None:
     )
     parked.set_defaults(handler=list_parked)
     retry = commands.add_parser("retry", help="ask the running service to apply parked events again")
-    retry.add_argument("--follower", help="only this follower's (status, review-queue, archive, …)")
+    retry.add_argument(
+        "--follower", help="only this follower's (status, review-queue, archive, archive_pdf, …)"
+    )
     retry.add_argument("--position", type=int, help="only the event at this position")
     retry.set_defaults(handler=retry_parked)
 

@@ -24,7 +24,7 @@ from projections.runner import Parked
 T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgres"]
-APPEND_ONLY = ("audit_leaves", "audit_nodes", "audit_checkpoints", "archive_forms")
+APPEND_ONLY = ("audit_leaves", "audit_nodes", "audit_checkpoints", "archive_forms", "archive_pdfs")
 
 _TABLES = {
     "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
@@ -45,6 +45,12 @@ _TABLES = {
         "id TEXT PRIMARY KEY, application_id TEXT NOT NULL, position BIGINT NOT NULL UNIQUE, version BIGINT NOT NULL, "
         "kind TEXT NOT NULL, recorded_at TEXT NOT NULL, form_sha256 TEXT NOT NULL, sealed_document {blob} NOT NULL, "
         "sealed_pdf {blob}"
+    ),
+    # Each archived form's PDF, rendered behind the archive (decision 0028): sealed here, or in the object
+    # store under ``object_key`` (decision 0025); the row is the index either way.
+    "archive_pdfs": (
+        "form_id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, pdf_sha256 TEXT NOT NULL, "
+        "signature_image TEXT NOT NULL, rendered_at TEXT NOT NULL, object_key TEXT, sealed_pdf {blob}"
     ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
@@ -75,7 +81,7 @@ _INDEXES = (
 
 # The layout of our tables that this version reads and writes; ``birthcert db migrate`` records each version it
 # brings a database to in ``birthcert_schema`` (decision 0026). Raise it with every table or column added.
-SCHEMA_VERSION = 2  # 2: audit_nodes, the audit tree's stored subtrees (decision 0029)
+SCHEMA_VERSION = 2  # 2: audit_nodes (the audit tree's stored subtrees, 0029), archive_pdfs (0028)
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

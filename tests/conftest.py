@@ -23,6 +23,7 @@ from psycopg import sql
 from backend.config import Config
 from backend.migrate import migrate
 from backend.redis_server import RedisHandle, open_redis
+from tests.object_server import S3Bucket, S3Server, s3_server
 
 
 def _fresh_store_env(data_dir: Path, environ: dict[str, str]) -> dict[str, str]:
@@ -150,3 +151,16 @@ def redis_url(redis_handle: RedisHandle) -> str:
     client.flushdb()
     client.close()
     return redis_handle.url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3 server (moto's, over HTTP on loopback) shared by the session; tests take buckets of it."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server) -> S3Bucket:
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3.bucket()

@@ -11,8 +11,11 @@ Auditors see every institution's forms; issuers only their own institution's (an
 is recorded (``AccessRecord``, what ``archive_form``) before the answer is sent.
 
 ``archive_ctx`` opens the archive's own connection to the event store's database and follows the
-event log into it (``LogFollower`` named ``archive``). The archive is stored encrypted and decrypted
-here on reading (decision 0003); a row that does not decrypt or check answers 503
+event log into it (``LogFollower`` named ``archive``): each form's document and hash are there at once.
+The PDFs follow behind (``PdfRenderer`` named ``archive_pdf``, decision 0028), drawn in a pool of
+worker processes, kept in the object store when one is configured (decision 0025). A PDF asked for
+before it is drawn answers 503 ``pdf_pending`` with Retry-After. The archive is stored encrypted and
+decrypted here on reading (decision 0003); a row that does not decrypt or check answers 503
 ``integrity_failure`` naming nothing it holds.
 """
 
@@ -23,8 +26,11 @@ import base64
 import contextlib
 import hashlib
 import logging
+import multiprocessing
+import os
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -39,15 +45,18 @@ from backend.components import (
     STORE_EXECUTOR,
     actor_of,
     caught_up,
+    in_io,
     in_store,
     json_response,
 )
 from backend.config import Config
-from backend.errors import BadRequest, problem
+from backend.errors import RETRY_AFTER_SECONDS, BadRequest, problem
 from backend.headers import content_disposition
+from backend.object_store import ObjectStore, open_objects
 from backend.storage import at_rest_key
 from domain.errors import NotFound
 from projections.archive import ArchiveIntegrityError, FormArchive
+from projections.archive_pdf import PdfRenderer, render_worker_init
 from projections.runner import LogFollower
 from projections.sql import Database
 
@@ -56,50 +65,80 @@ routes = web.RouteTableDef()
 
 FORM_ARCHIVE = web.AppKey("form_archive", FormArchive)
 ARCHIVE_FOLLOWER = web.AppKey("archive_follower", LogFollower)
+PDF_RENDERER = web.AppKey("pdf_renderer", PdfRenderer)
 # How long a read waits for the archive to reach the end of the log before answering with what it has.
 CATCH_UP_SECONDS = 3.0
 
 
 def open_form_archive(
-    config: Config, applications: Any, executor: Any, blobs: Any, render_executor: Any
+    config: Config, applications: Any, executor: Any, objects: ObjectStore | None = None
 ) -> FormArchive:
     """The archive over the event store's database (blocking: call it on the store executor)."""
     return FormArchive(
         Database.open(config.event_store_env()),
         applications,
         executor,
-        blobs,
         key=at_rest_key(config.cipher_key, config.index_key),
-        render_executor=render_executor,
+        objects=objects,
     )
 
 
 async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the archive and follow the event log into it (after the event store and the blob store)."""
+    """Open the archive and follow the event log into it (after the event store and the blob store);
+    render its PDFs behind it, in worker processes, on a database connection and thread of their own."""
     loop = asyncio.get_running_loop()
-    executor = app[STORE_EXECUTOR]
+    config, executor, io = app[CONFIG], app[STORE_EXECUTOR], app[IO_EXECUTOR]
+    objects = await loop.run_in_executor(io, open_objects, config.object_store, "archive", None)
     archive = await loop.run_in_executor(
-        executor,
-        open_form_archive,
-        app[CONFIG],
-        app[APPLICATIONS],
-        executor,
-        app.get(BLOBS),
-        app[IO_EXECUTOR],
+        executor, open_form_archive, config, app[APPLICATIONS], executor, objects
     )
     follower = LogFollower(
         app[APPLICATIONS], archive, executor=executor, name="archive", parking=app.get(PARKING)
     )
-    app[FORM_ARCHIVE], app[ARCHIVE_FOLLOWER] = archive, follower
-    app[FOLLOWERS].append(follower)
-    task = asyncio.create_task(follower.run(), name="archive-follower")
+
+    # reportlab draws ~26 pages/s and holds the GIL while it does: in processes of its own ("spawn": the
+    # serving process has threads, which a fork would copy mid-lock).
+    def pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=config.pdf_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            # A worker leaves with the service, even after a kill -9 of it.
+            initializer=render_worker_init,
+            initargs=(os.getpid(),),
+        )
+
+    own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-pdf")
+    db = await loop.run_in_executor(own, Database.open, config.event_store_env())
+    renderer = PdfRenderer(
+        archive,
+        db,
+        own,
+        render_executor=pool(),
+        io_executor=io,
+        blobs=app.get(BLOBS),
+        objects=objects,
+        parking=app.get(PARKING),
+        new_render_executor=pool,
+    )
+    archive.on_written, archive.on_late_rows = renderer.wake, renderer.render_late
+    app[FORM_ARCHIVE], app[ARCHIVE_FOLLOWER], app[PDF_RENDERER] = archive, follower, renderer
+    app[FOLLOWERS].extend([follower, renderer])
+    tasks = [
+        asyncio.create_task(follower.run(), name="archive-follower"),
+        asyncio.create_task(renderer.run(), name="archive-pdf-renderer"),
+    ]
     yield
     follower.stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    with contextlib.suppress(ValueError):
-        app[FOLLOWERS].remove(follower)
+    renderer.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for running in (follower, renderer):
+        with contextlib.suppress(ValueError):
+            app[FOLLOWERS].remove(running)
+    renderer.render_executor.shutdown(wait=True, cancel_futures=True)
+    await loop.run_in_executor(own, db.close)
+    own.shutdown(wait=True)
     await loop.run_in_executor(executor, archive.db.close)
 
 
@@ -189,7 +228,8 @@ async def get_form(request: web.Request) -> web.Response:
     archive = request.app[FORM_ARCHIVE]
     service = request.app[APPLICATIONS]
     try:
-        form = await in_store(request, archive.get, form_id)
+        # The row on the store executor; its PDF (perhaps from the object store) on the I/O executor.
+        form = await in_store(request, archive.get, form_id, pdf=False)
     except ArchiveIntegrityError as error:
         # Say so only to whoever may read the application the row claims (others: 404 as ever).
         owner = await in_store(request, archive.application_of, form_id)
@@ -204,6 +244,19 @@ async def get_form(request: web.Request) -> web.Response:
         )
         await caught_up(request, outcome.position)
     if wants_pdf(request.headers.get("Accept", "")):
+        if form.pdf_pending:
+            # Drawn behind the archive (decision 0028): the form and its hash are here, the PDF follows.
+            return problem(
+                503,
+                "pdf_pending",
+                "PDF 尚未生成",
+                "该归档版本的 PDF 正在生成，请稍后重试，或先使用 JSON",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        try:
+            form = await in_io(request, archive.load_pdf, form)
+        except ArchiveIntegrityError as error:
+            return _integrity_failure(error)
         if not form.pdf:
             return problem(406, "pdf_unavailable", "没有 PDF", "该归档版本没有 PDF，请改用 JSON")
         filename = f"registration-form-{form.application_id}-v{form.version}-{form.kind}.pdf"
@@ -268,6 +321,7 @@ _SUMMARY = {
         "issued_at": _NULLABLE_TEXT,
         "document_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "pdf_sha256": _NULLABLE_TEXT,
+        "pdf_pending": {"type": "boolean", "description": "the PDF is not drawn yet (it follows the form)"},
         "url": {"type": "string"},
     },
 }
@@ -280,7 +334,7 @@ _DOCUMENT = {
         "kind": {"enum": ["signed", "issued", "reissued"]},
         "form": {"type": "object", "description": "the registration form exactly as signed"},
         "form_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "signature": {"type": "object", "required": ["document_id", "sha256", "image"]},
+        "signature": {"type": "object", "required": ["document_id", "sha256"]},
     },
 }
 # For backend/openapi.py: ``PATHS.update(archive.OPENAPI_PATHS)``.
@@ -345,6 +399,7 @@ __all__ = [
     "ARCHIVE_FOLLOWER",
     "FORM_ARCHIVE",
     "OPENAPI_PATHS",
+    "PDF_RENDERER",
     "archive_ctx",
     "open_form_archive",
     "routes",

@@ -22,7 +22,7 @@ import pytest
 
 from backend.components import CONFIG
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
-from backend.routes.archive import FORM_ARCHIVE
+from backend.routes.archive import FORM_ARCHIVE, PDF_RENDERER
 from domain.staff import AccessRecord
 from miniprogram_stub.client import StaffClient
 from miniprogram_stub.people import Family
@@ -30,6 +30,7 @@ from tests.e2e.conftest import Stack
 from tests.e2e.test_staff import submitted
 from tests.integration.test_archive import sealed_values, swap, tamper
 from tests.integration.test_store import assert_nothing_in_clear, stored_bytes
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +56,41 @@ async def get(
             documented = stack.check.document["paths"]["/api/v1/archive/forms/{form_id}"]["get"]
             assert r.content_type in documented["responses"][str(r.status)]["content"], r.content_type
         return r.status, dict(r.headers), body
+
+
+async def rendered(stack: Stack, token: str | None, app_id: str) -> tuple[int, dict[str, str], bytes]:
+    """The list of an application's archived forms, once every form's PDF is drawn (they follow the forms)."""
+    path = f"/api/v1/archive/forms?application_id={app_id}"
+
+    async def drawn() -> tuple[int, dict[str, str], bytes] | None:
+        answer = await get(stack, token, path)
+        done = answer[0] != 200 or not any(f["pdf_pending"] for f in json.loads(answer[2])["forms"])
+        return answer if done else None
+
+    answer: tuple[int, dict[str, str], bytes] = await eventually(drawn, "the archived forms' PDFs drawn")
+    return answer
+
+
+async def test_a_pdf_not_drawn_yet_is_a_503_pdf_pending_and_its_form_is_there(
+    stack: Stack, family: Family
+) -> None:
+    stack.app[PDF_RENDERER].stop()  # the renderer far behind (a cold catch-up): nothing is drawn
+    mp = await submitted(stack, family)
+    app_id = str(mp.app_id)
+    auditor = await login(stack, "auditor1")
+    status, _, body = await get(stack, auditor.token, f"/api/v1/archive/forms?application_id={app_id}")
+    [signed] = json.loads(body)["forms"]
+    assert (status, signed["pdf_pending"], signed["pdf_sha256"]) == (200, True, None)
+    status, headers, body = await get(stack, auditor.token, signed["url"], accept="application/pdf")
+    assert (status, json.loads(body)["code"], headers["Retry-After"]) == (503, "pdf_pending", "5")
+    status, _, document = await get(stack, auditor.token, signed["url"])
+    assert status == 200 and hashlib.sha256(document).hexdigest() == signed["document_sha256"]
+    # Drawn once the renderer catches up, with the hash the list then shows.
+    await stack.app[PDF_RENDERER].catch_up()
+    _, _, body = await rendered(stack, auditor.token, app_id)
+    [signed] = json.loads(body)["forms"]
+    status, _, pdf = await get(stack, auditor.token, signed["url"], accept="application/pdf")
+    assert status == 200 and hashlib.sha256(pdf).hexdigest() == signed["pdf_sha256"]
 
 
 def family_texts(family: Family) -> list[str]:
@@ -98,7 +134,7 @@ async def test_auditor_lists_and_downloads_the_forms_and_the_reading_is_recorded
     )
     auditor = await login(stack, "auditor1")
     assert auditor.token
-    status, headers, body = await get(stack, auditor.token, f"/api/v1/archive/forms?application_id={app_id}")
+    status, headers, body = await rendered(stack, auditor.token, app_id)
     assert status == 200, body
     assert headers["Cache-Control"] == "no-store"
     listing = json.loads(body)
@@ -208,7 +244,7 @@ async def test_a_tampered_row_answers_integrity_failure_without_its_content(
     )
     auditor = await login(stack, "auditor1")
     listing = f"/api/v1/archive/forms?application_id={app_id}"
-    status, _, body = await get(stack, auditor.token, listing)
+    status, _, body = await rendered(stack, auditor.token, app_id)
     assert status == 200
     signed, issued = json.loads(body)["forms"]
     # Someone holding the database file drops the trigger and swaps the two rows' sealed documents

@@ -186,7 +186,15 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
         body = await r.json()
     assert body["status"] == "ready" and body["reasons"] == []
     followers = {f["name"]: f for f in body["followers"]}
-    assert set(followers) == {"status", "review-queue", "notifications", "audit-log", "archive", "ems"}
+    assert set(followers) == {
+        "status",
+        "review-queue",
+        "notifications",
+        "audit-log",
+        "archive",
+        "archive_pdf",
+        "ems",
+    }
     end = body["event_store"]["position"]
     for name, follower in followers.items():
         if name != "audit-log":  # it may sign a checkpoint meanwhile; it follows too

@@ -19,7 +19,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from PIL import Image, ImageDraw
 
+from backend.object_store import ObjectStore
 from backend.routes.archive import wants_pdf
 from backend.storage import BlobStore, at_rest_key
 from domain.application import BirthCertificateApplication, form_digest
@@ -42,6 +43,7 @@ from projections.archive import (
     archive_id,
     canonical,
 )
+from projections.archive_pdf import PdfRenderer
 from projections.runner import LogFollower
 from projections.sql import Database, SchemaError
 from tests.builders import EMS, NOW, TEST_ID_NUMBERS, Walk
@@ -65,22 +67,46 @@ class Bench:
     blobs: BlobStore
     executor: ThreadPoolExecutor
     archives: list[FormArchive]
+    # Threads stand in for the service's process pool here (test_object_storage runs the pool itself).
+    render: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2))
+    renderers: dict[int, PdfRenderer] = field(default_factory=dict)
 
-    def archive(self, blobs: BlobStore | None = None, key: bytes | None = None) -> FormArchive:
-        """A fresh view over its own connection (as another process would open it), keyed as the service does."""
+    def archive(
+        self, blobs: BlobStore | None = None, key: bytes | None = None, objects: ObjectStore | None = None
+    ) -> FormArchive:
+        """A fresh view over its own connection (as another process would open it), keyed as the service
+        does, with its PDF renderer (its own connection too)."""
         archive = FormArchive(
             Database.open(self.env),
             self.applications,
             self.executor,
-            blobs or self.blobs,
             key=key or at_rest_key(self.env["CIPHER_KEY"], b""),
+            objects=objects,
         )
         self.archives.append(archive)
+        renderer = PdfRenderer(
+            archive,
+            Database.open(self.env),
+            self.executor,
+            render_executor=self.render,
+            io_executor=self.executor,
+            blobs=blobs or self.blobs,
+            objects=objects,
+        )
+        archive.on_late_rows = renderer.render_late
+        self.renderers[id(archive)] = renderer
         return archive
 
-    async def follow(self, archive: FormArchive, page_size: int = 500) -> int:
+    def renderer(self, archive: FormArchive) -> PdfRenderer:
+        return self.renderers[id(archive)]
+
+    async def follow(self, archive: FormArchive, page_size: int = 500, pdfs: bool = True) -> int:
+        """The archive caught up with the log, and (unless ``pdfs`` is False) its PDFs with the archive."""
         follower = LogFollower(self.applications, archive, executor=self.executor, page_size=page_size)
-        return await follower.catch_up()
+        position = await follower.catch_up()
+        if pdfs:
+            assert await self.renderer(archive).catch_up() == position
+        return position
 
     async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -98,6 +124,8 @@ async def bench(store_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Benc
     yield b
     for archive in b.archives:
         await loop.run_in_executor(executor, archive.db.close)
+        await loop.run_in_executor(executor, b.renderer(archive).db.close)
+    b.render.shutdown(wait=True)
     await loop.run_in_executor(executor, applications.close)
     executor.shutdown(wait=True)
 
@@ -169,7 +197,8 @@ async def test_signed_signed_issued_with_the_exact_forms_hashes_and_names(bench:
         assert doc["form"] == event.form  # the exact JSON that was signed
         assert form.form_sha256 == doc["form_sha256"] == event.form_sha256 == form_digest(event.form)
         assert doc["form_sha256_verified"] is True
-        assert doc["signature"] == {"document_id": signature, "sha256": signature, "image": "drawn"}
+        assert doc["signature"] == {"document_id": signature, "sha256": signature}
+        assert form.pdf_record is not None and form.pdf_record.signature_image == "drawn"
         assert (doc["certificate_number"], doc["issuer_name"], doc["sealer_name"]) == (None, None, None)
         assert form.id == archive_id(j.walk.id, form.version)
     assert [json.loads(f.document)["form"]["newborn"]["name"] for f in forms] == [
@@ -275,18 +304,26 @@ async def test_update_and_delete_are_refused_by_the_database(bench: Bench) -> No
         "UPDATE archive_forms SET sealed_pdf = NULL WHERE kind = 'issued'",
         "DELETE FROM archive_forms",
         "DELETE FROM archive_forms WHERE kind = 'signed'",
+        "UPDATE archive_pdfs SET pdf_sha256 = 'forged'",
+        "UPDATE archive_pdfs SET sealed_pdf = NULL",
+        "DELETE FROM archive_pdfs",
     ]
     if postgres:
-        statements.append("TRUNCATE archive_forms")
+        statements += ["TRUNCATE archive_forms", "TRUNCATE archive_pdfs"]
+    pdfs = "SELECT form_id, pdf_sha256, sealed_pdf FROM archive_pdfs ORDER BY position"
+    pdfs_before = await bench.run(archive.db.fetchall, pdfs)
+    assert len(pdfs_before) == 3
     conn = raw_connection(bench.env)
     try:
         for statement in statements:
             with pytest.raises(refused) as error:
                 conn.execute(statement)
-            assert "archive_forms is append-only" in str(error.value), statement
+            table = next(word for word in statement.split() if word.startswith("archive_"))
+            assert f"{table} is append-only" in str(error.value), statement
     finally:
         conn.close()
     assert await bench.run(archive.db.fetchall, query) == before
+    assert await bench.run(archive.db.fetchall, pdfs) == pdfs_before
 
 
 @pytest.mark.parametrize("with_pdf", [False, True])
@@ -357,7 +394,9 @@ async def test_nothing_personal_is_stored_in_clear(bench: Bench) -> None:
     texts = (*TEST_ID_NUMBERS, *PERSONAL_TEXTS, "钱盖章", "EA123456789CN", *CERTIFICATE_NUMBERS)
     mother = docs[0]["form"]["mother"].values()
     assert any(number in mother for number in TEST_ID_NUMBERS)  # the scan looks for what the form holds
-    everything = b"\n".join(await bench.run(stored_bytes, bench.env, ("archive_forms",), snapshots=False))
+    everything = b"\n".join(
+        await bench.run(stored_bytes, bench.env, ("archive_forms", "archive_pdfs"), snapshots=False)
+    )
     # The scan reads the archive's rows: their clear columns are there…
     for form in forms:
         assert form.id.encode() in everything and form.form_sha256.encode() in everything
@@ -372,15 +411,16 @@ async def test_nothing_personal_is_stored_in_clear(bench: Bench) -> None:
 
 
 def tamper(env: dict[str, str], *statements: tuple[str, tuple[Any, ...]]) -> None:
-    """As someone holding the database would: the row trigger dropped, then the statements run."""
+    """As someone holding the database would: the row triggers dropped, then the statements run."""
     postgres = env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres"
     conn = raw_connection(env)
     try:
-        conn.execute(
-            "DROP TRIGGER archive_forms_append_only_rows ON archive_forms"
-            if postgres
-            else "DROP TRIGGER archive_forms_no_update"
-        )
+        for table in ("archive_forms", "archive_pdfs"):
+            conn.execute(
+                f"DROP TRIGGER {table}_append_only_rows ON {table}"
+                if postgres
+                else f"DROP TRIGGER {table}_no_update"
+            )
         for statement, params in statements:
             conn.execute(statement.replace("?", "%s") if postgres else statement, params)
     finally:
@@ -392,9 +432,13 @@ Statements = list[tuple[str, tuple[Any, ...]]]
 
 
 def swap(column: str, sealed: Sealed, first: str, second: str) -> Statements:
-    """Exchange the sealed ``document`` or ``pdf`` of two rows."""
+    """Exchange the sealed ``document`` (in ``archive_forms``) or ``pdf`` (in ``archive_pdfs``) of two rows."""
     part = 0 if column == "sealed_document" else 1
-    statement = f"UPDATE archive_forms SET {column} = ? WHERE id = ?"
+    statement = (
+        "UPDATE archive_forms SET sealed_document = ? WHERE id = ?"
+        if part == 0
+        else "UPDATE archive_pdfs SET sealed_pdf = ? WHERE form_id = ?"
+    )
     return [(statement, (sealed[second][part], first)), (statement, (sealed[first][part], second))]
 
 
@@ -404,7 +448,11 @@ TAMPERINGS: dict[str, Callable[[Sealed, list[str]], Statements]] = {
     "documents swapped": lambda sealed, ids: swap("sealed_document", sealed, ids[1], ids[2]),
     "pdfs swapped": lambda sealed, ids: swap("sealed_pdf", sealed, ids[1], ids[2]),
     "the document put in the PDF's place": lambda sealed, ids: [
-        ("UPDATE archive_forms SET sealed_pdf = ? WHERE id = ?", (sealed[ids[2]][0], ids[2]))
+        ("UPDATE archive_pdfs SET sealed_pdf = ? WHERE form_id = ?", (sealed[ids[2]][0], ids[2]))
+    ],
+    "the PDF's record moved to another row": lambda sealed, ids: [
+        ("UPDATE archive_pdfs SET form_id = 'moved' WHERE form_id = ?", (ids[2],)),
+        ("UPDATE archive_pdfs SET form_id = ? WHERE form_id = ?", (ids[2], ids[1])),
     ],
     "a clear column edited": lambda sealed, ids: [
         ("UPDATE archive_forms SET recorded_at = ? WHERE id = ?", ("2026-01-01T00:00:00+00:00", ids[2]))
@@ -413,7 +461,10 @@ TAMPERINGS: dict[str, Callable[[Sealed, list[str]], Statements]] = {
 
 
 def sealed_values(archive: FormArchive) -> Sealed:
-    rows = archive.db.fetchall("SELECT id, sealed_document, sealed_pdf FROM archive_forms")
+    """Each row's sealed document and sealed PDF (PDFs kept in the database), by row id."""
+    rows = archive.db.fetchall(
+        "SELECT f.id, f.sealed_document, p.sealed_pdf FROM archive_forms f JOIN archive_pdfs p ON p.form_id = f.id"
+    )
     return {str(r[0]): (bytes(r[1]), bytes(r[2])) for r in rows}
 
 
@@ -429,7 +480,7 @@ async def test_a_tampered_row_fails_as_an_integrity_error(bench: Bench, how: str
     with pytest.raises(ArchiveIntegrityError) as error:
         await bench.run(archive.get, ids[2])
     assert error.value.form_id == ids[2]
-    assert "decrypt" in error.value.reason
+    assert "decrypt" in error.value.reason or "position" in error.value.reason
     assert_nothing_in_clear(str(error.value).encode(), (*TEST_ID_NUMBERS, *PERSONAL_TEXTS))
     if how in ("documents swapped", "a clear column edited"):  # the list reads the documents, not the PDFs
         with pytest.raises(ArchiveIntegrityError):
@@ -481,7 +532,7 @@ async def test_a_missing_signature_image_is_archived_as_missing(bench: Bench, tm
     archive = await bench.run(bench.archive, empty)
     await bench.follow(archive)
     forms = await bench.run(archive.forms_of, j.walk.id)
-    assert [json.loads(f.document)["signature"]["image"] for f in forms] == ["missing"] * 3
+    assert [f.pdf_record.signature_image if f.pdf_record else None for f in forms] == ["missing"] * 3
     assert [f.kind for f in forms] == ["signed", "signed", "issued"]
 
 

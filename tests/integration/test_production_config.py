@@ -408,3 +408,67 @@ async def test_a_start_makes_the_data_dir_0700_and_the_store_and_redis_files_060
     assert_private(data_dir)
     assert f"directory {data_dir} was open to others (mode 755); restricting it to 0700" in caplog.text
     assert f"file {data_dir / 'events.sqlite'} was open to others (mode 644)" in caplog.text
+
+
+OBJECT_STORE = {
+    "BIRTHCERT_OBJECT_STORE_URL": "https://oss.example.gov.cn/",
+    "BIRTHCERT_OBJECT_STORE_BUCKET": "birthcert-gd",
+    "BIRTHCERT_OBJECT_STORE_PREFIX": "/province/",
+}
+
+
+def complete(environ: Mapping[str, str], tmp_path: Path) -> Config:
+    """A complete production configuration, plus ``environ``."""
+    return production({**PRODUCTION_CREDENTIALS, **environ}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key_id", "secret", "named"),
+    [
+        (None, None, "BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID is not set"),
+        ("minioadmin", "minioadmin", "BIRTHCERT_OBJECT_STORE_SECRET_ACCESS_KEY is a publicly known"),
+        ("AKIAIOSFODNN7EXAMPLE", "a-real-secret", "BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID is a publicly known"),
+    ],
+)
+def test_production_refuses_an_object_store_without_credentials_of_its_own(
+    tmp_path: Path, key_id: str | None, secret: str | None, named: str
+) -> None:
+    given = {
+        name: value
+        for name, value in (
+            ("BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID", key_id),
+            ("BIRTHCERT_OBJECT_STORE_SECRET_ACCESS_KEY", secret),
+        )
+        if value is not None
+    }
+    config = complete({**OBJECT_STORE, **given}, tmp_path)
+    assert any(named in problem for problem in config.production_problems())
+    with pytest.raises(ConfigError):
+        config.check_production()
+    # The same store in development (a MinIO on a laptop) is fine.
+    Config.from_env({**OBJECT_STORE, **given}, data_dir=tmp_path).check_production()
+
+
+def test_an_object_store_is_read_from_the_environment(tmp_path: Path) -> None:
+    secret = "a-secret-nobody-else-knows"
+    config = complete(
+        {
+            **OBJECT_STORE,
+            "BIRTHCERT_OBJECT_STORE_ACCESS_KEY_ID": "birthcert-gd-writer",
+            "BIRTHCERT_OBJECT_STORE_SECRET_ACCESS_KEY": secret,
+        },
+        tmp_path,
+    )
+    store = config.object_store
+    assert store is not None and config.production_problems() == []
+    assert (store.endpoint_url, store.bucket, store.prefix) == (
+        "https://oss.example.gov.cn",
+        "birthcert-gd",
+        "province/",
+    )
+    assert secret not in repr(store) and secret not in repr(config)
+    assert complete({}, tmp_path).object_store is None  # unset: the data directory
+    with pytest.raises(ConfigError, match="BUCKET"):
+        complete({"BIRTHCERT_OBJECT_STORE_URL": "https://oss.example.gov.cn"}, tmp_path)
+    with pytest.raises(ConfigError, match="http"):
+        complete({**OBJECT_STORE, "BIRTHCERT_OBJECT_STORE_URL": "oss.example.gov.cn"}, tmp_path)
