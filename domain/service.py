@@ -24,16 +24,17 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, CanMutateProtocol, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError
 
+from domain.aggregate_cache import DEFAULT_MAXSIZE, AggregateCache
 from domain.application import (
     CLOSED_STATES,
     ISSUED_STATES,
@@ -189,6 +190,9 @@ class Applications(Application[UUID]):
         self._running = threading.local()
         # Working days for the application window: the official schedules the deployment loaded.
         self.calendar = calendar or WorkingCalendar()
+        # Aggregates as stored, each at its version: one load per command at most, none for the views.
+        cache_size = int(self.env.get("BIRTHCERT_AGGREGATE_CACHE", str(DEFAULT_MAXSIZE)) or DEFAULT_MAXSIZE)
+        self.aggregate_cache = AggregateCache(cache_size)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -206,11 +210,51 @@ class Applications(Application[UUID]):
 
     def _get(self, cls: type[A], aggregate_id: UUID | str) -> A:
         try:
-            agg: Aggregate = self.repository.get(UUID(str(aggregate_id)))
+            agg = self._latest(UUID(str(aggregate_id)))
         except (AggregateNotFoundError, ValueError):
             raise NotFound() from None
         if not isinstance(agg, cls):
             raise NotFound()
+        return agg
+
+    def _latest(self, aggregate_id: UUID) -> Aggregate:
+        """The aggregate as stored now, for a command to act on: the cached state fast-forwarded by the
+        events stored after it (usually none: one indexed query), else rebuilt from the store. Either way
+        the stored state is kept in the cache; the command's copy is its own (decision 0027)."""
+        agg: Aggregate | None = self.aggregate_cache.get(aggregate_id)
+        if agg is None:
+            agg = self.repository.get(aggregate_id)
+        else:
+            later = list(self.repository.event_store.get(originator_id=aggregate_id, gt=agg.version))
+            if not later:
+                return agg
+            agg = _project(agg, later)
+        self.aggregate_cache.put(agg)
+        return agg
+
+    def get_as_stored(
+        self, aggregate_id: UUID, version: int | None, page_events: Sequence[DomainEventProtocol[UUID]] = ()
+    ) -> Aggregate:
+        """For a view: the aggregate exactly as stored at ``version`` (now, when None), never reloaded when
+        the cache has it at that version or ``page_events`` (its events from one page of the log, in
+        order) lead there from the cached state, or from nothing, without a gap. The copy is the caller's.
+        AggregateNotFoundError when the store has no such version."""
+        if version is None:
+            return self._latest(aggregate_id)
+        cached: Aggregate | None = self.aggregate_cache.get(aggregate_id)
+        if cached is not None and cached.version == version:
+            return cached
+        base = cached if cached is not None and cached.version < version else None
+        after = 0 if base is None else base.version
+        following = [e for e in page_events if after < e.originator_version <= version]
+        if following and all(e.originator_version == after + i for i, e in enumerate(following, start=1)):
+            agg = _project(base, following)
+        else:
+            agg = self.repository.get(aggregate_id, version=version)
+        if agg is None or agg.version != version:
+            msg = f"Aggregate {aggregate_id} version {version} not found."
+            raise AggregateNotFoundError(msg)
+        self.aggregate_cache.put(agg)
         return agg
 
     def _find_index(self, kind: str, value: str) -> Index | None:
@@ -242,6 +286,8 @@ class Applications(Application[UUID]):
         try:
             recordings = self.save(*aggregates, *answer)
         except IntegrityError:
+            for aggregate in aggregates:  # someone else's events are there: the next command loads afresh
+                self.aggregate_cache.evict(aggregate.id)
             if conflict is not None:
                 raise conflict() from None
             raise Conflict(code="concurrent_modification") from None
@@ -280,12 +326,20 @@ class Applications(Application[UUID]):
         return Outcome(id=agg.id, version=agg.version, position=position, aggregate=agg, detail=detail)
 
     def _load_application(
-        self, actor: Actor, app_id: UUID | str, expected_version: int | None
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        expected_version: int | None,
+        *,
+        applicant_only: bool = False,
     ) -> BirthCertificateApplication:
-        """The application, if ``actor`` may see it (else not found), at ``expected_version`` (else a
-        conflict): in that order, so that a stranger learns neither that it exists nor its version."""
+        """The application, if ``actor`` may see it (else not found) and, ``applicant_only``, is not the
+        joined father (else forbidden), at ``expected_version`` (else a conflict): in that order, so that a
+        stranger learns neither that it exists nor its version."""
         app = self._get(BirthCertificateApplication, app_id)
         _visible(actor, app)
+        if applicant_only and app.is_joined_father(actor):
+            raise Forbidden("该操作只能由申办人（新生儿母亲）办理", code="applicant_only")
         if expected_version is not None and expected_version != app.version:
             raise Conflict("申请已被更新，请刷新后重试", code="version_mismatch", current_version=app.version)
         return app
@@ -297,10 +351,12 @@ class Applications(Application[UUID]):
         expected_version: int | None,
         act: Callable[[BirthCertificateApplication], Any],
         before_save: Callable[[], object] | None = None,
+        *,
+        applicant_only: bool = False,
     ) -> Outcome:
         """Load, check and act, then ``before_save`` (e.g. store the upload the events refer to: only once
         the aggregate has accepted the command), then save."""
-        app = self._load_application(actor, app_id, expected_version)
+        app = self._load_application(actor, app_id, expected_version, applicant_only=applicant_only)
         result = act(app)
         if before_save is not None:
             before_save()
@@ -723,6 +779,7 @@ class Applications(Application[UUID]):
             app_id,
             expected_version,
             lambda a: a.provide_details(actor, newborn_name=newborn_name, mother=mother, father=father),
+            applicant_only=True,  # the joined father: 403 before a stale version's 409
         )
 
     def upload_document(
@@ -1010,6 +1067,16 @@ class Applications(Application[UUID]):
     def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
         """The electronic certificate exists."""
         return self._command(actor, app_id, None, lambda a: a.issue_elicense(actor, licence_id=licence_id))
+
+
+def _project(aggregate: Aggregate | None, events: Iterable[DomainEventProtocol[UUID]]) -> Aggregate:
+    """Apply stored events in order (as the library's replay does, without its per-event assertion)."""
+    state: Any = aggregate
+    for each in events:
+        state = cast(CanMutateProtocol[Any], each).mutate(state)
+    if not isinstance(state, Aggregate):
+        raise AggregateNotFoundError("no aggregate")
+    return state
 
 
 def _visible(actor: Actor, app: BirthCertificateApplication) -> None:
