@@ -565,7 +565,9 @@ async def put_details(request: web.Request) -> web.Response:
             father = _parent_details(c, body.get("father"), "father", with_identity=True)
         c.check()
     except DomainError:
-        await _applicants_application(request, actor)  # 404 for a stranger, 403 for the father, before any 422
+        await _applicants_application(
+            request, actor
+        )  # 404 for a stranger, 403 for the father, before any 422
         raise
     if mother is None:  # c.check() raised already; this tells the type checker
         raise ValidationFailed([FieldError("mother", "required", "请填写母亲信息")])
