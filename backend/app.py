@@ -35,6 +35,7 @@ from backend.components import (
     BLOBS,
     CONFIG,
     FOLLOWERS,
+    GROUP_COMMIT,
     HTTP,
     IDEMPOTENCY,
     IO_EXECUTOR,
@@ -54,6 +55,7 @@ from backend.components import (
 )
 from backend.config import Config, ConfigError, secure_local_store
 from backend.errors import problem_middleware
+from backend.group_commit import GroupCommit
 from backend.idempotency import Idempotency
 from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
@@ -292,6 +294,9 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
     await loop.run_in_executor(store, secure_local_store, config)
     app[APPLICATIONS] = await loop.run_in_executor(
         store, partial(Applications, config.event_store_env(), calendar=app[WORKING_CALENDAR])
+    )
+    app[GROUP_COMMIT] = GroupCommit(
+        app[APPLICATIONS], store, max_batch=config.group_commit, parallel=1 if config.uses_sqlite else 4
     )
     # Parked events are recorded beside the events, on a connection and thread of their own.
     parking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parking")

@@ -3,7 +3,8 @@
 Everything blocking runs off the event loop: the event store on its own executor (one thread on
 SQLite), WeChat and file work on another. ``run_command`` is the path of every command: authenticate,
 Idempotency-Key (answered from the store if answered before), the service method in the store executor
-(under a key, its answer recorded in the same transaction), wake the projections, wait until the
+(under a key, its answer recorded in the same transaction; stored together with the commands that arrive
+with it: group commit, decision 0027), wake the projections, wait until the
 status view has it (read-your-writes), answer.
 """
 
@@ -24,6 +25,7 @@ from aiohttp import web
 from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, authenticate
 from backend.config import Config
 from backend.errors import BadRequest
+from backend.group_commit import GroupCommit
 from backend.idempotency import Idempotency, KeyedRequest
 from backend.redis_server import RedisHandle
 from backend.registry import PopulationRegistry
@@ -57,6 +59,8 @@ BLOBS = web.AppKey("blobs", BlobStore)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 STATUS_VIEW = web.AppKey("status_view", StatusView)
 STATUS_FOLLOWER = web.AppKey("status_follower", LogFollower)
+# Commands stored together when they arrive together (decision 0027).
+GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 REGISTRY = web.AppKey("registry", PopulationRegistry)
 # Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt
 # processes); /readyz and /metrics report each.
@@ -145,7 +149,7 @@ async def run_command(
     if keyed is None:
         if prepare is not None:
             await prepare()
-        outcome = await in_store(request, command)
+        outcome = await committed(request, command)
         await caught_up(request, outcome.position)
         return respond(outcome)
     answered: list[web.Response] = []
@@ -158,7 +162,7 @@ async def run_command(
         if prepare is not None:
             await prepare()
         once = IdempotentRequest(keyed.record_id, keyed.digest, recorded_answer)
-        outcome = await in_store(request, service.run_once, once, command)
+        outcome = await committed(request, lambda: service.run_once(once, command))
         await caught_up(request, outcome.position)
         # The very answer recorded (the last one made: a command may try its save more than once).
         return answered[-1] if outcome.recorded else respond(outcome)
@@ -167,6 +171,15 @@ async def run_command(
         return await in_store(request, service.get_recorded_answer, keyed.record_id)
 
     return await request.app[IDEMPOTENCY].run(keyed, lookup, execute)
+
+
+async def committed(request: web.Request, command: Callable[[], Outcome]) -> Outcome:
+    """Run a command on the store executor, stored together with the commands that arrive with it
+    (group commit), or alone where the app has no ``GROUP_COMMIT``."""
+    group = request.app.get(GROUP_COMMIT)
+    if group is None:
+        return await in_store(request, command)
+    return await group.run(command)
 
 
 async def caught_up(request: web.Request, position: int | None) -> None:

@@ -195,6 +195,9 @@ class Config:
     environment: str = PRODUCTION
     # Production only: the storage keys neither given nor made on purpose (see ``_key_file``).
     missing_keys: tuple[str, ...] = ()
+    # Decision 0027: aggregates kept per process (0: none); commands stored together in one transaction (1: each alone).
+    aggregate_cache: int = 10_000
+    group_commit: int = 64
 
     @classmethod
     def from_env(
@@ -296,6 +299,8 @@ class Config:
             staff_login_max_wait=_int(environ, "BIRTHCERT_STAFF_LOGIN_MAX_WAIT", 900, 1, 86400),
             environment=environment,
             missing_keys=tuple(missing_keys),
+            aggregate_cache=_int(environ, "BIRTHCERT_AGGREGATE_CACHE", 10_000, 0, 10_000_000),
+            group_commit=_int(environ, "BIRTHCERT_GROUP_COMMIT", 64, 1, 1000),
         )
 
     @property
@@ -361,6 +366,7 @@ class Config:
             env["COMPRESSOR_TOPIC"] = self.compressor_topic
         env["BIRTHCERT_INDEX_KEY"] = base64.b64encode(self.index_key).decode("ascii")
         env["BIRTHCERT_SNAPSHOT_INTERVAL"] = str(self.snapshot_interval)
+        env["BIRTHCERT_AGGREGATE_CACHE"] = str(self.aggregate_cache)
         env["BIRTHCERT_PROVINCE"] = self.province
         return env
 
