@@ -34,6 +34,7 @@ from backend.components import (
     APPLICATIONS,
     BLOBS,
     CONFIG,
+    FOLLOWER_WAKEUPS,
     FOLLOWERS,
     GROUP_COMMIT,
     HTTP,
@@ -51,6 +52,7 @@ from backend.components import (
     WECHAT,
     WORKING_CALENDAR,
     YUESHENGSHI,
+    Wakeups,
     json_response,
 )
 from backend.config import Config, ConfigError, secure_local_store
@@ -432,6 +434,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(_server_header)
     app[STAFF_STATUS] = StaffStatus()
     app[FOLLOWERS] = []
+    app[FOLLOWER_WAKEUPS] = Wakeups(app[FOLLOWERS])
     registry = CollectorRegistry()
     app[METRICS] = registry
     app[REQUESTS] = Counter(

@@ -62,8 +62,8 @@ STATUS_FOLLOWER = web.AppKey("status_follower", LogFollower)
 # Commands stored together when they arrive together (decision 0027).
 GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 REGISTRY = web.AppKey("registry", PopulationRegistry)
-# Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt
-# processes); /readyz and /metrics report each.
+# Every follower of the log in this process: a command wakes the status view's at once (read-your-writes)
+# and the others a moment later, together (FOLLOWER_WAKEUPS); /readyz and /metrics report each.
 FOLLOWERS = web.AppKey("followers", list)
 # Where followers record the events they park (projections.sql.SqlParkingLot).
 PARKING = web.AppKey("parking", SqlParkingLot)
@@ -73,6 +73,31 @@ WORKING_CALENDAR = web.AppKey("working_calendar", WorkingCalendar)
 
 # How long a command waits for the status view to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 2.0
+# The followers no answer waits for are woken at most this often after commands (larger pages, less
+# competition with the command path; decision 0027). They also poll on their own.
+BEHIND_COMMANDS_SECONDS = 0.05
+
+
+class Wakeups:
+    """Wakes every follower once, ``delay`` after the first command that asked since the last time."""
+
+    def __init__(self, followers: list[LogFollower], delay: float = BEHIND_COMMANDS_SECONDS) -> None:
+        self.followers = followers
+        self.delay = delay
+        self._pending: asyncio.TimerHandle | None = None
+
+    def soon(self) -> None:
+        """Wake them all a moment from now (once, however many commands ask meanwhile)."""
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(self.delay, self._wake)
+
+    def _wake(self) -> None:
+        self._pending = None
+        for follower in self.followers:
+            follower.wake()
+
+
+FOLLOWER_WAKEUPS = web.AppKey("follower_wakeups", Wakeups)
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -183,11 +208,16 @@ async def committed(request: web.Request, command: Callable[[], Outcome]) -> Out
 
 
 async def caught_up(request: web.Request, position: int | None) -> None:
-    """Wake the projections and wait (briefly) until the status view shows ``position``."""
+    """Wake the status view (the other followers a moment later, together) and wait (briefly) until it
+    shows ``position``."""
     if position is None:
         return
-    for other in request.app.get(FOLLOWERS, []):
-        other.wake()
+    wakeups = request.app.get(FOLLOWER_WAKEUPS)
+    if wakeups is not None:
+        wakeups.soon()
+    else:
+        for other in request.app.get(FOLLOWERS, []):
+            other.wake()
     follower = request.app[STATUS_FOLLOWER]
     if not await follower.wait_for(position, timeout=READ_YOUR_WRITES_SECONDS):
         log.warning("status view behind", extra={"position": position})
