@@ -298,7 +298,7 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
         store, partial(Applications, config.event_store_env(), calendar=app[WORKING_CALENDAR])
     )
     app[GROUP_COMMIT] = GroupCommit(
-        app[APPLICATIONS], store, max_batch=config.group_commit, parallel=1 if config.uses_sqlite else 4
+        app[APPLICATIONS], store, max_batch=config.group_commit, parallel=config.store_threads
     )
     # Parked events are recorded beside the events, on a connection and thread of their own.
     parking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parking")

@@ -211,7 +211,8 @@ async def committed(request: web.Request, command: Callable[[], Outcome]) -> Out
     group = request.app.get(GROUP_COMMIT)
     if group is None:
         return await in_store(request, command)
-    return await group.run(command)
+    # The store deadline as for in_store: a command still queued when it passes is dropped (decision 0026).
+    return await asyncio.wait_for(group.run(command), request.app[CONFIG].store_deadline_seconds)
 
 
 async def caught_up(request: web.Request, position: int | None) -> None:

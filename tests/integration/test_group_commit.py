@@ -4,6 +4,7 @@ answer as if each ran alone — each only once its own events are stored, a conf
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
@@ -136,3 +137,30 @@ async def test_commands_arriving_together_are_answered_each_with_its_own_outcome
     assert all(isinstance(o, Outcome) for o in outcomes)
     assert [o.id for o in outcomes if isinstance(o, Outcome)] == [w.id for w in walks] + [walks[0].id]
     assert group.batches < len(outcomes)  # stored together, not one by one
+
+
+async def test_a_command_whose_request_gave_up_while_queued_is_not_run(
+    pair: tuple[Applications, Applications],
+) -> None:
+    here, _ = pair
+    walk = _ready(here, 0)
+    started, busy, ran = threading.Event(), threading.Event(), []
+
+    def blocker() -> Outcome:
+        started.set()
+        busy.wait(5)
+        return _details(here, walk)
+
+    def late() -> Outcome:
+        ran.append(True)
+        return _details(here, walk, "张小明")
+
+    with ThreadPoolExecutor(max_workers=1) as store:
+        group = GroupCommit(here, store, max_batch=8)
+        first = asyncio.ensure_future(group.run(blocker))
+        await asyncio.to_thread(started.wait, 5)  # the first batch (the blocker alone) is on the store thread
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(group.run(late), 0.05)  # queued behind it, then given up
+        busy.set()
+        assert isinstance(await first, Outcome)
+    assert ran == []
