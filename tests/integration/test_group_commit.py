@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
@@ -39,9 +40,12 @@ def _stored_version(service: Applications, app_id: UUID) -> int:
 
 
 @pytest.fixture
-def pair(sqlite_env: dict[str, str]) -> tuple[Applications, Applications]:
-    """This process's service, and another process's on the same store."""
-    return Applications(sqlite_env, clock=lambda: NOW), Applications(sqlite_env, clock=lambda: NOW)
+def pair(store_env: dict[str, str]) -> Iterator[tuple[Applications, Applications]]:
+    """This process's service, and another process's on the same store (SQLite, and PostgreSQL when reachable)."""
+    here, there = Applications(store_env, clock=lambda: NOW), Applications(store_env, clock=lambda: NOW)
+    yield here, there
+    here.close()
+    there.close()
 
 
 def test_a_batch_is_stored_together_and_each_command_gets_its_own_position(
