@@ -35,7 +35,9 @@ from backend.components import (
     APPLICATIONS,
     BLOBS,
     CONFIG,
+    FOLLOWER_WAKEUPS,
     FOLLOWERS,
+    GROUP_COMMIT,
     HTTP,
     IDEMPOTENCY,
     IO_EXECUTOR,
@@ -51,10 +53,12 @@ from backend.components import (
     WECHAT,
     WORKING_CALENDAR,
     YUESHENGSHI,
+    Wakeups,
     json_response,
 )
 from backend.config import Config, ConfigError, secure_local_store
 from backend.errors import problem_middleware
+from backend.group_commit import GroupCommit
 from backend.idempotency import Idempotency
 from backend.object_store import open_objects
 from backend.openapi import openapi_handler
@@ -305,6 +309,9 @@ async def _event_store(app: web.Application) -> AsyncIterator[None]:
     app[APPLICATIONS] = await loop.run_in_executor(
         store, partial(Applications, config.event_store_env(), calendar=app[WORKING_CALENDAR])
     )
+    app[GROUP_COMMIT] = GroupCommit(
+        app[APPLICATIONS], store, max_batch=config.group_commit, parallel=config.store_threads
+    )
     # Parked events are recorded beside the events, on a connection and thread of their own.
     parking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parking")
     db = await loop.run_in_executor(parking, Database.open, config.event_store_env())
@@ -441,6 +448,7 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(_server_header)
     app[STAFF_STATUS] = StaffStatus()
     app[FOLLOWERS] = []
+    app[FOLLOWER_WAKEUPS] = Wakeups(app[FOLLOWERS])
     registry = CollectorRegistry()
     app[METRICS] = registry
     app[REQUESTS] = Counter(

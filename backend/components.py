@@ -3,7 +3,8 @@
 Everything blocking runs off the event loop: the event store on its own executor (one thread on
 SQLite), WeChat and file work on another. ``run_command`` is the path of every command: authenticate,
 Idempotency-Key (answered from the store if answered before), the service method in the store executor
-(under a key, its answer recorded in the same transaction), wake the projections, wait until the
+(under a key, its answer recorded in the same transaction; stored together with the commands that arrive
+with it: group commit, decision 0027), wake the projections, wait until the
 status view has it (read-your-writes), answer.
 """
 
@@ -24,6 +25,7 @@ from aiohttp import web
 from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, authenticate
 from backend.config import Config
 from backend.errors import BadRequest
+from backend.group_commit import GroupCommit
 from backend.idempotency import Idempotency, KeyedRequest
 from backend.redis_server import RedisHandle
 from backend.registry import PopulationRegistry
@@ -57,9 +59,11 @@ BLOBS = web.AppKey("blobs", BlobStore)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)
 STATUS_VIEW = web.AppKey("status_view", StatusView)
 STATUS_FOLLOWER = web.AppKey("status_follower", LogFollower)
+# Commands stored together when they arrive together (decision 0027).
+GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 REGISTRY = web.AppKey("registry", PopulationRegistry)
-# Every follower of the log in this process: a command wakes them all (read-your-writes for views, prompt
-# processes); /readyz and /metrics report each.
+# Every follower of the log in this process: a command wakes the status view's at once (read-your-writes)
+# and the others a moment later, together (FOLLOWER_WAKEUPS); /readyz and /metrics report each.
 FOLLOWERS = web.AppKey("followers", list)
 # Where followers record the events they park (projections.sql.SqlParkingLot).
 PARKING = web.AppKey("parking", SqlParkingLot)
@@ -69,6 +73,31 @@ WORKING_CALENDAR = web.AppKey("working_calendar", WorkingCalendar)
 
 # How long a command waits for the status view to show it before answering anyway.
 READ_YOUR_WRITES_SECONDS = 2.0
+# The followers no answer waits for are woken at most this often after commands (larger pages, less
+# competition with the command path; decision 0027). They also poll on their own.
+BEHIND_COMMANDS_SECONDS = 0.05
+
+
+class Wakeups:
+    """Wakes every follower once, ``delay`` after the first command that asked since the last time."""
+
+    def __init__(self, followers: list[LogFollower], delay: float = BEHIND_COMMANDS_SECONDS) -> None:
+        self.followers = followers
+        self.delay = delay
+        self._pending: asyncio.TimerHandle | None = None
+
+    def soon(self) -> None:
+        """Wake them all a moment from now (once, however many commands ask meanwhile)."""
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(self.delay, self._wake)
+
+    def _wake(self) -> None:
+        self._pending = None
+        for follower in self.followers:
+            follower.wake()
+
+
+FOLLOWER_WAKEUPS = web.AppKey("follower_wakeups", Wakeups)
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -152,7 +181,7 @@ async def run_command(
     if keyed is None:
         if prepare is not None:
             await prepare()
-        outcome = await in_store(request, command)
+        outcome = await committed(request, command)
         await caught_up(request, outcome.position)
         return respond(outcome)
     answered: list[web.Response] = []
@@ -165,7 +194,7 @@ async def run_command(
         if prepare is not None:
             await prepare()
         once = IdempotentRequest(keyed.record_id, keyed.digest, recorded_answer)
-        outcome = await in_store(request, service.run_once, once, command)
+        outcome = await committed(request, lambda: service.run_once(once, command))
         await caught_up(request, outcome.position)
         # The very answer recorded (the last one made: a command may try its save more than once).
         return answered[-1] if outcome.recorded else respond(outcome)
@@ -176,12 +205,27 @@ async def run_command(
     return await request.app[IDEMPOTENCY].run(keyed, lookup, execute)
 
 
+async def committed(request: web.Request, command: Callable[[], Outcome]) -> Outcome:
+    """Run a command on the store executor, stored together with the commands that arrive with it
+    (group commit), or alone where the app has no ``GROUP_COMMIT``."""
+    group = request.app.get(GROUP_COMMIT)
+    if group is None:
+        return await in_store(request, command)
+    # The store deadline as for in_store: a command still queued when it passes is dropped (decision 0026).
+    return await asyncio.wait_for(group.run(command), request.app[CONFIG].store_deadline_seconds)
+
+
 async def caught_up(request: web.Request, position: int | None) -> None:
-    """Wake the projections and wait (briefly) until the status view shows ``position``."""
+    """Wake the status view (the other followers a moment later, together) and wait (briefly) until it
+    shows ``position``."""
     if position is None:
         return
-    for other in request.app.get(FOLLOWERS, []):
-        other.wake()
+    wakeups = request.app.get(FOLLOWER_WAKEUPS)
+    if wakeups is not None:
+        wakeups.soon()
+    else:
+        for other in request.app.get(FOLLOWERS, []):
+            other.wake()
     follower = request.app[STATUS_FOLLOWER]
     if not await follower.wait_for(position, timeout=READ_YOUR_WRITES_SECONDS):
         log.warning("status view behind", extra={"position": position})

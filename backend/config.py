@@ -220,6 +220,9 @@ class Config:
     object_store: S3Settings | None = None
     # Worker processes drawing the archive's PDFs (BIRTHCERT_PDF_WORKERS; decision 0028).
     pdf_workers: int = 1
+    # Decision 0027: aggregates kept per process (0: none); commands stored together in one transaction (1: each alone).
+    aggregate_cache: int = 10_000
+    group_commit: int = 64
 
     @classmethod
     def from_env(
@@ -327,6 +330,8 @@ class Config:
             missing_keys=tuple(missing_keys),
             object_store=object_store_from(environ),
             pdf_workers=_int(environ, "BIRTHCERT_PDF_WORKERS", 1, 1, 64),
+            aggregate_cache=_int(environ, "BIRTHCERT_AGGREGATE_CACHE", 10_000, 0, 10_000_000),
+            group_commit=_int(environ, "BIRTHCERT_GROUP_COMMIT", 64, 1, 1000),
         )
 
     @property
@@ -408,6 +413,7 @@ class Config:
             env["COMPRESSOR_TOPIC"] = self.compressor_topic
         env["BIRTHCERT_INDEX_KEY"] = base64.b64encode(self.index_key).decode("ascii")
         env["BIRTHCERT_SNAPSHOT_INTERVAL"] = str(self.snapshot_interval)
+        env["BIRTHCERT_AGGREGATE_CACHE"] = str(self.aggregate_cache)
         env["BIRTHCERT_PROVINCE"] = self.province
         return env
 

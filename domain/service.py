@@ -24,16 +24,17 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate, CanMutateProtocol, DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Recording
 
+from domain.aggregate_cache import DEFAULT_MAXSIZE, AggregateCache
 from domain.application import (
     CLOSED_STATES,
     ISSUED_STATES,
@@ -144,6 +145,36 @@ class Outcome:
     recorded: bool = False
 
 
+class BatchBoundary(Exception):
+    """A command of a batch reads an aggregate that an earlier command of the same batch changed: the
+    batch is stored first, and the command runs again at the head of the next one."""
+
+
+@dataclass
+class _Deferred:
+    """One command's events in a batch, waiting for the batch's transaction."""
+
+    index: int
+    collected: ProcessingEvent[UUID]
+    outcome: Outcome
+    conflict: Callable[[], DomainError] | None
+
+
+@dataclass
+class _Batch:
+    """The commands of one group commit so far (``Applications.run_batch``)."""
+
+    current: int = 0
+    deferred: list[_Deferred] = field(default_factory=list)
+    touched: set[UUID] = field(default_factory=set)
+
+    def defer(
+        self, collected: ProcessingEvent[UUID], outcome: Outcome, conflict: Callable[[], DomainError] | None
+    ) -> None:
+        self.deferred.append(_Deferred(self.current, collected, outcome, conflict))
+        self.touched.update(collected.aggregates)
+
+
 @dataclass(frozen=True)
 class FaceVerdict:
     """A face check's recorded verdict: whose (``role``) and, when it did not pass, our failure code."""
@@ -189,6 +220,9 @@ class Applications(Application[UUID]):
         self._running = threading.local()
         # Working days for the application window: the official schedules the deployment loaded.
         self.calendar = calendar or WorkingCalendar()
+        # Aggregates as stored, each at its version: one load per command at most, none for the views.
+        cache_size = int(self.env.get("BIRTHCERT_AGGREGATE_CACHE", str(DEFAULT_MAXSIZE)) or DEFAULT_MAXSIZE)
+        self.aggregate_cache = AggregateCache(cache_size)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -206,16 +240,66 @@ class Applications(Application[UUID]):
 
     def _get(self, cls: type[A], aggregate_id: UUID | str) -> A:
         try:
-            agg: Aggregate = self.repository.get(UUID(str(aggregate_id)))
+            agg = self._latest(UUID(str(aggregate_id)))
         except (AggregateNotFoundError, ValueError):
             raise NotFound() from None
         if not isinstance(agg, cls):
             raise NotFound()
         return agg
 
+    def _read(self, aggregate_id: UUID) -> None:
+        """Before any read of an aggregate in a command: inside a batch, one that an earlier command of the
+        batch changed (not stored yet) ends the batch first (``BatchBoundary``)."""
+        batch: _Batch | None = getattr(self._running, "batch", None)
+        if batch is not None and aggregate_id in batch.touched:
+            raise BatchBoundary()
+
+    def _latest(self, aggregate_id: UUID) -> Aggregate:
+        """The aggregate as stored now, for a command to act on: the cached state fast-forwarded by the
+        events stored after it (usually none: one indexed query), else rebuilt from the store. Either way
+        the stored state is kept in the cache; the command's copy is its own (decision 0027)."""
+        self._read(aggregate_id)
+        agg: Aggregate | None = self.aggregate_cache.get(aggregate_id)
+        if agg is None:
+            agg = self.repository.get(aggregate_id)
+        else:
+            later = list(self.repository.event_store.get(originator_id=aggregate_id, gt=agg.version))
+            if not later:
+                return agg
+            agg = _project(agg, later)
+        self.aggregate_cache.put(agg)
+        return agg
+
+    def get_as_stored(
+        self, aggregate_id: UUID, version: int | None, page_events: Sequence[DomainEventProtocol[UUID]] = ()
+    ) -> Aggregate:
+        """For a view: the aggregate exactly as stored at ``version`` (now, when None), never reloaded when
+        the cache has it at that version or ``page_events`` (its events from one page of the log, in
+        order) lead there from the cached state, or from nothing, without a gap. The copy is the caller's.
+        AggregateNotFoundError when the store has no such version."""
+        if version is None:
+            return self._latest(aggregate_id)
+        cached: Aggregate | None = self.aggregate_cache.get(aggregate_id)
+        if cached is not None and cached.version == version:
+            return cached
+        base = cached if cached is not None and cached.version < version else None
+        after = 0 if base is None else base.version
+        following = [e for e in page_events if after < e.originator_version <= version]
+        if following and all(e.originator_version == after + i for i, e in enumerate(following, start=1)):
+            agg = _project(base, following)
+        else:
+            agg = self.repository.get(aggregate_id, version=version)
+        if agg is None or agg.version != version:
+            msg = f"Aggregate {aggregate_id} version {version} not found."
+            raise AggregateNotFoundError(msg)
+        self.aggregate_cache.put(agg)
+        return agg
+
     def _find_index(self, kind: str, value: str) -> Index | None:
+        index_id = self.index_id(kind, value)
+        self._read(index_id)
         try:
-            index: Aggregate = self.repository.get(self.index_id(kind, value))
+            index: Aggregate = self.repository.get(index_id)
         except AggregateNotFoundError:
             return None
         return index if isinstance(index, Index) else None
@@ -225,6 +309,7 @@ class Applications(Application[UUID]):
         *aggregates: Aggregate,
         detail: str | None = None,
         conflict: Callable[[], DomainError] | None = None,
+        deferrable: bool = False,
     ) -> Outcome:
         """Save in one transaction and say what the command did (about ``aggregates[0]``); a lost race
         becomes a 409 (never a half-written change).
@@ -239,9 +324,18 @@ class Applications(Application[UUID]):
         request: IdempotentRequest | None = getattr(self._running, "request", None)
         changes = any(a.pending_events for a in aggregates)
         answer = [self._answer_record(request, outcome)] if request is not None and changes else []
+        batch: _Batch | None = getattr(self._running, "batch", None)
+        if batch is not None and deferrable and changes:
+            # Group commit (run_batch): stored with the batch's other commands; the position comes then.
+            batch.defer(self._collected(*aggregates, *answer), outcome, conflict)
+            if answer:
+                self._running.request = None
+            return outcome
         try:
             recordings = self.save(*aggregates, *answer)
         except IntegrityError:
+            for aggregate in aggregates:  # someone else's events are there: the next command loads afresh
+                self.aggregate_cache.evict(aggregate.id)
             if conflict is not None:
                 raise conflict() from None
             raise Conflict(code="concurrent_modification") from None
@@ -268,8 +362,90 @@ class Applications(Application[UUID]):
             self._running.request = None
         return replace(outcome, recorded=recorded)
 
+    def run_batch(self, commands: Sequence[Callable[[], Outcome]]) -> list[Outcome | Exception]:
+        """Run concurrent commands one after the other in this thread and store the events of those that
+        load, act on and save one application (``_command``) in ONE transaction: group commit (decision
+        0027). Each gets its own outcome or error, as if run alone: a command reading an aggregate an
+        earlier one of the batch changed runs after that one is stored; when the transaction is refused
+        (a conflict), each command's events are stored on their own, in order, and only the conflicting
+        ones fail. Nothing is answered before its events are stored."""
+        results: list[Outcome | Exception | None] = [None] * len(commands)
+        i = 0
+        while i < len(commands):
+            batch = _Batch()
+            self._running.batch = batch
+            ran: list[tuple[int, Outcome]] = []
+            try:
+                while i < len(commands):
+                    batch.current = i
+                    try:
+                        ran.append((i, commands[i]()))
+                    except BatchBoundary:
+                        break  # stored first; this command runs again at the head of the next batch
+                    except Exception as error:
+                        results[i] = error
+                    i += 1
+            finally:
+                self._running.batch = None
+            positions = self._store_batch(batch, results)
+            for index, outcome in ran:
+                if results[index] is None:
+                    results[index] = replace(outcome, position=positions.get(index, outcome.position))
+        return [r if r is not None else RuntimeError("command not run") for r in results]
+
+    def _store_batch(self, batch: _Batch, results: list[Outcome | Exception | None]) -> dict[int, int | None]:
+        """Store a batch's deferred events: all in one transaction, else each command's alone."""
+        if not batch.deferred:
+            return {}
+        events = [event for each in batch.deferred for event in each.collected.events]
+        positions: dict[int, int | None] = {}
+        try:
+            recordings = self.events.put(events)
+        except IntegrityError:
+            for each in batch.deferred:  # one by one: only a conflicting command fails
+                try:
+                    mine = self._record(each.collected)
+                except IntegrityError:
+                    for aggregate_id in each.collected.aggregates:
+                        self.aggregate_cache.evict(aggregate_id)
+                    results[each.index] = (
+                        each.conflict() if each.conflict else Conflict(code="concurrent_modification")
+                    )
+                    continue
+                positions[each.index] = self._after_record(each.collected, mine)
+            return positions
+        except Exception as error:  # the store is away: every command of the batch fails alike
+            for each in batch.deferred:
+                results[each.index] = error
+            return positions
+        start = 0
+        for each in batch.deferred:
+            mine = recordings[start : start + len(each.collected.events)]
+            start += len(each.collected.events)
+            positions[each.index] = self._after_record(each.collected, mine)
+        return positions
+
+    def _after_record(
+        self, collected: ProcessingEvent[UUID], recordings: list[Recording[UUID]]
+    ) -> int | None:
+        """What ``save()`` does after recording: snapshots where due (an optimisation: a failure is logged,
+        the command stands), subscribers told; the position of the command's last event."""
+        try:
+            self._take_snapshots(collected)
+        except Exception:
+            log.exception("snapshot not taken")
+        self._notify(recordings)
+        return recordings[-1].notification.id if recordings else None
+
+    @staticmethod
+    def _collected(*objs: Aggregate) -> ProcessingEvent[UUID]:
+        collected = ProcessingEvent[UUID]()
+        collected.collect_events(*objs)
+        return collected
+
     def get_recorded_answer(self, record_id: UUID) -> IdempotencyRecord | None:
         """The answer recorded for a request under an Idempotency-Key, if its command committed."""
+        self._read(record_id)
         try:
             record: Aggregate = self.repository.get(record_id)
         except AggregateNotFoundError:
@@ -280,12 +456,20 @@ class Applications(Application[UUID]):
         return Outcome(id=agg.id, version=agg.version, position=position, aggregate=agg, detail=detail)
 
     def _load_application(
-        self, actor: Actor, app_id: UUID | str, expected_version: int | None
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        expected_version: int | None,
+        *,
+        applicant_only: bool = False,
     ) -> BirthCertificateApplication:
-        """The application, if ``actor`` may see it (else not found), at ``expected_version`` (else a
-        conflict): in that order, so that a stranger learns neither that it exists nor its version."""
+        """The application, if ``actor`` may see it (else not found) and, ``applicant_only``, is not the
+        joined father (else forbidden), at ``expected_version`` (else a conflict): in that order, so that a
+        stranger learns neither that it exists nor its version."""
         app = self._get(BirthCertificateApplication, app_id)
         _visible(actor, app)
+        if applicant_only and app.is_joined_father(actor):
+            raise Forbidden("该操作只能由申办人（新生儿母亲）办理", code="applicant_only")
         if expected_version is not None and expected_version != app.version:
             raise Conflict("申请已被更新，请刷新后重试", code="version_mismatch", current_version=app.version)
         return app
@@ -297,14 +481,16 @@ class Applications(Application[UUID]):
         expected_version: int | None,
         act: Callable[[BirthCertificateApplication], Any],
         before_save: Callable[[], object] | None = None,
+        *,
+        applicant_only: bool = False,
     ) -> Outcome:
         """Load, check and act, then ``before_save`` (e.g. store the upload the events refer to: only once
         the aggregate has accepted the command), then save."""
-        app = self._load_application(actor, app_id, expected_version)
+        app = self._load_application(actor, app_id, expected_version, applicant_only=applicant_only)
         result = act(app)
         if before_save is not None:
             before_save()
-        return self._commit(app, detail=result if isinstance(result, str) else None)
+        return self._commit(app, detail=result if isinstance(result, str) else None, deferrable=True)
 
     # ------------------------------------------------------------------ queries
 
@@ -723,6 +909,7 @@ class Applications(Application[UUID]):
             app_id,
             expected_version,
             lambda a: a.provide_details(actor, newborn_name=newborn_name, mother=mother, father=father),
+            applicant_only=True,  # the joined father: 403 before a stale version's 409
         )
 
     def upload_document(
@@ -1010,6 +1197,16 @@ class Applications(Application[UUID]):
     def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
         """The electronic certificate exists."""
         return self._command(actor, app_id, None, lambda a: a.issue_elicense(actor, licence_id=licence_id))
+
+
+def _project(aggregate: Aggregate | None, events: Iterable[DomainEventProtocol[UUID]]) -> Aggregate:
+    """Apply stored events in order (as the library's replay does, without its per-event assertion)."""
+    state: Any = aggregate
+    for each in events:
+        state = cast(CanMutateProtocol[Any], each).mutate(state)
+    if not isinstance(state, Aggregate):
+        raise AggregateNotFoundError("no aggregate")
+    return state
 
 
 def _visible(actor: Actor, app: BirthCertificateApplication) -> None:

@@ -211,7 +211,7 @@ class EmsProcess:
             if getattr(event, "carrier", "EMS") != "EMS":
                 continue
             app_id = UUID(str(event.originator_id))
-            app: object = self.applications.repository.get(app_id, version=event.originator_version)
+            app: object = self.applications.get_as_stored(app_id, event.originator_version)
             if not isinstance(app, BirthCertificateApplication) or app.institution is None:
                 continue
             stamp = getattr(event, "timestamp", None)

@@ -601,7 +601,7 @@ class NotificationProcess:
         intents = []
         for position, event, kind in wanted:
             originator, version = UUID(str(event.originator_id)), event.originator_version
-            app: object = self.applications.repository.get(originator, version=version)
+            app: object = self.applications.get_as_stored(originator, version)  # cached: decision 0027
             if not isinstance(app, BirthCertificateApplication):
                 continue
             app_id, at = str(app.id), _moment(event.timestamp).timestamp()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Collection, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -192,17 +192,18 @@ async def delete_prefix(redis: aioredis.Redis, prefix: str, *, position_key: str
         await redis.delete(position_key)
 
 
-def applications_touched(page: Sequence[tuple[int, object]]) -> dict[UUID, int]:
-    """The applications a page touched, each at the version of its last event there."""
+def application_events(page: Sequence[tuple[int, object]]) -> dict[UUID, list[Any]]:
+    """The applications a page touched, each with its events there in order (the last one's version is
+    the version the page leaves it at)."""
     from domain.application import BirthCertificateApplication
 
-    last_version: dict[UUID, int] = {}
+    found: dict[UUID, list[Any]] = {}
     for _, event in page:
         # Delivery-record and index events make no document; a correction reaches a linked
         # application as its own DeliveryRecordRefreshed event.
         if isinstance(event, BirthCertificateApplication.Event):
-            last_version[UUID(str(event.originator_id))] = event.originator_version
-    return last_version
+            found.setdefault(UUID(str(event.originator_id)), []).append(event)
+    return found
 
 
 async def sleep_grace() -> None:

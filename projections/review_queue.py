@@ -60,7 +60,7 @@ from domain.errors import InvalidValue
 from domain.policy import SHANGHAI, WorkingCalendar
 from domain.service import Applications
 from domain.values import PersonName
-from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, applications_touched
+from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events
 from projections.runner import DomainEvent, Page
 
 JSON = dict[str, Any]
@@ -334,17 +334,21 @@ class ReviewQueueView:
         view still stands at ``start`` (False otherwise)."""
         if end is None:
             end = page[-1][0] if page else start
-        touched = list(applications_touched(page).items())
+        touched = [
+            (a, events[-1].originator_version, events) for a, events in application_events(page).items()
+        ]
         return await self._write(touched, self.generations.cas_args(start, end))
 
     async def redo(self, position: int, event: DomainEvent) -> None:
         """A parked event retried: the application's item as of now, the position untouched."""
-        touched: list[tuple[UUID, int | None]] = [
-            (a, None) for a in applications_touched([(position, event)])
+        touched: list[tuple[UUID, int | None, Sequence[DomainEvent]]] = [
+            (a, None, ()) for a in application_events([(position, event)])
         ]
         await self._write(touched, self.generations.cas_args(0, 0, "redo"))
 
-    async def _write(self, touched: Sequence[tuple[UUID, int | None]], cas: list[str | int]) -> bool:
+    async def _write(
+        self, touched: Sequence[tuple[UUID, int | None, Sequence[DomainEvent]]], cas: list[str | int]
+    ) -> bool:
         rows = []
         if touched:
             loop = asyncio.get_running_loop()
@@ -369,12 +373,13 @@ class ReviewQueueView:
         return bool(await self._apply_page(keys=[self.generations.pointer_key], args=args))
 
     def _entries(
-        self, versions: Sequence[tuple[UUID, int | None]]
+        self, versions: Sequence[tuple[UUID, int | None, Sequence[DomainEvent]]]
     ) -> list[tuple[UUID, int, QueueEntry | None]]:
-        """On the executor: each application's entry at its version, or its latest (None: not in a queue)."""
+        """On the executor: each application's entry at its version, or its latest (None: not in a queue);
+        the application as stored then from the cache and the page's events (decision 0027)."""
         rows: list[tuple[UUID, int, QueueEntry | None]] = []
-        for app_id, at in versions:
-            app: object = self.applications.repository.get(app_id, version=at)
+        for app_id, at, page_events in versions:
+            app: object = self.applications.get_as_stored(app_id, at, page_events)
             if not isinstance(app, BirthCertificateApplication):
                 continue
             version = app.version

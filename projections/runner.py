@@ -34,6 +34,7 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from domain.service import Applications
+from projections.log_reader import LogReader
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +299,9 @@ class LogFollower:
         return full or self._limit < self.page_size
 
     def _read_page(self, after: int, limit: int | None = None) -> list[tuple[int, DomainEvent]]:
-        """On the executor: the notifications after ``after`` (ids may have gaps), decoded."""
-        notifications = self.applications.recorder.select_notifications(
-            start=after + 1, limit=limit or self.page_size
-        )
-        to_event = self.applications.mapper.to_domain_event
-        return [(n.id, to_event(n)) for n in notifications]
+        """On the executor: the notifications after ``after`` (ids may have gaps), decoded — read once for
+        every follower of this process (``projections.log_reader``)."""
+        return LogReader.of(self.applications).read(after, limit or self.page_size)
 
     async def _on_page_failure(self, failed: _PageFailed) -> bool:
         """Narrow a failing page down to its event; park it when it keeps failing alone. True: go on now."""

@@ -60,7 +60,7 @@ from domain.application import (
 from domain.errors import InvalidValue
 from domain.service import Applications
 from domain.values import PersonName
-from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, applications_touched
+from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events
 from projections.runner import DomainEvent, Page
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -441,10 +441,12 @@ class StatusView:
         await self._write(rows, self.generations.cas_args(0, 0, "redo"))
 
     async def _rows(self, page: Page, *, latest: bool = False) -> list[tuple[str, bytes, str, int, str]]:
-        touched = applications_touched(page)
+        touched = application_events(page)
         if not touched:
             return []
-        versions: list[tuple[UUID, int | None]] = [(a, None if latest else v) for a, v in touched.items()]
+        versions: list[tuple[UUID, int | None, list[DomainEvent]]] = [
+            (a, None if latest else events[-1].originator_version, events) for a, events in touched.items()
+        ]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._documents, versions)
 
@@ -458,13 +460,15 @@ class StatusView:
         return bool(await self._apply_page(keys=[self.generations.pointer_key], args=args))
 
     def _documents(
-        self, versions: Sequence[tuple[UUID, int | None]]
+        self, versions: Sequence[tuple[UUID, int | None, Sequence[DomainEvent]]]
     ) -> list[tuple[str, bytes, str, int, str]]:
         """On the executor: (document key suffix, document, user id, start score, list member) of each view
-        of each application at its version: the applicant's, and the joined father's once he joined."""
+        of each application at its version: the applicant's, and the joined father's once he joined.
+        The application as stored at that version comes from the process's cache advanced by the page's
+        own events, and is loaded only when they do not lead there (decision 0027)."""
         rows = []
-        for app_id, version in versions:
-            app: object = self.applications.repository.get(app_id, version=version)
+        for app_id, version, page_events in versions:
+            app: object = self.applications.get_as_stored(app_id, version, page_events)
             if not isinstance(app, BirthCertificateApplication):
                 continue
             rows.extend(self.rows_of(app))

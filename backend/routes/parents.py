@@ -56,6 +56,7 @@ from domain.application import (
     Recipient,
 )
 from domain.errors import (
+    DomainError,
     FieldError,
     Forbidden,
     InvalidValue,
@@ -549,26 +550,38 @@ async def dispute_delivery_record(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/applications/{app_id}/details")
 async def put_details(request: web.Request) -> web.Response:
-    """The newborn's name, the mother's and the father's details."""
+    """The newborn's name, the mother's and the father's details.
+
+    The command itself checks who acts (the application is loaded once, in the command): the handler
+    loads it first only to refuse a stranger (404) or the joined father (403) before a 400/422, and to
+    ask the police registry about the verified parents where the province uses it.
+    """
     actor = actor_of(request, "parent")
-    app = await _applicants_application(request, actor)  # 404 for a stranger before any 422
-    body = await json_body(request)
-    c = FieldCollector()
-    newborn_name = c.take_text(PersonName, body, "newborn_name", "newborn_name")
-    mother = _parent_details(c, body.get("mother"), "mother", with_identity=False)
-    father = None
-    if body.get("father") is not None:
-        father = _parent_details(c, body.get("father"), "father", with_identity=True)
-    c.check()
+    try:
+        app_id, version = _app_id(request), expected_version(request)
+        body = await json_body(request)
+        c = FieldCollector()
+        newborn_name = c.take_text(PersonName, body, "newborn_name", "newborn_name")
+        mother = _parent_details(c, body.get("mother"), "mother", with_identity=False)
+        father = None
+        if body.get("father") is not None:
+            father = _parent_details(c, body.get("father"), "father", with_identity=True)
+        c.check()
+    except DomainError:
+        await _applicants_application(
+            request, actor
+        )  # 404 for a stranger, 403 for the father, before any 422
+        raise
     if mother is None:  # c.check() raised already; this tells the type checker
         raise ValidationFailed([FieldError("mother", "required", "请填写母亲信息")])
-    # Marked as from the police registry only where the registry, asked now, says exactly this.
-    found = await _registry_entries(request, app)
-    for role, details in (("mother", mother), ("father", father)):
-        entry = found.get(role)
-        if details is not None and entry is not None and _as_registered(details, *entry):
-            details.source = "registry"
-    app_id, version, service = _app_id(request), expected_version(request), request.app[APPLICATIONS]
+    if request.app.get(REGISTRY) is not None:
+        # Marked as from the police registry only where the registry, asked now, says exactly this.
+        found = await _registry_entries(request, await _applicants_application(request, actor))
+        for role, details in (("mother", mother), ("father", father)):
+            entry = found.get(role)
+            if details is not None and entry is not None and _as_registered(details, *entry):
+                details.source = "registry"
+    service = request.app[APPLICATIONS]
     return await run_command(
         request,
         actor,

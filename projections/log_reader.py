@@ -1,0 +1,94 @@
+"""One reader of the event log per process, its pages fanned out to every follower (decision 0027).
+
+Each follower still asks for "the page after my view's position" and applies it only on top of that
+position (compare-and-set, decision 0022); what is shared is the reading and decoding (decryption,
+decompression, JSON) of the log's newest events, which every follower of a process otherwise repeated.
+The reader keeps the decoded notifications of an unbroken range of ids, ``(start, end]``, that ends at the
+log's end as last read: a follower whose position lies in that range is served from memory, after one
+query for anything stored since (usually nothing; decoded once for everyone); a follower elsewhere (a
+rebuild from 0, one far behind) reads the store itself, as before. Nothing is ever served that the store
+does not hold: the range is only extended by what a query returned, in order, and notification ids only
+grow (commit order is id order on both stores, docs/architecture.md).
+
+Followers must not change the events they are given (they are shared).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import deque
+from typing import Any, ClassVar
+
+from domain.service import Applications
+
+# Decoded notifications kept per process: a few pages of every follower's default size.
+TAIL_SIZE = 4_000
+
+
+class LogReader:
+    """The shared reader of one ``Applications``' notification log."""
+
+    # One per Applications instance (each process has one; a test may have several), gone with it.
+    _readers: ClassVar[weakref.WeakKeyDictionary[Applications, LogReader]] = weakref.WeakKeyDictionary()
+    _readers_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, applications: Applications, *, keep: int = TAIL_SIZE) -> None:
+        self.applications = applications
+        self.keep = keep
+        self._tail: deque[tuple[int, Any]] = deque()
+        self._start = 0  # the tail holds every notification with start < id <= end
+        self._end = -1  # no range yet
+        self._lock = threading.Lock()
+        self.queries = 0
+        self.served_from_memory = 0
+
+    @classmethod
+    def of(cls, applications: Applications) -> LogReader:
+        """The process's reader of ``applications``' log (made on first use)."""
+        with cls._readers_lock:
+            reader = cls._readers.get(applications)
+            if reader is None:
+                reader = cls._readers[applications] = cls(applications)
+            return reader
+
+    def read(self, after: int, limit: int) -> list[tuple[int, Any]]:
+        """The (decoded) notifications after ``after``, at most ``limit``, in id order."""
+        with self._lock:
+            if not self._start <= after <= self._end:
+                page = self._select(after, limit)
+                if page and after >= self._end:  # newer than the range kept: it starts again here
+                    self._tail.clear()
+                    self._start, self._end = after, after
+                    self._extend(page)
+                return page
+            page = self._from_tail(after, limit)
+            if len(page) < limit:
+                self._extend(self._select(self._end, max(limit - len(page), 1)))
+                page = self._from_tail(after, limit)
+            else:
+                self.served_from_memory += 1
+            return page
+
+    def _select(self, after: int, limit: int) -> list[tuple[int, Any]]:
+        self.queries += 1
+        notifications = self.applications.recorder.select_notifications(start=after + 1, limit=limit)
+        to_event = self.applications.mapper.to_domain_event
+        return [(n.id, to_event(n)) for n in notifications]
+
+    def _extend(self, page: list[tuple[int, Any]]) -> None:
+        for item in page:
+            if item[0] > self._end:
+                self._tail.append(item)
+                self._end = item[0]
+        while len(self._tail) > self.keep:
+            self._start = self._tail.popleft()[0]
+
+    def _from_tail(self, after: int, limit: int) -> list[tuple[int, Any]]:
+        newer: list[tuple[int, Any]] = []
+        for item in reversed(self._tail):  # a follower in range is usually near the end
+            if item[0] <= after:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer[:limit]

@@ -1,0 +1,65 @@
+"""The shared log reader (projections/log_reader.py, decision 0027): whatever followers ask, in whatever order,
+while commands keep adding to the log, each gets exactly the page the store itself would give."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.log_reader import LogReader
+from tests.builders import Walk, in_memory, make_id_number
+
+
+def _direct(reader: LogReader, after: int, limit: int) -> list[tuple[int, object, int]]:
+    app = reader.applications
+    return [
+        (n.id, n.originator_id, n.originator_version)
+        for n in app.recorder.select_notifications(start=after + 1, limit=limit)
+    ]
+
+
+def _shape(page: list[tuple[int, object]]) -> list[tuple[int, object, int]]:
+    return [(i, e.originator_id, e.originator_version) for i, e in page]  # type: ignore[attr-defined]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("read"), st.integers(0, 60), st.integers(1, 25)),
+            st.tuples(st.just("write"), st.integers(1, 3), st.just(0)),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    keep=st.integers(3, 40),
+)
+def test_every_page_is_the_stores_own(steps: list[tuple[str, int, int]], keep: int) -> None:
+    service = in_memory()
+    reader = LogReader(service, keep=keep)
+    families = 0
+    for kind, a, b in steps:
+        if kind == "write":
+            for _ in range(a):
+                families += 1
+                mother = make_id_number("440106", "19920315", f"{2 * families:03d}")
+                Walk(service, mother_id=mother).record_delivery(inpatient_no=f"ZY{families:06d}")
+            continue
+        end = service.recorder.max_notification_id() or 0
+        after = min(a, end)
+        assert _shape(reader.read(after, b)) == _direct(reader, after, b)
+    assert len(reader._tail) <= keep
+
+
+def test_followers_at_the_end_share_one_query() -> None:
+    service = in_memory()
+    reader = LogReader.of(service)
+    assert LogReader.of(service) is reader
+    Walk(service).record_delivery()
+    end = service.recorder.max_notification_id() or 0
+    reader.read(0, 100)  # the first follower reads and decodes
+    queries = reader.queries
+    for _ in range(5):  # the others, at the same place, are served from memory after one look each
+        assert _shape(reader.read(0, 1)) == _direct(reader, 0, 1)
+    assert reader.queries == queries
+    assert reader.read(end, 100) == []
