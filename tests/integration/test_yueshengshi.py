@@ -18,6 +18,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from backend.auth import ProviderIdentity, ProviderUnavailable, Unauthenticated, YueshengshiVerifier
 from backend.config import ProviderSettings
+from tests.relative_time import Now, resolved
 
 ISS = "https://yss.gd.gov.cn"
 AUD = "birthcert"
@@ -138,8 +139,8 @@ async def test_an_expired_ticket(provider: Provider) -> None:
         {"sub": None},
         {"sub": ""},
         {"sub": "a\nb"},
-        {"iat": int(time.time()), "exp": int(time.time()) + 601},
-        {"iat": int(time.time()) + 3600, "exp": int(time.time()) + 3900},
+        {"iat": Now(0), "exp": Now(601)},
+        {"iat": Now(3600), "exp": Now(3900)},
     ],
     ids=[
         "wrong-aud",
@@ -154,7 +155,10 @@ async def test_an_expired_ticket(provider: Provider) -> None:
     ],
 )
 async def test_a_ticket_with_bad_claims(provider: Provider, changes: dict[str, Any]) -> None:
-    assert await refused(verifier_for(provider), provider.keys[0].ticket(**changes)) == "ticket_invalid"
+    assert (
+        await refused(verifier_for(provider), provider.keys[0].ticket(**resolved(changes)))
+        == "ticket_invalid"
+    )
 
 
 async def test_a_forged_ticket(provider: Provider) -> None:

@@ -31,6 +31,7 @@ from backend.auth import (
 from backend.config import ConfigError
 from domain.errors import DomainError, Forbidden
 from domain.values import Actor
+from tests.relative_time import Now, resolved
 
 ISS = "birthcert"
 AUD = "birthcert-api"
@@ -272,9 +273,9 @@ def test_a_missing_or_unknown_kid_is_refused(issuer: TokenIssuer, keys: TokenKey
         ({"role": "superuser"}, "token_invalid"),
         ({"role": "issuer"}, "token_invalid"),  # an issuer without an institution
         ({"sub": ""}, "token_invalid"),
-        ({"iat": int(time.time()) - 60, "exp": int(time.time()) - 60 + 7201}, "token_invalid"),
-        ({"nbf": int(time.time()) + 600}, "token_invalid"),
-        ({"iat": int(time.time()) - 7200, "exp": int(time.time()) - 31}, "token_expired"),
+        ({"iat": Now(-60), "exp": Now(-60 + 7201)}, "token_invalid"),
+        ({"nbf": Now(600)}, "token_invalid"),
+        ({"iat": Now(-7200), "exp": Now(-31)}, "token_expired"),
     ],
     ids=[
         "wrong-iss",
@@ -296,7 +297,7 @@ def test_a_missing_or_unknown_kid_is_refused(issuer: TokenIssuer, keys: TokenKey
 def test_bad_claims_are_refused(
     issuer: TokenIssuer, keys: TokenKeys, changes: dict[str, Any], code: str
 ) -> None:
-    assert code_of(issuer, signed(keys, good_claims(**changes))) == code
+    assert code_of(issuer, signed(keys, good_claims(**resolved(changes)))) == code
 
 
 def test_leeway_is_thirty_seconds(issuer: TokenIssuer, keys: TokenKeys) -> None:
