@@ -11,7 +11,7 @@ Auditors see every institution's forms; issuers only their own institution's (an
 is recorded (``AccessRecord``, what ``archive_form``) before the answer is sent.
 
 ``archive_ctx`` opens the archive's own connection to the event store's database and follows the
-event log into it (``LogFollower`` named ``archive``). The archive is stored encrypted and decrypted
+event log into it (``LogFollower`` named ``archive``) on the elected leader only (decision 0024). The archive is stored encrypted and decrypted
 here on reading (decision 0003); a row that does not decrypt or check answers 503
 ``integrity_failure`` naming nothing it holds.
 """
@@ -35,10 +35,12 @@ from backend.components import (
     CONFIG,
     FOLLOWERS,
     IO_EXECUTOR,
+    LEADERSHIP,
     PARKING,
     STORE_EXECUTOR,
     actor_of,
     caught_up,
+    follow_on_leader,
     in_store,
     json_response,
 )
@@ -87,17 +89,14 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
         app.get(BLOBS),
         app[IO_EXECUTOR],
     )
+    archive.db.fence = app[LEADERSHIP]  # its rows and position written under the leader's term only
     follower = LogFollower(
         app[APPLICATIONS], archive, executor=executor, name="archive", parking=app.get(PARKING)
     )
     app[FORM_ARCHIVE], app[ARCHIVE_FOLLOWER] = archive, follower
-    app[FOLLOWERS].append(follower)
-    task = asyncio.create_task(follower.run(), name="archive-follower")
+    follow_on_leader(app, follower)
     yield
-    follower.stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await app[LEADERSHIP].close()  # (already done on shutdown) before the archive's connection closes
     with contextlib.suppress(ValueError):
         app[FOLLOWERS].remove(follower)
     await loop.run_in_executor(executor, archive.db.close)
