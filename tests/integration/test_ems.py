@@ -61,6 +61,7 @@ from tests.builders import (
     Walk,
     issuer,
 )
+from tests.integration.following import Term
 
 T = TypeVar("T")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -250,13 +251,6 @@ async def test_books_once_per_issue_even_when_pages_are_applied_again(harness: H
     await harness.follower(harness.process()).catch_up()
     assert await harness.fake.requests() == 1
     assert len(await harness.events(walk, Dispatched)) == 1
-
-
-@dataclass
-class Term:
-    """The leader's term a process writes under."""
-
-    term: int | None
 
 
 async def test_an_old_leader_books_nothing_and_its_position_is_refused(harness: Harness) -> None:

@@ -5,9 +5,8 @@ and steps down when a write is refused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,14 +14,8 @@ import redis.asyncio as aioredis
 from projections.leader import FENCE_LUA, LeaderLease, Leadership, fence_key, fenced_args, refused
 from projections.runner import Fenced
 from projections.sql import Database, DurablePosition
+from tests.integration.following import Term
 from tests.waiting import eventually
-
-
-@dataclass
-class Held:
-    """A fence at a fixed term (None: not held)."""
-
-    term: int | None
 
 
 @pytest.fixture
@@ -72,7 +65,7 @@ async def test_a_stale_term_writes_nothing_in_sql(
     assert old is not None
     db = Database.open(store_env)
     try:
-        db.fence = Held(old.term)
+        db.fence = Term(old.term)
         with db.transaction():
             assert db.move("archive", 0, 5)
         a.release(old.term)
@@ -81,13 +74,13 @@ async def test_a_stale_term_writes_nothing_in_sql(
         with pytest.raises(Fenced), db.transaction():
             db.move("archive", 5, 9)
         assert db.position("archive") == 5, "the refused move wrote nothing"
-        db.fence = Held(None)
+        db.fence = Term(None)
         with pytest.raises(Fenced), db.transaction():
             db.advance("archive", 9)
-        db.fence = Held(new.term)
+        db.fence = Term(new.term)
         with db.transaction():
             assert db.move("archive", 5, 9)
-        floor = DurablePosition(db, ThreadPoolExecutor(1), "notifications", fence=Held(old.term))
+        floor = DurablePosition(db, ThreadPoolExecutor(1), "notifications", fence=Term(old.term))
         with pytest.raises(Fenced):
             await floor.set(7)
         assert await floor.get() is None
@@ -95,18 +88,11 @@ async def test_a_stale_term_writes_nothing_in_sql(
         db.close()
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    r = aioredis.Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
-
-
 async def test_a_stale_term_writes_nothing_in_redis(client: aioredis.Redis) -> None:
     script = client.register_script(FENCE_LUA + "redis.call('INCR', KEYS[1]) return 1")
 
     async def write(term: int | None) -> object:
-        key, arg = fenced_args(Held(term))
+        key, arg = fenced_args(Term(term))
         return await script(keys=["bc:counter", key], args=[arg])
 
     assert await write(3) == 1, "a lost fence key is set again by the leader's first write"

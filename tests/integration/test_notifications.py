@@ -31,7 +31,7 @@ from projections.notifications import CORRECTION_WORDING, NotificationProcess, f
 from projections.runner import Fenced, LogFollower
 from projections.sql import Database, DurablePosition
 from tests.builders import EMS, MOTHER_ID, NOW, TEST_ID_NUMBERS, Walk, facts, hospital
-from tests.integration.following import Background, PlatformControl, log_page, off_loop
+from tests.integration.following import Background, PlatformControl, Term, log_page, off_loop
 
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"
 OPENID = "openid-mother"
@@ -873,13 +873,6 @@ def test_correction_and_referral_values_fit_their_keys() -> None:
 
 
 # --- one leader at a time (decision 0024) -----------------------------------------------------------------
-
-
-class Term:
-    """The leader's term a process writes under."""
-
-    def __init__(self, term: int | None) -> None:
-        self.term = term
 
 
 async def test_an_old_leaders_pages_and_claims_are_refused_and_send_nothing(
