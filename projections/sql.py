@@ -242,10 +242,15 @@ class Database:
                             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
                         )
             else:
-                self.execute(
-                    "CREATE OR REPLACE FUNCTION birthcert_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
+                function = self.fetchone(
+                    "SELECT 1 FROM pg_proc WHERE proname = 'birthcert_append_only' "
+                    "AND pronamespace = to_regnamespace(current_schema())"
                 )
+                if function is None:  # not replaced when there: processes starting together would race on it
+                    self.execute(
+                        "CREATE OR REPLACE FUNCTION birthcert_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
+                    )
                 for table in APPEND_ONLY:
                     for name, spec in (
                         ("rows", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
