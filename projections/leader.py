@@ -222,7 +222,9 @@ class Leadership:
         self._held: int | None = None  # the term last renewed (kept through a late renewal, to renew it)
         self._deadline = 0.0
         self._seen: Lease | None = None
-        self._lost = asyncio.Event()
+        self._nudge = asyncio.Event()  # set by step_down() and close(): look now
+        self._refused = False
+        self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
         self._publish = redis.register_script(PUBLISH_LUA) if redis is not None else None
 
@@ -279,10 +281,13 @@ class Leadership:
 
     async def close(self) -> None:
         """Stop the duties (each finishes what it has in hand), then give the lease up for the next leader."""
+        self._closing = True
+        self._nudge.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            # The loop ends by itself at its next look (a renewal in flight: within ttl / 3); cancelled if not.
+            _, pending = await asyncio.wait([self._loop_task], timeout=self.ttl)
+            for task in pending:
+                task.cancel()
             self._loop_task = None
         await self._stop_duties(keep_term=True)
         held, self._term, self._held = self._held, None, None
@@ -295,30 +300,43 @@ class Leadership:
 
     def step_down(self) -> None:
         """A write was refused: stop leading now (the next round contends again)."""
-        self._lost.set()
+        self._refused = True
+        self._nudge.set()
 
     # ------------------------------------------------------------------ internals
 
     async def _keep(self) -> None:
         every = self.ttl / 3
-        while True:
-            wait = every
-            if self._term is not None:
-                wait = max(0.0, min(every, self._deadline - self._clock()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), wait)
-            if self._lost.is_set():
-                self._lost.clear()
+        # asyncio.wait on a task, not wait_for: Python 3.11's wait_for can swallow a cancellation (close() would
+        # then wait on this loop); ``_closing`` ends it in any case.
+        woken = asyncio.ensure_future(self._nudge.wait())
+        try:
+            while not self._closing:
+                wait = every
                 if self._term is not None:
-                    log.warning("leadership: a write under term %d was refused; stepping down", self._term)
-                    self._held = None
-                    await self._stop_duties(keep_term=False)
-            try:
-                await self._contend()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never let the loop die: the next round tries again
-                log.exception("leadership: contending failed")
+                    wait = max(0.0, min(every, self._deadline - self._clock()))
+                await asyncio.wait([woken], timeout=wait)
+                if self._closing:
+                    return
+                if woken.done():
+                    self._nudge.clear()
+                    woken = asyncio.ensure_future(self._nudge.wait())
+                if self._refused:
+                    self._refused = False
+                    if self._term is not None:
+                        log.warning(
+                            "leadership: a write under term %d was refused; stepping down", self._term
+                        )
+                        self._held = None
+                        await self._stop_duties(keep_term=False)
+                try:
+                    await self._contend()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let the loop die: the next round tries again
+                    log.exception("leadership: contending failed")
+        finally:
+            woken.cancel()
 
     async def _contend(self) -> None:
         sent = self._clock()
@@ -379,19 +397,25 @@ class Leadership:
             log.exception("leadership: %s failed", duty.name)
 
     async def _stop_duties(self, *, keep_term: bool) -> None:
-        """Tell every duty to stop, give them ``grace`` to finish what is in hand, cancel the rest."""
+        """Tell every duty to stop, give them ``grace`` to finish what is in hand, cancel the rest (a duty
+        without a ``stop`` at once)."""
         if not keep_term:
             self._term = None
         running = [duty for duty in self._duties if duty.task is not None and not duty.task.done()]
         for duty in running:
             if duty.stop is not None:
                 duty.stop()
+            elif duty.task is not None:
+                duty.task.cancel()  # nothing in hand to finish (a loop that sleeps between rounds)
         tasks = [duty.task for duty in running if duty.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.grace)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if pending:  # bounded: a task that would not end is left behind, said, never waited on for ever
+                _, stuck = await asyncio.wait(pending, timeout=self.grace)
+                for task in stuck:
+                    log.error("leadership: %s did not stop", task.get_name())
         for duty in self._duties:
             duty.task = None
         self._term = None
