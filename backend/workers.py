@@ -57,10 +57,23 @@ def _worker(host: str, port: int, number: int) -> None:
     from backend.logs import configure_logging
 
     configure_logging()
+    _die_with_parent()
     config = Config.from_env(default_environment=PRODUCTION)
     app = create_app(config)
     log.info("worker %d (pid %d) serving", number, os.getpid())
     web.run_app(app, host=host, port=port, reuse_port=True, print=None, access_log=None)
+
+
+def _die_with_parent(parent: int | None = None) -> None:
+    """On Linux: SIGTERM for this worker when its parent dies, even by SIGKILL (no worker outlives its
+    supervisor, holding the port); elsewhere the parent's SIGTERM is what stops it."""
+    parent = os.getppid() if parent is None else parent
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call above
+        raise SystemExit(0)
 
 
 class Supervisor:

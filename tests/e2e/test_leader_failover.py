@@ -379,6 +379,10 @@ async def test_workers_share_one_port_and_the_parent_starts_a_killed_one_again(
             with pytest.raises(ProcessLookupError):
                 os.kill(pid_of(holder), 0)
     finally:
+        if parent.poll() is None:  # stopped as an operator would: the workers and the embedded Redis with it
+            parent.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(parent.wait, 40)
         if parent.poll() is None:
             parent.kill()
         await fake.cleanup()
