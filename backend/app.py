@@ -302,8 +302,8 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 
 async def _event_store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    # SQLite wants one writer thread per process; PostgreSQL a few, matching POSTGRES_POOL_SIZE.
-    store = ThreadPoolExecutor(max_workers=1 if config.uses_sqlite else 4, thread_name_prefix="event-store")
+    # SQLite wants one writer thread per process; PostgreSQL one per pooled connection (POSTGRES_POOL_SIZE).
+    store = ThreadPoolExecutor(max_workers=config.store_threads, thread_name_prefix="event-store")
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
     app[STORE_EXECUTOR], app[IO_EXECUTOR] = store, io
     loop = asyncio.get_running_loop()

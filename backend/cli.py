@@ -35,6 +35,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from backend.app import create_app
     from backend.logs import configure_logging
+    from projections.sql import SchemaError
 
     configure_logging()
     config = Config.from_env(default_environment=PRODUCTION)
@@ -59,11 +60,15 @@ def serve(args: argparse.Namespace) -> int:
             )
         print("Press Ctrl+C to stop.", flush=True)
 
-    if workers > 1:
-        from backend.workers import serve_workers
+    try:
+        if workers > 1:
+            from backend.workers import serve_workers
 
-        return serve_workers(config, host, port, workers, announce)
-    web.run_app(app, host=host, port=port, print=announce, access_log=None)
+            return serve_workers(config, host, port, workers, announce)
+        web.run_app(app, host=host, port=port, print=announce, access_log=None)
+    except SchemaError as e:  # PostgreSQL not migrated (or migrated by a newer version): say what to run
+        print(f"birthcert: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -171,6 +176,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     _late("backend.dev", "register_dev"),
     _late("backend.dev", "register_demo"),
     _late("projections.cli", "register_projections"),
+    _late("backend.migrate", "register_db"),
 ]
 
 

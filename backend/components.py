@@ -82,9 +82,16 @@ def json_response(data: object, status: int = 200, headers: dict[str, str] | Non
 
 
 async def in_store(request: web.Request, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Call the (synchronous) event store off the loop, on its own executor."""
+    """Call the (synchronous) event store off the loop, on its own executor, for at most the store deadline.
+
+    While PostgreSQL fails over, the library retries a statement and its pool waits for a connection (up to
+    ~50 s in all): past ``BIRTHCERT_STORE_DEADLINE_SECONDS`` the request is answered 503 with Retry-After
+    (``TimeoutError``) instead of hanging. A call still queued is dropped; one already running may still
+    commit, which a retry under the same Idempotency-Key then finds and answers (decision 0026).
+    """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(request.app[STORE_EXECUTOR], lambda: fn(*args, **kwargs))
+    call = loop.run_in_executor(request.app[STORE_EXECUTOR], lambda: fn(*args, **kwargs))
+    return await asyncio.wait_for(call, request.app[CONFIG].store_deadline_seconds)
 
 
 async def in_io(request: web.Request, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

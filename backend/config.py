@@ -33,6 +33,8 @@ DEFAULT_CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
 DEFAULT_COMPRESSOR_TOPIC = "eventsourcing.compressor:ZlibCompressor"
 SQLITE_MODULE = "eventsourcing.sqlite"
 POSTGRES_MODULE = "eventsourcing.postgres"
+# The library's own default for POSTGRES_POOL_SIZE (connections kept open per process).
+POSTGRES_DEFAULT_POOL_SIZE = 5
 INDEX_KEY_BYTES = 32
 # Development keys, relative to the data directory (production passes the keys in the environment).
 CIPHER_KEY_FILE = "keys/cipher.key"
@@ -189,6 +191,8 @@ class Config:
     staff_login_max_wait: int = 900
     # EMS_* variables, parsed by backend.ems.EmsSettings (secrets inside: not in repr).
     ems_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    # How long a request waits for the event store before it is answered 503 (a failover, an overload).
+    store_deadline_seconds: int = 10
     log_origin: str = "birthcert.local/audit-log"
     checkpoint_seconds: int = 60
     # The leader's lease (projections.leader): a killed leader is replaced within about this long and a third.
@@ -229,6 +233,9 @@ class Config:
         if persistence_module == SQLITE_MODULE and "SQLITE_DBNAME" not in store_settings:
             ensure_private_dir(data_dir)
             store_settings["SQLITE_DBNAME"] = str(data_dir / "events.sqlite")
+        # The embedded SQLite store creates its tables at start; on PostgreSQL `birthcert db migrate` does,
+        # once, and processes only check them (backend/migrate.py, decision 0026).
+        store_settings.setdefault("CREATE_TABLE", "y" if persistence_module == SQLITE_MODULE else "n")
 
         # An explicitly empty topic turns the cipher (or the compressor) off.
         cipher_topic = environ.get("CIPHER_TOPIC", DEFAULT_CIPHER_TOPIC)
@@ -291,6 +298,7 @@ class Config:
             checkpoint_seconds=_int(environ, "BIRTHCERT_CHECKPOINT_SECONDS", 60, 1, 86400),
             leader_ttl_seconds=_int(environ, "BIRTHCERT_LEADER_TTL_SECONDS", 6, 1, 600),
             notify_claim_seconds=_int(environ, "BIRTHCERT_NOTIFY_CLAIM_SECONDS", 120, 5, 86400),
+            store_deadline_seconds=_int(environ, "BIRTHCERT_STORE_DEADLINE_SECONDS", 10, 1, 300),
             upload_max_bytes=_int(
                 environ, "BIRTHCERT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, 1024, 50 * 1024 * 1024
             ),
@@ -394,6 +402,13 @@ class Config:
     def uses_sqlite(self) -> bool:
         """Whether events go to a local SQLite file (one writer thread is then best)."""
         return self.persistence_module == SQLITE_MODULE
+
+    @property
+    def store_threads(self) -> int:
+        """Threads that call the event store: one on SQLite (one writer), else one per pooled connection."""
+        if self.uses_sqlite:
+            return 1
+        return max(1, int(self.store_settings.get("POSTGRES_POOL_SIZE") or POSTGRES_DEFAULT_POOL_SIZE))
 
     def __repr__(self) -> str:
         settings = {k: ("***" if k in _SECRET_VARIABLES else v) for k, v in self.store_settings.items()}

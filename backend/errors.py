@@ -14,6 +14,7 @@ from typing import Any
 
 import eventsourcing.persistence
 import orjson
+import psycopg
 import redis
 from aiohttp import web
 
@@ -78,6 +79,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     *REDIS_UNAVAILABLE,
     eventsourcing.persistence.OperationalError,
     eventsourcing.persistence.InterfaceError,
+    # Our own SQL beside the events (projections/sql.py) on PostgreSQL: a server restarting, failing over or
+    # shutting our connection (AdminShutdown is one); the connection is replaced at the next statement.
+    psycopg.OperationalError,
     TimeoutError,
 )
 RETRY_AFTER_SECONDS = 5

@@ -34,8 +34,9 @@ STOP_SECONDS = 30.0
 
 
 def prepare_shared(config: Config) -> None:
-    """What the workers would otherwise race for, done once: the data directory, the event store's and our
-    tables (``birthcert db migrate``'s job where there is one), the development key files."""
+    """What the workers would otherwise race for, done once: the data directory, the tables where the process
+    creates them (SQLite; on PostgreSQL with ``CREATE_TABLE=n`` only checked: ``birthcert db migrate``'s job,
+    a ``SchemaError`` before any worker starts), the development key files."""
     from backend.auth import TokenKeys
     from backend.config import secure_local_store
     from backend.routes.audit import log_signing_keys

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -71,10 +72,59 @@ _RETIRED_LAYOUTS = (
         "'archive') and the archive is written again, encrypted, from the event log at the next start",
     ),
 )
+_TABLES["birthcert_schema"] = "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL"
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS audit_leaves_aggregate ON audit_leaves (aggregate_id, version)",
     "CREATE INDEX IF NOT EXISTS archive_forms_application ON archive_forms (application_id, version)",
 )
+
+
+# The layout of our tables that this version reads and writes; ``birthcert db migrate`` records each version it
+# brings a database to in ``birthcert_schema`` (decision 0026). Raise it with every table or column added.
+# 2: leader_lease (decision 0024).
+SCHEMA_VERSION = 2
+# The event store's own tables (the library's, for the application named "Applications").
+LIBRARY_TABLES = ("applications_events", "applications_snapshots")
+
+
+# The PostgreSQL advisory lock (database-wide) under which our tables and the library's are created.
+SCHEMA_LOCK = 0x62697274_68636572  # "birthcer"
+
+
+def _newer(version: int) -> str:
+    return (
+        f"the database was migrated to schema version {version} by a newer birthcert; this one reads "
+        f"version {SCHEMA_VERSION}: upgrade the software, never the other way round"
+    )
+
+
+def creates_tables(env: Mapping[str, str]) -> bool:
+    """Whether ``env`` lets a process create tables (the library's ``CREATE_TABLE``, default yes)."""
+    return (env.get("CREATE_TABLE") or "yes").strip().lower() in ("y", "yes", "t", "true", "on", "1")
+
+
+def connect_postgres(env: Mapping[str, str]) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection to the PostgreSQL store ``env`` describes, in its schema."""
+    pg: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+        host=env.get("POSTGRES_HOST", "127.0.0.1"),
+        port=env.get("POSTGRES_PORT", "5432"),
+        dbname=env.get("POSTGRES_DBNAME", "postgres"),
+        user=env.get("POSTGRES_USER") or None,
+        password=env.get("POSTGRES_PASSWORD") or None,
+        connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5") or 5),
+        autocommit=True,
+    )
+    schema = env.get("POSTGRES_SCHEMA")
+    if schema:
+        pg.execute(f'SET search_path TO "{schema}"')
+    return pg
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
 
 
 class SchemaError(RuntimeError):
@@ -84,38 +134,35 @@ class SchemaError(RuntimeError):
 class Database:
     """One connection to the event store's database, used from one thread (the store executor)."""
 
-    def __init__(self, dialect: Dialect, connection: Any) -> None:
+    def __init__(
+        self, dialect: Dialect, connection: Any, *, connect: Callable[[], Any] | None = None
+    ) -> None:
         self.dialect = dialect
-        self.connection = connection
+        self._connection = connection
+        self._connect = connect
         # Set on the connection of a leader-only follower: every ``move`` and ``advance`` checks the term.
         self.fence: Fence | None = None
 
     @classmethod
-    def open(cls, env: Mapping[str, str]) -> Database:
-        """Connect to the database the event-store ``env`` describes, and create our tables if missing."""
+    def open(cls, env: Mapping[str, str], *, prepare: bool = True) -> Database:
+        """Connect to the database the event-store ``env`` describes.
+
+        With ``CREATE_TABLE`` on (the library's default, and the embedded SQLite store's) our tables are
+        created if missing; with it off (PostgreSQL in production: ``birthcert db migrate`` creates the
+        schema, decision 0026) they are only checked, and a missing or older schema is a ``SchemaError``.
+        """
         module = env.get("PERSISTENCE_MODULE", "eventsourcing.sqlite")
         if module == "eventsourcing.postgres":
-            pg: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                host=env.get("POSTGRES_HOST", "127.0.0.1"),
-                port=env.get("POSTGRES_PORT", "5432"),
-                dbname=env.get("POSTGRES_DBNAME", "postgres"),
-                user=env.get("POSTGRES_USER") or None,
-                password=env.get("POSTGRES_PASSWORD") or None,
-                connect_timeout=int(env.get("POSTGRES_CONNECT_TIMEOUT", "5") or 5),
-                autocommit=True,
-            )
-            schema = env.get("POSTGRES_SCHEMA")
-            if schema:
-                pg.execute(f'SET search_path TO "{schema}"')
-            db = cls("postgres", pg)
+            db = cls("postgres", None, connect=partial(connect_postgres, dict(env)))
         else:
-            path = env.get("SQLITE_DBNAME") or ":memory:"
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            db = cls("sqlite", conn)
+            db = cls("sqlite", _connect_sqlite(env.get("SQLITE_DBNAME") or ":memory:"))
+        if not prepare:
+            return db
         try:
-            db.create_tables()
+            if creates_tables(env):
+                db.create_tables()
+            else:
+                db.check_schema()
         except BaseException:
             db.close()
             raise
@@ -123,7 +170,18 @@ class Database:
 
     def close(self) -> None:
         """Close the connection."""
-        self.connection.close()
+        if self._connection is not None:
+            self._connection.close()
+
+    @property
+    def connection(self) -> Any:
+        """The open connection; on PostgreSQL a connection lost (a failover, a restart, a terminated
+        backend) is replaced by a new one at the next statement outside a transaction."""
+        if self._connection is None or (self._connect is not None and self._connection.closed):
+            if self._connect is None:
+                raise RuntimeError("the database connection is closed")
+            self._connection = self._connect()
+        return self._connection
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.dialect == "postgres" else statement
@@ -219,9 +277,12 @@ class Database:
         """Our tables, their indexes and the append-only triggers (idempotent)."""
         blob = "BYTEA" if self.dialect == "postgres" else "BLOB"
         with self.transaction():
-            for table, retired_column, why in _RETIRED_LAYOUTS:
-                if retired_column in self._columns(table):
-                    raise SchemaError(why)
+            if self.dialect == "postgres":
+                # Two processes creating the same tables at once race in PostgreSQL's catalogue: one at a time.
+                self.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+            if self.schema_version() > SCHEMA_VERSION:
+                raise SchemaError(_newer(self.schema_version()))
+            self._refuse_retired_layouts()
             for table, columns in _TABLES.items():
                 self.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns.format(blob=blob)})")
             for table, added in _ADDED_COLUMNS.items():
@@ -242,15 +303,10 @@ class Database:
                             f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
                         )
             else:
-                function = self.fetchone(
-                    "SELECT 1 FROM pg_proc WHERE proname = 'birthcert_append_only' "
-                    "AND pronamespace = to_regnamespace(current_schema())"
+                self.execute(
+                    "CREATE OR REPLACE FUNCTION birthcert_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
                 )
-                if function is None:  # not replaced when there: processes starting together would race on it
-                    self.execute(
-                        "CREATE OR REPLACE FUNCTION birthcert_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-                        "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"
-                    )
                 for table in APPEND_ONLY:
                     for name, spec in (
                         ("rows", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
@@ -267,6 +323,51 @@ class Database:
                                 f"CREATE TRIGGER {trigger} {spec.format(t=table)} "
                                 "EXECUTE FUNCTION birthcert_append_only()"
                             )
+            if self.fetchone("SELECT 1 FROM birthcert_schema WHERE version = ?", (SCHEMA_VERSION,)) is None:
+                self.execute(
+                    "INSERT INTO birthcert_schema (version, applied_at) VALUES (?, ?)",
+                    (SCHEMA_VERSION, datetime.now(UTC).isoformat(timespec="seconds")),
+                )
+
+    def tables(self) -> set[str]:
+        """The names of the tables in the store's database (its PostgreSQL schema)."""
+        if self.dialect == "sqlite":
+            rows = self.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            rows = self.fetchall(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )
+        return {str(row[0]) for row in rows}
+
+    def missing_tables(self) -> list[str]:
+        """The tables of this version's schema (the library's and ours) that the database lacks."""
+        return sorted((set(_TABLES) | set(LIBRARY_TABLES)) - self.tables())
+
+    def schema_version(self) -> int:
+        """The last layout version migrated to (0: never migrated)."""
+        if "birthcert_schema" not in self.tables():
+            return 0
+        row = self.fetchone("SELECT MAX(version) FROM birthcert_schema")
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def _refuse_retired_layouts(self) -> None:
+        for table, retired_column, why in _RETIRED_LAYOUTS:
+            if retired_column in self._columns(table):
+                raise SchemaError(why)
+
+    def check_schema(self) -> None:
+        """Refuse (``SchemaError``) a database whose schema is missing, older or newer than this version's."""
+        self._refuse_retired_layouts()
+        missing = self.missing_tables()
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise SchemaError(_newer(version))
+        if missing or version < SCHEMA_VERSION:
+            what = f"tables missing: {', '.join(missing)}" if missing else f"schema version {version}"
+            raise SchemaError(
+                f"the database schema is not ready ({what}; this version needs {SCHEMA_VERSION}): "
+                "run `birthcert db migrate` once before starting the service (docs/decisions/0026)"
+            )
 
 
 class DurablePosition:

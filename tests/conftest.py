@@ -7,6 +7,7 @@ afterwards, and skip with the reason when no server is reachable.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import uuid
@@ -20,6 +21,7 @@ from eventsourcing.cryptography import AESCipher
 from psycopg import sql
 
 from backend.config import Config
+from backend.migrate import migrate
 from backend.redis_server import RedisHandle, open_redis
 
 
@@ -79,31 +81,51 @@ def postgres_server() -> PostgresServer:
     pytest.skip(f"PostgreSQL not reachable at {host}:{port}: {'; '.join(errors)}")
 
 
-@pytest.fixture
-def postgres_env(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+@contextlib.contextmanager
+def _postgres_schema(server: PostgresServer, tmp_path: Path, *, migrated: bool) -> Iterator[dict[str, str]]:
     """An event-store env on PostgreSQL in a fresh schema (dropped afterwards), with a fresh cipher key."""
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    with postgres_server.connect() as conn:
+    with server.connect() as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield _fresh_store_env(
+    env = _fresh_store_env(
         tmp_path,
         {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_HOST": postgres_server.host,
-            "POSTGRES_PORT": postgres_server.port,
-            "POSTGRES_DBNAME": postgres_server.dbname,
-            "POSTGRES_USER": postgres_server.user,
-            "POSTGRES_PASSWORD": postgres_server.password,
+            "POSTGRES_HOST": server.host,
+            "POSTGRES_PORT": server.port,
+            "POSTGRES_DBNAME": server.dbname,
+            "POSTGRES_USER": server.user,
+            "POSTGRES_PASSWORD": server.password,
             "POSTGRES_SCHEMA": schema,
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_LOCK_TIMEOUT": "5",
         },
     )
-    with postgres_server.connect() as conn:
-        # Do not hang forever behind a connection a test left open.
-        conn.execute("SET lock_timeout = '10s'")
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    if migrated:
+        # As an operator would before starting the service: processes on PostgreSQL only check the schema.
+        migrate(env)
+    try:
+        yield env
+    finally:
+        with server.connect() as conn:
+            # Do not hang forever behind a connection a test left open.
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def postgres_env(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An event-store env on PostgreSQL in a fresh schema that `birthcert db migrate` has prepared."""
+    with _postgres_schema(postgres_server, tmp_path, migrated=True) as env:
+        yield env
+
+
+@pytest.fixture
+def unmigrated_postgres_env(postgres_server: PostgresServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The same, before any migration: an empty schema."""
+    with _postgres_schema(postgres_server, tmp_path, migrated=False) as env:
+        yield env
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

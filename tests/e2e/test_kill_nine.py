@@ -19,7 +19,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,9 @@ class Tally:
     retries: int = 0  # requests sent again (while the service is down, every 50 ms)
     cut: int = 0  # commands whose first sending went unanswered
     replayed: int = 0  # commands answered from the store's record of their first answer (Idempotent-Replayed)
-    kills: int = 0
+    kills: int = 0  # faults: kills here, failovers of PostgreSQL in test_postgres_failover
+    unavailable: int = 0  # 503 answers with Retry-After (a dependency away for a moment)
+    errors: list[str] = field(default_factory=list)  # any other 5xx: a fault of ours
     journeys_done: int = 0
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -101,6 +103,10 @@ class Journey:
                 answer = await send(self.session, self.api, self.mp, method, path, **request)
                 if answer.status < 500:
                     return answer
+                if answer.status == 503 and "Retry-After" in answer.headers:
+                    await self.tally.note(unavailable=1)
+                else:
+                    self.tally.errors.append(f"{method} {path}: {answer.status} {answer.body[:200]!r}")
             except (TimeoutError, aiohttp.ClientError):
                 pass  # the service died under the request, or is not up again yet
             assert time.monotonic() < deadline, f"{method} {path} not answered within {PATIENCE} s"
@@ -211,8 +217,19 @@ class Service:
             self.process = None
 
 
-async def killer(service: Service, tally: Tally, *, kills: int, every: int, journeys: int) -> None:
-    """SIGKILL the service each time ``every`` more commands have been acknowledged, then start it again."""
+Fault = Callable[[Service], Awaitable[None]]
+
+
+async def kill_and_restart(service: Service) -> None:
+    """SIGKILL the service, then start it again on the same data and Redis."""
+    await service.kill()
+    await service.start()
+
+
+async def killer(
+    service: Service, tally: Tally, *, kills: int, every: int, journeys: int, fault: Fault = kill_and_restart
+) -> None:
+    """Do ``fault`` each time ``every`` more commands have been acknowledged."""
     for n in range(1, kills + 1):
         target = n * every
         async with tally.changed:
@@ -221,9 +238,8 @@ async def killer(service: Service, tally: Tally, *, kills: int, every: int, jour
             )
         if tally.journeys_done == journeys:
             return
-        await service.kill()
+        await fault(service)
         await tally.note(kills=1)
-        await service.start()
 
 
 def event_of(store: Applications, stored: Any) -> App.Event:
@@ -254,13 +270,29 @@ async def rebuilt(env: dict[str, str], view: str) -> None:
     assert process.returncode == 0, output.decode()
 
 
-async def run_kill_nine(tmp_path: Path, redis_url: str, *, families: int, kills: int) -> str:
+async def run_kill_nine(
+    tmp_path: Path,
+    redis_url: str,
+    *,
+    families: int,
+    kills: int,
+    fault: Fault = kill_and_restart,
+    store: Mapping[str, str] | None = None,
+) -> str:
+    """Families' journeys under ``kills`` faults (SIGKILL and restart unless told), on the SQLite store in
+    ``tmp_path`` or the store ``store`` names; what the parents and issuers then see is checked."""
     began = time.monotonic()
     fake, platform = await start_fake_platform("127.0.0.1", 0)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     env = service_env(
-        os.environ, platform=platform, port=port, redis_url=redis_url, data_dir=tmp_path / "var", **GENEROUS
+        os.environ,
+        platform=platform,
+        port=port,
+        redis_url=redis_url,
+        data_dir=tmp_path / "var",
+        **GENEROUS,
+        **(store or {}),
     )
     everyone = [demo_family(n) for n in range(1, families + 1)]
     with store_of(env) as store:  # the hospital entered each delivery before the mothers apply
@@ -275,16 +307,20 @@ async def run_kill_nine(tmp_path: Path, redis_url: str, *, families: int, kills:
             journeys = [Journey(session, api, platform, family, tally) for family in everyone]
             commands = COMMANDS * families
             kill = asyncio.create_task(
-                killer(service, tally, kills=kills, every=commands // (kills + 1), journeys=families)
+                killer(
+                    service, tally, kills=kills, every=commands // (kills + 1), journeys=families, fault=fault
+                )
             )
             finals = await asyncio.gather(*(j.walk() for j in journeys))
             await kill
             figures = (
-                f"{families} families, {tally.acknowledged} acknowledged commands, {tally.kills} kills, "
+                f"{families} families, {tally.acknowledged} acknowledged commands, {tally.kills} faults, "
                 f"{tally.cut} commands cut and sent again with their keys ({tally.retries} sends), "
-                f"{tally.replayed} of them answered from the first answer recorded"
+                f"{tally.replayed} of them answered from the first answer recorded, "
+                f"{tally.unavailable} answered 503 with Retry-After"
             )
             assert tally.kills == kills, figures
+            assert not tally.errors, f"5xx other than 503 with Retry-After: {tally.errors[:5]}"
             assert all(final["state"] == "submitted" for final in finals), figures
 
             # In the store: each acknowledged command's event, at or before the version it was acknowledged
@@ -312,6 +348,7 @@ async def run_kill_nine(tmp_path: Path, redis_url: str, *, families: int, kills:
                     uploads = Counter(e.kind for e in events if isinstance(e, App.DocumentUploaded))
                     assert uploads == Counter(PHOTOS), uploads
 
+            await every_follower_caught_up(session, api)
             seen = await views(session, api, journeys)
             assert sorted(seen["queue"]) == sorted(str(j.mp.app_id) for j in journeys), "queue holds them all"
             for journey in journeys:
@@ -324,6 +361,19 @@ async def run_kill_nine(tmp_path: Path, redis_url: str, *, families: int, kills:
         await service.kill()
         await fake.cleanup()
     return f"{figures}, in {time.monotonic() - began:.1f} s"
+
+
+async def every_follower_caught_up(session: aiohttp.ClientSession, api: str) -> None:
+    """/readyz answers ready with every follower (views, audit log, archive, processes) at the log's end."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+            async with session.get(f"{api}/readyz") as r:
+                ready = await r.json()
+                if r.status == 200 and all(f["lag"] == 0 for f in ready["followers"]):
+                    return
+        assert time.monotonic() < deadline, f"followers not caught up within {PATIENCE} s: {ready}"
+        await asyncio.sleep(0.1)
 
 
 async def views(session: aiohttp.ClientSession, api: str, journeys: list[Journey]) -> dict[str, Any]:
