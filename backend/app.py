@@ -41,6 +41,7 @@ from backend.components import (
     HTTP,
     IDEMPOTENCY,
     IO_EXECUTOR,
+    LEADERSHIP,
     PARKING,
     REDIS,
     REDIS_CLIENT,
@@ -54,6 +55,7 @@ from backend.components import (
     WORKING_CALENDAR,
     YUESHENGSHI,
     Wakeups,
+    follow_on_leader,
     json_response,
 )
 from backend.config import Config, ConfigError, secure_local_store
@@ -72,6 +74,7 @@ from backend.wechat import WeChat
 from backend.working_days import coverage_message, coverage_problems, today_in_china, working_calendar
 from domain.policy import WorkingCalendar
 from domain.service import Applications
+from projections.leader import LeaderLease, Leadership, holder_id
 from projections.notifications import NotificationProcess
 from projections.runner import STUCK_SECONDS, LogFollower
 from projections.sql import Database, DurablePosition, SqlParkingLot
@@ -126,6 +129,7 @@ async def readyz(request: web.Request) -> web.Response:
         "event_store": {"up": health["event_store"]["up"], "position": health["event_store"]["position"]},
         "redis": {"up": health["redis"]["up"]},
         "followers": health["followers"],
+        "leader": request.app[LEADERSHIP].info(),
         # What earlier versions answered, kept for dashboards that read it.
         "status_view": {"position": request.app[STATUS_FOLLOWER].position},
     }
@@ -154,6 +158,10 @@ async def _health(app: web.Application) -> dict[str, Any]:
         reasons.append("audit_log_mismatch")
     followers = []
     for follower in _unique(app[FOLLOWERS]):
+        if not follower.running:
+            # Followed by the leader, elsewhere: its position as stored (moving, if the leader makes progress).
+            with contextlib.suppress(Exception):
+                await follower.observe()
         h = follower.health()
         lag = None if end is None else max(0, end - h.position)
         stuck = h.stalled or (bool(lag) and h.seconds_since_progress > STUCK_SECONDS)
@@ -168,6 +176,7 @@ async def _health(app: web.Application) -> dict[str, Any]:
                 "failing_seconds": round(h.failing_for, 1),
                 "last_error": h.last_error,
                 "stuck": stuck,
+                "here": follower.running,
             }
         )
     return {
@@ -201,6 +210,10 @@ async def metrics(request: web.Request) -> web.Response:
         gauges["parked"].labels(f["name"]).set(f["parked"])
         gauges["stuck"].labels(f["name"]).set(1 if f["stuck"] else 0)
         gauges["failing"].labels(f["name"]).set(f["failing_seconds"])
+    leader = app[LEADERSHIP].info()
+    gauges["leader"].set(1 if leader["this_process"] else 0)
+    if leader["term"] is not None:
+        gauges["leader_term"].set(leader["term"])
     body = generate_latest(app[METRICS])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -234,6 +247,12 @@ def _health_gauges(registry: CollectorRegistry) -> dict[str, Any]:
             follower,
             registry=registry,
         ),
+        "leader": Gauge(
+            "birthcert_leader",
+            "1 when this process leads (runs the followers that run once)",
+            registry=registry,
+        ),
+        "leader_term": Gauge("birthcert_leader_term", "The leader's term as last seen", registry=registry),
     }
 
 
@@ -360,6 +379,29 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     await loop.run_in_executor(io, handle.close)
 
 
+async def _leadership(app: web.Application) -> AsyncIterator[None]:
+    """The leader's lease, on a connection and thread of its own (decision 0024): contended for at start,
+    renewed in the background; given up on shutdown (``on_shutdown``, before the followers' resources close)."""
+    config = app[CONFIG]
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leader-lease")
+    lease = await loop.run_in_executor(
+        executor, LeaderLease.open, config.event_store_env(), holder_id(), config.leader_ttl_seconds
+    )
+    leadership = Leadership(lease, executor, redis=app[REDIS_CLIENT])
+    app[LEADERSHIP] = leadership
+    await leadership.start()
+    yield
+    await leadership.close()
+    await loop.run_in_executor(executor, lease.db.close)
+    executor.shutdown(wait=True)
+
+
+async def _stop_leading(app: web.Application) -> None:
+    if LEADERSHIP in app:
+        await app[LEADERSHIP].close()
+
+
 async def _status_projection(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     view = StatusView(
@@ -382,6 +424,7 @@ async def _status_projection(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _notifications(app: web.Application) -> AsyncIterator[None]:
+    leadership = app[LEADERSHIP]
     process = NotificationProcess(
         app[REDIS_CLIENT],
         app[APPLICATIONS],
@@ -389,25 +432,18 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
         app[IO_EXECUTOR],
         app[WECHAT],
         app[CONFIG].wechat.templates,
-        floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications"),
+        floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications", fence=leadership),
+        lease=app[CONFIG].notify_claim_seconds,
+        fence=leadership,
     )
     follower = LogFollower(
         app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], name="notifications", parking=app[PARKING]
     )
     app[NOTIFICATIONS] = process
-    app[FOLLOWERS].append(follower)
-    tasks = [
-        asyncio.create_task(follower.run(), name="notifications-follower"),
-        asyncio.create_task(process.run(), name="notifications-retries"),
-    ]
+    # On the leader only; stopped there by the leadership, which lets a send in flight record its outcome.
+    follow_on_leader(app, follower)
+    leadership.lead("notifications-retries", process.run, process.stop)
     yield
-    follower.stop()
-    process.stop()
-    # Let a send in flight finish (the adapter's timeout is 5 s); a cancelled send is re-sent after its lease.
-    _, pending = await asyncio.wait(tasks, timeout=10)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def check_calendar_coverage(config: Config, calendar: WorkingCalendar, today: date) -> None:
@@ -463,6 +499,7 @@ def create_app(config: Config) -> web.Application:
         [
             _event_store,
             _neighbours,
+            _leadership,
             throttle_ctx,
             _status_projection,
             queue.queue_ctx,
@@ -473,6 +510,7 @@ def create_app(config: Config) -> web.Application:
         ]
     )
     app.on_shutdown.append(queue.queue_shutdown)
+    app.on_shutdown.append(_stop_leading)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

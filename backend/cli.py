@@ -46,8 +46,11 @@ def serve(args: argparse.Namespace) -> int:
     port = config.port if args.port is None else args.port
     base = f"http://{_url_host(host)}:{port}"
 
-    def announce(_aiohttp_message: str) -> None:
-        print(f"birthcert listening on {base}  ({config.environment})", flush=True)
+    workers = args.workers
+
+    def announce(_aiohttp_message: str = "") -> None:
+        how = f", {workers} worker processes" if workers > 1 else ""
+        print(f"birthcert listening on {base}  ({config.environment}{how})", flush=True)
         print(f"  health:  {base}/healthz", flush=True)
         print(f"  ready:   {base}/readyz  (the event store answers)", flush=True)
         print(f"  data:    {config.data_dir} ({config.persistence_module})", flush=True)
@@ -60,6 +63,10 @@ def serve(args: argparse.Namespace) -> int:
         print("Press Ctrl+C to stop.", flush=True)
 
     try:
+        if workers > 1:
+            from backend.workers import serve_workers
+
+            return serve_workers(config, host, port, workers, announce)
         web.run_app(app, host=host, port=port, print=announce, access_log=None)
     except SchemaError as e:  # PostgreSQL not migrated (or migrated by a newer version): say what to run
         print(f"birthcert: {e}", file=sys.stderr)
@@ -73,7 +80,20 @@ def register_serve(subparsers: Subparsers) -> None:
     )
     p.add_argument("--host", help="address to bind (default: BIRTHCERT_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default: BIRTHCERT_PORT or 8080)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes sharing the port (SO_REUSEPORT), supervised by this one (default 1: serve here)",
+    )
     p.set_defaults(handler=serve)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def keys_init(args: argparse.Namespace) -> int:

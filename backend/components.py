@@ -35,7 +35,8 @@ from domain.idempotency import IdempotencyRecord, IdempotentRequest
 from domain.policy import WorkingCalendar
 from domain.service import Applications, Outcome
 from domain.values import Actor, Role
-from projections.runner import LogFollower
+from projections.leader import Leadership
+from projections.runner import Follower, LogFollower
 from projections.sql import SqlParkingLot
 from projections.status import StatusView
 
@@ -65,6 +66,8 @@ REGISTRY = web.AppKey("registry", PopulationRegistry)
 # Every follower of the log in this process: a command wakes the status view's at once (read-your-writes)
 # and the others a moment later, together (FOLLOWER_WAKEUPS); /readyz and /metrics report each.
 FOLLOWERS = web.AppKey("followers", list)
+# The lease among the service's processes: the followers that must run once run on its holder only.
+LEADERSHIP = web.AppKey("leadership", Leadership)
 # Where followers record the events they park (projections.sql.SqlParkingLot).
 PARKING = web.AppKey("parking", SqlParkingLot)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -229,6 +232,13 @@ async def caught_up(request: web.Request, position: int | None) -> None:
     follower = request.app[STATUS_FOLLOWER]
     if not await follower.wait_for(position, timeout=READ_YOUR_WRITES_SECONDS):
         log.warning("status view behind", extra={"position": position})
+
+
+def follow_on_leader(app: web.Application, follower: Follower) -> None:
+    """Declare a follower that must run once among all processes (a process with side effects, a table
+    every process shares): it runs on the elected leader only, and every process reports it (decision 0024)."""
+    app[FOLLOWERS].append(follower)
+    app[LEADERSHIP].lead(follower.name, follower.run, follower.stop)
 
 
 def version_answer(outcome: Outcome, status: int = 200, **extra: Any) -> web.Response:

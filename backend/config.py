@@ -212,6 +212,10 @@ class Config:
     store_deadline_seconds: int = 10
     log_origin: str = "birthcert.local/audit-log"
     checkpoint_seconds: int = 60
+    # The leader's lease (projections.leader): a killed leader is replaced within about this long and a third.
+    leader_ttl_seconds: int = 6
+    # How long a WeChat message claimed for sending stays claimed (a process killed mid-send: then sent again).
+    notify_claim_seconds: int = 120
     # DEVELOPMENT or PRODUCTION (BIRTHCERT_ENV); a Config built by hand is a production one.
     environment: str = PRODUCTION
     # Production only: the storage keys neither given nor made on purpose (see ``_key_file``).
@@ -316,6 +320,8 @@ class Config:
             ems_environ={k: v for k, v in environ.items() if k.startswith("EMS_")},
             log_origin=environ.get("BIRTHCERT_LOG_ORIGIN", "birthcert.local/audit-log"),
             checkpoint_seconds=_int(environ, "BIRTHCERT_CHECKPOINT_SECONDS", 60, 1, 86400),
+            leader_ttl_seconds=_int(environ, "BIRTHCERT_LEADER_TTL_SECONDS", 6, 1, 600),
+            notify_claim_seconds=_int(environ, "BIRTHCERT_NOTIFY_CLAIM_SECONDS", 120, 5, 86400),
             store_deadline_seconds=_int(environ, "BIRTHCERT_STORE_DEADLINE_SECONDS", 10, 1, 300),
             upload_max_bytes=_int(
                 environ, "BIRTHCERT_UPLOAD_MAX_BYTES", 5 * 1024 * 1024, 1024, 50 * 1024 * 1024

@@ -41,7 +41,14 @@ from backend.object_store import ObjectStore, ObjectStoreUnavailable
 from backend.storage import BlobCorrupted, BlobNotFound, BlobStore
 from projections.archive import NAME as ARCHIVE
 from projections.archive import ArchivedForm, ArchiveIntegrityError, FormArchive, pdf_object_key
-from projections.runner import MAX_BACKOFF_SECONDS, PARK_AFTER, RETRY_POLL_SECONDS, FollowerHealth, ParkingLot
+from projections.runner import (
+    MAX_BACKOFF_SECONDS,
+    PARK_AFTER,
+    RETRY_POLL_SECONDS,
+    Fenced,
+    FollowerHealth,
+    ParkingLot,
+)
 from projections.sql import Database
 
 log = logging.getLogger(__name__)
@@ -106,6 +113,7 @@ class PdfRenderer:
         self._position = 0
         self._wake = asyncio.Event()
         self._stopping = False
+        self._running = False
         self._attempts: dict[int, int] = {}
         self._failing_since: float | None = None
         self._last_error: str | None = None
@@ -147,8 +155,29 @@ class PdfRenderer:
             seconds_since_progress=now - self._progress_at,
         )
 
+    @property
+    def running(self) -> bool:
+        """Whether ``run()`` renders in this process now (it runs on the elected leader only)."""
+        return self._running
+
+    async def observe(self) -> int:
+        """The stored position, read without rendering (the leader renders elsewhere), for ``/readyz``."""
+        position = await self._run(self.executor, self.db.position, NAME)
+        if position != self._position:
+            self._moved(position)
+        await self._count_parked()
+        return position
+
     async def run(self) -> None:
-        """Render until ``stop()``: outages are waited out with backoff, failing rows parked."""
+        """Render until ``stop()``: outages are waited out with backoff, failing rows parked. ``Fenced`` (this
+        process lost the leadership) ends it at once; it may be called again when elected again."""
+        self._stopping, self._running = False, True
+        try:
+            await self._follow()
+        finally:
+            self._running = False
+
+    async def _follow(self) -> None:
         first_backoff = min(max(self.poll_interval, 0.01), 1.0)
         backoff = first_backoff
         await self._count_parked()
@@ -156,7 +185,7 @@ class PdfRenderer:
             self._wake.clear()
             try:
                 more = await self._step()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Fenced):
                 raise
             except Exception as error:
                 self._failed(error)

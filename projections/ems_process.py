@@ -11,6 +11,8 @@ Exactly once per event, across restarts and racing followers:
   it is written right after each booked-and-recorded event, so a failure redoes no earlier event;
 - the order id is the application id plus the version of the issue event, and EMS answers the same
   waybill for the same order id;
+- one process books at a time: the process runs on the elected leader only, the lease is checked before
+  each booking and the position's script refuses an older leader's term (decision 0024);
 - the waybill is kept under ``bc:ems:booked:<app id>:<version>`` as soon as EMS answers, so a restart
   between booking and recording reuses it without asking EMS again;
 - nothing is booked unless the application, as it is now, still waits in state ``issued`` with that
@@ -51,8 +53,9 @@ from domain.application import ISSUED, BirthCertificateApplication
 from domain.errors import Conflict, RuleViolated
 from domain.service import Applications
 from domain.values import Actor
+from projections.leader import FENCE_LUA, fenced_args, refused
 from projections.redis_view import delete_prefix, stored_position
-from projections.runner import DomainEvent, Page
+from projections.runner import DomainEvent, Fence, Fenced, Page
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,11 @@ SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 PROCESS_ACTOR: Final = Actor(id="ems-process", role="system")
 T = TypeVar("T")
 
-# KEYS: position, n index keys. ARGV: new position, n, n members, n scores, the position it moves from.
-COMMIT_LUA: Final = """
+# KEYS: position, n index keys, the fence key. ARGV: new position, n, n members, n scores, the position it
+# moves from, the leader's term (FENCE_LUA).
+COMMIT_LUA: Final = (
+    FENCE_LUA
+    + """
 local n = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current ~= tonumber(ARGV[3 + 2 * n]) then
@@ -73,6 +79,7 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
+)
 
 _ISSUES = (BirthCertificateApplication.Issued, BirthCertificateApplication.Reissued)
 
@@ -134,6 +141,7 @@ class EmsProcess:
         actor: Actor = PROCESS_ACTOR,
         callback_url: str,
         key_prefix: str = "bc:",
+        fence: Fence | None = None,
     ) -> None:
         if actor.role not in ("system", "ems"):
             raise ValueError("the EMS process acts as a system (or ems) actor")
@@ -143,6 +151,10 @@ class EmsProcess:
         self.ems = ems
         self.actor = actor
         self.callback_url = callback_url
+        # The leader's term (projections.leader): a commit under an older one is refused, and no pickup is
+        # booked by a process that does not lead.
+        self.fence = fence
+        self.key_prefix = key_prefix
         self.prefix = f"{key_prefix}ems:"
         self.position_key = f"{self.prefix}position"
         self.index = DispatchIndex(redis, key_prefix=key_prefix)
@@ -202,7 +214,11 @@ class EmsProcess:
         args += [e.member for e in entries]
         args += [e.score for e in entries]
         args.append(start)
-        return bool(await self._commit_script(keys=keys, args=args))
+        fence, term = fenced_args(self.fence, self.key_prefix)
+        answer = await self._commit_script(keys=[*keys, fence], args=[*args, term])
+        if refused(answer):
+            raise Fenced("the EMS position refused a commit under an old term")
+        return bool(answer)
 
     def _dispatch_entries(self, dispatched: Sequence[tuple[int, DomainEvent]]) -> list[DispatchEntry]:
         """On the executor: the institution and Shanghai day of each EMS dispatch."""
@@ -238,6 +254,7 @@ class EmsProcess:
         if stored is not None:
             waybill = _text(stored)
         else:
+            fenced_args(self.fence, self.key_prefix)  # the lease, checked just before the booking
             try:
                 waybill = await self.ems.book_pickup(
                     order_id=pickup.order_id,

@@ -33,6 +33,10 @@ the parent that her part is to do again or elsewhere:
 3. *The one window left.* WeChat offers no idempotency key. If the process dies after WeChat answered
    ``ok`` and before the ``sent`` mark, the claim's lease (``lease`` seconds) runs out and the message
    is sent **once more**. The window is that one HTTP call: the ``sending`` mark is written before it.
+4. *One process at a time* (decision 0024): the process runs on the elected leader only, and with a
+   ``fence`` the page's script and every claim refuse a term older than the newest leader's (``Fenced``).
+   The outcome of a send already made is still recorded (``FINISH_LUA`` checks the owner token only): it
+   is a fact, and refusing it would send the message again.
 
 粤省事 logins (``applicant_id`` ``yss:…``) have no WeChat openid: their messages are recorded ``skipped``,
 as are the kinds ``templates`` has no template for. Finished records (sent, refused, failed, skipped)
@@ -76,8 +80,9 @@ from backend.wechat import (
 )
 from domain.application import SUBMITTED, BirthCertificateApplication
 from domain.service import Applications
+from projections.leader import FENCE_LUA, fenced_args, refused
 from projections.redis_view import delete_prefix
-from projections.runner import Page
+from projections.runner import Fence, Fenced, Page
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +335,11 @@ def message_data(
 
 # KEYS: position, due, then per message its record and its application's index.
 # ARGV: new position, n, retention, then per message: position, state, due score, fields (JSON array); last,
-# the position the page was read from (compare-and-set: the page applies only on top of it).
-RECORD_PAGE_LUA: Final = """
+# the position the page was read from (compare-and-set: the page applies only on top of it). Last, the
+# fence key and the leader's term (FENCE_LUA).
+RECORD_PAGE_LUA: Final = (
+    FENCE_LUA
+    + """
 local n = tonumber(ARGV[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current ~= tonumber(ARGV[4 + 4 * n]) then
@@ -354,10 +362,13 @@ end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
+)
 
-# KEYS: record, due. ARGV: position, now, lease until, owner token.
+# KEYS: record, due, the fence key. ARGV: position, now, lease until, owner token, the leader's term.
 # Returns {attempts, touser, template, data, created_at, kind}, or an empty table when not claimable.
-CLAIM_LUA: Final = """
+CLAIM_LUA: Final = (
+    FENCE_LUA
+    + """
 local r = redis.call('HMGET', KEYS[1], 'state', 'next_attempt_at', 'lease_until')
 local state, now = r[1], tonumber(ARGV[2])
 if not state then
@@ -378,6 +389,7 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 local m = redis.call('HMGET', KEYS[1], 'touser', 'template', 'data', 'created_at', 'kind')
 return {attempts, m[1], m[2], m[3], m[4], m[5]}
 """
+)
 
 # KEYS: record, due, the application's index. ARGV: position, owner token, new state, now,
 # next attempt (pending) , errcode ('' for none), retention.
@@ -469,6 +481,7 @@ class NotificationProcess:
         retention: int = RETENTION_SECONDS,
         idle_interval: float = 5.0,
         floor: PositionFloor | None = None,
+        fence: Fence | None = None,
     ) -> None:
         if backoff[0] <= 0 or backoff[1] < backoff[0]:
             raise ValueError("backoff must be (first > 0, most >= first)")
@@ -488,6 +501,9 @@ class NotificationProcess:
         self.retention = retention
         self.idle_interval = idle_interval
         self.floor = floor
+        # The leader's term (projections.leader): outbox writes and claims are refused under an older one.
+        self.fence = fence
+        self.key_prefix = key_prefix
         self.prefix = f"{key_prefix}notify:"
         self.position_key = f"{self.prefix}position"
         self.due_key = f"{self.prefix}due"
@@ -508,6 +524,10 @@ class NotificationProcess:
         return f"{self.prefix}app:{UUID(str(app_id))}"
 
     # ------------------------------------------------------------------ View
+
+    async def stored_position(self) -> int:
+        """The last notification id recorded (0 when missing), nothing written (``runner.Peekable``)."""
+        return int(await self.redis.get(self.position_key) or 0)
 
     async def position(self) -> int:
         """The last notification id recorded; set to the log's end (or 0) when missing."""
@@ -580,7 +600,11 @@ class NotificationProcess:
                 fields += ["note", intent.note, "finished_at", repr(now)]
             args += [intent.position, intent.state, now, orjson.dumps(fields).decode()]
         args.append(start)
-        recorded = bool(await self._record_page(keys=keys, args=args))
+        key, term = fenced_args(self.fence, self.key_prefix)
+        answer = await self._record_page(keys=[*keys, key], args=[*args, term])
+        if refused(answer):
+            raise Fenced("the outbox refused a page written under an old term")
+        recorded = bool(answer)
         if recorded and intents and self.floor is not None:
             # Only pages that carry messages move the floor: a page without any sends nothing when it is
             # read again, so the SQL write is spared on most pages.
@@ -688,7 +712,15 @@ class NotificationProcess:
         """Claim, send and mark one message; its new state, or None when it was not ours to send."""
         owner = secrets.token_hex(8)
         key = self.message_key(position)
-        claimed = await self._claim(keys=[key, self.due_key], args=[position, now, now + self.lease, owner])
+        # The lease is checked here (locally, then the term in the claim's script), just before the send: a
+        # process that lost it sends nothing more; one paused between the claim and the send is the one
+        # window left (decision 0024).
+        fence, term = fenced_args(self.fence, self.key_prefix)
+        claimed = await self._claim(
+            keys=[key, self.due_key, fence], args=[position, now, now + self.lease, owner, term]
+        )
+        if refused(claimed):
+            raise Fenced("the outbox refused a claim made under an old term")
         if not claimed:
             return None
         attempts = int(claimed[0])
@@ -755,7 +787,9 @@ class NotificationProcess:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver retries as they fall due, until ``stop()``; start it as a task next to the follower."""
+        """Deliver retries as they fall due, until ``stop()``; start it as a task next to the follower.
+        ``Fenced`` (the leadership lost) ends it; it may be run again afterwards."""
+        self._stopping = False
         failures = 0
         while not self._stopping:
             self._wake.clear()
@@ -763,7 +797,7 @@ class NotificationProcess:
                 await self.deliver_due()
                 delay = await self._until_next_due()
                 failures = 0
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Fenced):
                 raise
             except Exception as error:
                 failures += 1

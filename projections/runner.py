@@ -17,6 +17,11 @@ the events), skipped, and visible in ``/readyz`` and ``/metrics``. The rest of t
 operator asks for a retry with ``birthcert projections retry``; the follower then hands the event to
 the view's ``redo`` (out of order, the position untouched). A view whose order matters (the audit log:
 ``ordered = True``) never parks: it stops where it is and says so loudly (``stalled``).
+
+A follower that must run once (a process with side effects) runs only on the elected leader
+(``projections.leader``); its writes carry the leader's term and raise ``Fenced`` when the term is no
+longer the current one: ``run()`` then stops at once (no retry, nothing parked) and lets the leadership
+step down. Where it is not running, ``observe()`` reads the view's stored position for ``/readyz``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,31 @@ PARK_AFTER = 5
 STUCK_SECONDS = 60.0
 # How often a follower looks for retries an operator asked for.
 RETRY_POLL_SECONDS = 5.0
+# How often a read-your-writes wait reads the stored position of a follower running in another process.
+OBSERVE_SECONDS = 0.05
+
+
+class Fenced(Exception):
+    """A leader-only write refused: this process no longer holds the leader's term (decision 0024)."""
+
+
+class Fence(Protocol):
+    """The leader's term this process writes under: None when it does not lead (``projections.leader``)."""
+
+    @property
+    def term(self) -> int | None:
+        """The term held now, or None."""
+        ...
+
+
+def fenced_term(fence: Fence | None) -> int | None:
+    """The term to write under (None: no fence, unchecked); ``Fenced`` when the fence is not held."""
+    if fence is None:
+        return None
+    term = fence.term
+    if term is None:
+        raise Fenced("this process does not lead")
+    return term
 
 
 class View(Protocol):
@@ -68,6 +98,16 @@ class View(Protocol):
 
     async def reset(self) -> None:
         """Forget everything: the view's keys or rows and its position."""
+        ...
+
+
+@runtime_checkable
+class Peekable(Protocol):
+    """A view whose ``position()`` may write (the notifications process sets a missing one): ``stored_position``
+    reads it without writing, for a process that only observes."""
+
+    async def stored_position(self) -> int:
+        """The position stored now (0 when missing), nothing written."""
         ...
 
 
@@ -121,6 +161,26 @@ class FollowerHealth:
     seconds_since_progress: float
 
 
+class Follower(Protocol):
+    """What a process runs to follow the log (``LogFollower``, ``PdfRenderer``), as the app starts, stops and
+    reports it."""
+
+    name: str
+
+    @property
+    def running(self) -> bool: ...
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    async def observe(self) -> int: ...
+
+    def health(self) -> FollowerHealth: ...
+
+
 class LogFollower:
     """Keeps one view caught up with the event log of ``applications``."""
 
@@ -167,6 +227,12 @@ class LogFollower:
         self._progress_at = clock()
         self._retries_checked_at = 0.0
         self._recovering = False
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run()`` follows the log in this process now (a leader-only follower elsewhere: no)."""
+        return self._running
 
     @property
     def position(self) -> int:
@@ -201,7 +267,29 @@ class LogFollower:
         )
 
     async def run(self) -> None:
-        """Follow the log until ``stop()``: failures are retried, split down to one event and parked."""
+        """Follow the log until ``stop()``: failures are retried, split down to one event and parked.
+
+        ``Fenced`` (this process lost the leadership) ends it at once and propagates. ``run()`` may be
+        called again after it returned (a process elected leader again).
+        """
+        self._stopping, self._running = False, True
+        try:
+            await self._run()
+        finally:
+            self._running = False
+
+    async def observe(self) -> int:
+        """Read the view's stored position without applying anything (the follower runs elsewhere);
+        a position that moved counts as progress for ``health()``."""
+        view = self.view
+        position = await (view.stored_position() if isinstance(view, Peekable) else view.position())
+        if position != self._position:
+            self._progress_at = self._clock()
+        await self._moved_to(position)
+        await self._count_parked()
+        return position
+
+    async def _run(self) -> None:
         first_backoff = min(max(self.poll_interval, 0.01), 1.0)
         backoff = first_backoff
         await self._count_parked()
@@ -209,7 +297,7 @@ class LogFollower:
             self._wake.clear()
             try:
                 full = await self._step()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Fenced):
                 raise
             except _PageFailed as failed:
                 if await self._on_page_failure(failed):
@@ -252,9 +340,14 @@ class LogFollower:
                 return self._position
 
     async def wait_for(self, position: int | None, timeout: float) -> bool:
-        """True as soon as the view has reached ``position`` (read-your-writes), False after ``timeout``."""
+        """True as soon as the view has reached ``position`` (read-your-writes), False after ``timeout``.
+
+        Where the follower does not run (another process leads), the view's stored position is read
+        until it gets there."""
         if position is None or self._position >= position:
             return True
+        if not self._running:
+            return await self._observe_until(position, timeout)
         self.wake()
         async with self._moved:
             try:
@@ -262,6 +355,18 @@ class LogFollower:
             except TimeoutError:
                 return False
         return True
+
+    async def _observe_until(self, position: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(Exception):
+                if await self.observe() >= position:
+                    return True
+            if self._running:  # elected meanwhile: wait as a running follower does
+                return await self.wait_for(position, max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(OBSERVE_SECONDS)
 
     # ------------------------------------------------------------------ internals
 
@@ -285,7 +390,7 @@ class LogFollower:
             return False
         try:
             applied = await self.view.apply(page, current)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Fenced):
             raise
         except Exception as error:
             raise _PageFailed(page, current, error) from error
@@ -416,6 +521,8 @@ class LogFollower:
                 continue
             try:
                 await self.view.redo(item.position, page[0][1])
+            except Fenced:
+                raise
             except Exception as error:
                 await self.parking.park(self.name, item.position, type(error).__name__, item.attempts + 1)
                 log.error(

@@ -19,15 +19,23 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 
-from projections.runner import Parked
+from projections.runner import Fence, Fenced, Parked, fenced_term
 
 T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgres"]
+# The one lease of the leader that runs the followers that must run once (projections.leader).
+LEASE_NAME = "leader"
 APPEND_ONLY = ("audit_leaves", "audit_nodes", "audit_checkpoints", "archive_forms", "archive_pdfs")
 
 _TABLES = {
     "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
+    # The leader's lease (projections.leader): who holds it, its term (the fencing token), until when (epoch
+    # seconds on the database's clock), since when that term began.
+    "leader_lease": (
+        "name TEXT PRIMARY KEY, holder TEXT NOT NULL, term BIGINT NOT NULL, "
+        "expires_at DOUBLE PRECISION NOT NULL, since DOUBLE PRECISION NOT NULL"
+    ),
     # Events a follower set aside (projections.runner): never personal data, an exception's class name only.
     "projection_parked": (
         "name TEXT NOT NULL, position BIGINT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL, "
@@ -81,7 +89,8 @@ _INDEXES = (
 
 # The layout of our tables that this version reads and writes; ``birthcert db migrate`` records each version it
 # brings a database to in ``birthcert_schema`` (decision 0026). Raise it with every table or column added.
-SCHEMA_VERSION = 2  # 2: audit_nodes (the audit tree's stored subtrees, 0029), archive_pdfs (0028)
+# 2: audit_nodes (the audit tree's stored subtrees, 0029), archive_pdfs (0028), leader_lease (0024).
+SCHEMA_VERSION = 2
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 
@@ -139,6 +148,8 @@ class Database:
         self.dialect = dialect
         self._connection = connection
         self._connect = connect
+        # Set on the connection of a leader-only follower: every ``move`` and ``advance`` checks the term.
+        self.fence: Fence | None = None
 
     @classmethod
     def open(cls, env: Mapping[str, str], *, prepare: bool = True) -> Database:
@@ -222,6 +233,20 @@ class Database:
             with self.connection.transaction():
                 yield self
 
+    def check_fence(self, fence: Fence | None) -> None:
+        """Inside a transaction: ``Fenced`` unless ``fence``'s term is the lease's term now (no fence: no check).
+
+        On PostgreSQL the lease row is read ``FOR SHARE``: a takeover's UPDATE waits until this transaction
+        ends, so what it writes is ordered before the new term; SQLite's ``BEGIN IMMEDIATE`` holds every
+        other writer off already."""
+        term = fenced_term(fence)
+        if term is None:
+            return
+        lock = " FOR SHARE" if self.dialect == "postgres" else ""
+        row = self.fetchone(f"SELECT term FROM leader_lease WHERE name = ?{lock}", (LEASE_NAME,))
+        if row is None or int(row[0]) != term:
+            raise Fenced(f"term {term} is no longer the leader's (now {None if row is None else row[0]})")
+
     def position(self, name: str) -> int:
         """The tracked position of a projection (0 before any)."""
         row = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
@@ -229,6 +254,7 @@ class Database:
 
     def advance(self, name: str, position: int) -> bool:
         """Inside a transaction: move ``name`` to ``position`` if that is forward; False when it is not."""
+        self.check_fence(self.fence)
         current = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
         if current is None:
             self.execute("INSERT INTO projection_positions (name, position) VALUES (?, ?)", (name, position))
@@ -240,7 +266,9 @@ class Database:
 
     def move(self, name: str, start: int, end: int) -> bool:
         """Inside a transaction: move ``name`` from ``start`` to ``end``; False (nothing written) when it
-        does not stand at ``start`` (a missing row stands at 0)."""
+        does not stand at ``start`` (a missing row stands at 0). ``Fenced`` when the connection's fence is
+        no longer the leader's."""
+        self.check_fence(self.fence)
         current = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
         if (0 if current is None else int(current[0])) != start or end < start:
             return False
@@ -360,10 +388,11 @@ class Database:
 
 class DurablePosition:
     """A process's position kept in ``projection_positions`` beside the events, as a floor for a position
-    kept elsewhere (the notifications outbox in Redis): never goes back."""
+    kept elsewhere (the notifications outbox in Redis): never goes back. With a ``fence``, written only
+    under the leader's term (``Fenced`` otherwise)."""
 
-    def __init__(self, db: Database, executor: Executor, name: str) -> None:
-        self.db, self.executor, self.name = db, executor, name
+    def __init__(self, db: Database, executor: Executor, name: str, *, fence: Fence | None = None) -> None:
+        self.db, self.executor, self.name, self.fence = db, executor, name, fence
 
     async def get(self) -> int | None:
         """The last position recorded, or None before any."""
@@ -381,6 +410,7 @@ class DurablePosition:
 
     def _set(self, position: int) -> None:
         with self.db.transaction():
+            self.db.check_fence(self.fence)
             self.db.advance(self.name, position)
 
 

@@ -11,7 +11,7 @@ Auditors see every institution's forms; issuers only their own institution's (an
 is recorded (``AccessRecord``, what ``archive_form``) before the answer is sent.
 
 ``archive_ctx`` opens the archive's own connection to the event store's database and follows the
-event log into it (``LogFollower`` named ``archive``): each form's document and hash are there at once.
+event log into it (``LogFollower`` named ``archive``) on the elected leader only (decision 0024): each form's document and hash are there at once.
 The PDFs follow behind (``PdfRenderer`` named ``archive_pdf``, decision 0028), drawn in a pool of
 worker processes, kept in the object store when one is configured (decision 0025). A PDF asked for
 before it is drawn answers 503 ``pdf_pending`` with Retry-After. The archive is stored encrypted and
@@ -41,10 +41,12 @@ from backend.components import (
     CONFIG,
     FOLLOWERS,
     IO_EXECUTOR,
+    LEADERSHIP,
     PARKING,
     STORE_EXECUTOR,
     actor_of,
     caught_up,
+    follow_on_leader,
     in_io,
     in_store,
     json_response,
@@ -92,6 +94,7 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
     archive = await loop.run_in_executor(
         executor, open_form_archive, config, app[APPLICATIONS], executor, objects
     )
+    archive.db.fence = app[LEADERSHIP]  # its rows and position written under the leader's term only
     follower = LogFollower(
         app[APPLICATIONS], archive, executor=executor, name="archive", parking=app.get(PARKING)
     )
@@ -109,6 +112,7 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
 
     own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-pdf")
     db = await loop.run_in_executor(own, Database.open, config.event_store_env())
+    db.fence = app[LEADERSHIP]  # its PDFs and position written under the leader's term only
     renderer = PdfRenderer(
         archive,
         db,
@@ -122,17 +126,10 @@ async def archive_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     archive.on_written, archive.on_late_rows = renderer.wake, renderer.render_late
     app[FORM_ARCHIVE], app[ARCHIVE_FOLLOWER], app[PDF_RENDERER] = archive, follower, renderer
-    app[FOLLOWERS].extend([follower, renderer])
-    tasks = [
-        asyncio.create_task(follower.run(), name="archive-follower"),
-        asyncio.create_task(renderer.run(), name="archive-pdf-renderer"),
-    ]
+    follow_on_leader(app, follower)
+    follow_on_leader(app, renderer)
     yield
-    follower.stop()
-    renderer.stop()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await app[LEADERSHIP].close()  # (already done on shutdown) before the archive's connections close
     for running in (follower, renderer):
         with contextlib.suppress(ValueError):
             app[FOLLOWERS].remove(running)

@@ -9,7 +9,6 @@ auditor's full reading, which must be recorded first, is refused too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -26,9 +25,11 @@ from backend.components import (
     APPLICATIONS,
     CONFIG,
     FOLLOWERS,
+    LEADERSHIP,
     STORE_EXECUTOR,
     actor_of,
     caught_up,
+    follow_on_leader,
     in_store,
     json_response,
 )
@@ -96,20 +97,18 @@ async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
     # Never parks (the log's order matters): a failing event stops it, and /readyz says so.
     follower = LogFollower(app[APPLICATIONS], audit, executor=executor, name="audit-log")
     app[AUDIT_FOLLOWER] = follower
-    if FOLLOWERS in app:
-        app[FOLLOWERS].append(follower)
-    tasks = []
+    leadership = app[LEADERSHIP]
+    audit.db.fence = leadership  # leaves and position appended under the leader's term only
     if result.ok:
         # A store that does not match its log is not logged further: whatever follows the last leaf
         # (possibly events added while the service was down) stays out of the log for the operator.
-        tasks.append(asyncio.create_task(follower.run(), name="audit-follower"))
-        tasks.append(asyncio.create_task(_checkpoints(app), name="audit-checkpoints"))
+        # Appended and signed by the elected leader only (decision 0024).
+        follow_on_leader(app, follower)
+        leadership.lead("audit-checkpoints", functools.partial(_checkpoints, app))
+    else:
+        app[FOLLOWERS].append(follower)  # reported (its stored position), never run
     yield
-    follower.stop()
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await leadership.close()  # (already done on shutdown) before the audit log's connection closes
     await loop.run_in_executor(executor, audit.db.close)
 
 

@@ -4,13 +4,12 @@
   recorded once however often EMS repeats it.
 - ``GET /api/v1/review/pickup-list?date=YYYY-MM-DD&format=json|csv|pdf``: the 揽件清单 of the issuer's
   institution for a day (Asia/Shanghai), the certificates dispatched by EMS that day.
-- ``ems_ctx``: a cleanup context that starts the ``EmsProcess`` behind a ``LogFollower`` named ``ems``.
+- ``ems_ctx``: a cleanup context that declares the ``EmsProcess`` behind a ``LogFollower`` named ``ems``,
+  run by the elected leader only (decision 0024).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -25,11 +24,13 @@ from backend.components import (
     CONFIG,
     FOLLOWERS,
     HTTP,
+    LEADERSHIP,
     PARKING,
     REDIS_CLIENT,
     STATUS_FOLLOWER,
     STORE_EXECUTOR,
     actor_of,
+    follow_on_leader,
     in_io,
     in_store,
     json_response,
@@ -269,6 +270,7 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORE_EXECUTOR],
         app[EMS_PORT],
         callback_url=callback,
+        fence=app[LEADERSHIP],
     )
     follower = LogFollower(
         app[APPLICATIONS],
@@ -279,14 +281,8 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
         parking=app.get(PARKING),
     )
     app[EMS_PROCESS], app[EMS_FOLLOWER] = process, follower
-    if FOLLOWERS in app:
-        app[FOLLOWERS].append(follower)  # a command (an issue) wakes it at once
-    task = asyncio.create_task(follower.run(), name="ems-follower")
+    follow_on_leader(app, follower)  # books once: on the leader only (a command there wakes it at once)
     yield
-    follower.stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 __all__ = ["EMS_FOLLOWER", "EMS_PORT", "EMS_PROCESS", "EMS_SETTINGS", "ems_ctx", "negotiate", "routes"]

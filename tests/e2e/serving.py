@@ -140,11 +140,19 @@ def store_of(env: Mapping[str, str]) -> Iterator[Applications]:
 BIRTHCERT = [sys.executable, "-c", "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
-async def started_service(env: dict[str, str], api: str) -> subprocess.Popen[bytes]:
-    """``birthcert serve`` in a process of its own, once it answers /healthz (within 30 s)."""
-    process = subprocess.Popen(
-        [*BIRTHCERT, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+async def started_service(
+    env: dict[str, str], api: str, *, options: tuple[str, ...] = (), log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``birthcert serve [options]`` in a process of its own, once it answers /healthz (within 30 s); its log
+    (stderr) appended to ``log`` when given."""
+    stderr = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(
+            [*BIRTHCERT, "serve", *options], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    finally:
+        if log is not None:
+            stderr.close()  # type: ignore[union-attr]
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:

@@ -24,6 +24,13 @@ T = TypeVar("T")
 TIMEOUT = 10.0
 
 
+@dataclass
+class Term:
+    """A fence (``projections.runner.Fence``) at a fixed leader's term; None: not held."""
+
+    term: int | None
+
+
 async def off_loop(executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
     """Run a service command on the store executor, as the HTTP layer does."""
     return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)

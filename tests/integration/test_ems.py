@@ -48,7 +48,8 @@ from domain.service import Applications
 from domain.values import Actor, CertificateNumber
 from miniprogram_stub.fake_ems import FakeEmsSettings, create_fake_ems
 from projections.ems_process import EmsProcess
-from projections.runner import LogFollower
+from projections.leader import fence_key
+from projections.runner import Fenced, LogFollower
 from tests.builders import (
     EMS,
     OTHER_MAN_ID,
@@ -60,6 +61,7 @@ from tests.builders import (
     Walk,
     issuer,
 )
+from tests.integration.following import Term
 
 T = TypeVar("T")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -132,13 +134,14 @@ class Harness:
     def http_ems(self) -> HttpEms:
         return HttpEms(self.fake.base, FAKE.api_key, self.fake.session)
 
-    def process(self, ems: Any = None) -> EmsProcess:
+    def process(self, ems: Any = None, fence: Any = None) -> EmsProcess:
         return EmsProcess(
             self.redis,
             self.applications,
             self.executor,
             ems or self.http_ems(),
             callback_url="http://127.0.0.1:9/api/v1/ems/events",
+            fence=fence,
         )
 
     def follower(self, process: EmsProcess, poll_interval: float = 0.5) -> LogFollower:
@@ -248,6 +251,25 @@ async def test_books_once_per_issue_even_when_pages_are_applied_again(harness: H
     await harness.follower(harness.process()).catch_up()
     assert await harness.fake.requests() == 1
     assert len(await harness.events(walk, Dispatched)) == 1
+
+
+async def test_an_old_leader_books_nothing_and_its_position_is_refused(harness: Harness) -> None:
+    walk = gd_family(harness.applications)
+    await harness.store(lambda: issue(walk, "X440100001"))
+    await harness.redis.set(fence_key(), 2)  # a new leader took over and told Redis its term
+    with pytest.raises(Fenced):  # one that knows it lost the lease: no booking
+        await harness.follower(harness.process(fence=Term(None))).catch_up()
+    assert await harness.fake.requests() == 0
+    old = harness.process(fence=Term(1))  # one paused before it knew: its position's move is refused
+    page = await harness.store(
+        lambda: LogFollower(harness.applications, old, executor=harness.executor)._read_page(0)
+    )
+    with pytest.raises(Fenced):
+        await old.apply([(n, e) for n, e in page if not isinstance(e, BirthCertificateApplication.Issued)], 0)
+    assert await old.position() == 0
+    new = harness.process(fence=Term(2))
+    await harness.follower(new).catch_up()
+    assert await harness.fake.requests() == 1 and len(await harness.events(walk, Dispatched)) == 1
 
 
 class CrashAfterBooking:

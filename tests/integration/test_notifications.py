@@ -26,11 +26,12 @@ from domain.service import Applications
 from domain.values import Actor, CertificateNumber
 from miniprogram_stub.fake_messages import value_is_valid
 from miniprogram_stub.platform import FakeSettings, start_fake_platform
+from projections.leader import fence_key
 from projections.notifications import CORRECTION_WORDING, NotificationProcess, fit, message_data
-from projections.runner import LogFollower
+from projections.runner import Fenced, LogFollower
 from projections.sql import Database, DurablePosition
 from tests.builders import EMS, MOTHER_ID, NOW, TEST_ID_NUMBERS, Walk, facts, hospital
-from tests.integration.following import Background, PlatformControl, log_page, off_loop
+from tests.integration.following import Background, PlatformControl, Term, log_page, off_loop
 
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"
 OPENID = "openid-mother"
@@ -869,3 +870,38 @@ def test_correction_and_referral_values_fit_their_keys() -> None:
     unknown = message_data("referred", NOW, reason="some_future_reason")
     assert (unknown["phrase2"], unknown["thing3"]) == ("转现场办理", "无法继续网上办理")
     assert all(value_is_valid(key, value) for key, value in unknown.items())
+
+
+# --- one leader at a time (decision 0024) -----------------------------------------------------------------
+
+
+async def test_an_old_leaders_pages_and_claims_are_refused_and_send_nothing(
+    fake: Platform,
+    client: aioredis.Redis,
+    applications: Applications,
+    store: ThreadPoolExecutor,
+    make_process: Any,
+) -> None:
+    clock = Clock()
+    old = make_process(fence=Term(1), clock=clock)
+    new = make_process(fence=Term(2), clock=clock)
+    walk = Walk(applications)
+    await off_loop(store, walk.submitted)
+    await off_loop(store, walk.issue)
+    await client.set(fence_key(), 2)  # a new leader took over and told Redis its term
+    with pytest.raises(Fenced):
+        await follower_of(applications, old, store).catch_up()
+    assert await old.stored_position() == 0 and fake.calls() == 0, "the old leader recorded and sent nothing"
+
+    fake.inject(-1)  # the new leader's first send fails: the message waits, pending, for its retry
+    await follower_of(applications, new, store).catch_up()
+    [entry] = await new.list_for(walk.id)
+    assert entry["state"] == "pending"
+    clock.advance(60)
+    with pytest.raises(Fenced):
+        await old.deliver_due()  # the old leader, paused until now, would claim it: refused
+    assert [e["state"] for e in await new.list_for(walk.id)] == ["pending"]
+    with pytest.raises(Fenced):
+        await make_process(fence=Term(None), clock=clock).deliver_due()  # one that knows it lost: nothing
+    assert await new.deliver_due() == 1
+    assert len(fake.messages()) == 1 and fake.calls() == 2, "sent once (after the one failed try)"
