@@ -102,9 +102,8 @@ async def test_a_parent_clicks_through_the_whole_journey_to_review(phone: Any, s
 
     await expect(page.locator("#nav-title")).to_have_text("填写信息")
     # The ethnic groups in their GB 3304 code order: 汉族, 蒙古族, 回族… (not 朝鲜族 first).
-    await expect(page.locator("#mother-ethnicity option")).to_have_count(
-        58
-    )  # filled once the prefill answers
+    # Filled once the prefill answers.
+    await expect(page.locator("#mother-ethnicity option")).to_have_count(58)
     options = await page.locator("#mother-ethnicity option").all_text_contents()
     # 56 groups, then 其他 (97) and 外国血统中国籍人士 (98).
     assert (len(options), options[:3], options[9], options[55:]) == (
