@@ -51,7 +51,7 @@ run: venv
 .PHONY: bench bench-seed bench-scale bench-startup bench-processes
 bench: venv
 	$(BIN)/python -m bench
-	$(BIN)/python -m bench.scale --scale 10k --seconds 20 --ramp 5
+	$(BIN)/python -m bench.scale --scale 10k --seconds 20 --ramp 5 --views status
 
 # The big scales: a store seeded once into BENCH_STORE (default var/bench/SCALE; keep it outside any
 # checkout, e.g. BENCH_STORE=/work/benchdata/sqlite-1M) and reused. SCALE=100k|1M, JOBS processes seed.

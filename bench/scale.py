@@ -71,6 +71,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="startup,proof,load,rebuild,baseline",
         help="parts, comma-separated: startup, proof, load, rebuild, baseline",
     )
+    p.add_argument("--views", default="status,queue", help="views to rebuild (default status,queue)")
     p.add_argument("--startup-stores", type=Path, nargs="+", help="only start-up and memory, on each store")
     p.add_argument("--processes", help="e.g. 1,2,4: the load against that many serve processes each")
     p.add_argument("--urls", nargs="+", help="drive these already running services instead (with --platform)")
@@ -329,11 +330,11 @@ def rebuild(run: Run, store: Path, view: str) -> dict[str, Any]:
     }
 
 
-def measure_rebuild(run: Run, store: Path) -> dict[str, Any]:
+def measure_rebuild(run: Run, store: Path, views: list[str]) -> dict[str, Any]:
     raw = raw_catch_up(store_env(store))
     run.say(f"raw catch-up: {raw}")
     result: dict[str, Any] = {"raw": raw}
-    for view in ("status", "queue"):
+    for view in views:
         r = rebuild(run, store, view)
         r["ratio_to_raw"] = (
             _r(r["events_per_second"] / raw["events_per_second"], 3) if raw["events_per_second"] else None
@@ -388,7 +389,8 @@ async def run_store(run: Run, store: Path, args: argparse.Namespace) -> None:
         finally:
             await asyncio.to_thread(stop, stub.process)
     if "rebuild" in parts:
-        run.doc["rebuild"] = await asyncio.to_thread(measure_rebuild, run, store)
+        views = [v.strip() for v in args.views.split(",") if v.strip()]
+        run.doc["rebuild"] = await asyncio.to_thread(measure_rebuild, run, store, views)
     if "baseline" in parts:
         run.doc["baseline"] = await asyncio.to_thread(measure_baseline, run)
 

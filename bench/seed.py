@@ -55,6 +55,10 @@ SEED_FILE = "seed.json"
 # Seeded mothers and fathers get ID numbers in districts the demo and the load generator never use.
 MOTHER_REGION = "440105"
 FATHER_REGION = "440103"
+# The seeded history's hospital: not the demo institution (GZFY01), whose queue the load's issuer works, so that
+# the issuer's queue holds the load's applications, not a million seeded ones it cannot archive (their signature
+# images are not in the blob store).
+SEED_INSTITUTION_CODE = "GZPY01"
 ARCHIVE_POSITION = "archive"  # projections.archive's tracked position (projections.sql)
 
 
@@ -156,6 +160,7 @@ def memory_env(store_env_: Mapping[str, str]) -> dict[str, str]:
 
 def family_walk(app: Any, n: int) -> Any:
     """The n-th seeded family's ``Walk`` (ID numbers unique up to ~1.8 M families)."""
+    from domain.delivery import Institution
     from domain.values import Actor
     from tests.builders import Walk, make_id_number
 
@@ -169,6 +174,7 @@ def family_walk(app: Any, n: int) -> Any:
     seq = 2 * (n % 499) + 2
     return SeedWalk(
         app,
+        inst=Institution(SEED_INSTITUTION_CODE, "广州市番禺区何贤纪念医院", "GD"),
         mother_id=make_id_number(MOTHER_REGION, born, f"{seq:03d}"),
         father_id=make_id_number(FATHER_REGION, born, f"{seq + 1:03d}"),
         parent=Actor(id=f"oSeed{n:08d}", role="parent"),

