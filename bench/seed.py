@@ -37,7 +37,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -60,6 +60,7 @@ FATHER_REGION = "440103"
 # images are not in the blob store).
 SEED_INSTITUTION_CODE = "GZPY01"
 ARCHIVE_POSITION = "archive"  # projections.archive's tracked position (projections.sql)
+STARTED_TOPIC = "birthcert:ApplicationStarted"  # counted per batch: the applications it holds
 
 
 def parse_scale(text: str) -> int:
@@ -255,9 +256,7 @@ def seed(
     writer = Applications(env)
     db = Database.open(env)
     db.create_tables()
-    started = time.perf_counter()
-    events = 0
-    done = 0
+    runs = list(before.get("runs", []))
     columns = (
         TextColumn("[bold]seeding[/] {task.fields[where]}"),
         BarColumn(),
@@ -266,9 +265,40 @@ def seed(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    where = (
-        "PostgreSQL " + env.get("POSTGRES_DBNAME", "") if postgres or "POSTGRES_DBNAME" in env else "SQLite"
-    )
+    where = "PostgreSQL " + env["POSTGRES_DBNAME"] if "POSTGRES_DBNAME" in env else "SQLite"
+    started = time.perf_counter()
+    events = 0
+    done = 0
+    end = int(before.get("max_notification_id", 0))
+
+    def checkpoint(final: bool) -> dict[str, Any]:
+        """``seed.json`` as of the last batch written: a run stopped half-way resumes with ``--top-up``."""
+        seconds = time.perf_counter() - started
+        run = {
+            "applications": done,
+            "events": events,
+            "seconds": round(seconds, 1),
+            "applications_per_second": round(done / seconds, 1) if seconds else None,
+            "events_per_second": round(events / seconds, 1) if seconds else None,
+            "jobs": jobs,
+            "batch": batch_size,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "finished": final,
+        }
+        info = {
+            "applications": int(before.get("applications", 0)) + done,
+            "events": int(before.get("events", 0)) + events,
+            "max_notification_id": end,
+            "next_family": first + done,
+            "store": where,
+            "archive_rendered": render_archive,
+            "runs": [*runs, run],
+        }
+        staging = store / f".{SEED_FILE}.tmp"
+        staging.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        staging.replace(store / SEED_FILE)
+        return info
+
     pool = None
     try:
         work = batches(first, total, batch_size)
@@ -283,49 +313,39 @@ def seed(
             made = (make_batch(b) for b in work)
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("applications", total=total, where=where, rate="")
-            for stored in made:
-                writer.recorder.insert_events(stored)
-                events += len(stored)
-                done = min(total, done + batch_size)
+            for number, stored in enumerate(made):
+                try:
+                    writer.recorder.insert_events(stored)
+                    events += len(stored)
+                except IntegrityError:
+                    if number or not before:
+                        raise
+                    # A run stopped between this batch's insert and its checkpoint: the batch is there.
+                    console.print(
+                        "[yellow]the first batch was already in the store (resumed run): skipped[/]"
+                    )
+                done += len({e.originator_id for e in stored if e.topic == STARTED_TOPIC})
+                end = writer.recorder.max_notification_id() or 0
+                if not render_archive:
+                    with db.transaction():
+                        db.advance(ARCHIVE_POSITION, end)
+                info = checkpoint(final=False)
                 elapsed = time.perf_counter() - started
                 progress.update(
                     task,
                     completed=done,
                     rate=f"{done / elapsed:,.0f} applications/s · {events / elapsed:,.0f} events/s",
                 )
-        seconds = time.perf_counter() - started
-        end = writer.recorder.max_notification_id() or 0
-        if not render_archive:
-            with db.transaction():
-                db.advance(ARCHIVE_POSITION, end)
+        info = checkpoint(final=True)
     finally:
         if pool is not None:
-            pool.close()
+            pool.terminate()
             pool.join()
         db.close()
         writer.close()
-    run = {
-        "applications": total,
-        "events": events,
-        "seconds": round(seconds, 1),
-        "applications_per_second": round(total / seconds, 1) if seconds else None,
-        "events_per_second": round(events / seconds, 1) if seconds else None,
-        "jobs": jobs,
-        "batch": batch_size,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    info = {
-        "applications": int(before.get("applications", 0)) + total,
-        "events": int(before.get("events", 0)) + events,
-        "max_notification_id": end,
-        "next_family": first + total,
-        "store": where,
-        "archive_rendered": render_archive,
-        "runs": [*before.get("runs", []), run],
-    }
-    (store / SEED_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    run = info["runs"][-1]
     console.print(
-        f"seeded {total:,} applications ({events:,} events) in {seconds:,.1f} s: "
+        f"seeded {done:,} applications ({events:,} events) in {run['seconds']:,.1f} s: "
         f"{run['applications_per_second']:,} applications/s, {run['events_per_second']:,} events/s; "
         f"the store now holds {info['applications']:,} ({store})"
     )
