@@ -469,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.startup_stores:
             asyncio.run(run_startup_stores(run, args.startup_stores, args.startup_timeout))
         elif args.urls:
-            run.doc["load"] = asyncio.run(measure_load(run, args.urls, args.platform or "", None, args))
+            # With --store, the families' delivery records are entered in that store (the servers' own).
+            given = args.store if args.store else None
+            run.doc["load"] = asyncio.run(measure_load(run, args.urls, args.platform or "", given, args))
         else:
             ensure_seeded(run, store, scale, args.jobs)
             if args.processes:

@@ -86,12 +86,25 @@ def markdown(doc: dict[str, Any]) -> str:
             if key == "processes":
                 row += f" {_f(lv.get('ratio_to_first'), '{:.2f}×')} |"
             out.row(row)
-        out.append("\nPer route (the last level):\n")
-        out.append("| route | requests/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|")
-        for route, r in levels[-1]["routes"].items():
-            out.row(
-                f"| `{route}` | {_f(r['per_second'])} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['errors']} |"
-            )
+        out.append("Per route, p50 / p99 ms (requests/s) at each level:\n")
+        heads = [
+            f"{lv.get('processes', 1)}p × {lv['users']:,} users, think {lv['think_seconds']:g} s"
+            for lv in levels
+        ]
+        out.append("| route | " + " | ".join(heads) + " |")
+        out.row("|---" + "|---:" * len(levels) + "|")
+        routes = sorted({route for lv in levels for route in lv["routes"]})
+        for route in routes:
+            cells = []
+            for lv in levels:
+                r = lv["routes"].get(route)
+                cells.append(
+                    "—"
+                    if r is None
+                    else f"{_f(r['p50_ms'])} / {_f(r['p99_ms'])} ({_f(r['per_second'])})"
+                    + (f" {r['errors']} err" if r["errors"] else "")
+                )
+            out.row(f"| `{route}` | " + " | ".join(cells) + " |")
     if baseline:
         runs = " / ".join(_f(v, "{:,.0f}") for v in doc["baseline"]["runs"])
         out.append(
