@@ -139,6 +139,8 @@ class Record:
     errors: list[str] = field(default_factory=list)
     began: float = field(default_factory=time.perf_counter)
     client_cpu: float = 0.0  # CPU seconds per second of this process (1.00 = one core busy)
+    log_start: int | None = None  # the store's last notification id when the level began and ended
+    log_end: int | None = None
 
     def now(self) -> float:
         return time.perf_counter() - self.began
@@ -379,6 +381,7 @@ async def run_level(
             checks.add(task)
             task.add_done_callback(checks.discard)
 
+        record.log_start = await _log_position(session, apis[0])
         watcher = asyncio.create_task(queue_watcher(session, apis[0], record, password))
         workers = [asyncio.create_task(issuer(session, apis[0], plan, record, stop_at, password))]
         for i in range(plan.users):
@@ -400,6 +403,7 @@ async def run_level(
         for task in done:
             if task.exception() is not None:
                 record.error(f"worker: {type(task.exception()).__name__}: {task.exception()}")
+        record.log_end = await _log_position(session, apis[0])
         await asyncio.sleep(0.5)  # the last events on the stream
         watcher.cancel()
         for task in list(checks):
@@ -411,6 +415,15 @@ async def run_level(
         if seen is not None:
             record.queue_lag_ms.append(max(0.0, seen - answered_at) * 1000)
     return record
+
+
+async def _log_position(session: aiohttp.ClientSession, api: str) -> int | None:
+    """The store's last notification id, as ``/readyz`` reports it."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+        async with session.get(f"{api}/readyz") as r:
+            body = await r.json(content_type=None)
+        return int(body["event_store"]["position"])
+    return None
 
 
 async def _status_lag(
@@ -469,6 +482,10 @@ def summarise(record: Record, plan: Plan) -> dict[str, Any]:
         "status_read_p50_ms": round(percentile(status_reads, 0.5), 2),
         "status_read_p99_ms": round(percentile(status_reads, 0.99), 2),
         "errors": sum(1 for c in window if not c.ok),
+        # Events written per second over the whole level (ramp included): the rate the followers had to keep up with.
+        "events_per_second": None
+        if record.log_start is None or record.log_end is None
+        else round((record.log_end - record.log_start) / (plan.ramp + plan.seconds), 1),
         "journeys_completed": record.journeys,
         "issued": record.issued,
         "status_lag": _lag(record.status_lag_ms),

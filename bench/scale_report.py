@@ -68,10 +68,10 @@ def markdown(doc: dict[str, Any]) -> str:
         out.append(f"### {title}\n")
         out.append(
             "| processes | users | think s | commands/s | ÷ stock | command p50 / p99 ms | status read p50 / p99 ms "
-            "| status lag p50 / p99 ms | queue lag p50 / p99 ms | journeys | errors | client CPU |"
+            "| events/s | status lag p50 / p99 ms | queue lag p50 / p99 ms | journeys | errors | client CPU |"
             + (" ÷ 1 process |" if key == "processes" else "")
         )
-        out.row("|---:" * (12 + (1 if key == "processes" else 0)) + "|")
+        out.row("|---:" * (13 + (1 if key == "processes" else 0)) + "|")
         for lv in levels:
             ratio = lv["commands_per_second"] / baseline if baseline else None
             row = (
@@ -79,6 +79,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{_f(lv['commands_per_second'])} | {_f(ratio, '{:.2f}×')} | "
                 f"{_f(lv['command_p50_ms'])} / {_f(lv['command_p99_ms'])} | "
                 f"{_f(lv['status_read_p50_ms'])} / {_f(lv['status_read_p99_ms'])} | "
+                f"{_f(lv.get('events_per_second'))} | "
                 f"{_f(lv['status_lag']['p50_ms'])} / {_f(lv['status_lag']['p99_ms'])} | "
                 f"{_f(lv['queue_lag']['p50_ms'])} / {_f(lv['queue_lag']['p99_ms'])} | "
                 f"{lv['journeys_completed']:,} | {lv['errors']:,} | {_f(lv['client_cpu'], '{:.2f}')} |"
