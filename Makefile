@@ -47,11 +47,11 @@ run: venv
 	$(BIN)/birthcert dev
 
 # Commands and HTTP against same-run baselines (≈ 1.5 min), then the service at scale on a 10 k store
-# (seeded into var/bench/10k the first time, reused afterwards; ≈ 6 min). bench/README.md says what each number means.
+# (seeded into var/bench/10k the first time, reused afterwards; ≈ 5–9 min). bench/README.md says what each number means.
 .PHONY: bench bench-seed bench-scale bench-startup bench-processes
 bench: venv
 	$(BIN)/python -m bench
-	$(BIN)/python -m bench.scale --scale 10k --seconds 20 --ramp 5 --views status
+	$(BIN)/python -m bench.scale --scale 10k --seconds 15 --ramp 5 --views status --jobs 2
 
 # The big scales: a store seeded once into BENCH_STORE (default var/bench/SCALE; keep it outside any
 # checkout, e.g. BENCH_STORE=/work/benchdata/sqlite-1M) and reused. SCALE=100k|1M, JOBS processes seed.

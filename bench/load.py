@@ -310,14 +310,15 @@ async def issuer(
             if time.perf_counter() >= stop_at:
                 return
             app_id = item["application_id"] if "application_id" in item else item["id"]
+            certificate = f"B{next(number):09d}"  # each attempt its own number, and so its own key
             started = time.perf_counter()
             ok = False
             try:
                 body = await staff.call(
                     "POST",
                     f"/api/v1/review/applications/{app_id}/issue",
-                    json={"certificate_number": f"B{next(number):09d}", "sealer": "赵盖章"},
-                    idempotency_key=f"bench-{app_id}-issue",
+                    json={"certificate_number": certificate, "sealer": "赵盖章"},
+                    idempotency_key=f"bench-{app_id}-{certificate}",
                     if_match=item.get("version"),
                 )
                 ok = True
