@@ -223,6 +223,48 @@ async def measure_proofs(run: Run, api: str, env: dict[str, str]) -> dict[str, A
     return result
 
 
+def proofs_in_process(store: Path, count: int = 1000) -> dict[str, Any]:
+    """One inclusion proof at a time through ``projections.audit_log`` (the service's own construction,
+    ``backend.routes.audit.open_audit_log``), on the stopped store: the first ``tree()`` (reading the leaves),
+    then ``count`` proofs of random leaves at the full size."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.config import Config
+    from backend.routes.audit import open_audit_log
+    from domain.service import Applications
+
+    config = Config.from_env(store_environ(store), data_dir=store)
+    applications = Applications(config.event_store_env())
+    executor = ThreadPoolExecutor(max_workers=1)
+    audit = open_audit_log(config, applications, executor)
+    try:
+        started = time.perf_counter()
+        tree = audit.tree()
+        first_tree = time.perf_counter() - started
+        size = len(tree)
+        if not size:
+            return {"leaves": 0}
+        timings = []
+        for index in (random.randrange(size) for _ in range(count)):
+            started = time.perf_counter()
+            tree.inclusion_proof(index, size)
+            timings.append((time.perf_counter() - started) * 1000)
+        timings.sort()
+        return {
+            "leaves": size,
+            "first_tree_ms": _r(first_tree * 1000),
+            "proofs": count,
+            "p50_ms": _r(percentile(timings, 0.5), 4),
+            "p99_ms": _r(percentile(timings, 0.99), 4),
+            "note": "AuditLog.tree().inclusion_proof(index, size), in process, after the first tree()",
+        }
+    finally:
+        audit.db.close()
+        applications.close()
+        executor.shutdown()
+
+
 def _tree_size(body: bytes) -> int | None:
     try:
         doc = json.loads(body)
@@ -389,6 +431,12 @@ async def run_store(run: Run, store: Path, args: argparse.Namespace) -> None:
                 await serve.stop()
         finally:
             await asyncio.to_thread(stop, stub.process)
+    if "proof" in parts:
+        try:
+            run.doc["proof_api"] = await asyncio.to_thread(proofs_in_process, store)
+        except (AttributeError, TypeError, ImportError) as e:  # the audit log's API may change (branch flat)
+            run.doc["proof_api"] = {"error": f"{type(e).__name__}: {e}"}
+        run.say(f"proofs in process: {run.doc['proof_api']}")
     if "rebuild" in parts:
         views = [v.strip() for v in args.views.split(",") if v.strip()]
         run.doc["rebuild"] = await asyncio.to_thread(measure_rebuild, run, store, views)

@@ -134,6 +134,15 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{proof['proofs']} proof bundles over HTTP at {_f(proof['leaves'], '{:,}')} leaves: first "
             f"{_f(proof['first_ms'])} ms, then p50 {_f(proof['p50_ms'])} ms, p99 {_f(proof['p99_ms'])} ms."
         )
+    api = doc.get("proof_api")
+    if api and "p50_ms" in api:
+        out.append(
+            f"One inclusion proof in process (`AuditLog.tree().inclusion_proof`) at {_f(api['leaves'], '{:,}')} "
+            f"leaves: p50 {_f(api['p50_ms'], '{:.4f}')} ms, p99 {_f(api['p99_ms'], '{:.4f}')} ms over "
+            f"{api['proofs']:,} random leaves, after a first `tree()` of {_f(api['first_tree_ms'])} ms."
+        )
+    elif api:
+        out.append(f"Inclusion proofs in process: {api.get('error', api)}")
     rebuild = doc.get("rebuild")
     if rebuild:
         raw = rebuild["raw"]
