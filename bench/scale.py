@@ -421,6 +421,13 @@ async def run_store(run: Run, store: Path, args: argparse.Namespace) -> None:
                 run.doc["startup"], serve = await measure_startup(run, store, stub.url, args.startup_timeout)
             else:
                 serve = await start_serve(run, store, stub.url, "serve", args.startup_timeout)
+            if serve.caught_up_after is None:
+                run.doc["warning"] = (
+                    "the followers had not caught up with the log (within --startup-timeout) when the "
+                    "measurements began: the figures include their catch-up; start the store once with a "
+                    "longer --startup-timeout (--only startup) and run again"
+                )
+                run.say(run.doc["warning"])
             try:
                 if "proof" in parts:
                     run.doc["proof"] = await measure_proofs(run, serve.url, store_env(store))

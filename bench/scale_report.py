@@ -46,6 +46,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f"Store: {store.get('store', '?')} `{store.get('path')}`, {_f(store.get('applications'), '{:,}')} "
             f"submitted applications, {_f(store.get('max_notification_id'), '{:,}')} events."
         )
+    if doc.get("warning"):
+        out.append(f"**Warning:** {doc['warning']}.")
     seeding = doc.get("seeding") or []
     if seeding:
         out.append("### Seeding (fast path through the domain service, batch inserts)\n")
