@@ -64,8 +64,11 @@ class LogReader:
                 return page
             page = self._from_tail(after, limit)
             if len(page) < limit:
-                self._extend(self._select(self._end, max(limit - len(page), 1)))
-                page = self._from_tail(after, limit)
+                # What the store holds past the range continues this page; the page is made before the range
+                # is trimmed to ``keep``, which may drop the page's own first items.
+                more = self._select(self._end, max(limit - len(page), 1))
+                page = (page + more)[:limit]
+                self._extend(more)
             else:
                 self.served_from_memory += 1
             return page
