@@ -130,3 +130,16 @@ def busy_cpus(seconds: float = 0.5) -> float | None:
     if before is None or after is None or after[1] == before[1]:
         return None
     return round((after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and every process below it (Linux)."""
+    found = [pid]
+    for current in found:
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    found.extend(int(child) for child in f.read().split())
+        except OSError:
+            continue
+    return found

@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import Settings, percentile
+from bench.common import Settings, descendants, percentile
 from miniprogram_stub.client import MiniProgram
 from miniprogram_stub.people import demo_family
 
@@ -128,23 +128,11 @@ async def stop_server(server: Server) -> None:
             await process.wait()
 
 
-def _descendants(pid: int) -> list[int]:
-    found = [pid]
-    for current in found:
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    found.extend(int(child) for child in f.read().split())
-        except OSError:
-            continue
-    return found
-
-
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU of a process and its descendants (Linux; None elsewhere)."""
     total = 0
     try:
-        for each in _descendants(pid):
+        for each in descendants(pid):
             with open(f"/proc/{each}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime

@@ -242,7 +242,7 @@ def proofs_in_process(store: Path, count: int = 1000) -> dict[str, Any]:
         started = time.perf_counter()
         tree = audit.tree()
         first_tree = time.perf_counter() - started
-        size = len(tree)
+        size = tree.size  # MAX of the stored index (projections.audit_tree)
         if not size:
             return {"leaves": 0}
         timings = []

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.common import descendants
 from bench.seed import store_environ
 
 HOST = "127.0.0.1"
@@ -35,19 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def descendants(pid: int) -> list[int]:
-    """The process and every process below it (Linux)."""
-    found = [pid]
-    for current in found:
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    found.extend(int(child) for child in f.read().split())
-        except OSError:
-            continue
-    return found
 
 
 def rss_mb(pid: int) -> float | None:

@@ -43,7 +43,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -116,6 +116,11 @@ class RowIdentity:
     kind: str
     recorded_at: str
     form_sha256: str
+
+    @classmethod
+    def of(cls, row: Any) -> RowIdentity:
+        """The clear columns of anything that carries them by name (an entry to write, a form read)."""
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
     def aad(self, part: str) -> bytes:
         """The associated data of the row's ``document`` or ``pdf``: RFC 8785 JSON of the clear columns."""
@@ -258,15 +263,7 @@ class ArchivedForm:
 
     def identity(self) -> RowIdentity:
         """The row's clear columns."""
-        return RowIdentity(
-            id=self.id,
-            application_id=self.application_id,
-            position=self.position,
-            version=self.version,
-            kind=self.kind,
-            recorded_at=self.recorded_at,
-            form_sha256=self.form_sha256,
-        )
+        return RowIdentity.of(self)
 
     def summary(self) -> JSON:
         """What a list shows: ids, kind, hashes, the certificate number and the staff names (no form data)."""

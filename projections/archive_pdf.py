@@ -22,7 +22,6 @@ its document does not check, its signature image cannot be read) is retried and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -46,7 +45,7 @@ from projections.runner import (
     PARK_AFTER,
     RETRY_POLL_SECONDS,
     Fenced,
-    FollowerHealth,
+    FollowerProgress,
     ParkingLot,
 )
 from projections.sql import Database
@@ -72,7 +71,7 @@ class _Drawn:
     sealed_pdf: bytes
 
 
-class PdfRenderer:
+class PdfRenderer(FollowerProgress):
     """Renders the PDFs of archived forms behind the archive; run it as a task (``run``), one per leader."""
 
     def __init__(
@@ -95,6 +94,7 @@ class PdfRenderer:
     ) -> None:
         """``db``/``executor``: a connection of the renderer's own and its one thread (not the store's).
         ``new_render_executor``: makes a new pool when a worker died and broke the one in use."""
+        super().__init__(NAME, parking=parking, clock=clock)
         self.archive = archive
         self.db = db
         self.executor = executor
@@ -103,22 +103,11 @@ class PdfRenderer:
         self.io_executor = io_executor
         self.blobs = blobs
         self.objects = objects
-        self.parking = parking
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.park_after = max(1, park_after)
         self.retry_poll_seconds = retry_poll_seconds
-        self.name = NAME
-        self._clock = clock
-        self._position = 0
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._running = False
         self._attempts: dict[int, int] = {}
-        self._failing_since: float | None = None
-        self._last_error: str | None = None
-        self._parked = 0
-        self._progress_at = clock()
         self._retries_checked_at = 0.0
 
     # ------------------------------------------------------------------ what a follower offers
@@ -132,33 +121,6 @@ class PdfRenderer:
     def recovering(self) -> bool:
         """Never: the renderer's position is never reset (the archive is permanent)."""
         return False
-
-    def wake(self) -> None:
-        """Look for new rows now."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Let ``run()`` return after the page in hand."""
-        self._stopping = True
-        self._wake.set()
-
-    def health(self) -> FollowerHealth:
-        """As ``/readyz`` and ``/metrics`` report followers."""
-        now = self._clock()
-        return FollowerHealth(
-            name=self.name,
-            position=self._position,
-            failing_for=0.0 if self._failing_since is None else now - self._failing_since,
-            last_error=self._last_error,
-            parked=self._parked,
-            stalled=False,
-            seconds_since_progress=now - self._progress_at,
-        )
-
-    @property
-    def running(self) -> bool:
-        """Whether ``run()`` renders in this process now (it runs on the elected leader only)."""
-        return self._running
 
     async def observe(self) -> int:
         """The stored position, read without rendering (the leader renders elsewhere), for ``/readyz``."""
@@ -438,17 +400,6 @@ class PdfRenderer:
             self._parked -= 1
             log.info("archive PDFs: parked form at %d rendered on retry", item.position)
 
-    async def _count_parked(self) -> None:
-        if self.parking is None:
-            return
-        with contextlib.suppress(Exception):
-            self._parked = len(await self.parking.parked(NAME))
-
-    def _failed(self, error: BaseException) -> None:
-        if self._failing_since is None:
-            self._failing_since = self._clock()
-        self._last_error = type(error).__name__
-
     def _moved(self, position: int) -> None:
         self._position = position
         self._progress_at = self._clock()
@@ -460,12 +411,6 @@ class PdfRenderer:
 
     async def _run(self, executor: Executor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-
-    async def _sleep(self, seconds: float) -> None:
-        if self._stopping:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
 
 
 def _render_job(doc: dict[str, Any], signature_png: bytes | None) -> partial[bytes]:

@@ -181,71 +181,33 @@ class Follower(Protocol):
     def health(self) -> FollowerHealth: ...
 
 
-class LogFollower:
-    """Keeps one view caught up with the event log of ``applications``."""
+class FollowerProgress:
+    """What every follower of the log keeps and reports alike (``LogFollower``, ``PdfRenderer``): where it is, since
+    when and why it fails, its parked events; woken and stopped the same way."""
 
     def __init__(
-        self,
-        applications: Applications,
-        view: View,
-        *,
-        executor: Executor,
-        page_size: int = 500,
-        poll_interval: float = 0.5,
-        name: str | None = None,
-        parking: ParkingLot | None = None,
-        park_after: int = PARK_AFTER,
-        retry_poll_seconds: float = RETRY_POLL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        self, name: str, *, parking: ParkingLot | None, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if page_size < 1:
-            raise ValueError("page_size must be positive")
-        self.applications = applications
-        self.view = view
-        self.executor = executor
-        self.page_size = page_size
-        self.poll_interval = poll_interval
-        self.name = name or type(view).__name__
+        self.name = name
         self.parking = parking
-        self.park_after = max(1, park_after)
-        self.retry_poll_seconds = retry_poll_seconds
-        # Order matters to this view (the audit log): it stops on a failing event rather than skip it.
-        self.ordered = bool(getattr(view, "ordered", False))
         self._clock = clock
         self._position = 0
         self._wake = asyncio.Event()
-        self._moved = asyncio.Condition()
         self._stopping = False
-        self._limit = page_size
-        # The failing event being narrowed down: its position and how many times it failed alone.
-        self._failing_at: int | None = None
-        self._attempts = 0
+        self._running = False
         self._failing_since: float | None = None
         self._last_error: str | None = None
         self._stalled = False
         self._parked = 0
         self._progress_at = clock()
-        self._retries_checked_at = 0.0
-        self._recovering = False
-        self._running = False
 
     @property
     def running(self) -> bool:
         """Whether ``run()`` follows the log in this process now (a leader-only follower elsewhere: no)."""
         return self._running
 
-    @property
-    def position(self) -> int:
-        """The last position this follower knows the view to have reached."""
-        return self._position
-
-    @property
-    def recovering(self) -> bool:
-        """The view went back (lost: flushed, replaced) and has not caught up again yet."""
-        return self._recovering
-
     def wake(self) -> None:
-        """Read the log now: a command of this process was just saved."""
+        """Read the log now (a command of this process was just saved, or new rows are there)."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -265,6 +227,72 @@ class LogFollower:
             stalled=self._stalled,
             seconds_since_progress=now - self._progress_at,
         )
+
+    def _failed(self, error: BaseException) -> None:
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+        self._last_error = type(error).__name__
+
+    async def _count_parked(self) -> None:
+        if self.parking is None:
+            return
+        with contextlib.suppress(Exception):
+            self._parked = len(await self.parking.parked(self.name))
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but return at once on ``wake()`` or ``stop()``."""
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+
+class LogFollower(FollowerProgress):
+    """Keeps one view caught up with the event log of ``applications``."""
+
+    def __init__(
+        self,
+        applications: Applications,
+        view: View,
+        *,
+        executor: Executor,
+        page_size: int = 500,
+        poll_interval: float = 0.5,
+        name: str | None = None,
+        parking: ParkingLot | None = None,
+        park_after: int = PARK_AFTER,
+        retry_poll_seconds: float = RETRY_POLL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be positive")
+        super().__init__(name or type(view).__name__, parking=parking, clock=clock)
+        self.applications = applications
+        self.view = view
+        self.executor = executor
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.park_after = max(1, park_after)
+        self.retry_poll_seconds = retry_poll_seconds
+        # Order matters to this view (the audit log): it stops on a failing event rather than skip it.
+        self.ordered = bool(getattr(view, "ordered", False))
+        self._moved = asyncio.Condition()
+        self._limit = page_size
+        # The failing event being narrowed down: its position and how many times it failed alone.
+        self._failing_at: int | None = None
+        self._attempts = 0
+        self._retries_checked_at = 0.0
+        self._recovering = False
+
+    @property
+    def position(self) -> int:
+        """The last position this follower knows the view to have reached."""
+        return self._position
+
+    @property
+    def recovering(self) -> bool:
+        """The view went back (lost: flushed, replaced) and has not caught up again yet."""
+        return self._recovering
 
     async def run(self) -> None:
         """Follow the log until ``stop()``: failures are retried, split down to one event and parked.
@@ -474,11 +502,6 @@ class LogFollower:
             return False
         return True
 
-    def _failed(self, error: BaseException) -> None:
-        if self._failing_since is None:
-            self._failing_since = self._clock()
-        self._last_error = type(error).__name__
-
     def _succeeded(self, page: Page) -> None:
         self._progress_at = self._clock()
         if self._failing_at is not None and page[-1][0] >= self._failing_at:
@@ -492,12 +515,6 @@ class LogFollower:
         self._recovering = False
         self._progress_at = self._clock()
         self._failing_since, self._last_error, self._stalled = None, None, False
-
-    async def _count_parked(self) -> None:
-        if self.parking is None:
-            return
-        with contextlib.suppress(Exception):
-            self._parked = len(await self.parking.parked(self.name))
 
     async def _retry_requested(self) -> None:
         """Apply again the parked events an operator asked to retry (now and then, between pages)."""
@@ -542,13 +559,6 @@ class LogFollower:
         async with self._moved:
             self._position = position
             self._moved.notify_all()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but return at once on ``wake()`` or ``stop()``."""
-        if self._stopping:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
 
 
 class _PageFailed(Exception):
