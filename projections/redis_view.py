@@ -202,7 +202,10 @@ def application_events(page: Sequence[tuple[int, object]]) -> dict[UUID, list[An
         # Delivery-record and index events make no document; a correction reaches a linked
         # application as its own DeliveryRecordRefreshed event.
         if isinstance(event, BirthCertificateApplication.Event):
-            found.setdefault(UUID(str(event.originator_id)), []).append(event)
+            originator = event.originator_id
+            if not isinstance(originator, UUID):
+                originator = UUID(str(originator))
+            found.setdefault(originator, []).append(event)
     return found
 
 

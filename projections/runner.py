@@ -29,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
@@ -55,6 +56,24 @@ STUCK_SECONDS = 60.0
 RETRY_POLL_SECONDS = 5.0
 # How often a read-your-writes wait reads the stored position of a follower running in another process.
 OBSERVE_SECONDS = 0.05
+
+
+_READ_AHEAD: list[ThreadPoolExecutor] = []
+_READ_AHEAD_LOCK = threading.Lock()
+
+
+def _read_ahead_executor() -> ThreadPoolExecutor:
+    """One thread per process reads ahead for every follower catching up (reads only; made on first use)."""
+    with _READ_AHEAD_LOCK:
+        if not _READ_AHEAD:
+            _READ_AHEAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-read-ahead"))
+        return _READ_AHEAD[0]
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """A page read ahead and not used: its result or error is dropped (the page is read again)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class Fenced(Exception):
@@ -283,6 +302,8 @@ class LogFollower(FollowerProgress):
         self._attempts = 0
         self._retries_checked_at = 0.0
         self._recovering = False
+        # While catching up, the page after the one being applied is read meanwhile: (start, limit, page).
+        self._ahead: tuple[int, int, asyncio.Future[list[tuple[int, DomainEvent]]]] | None = None
 
     @property
     def position(self) -> int:
@@ -411,11 +432,12 @@ class LogFollower(FollowerProgress):
                 current,
             )
         await self._moved_to(current)
-        loop = asyncio.get_running_loop()
-        page = await loop.run_in_executor(self.executor, self._read_page, current, self._limit)
+        page = await self._read(current)
         if not page:
             self._caught_up()
             return False
+        if len(page) >= self._limit and not self._stopping:
+            self._read_ahead(page[-1][0])
         try:
             applied = await self.view.apply(page, current)
         except (asyncio.CancelledError, Fenced):
@@ -430,6 +452,25 @@ class LogFollower(FollowerProgress):
         if not full and self._limit >= self.page_size:
             self._caught_up()
         return full or self._limit < self.page_size
+
+    async def _read(self, current: int) -> list[tuple[int, DomainEvent]]:
+        """The page after ``current``: the one read ahead while the last page was applied when it starts there
+        (a view that moved or a narrowed page makes it useless: dropped), else read now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            start, limit, future = ahead
+            if start == current and limit == self._limit:
+                return await future
+            future.add_done_callback(_ignore_outcome)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._read_page, current, self._limit)
+
+    def _read_ahead(self, after: int) -> None:
+        """Catching up: read the next page on the process's read-ahead thread while this one is applied (the
+        view's documents, its Redis or SQL write), so that the store's reading and decoding overlap them."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(_read_ahead_executor(), self._read_page, after, self._limit)
+        self._ahead = (after, self._limit, future)
 
     def _read_page(self, after: int, limit: int | None = None) -> list[tuple[int, DomainEvent]]:
         """On the executor: the notifications after ``after`` (ids may have gaps), decoded — read once for

@@ -291,7 +291,7 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         "tracking_number": app.tracking_number,
         "delivery_method": method,
         "postage": {"required": app.postage_required, "paid": app.postage_paid is not None},
-        "signature_valid": app.signature_valid,
+        "signature_valid": "form_signed" not in missing,  # missing_for_submission() asked the signature
         "delivery_record": None
         if record is None
         else {

@@ -347,6 +347,49 @@ async def test_catch_up_follows_a_view_that_was_reset(
     assert status is not None and status["state"] == "submitted"
 
 
+async def test_a_page_read_ahead_is_dropped_when_the_view_was_flushed_meanwhile(
+    applications: Applications,
+    executor: ThreadPoolExecutor,
+    client: aioredis.Redis,
+    view: StatusView,
+    make_follower: Any,
+) -> None:
+    """Catching up, the next page is read while one is applied; a flush in between must send the follower
+    back to 0, never apply the page read ahead on top of the emptied view."""
+    await off_loop(executor, whole_journey, Walk(applications))
+    first_end = await make_follower(view).catch_up()
+    other = await off_loop(executor, second_family, applications)
+    await off_loop(executor, other.submitted)
+    end = await make_follower(view).catch_up()
+    clean = await dump(client)
+    await view.reset()
+
+    class FlushedOnce:
+        """The status view, flushed (as by FLUSHDB) after a page of the second family: the page read ahead
+        meanwhile holds none of the first family's events."""
+
+        flushed = False
+
+        async def position(self) -> int:
+            return await view.position()
+
+        async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+            applied = await view.apply(page, start, end)
+            if start > first_end and not self.flushed:
+                self.flushed = True
+                await client.flushdb()
+            return applied
+
+        async def reset(self) -> None:
+            await view.reset()
+
+    flushed = FlushedOnce()
+    follower = LogFollower(applications, flushed, executor=executor, page_size=3)
+    assert await follower.catch_up() == end
+    assert flushed.flushed
+    assert await dump(client) == clean
+
+
 # ---------------------------------------------------------------------------------------------- determinism
 
 
