@@ -276,7 +276,6 @@ async def ems_ctx(app: web.Application) -> AsyncIterator[None]:
         app[APPLICATIONS],
         process,
         executor=app[STORE_EXECUTOR],
-        page_size=100,
         name="ems",
         parking=app.get(PARKING),
     )
