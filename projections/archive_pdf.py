@@ -22,6 +22,7 @@ its document does not check, its signature image cannot be read) is retried and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -53,6 +54,8 @@ from projections.sql import Database
 log = logging.getLogger(__name__)
 
 NAME: Final = "archive_pdf"
+# How much lower than the service a render worker runs (os.nice): requests first, PDFs when there is room.
+WORKER_NICENESS: Final = 10
 T = TypeVar("T")
 
 
@@ -433,11 +436,16 @@ def _render_job(doc: dict[str, Any], signature_png: bytes | None) -> partial[byt
 
 
 def render_worker_init(parent: int, every: float = 1.0) -> None:
-    """A render worker's initializer: the worker exits once ``parent`` (the serving process) is gone.
+    """A render worker's initializer: the worker runs at a lower CPU priority (``WORKER_NICENESS``) and exits
+    once ``parent`` (the serving process) is gone.
 
-    A pool's worker waits on a queue whose write end it also holds, so it never sees its parent die: after a
-    ``kill -9`` of the service it would wait for ever. A daemon thread watches for the parent instead.
+    Drawing PDFs is behind the requests by design (decision 0028): on a host whose cores are busy, the
+    requests come first and the renderer catches up when they leave room. A pool's worker waits on a queue
+    whose write end it also holds, so it never sees its parent die: after a ``kill -9`` of the service it
+    would wait for ever. A daemon thread watches for the parent instead.
     """
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -245,6 +245,11 @@ class AuditLog:
             raise IntegrityError(msg) from None
         return size, root
 
+    def unsigned_leaves(self) -> int:
+        """Leaves past the latest signed checkpoint: what the next start-up check must verify in full."""
+        row = self.db.fetchone("SELECT MAX(tree_size) FROM audit_checkpoints")
+        return self._tree.size - (0 if row is None or row[0] is None else int(row[0]))
+
     def latest_checkpoint(self) -> JSON | None:
         """The most recent signed checkpoint."""
         row = self.db.fetchone(

@@ -25,13 +25,17 @@ from backend.app import create_app
 from backend.components import CONFIG
 from backend.config import Config
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
-from backend.routes.audit import log_signing_keys
+from backend.routes.audit import AUDIT_FOLLOWER, AUDIT_LOG, log_signing_keys
+from domain.values import Actor
 from miniprogram_stub.client import ApiProblem, MiniProgram, StaffClient
 from miniprogram_stub.people import Family
 from projections.signed_note import Ed25519NoteSigner
-from tests.e2e.conftest import Stack, free_port
+from projections.sql import Database
+from tests.builders import SECOND_MOTHER_ID, Walk
+from tests.e2e.conftest import Stack, free_port, running_stack
 from tests.e2e.openapi_check import OpenApiCheck
 from tests.e2e.test_staff import delivery_body
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -291,3 +295,36 @@ async def test_tampered_store_found_at_start_refuses_every_write(
             assert len(failed) == 1 and f"(position {position})" in failed[0] and "bytes hash to" in failed[0]
     finally:
         await runner.cleanup()
+
+
+async def test_checkpoints_come_sooner_in_a_burst_and_at_a_clean_stop(tmp_path: Path, redis_url: str) -> None:
+    """The next start checks every unsigned leaf in full: a burst is signed before the period is up, and a
+    clean stop signs the rest, so a restart after a catch-up checks nothing past its checkpoint."""
+    data_dir = tmp_path / "var"
+    settings = {"BIRTHCERT_CHECKPOINT_SECONDS": "3600", "BIRTHCERT_CHECKPOINT_LEAVES": "10"}
+    async with running_stack(data_dir, redis_url, settings) as stack:
+        audit = stack.app[AUDIT_LOG]
+        first = await stack.in_store(Walk(stack.service).submitted)
+
+        async def signed() -> int:
+            return int((await stack.in_store(audit.latest_checkpoint) or {}).get("tree_size", 0))
+
+        # Long before the hour is up: signed because more than 10 leaves were unsigned.
+        assert await eventually(signed, "a checkpoint within seconds of the burst", timeout=30)
+        assert await signed() <= first.position
+        second = Walk(
+            stack.service, mother_id=SECOND_MOTHER_ID, parent=Actor(id="openid-second", role="parent")
+        )
+        await stack.in_store(second.record_delivery, inpatient_no="ZY2026002")
+        last = await stack.in_store(second.start)
+        follower = stack.app[AUDIT_FOLLOWER]
+        await eventually(lambda: follower.position >= last.position, "the audit log has the last event")
+    config = Config.from_env({}, data_dir=data_dir)
+    db = Database.open(config.event_store_env())
+    try:
+        (leaves,) = db.fetchone("SELECT MAX(leaf_index) + 1 FROM audit_leaves") or (0,)
+        (size,) = db.fetchone("SELECT MAX(tree_size) FROM audit_checkpoints") or (0,)
+    finally:
+        db.close()
+    assert leaves >= last.position
+    assert size == leaves  # the stop signed every leaf
