@@ -251,6 +251,10 @@ def seed(
     if postgres is not None:
         (store / STORE_ENV).write_text(json.dumps(postgres, indent=2) + "\n", encoding="utf-8")
     env = store_env(store)
+    if postgres is not None:
+        from backend.migrate import migrate
+
+        migrate(env)  # as an operator would before the first start: processes only check the schema (0026)
     before = seed_info(store)
     first = int(before.get("next_family", 0))
     writer = Applications(env)

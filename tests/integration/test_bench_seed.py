@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 import redis.asyncio as aioredis
 from rich.console import Console
 
+from backend.migrate import schema_status
 from bench.seed import ARCHIVE_POSITION, SEED_FILE, main, seed, store_env
 from domain.application import BirthCertificateApplication
 from domain.service import Applications
@@ -69,3 +71,19 @@ def test_top_up_adds_only_what_the_store_lacks(tmp_path: Path) -> None:
     assert main(["--store", str(store), "--scale", "1"]) == 0  # one more, a new family
     info = json.loads((store / SEED_FILE).read_text())
     assert (info["applications"], info["next_family"], len(info["runs"])) == (3, 3, 2)
+
+
+@pytest.mark.postgres
+def test_a_new_postgres_store_is_migrated_before_it_is_seeded(
+    tmp_path: Path, unmigrated_postgres_env: dict[str, str]
+) -> None:
+    """``make bench-processes`` on a database nobody migrated: the seeder migrates it as an operator would."""
+    settings = {
+        k: v
+        for k, v in unmigrated_postgres_env.items()
+        if k.startswith("POSTGRES_") or k == "PERSISTENCE_MODULE"
+    }
+    store = tmp_path / "store"
+    info = seed(store, 2, batch_size=2, postgres=settings, console=QUIET)
+    assert info["applications"] == 2
+    assert schema_status(store_env(store)).ready
