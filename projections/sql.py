@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime
@@ -111,6 +112,10 @@ def creates_tables(env: Mapping[str, str]) -> bool:
     return (env.get("CREATE_TABLE") or "yes").strip().lower() in ("y", "yes", "t", "true", "on", "1")
 
 
+# PostgreSQL ends a session left idle inside a transaction this long (connect_postgres).
+IDLE_IN_TRANSACTION_MS = 30_000
+
+
 def connect_postgres(env: Mapping[str, str]) -> psycopg.Connection[tuple[Any, ...]]:
     """An autocommit connection to the PostgreSQL store ``env`` describes, in its schema."""
     pg: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
@@ -125,6 +130,9 @@ def connect_postgres(env: Mapping[str, str]) -> psycopg.Connection[tuple[Any, ..
     schema = env.get("POSTGRES_SCHEMA")
     if schema:
         pg.execute(f'SET search_path TO "{schema}"')
+    # Our transactions last milliseconds. One left open (a process paused by the scheduler or a debugger, a
+    # bug) would hold the leader lease's row FOR SHARE and so every renewal and takeover: PostgreSQL ends it.
+    pg.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
     return pg
 
 
@@ -140,7 +148,11 @@ class SchemaError(RuntimeError):
 
 
 class Database:
-    """One connection to the event store's database, used from one thread (the store executor)."""
+    """One connection to the event store's database, shared by the threads that call it (the store executor
+    has one thread on SQLite, ``POSTGRES_POOL_SIZE`` on PostgreSQL): a transaction holds the connection for
+    itself from BEGIN to COMMIT, and a statement outside one for that statement, so that two threads never
+    interleave on it (they did: a checkpoint inside the audit log's append broke both and left a transaction
+    open that held the leader lease's row)."""
 
     def __init__(
         self, dialect: Dialect, connection: Any, *, connect: Callable[[], Any] | None = None
@@ -148,6 +160,7 @@ class Database:
         self.dialect = dialect
         self._connection = connection
         self._connect = connect
+        self._lock = threading.RLock()
         # Set on the connection of a leader-only follower: every ``move`` and ``advance`` checks the term.
         self.fence: Fence | None = None
 
@@ -195,43 +208,50 @@ class Database:
         return statement.replace("?", "%s") if self.dialect == "postgres" else statement
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement (``?`` placeholders on both dialects); returns the cursor."""
-        if self.dialect == "postgres" and not params:
-            # No parameters → None, so that psycopg leaves a literal '%' alone (the trigger function's RAISE).
-            return self.connection.execute(statement, None)
-        return self.connection.execute(self._sql(statement), params)
+        """Run one statement (``?`` placeholders on both dialects); returns the cursor (read it inside the
+        transaction, or use ``fetchone``/``fetchall``, when other threads share the connection)."""
+        with self._lock:
+            if self.dialect == "postgres" and not params:
+                # No parameters → None, so that psycopg leaves a literal '%' alone (the trigger function's RAISE).
+                return self.connection.execute(statement, None)
+            return self.connection.execute(self._sql(statement), params)
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each row of parameters."""
-        if self.dialect == "postgres":
-            with self.connection.cursor() as cursor:
-                cursor.executemany(self._sql(statement), rows)
-        else:
-            self.connection.executemany(statement, rows)
+        with self._lock:
+            if self.dialect == "postgres":
+                with self.connection.cursor() as cursor:
+                    cursor.executemany(self._sql(statement), rows)
+            else:
+                self.connection.executemany(statement, rows)
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of a query."""
-        return list(self.execute(statement, params).fetchall())
+        with self._lock:
+            return list(self.execute(statement, params).fetchall())
 
     def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a query, or None."""
-        row = self.execute(statement, params).fetchone()
+        with self._lock:
+            row = self.execute(statement, params).fetchone()
         return None if row is None else tuple(row)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
-        """BEGIN … COMMIT (ROLLBACK on an exception). SQLite takes the write lock at BEGIN."""
-        if self.dialect == "sqlite":
-            self.connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-            except BaseException:
-                self.connection.execute("ROLLBACK")
-                raise
-            self.connection.execute("COMMIT")
-        else:
-            with self.connection.transaction():
-                yield self
+        """BEGIN … COMMIT (ROLLBACK on an exception), the connection this thread's alone meanwhile. SQLite
+        takes the write lock at BEGIN."""
+        with self._lock:
+            if self.dialect == "sqlite":
+                self.connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    self.connection.execute("ROLLBACK")
+                    raise
+                self.connection.execute("COMMIT")
+            else:
+                with self.connection.transaction():
+                    yield self
 
     def check_fence(self, fence: Fence | None) -> None:
         """Inside a transaction: ``Fenced`` unless ``fence``'s term is the lease's term now (no fence: no check).

@@ -28,6 +28,7 @@ from domain.errors import Conflict, DomainError
 from domain.idempotency import IdempotentRequest
 from domain.service import INDEX_NAMESPACE, Applications, Index, Outcome
 from domain.values import Actor, CertificateNumber, IdNumber, PersonName
+from projections.sql import Database
 from tests.builders import (
     EMS,
     GD_HOSPITAL,
@@ -656,3 +657,35 @@ def test_twins_in_two_instances_commit_once(open_app: Callable[..., Applications
         start=1, limit=10_000, topics=("birthcert:ApplicationStarted",)
     )
     assert len(started) == ROUNDS
+
+
+def test_one_sql_connection_shared_by_store_threads_keeps_each_transaction_whole(
+    store_env: dict[str, str],
+) -> None:
+    """On PostgreSQL the store executor has a thread per pooled connection, and the audit log's, the archive's
+    and the positions' ``Database`` is shared by them: transactions from several threads must not interleave
+    on its one connection (they did: a checkpoint inside an append broke both and left one open)."""
+    db = Database.open(store_env)
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            for step in range(1, 41):
+                with db.transaction():
+                    assert db.move(name, step - 1, step)
+                    db.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
+        except BaseException as error:
+            errors.append(error)
+
+    try:
+        threads = [threading.Thread(target=work, args=(f"thread-{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert [db.position(f"thread-{i}") for i in range(4)] == [40] * 4
+        if db.dialect == "postgres":
+            assert db.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        db.close()
