@@ -46,6 +46,10 @@ _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _SEQ = re.compile(r"/face-verifications/[^/]+/result")
 
 
+# Events per transaction when the load enters its families' delivery records.
+INSERT_CHUNK = 3_000
+
+
 def family(n: int) -> Family:
     """The n-th load family: ID numbers no seeded or demo family uses."""
     born = (date(1984, 1, 1) + timedelta(days=n // 499)).strftime("%Y%m%d")
@@ -108,7 +112,10 @@ def enter_deliveries(store_env: dict[str, str], numbers: range) -> int:
             memory.record_delivery(hospital, institution=DEMO_INSTITUTION, facts=facts)
         events = stored_events(memory)
         memory.close()
-        store.recorder.insert_events(events)
+        # In transactions of a few thousand: one of 13,632 events hung in psycopg's pipeline on PostgreSQL
+        # (the server waiting for the client, the client for the server's results).
+        for start in range(0, len(events), INSERT_CHUNK):
+            store.recorder.insert_events(events[start : start + INSERT_CHUNK])
         return len(events)
     finally:
         store.close()
