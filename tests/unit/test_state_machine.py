@@ -469,15 +469,7 @@ class Service(RuleBasedStateMachine):
         elif step == "loss":
             self._run(lambda: self.app.report_loss(EMS, app_id, reason="邮件丢失"))
         else:
-            self._run(
-                lambda: self.app.hand_over(
-                    w.issuer,
-                    app_id,
-                    recipient_name=PersonName("王芳"),
-                    relation="mother",
-                    recipient_id=IdNumber(w.mother_id),
-                )
-            )
+            self._run(w.hand_over)
 
     @rule(family=st.sampled_from(FAMILIES))
     def stranger_acts(self, family: str) -> None:
