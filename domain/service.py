@@ -565,6 +565,13 @@ class Applications(Application[UUID]):
         """The institution's hours for collecting by appointment (empty: none offered)."""
         return self._institution_record(code).windows
 
+    def _hours_of(self, app: BirthCertificateApplication) -> list[PickupWindow]:
+        """The pickup hours of the application's institution (none while unknown or unregistered)."""
+        try:
+            return self.get_pickup_hours(app.institution or "")
+        except NotFound:
+            return []
+
     def list_institutions(self) -> list[Institution]:
         """Every institution, by code."""
         listing = self._find_index("institutions", "all")
@@ -1252,9 +1259,7 @@ class Applications(Application[UUID]):
     def get_pickup_slots(self, actor: Actor, app_id: UUID | str) -> list[tuple[Slot, int]]:
         """The slots the mother can book at her institution now, each with the places left."""
         app = self._load_application(actor, app_id, None, applicant_only=True)
-        if app.institution is None:
-            return []
-        slots = bookable_slots(self.get_pickup_hours(app.institution), self.clock(), self.calendar)
+        slots = bookable_slots(self._hours_of(app), self.clock(), self.calendar)
         taken: dict[str, list[str]] = {}
         out = []
         for slot in slots:
@@ -1278,9 +1283,7 @@ class Applications(Application[UUID]):
             app = self._load_application(
                 actor, app_id, expected_version if attempt == 0 else None, applicant_only=True
             )
-            slot = find_slot(
-                self.get_pickup_hours(app.institution or ""), day, start, self.clock(), self.calendar
-            )
+            slot = find_slot(self._hours_of(app), day, start, self.clock(), self.calendar)
             before = app.pickup_appointment
             app.book_pickup(actor, slot=slot)
             if not app.pending_events:

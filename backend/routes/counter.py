@@ -81,6 +81,7 @@ async def book_pickup(request: web.Request) -> web.Response:
     """预约取证: book (or move to) one slot once the certificate is ready to collect."""
     actor = actor_of(request, "parent")
     app_id = _app_id(request)
+    await _applicants_application(request, actor)  # a stranger 404, the joined father 403, before a 422
     body = await json_body(request)
     c = FieldCollector()
     raw_day, start = c.text(body, "date"), c.text(body, "start")

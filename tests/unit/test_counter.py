@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from backend.admin import operator
 from domain.application import BirthCertificateApplication, form_digest
-from domain.errors import Conflict, InvalidValue, NotFound, RuleViolated
+from domain.errors import Conflict, Forbidden, InvalidValue, NotFound, RuleViolated
 from domain.pickup import PickupWindow, Slot, bookable_slots
 from domain.policy import WorkingCalendar
 from domain.service import Applications
@@ -130,7 +130,7 @@ def test_only_the_own_institutions_issuer_replaces_with_a_cause_and_what_became_
     with refused(app, InvalidValue, "invalid_old_certificate"):
         replace(app, w, 2, old_certificate="kept")
     other = Actor(id="issuer-x", role="issuer", institution="JNPY01", name="赵签发")
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):  # another institution's: not even found
         app.replace_certificate(
             other,
             w.id,
@@ -451,6 +451,6 @@ def test_a_v1_collected_on_site_event_reads_without_a_face_check() -> None:
 
 def test_the_day_list_is_the_issuers_own_institutions() -> None:
     app = in_memory(FRIDAY)
-    with pytest.raises(Exception):
+    with pytest.raises(Forbidden):
         app.get_pickup_day(Actor(id="p", role="parent"), date(2026, 11, 23))
     assert app.get_pickup_day(Walk(app, inst=GD_HOSPITAL).issuer, date(2026, 11, 23)) == []
