@@ -258,7 +258,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{REVIEW}/reissue"): ISSUER,
     ("POST", f"{REVIEW}/replacement"): ISSUER,
     ("POST", f"{REVIEW}/collector-check"): ISSUER,
-    ("GET", "/api/v1/review/pickup-appointments"): ISSUER,
+    ("GET", "/api/v1/review/pickup-appointments"): "nnnnyynnn",  # every issuer, his own institution's day
     ("GET", f"{APP}/pickup-slots"): MOTHER,
     ("PUT", f"{APP}/pickup-appointment"): MOTHER,
     ("POST", f"{APP}/collector-letter/preview"): MOTHER,

@@ -553,11 +553,18 @@ async def test_on_site_pickup_is_issued_then_handed_over(phone: Any, stack: Stac
     await expect(numbers).to_contain_text("待现场领取")
     await expect(page.locator("#tracking-number")).to_have_count(0)
     await expect(page.get_by_text("证件与领取")).to_be_visible()
-    collect = page.locator("#steps li", has_text="请携带身份证件到签发机构现场领取")
+    collect = page.locator("#steps li", has_text="预约取证")
     await expect(collect).to_contain_text("待我办理")
     await expect(page.get_by_role("button", name="撤回申请")).to_have_count(0)
     await screenshot(page, "h5-pickup-issued.png")
 
+    # At the counter: her face checked against the ID she shows, on her own phone, then the handover.
+    check = await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/collector-check",
+        json={"name": family.mother.name, "id_number": family.mother.id_number},
+    )
+    await mp.verify_at_counter(check["code"])
     await staff.call(
         "POST",
         f"/api/v1/review/applications/{mp.app_id}/handover",
