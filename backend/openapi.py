@@ -1065,6 +1065,7 @@ PATHS.update(
                 multipart={
                     "type": "object",
                     "required": ["collector_name", "collector_id_number", "letter_sha256", "file"],
+                    "additionalProperties": False,
                     "properties": {
                         "collector_name": TEXT,
                         "collector_id_number": ID_NUMBER,
