@@ -94,8 +94,15 @@ class PickupWindow:
         return cls(tuple(data["weekdays"]), data["start"], data["end"], int(data["capacity"]))
 
     def spec(self) -> str:
-        """As ``parse`` reads it."""
-        return f"{','.join(map(str, self.weekdays))} {self.start}-{self.end} {self.capacity}"
+        """As ``parse`` reads it (runs of days as ranges: ``1-5,7``)."""
+        runs: list[list[int]] = []
+        for day in self.weekdays:
+            if runs and day == runs[-1][-1] + 1:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        days = ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+        return f"{days} {self.start}-{self.end} {self.capacity}"
 
     def label(self) -> str:
         """As a person reads it: 周一至周五 08:30–11:30（每时段20人）."""

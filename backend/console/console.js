@@ -69,6 +69,8 @@ const EVENT_LABELS = {
   CollectorFaceCheckFailed: "领取人刷脸认证未通过",
 };
 const REPLACEMENT_CAUSES = { misprinted: "打印错误", damaged: "毁损" };
+// Done on the collector's own phone (through the counter's code): not the applicant, whatever the token's role.
+const COLLECTOR_EVENTS = new Set(["CollectorFaceCheckRequested", "CollectorFaceVerified", "CollectorFaceCheckFailed"]);
 const OLD_CERTIFICATE_FATES = { recovered: "已收回作废", destroyed: "已销毁作废" };
 const KEY_EVENTS = new Set(["Submitted", "Rejected", "Issued", "Dispatched", "CollectedOnSite", "LossReported", "Reissued", "CertificateReplaced", "Withdrawn", "ReferredToCounter"]);
 const ACTOR_LABELS = { parent: "申办人", hospital: "助产机构", issuer: "签发人员", auditor: "审计人员", system: "系统", ems: "邮政速递", admin: "管理员" };
@@ -1211,7 +1213,7 @@ async function renderApplication(id, isCurrent) {
       h("ol", { class: "timeline", id: "history" }, [...history].reverse().map((e) => h("li", { class: KEY_EVENTS.has(e.event) ? "key" : null, dataset: { event: e.event } },
         h("span", { class: "tl-time mono" }, fmtDateTime(e.at)),
         h("span", { class: "tl-event" }, EVENT_LABELS[e.event] || e.event, historyDetail(e.detail || {})),
-        h("span", { class: "tl-actor muted" }, actorText(e.actor))))));
+        h("span", { class: "tl-actor muted" }, COLLECTOR_EVENTS.has(e.event) ? "领取人（现场扫码）" : actorText(e.actor))))));
   }
 
   // Whose face check, why it was sent back, which number: enough to read the line without opening it.
@@ -1491,7 +1493,7 @@ async function renderApplication(id, isCurrent) {
       field("check-name", "证件上的姓名", name),
       field("check-id", "证件号码", idNumber, "18位居民身份证号码"),
       qr,
-      h("div", { class: "modal-foot" }, h("button", { type: "button", class: "btn", onclick: async () => { closeModal(); await reload(); } }, "关闭"), submit));
+      h("div", { class: "modal-foot" }, h("button", { type: "button", class: "btn", onclick: async () => { closeModal(); await reload(); } }, "完成，返回申请"), submit));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       error.hidden = true;
@@ -1545,7 +1547,7 @@ async function renderApplication(id, isCurrent) {
 
 // ------------------------------------------------------------------ auditors: the whole record, the archive, the log
 
-const ARCHIVE_KINDS = { signed: "申办人签名版", issued: "签发版", reissued: "补发版" };
+const ARCHIVE_KINDS = { signed: "申办人签名版", issued: "签发版", reissued: "重新签发版" };
 const PARENT_ROLES = { mother: "母亲", father: "父亲" };
 // Values shown masked in a raw event until the reader asks for them (identity document numbers, phones).
 const PII_KEY_RE = /(^|_)(id_number|phone)$/;
