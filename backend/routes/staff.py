@@ -537,12 +537,16 @@ async def _issuer_command(
     return await run_command(request, actor, _fingerprint(request, body), command, answer)
 
 
-def _on_a_numbered_blank(method: str) -> Callable[[IssuerCall], Callable[[], Outcome]]:
-    """Issue and reissue alike print on a numbered blank: the number, the sealer, the issuer's own name."""
+def _on_a_numbered_blank(
+    method: str, more: Callable[[IssuerCall], dict[str, Any]] | None = None
+) -> Callable[[IssuerCall], Callable[[], Outcome]]:
+    """Issue, reissue and replacement alike print on a numbered blank: the number, the sealer, the issuer's own
+    name (and what ``more`` reads from the body)."""
 
     def build(x: IssuerCall) -> Callable[[], Outcome]:
         number = x.c.take_text(CertificateNumber, x.body, "certificate_number", "certificate_number")
         sealer = x.c.text(x.body, "sealer")
+        extra = more(x) if more is not None else {}
         command = getattr(x.s, method)
         return lambda: command(
             x.actor,
@@ -551,6 +555,7 @@ def _on_a_numbered_blank(method: str) -> Callable[[IssuerCall], Callable[[], Out
             sealer_name=sealer,
             issuer_name=x.actor.name,
             expected_version=x.version,
+            **extra,
         )
 
     return build
@@ -639,28 +644,18 @@ async def replace_certificate(request: web.Request) -> web.Response:
     """换发 for the institution's own error (misprinted, damaged): a new blank and number, the old number
     void and its blank recorded as recovered or destroyed; the registered data unchanged."""
 
-    def build(x: IssuerCall) -> Callable[[], Outcome]:
-        number = x.c.take_text(CertificateNumber, x.body, "certificate_number", "certificate_number")
-        sealer = x.c.text(x.body, "sealer")
-        cause = x.c.text(x.body, "cause")
-        old_certificate = x.c.text(x.body, "old_certificate")
+    def why(x: IssuerCall) -> dict[str, Any]:
         note = x.body.get("note") or ""
         if not isinstance(note, str):
             x.c.errors.append(FieldError("note", "invalid_type", "格式不正确，应为文字"))
             note = ""
-        return lambda: x.s.replace_certificate(
-            x.actor,
-            x.app_id,
-            certificate_number=number,
-            cause=cause,
-            old_certificate=old_certificate,
-            note=note,
-            sealer_name=sealer,
-            issuer_name=x.actor.name,
-            expected_version=x.version,
-        )
+        return {
+            "cause": x.c.text(x.body, "cause"),
+            "old_certificate": x.c.text(x.body, "old_certificate"),
+            "note": note,
+        }
 
-    return await _issuer_command(request, build)
+    return await _issuer_command(request, _on_a_numbered_blank("replace_certificate", why))
 
 
 __all__ = ["IssuerCall", "hash_password", "routes"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from eventsourcing.persistence import StoredEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +32,7 @@ from tests.builders import (
     in_memory,
     refused,
     sha,
+    store_as_written_before,
 )
 
 # A Friday morning: the next working days are Monday 23rd on.
@@ -111,13 +111,7 @@ def test_a_delivered_or_collected_certificate_is_replaced_once_recovered_never_i
     again = app.get_application(pickup.parent, pickup.id)
     assert (again.state, again.collector_check) == ("issued", None)  # to be collected again, checked again
     with refused(app, RuleViolated, "collector_not_verified"):
-        app.hand_over(
-            pickup.issuer,
-            pickup.id,
-            recipient_name=PersonName("王芳"),
-            relation="mother",
-            recipient_id=IdNumber(SECOND_MOTHER_ID),
-        )
+        handover_only(app, pickup, "mother", "王芳", SECOND_MOTHER_ID)
 
 
 def test_only_the_own_institutions_issuer_replaces_with_a_cause_and_what_became_of_the_old_blank() -> None:
@@ -361,13 +355,7 @@ def test_in_guangdong_the_father_on_the_form_collects_without_a_letter_but_nobod
         handover_only(app, w, "mother", "李强", OTHER_MAN_ID)
     assert w.collector_check("张伟", FATHER_ID, verify_ret=10004) == "face_mismatch"
     with refused(app, RuleViolated, "collector_not_verified"):
-        app.hand_over(
-            w.issuer,
-            w.id,
-            recipient_name=PersonName("张伟"),
-            relation="father",
-            recipient_id=IdNumber(FATHER_ID),
-        )
+        handover_only(app, w, "father", "张伟", FATHER_ID)
     assert w.collector_check("张伟", FATHER_ID) is None
     with refused(app, RuleViolated, "collector_mismatch"):
         app.hand_over(
@@ -428,21 +416,7 @@ def test_a_v1_collected_on_site_event_reads_without_a_face_check() -> None:
         "relation": "mother",
         "recipient_id_number": w.mother_id,
     }
-    state = app.mapper.transcoder.encode(v1_state)
-    if app.mapper.compressor:
-        state = app.mapper.compressor.compress(state)
-    if app.mapper.cipher:
-        state = app.mapper.cipher.encrypt(state)
-    app.recorder.insert_events(
-        [
-            StoredEvent(
-                originator_id=w.id,
-                originator_version=issued.version + 1,
-                topic="birthcert:CollectedOnSite",
-                state=state,
-            )
-        ]
-    )
+    store_as_written_before(app, w.id, issued.version + 1, "birthcert:CollectedOnSite", v1_state)
     event = list(app.events.get(w.id))[-1]
     assert isinstance(event, BirthCertificateApplication.CollectedOnSite)
     assert (event.face_check_seq_no, event.authorization_sha256) == (None, None)
