@@ -457,6 +457,27 @@ class Service(RuleBasedStateMachine):
         )
 
     @rule(
+        family=st.sampled_from(FAMILIES),
+        number=st.sampled_from(NUMBERS),
+        cause=st.sampled_from(["misprinted", "damaged"]),
+        own=st.booleans(),
+    )
+    def replace(self, family: str, number: str, cause: str, own: bool) -> None:
+        """The institution's own misprint or damage, at any moment: a new number, the data as it was."""
+        w = self._walk(family)
+        actor = w.issuer if own else issuer(GD_HOSPITAL if family == "sd" else SD_HOSPITAL)
+        self._run(
+            lambda: self.app.replace_certificate(
+                actor,
+                self._app_id(family),
+                certificate_number=CertificateNumber(number),
+                cause=cause,
+                old_certificate="recovered",
+                sealer_name="赵盖章",
+            )
+        )
+
+    @rule(
         family=st.sampled_from(FAMILIES), step=st.sampled_from(["dispatch", "delivered", "loss", "handover"])
     )
     def after_issue(self, family: str, step: str) -> None:
