@@ -133,6 +133,11 @@ SCHEMAS: JSON = {
             },
             "certificate_number": {"type": ["string", "null"]},
             "tracking_number": {"type": ["string", "null"]},
+            "voided_certificate_numbers": {
+                "description": "numbers of this application's certificates that are void (lost, misprinted, damaged)",
+                "type": "array",
+                "items": {"type": "string"},
+            },
             "replacement": {
                 "description": "the last replacement of a certificate the institution misprinted or damaged: "
                 "the old number void, its blank recovered or destroyed, a new number; ``message`` says it in Chinese",
