@@ -13,6 +13,7 @@ from typing import Any
 
 from backend.config import Config
 from domain.errors import DomainError
+from domain.pickup import PickupWindow
 from domain.service import Applications
 from domain.values import Actor
 
@@ -105,6 +106,26 @@ def institutions_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def institutions_pickup_hours(args: argparse.Namespace) -> int:
+    """Set (``--window`` …), clear (``--clear``) or show the hours certificates are collected by appointment."""
+    service = _service()
+    try:
+        if args.window or args.clear:
+            windows = [PickupWindow.parse(spec) for spec in args.window or []]
+            service.set_pickup_hours(operator(), args.code, windows)
+        hours = service.get_pickup_hours(args.code)
+    except DomainError as e:
+        print(f"birthcert: {e.message} ({e.code})", file=sys.stderr)
+        return 1
+    finally:
+        service.close()
+    if not hours:
+        print(f"{args.code.upper()}: no pickup hours (no appointments offered)")
+    for window in hours:
+        print(f"{args.code.upper()}\t{window.spec()}\t{window.label()}")
+    return 0
+
+
 def register_admin(subparsers: Any) -> None:
     """Add ``users add|disable`` and ``institutions add|list``."""
     users = subparsers.add_parser("users", help="staff accounts").add_subparsers(
@@ -129,3 +150,15 @@ def register_admin(subparsers: Any) -> None:
     iadd.add_argument("--province", required=True, help="profile: GD, SD, BJ or HE")
     iadd.set_defaults(handler=institutions_add)
     inst.add_parser("list", help="list institutions").set_defaults(handler=institutions_list)
+    hours = inst.add_parser(
+        "pickup-hours",
+        help="the hours certificates are collected by appointment (预约取证): set, clear or show",
+    )
+    hours.add_argument("--code", required=True)
+    hours.add_argument(
+        "--window",
+        action="append",
+        help='WEEKDAYS START-END CAPACITY, e.g. "1-5 08:30-11:30 20" (repeat; replaces all windows)',
+    )
+    hours.add_argument("--clear", action="store_true", help="offer no appointments")
+    hours.set_defaults(handler=institutions_pickup_hours)

@@ -21,6 +21,7 @@ from typing import Any
 
 from backend.config import DEVELOPMENT, ENV_VARIABLE, PRODUCTION, Config, ConfigError, environment_from
 from domain.delivery import DeliveryFacts, Institution
+from domain.pickup import PickupWindow
 from domain.service import Applications
 from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
 from miniprogram_stub.people import Family, demo_family
@@ -39,6 +40,8 @@ DEMO_ACCOUNTS = (
     ("auditor1", "auditor", None, "周审计"),
 )
 SHANGHAI = timezone(timedelta(hours=8))
+# The demo institutions' hours for collecting by appointment (预约取证), as `institutions pickup-hours` takes them.
+DEMO_PICKUP_HOURS = ("1-5 08:30-11:30 20", "1-5 14:30-17:00 20")
 
 
 def seed_demo_staff(service: Applications) -> None:
@@ -50,6 +53,11 @@ def seed_demo_staff(service: Applications) -> None:
     for inst in DEMO_INSTITUTIONS:
         if inst.code not in known:
             service.register_institution(operator(), code=inst.code, name=inst.name, province=inst.province)
+    for inst in DEMO_INSTITUTIONS:
+        if not service.get_pickup_hours(inst.code):
+            service.set_pickup_hours(
+                operator(), inst.code, [PickupWindow.parse(w) for w in DEMO_PICKUP_HOURS]
+            )
     for username, role, institution, name in DEMO_ACCOUNTS:
         if service.get_staff_account(username) is None:
             service.create_staff_account(

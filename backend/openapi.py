@@ -133,6 +133,35 @@ SCHEMAS: JSON = {
             },
             "certificate_number": {"type": ["string", "null"]},
             "tracking_number": {"type": ["string", "null"]},
+            "voided_certificate_numbers": {
+                "description": "numbers of this application's certificates that are void (lost, misprinted, damaged)",
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "replacement": {
+                "description": "the last replacement of a certificate the institution misprinted or damaged: "
+                "the old number void, its blank recovered or destroyed, a new number; ``message`` says it in Chinese",
+                "type": ["object", "null"],
+                "required": ["cause", "old_certificate", "voided_certificate_number", "message"],
+                "properties": {
+                    "cause": {"enum": ["misprinted", "damaged"]},
+                    "old_certificate": {"enum": ["recovered", "destroyed"]},
+                    "voided_certificate_number": {"type": "string"},
+                    "at": {"type": ["string", "null"]},
+                    "message": {"type": "string"},
+                },
+            },
+            "pickup": {
+                "description": "on-site pickup: the booked slot (预约取证), whether the province requires the "
+                "mother's letter for anyone else to collect, and the collector her letter names (masked)",
+                "type": ["object", "null"],
+                "required": ["appointment", "letter_required", "collector"],
+                "properties": {
+                    "appointment": {"type": ["object", "null"]},
+                    "letter_required": {"type": "boolean"},
+                    "collector": {"type": ["object", "null"]},
+                },
+            },
             "father_invitation": {
                 "description": "the mother's view: whether the father was invited, and whether he joined",
                 "type": ["object", "null"],
@@ -745,12 +774,85 @@ SCHEMAS.update(
             "properties": {"tracking_number": {"type": "string", "pattern": "^[A-Za-z0-9]{10,32}$"}},
         },
         "Handover": {
+            "description": "the collector must have passed the counter's face check (collector-check) as this "
+            "name and ID number within 30 minutes; where the province requires it (Beijing, Hebei) anyone but "
+            "the mother must be the one the mother's signed letter names",
             "type": "object",
             "required": ["recipient_name", "relation", "id_number"],
             "properties": {
                 "recipient_name": TEXT,
                 "relation": {"enum": ["mother", "father", "authorized"]},
                 "id_number": ID_NUMBER,
+            },
+        },
+        "Replacement": {
+            "type": "object",
+            "required": ["certificate_number", "sealer", "cause", "old_certificate"],
+            "properties": {
+                "certificate_number": {"type": "string", "pattern": "^[A-Z][0-9]{9}$"},
+                "sealer": {**TEXT, "description": "盖章人"},
+                "cause": {
+                    "enum": ["misprinted", "damaged"],
+                    "description": "打印错误 or 毁损 (the institution's own)",
+                },
+                "old_certificate": {
+                    "enum": ["recovered", "destroyed"],
+                    "description": "the old blank: 收回 or 销毁",
+                },
+                "note": {"type": "string", "maxLength": 200, "pattern": "^$|\\S"},
+            },
+        },
+        "CollectorCheckRequest": {
+            "type": "object",
+            "required": ["name", "id_number"],
+            "properties": {"name": TEXT, "id_number": ID_NUMBER},
+        },
+        "CollectorCheck": {
+            "type": "object",
+            "required": ["id", "version", "code", "path", "qr_svg", "expires_at"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "version": {"type": "integer"},
+                "state": {"enum": STATES},
+                "code": {"type": "string", "description": "one-time; only its keyed digest is stored"},
+                "path": {
+                    "type": "string",
+                    "description": "the mini-program page the collector's phone opens",
+                },
+                "qr_svg": {"type": "string"},
+                "expires_at": {"type": "string"},
+            },
+        },
+        "CollectorCode": {
+            "type": "object",
+            "required": ["code"],
+            "properties": {"code": {"type": "string", "pattern": "^[A-Za-z0-9_-]{27}$"}},
+        },
+        "Collector": {
+            "type": "object",
+            "required": ["collector_name", "collector_id_number"],
+            "properties": {"collector_name": TEXT, "collector_id_number": ID_NUMBER},
+        },
+        "PickupSlots": {
+            "type": "object",
+            "required": ["slots", "appointment"],
+            "properties": {
+                "institution_name": {"type": ["string", "null"]},
+                "appointment": {"type": ["object", "null"]},
+                "slots": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["date", "start", "end", "label", "remaining"],
+                        "properties": {
+                            "date": {"type": "string", "format": "date"},
+                            "start": {"type": "string"},
+                            "end": {"type": "string"},
+                            "label": {"type": "string"},
+                            "remaining": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
             },
         },
     }
@@ -855,6 +957,174 @@ PATHS.update(
             "post": _command(
                 "reissue with a new number", {"200": _json(_ref("Version"), "issued")}, body=_ref("Issue")
             ),
+        },
+        "/api/v1/review/applications/{app_id}/replacement": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "换发 for the institution's own error (misprinted or damaged): a new number used once ever, "
+                "the old one void and its blank recovered or destroyed, the registered data unchanged; from "
+                "issued, delivered or collected (an EMS certificate is sent again)",
+                {"200": _json(_ref("Version"), "issued again")},
+                body=_ref("Replacement"),
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/collector-check": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "at the counter: a face check of the collector as the ID shown; a one-time code and its QR "
+                "for the collector's phone (30 minutes; a new one supersedes it)",
+                {"201": _json(_ref("CollectorCheck"), "the code, its page and a QR code")},
+                body=_ref("CollectorCheckRequest"),
+            ),
+        },
+        "/api/v1/review/pickup-appointments": {
+            "get": {
+                **_op(
+                    "the institution's appointments to collect on a day (预约取证), with its pickup hours",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["date", "hours", "appointments"],
+                                "properties": {
+                                    "date": {"type": "string", "format": "date"},
+                                    "institution": {"type": ["string", "null"]},
+                                    "hours": {"type": "array", "items": {"type": "object"}},
+                                    "appointments": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["application_id", "start", "state"],
+                                        },
+                                    },
+                                },
+                            },
+                            "the day's appointments",
+                        )
+                    },
+                ),
+                "parameters": [
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": False,
+                        "description": "the day in Asia/Shanghai (default: today)",
+                        "schema": {
+                            "type": "string",
+                            "format": "date",
+                            "pattern": "^20[0-9]{2}-[0-9]{2}-[0-9]{2}$",
+                        },
+                    }
+                ],
+            }
+        },
+        "/api/v1/applications/{app_id}/pickup-slots": {
+            "parameters": [APP_ID],
+            "get": _op(
+                "the slots of the issuing institution's pickup hours the mother can book now, with places left",
+                {"200": _json(_ref("PickupSlots"), "slots")},
+            ),
+        },
+        "/api/v1/applications/{app_id}/pickup-appointment": {
+            "parameters": [APP_ID],
+            "put": _command(
+                "预约取证: book (or move to) a slot once the certificate is ready to collect",
+                {"200": _json(_ref("Version"), "booked")},
+                body={
+                    "type": "object",
+                    "required": ["date", "start"],
+                    "properties": {
+                        "date": {
+                            "type": "string",
+                            "format": "date",
+                            "pattern": "^20[0-9]{2}-[0-9]{2}-[0-9]{2}$",
+                        },
+                        "start": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
+                    },
+                },
+            ),
+        },
+        "/api/v1/applications/{app_id}/collector-letter/preview": {
+            "parameters": [APP_ID],
+            "post": _op(
+                "the 授权委托书 for this collector exactly as the mother would sign it, with its SHA-256",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["letter", "sha256"],
+                            "properties": {"letter": {"type": "object"}, "sha256": {"type": "string"}},
+                        },
+                        "the letter",
+                    )
+                },
+                body=_ref("Collector"),
+            ),
+        },
+        "/api/v1/applications/{app_id}/collector-letter": {
+            "parameters": [APP_ID],
+            "post": _command(
+                "the mother's e-signature (PNG) on the letter with this SHA-256: the collector may then collect "
+                "for her (required in Beijing and Hebei for anyone but the mother)",
+                {"201": _json(_ref("Version"), "signed"), "429": RATE_LIMITED},
+                multipart={
+                    "type": "object",
+                    "required": ["collector_name", "collector_id_number", "letter_sha256", "file"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "collector_name": TEXT,
+                        "collector_id_number": ID_NUMBER,
+                        "letter_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                        "file": {"type": "string", "contentMediaType": "image/png"},
+                    },
+                },
+            ),
+        },
+        "/api/v1/collector-checks/face-verifications": {
+            "post": {
+                **_op(
+                    "on the collector's phone (any WeChat user, through the counter's code): a verify_id bound to "
+                    "the ID the issuer typed and this user",
+                    {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "required": ["verify_id", "out_seq_no"],
+                                "properties": {
+                                    "verify_id": {"type": "string"},
+                                    "out_seq_no": {"type": "string"},
+                                },
+                            },
+                            "verify_id (nothing of the application)",
+                        ),
+                        "429": RATE_LIMITED,
+                    },
+                    body=_ref("CollectorCode"),
+                ),
+                "parameters": [COMMAND_HEADERS[0]],
+            }
+        },
+        "/api/v1/collector-checks/face-verifications/{out_seq_no}/result": {
+            "parameters": [
+                {"name": "out_seq_no", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "post": {
+                **_op(
+                    "the collector's verdict after wx.requestFacialVerify (recorded on the application)",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["verified", "out_seq_no"],
+                                "properties": {"verified": {"const": True}, "out_seq_no": {"type": "string"}},
+                            },
+                            "verified",
+                        )
+                    },
+                    body=_ref("CollectorCode"),
+                ),
+                "parameters": [COMMAND_HEADERS[0]],
+            },
         },
     }
 )

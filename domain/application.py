@@ -25,6 +25,7 @@ import rfc8785
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, NotFound, RuleViolated
+from domain.pickup import COLLECTOR_CHECK_TTL, Slot, collector_letter
 from domain.policy import (
     REASON_MESSAGES,
     SHANGHAI,
@@ -113,6 +114,11 @@ FIXABLE_FIELDS: Final = (
     "delivery_method",
 )
 HANDOVER_RELATIONS: Final = ("mother", "father", "authorized")
+# Why an issuing institution replaces a certificate it issued (its own error), and what became of the old blank.
+REPLACEMENT_CAUSES: Final = {"misprinted": "打印错误", "damaged": "毁损"}
+OLD_CERTIFICATE_FATES: Final = {"recovered": "已收回作废", "destroyed": "已销毁作废"}
+# The collector's letter may be signed while the certificate is still to be collected.
+LETTER_STATES: Final = (DRAFT, RETURNED, SUBMITTED, ISSUED)
 
 
 def resigning_needed(fields: Iterable[str]) -> bool:
@@ -244,8 +250,9 @@ class BirthCertificateApplication(Aggregate):
     TOPIC = "birthcert:BirthCertificateApplication"
     # v2 added the father's invitation (father_invitation, invitation_digests, father_user_id,
     # father_joined_digest); v3 added province_chosen (docs/decisions/0013-province-from-institution.md):
-    # snapshots taken before them are upcast below.
-    class_version = 3
+    # snapshots taken before them are upcast below. v4 added replacements, pickup_appointment,
+    # collector_letter and collector_check (docs/decisions/0032-replacement-and-pickup.md).
+    class_version = 4
 
     @staticmethod
     def upcast_v1_v2(state: JSON) -> None:
@@ -259,6 +266,14 @@ class BirthCertificateApplication(Aggregate):
     def upcast_v2_v3(state: JSON) -> None:
         """Snapshots from before a province could be adopted: the start's province was binding ("chosen")."""
         state.setdefault("province_chosen", True)
+
+    @staticmethod
+    def upcast_v3_v4(state: JSON) -> None:
+        """Snapshots from before replacements and appointments: none made, no letter, no counter check."""
+        state.setdefault("replacements", [])
+        state.setdefault("pickup_appointment", None)
+        state.setdefault("collector_letter", None)
+        state.setdefault("collector_check", None)
 
     class Event(Aggregate.Event):
         """Base of this aggregate's events: each records who acted (``Actor.to_dict()``)."""
@@ -600,15 +615,30 @@ class BirthCertificateApplication(Aggregate):
             a.state = DELIVERED
 
     class CollectedOnSite(Event):
-        """Handed over at the counter to this recipient (name, relation, ID number)."""
+        """Handed over at the counter to this recipient (name, relation, ID number).
+
+        v2 added ``face_check_seq_no``: the collector's passed face check at the counter against the ID shown
+        (CollectorFaceVerified), and ``authorization_sha256``: the mother's signed letter naming the collector
+        (CollectorAuthorized), when one was needed or shown.
+        """
 
         TOPIC = "birthcert:CollectedOnSite"
+        class_version = 2
         recipient_name: str
         relation: str
         recipient_id_number: str
+        face_check_seq_no: str | None
+        authorization_sha256: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 handovers predate the counter's face check and the letter: neither was recorded."""
+            state["face_check_seq_no"] = None
+            state["authorization_sha256"] = None
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.state = COLLECTED
+            a.collector_check = None
 
     class LossReported(Event):
         """The courier lost or damaged the parcel; a reissue with a new number follows."""
@@ -643,6 +673,139 @@ class BirthCertificateApplication(Aggregate):
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.licence_id = self.licence_id
+
+    class CertificateReplaced(Event):
+        """The issuing institution's own error (粤卫办妇幼函〔2020〕26号 五(一); Shandong 4(D)2): the certificate
+        was misprinted or damaged (``cause``), so it was printed again on a new blank. The old number is void,
+        the old blank ``recovered`` or ``destroyed`` (``old_certificate``); the registered data is unchanged.
+        Not a loss in the post: that is LossReported → Reissued."""
+
+        TOPIC = "birthcert:CertificateReplaced"
+        certificate_number: str
+        voided_certificate_number: str
+        cause: str
+        old_certificate: str
+        note: str
+        issuer_name: str
+        sealer_name: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = ISSUED
+            a.voided_numbers.append(self.voided_certificate_number)
+            a.replacements.append(
+                {
+                    "certificate_number": self.certificate_number,
+                    "voided_certificate_number": self.voided_certificate_number,
+                    "cause": self.cause,
+                    "old_certificate": self.old_certificate,
+                    "at": self.timestamp.isoformat(),
+                }
+            )
+            a.certificate_number = self.certificate_number
+            a.tracking_number = None
+            a.collector_check = None
+
+    class PickupBooked(Event):
+        """The mother booked a time to collect at the issuing institution (预约取证); a later one replaces it.
+        ``date`` is ISO, ``start``/``end`` HH:MM Beijing time, one of the institution's pickup windows."""
+
+        TOPIC = "birthcert:PickupBooked"
+        date: str
+        start: str
+        end: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.pickup_appointment = {"date": self.date, "start": self.start, "end": self.end}
+
+    class CollectorAuthorized(Event):
+        """The mother e-signed a 授权委托书: ``letter['agent']`` may collect for her (canonical JSON hashed to
+        ``letter_sha256``, her signature image by reference). A later letter supersedes it."""
+
+        TOPIC = "birthcert:CollectorAuthorized"
+        letter: JSON
+        letter_sha256: str
+        signature_document_id: str
+        signature_sha256: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.collector_letter = {
+                "name": self.letter["agent"]["name"],
+                "id_number": self.letter["agent"]["id_number"],
+                "letter_sha256": self.letter_sha256,
+                "signed_at": self.timestamp.isoformat(),
+            }
+
+    class CollectorCheckOpened(Event):
+        """At the counter, the issuer typed the name and ID number of the ID the collector shows, and opened a
+        face check of that person (one-time code; only its keyed digest ``check_digest`` is recorded).
+        ``expires_at`` is ISO 8601 with offset; a later check supersedes it."""
+
+        TOPIC = "birthcert:CollectorCheckOpened"
+        check_digest: str
+        name: str
+        id_number: str
+        expires_at: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.collector_check = {
+                "digest": self.check_digest,
+                "name": self.name,
+                "id_number": self.id_number,
+                "expires_at": self.expires_at,
+                "status": "opened",
+                "out_seq_no": None,
+                "pending": {},
+                "verdicts": {},
+            }
+
+    class CollectorFaceCheckRequested(Event):
+        """WeChat gave a verify_id for the open check, to the WeChat user (``actor``) who opened its code."""
+
+        TOPIC = "birthcert:CollectorFaceCheckRequested"
+        check_digest: str
+        out_seq_no: str
+        verify_id: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            if a.collector_check is not None:
+                a.collector_check["pending"][self.out_seq_no] = {
+                    "verify_id": self.verify_id,
+                    "by": self.actor.get("id"),
+                }
+
+    class CollectorFaceVerified(Event):
+        """The collector passed WeChat's face check (verify_ret 10000) as the name and ID number shown."""
+
+        TOPIC = "birthcert:CollectorFaceVerified"
+        check_digest: str
+        out_seq_no: str
+        name: str
+        id_number: str
+        verify_ret: int
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            check = a.collector_check
+            if check is not None:
+                check["pending"].pop(self.out_seq_no, None)
+                check["verdicts"][self.out_seq_no] = None
+                check["status"] = "verified"
+                check["out_seq_no"] = self.out_seq_no
+
+    class CollectorFaceCheckFailed(Event):
+        """The collector's face check did not pass. ``code`` is ours, ``verify_ret`` WeChat's."""
+
+        TOPIC = "birthcert:CollectorFaceCheckFailed"
+        check_digest: str
+        out_seq_no: str
+        verify_ret: int
+        code: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            check = a.collector_check
+            if check is not None:
+                check["pending"].pop(self.out_seq_no, None)
+                check["verdicts"][self.out_seq_no] = self.code
+                check["status"] = "failed"
 
     # ------------------------------------------------------------------ construction
 
@@ -690,6 +853,10 @@ class BirthCertificateApplication(Aggregate):
         self.invitation_digests: list[str] = []
         self.father_user_id: str | None = None
         self.father_joined_digest: str | None = None
+        self.replacements: list[JSON] = []
+        self.pickup_appointment: JSON | None = None
+        self.collector_letter: JSON | None = None
+        self.collector_check: JSON | None = None
 
     @classmethod
     def start(
@@ -1462,21 +1629,62 @@ class BirthCertificateApplication(Aggregate):
         return True
 
     def hand_over(
-        self, actor: Actor, *, recipient_name: PersonName, relation: str, recipient_id: IdNumber
+        self,
+        actor: Actor,
+        *,
+        recipient_name: PersonName,
+        relation: str,
+        recipient_id: IdNumber,
+        now: datetime,
     ) -> None:
-        """On-site pickup: who took the certificate, their relation to the newborn and their ID."""
+        """On-site pickup: who took the certificate, their relation to the newborn and their ID.
+
+        Only to someone who has just passed the face check at the counter as the ID they show
+        (``open_collector_check``); the mother as herself, the father as the father on the form, and where
+        the province requires it (Beijing, Hebei) anyone but the mother only as named in her signed letter.
+        """
         self._as_issuer(actor)
-        self._in_state(ISSUED)
-        if self.delivery_method is None or self.delivery_method["method"] != "pickup":
-            raise RuleViolated("该申请选择邮寄到家，不能现场领取", code="not_pickup")
+        self._awaiting_pickup()
         if relation not in HANDOVER_RELATIONS:
             raise InvalidValue("relation", "invalid_relation", "与新生儿关系只能是母亲、父亲或受委托人")
+        check = self.collector_check
+        if check is None or check["status"] != "verified":
+            raise RuleViolated(
+                "领取人须先在现场完成刷脸认证（与所出示的身份证件比对）", code="collector_not_verified"
+            )
+        if now >= datetime.fromisoformat(check["expires_at"]):
+            raise RuleViolated("现场刷脸认证已超过30分钟，请重新认证", code="collector_check_expired")
+        if check["id_number"] != recipient_id.value or check["name"] != recipient_name.value:
+            raise RuleViolated("领取人姓名或身份证号码与现场刷脸认证的身份不一致", code="collector_mismatch")
+        mother_id = self.verified.get("mother", {}).get("id_number")
+        father_id = ((self.details or {}).get("father") or {}).get("id_number")
+        letter = self.collector_letter
+        letter_names = (
+            letter is not None
+            and letter["id_number"] == recipient_id.value
+            and letter["name"] == recipient_name.value
+        )
+        if relation == "mother":
+            if recipient_id.value != mother_id:
+                raise RuleViolated("领取人不是新生儿母亲本人", code="not_the_mother")
+        else:
+            if recipient_id.value == mother_id:
+                raise InvalidValue("relation", "relation_mismatch", "领取人是新生儿母亲本人，关系应选母亲")
+            if relation == "father" and recipient_id.value != father_id:
+                raise RuleViolated("领取人不是登记表上的新生儿父亲", code="not_the_father")
+            if self.profile.collector_letter_required and not letter_names:
+                raise RuleViolated(
+                    "非新生儿母亲本人领取，须有母亲在小程序中签署的授权委托书，且受托人与领取人一致",
+                    code="authorization_required",
+                )
         self.trigger_event(
             self.CollectedOnSite,
             actor=actor.to_dict(),
             recipient_name=recipient_name.value,
             relation=relation,
             recipient_id_number=recipient_id.value,
+            face_check_seq_no=check["out_seq_no"],
+            authorization_sha256=letter["letter_sha256"] if letter is not None and letter_names else None,
         )
 
     def report_loss(self, actor: Actor, *, reason: str) -> bool:
@@ -1499,11 +1707,7 @@ class BirthCertificateApplication(Aggregate):
         """After a loss: a new blank and number, the old number void, the registered data unchanged."""
         self._as_issuer(actor)
         self._in_state(LOST)
-        if (
-            certificate_number.value == self.certificate_number
-            or certificate_number.value in self.voided_numbers
-        ):
-            raise Conflict("该证件编号已使用", code="certificate_number_used")
+        self._check_new_number(certificate_number)
         self.trigger_event(
             self.Reissued,
             actor=actor.to_dict(),
@@ -1512,6 +1716,212 @@ class BirthCertificateApplication(Aggregate):
             issuer_name=_text(issuer_name, "issuer_name", low=1, high=30),
             sealer_name=_text(sealer_name, "sealer", low=1, high=30),
         )
+
+    def _check_new_number(self, number: CertificateNumber) -> None:
+        """A new blank's number is none this application has used (the service's index: none used ever)."""
+        if number.value == self.certificate_number or number.value in self.voided_numbers:
+            raise Conflict("该证件编号已使用", code="certificate_number_used")
+
+    def replace_certificate(
+        self,
+        actor: Actor,
+        *,
+        certificate_number: CertificateNumber,
+        cause: str,
+        old_certificate: str,
+        note: str,
+        issuer_name: str,
+        sealer_name: str,
+    ) -> None:
+        """The institution's own error: a misprinted or damaged certificate printed again on a new blank.
+
+        Before it left the institution (issued), or once the parent has it (delivered, collected) and the
+        old one was recovered; never while a parcel is on its way (dispatched) or lost (that is a reissue).
+        """
+        self._as_issuer(actor)
+        self._in_state(ISSUED, DELIVERED, COLLECTED)
+        if cause not in REPLACEMENT_CAUSES:
+            raise InvalidValue(
+                "cause", "invalid_cause", "换发原因只能是打印错误（misprinted）或毁损（damaged）"
+            )
+        if old_certificate not in OLD_CERTIFICATE_FATES:
+            raise InvalidValue(
+                "old_certificate",
+                "invalid_old_certificate",
+                "原证件只能登记为已收回（recovered）或已销毁（destroyed）",
+            )
+        self._check_new_number(certificate_number)
+        self.trigger_event(
+            self.CertificateReplaced,
+            actor=actor.to_dict(),
+            certificate_number=certificate_number.value,
+            voided_certificate_number=self.certificate_number or "",
+            cause=cause,
+            old_certificate=old_certificate,
+            note=_text(note, "note", low=1) if note.strip() else "",
+            issuer_name=_text(issuer_name, "issuer_name", low=1, high=30),
+            sealer_name=_text(sealer_name, "sealer", low=1, high=30),
+        )
+
+    # ------------------------------------------------------------------ on-site pickup (domain/pickup.py)
+
+    def _awaiting_pickup(self) -> None:
+        self._in_state(ISSUED)
+        if self.delivery_method is None or self.delivery_method["method"] != "pickup":
+            raise RuleViolated("该申请选择邮寄到家，不能现场领取", code="not_pickup")
+
+    def book_pickup(self, actor: Actor, *, slot: Slot) -> None:
+        """预约取证: the mother books one of the institution's slots once the certificate is ready (the
+        slot's capacity is the service's, across applications)."""
+        self._as_applicant(actor)
+        self._awaiting_pickup()
+        if self.pickup_appointment == slot.to_dict():
+            return
+        self.trigger_event(self.PickupBooked, actor=actor.to_dict(), **slot.to_dict())
+
+    def collector_letter_for(self, *, collector_name: PersonName, collector_id: IdNumber) -> JSON:
+        """The 授权委托书 the mother would sign for this collector now."""
+        mother = self.verified.get("mother")
+        if mother is None or self.details is None or self.record is None:
+            raise NotReady(self.missing_for_signing() or ["details_provided"])
+        if self.delivery_method is None or self.delivery_method["method"] != "pickup":
+            raise RuleViolated("选择现场领取后才能委托他人领取", code="not_pickup")
+        if collector_id.value == mother["id_number"]:
+            raise InvalidValue("collector_id_number", "collector_is_mother", "受托人不能是母亲本人")
+        return collector_letter(
+            application_id=str(self.id),
+            mother=mother,
+            collector_name=collector_name.value,
+            collector_id_number=collector_id.value,
+            newborn_name=self.details["newborn_name"],
+            born_at=self.record["born_at"],
+            institution_name=self.record["institution_name"],
+        )
+
+    def authorize_collector(
+        self,
+        actor: Actor,
+        *,
+        collector_name: PersonName,
+        collector_id: IdNumber,
+        letter_sha256: str,
+        signature_document_id: str,
+        signature_sha256: str,
+    ) -> None:
+        """The mother signs the letter she was shown (``collector_letter_for``) for someone else to collect."""
+        self._as_applicant(actor)
+        self._in_state(*LETTER_STATES)
+        letter = self.collector_letter_for(collector_name=collector_name, collector_id=collector_id)
+        current = form_digest(letter)
+        if letter_sha256 != current:
+            raise Conflict("委托书内容已变化，请重新查看后再签名", code="stale_letter")
+        self.trigger_event(
+            self.CollectorAuthorized,
+            actor=actor.to_dict(),
+            letter=letter,
+            letter_sha256=current,
+            signature_document_id=signature_document_id,
+            signature_sha256=signature_sha256,
+        )
+
+    def open_collector_check(
+        self, actor: Actor, *, check_digest: str, name: PersonName, id_number: IdNumber, now: datetime
+    ) -> str:
+        """The issuer opens a face check of the person at the counter as the ID they show; returns its expiry."""
+        self._as_issuer(actor)
+        self._awaiting_pickup()
+        if not _DIGEST_RE.match(check_digest):
+            raise InvalidValue("code", "invalid_code", "认证码无效")
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        expires_at = (now + COLLECTOR_CHECK_TTL).astimezone(SHANGHAI).isoformat(timespec="seconds")
+        self.trigger_event(
+            self.CollectorCheckOpened,
+            actor=actor.to_dict(),
+            check_digest=check_digest,
+            name=name.value,
+            id_number=id_number.value,
+            expires_at=expires_at,
+        )
+        return expires_at
+
+    def open_check(self, check_digest: str, now: datetime) -> JSON:
+        """The counter's open face check whose code has this digest, or why it cannot be used."""
+        check = self.collector_check
+        if check is None or check["digest"] != check_digest or self.state != ISSUED:
+            raise NotFound(
+                "认证码无效或已被新的认证替代，请工作人员重新生成", code="collector_check_not_found"
+            )
+        if now >= datetime.fromisoformat(check["expires_at"]):
+            raise RuleViolated("认证码已过期，请工作人员重新生成", code="collector_check_expired")
+        return check
+
+    def request_collector_face_check(
+        self, actor: Actor, *, check_digest: str, out_seq_no: str, verify_id: str, now: datetime
+    ) -> None:
+        """Record the verify_id WeChat gave the user who opened the counter's code (the collector's phone)."""
+        if actor.role != "parent":
+            raise Forbidden("请在微信小程序中完成刷脸认证")
+        check = self.open_check(check_digest, now)
+        if check["status"] == "verified":
+            raise RuleViolated("领取人已完成刷脸认证", code="already_verified")
+        if not _OUT_SEQ_RE.match(out_seq_no) or out_seq_no in check["pending"]:
+            raise InvalidValue("out_seq_no", "invalid_out_seq_no", "认证流水号无效")
+        self.trigger_event(
+            self.CollectorFaceCheckRequested,
+            actor=actor.to_dict(),
+            check_digest=check_digest,
+            out_seq_no=out_seq_no,
+            verify_id=verify_id,
+        )
+
+    def collector_pending(
+        self, actor: Actor, check_digest: str, out_seq_no: str, now: datetime
+    ) -> JSON | None:
+        """The pending check ``actor`` began (verify_id, name, ID), or None once its verdict is recorded."""
+        check = self.open_check(check_digest, now)
+        pending = check["pending"].get(out_seq_no)
+        if pending is None:
+            if out_seq_no in check["verdicts"]:
+                return None
+            raise Conflict("该认证流水号无效或已使用，请重新发起刷脸认证", code="verification_used")
+        if pending["by"] != actor.id:
+            raise Forbidden("只能查询本人发起的刷脸认证结果", code="not_your_verification")
+        return {**pending, "name": check["name"], "id_number": check["id_number"]}
+
+    def record_collector_face_check(
+        self, actor: Actor, *, check_digest: str, out_seq_no: str, verify_ret: int | None, now: datetime
+    ) -> str | None:
+        """WeChat's verdict on the collector's face; returns the failure code, or None on a pass. A verdict
+        asked for again once recorded (``verify_ret`` None) records nothing and answers the same."""
+        pending = self.collector_pending(actor, check_digest, out_seq_no, now)
+        check = self.open_check(check_digest, now)
+        if pending is None:
+            verdict: str | None = check["verdicts"][out_seq_no]
+            return verdict
+        if verify_ret is None:
+            raise Conflict("认证结果尚未查询，请重试", code="face_pending")
+        if verify_ret != FACE_PASS:
+            code = face_failure_code(verify_ret)
+            self.trigger_event(
+                self.CollectorFaceCheckFailed,
+                actor=actor.to_dict(),
+                check_digest=check_digest,
+                out_seq_no=out_seq_no,
+                verify_ret=verify_ret,
+                code=code,
+            )
+            return code
+        self.trigger_event(
+            self.CollectorFaceVerified,
+            actor=actor.to_dict(),
+            check_digest=check_digest,
+            out_seq_no=out_seq_no,
+            name=check["name"],
+            id_number=check["id_number"],
+            verify_ret=verify_ret,
+        )
+        return None
 
     def issue_elicense(self, actor: Actor, *, licence_id: str) -> None:
         """Record the electronic certificate generated after printing."""

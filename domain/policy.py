@@ -97,6 +97,9 @@ class ProvinceProfile:
     population_registry_prefill: bool
     counter_only_cases: tuple[str, ...]
     notes: str
+    # Whoever collects on site other than the mother brings her signed 授权委托书 (Beijing, Hebei). Snapshots
+    # from before this rule existed read False.
+    collector_letter_required: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` accepts exactly this."""
@@ -116,6 +119,7 @@ class ProvinceProfile:
             "population_registry_prefill": self.population_registry_prefill,
             "counter_only_cases": list(self.counter_only_cases),
             "notes": self.notes,
+            "collector_letter_required": self.collector_letter_required,
         }
 
     @classmethod
@@ -148,6 +152,7 @@ class ProvinceProfile:
             population_registry_prefill=reader.flag("population_registry_prefill"),
             counter_only_cases=tuple(cases),
             notes=reader.text("notes"),
+            collector_letter_required=reader.flag("collector_letter_required", default=False),
         )
 
 
@@ -175,7 +180,9 @@ class _ProfileReader:
     def optional_int(self, key: str) -> int | None:
         return None if self._data.get(key) is None else self.integer(key)
 
-    def flag(self, key: str) -> bool:
+    def flag(self, key: str, *, default: bool | None = None) -> bool:
+        if default is not None and key not in self._data:
+            return default
         value = self._data.get(key)
         if not isinstance(value, bool):
             self.fail(key)

@@ -26,7 +26,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar, cast
 from uuid import UUID, uuid4, uuid5
 
@@ -45,6 +45,7 @@ from domain.application import (
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
 from domain.errors import Conflict, DomainError, Forbidden, NotEligibleOnline, NotFound, RuleViolated
 from domain.idempotency import IdempotencyRecord, IdempotentRequest
+from domain.pickup import PickupWindow, Slot, bookable_slots, find_slot, parse_slot_ref, slot_ref
 from domain.policy import (
     REASON_MESSAGES,
     Circumstances,
@@ -70,6 +71,8 @@ INDEX_NAMESPACE = UUID("6f1c1b0e-8f4e-5b7a-9a51-3c2d0e5b9a10")
 INVITATION_KIND = "father-invitation"
 INVITATION_CODE_BYTES = 20
 INVITATION_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{27}$")
+# The counter's one-time code for a collector's face check: as random, as long, only its digest stored.
+COLLECTOR_CHECK_KIND = "collector-check"
 NOT_DELIVERY_MOTHER = (
     "未找到以该身份登记的分娩记录：只有医院分娩记录中的产妇本人可以申办；如医院尚未录入，请稍后再试"
 )
@@ -545,6 +548,29 @@ class Applications(Application[UUID]):
             raise NotFound("未找到该机构")
         record = self._get(InstitutionRecord, index.refs[0])
         return Institution(record.code, record.name, record.province)
+
+    def _institution_record(self, code: str) -> InstitutionRecord:
+        index = self._find_index("institution-code", code.strip().upper())
+        if index is None:
+            raise NotFound("未找到该机构")
+        return self._get(InstitutionRecord, index.refs[0])
+
+    def set_pickup_hours(self, actor: Actor, code: str, windows: list[PickupWindow]) -> Outcome:
+        """The institution's hours for collecting by appointment (replacing the previous ones)."""
+        record = self._institution_record(code)
+        record.set_pickup_hours(actor, windows)
+        return self._commit(record)
+
+    def get_pickup_hours(self, code: str) -> list[PickupWindow]:
+        """The institution's hours for collecting by appointment (empty: none offered)."""
+        return self._institution_record(code).windows
+
+    def _hours_of(self, app: BirthCertificateApplication) -> list[PickupWindow]:
+        """The pickup hours of the application's institution (none while unknown or unregistered)."""
+        try:
+            return self.get_pickup_hours(app.institution or "")
+        except NotFound:
+            return []
 
     def list_institutions(self) -> list[Institution]:
         """Every institution, by code."""
@@ -1162,7 +1188,11 @@ class Applications(Application[UUID]):
             app_id,
             expected_version,
             lambda a: a.hand_over(
-                actor, recipient_name=recipient_name, relation=relation, recipient_id=recipient_id
+                actor,
+                recipient_name=recipient_name,
+                relation=relation,
+                recipient_id=recipient_id,
+                now=self.clock(),
             ),
         )
 
@@ -1188,11 +1218,216 @@ class Applications(Application[UUID]):
             issuer_name=issuer_name or actor.name or actor.id,
             sealer_name=sealer_name,
         )
-        self._check_number_free(certificate_number)
-        number = Index.create(
-            self.index_id("certificate-number", certificate_number.value), "certificate-number", str(app.id)
+        return self._on_new_blank(app, certificate_number)
+
+    def _on_new_blank(self, app: BirthCertificateApplication, number: CertificateNumber) -> Outcome:
+        """Save a print on a new blank (reissue, replacement): its number used once ever, in the same save."""
+        self._check_number_free(number)
+        index = Index.create(
+            self.index_id("certificate-number", number.value), "certificate-number", str(app.id)
         )
-        return self._commit(app, number, conflict=lambda: self._issue_conflict(certificate_number))
+        return self._commit(app, index, conflict=lambda: self._issue_conflict(number))
+
+    def replace_certificate(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        certificate_number: CertificateNumber,
+        cause: str,
+        old_certificate: str,
+        sealer_name: str,
+        note: str = "",
+        issuer_name: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """换发 for the institution's own error (misprinted, damaged): a new number, the old one void."""
+        app = self._load_application(actor, app_id, expected_version)
+        app.replace_certificate(
+            actor,
+            certificate_number=certificate_number,
+            cause=cause,
+            old_certificate=old_certificate,
+            note=note,
+            issuer_name=issuer_name or actor.name or actor.id,
+            sealer_name=sealer_name,
+        )
+        return self._on_new_blank(app, certificate_number)
+
+    # ------------------------------------------------------------------ on-site pickup
+
+    def get_pickup_slots(self, actor: Actor, app_id: UUID | str) -> list[tuple[Slot, int]]:
+        """The slots the mother can book at her institution now, each with the places left."""
+        app = self._load_application(actor, app_id, None, applicant_only=True)
+        slots = bookable_slots(self._hours_of(app), self.clock(), self.calendar)
+        taken: dict[str, list[str]] = {}
+        out = []
+        for slot in slots:
+            day = slot.day.isoformat()
+            if day not in taken:
+                index = self._find_index("pickup-day", f"{app.institution}:{day}")
+                taken[day] = [parse_slot_ref(r)[0] for r in index.refs] if index is not None else []
+            out.append((slot, slot.capacity - taken[day].count(slot.start)))
+        return out
+
+    def book_pickup(
+        self, actor: Actor, app_id: UUID | str, *, day: date, start: str, expected_version: int | None = None
+    ) -> Outcome:
+        """预约取证: one of the institution's slots with a place left; moving a booking frees the old place.
+
+        The bookings of an institution's day are one index aggregate (``pickup-day``): two bookings of the
+        same day race on it, and the loser runs again on the winner's count (at most three times).
+        """
+        full = RuleViolated("该时段已约满，请选择其他时段", code="pickup_slot_full")
+        for attempt in range(3):
+            app = self._load_application(
+                actor, app_id, expected_version if attempt == 0 else None, applicant_only=True
+            )
+            slot = find_slot(self._hours_of(app), day, start, self.clock(), self.calendar)
+            before = app.pickup_appointment
+            app.book_pickup(actor, slot=slot)
+            if not app.pending_events:
+                return self._outcome(app, None)
+            ref = slot_ref(slot.key, str(app.id))
+            touched: list[Aggregate] = [app]
+            days: dict[str, Index] = {}
+            if before is not None:
+                old = self._find_index("pickup-day", f"{app.institution}:{before['date']}")
+                if old is not None:
+                    old.remove(slot_ref(f"{before['date']} {before['start']}", str(app.id)))
+                    days[before["date"]] = old
+            key = f"{app.institution}:{slot.day.isoformat()}"
+            index = days.get(slot.day.isoformat()) or self._find_index("pickup-day", key)
+            if index is None:
+                index = Index.create(self.index_id("pickup-day", key), "pickup-day", ref)
+            else:
+                if [parse_slot_ref(r)[0] for r in index.refs].count(slot.start) >= slot.capacity:
+                    raise full
+                index.add(ref)
+            days[slot.day.isoformat()] = index
+            touched += list(days.values())
+            try:
+                return self._commit(*touched)
+            except Conflict:
+                if attempt == 2:
+                    raise
+        raise Conflict(code="concurrent_modification")  # pragma: no cover - the loop returns or raises
+
+    def get_pickup_day(self, actor: Actor, day: date) -> list[tuple[str, BirthCertificateApplication]]:
+        """An issuer's institution's appointments on ``day``: (start, application), in time order."""
+        if actor.role != "issuer" or not actor.institution:
+            raise Forbidden("只有签发人员可以查看预约领取名单")
+        index = self._find_index("pickup-day", f"{actor.institution}:{day.isoformat()}")
+        out = []
+        for ref in index.refs if index is not None else []:
+            start, app_id = parse_slot_ref(ref)
+            out.append((start, self._get(BirthCertificateApplication, app_id)))
+        return sorted(out, key=lambda pair: (pair[0], str(pair[1].id)))
+
+    def get_collector_letter(
+        self, actor: Actor, app_id: UUID | str, *, collector_name: PersonName, collector_id: IdNumber
+    ) -> dict[str, Any]:
+        """The 授权委托书 the mother would sign for this collector (shown to her before she signs)."""
+        app = self._load_application(actor, app_id, None, applicant_only=True)
+        return app.collector_letter_for(collector_name=collector_name, collector_id=collector_id)
+
+    def authorize_collector(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        collector_name: PersonName,
+        collector_id: IdNumber,
+        letter_sha256: str,
+        signature_document_id: str,
+        signature_sha256: str,
+        expected_version: int | None = None,
+        before_save: Callable[[], object] | None = None,
+    ) -> Outcome:
+        """The mother signs the letter for this collector (``before_save`` stores her signature image)."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.authorize_collector(
+                actor,
+                collector_name=collector_name,
+                collector_id=collector_id,
+                letter_sha256=letter_sha256,
+                signature_document_id=signature_document_id,
+                signature_sha256=signature_sha256,
+            ),
+            before_save,
+            applicant_only=True,
+        )
+
+    def open_collector_check(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        name: PersonName,
+        id_number: IdNumber,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """At the counter: a face check of the collector as the ID shown. ``Outcome.detail`` is the one-time
+        code (only in this answer; the events and the index hold its keyed digest)."""
+        app = self._load_application(actor, app_id, expected_version)
+        code = secrets.token_urlsafe(INVITATION_CODE_BYTES)
+        app.open_collector_check(
+            actor,
+            check_digest=self.keyed_digest(COLLECTOR_CHECK_KIND, code),
+            name=name,
+            id_number=id_number,
+            now=self.clock(),
+        )
+        index = Index.create(self.index_id(COLLECTOR_CHECK_KIND, code), COLLECTOR_CHECK_KIND, str(app.id))
+        return self._commit(app, index, detail=code)
+
+    def _checked_application(self, code: str) -> tuple[BirthCertificateApplication, str]:
+        """The application a counter code belongs to, and the code's digest."""
+        not_found = NotFound("认证码无效，请工作人员重新生成", code="collector_check_not_found")
+        if not isinstance(code, str) or not INVITATION_CODE_RE.match(code):
+            raise not_found
+        index = self._find_index(COLLECTOR_CHECK_KIND, code)
+        if index is None:
+            raise not_found
+        return self._get(BirthCertificateApplication, index.refs[0]), self.keyed_digest(
+            COLLECTOR_CHECK_KIND, code
+        )
+
+    def get_collector_check(self, code: str) -> dict[str, Any]:
+        """The name and ID number the counter's check is to prove (before WeChat is asked for a verify_id)."""
+        app, digest = self._checked_application(code)
+        check = app.open_check(digest, self.clock())
+        if check["status"] == "verified":
+            raise RuleViolated("领取人已完成刷脸认证", code="already_verified")
+        return {"name": check["name"], "id_number": check["id_number"], "application_id": str(app.id)}
+
+    def request_collector_face_check(
+        self, actor: Actor, code: str, *, out_seq_no: str, verify_id: str
+    ) -> Outcome:
+        """Record the verify_id WeChat gave the collector's phone for the counter's check."""
+        app, digest = self._checked_application(code)
+        app.request_collector_face_check(
+            actor, check_digest=digest, out_seq_no=out_seq_no, verify_id=verify_id, now=self.clock()
+        )
+        return self._commit(app)
+
+    def get_collector_pending(self, actor: Actor, code: str, out_seq_no: str) -> dict[str, Any] | None:
+        """The collector's pending check (None once its verdict is recorded)."""
+        app, digest = self._checked_application(code)
+        return app.collector_pending(actor, digest, out_seq_no, self.clock())
+
+    def record_collector_face_check(
+        self, actor: Actor, code: str, *, out_seq_no: str, verify_ret: int | None
+    ) -> Outcome:
+        """WeChat's verdict on the collector; ``Outcome.detail`` is the failure code (recorded all the same)."""
+        app, digest = self._checked_application(code)
+        failure = app.record_collector_face_check(
+            actor, check_digest=digest, out_seq_no=out_seq_no, verify_ret=verify_ret, now=self.clock()
+        )
+        return self._commit(app, detail=failure)
 
     def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
         """The electronic certificate exists."""

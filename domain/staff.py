@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.errors import Forbidden, InvalidValue, RuleViolated
+from domain.pickup import PickupWindow, check_windows
 from domain.policy import get_profile
 from domain.values import Actor
 
@@ -76,10 +77,21 @@ class InstitutionRecord(Aggregate):
         def apply(self, r: InstitutionRecord) -> None:
             r.name = self.name
 
+    class PickupHoursSet(Event):
+        """The hours in which certificates are collected by appointment (预约取证), replacing any before:
+        ``windows`` as ``domain.pickup.PickupWindow.to_dict`` (empty: no appointments offered)."""
+
+        TOPIC = "birthcert:PickupHoursSet"
+        windows: list[JSON]
+
+        def apply(self, r: InstitutionRecord) -> None:
+            r.pickup_windows = [dict(w) for w in self.windows]
+
     def __init__(self, actor: JSON, code: str, name: str, province: str) -> None:
         self.code = code
         self.name = name
         self.province = province
+        self.pickup_windows: list[JSON] = []
 
     @classmethod
     def register(cls, *, id: UUID, actor: Actor, code: str, name: str, province: str) -> InstitutionRecord:
@@ -106,6 +118,18 @@ class InstitutionRecord(Aggregate):
             raise InvalidValue("name", "invalid_institution_name", "机构名称为2到60个字")
         if cleaned != self.name:
             self.trigger_event(self.InstitutionRenamed, actor=actor.to_dict(), name=cleaned)
+
+    def set_pickup_hours(self, actor: Actor, windows: list[PickupWindow]) -> None:
+        """Replace the pickup hours (the CLI's ``institutions pickup-hours``); unchanged hours record nothing."""
+        _as_admin_or_system(actor)
+        plain = [w.to_dict() for w in check_windows(windows)]
+        if plain != self.pickup_windows:
+            self.trigger_event(self.PickupHoursSet, actor=actor.to_dict(), windows=plain)
+
+    @property
+    def windows(self) -> list[PickupWindow]:
+        """The pickup hours as values."""
+        return [PickupWindow.from_dict(w) for w in self.pickup_windows]
 
 
 class StaffAccount(Aggregate):

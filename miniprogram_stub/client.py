@@ -309,6 +309,38 @@ class MiniProgram:
         """The status view."""
         return await self.call("GET", self.base)
 
+    async def book_first_pickup_slot(self) -> JSON:
+        """预约取证: the first slot with a place left at her institution."""
+        offered = await self.call("GET", f"{self.base}/pickup-slots")
+        slot = next(s for s in offered["slots"] if s["remaining"] > 0)
+        answer = await self.call(
+            "PUT", f"{self.base}/pickup-appointment", json={"date": slot["date"], "start": slot["start"]}
+        )
+        self.say(f"预约领取时间：{answer['appointment']['label']}")
+        return answer
+
+    async def sign_collector_letter(self, collector: Person) -> JSON:
+        """The mother reads the 授权委托书 for this collector and signs it."""
+        who = {"collector_name": collector.name, "collector_id_number": collector.id_number}
+        preview = await self.call("POST", f"{self.base}/collector-letter/preview", json=who)
+        form = aiohttp.FormData()
+        for key, value in {**who, "letter_sha256": preview["sha256"]}.items():
+            form.add_field(key, value)
+        form.add_field("file", signature_png(), filename="signature.png", content_type="image/png")
+        answer = await self.call("POST", f"{self.base}/collector-letter", data=form)
+        self.say(f"签署授权委托书，委托 {collector.name[0]}* 代为领取")
+        return answer
+
+    async def verify_at_counter(self, code: str) -> JSON:
+        """On the collector's own phone, from the counter's QR code: the face check as the ID shown."""
+        started = await self.call("POST", "/api/v1/collector-checks/face-verifications", json={"code": code})
+        await self.fake("/_fake/face/verify", {"verify_id": started["verify_id"], "openid": self.openid})
+        return await self.call(
+            "POST",
+            f"/api/v1/collector-checks/face-verifications/{started['out_seq_no']}/result",
+            json={"code": code},
+        )
+
     async def ready_to_sign(self) -> None:
         """Login to the ID photos: everything the signature waits for."""
         await self.login()

@@ -5,7 +5,7 @@ form that matters:
 
 - ``signed`` at every ``FormSigned``: the exact JSON the mother signed (from the event), its
   SHA-256, the reference (SHA-256) of her signature image;
-- ``issued`` / ``reissued`` at every ``Issued`` / ``Reissued``: the form as registered (the last
+- ``issued`` / ``reissued`` at every ``Issued`` / ``Reissued`` or ``CertificateReplaced``: the form as registered (the last
   form signed before it), its hash, the certificate number, the issuer's (打证人) and sealer's
   (盖章人) names and the time.
 
@@ -77,6 +77,7 @@ _SEALED_HEADER: Final = SEALED_MAGIC + bytes([SEALED_VERSION])
 Signed = BirthCertificateApplication.FormSigned
 Issued = BirthCertificateApplication.Issued
 Reissued = BirthCertificateApplication.Reissued
+Replaced = BirthCertificateApplication.CertificateReplaced
 
 
 def archive_id(application_id: UUID | str, version: int) -> str:
@@ -380,7 +381,7 @@ class FormArchive:
         entries: list[_Entry] = []
         last_signed: dict[str, _Entry] = {}
         for position, event in page:
-            if position <= after or not isinstance(event, (Signed, Issued, Reissued)):
+            if position <= after or not isinstance(event, (Signed, Issued, Reissued, Replaced)):
                 continue
             app_id = str(event.originator_id)
             version = int(event.originator_version)
@@ -412,7 +413,8 @@ class FormArchive:
                     position=position,
                     application_id=app_id,
                     version=version,
-                    kind="reissued" if isinstance(event, Reissued) else "issued",
+                    # A replacement is printed again too (重新签发): archived as a reissued version.
+                    kind="reissued" if isinstance(event, (Reissued, Replaced)) else "issued",
                     recorded_at=recorded_at,
                     form=signed.form,
                     form_sha256=signed.form_sha256,
@@ -422,7 +424,7 @@ class FormArchive:
                     signed_at=signed.signed_at,
                     certificate_number=event.certificate_number,
                     voided_certificate_number=(
-                        event.voided_certificate_number if isinstance(event, Reissued) else None
+                        event.voided_certificate_number if isinstance(event, (Reissued, Replaced)) else None
                     ),
                     issuer_name=event.issuer_name,
                     sealer_name=event.sealer_name,

@@ -1,6 +1,6 @@
 """The EMS process: every issued EMS certificate gets a pickup booked and its waybill recorded, once.
 
-A process is a ``View`` whose ``apply`` has side effects. For each ``Issued`` or ``Reissued`` of an
+A process is a ``View`` whose ``apply`` has side effects. For each ``Issued``, ``Reissued`` or ``CertificateReplaced`` of an
 application whose delivery method is EMS, it books a pickup (揽件) with the recipient of the aggregate
 at that version and the institution of its delivery record, then records ``Applications.dispatch``
 with the waybill number (邮件号), on the store executor. It also keeps the index the issuer's daily
@@ -81,7 +81,13 @@ return 1
 """
 )
 
-_ISSUES = (BirthCertificateApplication.Issued, BirthCertificateApplication.Reissued)
+# Every print on a new blank of an EMS application is a parcel to book: a first issue, a reissue after a
+# loss, a replacement of a misprinted or damaged certificate (sent again to the parent, 粤卫办 五(一)).
+_ISSUES = (
+    BirthCertificateApplication.Issued,
+    BirthCertificateApplication.Reissued,
+    BirthCertificateApplication.CertificateReplaced,
+)
 
 
 @dataclass(frozen=True)

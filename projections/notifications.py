@@ -1,7 +1,8 @@
 """WeChat subscribe messages to the parent at every step: a process that follows the event log.
 
 ``NotificationProcess`` is a ``View`` for ``projections.runner.LogFollower`` whose ``apply`` has a side
-effect: for each ``Rejected``, ``Issued``, ``Reissued``, ``Dispatched`` and ``Delivered`` event it sends
+effect: for each ``Rejected``, ``Issued``, ``Reissued``, ``CertificateReplaced`` (the institution's own
+misprint or damage: "已换发新证" with the new number), ``Dispatched`` and ``Delivered`` event it sends
 one subscribe message to the applicant's WeChat openid, through an outbox in Redis. Two more kinds tell
 the parent that her part is to do again or elsewhere:
 
@@ -96,7 +97,7 @@ YUESHENGSHI_PREFIX: Final = "yss:"
 PERMANENT_ERRCODES: Final = frozenset({40003, 40037, 41030, 47001})
 
 # Kinds of message, the template each uses, and the event class behind it.
-REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED = (
+REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED, REPLACED = (
     "rejected",
     "issued",
     "reissued",
@@ -104,11 +105,13 @@ REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED = (
     "delivered",
     "corrected",
     "referred",
+    "replaced",
 )
 TEMPLATE_KIND: Final = {
     REJECTED: REJECTED,
     ISSUED: ISSUED,
     REISSUED: ISSUED,
+    REPLACED: ISSUED,
     DISPATCHED: DISPATCHED,
     DELIVERED: DELIVERED,
     CORRECTED: CORRECTED,
@@ -118,6 +121,7 @@ KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Rejected: REJECTED,
     BirthCertificateApplication.Issued: ISSUED,
     BirthCertificateApplication.Reissued: REISSUED,
+    BirthCertificateApplication.CertificateReplaced: REPLACED,
     BirthCertificateApplication.Dispatched: DISPATCHED,
     BirthCertificateApplication.Delivered: DELIVERED,
     BirthCertificateApplication.DeliveryRecordRefreshed: CORRECTED,
@@ -312,10 +316,10 @@ def message_data(
             "thing3": fit("thing", mask_personal_numbers(reason)),
             "time4": when,
         }
-    if kind in (ISSUED, REISSUED):
+    if kind in (ISSUED, REISSUED, REPLACED):
         return {
             "character_string1": fit("character_string", number),
-            "phrase2": "已签发" if kind == ISSUED else "已补发",
+            "phrase2": {ISSUED: "已签发", REISSUED: "已补发", REPLACED: "已换发新证"}[kind],
             "thing3": fit("thing", institution or "签发机构"),
             "time4": when,
         }

@@ -50,6 +50,8 @@ from domain.application import (
     ISSUED,
     ISSUED_STATES,
     LOST,
+    OLD_CERTIFICATE_FATES,
+    REPLACEMENT_CAUSES,
     RETURNED,
     STEP_NAMES,
     SUBMITTED,
@@ -58,6 +60,7 @@ from domain.application import (
     resigning_needed,
 )
 from domain.errors import InvalidValue
+from domain.pickup import Slot
 from domain.service import Applications
 from domain.values import PersonName
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events
@@ -216,7 +219,7 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
     if state == SUBMITTED:
         return [_step("await_review", "等待签发机构审核", "issuer")]
     if state == ISSUED and method == "pickup":
-        return [_step("collect_on_site", "请携带身份证件到签发机构现场领取", "parent")]
+        return _pickup_steps(app)
     if state == ISSUED:
         return [_step("await_dispatch", "等待邮寄", "issuer")]
     if state == DISPATCHED:
@@ -226,6 +229,54 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
     if state == COUNTER_ONLY:
         return [_step("visit_counter", "请携带相关材料到签发机构现场办理", "parent")]
     return []  # delivered, collected, withdrawn: nothing left to do
+
+
+def _pickup_steps(app: BirthCertificateApplication) -> list[JSON]:
+    """Ready to collect: book a time (预约取证), then come, or send someone with her signed letter."""
+    where = (app.record or {}).get("institution_name") or "签发机构"
+    letter = "；如委托他人领取，须先在小程序中签署授权委托书" if app.profile.collector_letter_required else ""
+    booked = _appointment(app)
+    if booked is None:
+        return [_step("book_pickup", f"请预约到{where}领取的时间（预约取证）", "parent")]
+    return [
+        _step(
+            "collect_on_site",
+            f"请于{booked['label']}携带本人身份证件到{where}领取，现场须刷脸认证{letter}",
+            "parent",
+        )
+    ]
+
+
+def _appointment(app: BirthCertificateApplication) -> JSON | None:
+    booked = app.pickup_appointment
+    if booked is None:
+        return None
+    slot = Slot(datetime.fromisoformat(booked["date"]).date(), booked["start"], booked["end"], 1)
+    return {**booked, "label": slot.label()}
+
+
+def _pickup(app: BirthCertificateApplication) -> JSON | None:
+    """The appointment and who may collect (the letter's collector masked), for an on-site pickup."""
+    if not app.delivery_method or app.delivery_method["method"] != "pickup":
+        return None
+    letter = app.collector_letter
+    return {
+        "appointment": _appointment(app),
+        "letter_required": app.profile.collector_letter_required,
+        "collector": None
+        if letter is None
+        else {"name_masked": _masked_name(letter["name"]), "signed_at": _iso(letter["signed_at"])},
+    }
+
+
+def replacement_message(replacement: JSON) -> str:
+    """What a replacement (the institution's own error) tells the parent, in Chinese."""
+    cause = REPLACEMENT_CAUSES.get(replacement["cause"], replacement["cause"])
+    fate = OLD_CERTIFICATE_FATES.get(replacement["old_certificate"], "已作废")
+    return (
+        f"因签发机构{cause}，原出生医学证明（编号 {replacement['voided_certificate_number']}）{fate}，"
+        f"已重新签发新证（编号 {replacement['certificate_number']}），登记信息不变"
+    )
 
 
 def _done_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JSON]:
@@ -240,6 +291,12 @@ def _done_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
         done.append({"code": "submitted", "label": "已提交审核"})
     if state in ISSUED_STATES:
         done.append({"code": "issued", "label": "出生医学证明已签发"})
+    if app.replacements:
+        done.append({"code": "certificate_replaced", "label": replacement_message(app.replacements[-1])})
+    if app.collector_letter is not None and state not in (WITHDRAWN, COUNTER_ONLY):
+        done.append({"code": "collector_authorized", "label": "已签署授权委托书"})
+    if app.pickup_appointment is not None and state in (ISSUED, COLLECTED):
+        done.append({"code": "pickup_booked", "label": "已预约领取时间"})
     if state in (DISPATCHED, DELIVERED, LOST):
         done.append({"code": "dispatched", "label": "已预约邮政揽收（已生成邮件号）"})
     if state == DELIVERED:
@@ -302,6 +359,17 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         "mother_name_masked": _masked_name(mother_name),
         "elicense_issued": app.licence_id is not None,
         "father_invitation": _father_invitation(app),
+        "voided_certificate_numbers": list(app.voided_numbers),
+        "replacement": None
+        if not app.replacements
+        else {
+            "cause": app.replacements[-1]["cause"],
+            "old_certificate": app.replacements[-1]["old_certificate"],
+            "voided_certificate_number": app.replacements[-1]["voided_certificate_number"],
+            "at": _iso(app.replacements[-1]["at"]),
+            "message": replacement_message(app.replacements[-1]),
+        },
+        "pickup": _pickup(app),
     }
 
 

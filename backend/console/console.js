@@ -60,8 +60,19 @@ const EVENT_LABELS = {
   LossReported: "登记邮件丢失",
   Reissued: "补发",
   ELicenseIssued: "生成电子证照",
+  CertificateReplaced: "换发（打印错误或毁损）",
+  PickupBooked: "预约领取时间",
+  CollectorAuthorized: "签署授权委托书",
+  CollectorCheckOpened: "发起领取人现场刷脸",
+  CollectorFaceCheckRequested: "领取人开始刷脸",
+  CollectorFaceVerified: "领取人刷脸认证通过",
+  CollectorFaceCheckFailed: "领取人刷脸认证未通过",
 };
-const KEY_EVENTS = new Set(["Submitted", "Rejected", "Issued", "Dispatched", "CollectedOnSite", "LossReported", "Reissued", "Withdrawn", "ReferredToCounter"]);
+const REPLACEMENT_CAUSES = { misprinted: "打印错误", damaged: "毁损" };
+// Done on the collector's own phone (through the counter's code): not the applicant, whatever the token's role.
+const COLLECTOR_EVENTS = new Set(["CollectorFaceCheckRequested", "CollectorFaceVerified", "CollectorFaceCheckFailed"]);
+const OLD_CERTIFICATE_FATES = { recovered: "已收回作废", destroyed: "已销毁作废" };
+const KEY_EVENTS = new Set(["Submitted", "Rejected", "Issued", "Dispatched", "CollectedOnSite", "LossReported", "Reissued", "CertificateReplaced", "Withdrawn", "ReferredToCounter"]);
 const ACTOR_LABELS = { parent: "申办人", hospital: "助产机构", issuer: "签发人员", auditor: "审计人员", system: "系统", ems: "邮政速递", admin: "管理员" };
 const DOCUMENT_LABELS = {
   mother_id_front: "母亲身份证（人像面）",
@@ -582,6 +593,7 @@ async function render() {
   try {
     if (match) await renderApplication(match[1], isCurrent);
     else if (path === "/pickup" && session.role === "issuer") await renderPickup(params, isCurrent);
+    else if (path === "/appointments" && session.role === "issuer") await renderAppointments(params, isCurrent);
     else await renderQueue(params, isCurrent);
     // A new page: screen readers and keyboards start at its heading (not on a filter change).
     if (moved && isCurrent() && !$("#modal").open) {
@@ -612,8 +624,9 @@ function renderHeader(path) {
     session.name || "",
   );
   $("#nav-pickup").hidden = session.role !== "issuer";
+  $("#nav-appointments").hidden = session.role !== "issuer";
   renderAuditBanner();
-  for (const [id, prefix] of [["#nav-queue", "/queue"], ["#nav-pickup", "/pickup"]]) {
+  for (const [id, prefix] of [["#nav-queue", "/queue"], ["#nav-pickup", "/pickup"], ["#nav-appointments", "/appointments"]]) {
     const active = path.startsWith(prefix) || (prefix === "/queue" && path.startsWith("/applications"));
     const link = $(id);
     if (active) link.setAttribute("aria-current", "page");
@@ -1003,6 +1016,8 @@ async function renderApplication(id, isCurrent) {
         h("div", { class: "page-tools" }, revealToggle)),
       alerts,
       actionBar(a),
+      a.pickup ? pickupPanel(a.pickup) : null,
+      (a.replacements || []).length ? replacementsPanel(a.replacements) : null,
       audit ? audit.node : null,
       changes.length ? changesPanel(changes) : null,
       // Sent back before, resubmitted with nothing changed: say so, the issuer should not have to spot it.
@@ -1034,13 +1049,19 @@ async function renderApplication(id, isCurrent) {
       buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "issue" }, disabled: a.signature && a.signature.valid === false, onclick: () => issueDialog(false) }, "签发"));
     }
     if (a.state === "issued" && method === "ems") buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "dispatch" }, onclick: dispatchDialog }, "寄出"));
-    if (a.state === "issued" && method === "pickup") buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "handover" }, onclick: handoverDialog }, "现场领取"));
+    if (a.state === "issued" && method === "pickup") {
+      buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "collector-check" }, onclick: collectorCheckDialog }, "领取人刷脸"));
+      buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "handover" }, disabled: !(a.pickup && a.pickup.collector_check && a.pickup.collector_check.status === "verified"), onclick: handoverDialog }, "现场领取"));
+    }
+    if (["issued", "delivered", "collected"].includes(a.state)) buttons.push(h("button", { type: "button", class: "btn btn-danger", dataset: { action: "replacement" }, onclick: replacementDialog }, "换发"));
     if (a.state === "dispatched") buttons.push(h("button", { type: "button", class: "btn btn-danger", dataset: { action: "loss" }, onclick: lossDialog }, "邮件丢失"));
     if (a.state === "lost") buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "reissue" }, onclick: () => issueDialog(true) }, "补发"));
     const hint = {
       submitted: "请核对登记表、分娩记录与证件照片后作出审核决定。",
       returned: "已驳回，等待申办人修改并重新提交。",
-      issued: method === "ems" ? "已签发，交邮后请登记邮件号。" : "已签发，等待申办人到现场领取。",
+      issued: method === "ems" ? "已签发，交邮后请登记邮件号。" : "已签发，等待领取：领取人须先现场刷脸（与所出示的身份证件比对），再登记领取。",
+      delivered: "已妥投。如发现本机构打印错误或证件毁损，可收回原证后换发。",
+      collected: "已现场领取。如发现本机构打印错误或证件毁损，可收回原证后换发。",
       dispatched: "已交邮寄出。如邮件丢失或损毁，请登记后补发。",
       lost: "邮件已丢失，请使用新的空白证件补发（原编号作废，登记内容不变）。",
     }[a.state] || "当前状态无需操作。";
@@ -1192,7 +1213,7 @@ async function renderApplication(id, isCurrent) {
       h("ol", { class: "timeline", id: "history" }, [...history].reverse().map((e) => h("li", { class: KEY_EVENTS.has(e.event) ? "key" : null, dataset: { event: e.event } },
         h("span", { class: "tl-time mono" }, fmtDateTime(e.at)),
         h("span", { class: "tl-event" }, EVENT_LABELS[e.event] || e.event, historyDetail(e.detail || {})),
-        h("span", { class: "tl-actor muted" }, actorText(e.actor))))));
+        h("span", { class: "tl-actor muted" }, COLLECTOR_EVENTS.has(e.event) ? "领取人（现场扫码）" : actorText(e.actor))))));
   }
 
   // Whose face check, why it was sent back, which number: enough to read the line without opening it.
@@ -1381,7 +1402,7 @@ async function renderApplication(id, isCurrent) {
       submitLabel: "确认领取",
       done: "已登记现场领取",
       fields: [
-        h("p", { class: "hint" }, "请查验领取人身份证件原件；受委托人须提供委托书。"),
+        h("p", { class: "hint" }, "领取人须与刚才现场刷脸认证的身份一致；非母亲本人领取的，按本省规定核对母亲签署的授权委托书。"),
         field("handover-name", "领取人姓名", name),
         field("handover-relation", "与新生儿关系", relation),
         field("handover-id", "领取人身份证号码", idNumber, "18位居民身份证号码")],
@@ -1394,6 +1415,115 @@ async function renderApplication(id, isCurrent) {
         return { errors, body: { recipient_name: name.value.trim(), relation: relation.value, id_number: id } };
       },
     });
+  }
+
+  function pickupPanel(p) {
+    const check = p.collector_check;
+    const letter = p.collector_letter;
+    const checkText = !check ? "尚未发起" : {
+      opened: `已发起，等待领取人用手机完成刷脸（${fmtDateTime(check.expires_at)} 前有效）`,
+      verified: "刷脸认证通过",
+      failed: `刷脸认证未通过（${check.failures} 次），可重新发起`,
+    }[check.status] || check.status;
+    return h("section", { class: "panel", id: "pickup-panel", "aria-labelledby": "pickup-panel-title" },
+      h("h2", { id: "pickup-panel-title" }, "现场领取"),
+      h("dl", { class: "summary" },
+        h("dt", {}, "预约时间"), h("dd", { id: "pickup-appointment" }, p.appointment ? p.appointment.label : "未预约"),
+        h("dt", {}, "授权委托书"), h("dd", { id: "pickup-letter" }, letter
+          ? [`受托人 ${letter.name} `, pii(letter.id_number, `${letter.id_number.slice(0, 4)}**********${letter.id_number.slice(-4)}`), `，${fmtDateTime(letter.signed_at)} 母亲电子签名`]
+          : (p.letter_required ? "未签署（本省非母亲本人领取须有委托书）" : "未签署")),
+        h("dt", {}, "领取人刷脸"), h("dd", { id: "pickup-check" }, check ? [`${check.name} `, pii(check.id_number, `${check.id_number.slice(0, 4)}**********${check.id_number.slice(-4)}`), ` · ${checkText}`] : checkText)));
+  }
+
+  function replacementsPanel(list) {
+    return h("section", { class: "panel", id: "replacements-panel", "aria-labelledby": "replacements-title" },
+      h("h2", { id: "replacements-title" }, "换发记录"),
+      h("ul", {}, list.map((r) => h("li", {},
+        `${fmtDateTime(r.at)} 因${REPLACEMENT_CAUSES[r.cause] || r.cause}换发：原编号 `, h("span", { class: "mono" }, r.voided_certificate_number),
+        ` ${OLD_CERTIFICATE_FATES[r.old_certificate] || r.old_certificate}，新编号 `, h("span", { class: "mono" }, r.certificate_number)))));
+  }
+
+  function replacementDialog() {
+    const a = doc.application;
+    const number = h("input", { dataset: { name: "certificate_number" }, maxlength: 10, autocomplete: "off", spellcheck: "false", class: "mono", placeholder: "如 X440100022", pattern: "[A-Z][0-9]{9}" });
+    number.addEventListener("input", () => { number.value = number.value.toUpperCase().replace(/\s/g, ""); });
+    const sealer = h("input", { dataset: { name: "sealer" }, maxlength: 30, autocomplete: "off" });
+    const cause = h("select", { dataset: { name: "cause" } }, h("option", { value: "" }, "请选择"),
+      Object.entries(REPLACEMENT_CAUSES).map(([value, label]) => h("option", { value }, label)));
+    const fate = h("select", { dataset: { name: "old_certificate" } }, h("option", { value: "" }, "请选择"),
+      Object.entries(OLD_CERTIFICATE_FATES).map(([value, label]) => h("option", { value }, label)));
+    const note = h("textarea", { rows: 2, dataset: { name: "note" }, maxlength: 200, placeholder: "如：出生时间打印错位" });
+    actionForm({
+      title: "换发出生医学证明（本机构打印错误或毁损）",
+      path: "replacement",
+      submitLabel: "确认换发",
+      danger: true,
+      done: "已换发，原编号已作废，已通知申办人",
+      fields: [
+        h("p", { class: "hint" }, "用于本机构打印错误、毁损导致证件无效的情形；邮件丢失请使用「补发」。登记信息不变，原编号作废，不得再次使用。"),
+        h("dl", { class: "summary" }, h("dt", {}, "作废原编号"), h("dd", { class: "mono" }, a.certificate_number || "—"), h("dt", {}, "打证人"), h("dd", {}, session.name || "—")),
+        field("replacement-cause", "换发原因", cause),
+        field("replacement-fate", "原证件", fate, "已领取或已寄达的，须收回原证件"),
+        field("replacement-number", "新空白证件编号", number, "1个大写字母加9位数字，每个编号只能使用一次"),
+        field("replacement-sealer", "盖章人", sealer),
+        field("replacement-note", "说明（选填）", note)],
+      build() {
+        const value = number.value.trim().toUpperCase();
+        const errors = [];
+        if (!cause.value) errors.push({ field: "cause", message: "请选择换发原因" });
+        if (!fate.value) errors.push({ field: "old_certificate", message: "请登记原证件已收回或已销毁" });
+        if (!CERT_RE.test(value)) errors.push({ field: "certificate_number", message: "出生医学证明编号应为1个大写字母加9位数字" });
+        if (value === a.certificate_number) errors.push({ field: "certificate_number", message: "换发须使用新的证件编号" });
+        if (!sealer.value.trim()) errors.push({ field: "sealer", message: "请填写盖章人姓名" });
+        return { errors, body: { certificate_number: value, sealer: sealer.value.trim(), cause: cause.value, old_certificate: fate.value, note: note.value.trim() } };
+      },
+    });
+  }
+
+  function collectorCheckDialog() {
+    const name = h("input", { dataset: { name: "name" }, maxlength: 30, autocomplete: "off" });
+    const idNumber = h("input", { dataset: { name: "id_number" }, maxlength: 18, autocomplete: "off", class: "mono" });
+    const qr = h("div", { id: "collector-qr", "aria-live": "polite" });
+    let key = newKey();
+    const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
+    const submit = h("button", { type: "submit", class: "btn btn-primary" }, "生成刷脸二维码");
+    const form = h("form", { class: "action-form", novalidate: true },
+      h("p", { class: "hint" }, "请按领取人出示的身份证件原件填写，领取人用本人手机微信扫码，在小程序中完成刷脸。"),
+      error,
+      field("check-name", "证件上的姓名", name),
+      field("check-id", "证件号码", idNumber, "18位居民身份证号码"),
+      qr,
+      h("div", { class: "modal-foot" }, h("button", { type: "button", class: "btn", onclick: async () => { closeModal(); await reload(); } }, "完成，返回申请"), submit));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      const id = idNumber.value.trim().toUpperCase();
+      if (!name.value.trim() || !validResidentId(id)) {
+        error.textContent = "请填写证件上的姓名和正确的身份证号码";
+        error.hidden = false;
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const answer = await api(`/api/v1/review/applications/${doc.application.id}/collector-check`, {
+          method: "POST",
+          body: { name: name.value.trim(), id_number: id },
+          headers: { "Idempotency-Key": key, "If-Match": `"${doc.application.version}"` },
+        });
+        key = newKey();
+        const image = new Image();
+        image.alt = "领取人刷脸二维码";
+        image.src = URL.createObjectURL(new Blob([answer.qr_svg], { type: "image/svg+xml" }));
+        qr.replaceChildren(image, h("p", { class: "muted" }, `${fmtDateTime(answer.expires_at)} 前有效；认证通过后关闭本窗口，再登记领取。`));
+      } catch (e) {
+        key = newKey();
+        error.textContent = e.message;
+        error.hidden = false;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    openModal("领取人现场刷脸认证", form);
   }
 
   function lossDialog() {
@@ -1417,7 +1547,7 @@ async function renderApplication(id, isCurrent) {
 
 // ------------------------------------------------------------------ auditors: the whole record, the archive, the log
 
-const ARCHIVE_KINDS = { signed: "申办人签名版", issued: "签发版", reissued: "补发版" };
+const ARCHIVE_KINDS = { signed: "申办人签名版", issued: "签发版", reissued: "重新签发版" };
 const PARENT_ROLES = { mother: "母亲", father: "父亲" };
 // Values shown masked in a raw event until the reader asks for them (identity document numbers, phones).
 const PII_KEY_RE = /(^|_)(id_number|phone)$/;
@@ -1518,6 +1648,10 @@ function eventSummary(e) {
       return join(d.submission ? `第 ${d.submission} 次提交` : null);
     case "Rejected":
       return join((d.reasons || []).join("；"));
+    case "CertificateReplaced":
+      return join(`${REPLACEMENT_CAUSES[d.cause] || d.cause || ""}换发`, d.voided_certificate_number ? h("span", {}, "原编号 ", h("span", { class: "mono" }, d.voided_certificate_number), ` ${OLD_CERTIFICATE_FATES[d.old_certificate] || ""}`) : null, d.certificate_number ? h("span", {}, "新编号 ", h("span", { class: "mono" }, d.certificate_number)) : null);
+    case "PickupBooked":
+      return join(d.date ? `${d.date} ${d.start || ""}–${d.end || ""}` : null);
     case "Issued":
     case "Reissued":
       return join(d.certificate_number ? h("span", {}, "证件编号 ", h("span", { class: "mono" }, d.certificate_number)) : null, d.sealer_name ? `盖章人 ${d.sealer_name}` : null);
@@ -1862,6 +1996,49 @@ function validResidentId(value) {
   const weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
   const sum = weights.reduce((acc, w, i) => acc + w * Number(value[i]), 0);
   return "10X98765432"[sum % 11] === value[17];
+}
+
+// ------------------------------------------------------------------ the day's appointments to collect (预约取证)
+
+async function renderAppointments(params, isCurrent) {
+  document.title = "预约领取 - 出生医学证明签发工作台";
+  const date = h("input", { type: "date", id: "appointments-date", value: params.get("date") || todayInChina(), required: true });
+  const result = h("div", { class: "panel panel-flush", id: "appointments-result", "aria-live": "polite" });
+  const form = h("form", { class: "toolbar", novalidate: true },
+    h("div", { class: "field field-inline" }, h("label", { for: "appointments-date" }, "领取日期"), date),
+    h("button", { type: "submit", class: "btn" }, "查询"));
+  const hours = h("p", { class: "muted", id: "appointments-hours" });
+  main().replaceChildren(
+    h("section", { class: "page", "aria-labelledby": "appointments-title" },
+      h("div", { class: "page-head" }, h("div", {},
+        h("h1", { id: "appointments-title" }, "预约现场领取"),
+        h("p", { class: "muted" }, `${institutionName(session.institution)} · 当天预约到本机构领取出生医学证明的申请`))),
+      h("div", { class: "panel" }, form, hours),
+      result));
+
+  async function show() {
+    history.replaceState(null, "", `#/appointments?date=${date.value}`);
+    result.replaceChildren(h("p", { class: "muted pad" }, "正在查询…"));
+    const answer = await api(`/api/v1/review/pickup-appointments?date=${encodeURIComponent(date.value)}`);
+    if (!isCurrent()) return;
+    hours.textContent = answer.hours.length ? `领取时段：${answer.hours.map((w) => w.label).join("；")}` : "本机构尚未设置预约领取时段（birthcert institutions pickup-hours）";
+    const rows = answer.appointments || [];
+    result.replaceChildren(
+      h("table", { class: "grid", id: "appointments-table" },
+        h("caption", { class: "table-caption" }, `${date.value} · 共 ${rows.length} 人预约`),
+        h("thead", {}, h("tr", {}, ["时段", "母亲", "新生儿", "证件编号", "受托人（委托书）", "状态"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows.length
+          ? rows.map((r) => h("tr", { dataset: { applicationId: r.application_id } },
+            h("td", { class: "mono" }, `${r.start}–${r.end || ""}`),
+            h("td", {}, h("a", { href: `#/applications/${r.application_id}` }, r.mother_name || "—")),
+            h("td", {}, r.newborn_name || "—"),
+            h("td", { class: "mono" }, r.certificate_number || "—"),
+            h("td", {}, r.collector ? r.collector.name : (r.letter_required ? "无（仅母亲本人可领取）" : "无")),
+            h("td", {}, STATE_LABELS[r.state] || r.state)))
+          : h("tr", {}, h("td", { colspan: 6, class: "empty" }, "当天没有预约")))));
+  }
+  form.addEventListener("submit", (event) => { event.preventDefault(); show().catch((e) => { result.replaceChildren(h("div", { class: "alert alert-error", role: "alert" }, `查询失败：${e.message}`)); }); });
+  await show();
 }
 
 // ------------------------------------------------------------------ EMS pickup list

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,7 @@ from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
 from domain.delivery import DeliveryFacts, DeliveryRecord
 from domain.errors import DomainError, FieldError, NotFound, ValidationFailed
+from domain.pickup import Slot
 from domain.service import Applications, Outcome
 from domain.values import Actor, BirthData, Birthplace, CertificateNumber, IdNumber, PersonName
 
@@ -47,9 +48,27 @@ HASHER = PasswordHasher()
 # Verified when the username is unknown, so that a wrong username costs as much time as a wrong password.
 _DUMMY_HASH = HASHER.hash("birthcert-no-such-user")
 # Event fields shown on the issuer's 办理记录 (none of them personal data beyond what the page shows).
-_HISTORY_DETAIL = ("role", "kind", "reasons", "fields", "certificate_number", "tracking_number", "submission")
+_HISTORY_DETAIL = (
+    "role",
+    "kind",
+    "reasons",
+    "fields",
+    "certificate_number",
+    "tracking_number",
+    "submission",
+    "voided_certificate_number",
+    "cause",
+    "old_certificate",
+    "date",
+    "start",
+    "relation",
+)
 # The events that print a certificate on a numbered blank, with the issuer's and the sealer's names.
-_PRINTS = (BirthCertificateApplication.Issued, BirthCertificateApplication.Reissued)
+_PRINTS = (
+    BirthCertificateApplication.Issued,
+    BirthCertificateApplication.Reissued,
+    BirthCertificateApplication.CertificateReplaced,
+)
 
 
 def hash_password(password: str) -> str:
@@ -281,6 +300,41 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def appointment_view(app: BirthCertificateApplication) -> dict[str, Any] | None:
+    """The booked slot as the parent and the issuer read it."""
+    booked = app.pickup_appointment
+    if booked is None:
+        return None
+    slot = Slot(date.fromisoformat(booked["date"]), booked["start"], booked["end"], 1)
+    return {**booked, "label": slot.label()}
+
+
+def collector_check_view(app: BirthCertificateApplication) -> dict[str, Any] | None:
+    """The counter's face check of the collector, for the issuer (who typed the ID they saw)."""
+    check = app.collector_check
+    if check is None:
+        return None
+    return {
+        "status": check["status"],
+        "name": check["name"],
+        "id_number": check["id_number"],
+        "expires_at": check["expires_at"],
+        "failures": sum(1 for code in check["verdicts"].values() if code is not None),
+    }
+
+
+def pickup_view(app: BirthCertificateApplication) -> dict[str, Any] | None:
+    """On-site pickup as the issuer sees it: the appointment, the mother's letter, the counter's check."""
+    if app.delivery_method is None or app.delivery_method["method"] != "pickup":
+        return None
+    return {
+        "appointment": appointment_view(app),
+        "letter_required": app.profile.collector_letter_required,
+        "collector_letter": app.collector_letter,
+        "collector_check": collector_check_view(app),
+    }
+
+
 def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
     """Everything an issuer needs to decide (runs on the store executor)."""
     app = service.get_application(actor, app_id)
@@ -396,6 +450,8 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
             "voided_numbers": app.voided_numbers,
             "tracking_number": app.tracking_number,
             "counter_reason": app.counter_reason,
+            "replacements": app.replacements,
+            "pickup": pickup_view(app),
         },
         "form": form,
         "form_sha256": app.form_sha256(),
@@ -459,7 +515,9 @@ class IssuerCall:
 
 
 async def _issuer_command(
-    request: web.Request, build: Callable[[IssuerCall], Callable[[], Outcome]]
+    request: web.Request,
+    build: Callable[[IssuerCall], Callable[[], Outcome]],
+    answer: Callable[[Outcome], web.Response] | None = None,
 ) -> web.Response:
     """Authenticate, parse the body, build the command (collecting field errors), run it once per key."""
     actor = actor_of(request, "issuer")
@@ -476,15 +534,19 @@ async def _issuer_command(
     if call.c.errors:  # another institution's application is not found, whatever its body (no 422 hint)
         await in_store(request, call.s.get_application, actor, call.app_id)
     call.c.check()
-    return await run_command(request, actor, _fingerprint(request, body), command)
+    return await run_command(request, actor, _fingerprint(request, body), command, answer)
 
 
-def _on_a_numbered_blank(method: str) -> Callable[[IssuerCall], Callable[[], Outcome]]:
-    """Issue and reissue alike print on a numbered blank: the number, the sealer, the issuer's own name."""
+def _on_a_numbered_blank(
+    method: str, more: Callable[[IssuerCall], dict[str, Any]] | None = None
+) -> Callable[[IssuerCall], Callable[[], Outcome]]:
+    """Issue, reissue and replacement alike print on a numbered blank: the number, the sealer, the issuer's own
+    name (and what ``more`` reads from the body)."""
 
     def build(x: IssuerCall) -> Callable[[], Outcome]:
         number = x.c.take_text(CertificateNumber, x.body, "certificate_number", "certificate_number")
         sealer = x.c.text(x.body, "sealer")
+        extra = more(x) if more is not None else {}
         command = getattr(x.s, method)
         return lambda: command(
             x.actor,
@@ -493,6 +555,7 @@ def _on_a_numbered_blank(method: str) -> Callable[[IssuerCall], Callable[[], Out
             sealer_name=sealer,
             issuer_name=x.actor.name,
             expected_version=x.version,
+            **extra,
         )
 
     return build
@@ -576,4 +639,23 @@ async def reissue(request: web.Request) -> web.Response:
     return await _issuer_command(request, _on_a_numbered_blank("reissue"))
 
 
-__all__ = ["hash_password", "routes"]
+@routes.post("/api/v1/review/applications/{app_id}/replacement")
+async def replace_certificate(request: web.Request) -> web.Response:
+    """换发 for the institution's own error (misprinted, damaged): a new blank and number, the old number
+    void and its blank recorded as recovered or destroyed; the registered data unchanged."""
+
+    def why(x: IssuerCall) -> dict[str, Any]:
+        note = x.body.get("note") or ""
+        if not isinstance(note, str):
+            x.c.errors.append(FieldError("note", "invalid_type", "格式不正确，应为文字"))
+            note = ""
+        return {
+            "cause": x.c.text(x.body, "cause"),
+            "old_certificate": x.c.text(x.body, "old_certificate"),
+            "note": note,
+        }
+
+    return await _issuer_command(request, _on_a_numbered_blank("replace_certificate", why))
+
+
+__all__ = ["IssuerCall", "hash_password", "routes"]

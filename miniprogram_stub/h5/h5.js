@@ -445,7 +445,10 @@ const SCREENS = {
   delivery_method_chosen: () => deliveryScreen(),
   postage_paid: () => payScreen(),
   submit: () => submitScreen(),
+  book_pickup: () => pickupScreen(),
 };
+// Steps to do once issued (the application itself is no longer editable): book a time, sign a letter.
+const AFTER_ISSUE = new Set(["book_pickup", "collect_on_site"]);
 const FIELD_SCREENS = [
   ["delivery_record", "delivery_info_confirmed"],
   ["newborn_name", "details_provided"],
@@ -519,7 +522,14 @@ async function statusScreen(doc, problem) {
       doc.tracking_number ? numberRow("EMS 邮件号", doc.tracking_number, "tracking-number") : null,
       doc.elicense_issued ? info("电子证照", "已生成") : null));
     if (pickup && doc.state === "issued") {
-      parts.push(h("p", { class: "hint" }, "请申办人（母亲）携带本人身份证原件到签发机构领取；他人代领须携带委托书及双方身份证件。"));
+      const p = doc.pickup || {};
+      parts.push(h("div", { class: "group", id: "pickup" },
+        info("预约时间", p.appointment ? p.appointment.label : "未预约"),
+        info("委托他人领取", p.collector ? `${p.collector.name_masked}（已签署委托书）` : (p.letter_required ? "未委托（他人代领须先签署委托书）" : "未委托"))),
+      h("div", { class: "row-actions" },
+        button(p.appointment ? "改约时间" : "预约领取时间", () => pickupScreen(), "btn small"),
+        button("委托他人领取", () => letterScreen(), "btn small")),
+      h("p", { class: "hint" }, "领取时须出示本人身份证原件，并在现场用微信扫码刷脸认证。"));
     } else if (doc.tracking_number) {
       parts.push(h("p", { class: "hint" }, "可凭 EMS 邮件号在中国邮政速递物流官网或客服电话 11183 查询物流。"));
     }
@@ -538,7 +548,7 @@ async function statusScreen(doc, problem) {
     doc.done_steps.map((s) => h("li", { class: "done" }, s.label)),
     doc.next_steps.map((s) => h("li", { class: "next" }, s.label,
       h("span", { class: "who" }, { parent: "待我办理", issuer: "签发机构", hospital: "医院", courier: "邮政" }[s.by] || ""),
-      editable && s.by === "parent" && SCREENS[s.code] ? button("去办理", () => SCREENS[s.code](), "btn small") : null))));
+      (editable || AFTER_ISSUE.has(s.code)) && s.by === "parent" && SCREENS[s.code] ? button("去办理", () => SCREENS[s.code](), "btn small") : null))));
   parts.push(err);
   const btns = h("div", { class: "btns" });
   if (editable && parentNext.length) btns.append(button("继续办理", () => continueJourney().catch((e) => showError(err, e)), "btn primary"));
@@ -565,6 +575,90 @@ async function statusScreen(doc, problem) {
   }
   parts.push(btns);
   show("申请进度", listScreen, parts);
+}
+
+// ------------------------------------------------------------------ 预约取证 and the 授权委托书 (after issue)
+
+async function pickupScreen() {
+  show("预约领取", back, h("p", { class: "loading" }, "加载中…"));
+  let offered;
+  try {
+    offered = await api("GET", `${base()}/pickup-slots`);
+  } catch (e) {
+    return show("预约领取", back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
+  }
+  const open = offered.slots.filter((x) => x.remaining > 0);
+  const root = h("div");
+  const err = h("div");
+  const choice = radios("slot", open.map((x) => [`${x.date} ${x.start}`, `${x.label}（余 ${x.remaining}）`]), open[0] ? `${open[0].date} ${open[0].start}` : "");
+  const go = button("确认预约", () => busy(go, async () => {
+    try {
+      const picked = radioValue(root, "slot");
+      if (!picked) throw new Error("请选择领取时间");
+      const [date, start] = picked.split(" ");
+      await api("PUT", `${base()}/pickup-appointment`, { json: { date, start } });
+      toast("预约成功");
+      await statusScreen();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  choice.style.flexDirection = "column";
+  choice.style.alignItems = "flex-start";
+  root.append(...[
+    h("div", { class: "section-title" }, `到${offered.institution_name || "签发机构"}领取的时间`),
+    offered.appointment ? h("p", { class: "hint", id: "current-appointment" }, `当前预约：${offered.appointment.label}`) : null,
+    open.length ? h("div", { class: "group" }, h("div", { class: "cell" }, choice)) : h("p", { class: "hint" }, "近期暂无可预约的时段，请稍后再试或咨询签发机构。"),
+    err, h("div", { class: "btns" }, go)].filter(Boolean));
+  show("预约领取", back, root);
+}
+
+async function letterScreen() {
+  const root = h("div");
+  const err = h("div");
+  const name = h("input", { id: "collector-name", autocomplete: "off" });
+  const idNumber = h("input", { id: "collector-id", maxlength: "18", autocomplete: "off" });
+  const paperSlot = h("div");
+  const next = button("生成委托书", () => busy(next, async () => {
+    try {
+      const who = { collector_name: name.value.trim(), collector_id_number: idNumber.value.trim().toUpperCase() };
+      const answer = await api("POST", `${base()}/collector-letter/preview`, { json: who });
+      const l = answer.letter;
+      const canvas = h("canvas", { id: "sigpad", "aria-label": "签名板" });
+      const pad = signaturePad(canvas);
+      const sign = button("签署委托书", () => busy(sign, async () => {
+        try {
+          if (!pad.strokes()) throw new Error("请先在签名框内手写签名");
+          const form = new FormData();
+          for (const [k, v] of Object.entries(who)) form.append(k, v);
+          form.append("letter_sha256", answer.sha256);
+          form.append("file", await pad.png(), "signature.png");
+          await api("POST", `${base()}/collector-letter`, { form });
+          toast("委托书已签署");
+          await statusScreen();
+        } catch (e) {
+          showError(err, e);
+        }
+      }), "btn primary");
+      paperSlot.replaceChildren(
+        h("div", { class: "paper", id: "letter-paper" },
+          h("h3", {}, l.title),
+          formTable([["委托人（母亲）", l.principal.name], ["受托人", l.agent.name], ["受托人证件号码", l.agent.id_number], ["新生儿", l.newborn.name], ["签发机构", l.institution_name]]),
+          h("p", { class: "notice" }, l.text)),
+        h("div", { class: "sha", id: "letter-sha" }, answer.sha256),
+        h("div", { class: "sigpad-wrap" }, h("div", { class: "head" }, h("span", {}, "委托人（母亲）手写签名"), button("清除", () => pad.clear(), "link")), canvas),
+        h("div", { class: "btns" }, sign));
+      pad.fit();
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn");
+  root.append(
+    h("div", { class: "section-title" }, "受托人（代为领取的人）"),
+    h("div", { class: "group" }, field("姓名", name), field("身份证号码", idNumber)),
+    h("p", { class: "hint" }, "受托人领取时须出示本人身份证原件，并在现场刷脸认证。"),
+    err, h("div", { class: "btns" }, next), paperSlot);
+  show("委托他人领取", back, root);
 }
 
 function numberRow(k, v, id) {

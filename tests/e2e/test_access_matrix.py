@@ -130,7 +130,13 @@ def bodies(family: Family) -> dict[tuple[str, str], Any]:
     signature = aiohttp.FormData()
     signature.add_field("form_sha256", "0" * 64)
     signature.add_field("file", signature_png(), filename="s.png", content_type="image/png")
+    letter = aiohttp.FormData()
+    letter.add_field("collector_name", "李强")
+    letter.add_field("collector_id_number", father.id_number)
+    letter.add_field("letter_sha256", "0" * 64)
+    letter.add_field("file", signature_png(), filename="s.png", content_type="image/png")
     return {
+        ("POST", f"{app}/collector-letter"): letter,
         ("POST", f"{app}/face-verifications"): {
             "role": "father",
             "name": father.name,
@@ -250,6 +256,16 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{REVIEW}/handover"): ISSUER,
     ("POST", f"{REVIEW}/loss"): ISSUER,
     ("POST", f"{REVIEW}/reissue"): ISSUER,
+    ("POST", f"{REVIEW}/replacement"): ISSUER,
+    ("POST", f"{REVIEW}/collector-check"): ISSUER,
+    ("GET", "/api/v1/review/pickup-appointments"): "nnnnyynnn",  # every issuer, his own institution's day
+    ("GET", f"{APP}/pickup-slots"): MOTHER,
+    ("PUT", f"{APP}/pickup-appointment"): MOTHER,
+    ("POST", f"{APP}/collector-letter/preview"): MOTHER,
+    ("POST", f"{APP}/collector-letter"): MOTHER,
+    # Anyone logged in to the mini-program, with the counter's one-time code (the collector's own phone).
+    ("POST", "/api/v1/collector-checks/face-verifications"): PARENT,
+    ("POST", "/api/v1/collector-checks/face-verifications/{out_seq_no}/result"): PARENT,
     ("GET", "/api/v1/audit/applications/{app_id}/events"): AUDITOR,
     ("GET", "/api/v1/audit/applications/{app_id}/proof"): AUDITOR,
     ("GET", "/api/v1/audit/checkpoint"): AUDIT_LOG,

@@ -29,6 +29,7 @@ import pytest
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
 from miniprogram_stub.client import MiniProgram, StaffClient
 from miniprogram_stub.people import Family, Person, demo_family, make_id_number
+from tests.builders import OTHER_MAN_ID
 from tests.e2e.conftest import Stack
 from tests.e2e.test_console import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DEADLINE_MS, _why_not
 
@@ -553,11 +554,42 @@ async def test_on_site_pickup_is_issued_then_handed_over(phone: Any, stack: Stac
     await expect(numbers).to_contain_text("待现场领取")
     await expect(page.locator("#tracking-number")).to_have_count(0)
     await expect(page.get_by_text("证件与领取")).to_be_visible()
-    collect = page.locator("#steps li", has_text="请携带身份证件到签发机构现场领取")
+    collect = page.locator("#steps li", has_text="预约取证")
     await expect(collect).to_contain_text("待我办理")
     await expect(page.get_by_role("button", name="撤回申请")).to_have_count(0)
     await screenshot(page, "h5-pickup-issued.png")
 
+    # 预约取证: she books the first slot offered.
+    await collect.get_by_role("button", name="去办理").click()
+    await expect(page.locator("#nav-title")).to_have_text("预约领取")
+    await screenshot(page, "h5-pickup-slots.png")
+    await page.get_by_role("button", name="确认预约").click()
+    await expect(page.locator("#pickup")).to_contain_text("（周")
+    await expect(page.locator("#steps li", has_text="现场须刷脸认证")).to_contain_text("待我办理")
+
+    # She could send someone else: the 授权委托书, read and signed on her phone.
+    await page.get_by_role("button", name="委托他人领取").click()
+    await page.get_by_label("姓名").fill("李强")
+    await page.get_by_label("身份证号码").fill(OTHER_MAN_ID)
+    await page.get_by_role("button", name="生成委托书").click()
+    await expect(page.locator("#letter-paper")).to_contain_text("授权委托书")
+    pad = page.locator("#sigpad")
+    await pad.scroll_into_view_if_needed()
+    box = await pad.bounding_box()
+    assert box is not None
+    await draw_signature(page, box["x"], box["y"])
+    await screenshot(page, "h5-collector-letter.png")
+    await page.get_by_role("button", name="签署委托书").click()
+    await expect(page.locator("#pickup")).to_contain_text("李*（已签署委托书）")
+    await screenshot(page, "h5-pickup-booked.png")
+
+    # At the counter: her face checked against the ID she shows, on her own phone, then the handover.
+    check = await staff.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/collector-check",
+        json={"name": family.mother.name, "id_number": family.mother.id_number},
+    )
+    await mp.verify_at_counter(check["code"])
     await staff.call(
         "POST",
         f"/api/v1/review/applications/{mp.app_id}/handover",

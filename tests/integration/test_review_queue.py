@@ -32,7 +32,7 @@ from domain.errors import InvalidValue
 from domain.holiday_schedule import parse_schedule
 from domain.policy import SHANGHAI, WorkingCalendar, get_profile, review_deadline
 from domain.service import Applications
-from domain.values import Actor, CertificateNumber, IdNumber, PersonName
+from domain.values import Actor, CertificateNumber
 from projections.review_queue import QUEUE_STATES, ReviewQueueView
 from projections.runner import LogFollower
 from tests.builders import (
@@ -159,13 +159,7 @@ async def ids(view: ReviewQueueView, institution: str, **filters: Any) -> list[s
 
 
 def hand_over(walk: Walk) -> None:
-    walk.app.hand_over(
-        walk.issuer,
-        walk.id,
-        recipient_name=PersonName(walk.mother_name),
-        relation="mother",
-        recipient_id=IdNumber(walk.mother_id),
-    )
+    walk.hand_over()
 
 
 # ---------------------------------------------------------------------------------------------- scope and order

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from domain.application import BirthCertificateApplication
@@ -23,7 +22,7 @@ from domain.delivery import DeliveryRecord
 from domain.idempotency import IdempotencyRecord
 from domain.service import Index
 from domain.staff import AccessRecord, InstitutionRecord, StaffAccount
-from tests.builders import EMS, Walk, in_memory
+from tests.builders import EMS, Walk, in_memory, store_as_written_before
 
 CONTRACT = Path(__file__).parent.parent / "contract" / "events.json"
 AGGREGATES = (
@@ -109,21 +108,7 @@ def test_a_v1_dispatched_event_is_upcast_when_read() -> None:
         "actor": EMS.to_dict(),
         "tracking_number": "EA123456789CN",
     }
-    state = app.mapper.transcoder.encode(v1_state)
-    if app.mapper.compressor:
-        state = app.mapper.compressor.compress(state)
-    if app.mapper.cipher:
-        state = app.mapper.cipher.encrypt(state)
-    app.recorder.insert_events(
-        [
-            StoredEvent(
-                originator_id=w.id,
-                originator_version=issued.version + 1,
-                topic="birthcert:Dispatched",
-                state=state,
-            )
-        ]
-    )
+    store_as_written_before(app, w.id, issued.version + 1, "birthcert:Dispatched", v1_state)
     event = list(app.events.get(w.id))[-1]
     assert isinstance(event, BirthCertificateApplication.Dispatched)
     assert (event.tracking_number, event.carrier) == ("EA123456789CN", "EMS")

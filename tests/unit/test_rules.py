@@ -586,13 +586,7 @@ def test_dispatch_only_for_ems_after_issue(app: Applications) -> None:
     with pytest.raises(RuleViolated) as exc:
         app.dispatch(w.issuer, w.app_id or "", tracking_number="EA123456789CN")
     assert codes(exc) == "not_ems"
-    app.hand_over(
-        w.issuer,
-        w.app_id or "",
-        recipient_name=PersonName("王芳"),
-        relation="mother",
-        recipient_id=IdNumber(w.mother_id),
-    )
+    w.hand_over()
     assert w.state() == "collected"
 
 

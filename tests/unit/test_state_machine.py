@@ -457,6 +457,27 @@ class Service(RuleBasedStateMachine):
         )
 
     @rule(
+        family=st.sampled_from(FAMILIES),
+        number=st.sampled_from(NUMBERS),
+        cause=st.sampled_from(["misprinted", "damaged"]),
+        own=st.booleans(),
+    )
+    def replace(self, family: str, number: str, cause: str, own: bool) -> None:
+        """The institution's own misprint or damage, at any moment: a new number, the data as it was."""
+        w = self._walk(family)
+        actor = w.issuer if own else issuer(GD_HOSPITAL if family == "sd" else SD_HOSPITAL)
+        self._run(
+            lambda: self.app.replace_certificate(
+                actor,
+                self._app_id(family),
+                certificate_number=CertificateNumber(number),
+                cause=cause,
+                old_certificate="recovered",
+                sealer_name="赵盖章",
+            )
+        )
+
+    @rule(
         family=st.sampled_from(FAMILIES), step=st.sampled_from(["dispatch", "delivered", "loss", "handover"])
     )
     def after_issue(self, family: str, step: str) -> None:
@@ -469,15 +490,7 @@ class Service(RuleBasedStateMachine):
         elif step == "loss":
             self._run(lambda: self.app.report_loss(EMS, app_id, reason="邮件丢失"))
         else:
-            self._run(
-                lambda: self.app.hand_over(
-                    w.issuer,
-                    app_id,
-                    recipient_name=PersonName("王芳"),
-                    relation="mother",
-                    recipient_id=IdNumber(w.mother_id),
-                )
-            )
+            self._run(w.hand_over)
 
     @rule(family=st.sampled_from(FAMILIES))
     def stranger_acts(self, family: str) -> None:
