@@ -1059,6 +1059,20 @@ def _archive_paths() -> JSON:
 
 PATHS.update(_archive_paths())
 
+
+def _worklist_parts() -> tuple[JSON, JSON]:
+    from backend.routes.worklist import (
+        OPENAPI_PATHS,
+        OPENAPI_STATUS_PROPERTIES,
+    )  # documented beside the handlers
+
+    return dict(OPENAPI_PATHS), dict(OPENAPI_STATUS_PROPERTIES)
+
+
+_worklist_paths, _status_properties = _worklist_parts()
+PATHS.update(_worklist_paths)
+SCHEMAS["Status"]["properties"].update(_status_properties)
+
 DOCUMENT: JSON = {
     "openapi": "3.1.0",
     "info": {
