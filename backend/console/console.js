@@ -18,6 +18,13 @@ const QUEUE_STATES = [
   ["awaiting_reissue", "待补发"],
 ];
 const QUEUE_STATE_LABELS = Object.fromEntries(QUEUE_STATES);
+// The hospital's worklist (GET /api/v1/hospital/worklist): what each kind of item asks of its staff.
+const WORKLIST_KINDS = [
+  ["dispute", "异议待答复"],
+  ["missing", "产妇催录"],
+  ["late_entry", "超期录入"],
+];
+const WORKLIST_KIND_LABELS = Object.fromEntries(WORKLIST_KINDS);
 const STATE_LABELS = {
   draft: "填写中",
   submitted: "待审核",
@@ -42,6 +49,9 @@ const EVENT_LABELS = {
   DeliveryRecordRefreshed: "医院更正分娩记录",
   DeliveryInfoConfirmed: "确认分娩信息",
   DeliveryInfoDisputed: "对分娩信息提出异议",
+  DeliveryRecordUpheld: "医院答复分娩信息无误",
+  DeliveryReportedMissing: "催促医院录入分娩信息",
+  AwaitedDeliveryRecorded: "医院录入催录的分娩信息",
   DetailsProvided: "填写新生儿姓名及父母信息",
   DocumentUploaded: "上传身份证件照片",
   FatherIdPhotoAccepted: "父亲手持身份证照片通过",
@@ -545,6 +555,78 @@ function openModal(title, body, { wide = false } = {}) {
   return dialog;
 }
 
+// ------------------------------------------------------------------ forms in a dialog
+
+// A form in the modal dialog that sends one command: its own Idempotency-Key (kept for a retry after no
+// answer, a new one once the server answered), field errors shown beside their inputs, a conflict (409)
+// handed to ``conflict`` after the dialog closed.
+function dialogForm({ title, fields, build, send, done, conflict, submitLabel, danger, wide = false }) {
+  let key = newKey();
+  const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}` }, submitLabel);
+  const form = h("form", { class: "action-form", novalidate: true },
+    error, fields,
+    h("div", { class: "modal-foot" },
+      h("button", { type: "button", class: "btn", onclick: closeModal }, "取消"),
+      submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    for (const el of form.querySelectorAll(".field-error")) el.remove();
+    const built = build(form);
+    if (built.errors && built.errors.length) {
+      showErrors(form, error, built.errors);
+      return;
+    }
+    submit.disabled = true;
+    const label = submit.textContent;
+    submit.textContent = "正在提交…";
+    try {
+      await send(built.body, key);
+      closeModal();
+      await done();
+    } catch (e) {
+      if (e.status !== 0) key = newKey(); // the server answered: a corrected retry is a new request
+      if (e.status === 409) {
+        closeModal();
+        await conflict(e);
+      } else if (e.status === 422 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
+        showErrors(form, error, e.problem.errors.map((x) => ({ field: x.field, message: x.message })), e.message);
+      } else if (session) {
+        error.textContent = e.message;
+        error.hidden = false;
+      }
+    } finally {
+      submit.disabled = false;
+      submit.textContent = label;
+    }
+  });
+  openModal(title, form, { wide });
+}
+
+function showErrors(form, box, errors, headline) {
+  box.replaceChildren(headline || "请修正以下内容：", h("ul", {}, errors.map((x) => h("li", {}, x.message))));
+  box.hidden = false;
+  let first = null;
+  for (const x of errors) {
+    const name = String(x.field || "").replace(/\[\d+\]$/, "");
+    const input = form.querySelector(`[data-name="${CSS.escape(name)}"]`);
+    if (!input) continue;
+    input.setAttribute("aria-invalid", "true");
+    const holder = input.closest(".field") || input.parentElement;
+    holder.append(h("div", { class: "field-error" }, x.message));
+    first = first || input;
+  }
+  (first || box).focus?.();
+}
+
+function formField(id, label, input, hint) {
+  input.id = id;
+  if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
+  return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("div", { class: "hint", id: `${id}-hint` }, hint) : null);
+}
+
 // ------------------------------------------------------------------ router
 
 let renderSeq = 0;
@@ -570,8 +652,9 @@ async function render() {
     renderLogin();
     return;
   }
-  if (path === "/login") {
-    location.replace("#/queue");
+  const home = session.role === "hospital" ? "#/worklist" : "#/queue";
+  if (path === "/login" || (session.role === "hospital" && path !== "/worklist")) {
+    location.replace(home);
     return;
   }
   renderHeader(path);
@@ -580,7 +663,8 @@ async function render() {
   const moved = path !== render.lastPath;
   render.lastPath = path;
   try {
-    if (match) await renderApplication(match[1], isCurrent);
+    if (session.role === "hospital") await renderWorklist(params, isCurrent);
+    else if (match) await renderApplication(match[1], isCurrent);
     else if (path === "/pickup" && session.role === "issuer") await renderPickup(params, isCurrent);
     else await renderQueue(params, isCurrent);
     // A new page: screen readers and keyboards start at its heading (not on a filter change).
@@ -612,8 +696,11 @@ function renderHeader(path) {
     session.name || "",
   );
   $("#nav-pickup").hidden = session.role !== "issuer";
+  $("#nav-queue").hidden = session.role === "hospital";
+  $("#nav-worklist").hidden = session.role !== "hospital";
+  $("#live-indicator").hidden = session.role === "hospital"; // the live stream is the review queue's
   renderAuditBanner();
-  for (const [id, prefix] of [["#nav-queue", "/queue"], ["#nav-pickup", "/pickup"]]) {
+  for (const [id, prefix] of [["#nav-queue", "/queue"], ["#nav-pickup", "/pickup"], ["#nav-worklist", "/worklist"]]) {
     const active = path.startsWith(prefix) || (prefix === "/queue" && path.startsWith("/applications"));
     const link = $(id);
     if (active) link.setAttribute("aria-current", "page");
@@ -707,8 +794,8 @@ function renderLogin() {
     submit.textContent = "正在登录…";
     try {
       const answer = await api("/api/v1/auth/staff", { method: "POST", body: { username: username.value.trim(), password: password.value } });
-      if (!["issuer", "auditor"].includes(answer.role)) {
-        error.textContent = "该账号不是签发或审计人员，不能使用签发工作台";
+      if (!["issuer", "auditor", "hospital"].includes(answer.role)) {
+        error.textContent = "该账号不是签发、助产机构或审计人员，不能使用签发工作台";
         error.hidden = false;
         return;
       }
@@ -717,7 +804,8 @@ function renderLogin() {
       const next = sessionStorage.getItem(`${SESSION_KEY}.next`);
       sessionStorage.removeItem(`${SESSION_KEY}.next`);
       if (session.role === "issuer") stream.start(session.institution);
-      const target = next && next !== "#/login" ? next : "#/queue";
+      const home = session.role === "hospital" ? "#/worklist" : "#/queue";
+      const target = next && next !== "#/login" ? next : home;
       if (location.hash === target) render();
       else location.hash = target;
     } catch (e) {
@@ -910,6 +998,231 @@ async function renderQueue(params, isCurrent) {
   stream.listeners.add(onLive);
   if (institution) stream.start(institution);
   leaveView = () => { stream.listeners.delete(onLive); clearTimeout(pending); };
+  renderTabs({});
+  await load(true);
+}
+
+// ------------------------------------------------------------------ the hospital's worklist
+
+function worklistHref(params) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+  const text = query.toString();
+  return `#/worklist${text ? `?${text}` : ""}`;
+}
+
+// "2026-11-21T08:30:00+08:00" ⇄ the value of an <input type="datetime-local"> in Beijing time.
+function localInput(iso) {
+  return iso ? fmtDateTime(iso).replace(" ", "T").slice(0, 16) : "";
+}
+
+function fromLocalInput(value) {
+  return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(value) ? `${value}:00+08:00` : "";
+}
+
+async function renderWorklist(params, isCurrent) {
+  document.title = "分娩记录工作单 - 出生医学证明签发工作台";
+  const kind = params.get("kind") || "";
+  const overdue = params.get("overdue") === "1";
+  await loadInstitutions();
+  if (!isCurrent()) return;
+  renderHeader("/worklist");
+
+  const tabs = h("nav", { class: "tabs", "aria-label": "按类别筛选" });
+  const summary = h("p", { class: "queue-summary muted", "aria-live": "polite" });
+  const tableBody = h("tbody");
+  const table = h("table", { class: "grid queue-table", id: "worklist-table" },
+    h("caption", { class: "sr-only" }, "待处理的分娩记录，按登记时间从早到晚排列"),
+    h("thead", {}, h("tr", {},
+      h("th", { scope: "col", class: "num" }, "序号"),
+      h("th", { scope: "col" }, "类别"),
+      h("th", { scope: "col" }, "产妇"),
+      h("th", { scope: "col" }, "详情"),
+      h("th", { scope: "col" }, "登记时间"),
+      h("th", { scope: "col" }, "录入时限"),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "操作")))),
+    tableBody);
+  const more = h("button", { type: "button", class: "btn", hidden: true }, "加载更多");
+  const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
+  main().replaceChildren(
+    h("section", { class: "page", "aria-labelledby": "worklist-title" },
+      h("div", { class: "page-head" },
+        h("div", {},
+          h("h1", { id: "worklist-title" }, "分娩记录工作单"),
+          summary),
+        h("div", { class: "page-tools" },
+          h("button", { type: "button", class: "btn", id: "worklist-refresh", onclick: () => load(true) }, "刷新"))),
+      h("p", { class: "muted small" }, "产妇对分娩信息的异议须答复：更正分娩信息，或说明原记录无误（答复原因产妇可在小程序中看到）。分娩信息须在规定时限内录入（广东省产妇分娩后3日内，山东省24小时内）。"),
+      error,
+      tabs,
+      h("div", { class: "panel panel-flush" }, table),
+      h("div", { class: "more" }, more)),
+  );
+
+  let items = [];
+  let cursor = null;
+
+  function renderTabs(counts) {
+    const entries = [["", "全部", counts.total], ...WORKLIST_KINDS.map(([key, label]) => [key, label, counts[key]])];
+    const nodes = entries.map(([key, label, count]) => h("a", {
+      class: "tab", href: worklistHref({ kind: key }), "aria-current": !overdue && kind === key ? "page" : null, dataset: { kind: key || "all" },
+    }, label, h("span", { class: "count" }, count ?? "0")));
+    nodes.push(h("a", { class: "tab tab-overdue", href: worklistHref({ kind, overdue: "1" }), "aria-current": overdue ? "page" : null, dataset: { kind: "overdue" } },
+      "超期", h("span", { class: "count" }, counts.overdue ?? "0")));
+    tabs.replaceChildren(...nodes);
+  }
+
+  function detail(item) {
+    if (item.kind === "dispute") return h("div", { class: "dispute-reason" }, h("span", { class: "muted" }, "异议原因："), item.reason || "—");
+    if (item.kind === "missing") {
+      return h("div", {},
+        h("div", {}, `产妇自述分娩日期 ${item.born_on || "—"} · 身份证 `, h("span", { class: "mono" }, item.mother_id_number_masked || "—")),
+        h("div", { class: "small muted" }, "产妇刷脸认证后未查到分娩记录，请核实后在医院信息系统（HIS）录入"));
+    }
+    return h("div", {}, "分娩信息录入超过规定时限", item.application_id ? h("div", { class: "small muted" }, "已有申请使用此记录") : null);
+  }
+
+  function actions(item) {
+    if (item.kind !== "dispute") return null;
+    return [
+      h("button", { type: "button", class: "btn btn-small btn-primary", onclick: () => correctDialog(item) }, "更正分娩信息"),
+      " ",
+      h("button", { type: "button", class: "btn btn-small", onclick: () => upholdDialog(item) }, "答复原记录无误"),
+    ];
+  }
+
+  function renderRows() {
+    if (!items.length) {
+      tableBody.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "empty" }, overdue ? "没有超期的记录" : "暂无待处理的分娩记录")));
+      return;
+    }
+    tableBody.replaceChildren(...items.map((item, index) => h("tr", { dataset: { itemId: item.item_id, kind: item.kind }, class: item.overdue ? "is-overdue" : null },
+      h("td", { class: "num" }, index + 1),
+      h("td", {}, h("span", { class: `badge badge-${item.kind}` }, WORKLIST_KIND_LABELS[item.kind] || item.kind)),
+      h("td", {}, item.mother_name_masked || "—"),
+      h("td", {}, detail(item)),
+      h("td", {}, fmtDateTime(item.since)),
+      h("td", {}, item.due_at ? fmtDateTime(item.due_at) : h("span", { class: "muted" }, "—"),
+        item.overdue ? h("span", { class: "badge badge-overdue" }, "超期") : null),
+      h("td", { class: "actions" }, actions(item)))));
+  }
+
+  async function load(reset) {
+    const query = new URLSearchParams();
+    if (kind) query.set("kind", kind);
+    if (overdue) query.set("overdue", "true");
+    query.set("limit", "100");
+    if (!reset && cursor) query.set("cursor", cursor);
+    try {
+      const answer = await api(`/api/v1/hospital/worklist?${query}`);
+      if (!isCurrent()) return;
+      error.hidden = true;
+      items = reset ? answer.items || [] : items.concat(answer.items || []);
+      cursor = answer.next_cursor || null;
+      more.hidden = !cursor;
+      renderTabs(answer.counts || {});
+      renderRows();
+      const late = items.filter((i) => i.overdue).length;
+      summary.textContent = `共 ${items.length} 件${cursor ? "（还有更多）" : ""}，按登记时间从早到晚排列${late ? `；其中超期 ${late} 件` : ""}。更新于 ${fmtDateTime(new Date().toISOString()).slice(11)}`;
+    } catch (e) {
+      if (!isCurrent() || e.name === "AbortError") return;
+      error.textContent = `工作单加载失败：${e.message}`;
+      error.hidden = false;
+      if (reset) renderTabs({});
+    }
+  }
+  more.addEventListener("click", () => load(false));
+
+  async function answered(message) {
+    toast(message);
+    await load(true);
+  }
+
+  function theirReason(item) {
+    return h("div", { class: "alert alert-warn", role: "note" }, `产妇的异议：${item.reason || "—"}`);
+  }
+
+  function upholdDialog(item) {
+    const reason = h("textarea", { rows: 4, dataset: { name: "reason" }, maxlength: 200, placeholder: "如：经核对产房称重记录，出生体重为3250克，原记录无误" });
+    dialogForm({
+      title: "答复异议：原记录无误",
+      submitLabel: "提交答复",
+      fields: [theirReason(item), formField("uphold-reason", "答复原因", reason, "产妇将在小程序的申请进度中看到这段答复。")],
+      build() {
+        const text = reason.value.trim();
+        return text.length < 2 ? { errors: [{ field: "reason", message: "请填写2到200个字的答复原因" }] } : { body: { reason: text } };
+      },
+      send: (body, key) => api(`/api/v1/deliveries/${item.delivery_record_id}/uphold`, { method: "POST", body, headers: { "Idempotency-Key": key } }),
+      done: () => answered("已答复，产妇可在申请进度中看到答复"),
+      conflict: (e) => answered(`答复未完成：${e.message}`),
+    });
+  }
+
+  async function correctDialog(item) {
+    let record;
+    try {
+      record = await api(`/api/v1/deliveries/${item.delivery_record_id}`);
+    } catch (e) {
+      toast(`分娩记录读取失败：${e.message}`, "error");
+      return;
+    }
+    const input = (name, value, attrs = {}) => h("input", { dataset: { name }, value: value ?? "", autocomplete: "off", ...attrs });
+    const sex = h("select", { dataset: { name: "newborn.sex" } },
+      [["F", "女"], ["M", "男"]].map(([v, label]) => h("option", { value: v, selected: record.newborn_sex === v }, label)));
+    const bornAt = input("newborn.born_at", localInput(record.born_at), { type: "datetime-local" });
+    const weeks = input("newborn.gestational_weeks", record.gestational_weeks, { type: "number", min: 20, max: 45 });
+    const weight = input("newborn.weight_g", record.weight_g, { type: "number", min: 300, max: 8000 });
+    const length = input("newborn.length_cm", record.length_cm, { type: "number", min: 20, max: 70, step: "0.1" });
+    const place = record.birthplace || {};
+    const province = input("birthplace.province", place.province, { maxlength: 20 });
+    const city = input("birthplace.city", place.city, { maxlength: 20 });
+    const county = input("birthplace.county", place.county, { maxlength: 20 });
+    const attendant = input("attendant", record.attendant, { maxlength: 30 });
+    const reason = h("textarea", { rows: 3, dataset: { name: "reason" }, maxlength: 200, placeholder: "如：按产妇异议核对产房称重记录，更正出生体重" });
+    dialogForm({
+      title: "答复异议：更正分娩信息",
+      submitLabel: "保存更正",
+      wide: true,
+      fields: [
+        theirReason(item),
+        h("p", { class: "muted small" }, `住院病历号 ${record.inpatient_no} · 产妇 ${maskId(record.mother_id_number)}（产妇身份不能更正）`),
+        h("div", { class: "field-row" },
+          formField("correct-sex", "新生儿性别", sex),
+          formField("correct-born-at", "出生时间", bornAt),
+          formField("correct-weeks", "出生孕周", weeks)),
+        h("div", { class: "field-row" },
+          formField("correct-weight", "出生体重（克）", weight),
+          formField("correct-length", "出生身长（厘米）", length),
+          formField("correct-attendant", "接生人员", attendant)),
+        h("div", { class: "field-row" },
+          formField("correct-province", "出生地（省）", province),
+          formField("correct-city", "出生地（市）", city),
+          formField("correct-county", "出生地（县/区）", county)),
+        formField("correct-reason", "更正原因", reason, "产妇将在小程序中看到更正原因，并须重新确认分娩信息。"),
+      ],
+      build() {
+        const errors = [];
+        const born = fromLocalInput(bornAt.value);
+        if (!born) errors.push({ field: "newborn.born_at", message: "请填写出生时间" });
+        if (reason.value.trim().length < 2) errors.push({ field: "reason", message: "请填写2到200个字的更正原因" });
+        return {
+          errors,
+          body: {
+            inpatient_no: record.inpatient_no,
+            birth_order: record.birth_order,
+            mother: { name: record.mother_name, id_number: record.mother_id_number },
+            newborn: { sex: sex.value, born_at: born, gestational_weeks: Number(weeks.value), weight_g: Number(weight.value), length_cm: Number(length.value) },
+            birthplace: { province: province.value.trim(), city: city.value.trim(), county: county.value.trim() },
+            attendant: attendant.value.trim(),
+            reason: reason.value.trim(),
+          },
+        };
+      },
+      send: (body, key) => api(`/api/v1/deliveries/${record.id}`, { method: "PUT", body, headers: { "Idempotency-Key": key, "If-Match": `"${record.version}"` } }),
+      done: () => answered("已更正，产妇将核对更正后的分娩信息"),
+      conflict: (e) => answered(`更正未完成：${e.message}（工作单已刷新，请核对后再操作）`),
+    });
+  }
+
   renderTabs({});
   await load(true);
 }
@@ -1212,76 +1525,22 @@ async function renderApplication(id, isCurrent) {
   // network failure cannot act twice; If-Match carries the version this page shows.
 
   function actionForm({ title, path, fields, build, done, submitLabel, danger }) {
-    let key = newKey();
-    const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
-    const submit = h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}` }, submitLabel);
-    const form = h("form", { class: "action-form", novalidate: true },
-      error, fields,
-      h("div", { class: "modal-foot" },
-        h("button", { type: "button", class: "btn", onclick: closeModal }, "取消"),
-        submit));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      error.hidden = true;
-      for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-      for (const el of form.querySelectorAll(".field-error")) el.remove();
-      const built = build(form);
-      if (built.errors && built.errors.length) {
-        showErrors(form, error, built.errors);
-        return;
-      }
-      submit.disabled = true;
-      const label = submit.textContent;
-      submit.textContent = "正在提交…";
-      try {
-        await api(`/api/v1/review/applications/${id}/${path}`, {
-          method: "POST",
-          body: built.body,
-          headers: { "Idempotency-Key": key, "If-Match": `"${doc.application.version}"` },
-        });
-        closeModal();
+    dialogForm({
+      title, fields, build, submitLabel, danger,
+      send: (body, key) => api(`/api/v1/review/applications/${id}/${path}`, {
+        method: "POST",
+        body,
+        headers: { "Idempotency-Key": key, "If-Match": `"${doc.application.version}"` },
+      }),
+      async done() {
         await reload(done, "ok");
         toast(done);
-      } catch (e) {
-        if (e.status !== 0) key = newKey(); // the server answered: a corrected retry is a new request
-        if (e.status === 409) {
-          closeModal();
-          await reload(`操作未完成，该申请可能已被他人处理：${e.message}（页面已显示最新内容，请核对后再操作）`, "error");
-        } else if (e.status === 422 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
-          showErrors(form, error, e.problem.errors.map((x) => ({ field: x.field, message: x.message })), e.message);
-        } else if (session) {
-          error.textContent = e.message;
-          error.hidden = false;
-        }
-      } finally {
-        submit.disabled = false;
-        submit.textContent = label;
-      }
+      },
+      conflict: (e) => reload(`操作未完成，该申请可能已被他人处理：${e.message}（页面已显示最新内容，请核对后再操作）`, "error"),
     });
-    openModal(title, form);
   }
 
-  function showErrors(form, box, errors, headline) {
-    box.replaceChildren(headline || "请修正以下内容：", h("ul", {}, errors.map((x) => h("li", {}, x.message))));
-    box.hidden = false;
-    let first = null;
-    for (const x of errors) {
-      const name = String(x.field || "").replace(/\[\d+\]$/, "");
-      const input = form.querySelector(`[data-name="${CSS.escape(name)}"]`);
-      if (!input) continue;
-      input.setAttribute("aria-invalid", "true");
-      const holder = input.closest(".field") || input.parentElement;
-      holder.append(h("div", { class: "field-error" }, x.message));
-      first = first || input;
-    }
-    (first || box).focus?.();
-  }
-
-  function field(id, label, input, hint) {
-    input.id = id;
-    if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
-    return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("div", { class: "hint", id: `${id}-hint` }, hint) : null);
-  }
+  const field = formField;
 
   function rejectDialog() {
     const reasons = h("textarea", { rows: 4, dataset: { name: "reasons" }, maxlength: 1000, placeholder: "每行一条，将原样告知申办人" });
