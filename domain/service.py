@@ -702,11 +702,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """Correct a record before issue; a linked application takes the correction (voiding its signature)."""
-        record = self._get(DeliveryRecord, record_id)
-        if actor.role != "hospital" or actor.institution != record.institution_code:
-            raise NotFound()
-        if expected_version is not None and expected_version != record.version:
-            raise Conflict(code="version_mismatch", current_version=record.version)
+        record = self._own_record(actor, record_id, expected_version)
         old_mother = record.facts["mother_id_number"]
         changes = record.correct(actor, facts=facts, reason=reason, now=self.clock())
         touched: list[Aggregate] = [record]
@@ -722,15 +718,22 @@ class Applications(Application[UUID]):
             touched.append(app)
         return self._commit(*touched)
 
-    def uphold_delivery_record(
-        self, actor: Actor, record_id: UUID | str, *, reason: str, expected_version: int | None = None
-    ) -> Outcome:
-        """Answer the mother's dispute: the record stands, and why (she sees the answer in her status view)."""
+    def _own_record(
+        self, actor: Actor, record_id: UUID | str, expected_version: int | None
+    ) -> DeliveryRecord:
+        """The record, if ``actor`` is its institution's hospital (else not found), at ``expected_version``."""
         record = self._get(DeliveryRecord, record_id)
         if actor.role != "hospital" or actor.institution != record.institution_code:
             raise NotFound()
         if expected_version is not None and expected_version != record.version:
             raise Conflict(code="version_mismatch", current_version=record.version)
+        return record
+
+    def uphold_delivery_record(
+        self, actor: Actor, record_id: UUID | str, *, reason: str, expected_version: int | None = None
+    ) -> Outcome:
+        """Answer the mother's dispute: the record stands, and why (she sees the answer in her status view)."""
+        record = self._own_record(actor, record_id, expected_version)
         if record.application_id is None:
             raise RuleViolated("该分娩记录没有待答复的异议", code="no_open_dispute")
         app = self._get(BirthCertificateApplication, record.application_id)

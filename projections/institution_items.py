@@ -39,7 +39,6 @@ import redis.asyncio as aioredis
 
 from domain.errors import InvalidValue
 from domain.policy import SHANGHAI
-from domain.values import PersonName
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations
 from projections.runner import DomainEvent, Page
 
@@ -123,16 +122,6 @@ def parse_time(moment: str) -> datetime:
     """A stored ISO time (UTC when it names no offset)."""
     parsed = datetime.fromisoformat(moment)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def masked(name: object) -> str | None:
-    """A name as the views show it (王*), or None."""
-    if not isinstance(name, str) or not name:
-        return None
-    try:
-        return PersonName(name).masked()
-    except InvalidValue:
-        return "*"
 
 
 def check_institution(code: str) -> str:

@@ -21,6 +21,9 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
+from domain.errors import InvalidValue
+from domain.values import PersonName
+
 _BATCH = 500
 DEFAULT_GENERATION: Final = "g0"
 # How long a reader may use the generation it looked up last (the old one is kept longer than this).
@@ -212,6 +215,16 @@ def events_of(page: Sequence[tuple[int, object]], kind: type | tuple[type, ...])
                 originator = UUID(str(originator))
             found.setdefault(originator, []).append(event)
     return found
+
+
+def masked(name: object) -> str | None:
+    """A name as the views show it (王*), or None."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return PersonName(name).masked()
+    except InvalidValue:
+        return "*"
 
 
 async def sleep_grace() -> None:

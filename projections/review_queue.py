@@ -56,11 +56,10 @@ from projections.institution_items import (
     apply_items_lua,
     check_institution,
     iso,
-    masked,
     micros,
     parse_time,
 )
-from projections.redis_view import application_events
+from projections.redis_view import application_events, masked
 from projections.runner import Page
 
 __all__ = [

@@ -59,8 +59,7 @@ from domain.application import (
 )
 from domain.errors import InvalidValue
 from domain.service import Applications
-from domain.values import PersonName
-from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events
+from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
 from projections.runner import DomainEvent, Page
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -186,15 +185,6 @@ def _iso(moment: datetime | str | None) -> str | None:
     return moment.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
 
 
-def _masked_name(name: object) -> str | None:
-    if not isinstance(name, str) or not name:
-        return None
-    try:
-        return PersonName(name).masked()
-    except InvalidValue:
-        return "*"
-
-
 def _step(code: str, label: str, by: str) -> JSON:
     return {"code": code, "label": label, "by": by}
 
@@ -317,10 +307,10 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         if record is None
         else {
             "institution_name": record.get("institution_name"),
-            "mother_name_masked": _masked_name(record.get("mother_name")),
+            "mother_name_masked": masked(record.get("mother_name")),
             "confirmed": app.delivery_confirmed,
         },
-        "mother_name_masked": _masked_name(mother_name),
+        "mother_name_masked": masked(mother_name),
         "elicense_issued": app.licence_id is not None,
         "father_invitation": _father_invitation(app),
         "delivery_dispute": _delivery_dispute(app),

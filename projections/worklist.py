@@ -50,11 +50,10 @@ from projections.institution_items import (
     Row,
     Touched,
     iso,
-    masked,
     micros,
     parse_time,
 )
-from projections.redis_view import events_of
+from projections.redis_view import events_of, masked
 from projections.runner import Page
 
 DISPUTE: Final = "dispute"

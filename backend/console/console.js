@@ -841,6 +841,58 @@ function renderLogin() {
   username.focus();
 }
 
+// ------------------------------------------------------------------ list pages (the queue, the worklist)
+
+// A list page's table: its columns' headings (label, class), then a column of actions.
+function gridTable(id, caption, headings) {
+  const body = h("tbody");
+  const table = h("table", { class: "grid queue-table", id },
+    h("caption", { class: "sr-only" }, caption),
+    h("thead", {}, h("tr", {},
+      headings.map(([label, cls]) => h("th", { scope: "col", class: cls || null }, label)),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "操作")))),
+    body);
+  return { table, body };
+}
+
+// One filter tab with its count; ``data`` names it for tests and styles (data-state, data-kind).
+function filterTab({ href, current, label, count, data, overdue = false }) {
+  return h("a", { class: overdue ? "tab tab-overdue" : "tab", href, "aria-current": current ? "page" : null, dataset: data },
+    label, h("span", { class: "count" }, count ?? "0"));
+}
+
+// Pages of a list the server hands out with a cursor: ``load(true)`` reads the first page again, ``load(false)``
+// (the 加载更多 button) the next one; ``show(answer)`` draws what is loaded (``answer`` null after a failure).
+function pagedList({ path, query, isCurrent, error, more, failure, show }) {
+  const list = { items: [], cursor: null };
+  list.load = async (reset) => {
+    const params = query();
+    params.set("limit", "100");
+    if (!reset && list.cursor) params.set("cursor", list.cursor);
+    try {
+      const answer = await api(`${path}?${params}`);
+      if (!isCurrent()) return;
+      error.hidden = true;
+      list.items = reset ? answer.items || [] : list.items.concat(answer.items || []);
+      list.cursor = answer.next_cursor || null;
+      more.hidden = !list.cursor;
+      show(answer);
+    } catch (e) {
+      if (!isCurrent() || e.name === "AbortError") return;
+      error.textContent = `${failure}：${e.message}`;
+      error.hidden = false;
+      if (reset) show(null);
+    }
+  };
+  more.addEventListener("click", () => list.load(false));
+  return list;
+}
+
+function listSummary(list, order) {
+  const overdue = list.items.filter((i) => i.overdue).length;
+  return `共 ${list.items.length} 件${list.cursor ? "（还有更多）" : ""}，${order}${overdue ? `；其中超期 ${overdue} 件` : ""}。更新于 ${fmtDateTime(new Date().toISOString()).slice(11)}`;
+}
+
 // ------------------------------------------------------------------ queue
 
 function queueHref(params) {
@@ -861,21 +913,9 @@ async function renderQueue(params, isCurrent) {
 
   const tabs = h("nav", { class: "tabs", "aria-label": "按办理状态筛选" });
   const summary = h("p", { class: "queue-summary muted", "aria-live": "polite" });
-  const tableBody = h("tbody");
-  const table = h("table", { class: "grid queue-table", id: "queue-table" },
-    h("caption", { class: "sr-only" }, "待办申请，按首次提交时间从早到晚排列"),
-    h("thead", {}, h("tr", {},
-      h("th", { scope: "col", class: "num" }, "序号"),
-      h("th", { scope: "col" }, "新生儿"),
-      h("th", { scope: "col" }, "母亲"),
-      h("th", { scope: "col" }, "办理状态"),
-      h("th", { scope: "col", class: "num" }, "提交次数"),
-      h("th", { scope: "col" }, "首次提交"),
-      h("th", { scope: "col" }, "最近提交"),
-      h("th", { scope: "col" }, "办理时限"),
-      h("th", { scope: "col" }, "领取方式"),
-      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "操作")))),
-    tableBody);
+  const { table, body: tableBody } = gridTable("queue-table", "待办申请，按首次提交时间从早到晚排列", [
+    ["序号", "num"], ["新生儿"], ["母亲"], ["办理状态"], ["提交次数", "num"], ["首次提交"], ["最近提交"], ["办理时限"], ["领取方式"],
+  ]);
   const more = h("button", { type: "button", class: "btn", hidden: true }, "加载更多");
   const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
 
@@ -901,20 +941,17 @@ async function renderQueue(params, isCurrent) {
       h("div", { class: "more" }, more)),
   );
 
-  let items = [];
-  let cursor = null;
   const flash = new Map();
 
   function renderTabs(counts) {
     const total = counts.total ?? counts.all ?? QUEUE_STATES.reduce((sum, [key]) => sum + (Number(counts[key]) || 0), 0);
     const entries = [["", "全部", total], ...QUEUE_STATES.map(([key, label]) => [key, label, counts[key]])];
-    const nodes = entries.map(([key, label, count]) => {
-      const selected = !overdue && state === key;
-      return h("a", { class: "tab", href: queueHref({ institution: isAuditor ? institution : "", state: key }), "aria-current": selected ? "page" : null, dataset: { state: key || "all" } },
-        label, h("span", { class: "count" }, count ?? "0"));
-    });
-    nodes.push(h("a", { class: "tab tab-overdue", href: queueHref({ institution: isAuditor ? institution : "", state, overdue: "1" }), "aria-current": overdue ? "page" : null, dataset: { state: "overdue" } },
-      "超期", h("span", { class: "count" }, counts.overdue ?? "0")));
+    const nodes = entries.map(([key, label, count]) => filterTab({
+      href: queueHref({ institution: isAuditor ? institution : "", state: key }), current: !overdue && state === key, label, count, data: { state: key || "all" },
+    }));
+    nodes.push(filterTab({
+      href: queueHref({ institution: isAuditor ? institution : "", state, overdue: "1" }), current: overdue, label: "超期", count: counts.overdue, data: { state: "overdue" }, overdue: true,
+    }));
     tabs.replaceChildren(...nodes);
   }
 
@@ -932,7 +969,7 @@ async function renderQueue(params, isCurrent) {
   }
 
   function renderRows() {
-    const sorted = items; // the server's order: oldest first submission first
+    const sorted = list.items; // the server's order: oldest first submission first
     if (!sorted.length) {
       tableBody.replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "empty" }, overdue ? "没有超期的申请" : "暂无待办申请",
         isAuditor ? h("div", { class: "small" }, "已办结（已寄出、已领取等）的申请不在队列中，可在上方按申请号查找。") : null)));
@@ -959,32 +996,25 @@ async function renderQueue(params, isCurrent) {
     }));
   }
 
-  async function load(reset) {
-    const query = new URLSearchParams();
-    if (state) query.set("state", state);
-    if (overdue) query.set("overdue", "true");
-    if (isAuditor && institution) query.set("institution", institution);
-    query.set("limit", "100");
-    if (!reset && cursor) query.set("cursor", cursor);
-    try {
-      const answer = await api(`/api/v1/review/queue?${query}`);
-      if (!isCurrent()) return;
-      error.hidden = true;
-      items = reset ? answer.items || [] : items.concat(answer.items || []);
-      cursor = answer.next_cursor || null;
-      more.hidden = !cursor;
-      renderTabs(answer.counts || {});
+  const list = pagedList({
+    path: "/api/v1/review/queue",
+    query() {
+      const query = new URLSearchParams();
+      if (state) query.set("state", state);
+      if (overdue) query.set("overdue", "true");
+      if (isAuditor && institution) query.set("institution", institution);
+      return query;
+    },
+    isCurrent, error, more,
+    failure: "审核队列加载失败",
+    show(answer) {
+      renderTabs((answer && answer.counts) || {});
+      if (!answer) return;
       renderRows();
-      const overdueCount = items.filter((i) => i.overdue).length;
-      summary.textContent = `共 ${items.length} 件${cursor ? "（还有更多）" : ""}，按首次提交时间从早到晚排列${overdueCount ? `；其中超期 ${overdueCount} 件` : ""}。更新于 ${fmtDateTime(new Date().toISOString()).slice(11)}`;
-    } catch (e) {
-      if (!isCurrent() || e.name === "AbortError") return;
-      error.textContent = `审核队列加载失败：${e.message}`;
-      error.hidden = false;
-      if (reset) renderTabs({});
-    }
-  }
-  more.addEventListener("click", () => load(false));
+      summary.textContent = listSummary(list, "按首次提交时间从早到晚排列");
+    },
+  });
+  const load = list.load;
 
   let pending = null;
   const onLive = (event) => {
@@ -1029,18 +1059,9 @@ async function renderWorklist(params, isCurrent) {
 
   const tabs = h("nav", { class: "tabs", "aria-label": "按类别筛选" });
   const summary = h("p", { class: "queue-summary muted", "aria-live": "polite" });
-  const tableBody = h("tbody");
-  const table = h("table", { class: "grid queue-table", id: "worklist-table" },
-    h("caption", { class: "sr-only" }, "待处理的分娩记录，按登记时间从早到晚排列"),
-    h("thead", {}, h("tr", {},
-      h("th", { scope: "col", class: "num" }, "序号"),
-      h("th", { scope: "col" }, "类别"),
-      h("th", { scope: "col" }, "产妇"),
-      h("th", { scope: "col" }, "详情"),
-      h("th", { scope: "col" }, "登记时间"),
-      h("th", { scope: "col" }, "录入时限"),
-      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "操作")))),
-    tableBody);
+  const { table, body: tableBody } = gridTable("worklist-table", "待处理的分娩记录，按登记时间从早到晚排列", [
+    ["序号", "num"], ["类别"], ["产妇"], ["详情"], ["登记时间"], ["录入时限"],
+  ]);
   const more = h("button", { type: "button", class: "btn", hidden: true }, "加载更多");
   const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
   main().replaceChildren(
@@ -1058,16 +1079,12 @@ async function renderWorklist(params, isCurrent) {
       h("div", { class: "more" }, more)),
   );
 
-  let items = [];
-  let cursor = null;
-
   function renderTabs(counts) {
     const entries = [["", "全部", counts.total], ...WORKLIST_KINDS.map(([key, label]) => [key, label, counts[key]])];
-    const nodes = entries.map(([key, label, count]) => h("a", {
-      class: "tab", href: worklistHref({ kind: key }), "aria-current": !overdue && kind === key ? "page" : null, dataset: { kind: key || "all" },
-    }, label, h("span", { class: "count" }, count ?? "0")));
-    nodes.push(h("a", { class: "tab tab-overdue", href: worklistHref({ kind, overdue: "1" }), "aria-current": overdue ? "page" : null, dataset: { kind: "overdue" } },
-      "超期", h("span", { class: "count" }, counts.overdue ?? "0")));
+    const nodes = entries.map(([key, label, count]) => filterTab({
+      href: worklistHref({ kind: key }), current: !overdue && kind === key, label, count, data: { kind: key || "all" },
+    }));
+    nodes.push(filterTab({ href: worklistHref({ kind, overdue: "1" }), current: overdue, label: "超期", count: counts.overdue, data: { kind: "overdue" }, overdue: true }));
     tabs.replaceChildren(...nodes);
   }
 
@@ -1091,6 +1108,7 @@ async function renderWorklist(params, isCurrent) {
   }
 
   function renderRows() {
+    const items = list.items;
     if (!items.length) {
       tableBody.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "empty" }, overdue ? "没有超期的记录" : "暂无待处理的分娩记录")));
       return;
@@ -1106,31 +1124,24 @@ async function renderWorklist(params, isCurrent) {
       h("td", { class: "actions" }, actions(item)))));
   }
 
-  async function load(reset) {
-    const query = new URLSearchParams();
-    if (kind) query.set("kind", kind);
-    if (overdue) query.set("overdue", "true");
-    query.set("limit", "100");
-    if (!reset && cursor) query.set("cursor", cursor);
-    try {
-      const answer = await api(`/api/v1/hospital/worklist?${query}`);
-      if (!isCurrent()) return;
-      error.hidden = true;
-      items = reset ? answer.items || [] : items.concat(answer.items || []);
-      cursor = answer.next_cursor || null;
-      more.hidden = !cursor;
-      renderTabs(answer.counts || {});
+  const list = pagedList({
+    path: "/api/v1/hospital/worklist",
+    query() {
+      const query = new URLSearchParams();
+      if (kind) query.set("kind", kind);
+      if (overdue) query.set("overdue", "true");
+      return query;
+    },
+    isCurrent, error, more,
+    failure: "工作单加载失败",
+    show(answer) {
+      renderTabs((answer && answer.counts) || {});
+      if (!answer) return;
       renderRows();
-      const late = items.filter((i) => i.overdue).length;
-      summary.textContent = `共 ${items.length} 件${cursor ? "（还有更多）" : ""}，按登记时间从早到晚排列${late ? `；其中超期 ${late} 件` : ""}。更新于 ${fmtDateTime(new Date().toISOString()).slice(11)}`;
-    } catch (e) {
-      if (!isCurrent() || e.name === "AbortError") return;
-      error.textContent = `工作单加载失败：${e.message}`;
-      error.hidden = false;
-      if (reset) renderTabs({});
-    }
-  }
-  more.addEventListener("click", () => load(false));
+      summary.textContent = listSummary(list, "按登记时间从早到晚排列");
+    },
+  });
+  const load = list.load;
 
   async function answered(message) {
     toast(message);

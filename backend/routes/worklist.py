@@ -9,24 +9,19 @@ record is missing (what puts it on that worklist).
   status view. The other answer, correcting the record, is ``PUT /api/v1/deliveries/{record_id}`` (staff.py).
 - ``POST /api/v1/applications/{app_id}/delivery-record/missing`` ``{institution, born_on}`` (the mother, once her face
   check passed and no record of hers is there) and ``GET /api/v1/institutions`` (the institutions she picks from).
-
-The OpenAPI document takes these paths from ``OPENAPI_PATHS`` here, as it does the archive's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
 from backend.components import (
     APPLICATIONS,
-    FOLLOWERS,
     PARKING,
     READ_YOUR_WRITES_SECONDS,
     REDIS_CLIENT,
@@ -34,6 +29,7 @@ from backend.components import (
     STORE_EXECUTOR,
     actor_of,
     expected_version,
+    following,
     in_store,
     json_response,
     query_limit,
@@ -61,18 +57,8 @@ async def worklist_ctx(app: web.Application) -> AsyncIterator[None]:
         app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="worklist", parking=app.get(PARKING)
     )
     app[WORKLIST_VIEW], app[WORKLIST_FOLLOWER] = view, follower
-    followers = app.get(FOLLOWERS)
-    if followers is not None:
-        followers.append(follower)
-    task = asyncio.create_task(follower.run(), name="worklist-follower")
-    yield
-    follower.stop()
-    try:
-        await asyncio.wait_for(asyncio.shield(task), 5.0)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with following(app, follower):
+        yield
 
 
 # ---------------------------------------------------------------- the hospital
@@ -192,211 +178,3 @@ async def report_missing_delivery(request: web.Request) -> web.Response:
             actor, app_id, institution=institution, born_on=day, expected_version=version
         ),
     )
-
-
-# ---------------------------------------------------------------- the OpenAPI document's part
-
-_TEXT: Final = {"type": "string", "minLength": 1, "pattern": "\\S"}
-_UUID: Final = {"type": "string", "format": "uuid"}
-_PROBLEM: Final = {
-    "description": "A problem (RFC 9457)",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-_ITEM_ID_PATTERN: Final = (
-    "^(dispute|missing|late):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-)
-
-
-def _ok(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-WORKLIST_ITEM: Final = {
-    "type": "object",
-    "required": ["item_id", "kind", "institution", "since", "due_at", "overdue", "version"],
-    "properties": {
-        "item_id": {"type": "string", "pattern": _ITEM_ID_PATTERN},
-        "kind": {
-            "enum": list(KINDS),
-            "description": "dispute: the mother disputes the record (answer by correcting it, PUT "
-            "/api/v1/deliveries/{id}, or upholding it, POST …/uphold); missing: she found no record and named "
-            "this institution; late_entry: entered past the province's limit (Guangdong 72 h, Shandong 24 h)",
-        },
-        "institution": {"type": "string"},
-        "application_id": {"type": ["string", "null"], "format": "uuid"},
-        "delivery_record_id": {"type": ["string", "null"], "format": "uuid"},
-        "mother_name_masked": {"type": ["string", "null"]},
-        "state": {"type": "string", "description": "the application's (dispute, missing)"},
-        "entered_late": {"const": True},
-        "since": {"type": "string", "format": "date-time", "description": "disputed, reported or entered at"},
-        "due_at": {
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": "the entry deadline (missing, late_entry); none for a dispute",
-        },
-        "overdue": {"type": "boolean"},
-        "version": {"type": "integer"},
-        "reason": {"type": ["string", "null"], "description": "dispute: the mother's reason"},
-        "born_on": {"type": ["string", "null"], "format": "date", "description": "missing: the day she gave"},
-        "mother_id_number_masked": {"type": ["string", "null"], "description": "missing"},
-    },
-}
-
-OPENAPI_PATHS: Final = {
-    "/api/v1/hospital/worklist": {
-        "get": {
-            "summary": "the hospital's worklist: disputed records, records reported missing, records entered late "
-            "(oldest first; counts per kind and overdue)",
-            "security": [{"bearer": []}],
-            "parameters": [
-                {"name": "kind", "in": "query", "schema": {"enum": list(KINDS)}},
-                {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
-                {
-                    "name": "cursor",
-                    "in": "query",
-                    "schema": {
-                        "type": "string",
-                        "pattern": "^-?[0-9]{1,19}:" + _ITEM_ID_PATTERN.removeprefix("^"),
-                    },
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                },
-            ],
-            "responses": {
-                "200": _ok(
-                    {
-                        "type": "object",
-                        "required": ["institution", "as_of", "items", "counts", "next_cursor"],
-                        "properties": {
-                            "institution": {"type": "string"},
-                            "as_of": {"type": "string"},
-                            "items": {"type": "array", "items": WORKLIST_ITEM},
-                            "counts": {
-                                "type": "object",
-                                "required": [*KINDS, "overdue", "total"],
-                                "additionalProperties": {"type": "integer"},
-                            },
-                            "next_cursor": {"type": ["string", "null"]},
-                        },
-                    },
-                    "the worklist",
-                ),
-                "default": _PROBLEM,
-            },
-        }
-    },
-    "/api/v1/deliveries/{record_id}/uphold": {
-        "parameters": [{"name": "record_id", "in": "path", "required": True, "schema": _UUID}],
-        "post": {
-            "summary": "answer the mother's dispute: the record stands, for this reason (the other answer is "
-            "a correction, PUT /api/v1/deliveries/{record_id}); 409 no_open_dispute when there is none",
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"type": "object", "required": ["reason"], "properties": {"reason": _TEXT}}
-                    }
-                },
-            },
-            "responses": {
-                "200": _ok(
-                    {
-                        "type": "object",
-                        "required": ["id", "version"],
-                        "properties": {"id": _UUID, "version": {"type": "integer"}},
-                    },
-                    "answered",
-                ),
-                "default": _PROBLEM,
-            },
-        },
-    },
-    "/api/v1/institutions": {
-        "get": {
-            "summary": "the midwifery institutions a mother may name (parents)",
-            "security": [{"bearer": []}],
-            "parameters": [{"name": "province", "in": "query", "schema": {"type": "string"}}],
-            "responses": {
-                "200": _ok(
-                    {
-                        "type": "object",
-                        "required": ["items"],
-                        "properties": {
-                            "items": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["code", "name", "province"],
-                                    "properties": {
-                                        "code": {"type": "string"},
-                                        "name": {"type": "string"},
-                                        "province": {"type": "string"},
-                                    },
-                                },
-                            }
-                        },
-                    },
-                    "the institutions",
-                ),
-                "default": _PROBLEM,
-            },
-        }
-    },
-    "/api/v1/applications/{app_id}/delivery-record/missing": {
-        "parameters": [{"name": "app_id", "in": "path", "required": True, "schema": _UUID}],
-        "post": {
-            "summary": "after her face check, no record of hers: the institution she names sees it as missing on "
-            "its worklist (overdue past its province's entry limit); 409 delivery_record_entered when there is one",
-            "security": [{"bearer": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["institution", "born_on"],
-                            "properties": {
-                                "institution": {"type": "string", "pattern": "^[A-Za-z0-9]{4,16}$"},
-                                "born_on": {
-                                    "type": "string",
-                                    "format": "date",
-                                    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-                                },
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": _ok({"$ref": "#/components/schemas/Version"}, "reported"),
-                "default": _PROBLEM,
-            },
-        },
-    },
-}
-
-# The parents' status view gains the hospital's answer and the institution asked to enter a missing record.
-OPENAPI_STATUS_PROPERTIES: Final = {
-    "delivery_dispute": {
-        "description": "her dispute of the delivery record and the hospital's answer, until she confirms the record",
-        "type": ["object", "null"],
-        "required": ["status", "label", "answer"],
-        "properties": {
-            "status": {"enum": ["open", "corrected", "upheld"]},
-            "label": {"type": "string"},
-            "disputed_at": {"type": ["string", "null"]},
-            "answer": {"type": ["string", "null"], "description": "the hospital's reason, in Chinese"},
-            "answered_at": {"type": ["string", "null"]},
-        },
-    },
-    "delivery_record_requested": {
-        "description": "the institution she asked to enter her missing delivery record, until one is entered",
-        "type": ["object", "null"],
-        "required": ["institution_name"],
-        "properties": {"institution_name": {"type": "string"}, "reported_at": {"type": ["string", "null"]}},
-    },
-}

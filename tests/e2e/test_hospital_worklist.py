@@ -67,6 +67,22 @@ async def worklist_shows(his: StaffClient, item_id: str, present: bool = True) -
     return value if present else None
 
 
+async def shandong_hospital(stack: Stack) -> StaffClient:
+    """The Shandong hospital's staff (JNPY01, 24 h to enter a delivery), logged in."""
+    await stack.in_store(
+        stack.service.create_staff_account,
+        operator(),
+        username="his-sd",
+        role="hospital",
+        institution="JNPY01",
+        display_name="孙录入",
+        password_hash=hash_password(DEMO_PASSWORD),
+    )
+    client = StaffClient(stack.session, stack.api, check=stack.check)
+    await client.login("his-sd", DEMO_PASSWORD)
+    return client
+
+
 async def disputed(stack: Stack, family: Family, reason: str) -> tuple[StaffClient, MiniProgram, str]:
     """The hospital entered the record over HTTP; the mother verified her face and disputed it."""
     his = await staff(stack, "his1")
@@ -112,17 +128,7 @@ async def test_a_dispute_the_hospital_upholds_is_answered_and_the_mother_submits
     ]
 
     # Another institution's staff neither see it nor can answer it.
-    await stack.in_store(
-        stack.service.create_staff_account,
-        operator(),
-        username="his2",
-        role="hospital",
-        institution="JNPY01",
-        display_name="孙录入",
-        password_hash=hash_password(DEMO_PASSWORD),
-    )
-    other = StaffClient(stack.session, stack.api, check=stack.check)
-    await other.login("his2", DEMO_PASSWORD)
+    other = await shandong_hospital(stack)
     assert await items(other) == []
     with pytest.raises(ApiProblem) as stranger:
         await other.call("POST", f"/api/v1/deliveries/{record_id}/uphold", json={"reason": "维持原记录"})
@@ -196,17 +202,7 @@ async def test_late_and_missing_records_show_as_overdue_and_the_worklist_equals_
     assert [i["kind"] for i in await items(his)] == ["late_entry"]  # the one on time is not there
 
     # Shandong: 24 h. A record entered 30 h after the birth is late there.
-    await stack.in_store(
-        stack.service.create_staff_account,
-        operator(),
-        username="his-sd",
-        role="hospital",
-        institution="JNPY01",
-        display_name="孙录入",
-        password_hash=hash_password(DEMO_PASSWORD),
-    )
-    shandong = StaffClient(stack.session, stack.api, check=stack.check)
-    await shandong.login("his-sd", DEMO_PASSWORD)
+    shandong = await shandong_hospital(stack)
     sd_body = delivery(
         demo_family(6), hours_ago=30, birthplace={"province": "山东省", "city": "济南市", "county": "平阴县"}
     )
