@@ -1054,7 +1054,7 @@ SCHEMAS.update(
     {
         "WorklistItem": {
             "type": "object",
-            "required": ["item_id", "kind", "institution", "since", "due_at", "overdue", "version"],
+            "required": ["item_id", "kind", "institution", "since", "due_at", "overdue"],
             "properties": {
                 "item_id": {"type": "string", "pattern": f"^{ITEM_ID}$"},
                 "kind": {
@@ -1068,7 +1068,6 @@ SCHEMAS.update(
                 "application_id": {"type": ["string", "null"], "format": "uuid"},
                 "delivery_record_id": {"type": ["string", "null"], "format": "uuid"},
                 "mother_name_masked": {"type": ["string", "null"]},
-                "state": {"enum": STATES, "description": "the application's (dispute, missing)"},
                 "entered_late": {"const": True},
                 "since": {
                     "type": "string",
@@ -1081,7 +1080,6 @@ SCHEMAS.update(
                     "description": "the entry deadline (missing, late_entry); none for a dispute",
                 },
                 "overdue": {"type": "boolean"},
-                "version": {"type": "integer"},
                 "reason": {"type": ["string", "null"], "description": "dispute: the mother's reason"},
                 "born_on": {
                     "type": ["string", "null"],

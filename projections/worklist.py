@@ -24,8 +24,14 @@ Laid out and written as ``projections.institution_items`` says, under ``bc:workl
 ``{item_id, kind, version}`` on ``bc:worklist:events:<CODE>`` (``kind`` null when it left). Items hold no
 personal data in plaintext: the mother's name masked (王*), no ID numbers, no free text; her reason for a
 dispute and the birth day she reported are read from the event store when the list is served
-(``Applications.get_hospital_cases``). An item follows its application's or record's events, each at the
-version of its last event in the page, so a rebuild writes byte-identical items.
+(``Applications.get_hospital_cases``).
+
+Most of an application's events cannot change its items: a page is looked at only for the applications with
+one of ``APPLICATION_EVENTS`` in it (and for every delivery record), each at the version of its last event in
+the page (the version the other views ask for, so the aggregate comes from the cache). An item holds nothing
+that the other events change — no version, no state — so a rebuild writes byte-identical items whatever the
+paging. An event added later that changes a dispute, a report or the mother's verified name belongs in
+``APPLICATION_EVENTS``.
 """
 
 from __future__ import annotations
@@ -63,6 +69,22 @@ KINDS: Final = (DISPUTE, MISSING, LATE_ENTRY)
 # Only these have a deadline, and so can be overdue.
 DUE_KINDS: Final = (MISSING, LATE_ENTRY)
 _PREFIX: Final = {DISPUTE: "dispute", MISSING: "missing", LATE_ENTRY: "late"}
+_A = BirthCertificateApplication
+# The application events after which its items may differ (see the module's docstring).
+APPLICATION_EVENTS: Final = (
+    _A.FaceVerified,  # the mother's verified name, shown masked
+    _A.DeliveryRecordLinked,
+    _A.DeliveryInfoConfirmed,
+    _A.DeliveryInfoDisputed,
+    _A.DeliveryRecordRefreshed,
+    _A.DeliveryRecordUpheld,
+    _A.DeliveryReportedMissing,
+    _A.AwaitedDeliveryRecorded,
+    _A.Submitted,
+    _A.Rejected,
+    _A.ReferredToCounter,
+    _A.Withdrawn,
+)
 
 
 def _event(member: str, kind: str | None, version: int) -> dict[str, object]:
@@ -78,7 +100,6 @@ def _entry(
         **fields,
         "since": iso(since),
         "due_at": None if due is None else iso(due),
-        "version": version,
     }
     return Entry(
         item,
@@ -99,14 +120,14 @@ def dispute_entry(app: BirthCertificateApplication) -> Entry | None:
         f"dispute:{app.id}",
         DISPUTE,
         app.version,
-        parse_time(app.disputed_at) if app.disputed_at else app.modified_on,
+        # A dispute older than ``disputed_at`` (restored from an older snapshot): its start, which never moves.
+        parse_time(app.disputed_at) if app.disputed_at else app.created_on,
         None,
         {
             "institution": app.institution,
             "application_id": str(app.id),
             "delivery_record_id": app.delivery_record_id,
             "mother_name_masked": masked(mother.get("name") or (app.record or {}).get("mother_name")),
-            "state": app.state,
         },
     )
 
@@ -128,7 +149,6 @@ def missing_entry(app: BirthCertificateApplication) -> Entry | None:
             "application_id": str(app.id),
             "delivery_record_id": None,
             "mother_name_masked": masked((app.verified.get("mother") or {}).get("name")),
-            "state": app.state,
         },
     )
 
@@ -186,9 +206,14 @@ class HospitalWorklistView(InstitutionItems):
         return f"{prefix}:{UUID(rest)}"
 
     def touched(self, page: Page) -> Touched:
-        """The applications and delivery records the page touched."""
+        """The delivery records the page touched, and the applications with one of ``APPLICATION_EVENTS`` in it."""
         found = events_of(page, (BirthCertificateApplication.Event, DeliveryRecord.Event))
-        return [(a, events[-1].originator_version, events) for a, events in found.items()]
+        return [
+            (a, events[-1].originator_version, events)
+            for a, events in found.items()
+            if isinstance(events[0], DeliveryRecord.Event)
+            or any(isinstance(e, APPLICATION_EVENTS) for e in events)
+        ]
 
     def rows(self, touched: Touched) -> list[Row]:
         """On the executor: the items of each application (dispute, missing) or record (late entry) at its
