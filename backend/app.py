@@ -66,7 +66,7 @@ from backend.object_store import open_objects
 from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
-from backend.routes import archive, audit, console, counter, ems, h5, parents, queue, staff
+from backend.routes import archive, audit, console, counter, ems, h5, parents, queue, staff, worklist
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
 from backend.storage import BlobStore, at_rest_key
 from backend.throttle import throttle_ctx
@@ -503,6 +503,7 @@ def create_app(config: Config) -> web.Application:
             throttle_ctx,
             _status_projection,
             queue.queue_ctx,
+            worklist.worklist_ctx,
             _notifications,
             audit.audit_ctx,
             archive.archive_ctx,
@@ -521,6 +522,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(counter.routes)
     app.router.add_routes(audit.routes)
     app.router.add_routes(queue.routes)
+    app.router.add_routes(worklist.routes)
     app.router.add_routes(ems.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(console.routes)

@@ -11,9 +11,10 @@ status view has it (read-your-writes), answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -232,6 +233,27 @@ async def caught_up(request: web.Request, position: int | None) -> None:
     follower = request.app[STATUS_FOLLOWER]
     if not await follower.wait_for(position, timeout=READ_YOUR_WRITES_SECONDS):
         log.warning("status view behind", extra={"position": position})
+
+
+@contextlib.asynccontextmanager
+async def following(app: web.Application, follower: LogFollower) -> AsyncIterator[None]:
+    """Run ``follower`` in this process while the block runs (a view every process keeps: the queue, the
+    worklist). It joins ``app[FOLLOWERS]`` where the app keeps that list, so every command wakes it; on the
+    way out it stops after the page in hand (cancelled if that takes more than 5 s)."""
+    followers = app.get(FOLLOWERS)
+    if followers is not None:
+        followers.append(follower)
+    task = asyncio.create_task(follower.run(), name=f"{follower.name}-follower")
+    try:
+        yield
+    finally:
+        follower.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 5.0)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def follow_on_leader(app: web.Application, follower: Follower) -> None:

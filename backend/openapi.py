@@ -15,6 +15,7 @@ from domain.application import FIXABLE_FIELDS
 from domain.policy import load_profiles
 from domain.values import ETHNIC_GROUPS
 from projections.review_queue import QUEUE_STATES
+from projections.worklist import KINDS
 
 JSON = dict[str, Any]
 
@@ -1316,6 +1317,177 @@ PATHS.update(
         },
     }
 )
+# The hospital's side (docs/decisions/0034-hospital-worklist.md): its worklist, its answer to a disputed record,
+# the mother's report of a missing one, and what her status view says of them.
+ITEM_ID = "(dispute|missing|late):[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+SCHEMAS.update(
+    {
+        "WorklistItem": {
+            "type": "object",
+            "required": ["item_id", "kind", "institution", "since", "due_at", "overdue"],
+            "properties": {
+                "item_id": {"type": "string", "pattern": f"^{ITEM_ID}$"},
+                "kind": {
+                    "enum": list(KINDS),
+                    "description": "dispute: the mother disputes the record (answer by correcting it, PUT "
+                    "/api/v1/deliveries/{id}, or upholding it, POST …/uphold); missing: she found no record "
+                    "and named this institution; late_entry: entered past the province's limit (Guangdong "
+                    "72 h, Shandong 24 h)",
+                },
+                "institution": {"type": "string"},
+                "application_id": {"type": ["string", "null"], "format": "uuid"},
+                "delivery_record_id": {"type": ["string", "null"], "format": "uuid"},
+                "mother_name_masked": {"type": ["string", "null"]},
+                "entered_late": {"const": True},
+                "since": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "disputed, reported or entered at",
+                },
+                "due_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "the entry deadline (missing, late_entry); none for a dispute",
+                },
+                "overdue": {"type": "boolean"},
+                "reason": {"type": ["string", "null"], "description": "dispute: the mother's reason"},
+                "born_on": {
+                    "type": ["string", "null"],
+                    "format": "date",
+                    "description": "missing: the day she gave",
+                },
+                "mother_id_number_masked": {"type": ["string", "null"], "description": "missing"},
+            },
+        },
+        "Institutions": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["code", "name", "province"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "name": {"type": "string"},
+                            "province": {"type": "string"},
+                        },
+                    },
+                }
+            },
+        },
+    }
+)
+SCHEMAS["Status"]["properties"].update(
+    {
+        "delivery_dispute": {
+            "description": "her dispute of the delivery record and the hospital's answer, until she confirms the record",
+            "type": ["object", "null"],
+            "required": ["status", "label", "answer"],
+            "properties": {
+                "status": {"enum": ["open", "corrected", "upheld"]},
+                "label": {"type": "string"},
+                "disputed_at": {"type": ["string", "null"]},
+                "answer": {"type": ["string", "null"], "description": "the hospital's reason, in Chinese"},
+                "answered_at": {"type": ["string", "null"]},
+            },
+        },
+        "delivery_record_requested": {
+            "description": "the institution she asked to enter her missing delivery record, until one is entered",
+            "type": ["object", "null"],
+            "required": ["institution_name"],
+            "properties": {
+                "institution_name": {"type": "string"},
+                "reported_at": {"type": ["string", "null"]},
+            },
+        },
+    }
+)
+PATHS.update(
+    {
+        "/api/v1/hospital/worklist": {
+            "get": {
+                **_op(
+                    "the hospital's worklist: disputed records, records reported missing, records entered late "
+                    "(oldest first; counts per kind and overdue)",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["institution", "as_of", "items", "counts", "next_cursor"],
+                                "properties": {
+                                    "institution": {"type": "string"},
+                                    "as_of": {"type": "string"},
+                                    "items": {"type": "array", "items": _ref("WorklistItem")},
+                                    "counts": {
+                                        "type": "object",
+                                        "required": [*KINDS, "overdue", "total"],
+                                        "additionalProperties": {"type": "integer"},
+                                    },
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "the worklist",
+                        )
+                    },
+                ),
+                "parameters": [
+                    {"name": "kind", "in": "query", "schema": {"enum": list(KINDS)}},
+                    {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": f"^-?[0-9]{{1,19}}:{ITEM_ID}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                ],
+            }
+        },
+        "/api/v1/deliveries/{record_id}/uphold": {
+            "parameters": [RECORD_ID],
+            "post": _command(
+                "answer the mother's dispute: the record stands, for this reason (the other answer is a "
+                "correction, PUT /api/v1/deliveries/{record_id}); 409 no_open_dispute when there is none",
+                {"200": _json(_ref("DeliveryCreated"), "answered")},
+                body=_ref("Reason"),
+            ),
+        },
+        "/api/v1/institutions": {
+            "get": {
+                **_op(
+                    "the midwifery institutions a mother may name (parents)",
+                    {"200": _json(_ref("Institutions"), "the institutions")},
+                ),
+                "parameters": [{"name": "province", "in": "query", "schema": {"type": "string"}}],
+            }
+        },
+        "/api/v1/applications/{app_id}/delivery-record/missing": {
+            "parameters": [APP_ID],
+            "post": _command(
+                "after her face check, no record of hers: the institution she names sees it as missing on its "
+                "worklist (overdue past its province's entry limit); 409 delivery_record_entered when there is one",
+                {"200": _json(_ref("Version"), "reported")},
+                body={
+                    "type": "object",
+                    "required": ["institution", "born_on"],
+                    "properties": {
+                        "institution": INSTITUTION_CODE,
+                        "born_on": {
+                            "type": "string",
+                            "format": "date",
+                            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                        },
+                    },
+                },
+            ),
+        },
+    }
+)
 SCHEMAS["Reject"]["properties"]["fields"]["items"] = {"enum": list(FIXABLE_FIELDS)}
 
 
@@ -1328,6 +1500,7 @@ def _archive_paths() -> JSON:
 
 
 PATHS.update(_archive_paths())
+
 
 DOCUMENT: JSON = {
     "openapi": "3.1.0",

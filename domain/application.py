@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal
 from uuid import UUID
 
@@ -24,6 +24,7 @@ import orjson
 import rfc8785
 from eventsourcing.domain import Aggregate
 
+from domain.delivery import Institution, entry_deadline, latest_birth_on
 from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, NotFound, RuleViolated
 from domain.pickup import COLLECTOR_CHECK_TTL, Slot, collector_letter
 from domain.policy import (
@@ -253,6 +254,12 @@ class BirthCertificateApplication(Aggregate):
     # snapshots taken before them are upcast below. v4 added replacements, pickup_appointment,
     # collector_letter and collector_check (docs/decisions/0032-replacement-and-pickup.md).
     class_version = 4
+    # The hospital's side (docs/decisions/0034-hospital-worklist.md): when she last disputed the record, the
+    # hospital's answer to that dispute, the delivery record she reported missing. Class defaults stand in for
+    # snapshots taken before these existed (new attributes with class defaults, no class_version bump).
+    disputed_at: str | None = None
+    dispute_answer: JSON | None = None
+    delivery_awaited: JSON | None = None
 
     @staticmethod
     def upcast_v1_v2(state: JSON) -> None:
@@ -390,6 +397,12 @@ class BirthCertificateApplication(Aggregate):
         reason: str
 
         def apply(self, a: BirthCertificateApplication) -> None:
+            if a.dispute_reason:  # it answers her dispute (open, or upheld before and corrected now)
+                a.dispute_answer = {
+                    "outcome": "corrected",
+                    "reason": self.reason,
+                    "at": self.timestamp.isoformat(),
+                }
             a.record = dict(self.record)
             a.delivery_confirmed = None
             if a.state == SUBMITTED:
@@ -417,6 +430,8 @@ class BirthCertificateApplication(Aggregate):
         def apply(self, a: BirthCertificateApplication) -> None:
             a.delivery_confirmed = False
             a.dispute_reason = self.reason
+            a.disputed_at = self.timestamp.isoformat()
+            a.dispute_answer = None
 
     class DetailsProvided(Event):
         """The newborn's name and the parents' details. ``father`` is None for a single mother."""
@@ -806,6 +821,52 @@ class BirthCertificateApplication(Aggregate):
                 check["pending"].pop(self.out_seq_no, None)
                 check["verdicts"][self.out_seq_no] = self.code
                 check["status"] = "failed"
+
+    class DeliveryRecordUpheld(Event):
+        """The hospital answered the mother's dispute: the record stands as entered, for ``reason`` (the
+        record's RecordUpheld, in the same save). Her dispute is closed: she confirms the record, disputes it
+        again, or goes to the counter."""
+
+        TOPIC = "birthcert:DeliveryRecordUpheld"
+        delivery_record_id: str
+        reason: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_confirmed = None
+            a.dispute_answer = {"outcome": "upheld", "reason": self.reason, "at": self.timestamp.isoformat()}
+
+    class DeliveryReportedMissing(Event):
+        """The verified mother found no delivery record and named the institution (``institution``, its name as
+        it was then) where she gave birth on ``born_on``: its worklist shows the record as missing, overdue after
+        ``entry_due_at`` (the province's entry deadline counted from the end of that day; None where the
+        province sets none). A later report replaces it."""
+
+        TOPIC = "birthcert:DeliveryReportedMissing"
+        institution: str
+        institution_name: str
+        born_on: str
+        entry_due_at: str | None
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_awaited = {
+                "institution": self.institution,
+                "institution_name": self.institution_name,
+                "born_on": self.born_on,
+                "entry_due_at": self.entry_due_at,
+                "reported_at": self.timestamp.isoformat(),
+            }
+
+    class AwaitedDeliveryRecorded(Event):
+        """A hospital entered the delivery record she reported missing (its DeliveryRecorded is in the same
+        save): she can look at it now. ``entered_late``: past the province's entry deadline."""
+
+        TOPIC = "birthcert:AwaitedDeliveryRecorded"
+        delivery_record_id: str
+        institution: str
+        entered_late: bool
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.delivery_awaited = None
 
     # ------------------------------------------------------------------ construction
 
@@ -1316,6 +1377,89 @@ class BirthCertificateApplication(Aggregate):
         if self.record is None:
             raise NotReady(["delivery_record_linked"])
         self.trigger_event(self.DeliveryInfoDisputed, actor=actor.to_dict(), reason=_text(reason, "reason"))
+
+    @property
+    def dispute_open(self) -> bool:
+        """She disputed the linked record, and neither the hospital answered since nor she confirmed it."""
+        return (
+            self.state in EDITABLE_STATES
+            and self.record is not None
+            and self.delivery_confirmed is False
+            and bool(self.dispute_reason)
+        )
+
+    def uphold_delivery_record(self, actor: Actor, *, reason: str) -> str:
+        """The hospital answers her open dispute: the record stands, and why. Returns the reason as recorded."""
+        if actor.role != "hospital" or actor.institution != self.institution:
+            raise Forbidden("只有出具该分娩记录的助产机构可以答复异议")
+        if not self.dispute_open:
+            raise RuleViolated("该申请没有待答复的分娩信息异议", code="no_open_dispute")
+        cleaned = _text(reason, "reason")
+        self.trigger_event(
+            self.DeliveryRecordUpheld,
+            actor=actor.to_dict(),
+            delivery_record_id=self.delivery_record_id or "",
+            reason=cleaned,
+        )
+        return cleaned
+
+    @property
+    def awaiting_delivery_record(self) -> bool:
+        """She reported her delivery record missing, and none has been entered or linked since."""
+        return self.delivery_awaited is not None and self.record is None and self.state in EDITABLE_STATES
+
+    def report_missing_delivery(
+        self,
+        actor: Actor,
+        *,
+        institution: Institution,
+        profile: ProvinceProfile | None,
+        born_on: date,
+        now: datetime,
+    ) -> None:
+        """Her face check passed and no record of hers is there: ask ``institution`` (under ``profile``, its
+        province's, for the entry deadline) to enter the delivery of ``born_on``."""
+        self._as_applicant(actor)
+        self._editable()
+        if "mother" not in self.verified:
+            raise NotReady(["mother_verified"])
+        if self.record is not None:
+            raise RuleViolated("申请已关联分娩记录", code="already_linked")
+        today = now.astimezone(SHANGHAI).date()
+        if born_on > today:
+            raise InvalidValue("born_on", "birth_in_future", "分娩日期不能晚于今天")
+        if born_on < today - timedelta(days=366):
+            raise InvalidValue("born_on", "birth_too_long_ago", "分娩日期已超过一年，请到签发机构现场办理")
+        due = None if profile is None else entry_deadline(profile, latest_birth_on(born_on))
+        awaited = self.delivery_awaited
+        if awaited and (awaited["institution"], awaited["born_on"]) == (
+            institution.code,
+            born_on.isoformat(),
+        ):
+            return  # reported already, as it stands
+        self.trigger_event(
+            self.DeliveryReportedMissing,
+            actor=actor.to_dict(),
+            institution=institution.code,
+            institution_name=institution.name,
+            born_on=born_on.isoformat(),
+            entry_due_at=None if due is None else due.isoformat(),
+        )
+
+    def note_awaited_delivery(
+        self, actor: Actor, *, delivery_record_id: str, institution: str, late: bool
+    ) -> None:
+        """A hospital entered her delivery (the record she reported missing): she is told to look at it."""
+        if actor.role != "hospital":
+            raise Forbidden("只有助产机构可以录入分娩信息")
+        if self.awaiting_delivery_record:
+            self.trigger_event(
+                self.AwaitedDeliveryRecorded,
+                actor=actor.to_dict(),
+                delivery_record_id=delivery_record_id,
+                institution=institution,
+                entered_late=late,
+            )
 
     def provide_details(
         self,

@@ -9,7 +9,7 @@ registration form's delivery part.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -36,6 +36,21 @@ CORRECTABLE: Final = (
     "birthplace",
     "attendant",
 )
+
+
+def entry_deadline(profile: ProvinceProfile, born_at: datetime) -> datetime | None:
+    """When the delivery must have been entered (分娩信息录入时限), or None where the province sets no limit.
+
+    Counted in hours on the clock (Guangdong 产妇分娩后3日内 = 72 h, Shandong 24 h): neither seed counts in working
+    days (docs/decisions/0034-hospital-worklist.md).
+    """
+    hours = profile.delivery_entry_hours
+    return None if hours is None else born_at.astimezone(SHANGHAI) + timedelta(hours=hours)
+
+
+def latest_birth_on(day: date) -> datetime:
+    """The latest a birth on ``day`` (Beijing time) can have been: its deadline is the most lenient one."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=SHANGHAI)
 
 
 class Institution:
@@ -188,6 +203,17 @@ class DeliveryRecord(Aggregate):
         def apply(self, r: DeliveryRecord) -> None:
             r.issued_certificate = self.certificate_number
 
+    class RecordUpheld(Event):
+        """The hospital looked into the mother's dispute and the record stands as entered, for ``reason``
+        (the application's DeliveryRecordUpheld, in the same save). A correction answers a dispute instead."""
+
+        TOPIC = "birthcert:RecordUpheld"
+        application_id: str
+        reason: str
+
+        def apply(self, r: DeliveryRecord) -> None:
+            r.open_dispute = None
+
     def __init__(
         self,
         actor: JSON,
@@ -223,8 +249,8 @@ class DeliveryRecord(Aggregate):
         _check_hospital(actor, institution.code)
         if facts.birth.born_at > now + timedelta(minutes=5):
             raise InvalidValue("newborn.born_at", "birth_in_future", "出生时间不能晚于当前时间")
-        hours = profile.delivery_entry_hours
-        late = hours is not None and now - facts.birth.born_at > timedelta(hours=hours)
+        due = entry_deadline(profile, facts.birth.born_at)
+        late = due is not None and now > due
         return cls._create(
             cls.DeliveryRecorded,
             id=id,
@@ -290,6 +316,15 @@ class DeliveryRecord(Aggregate):
         """Note the mother's dispute so the hospital sees it."""
         self.trigger_event(
             self.DisputeReceived, actor=actor.to_dict(), application_id=application_id, reason=reason
+        )
+
+    def uphold(self, actor: Actor, *, application_id: str, reason: str) -> None:
+        """Answer the dispute of the linked application: the record stands (``reason`` as the application took it)."""
+        _check_hospital(actor, self.institution_code)
+        if self.application_id != application_id:
+            raise RuleViolated("该分娩记录没有待答复的异议", code="no_open_dispute")
+        self.trigger_event(
+            self.RecordUpheld, actor=actor.to_dict(), application_id=application_id, reason=reason
         )
 
     def mark_issued(self, actor: Actor, *, application_id: str, certificate_number: str) -> None:

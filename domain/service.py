@@ -43,7 +43,15 @@ from domain.application import (
     Recipient,
 )
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
-from domain.errors import Conflict, DomainError, Forbidden, NotEligibleOnline, NotFound, RuleViolated
+from domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidValue,
+    NotEligibleOnline,
+    NotFound,
+    RuleViolated,
+)
 from domain.idempotency import IdempotencyRecord, IdempotentRequest
 from domain.pickup import PickupWindow, Slot, bookable_slots, find_slot, parse_slot_ref, slot_ref
 from domain.policy import (
@@ -69,10 +77,13 @@ INDEX_NAMESPACE = UUID("6f1c1b0e-8f4e-5b7a-9a51-3c2d0e5b9a10")
 # The father's invitation code: 20 random bytes (160 bits), URL-safe base64 without padding (27 characters).
 # Only its keyed digest is ever stored (docs/decisions/0011-father-invitation.md).
 INVITATION_KIND = "father-invitation"
+# A mother's applications that reported her delivery record missing, by her ID number (keyed like every index).
+AWAITING_KIND = "delivery-awaited"
 INVITATION_CODE_BYTES = 20
 INVITATION_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{27}$")
 # The counter's one-time code for a collector's face check: as random, as long, only its digest stored.
 COLLECTOR_CHECK_KIND = "collector-check"
+DELIVERY_ENTERED = "医院已录入您的分娩信息，请查看分娩信息并确认"
 NOT_DELIVERY_MOTHER = (
     "未找到以该身份登记的分娩记录：只有医院分娩记录中的产妇本人可以申办；如医院尚未录入，请稍后再试"
 )
@@ -666,9 +677,10 @@ class Applications(Application[UUID]):
                 now=self.clock(),
             )
             slot = Index.create(self.index_id("delivery-slot", slot_key), "delivery-slot", str(record_id))
-            mothers = self._mother_index(facts.mother_id_number.value, str(record_id))
+            mothers = self._indexed("mother-deliveries", facts.mother_id_number.value, str(record_id))
+            awaiting = self._applications_awaiting(actor, record)
             try:
-                return self._commit(record, slot, mothers)
+                return self._commit(record, slot, mothers, *awaiting)
             except Conflict:
                 # Twins recorded at the same moment race on the mother's index, not on the slot: try again.
                 if attempt == 2 or self._find_index("delivery-slot", slot_key) is not None:
@@ -680,12 +692,31 @@ class Applications(Application[UUID]):
                 continue
         raise Conflict(code="concurrent_modification")  # pragma: no cover - the loop returns or raises
 
-    def _mother_index(self, mother_id: str, ref: str) -> Index:
-        index = self._find_index("mother-deliveries", mother_id)
+    def _indexed(self, kind: str, value: str, ref: str) -> Index:
+        """The multi-valued index of ``kind`` for ``value``, with ``ref`` added (created if missing)."""
+        index = self._find_index(kind, value)
         if index is None:
-            return Index.create(self.index_id("mother-deliveries", mother_id), "mother-deliveries", ref)
+            return Index.create(self.index_id(kind, value), kind, ref)
         index.add(ref)
         return index
+
+    def _applications_awaiting(
+        self, actor: Actor, record: DeliveryRecord
+    ) -> list[BirthCertificateApplication]:
+        """The mother's applications that reported this record missing, told that it is entered now."""
+        index = self._find_index(AWAITING_KIND, record.facts["mother_id_number"])
+        told = []
+        for ref in index.refs if index is not None else []:
+            app = self._get(BirthCertificateApplication, ref)
+            if app.awaiting_delivery_record:
+                app.note_awaited_delivery(
+                    actor,
+                    delivery_record_id=str(record.id),
+                    institution=record.institution_code,
+                    late=record.entered_late,
+                )
+                told.append(app)
+        return told
 
     def correct_delivery(
         self,
@@ -697,11 +728,7 @@ class Applications(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         """Correct a record before issue; a linked application takes the correction (voiding its signature)."""
-        record = self._get(DeliveryRecord, record_id)
-        if actor.role != "hospital" or actor.institution != record.institution_code:
-            raise NotFound()
-        if expected_version is not None and expected_version != record.version:
-            raise Conflict(code="version_mismatch", current_version=record.version)
+        record = self._own_record(actor, record_id, expected_version)
         old_mother = record.facts["mother_id_number"]
         changes = record.correct(actor, facts=facts, reason=reason, now=self.clock())
         touched: list[Aggregate] = [record]
@@ -710,12 +737,55 @@ class Applications(Application[UUID]):
             if old_index is not None:
                 old_index.remove(str(record.id))
                 touched.append(old_index)
-            touched.append(self._mother_index(changes["mother_id_number"], str(record.id)))
+            touched.append(self._indexed("mother-deliveries", changes["mother_id_number"], str(record.id)))
         if changes and record.application_id is not None:
             app = self._get(BirthCertificateApplication, record.application_id)
             app.refresh_delivery_record(actor, record=record.snapshot(), reason=reason)
             touched.append(app)
         return self._commit(*touched)
+
+    def _own_record(
+        self, actor: Actor, record_id: UUID | str, expected_version: int | None
+    ) -> DeliveryRecord:
+        """The record, if ``actor`` is its institution's hospital (else not found), at ``expected_version``."""
+        record = self._get(DeliveryRecord, record_id)
+        if actor.role != "hospital" or actor.institution != record.institution_code:
+            raise NotFound()
+        if expected_version is not None and expected_version != record.version:
+            raise Conflict(code="version_mismatch", current_version=record.version)
+        return record
+
+    def uphold_delivery_record(
+        self, actor: Actor, record_id: UUID | str, *, reason: str, expected_version: int | None = None
+    ) -> Outcome:
+        """Answer the mother's dispute: the record stands, and why (she sees the answer in her status view)."""
+        record = self._own_record(actor, record_id, expected_version)
+        if record.application_id is None:
+            raise RuleViolated("该分娩记录没有待答复的异议", code="no_open_dispute")
+        app = self._get(BirthCertificateApplication, record.application_id)
+        cleaned = app.uphold_delivery_record(actor, reason=reason)
+        record.uphold(actor, application_id=str(app.id), reason=cleaned)
+        return self._commit(record, app)
+
+    def get_hospital_cases(
+        self, actor: Actor, app_ids: Iterable[UUID | str]
+    ) -> dict[str, BirthCertificateApplication]:
+        """For a hospital's worklist: the applications that dispute one of its records or await one from it,
+        by id (any other id is left out: nothing tells the hospital it exists)."""
+        if actor.role != "hospital" or not actor.institution:
+            raise Forbidden("只有助产机构可以查看分娩记录工作单")
+        found = {}
+        for app_id in app_ids:
+            try:
+                app = self._get(BirthCertificateApplication, app_id)
+            except NotFound:
+                continue
+            awaited = app.delivery_awaited if app.awaiting_delivery_record else None
+            if (app.dispute_open and app.institution == actor.institution) or (
+                awaited is not None and awaited["institution"] == actor.institution
+            ):
+                found[str(app.id)] = app
+        return found
 
     # ------------------------------------------------------------------ parents
 
@@ -918,6 +988,43 @@ class Applications(Application[UUID]):
         record = self._get(DeliveryRecord, app.delivery_record_id or "")
         record.receive_dispute(actor, application_id=str(app.id), reason=app.dispute_reason or reason)
         return self._commit(app, record)
+
+    def report_missing_delivery(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        institution: str,
+        born_on: date,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Her face check passed and no delivery record of hers is there: the institution she names sees it as
+        missing on its worklist (overdue past its province's entry deadline) until a hospital enters it."""
+        app = self._load_application(actor, app_id, expected_version, applicant_only=True)
+        mother = app.verified.get("mother")
+        if mother is not None and app.record is None:
+            try:
+                self._available_delivery(app, IdNumber(mother["id_number"]))
+            except RuleViolated as why:
+                if why.code != "not_delivery_mother":
+                    raise  # there is one, held by another application or outside the window: that is the answer
+            else:
+                raise RuleViolated(DELIVERY_ENTERED, code="delivery_record_entered")
+        try:
+            named = self.get_institution(institution)
+        except NotFound:
+            raise InvalidValue("institution", "unknown_institution", "未找到该助产机构，请重新选择") from None
+        try:
+            profile = get_profile(named.province)
+        except InvalidValue:
+            profile = None  # a province without a profile sets no entry deadline
+        app.report_missing_delivery(
+            actor, institution=named, profile=profile, born_on=born_on, now=self.clock()
+        )
+        if not app.pending_events:
+            return self._commit(app)  # reported already: nothing recorded
+        index = self._indexed(AWAITING_KIND, app.verified["mother"]["id_number"], str(app.id))
+        return self._commit(app, index)
 
     def provide_details(
         self,

@@ -28,8 +28,9 @@ from projections.review_queue import ReviewQueueView
 from projections.runner import LogFollower
 from projections.sql import Database, SqlParkingLot
 from projections.status import StatusView, derive_pseudonym_key
+from projections.worklist import HospitalWorklistView
 
-VIEWS = ("status", "queue")
+VIEWS = ("status", "queue", "worklist")
 REBUILD_PAGE_SIZE = 500
 # Catch-ups with the live generation before giving up on switching (the service keeps writing it).
 SWITCH_ATTEMPTS = 50
@@ -44,7 +45,7 @@ def register_projections(subparsers: Any) -> None:
         "--view",
         choices=VIEWS,
         default="status",
-        help="which view: status (parents) or queue (issuers); default status",
+        help="which view: status (parents), queue (issuers) or worklist (hospitals); default status",
     )
     rebuild.set_defaults(handler=rebuild_view)
     parked = commands.add_parser(
@@ -53,7 +54,7 @@ def register_projections(subparsers: Any) -> None:
     parked.set_defaults(handler=list_parked)
     retry = commands.add_parser("retry", help="ask the running service to apply parked events again")
     retry.add_argument(
-        "--follower", help="only this follower's (status, review-queue, archive, archive_pdf, …)"
+        "--follower", help="only this follower's (status, review-queue, worklist, archive, archive_pdf, …)"
     )
     retry.add_argument("--position", type=int, help="only the event at this position")
     retry.set_defaults(handler=retry_parked)
@@ -119,7 +120,8 @@ def rebuild_view(args: argparse.Namespace) -> int:
         applications.close()
         handle.close()
         executor.shutdown(wait=True)
-    console.print(f"view {args.view}: rebuilt to position {position}, {count} applications")
+    what = "items" if args.view == "worklist" else "applications"
+    console.print(f"view {args.view}: rebuilt to position {position}, {count} {what}")
     return 0
 
 
@@ -138,8 +140,10 @@ async def _rebuild(
     redis = Redis.from_url(redis_url)
     generation = generation or f"g{time.time_ns() // 1_000_000}"
     try:
-        view: StatusView | ReviewQueueView
-        if name == "queue":
+        view: StatusView | ReviewQueueView | HospitalWorklistView
+        if name == "worklist":
+            view = HospitalWorklistView(redis, applications, executor, generation=generation)
+        elif name == "queue":
             view = ReviewQueueView(
                 redis,
                 applications,

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Collection, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from uuid import UUID
 
 import redis.asyncio as aioredis
+
+from domain.errors import InvalidValue
+from domain.values import PersonName
 
 _BATCH = 500
 DEFAULT_GENERATION: Final = "g0"
@@ -197,16 +200,31 @@ def application_events(page: Sequence[tuple[int, object]]) -> dict[UUID, list[An
     the version the page leaves it at)."""
     from domain.application import BirthCertificateApplication
 
+    # Delivery-record and index events make no document; a correction reaches a linked
+    # application as its own DeliveryRecordRefreshed event.
+    return events_of(page, BirthCertificateApplication.Event)
+
+
+def events_of(page: Sequence[tuple[int, object]], kind: type | tuple[type, ...]) -> dict[UUID, list[Any]]:
+    """The aggregates whose events (of ``kind``) a page holds, each with those events in order."""
     found: dict[UUID, list[Any]] = {}
     for _, event in page:
-        # Delivery-record and index events make no document; a correction reaches a linked
-        # application as its own DeliveryRecordRefreshed event.
-        if isinstance(event, BirthCertificateApplication.Event):
-            originator = event.originator_id
+        if isinstance(event, kind):
+            originator = cast(Any, event).originator_id
             if not isinstance(originator, UUID):
                 originator = UUID(str(originator))
             found.setdefault(originator, []).append(event)
     return found
+
+
+def masked(name: object) -> str | None:
+    """A name as the views show it (王*), or None."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return PersonName(name).masked()
+    except InvalidValue:
+        return "*"
 
 
 async def sleep_grace() -> None:

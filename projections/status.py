@@ -62,8 +62,7 @@ from domain.application import (
 from domain.errors import InvalidValue
 from domain.pickup import Slot
 from domain.service import Applications
-from domain.values import PersonName
-from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events
+from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
 from projections.runner import DomainEvent, Page
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -107,6 +106,17 @@ FIELD_LABELS: Final = {
     "documents.father_handheld_id": "父亲手持身份证照片",
     "signature": "电子签名",
     "delivery_method": "领取方式",
+}
+
+# The hospital's answer to her dispute of the delivery record, as she reads it (docs/decisions/0034).
+DISPUTE_ANSWERS: Final = {
+    "corrected": "医院已更正分娩信息（{reason}），请核对更正后的分娩信息并确认",
+    "upheld": "医院核实后答复分娩信息无误：{reason}。请核对后确认；如仍有异议，可再次提出或到助产机构咨询",
+}
+DISPUTE_LABELS: Final = {
+    "open": "已提出异议，等待医院答复",
+    "corrected": "医院已更正",
+    "upheld": "医院答复原记录无误",
 }
 
 COUNTER_MESSAGES: Final = {
@@ -178,15 +188,6 @@ def _iso(moment: datetime | str | None) -> str | None:
     return moment.astimezone(SHANGHAI).isoformat(timespec="milliseconds")
 
 
-def _masked_name(name: object) -> str | None:
-    if not isinstance(name, str) or not name:
-        return None
-    try:
-        return PersonName(name).masked()
-    except InvalidValue:
-        return "*"
-
-
 def _step(code: str, label: str, by: str) -> JSON:
     return {"code": code, "label": label, "by": by}
 
@@ -207,8 +208,18 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
     method = app.delivery_method["method"] if app.delivery_method else None
     if state in (DRAFT, RETURNED):
         steps: list[JSON] = []
-        if app.delivery_confirmed is False and app.dispute_reason:
-            steps.append(_step("await_hospital_correction", "等待医院核实并更正分娩信息", "hospital"))
+        if app.awaiting_delivery_record and app.delivery_awaited:
+            name = app.delivery_awaited["institution_name"]
+            steps.append(
+                _step("await_delivery_entry", f"已提醒{name}录入分娩信息，录入后请查看并确认", "hospital")
+            )
+        if app.dispute_open:
+            steps.append(_step("await_hospital_correction", "等待医院核实分娩信息并答复", "hospital"))
+        elif app.dispute_reason and app.dispute_answer:
+            outcome, reason = app.dispute_answer["outcome"], app.dispute_answer["reason"]
+            steps.append(
+                _step(f"hospital_{outcome}_record", DISPUTE_ANSWERS[outcome].format(reason=reason), "parent")
+            )
         if state == RETURNED and app.rejection:
             fields = [FIELD_LABELS.get(f, f) for f in app.rejection.get("fields", [])]
             steps.append(_step("fix_returned_items", "按退回意见修改：" + "、".join(fields), "parent"))
@@ -265,7 +276,7 @@ def _pickup(app: BirthCertificateApplication) -> JSON | None:
         "letter_required": app.profile.collector_letter_required,
         "collector": None
         if letter is None
-        else {"name_masked": _masked_name(letter["name"]), "signed_at": _iso(letter["signed_at"])},
+        else {"name_masked": masked(letter["name"]), "signed_at": _iso(letter["signed_at"])},
     }
 
 
@@ -353,10 +364,10 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         if record is None
         else {
             "institution_name": record.get("institution_name"),
-            "mother_name_masked": _masked_name(record.get("mother_name")),
+            "mother_name_masked": masked(record.get("mother_name")),
             "confirmed": app.delivery_confirmed,
         },
-        "mother_name_masked": _masked_name(mother_name),
+        "mother_name_masked": masked(mother_name),
         "elicense_issued": app.licence_id is not None,
         "father_invitation": _father_invitation(app),
         "voided_certificate_numbers": list(app.voided_numbers),
@@ -370,7 +381,33 @@ def status_of(app: BirthCertificateApplication) -> JSON:
             "message": replacement_message(app.replacements[-1]),
         },
         "pickup": _pickup(app),
+        "delivery_dispute": _delivery_dispute(app),
+        "delivery_record_requested": _delivery_record_requested(app),
     }
+
+
+def _delivery_dispute(app: BirthCertificateApplication) -> JSON | None:
+    """Her dispute of the delivery record and the hospital's answer, while she has not confirmed the record since
+    (her own reason stays out: she reads it with the record)."""
+    answer = None if app.dispute_open else app.dispute_answer
+    if not app.dispute_reason or (answer is None and not app.dispute_open):
+        return None
+    status = "open" if answer is None else answer["outcome"]
+    return {
+        "status": status,
+        "label": DISPUTE_LABELS[status],
+        "disputed_at": _iso(app.disputed_at),
+        "answer": None if answer is None else answer["reason"],
+        "answered_at": None if answer is None else _iso(answer["at"]),
+    }
+
+
+def _delivery_record_requested(app: BirthCertificateApplication) -> JSON | None:
+    """The institution she asked to enter her missing delivery record, while none is entered or linked."""
+    awaited = app.delivery_awaited
+    if awaited is None or not app.awaiting_delivery_record:
+        return None
+    return {"institution_name": awaited["institution_name"], "reported_at": _iso(awaited["reported_at"])}
 
 
 def father_status_of(app: BirthCertificateApplication) -> JSON:

@@ -18,6 +18,13 @@ const QUEUE_STATES = [
   ["awaiting_reissue", "待补发"],
 ];
 const QUEUE_STATE_LABELS = Object.fromEntries(QUEUE_STATES);
+// The hospital's worklist (GET /api/v1/hospital/worklist): what each kind of item asks of its staff.
+const WORKLIST_KINDS = [
+  ["dispute", "异议待答复"],
+  ["missing", "产妇催录"],
+  ["late_entry", "超期录入"],
+];
+const WORKLIST_KIND_LABELS = Object.fromEntries(WORKLIST_KINDS);
 const STATE_LABELS = {
   draft: "填写中",
   submitted: "待审核",
@@ -42,6 +49,9 @@ const EVENT_LABELS = {
   DeliveryRecordRefreshed: "医院更正分娩记录",
   DeliveryInfoConfirmed: "确认分娩信息",
   DeliveryInfoDisputed: "对分娩信息提出异议",
+  DeliveryRecordUpheld: "医院答复分娩信息无误",
+  DeliveryReportedMissing: "催促医院录入分娩信息",
+  AwaitedDeliveryRecorded: "医院录入催录的分娩信息",
   DetailsProvided: "填写新生儿姓名及父母信息",
   DocumentUploaded: "上传身份证件照片",
   FatherIdPhotoAccepted: "父亲手持身份证照片通过",
@@ -556,6 +566,78 @@ function openModal(title, body, { wide = false } = {}) {
   return dialog;
 }
 
+// ------------------------------------------------------------------ forms in a dialog
+
+// A form in the modal dialog that sends one command: its own Idempotency-Key (kept for a retry after no
+// answer, a new one once the server answered), field errors shown beside their inputs, a conflict (409)
+// handed to ``conflict`` after the dialog closed.
+function dialogForm({ title, fields, build, send, done, conflict, submitLabel, danger, wide = false }) {
+  let key = newKey();
+  const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
+  const submit = h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}` }, submitLabel);
+  const form = h("form", { class: "action-form", novalidate: true },
+    error, fields,
+    h("div", { class: "modal-foot" },
+      h("button", { type: "button", class: "btn", onclick: closeModal }, "取消"),
+      submit));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    for (const el of form.querySelectorAll(".field-error")) el.remove();
+    const built = build(form);
+    if (built.errors && built.errors.length) {
+      showErrors(form, error, built.errors);
+      return;
+    }
+    submit.disabled = true;
+    const label = submit.textContent;
+    submit.textContent = "正在提交…";
+    try {
+      await send(built.body, key);
+      closeModal();
+      await done();
+    } catch (e) {
+      if (e.status !== 0) key = newKey(); // the server answered: a corrected retry is a new request
+      if (e.status === 409) {
+        closeModal();
+        await conflict(e);
+      } else if (e.status === 422 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
+        showErrors(form, error, e.problem.errors.map((x) => ({ field: x.field, message: x.message })), e.message);
+      } else if (session) {
+        error.textContent = e.message;
+        error.hidden = false;
+      }
+    } finally {
+      submit.disabled = false;
+      submit.textContent = label;
+    }
+  });
+  openModal(title, form, { wide });
+}
+
+function showErrors(form, box, errors, headline) {
+  box.replaceChildren(headline || "请修正以下内容：", h("ul", {}, errors.map((x) => h("li", {}, x.message))));
+  box.hidden = false;
+  let first = null;
+  for (const x of errors) {
+    const name = String(x.field || "").replace(/\[\d+\]$/, "");
+    const input = form.querySelector(`[data-name="${CSS.escape(name)}"]`);
+    if (!input) continue;
+    input.setAttribute("aria-invalid", "true");
+    const holder = input.closest(".field") || input.parentElement;
+    holder.append(h("div", { class: "field-error" }, x.message));
+    first = first || input;
+  }
+  (first || box).focus?.();
+}
+
+function formField(id, label, input, hint) {
+  input.id = id;
+  if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
+  return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("div", { class: "hint", id: `${id}-hint` }, hint) : null);
+}
+
 // ------------------------------------------------------------------ router
 
 let renderSeq = 0;
@@ -581,8 +663,9 @@ async function render() {
     renderLogin();
     return;
   }
-  if (path === "/login") {
-    location.replace("#/queue");
+  const home = session.role === "hospital" ? "#/worklist" : "#/queue";
+  if (path === "/login" || (session.role === "hospital" && path !== "/worklist")) {
+    location.replace(home);
     return;
   }
   renderHeader(path);
@@ -591,7 +674,8 @@ async function render() {
   const moved = path !== render.lastPath;
   render.lastPath = path;
   try {
-    if (match) await renderApplication(match[1], isCurrent);
+    if (session.role === "hospital") await renderWorklist(params, isCurrent);
+    else if (match) await renderApplication(match[1], isCurrent);
     else if (path === "/pickup" && session.role === "issuer") await renderPickup(params, isCurrent);
     else if (path === "/appointments" && session.role === "issuer") await renderAppointments(params, isCurrent);
     else await renderQueue(params, isCurrent);
@@ -624,9 +708,12 @@ function renderHeader(path) {
     session.name || "",
   );
   $("#nav-pickup").hidden = session.role !== "issuer";
+  $("#nav-queue").hidden = session.role === "hospital";
+  $("#nav-worklist").hidden = session.role !== "hospital";
   $("#nav-appointments").hidden = session.role !== "issuer";
+  $("#live-indicator").hidden = session.role === "hospital"; // the live stream is the review queue's
   renderAuditBanner();
-  for (const [id, prefix] of [["#nav-queue", "/queue"], ["#nav-pickup", "/pickup"], ["#nav-appointments", "/appointments"]]) {
+  for (const [id, prefix] of [["#nav-queue", "/queue"], ["#nav-pickup", "/pickup"], ["#nav-appointments", "/appointments"], ["#nav-worklist", "/worklist"]]) {
     const active = path.startsWith(prefix) || (prefix === "/queue" && path.startsWith("/applications"));
     const link = $(id);
     if (active) link.setAttribute("aria-current", "page");
@@ -720,8 +807,8 @@ function renderLogin() {
     submit.textContent = "正在登录…";
     try {
       const answer = await api("/api/v1/auth/staff", { method: "POST", body: { username: username.value.trim(), password: password.value } });
-      if (!["issuer", "auditor"].includes(answer.role)) {
-        error.textContent = "该账号不是签发或审计人员，不能使用签发工作台";
+      if (!["issuer", "auditor", "hospital"].includes(answer.role)) {
+        error.textContent = "该账号不是签发、助产机构或审计人员，不能使用签发工作台";
         error.hidden = false;
         return;
       }
@@ -730,7 +817,8 @@ function renderLogin() {
       const next = sessionStorage.getItem(`${SESSION_KEY}.next`);
       sessionStorage.removeItem(`${SESSION_KEY}.next`);
       if (session.role === "issuer") stream.start(session.institution);
-      const target = next && next !== "#/login" ? next : "#/queue";
+      const home = session.role === "hospital" ? "#/worklist" : "#/queue";
+      const target = next && next !== "#/login" ? next : home;
       if (location.hash === target) render();
       else location.hash = target;
     } catch (e) {
@@ -766,6 +854,58 @@ function renderLogin() {
   username.focus();
 }
 
+// ------------------------------------------------------------------ list pages (the queue, the worklist)
+
+// A list page's table: its columns' headings (label, class), then a column of actions.
+function gridTable(id, caption, headings) {
+  const body = h("tbody");
+  const table = h("table", { class: "grid queue-table", id },
+    h("caption", { class: "sr-only" }, caption),
+    h("thead", {}, h("tr", {},
+      headings.map(([label, cls]) => h("th", { scope: "col", class: cls || null }, label)),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "操作")))),
+    body);
+  return { table, body };
+}
+
+// One filter tab with its count; ``data`` names it for tests and styles (data-state, data-kind).
+function filterTab({ href, current, label, count, data, overdue = false }) {
+  return h("a", { class: overdue ? "tab tab-overdue" : "tab", href, "aria-current": current ? "page" : null, dataset: data },
+    label, h("span", { class: "count" }, count ?? "0"));
+}
+
+// Pages of a list the server hands out with a cursor: ``load(true)`` reads the first page again, ``load(false)``
+// (the 加载更多 button) the next one; ``show(answer)`` draws what is loaded (``answer`` null after a failure).
+function pagedList({ path, query, isCurrent, error, more, failure, show }) {
+  const list = { items: [], cursor: null };
+  list.load = async (reset) => {
+    const params = query();
+    params.set("limit", "100");
+    if (!reset && list.cursor) params.set("cursor", list.cursor);
+    try {
+      const answer = await api(`${path}?${params}`);
+      if (!isCurrent()) return;
+      error.hidden = true;
+      list.items = reset ? answer.items || [] : list.items.concat(answer.items || []);
+      list.cursor = answer.next_cursor || null;
+      more.hidden = !list.cursor;
+      show(answer);
+    } catch (e) {
+      if (!isCurrent() || e.name === "AbortError") return;
+      error.textContent = `${failure}：${e.message}`;
+      error.hidden = false;
+      if (reset) show(null);
+    }
+  };
+  more.addEventListener("click", () => list.load(false));
+  return list;
+}
+
+function listSummary(list, order) {
+  const overdue = list.items.filter((i) => i.overdue).length;
+  return `共 ${list.items.length} 件${list.cursor ? "（还有更多）" : ""}，${order}${overdue ? `；其中超期 ${overdue} 件` : ""}。更新于 ${fmtDateTime(new Date().toISOString()).slice(11)}`;
+}
+
 // ------------------------------------------------------------------ queue
 
 function queueHref(params) {
@@ -786,21 +926,9 @@ async function renderQueue(params, isCurrent) {
 
   const tabs = h("nav", { class: "tabs", "aria-label": "按办理状态筛选" });
   const summary = h("p", { class: "queue-summary muted", "aria-live": "polite" });
-  const tableBody = h("tbody");
-  const table = h("table", { class: "grid queue-table", id: "queue-table" },
-    h("caption", { class: "sr-only" }, "待办申请，按首次提交时间从早到晚排列"),
-    h("thead", {}, h("tr", {},
-      h("th", { scope: "col", class: "num" }, "序号"),
-      h("th", { scope: "col" }, "新生儿"),
-      h("th", { scope: "col" }, "母亲"),
-      h("th", { scope: "col" }, "办理状态"),
-      h("th", { scope: "col", class: "num" }, "提交次数"),
-      h("th", { scope: "col" }, "首次提交"),
-      h("th", { scope: "col" }, "最近提交"),
-      h("th", { scope: "col" }, "办理时限"),
-      h("th", { scope: "col" }, "领取方式"),
-      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "操作")))),
-    tableBody);
+  const { table, body: tableBody } = gridTable("queue-table", "待办申请，按首次提交时间从早到晚排列", [
+    ["序号", "num"], ["新生儿"], ["母亲"], ["办理状态"], ["提交次数", "num"], ["首次提交"], ["最近提交"], ["办理时限"], ["领取方式"],
+  ]);
   const more = h("button", { type: "button", class: "btn", hidden: true }, "加载更多");
   const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
 
@@ -826,20 +954,17 @@ async function renderQueue(params, isCurrent) {
       h("div", { class: "more" }, more)),
   );
 
-  let items = [];
-  let cursor = null;
   const flash = new Map();
 
   function renderTabs(counts) {
     const total = counts.total ?? counts.all ?? QUEUE_STATES.reduce((sum, [key]) => sum + (Number(counts[key]) || 0), 0);
     const entries = [["", "全部", total], ...QUEUE_STATES.map(([key, label]) => [key, label, counts[key]])];
-    const nodes = entries.map(([key, label, count]) => {
-      const selected = !overdue && state === key;
-      return h("a", { class: "tab", href: queueHref({ institution: isAuditor ? institution : "", state: key }), "aria-current": selected ? "page" : null, dataset: { state: key || "all" } },
-        label, h("span", { class: "count" }, count ?? "0"));
-    });
-    nodes.push(h("a", { class: "tab tab-overdue", href: queueHref({ institution: isAuditor ? institution : "", state, overdue: "1" }), "aria-current": overdue ? "page" : null, dataset: { state: "overdue" } },
-      "超期", h("span", { class: "count" }, counts.overdue ?? "0")));
+    const nodes = entries.map(([key, label, count]) => filterTab({
+      href: queueHref({ institution: isAuditor ? institution : "", state: key }), current: !overdue && state === key, label, count, data: { state: key || "all" },
+    }));
+    nodes.push(filterTab({
+      href: queueHref({ institution: isAuditor ? institution : "", state, overdue: "1" }), current: overdue, label: "超期", count: counts.overdue, data: { state: "overdue" }, overdue: true,
+    }));
     tabs.replaceChildren(...nodes);
   }
 
@@ -857,7 +982,7 @@ async function renderQueue(params, isCurrent) {
   }
 
   function renderRows() {
-    const sorted = items; // the server's order: oldest first submission first
+    const sorted = list.items; // the server's order: oldest first submission first
     if (!sorted.length) {
       tableBody.replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "empty" }, overdue ? "没有超期的申请" : "暂无待办申请",
         isAuditor ? h("div", { class: "small" }, "已办结（已寄出、已领取等）的申请不在队列中，可在上方按申请号查找。") : null)));
@@ -884,32 +1009,25 @@ async function renderQueue(params, isCurrent) {
     }));
   }
 
-  async function load(reset) {
-    const query = new URLSearchParams();
-    if (state) query.set("state", state);
-    if (overdue) query.set("overdue", "true");
-    if (isAuditor && institution) query.set("institution", institution);
-    query.set("limit", "100");
-    if (!reset && cursor) query.set("cursor", cursor);
-    try {
-      const answer = await api(`/api/v1/review/queue?${query}`);
-      if (!isCurrent()) return;
-      error.hidden = true;
-      items = reset ? answer.items || [] : items.concat(answer.items || []);
-      cursor = answer.next_cursor || null;
-      more.hidden = !cursor;
-      renderTabs(answer.counts || {});
+  const list = pagedList({
+    path: "/api/v1/review/queue",
+    query() {
+      const query = new URLSearchParams();
+      if (state) query.set("state", state);
+      if (overdue) query.set("overdue", "true");
+      if (isAuditor && institution) query.set("institution", institution);
+      return query;
+    },
+    isCurrent, error, more,
+    failure: "审核队列加载失败",
+    show(answer) {
+      renderTabs((answer && answer.counts) || {});
+      if (!answer) return;
       renderRows();
-      const overdueCount = items.filter((i) => i.overdue).length;
-      summary.textContent = `共 ${items.length} 件${cursor ? "（还有更多）" : ""}，按首次提交时间从早到晚排列${overdueCount ? `；其中超期 ${overdueCount} 件` : ""}。更新于 ${fmtDateTime(new Date().toISOString()).slice(11)}`;
-    } catch (e) {
-      if (!isCurrent() || e.name === "AbortError") return;
-      error.textContent = `审核队列加载失败：${e.message}`;
-      error.hidden = false;
-      if (reset) renderTabs({});
-    }
-  }
-  more.addEventListener("click", () => load(false));
+      summary.textContent = listSummary(list, "按首次提交时间从早到晚排列");
+    },
+  });
+  const load = list.load;
 
   let pending = null;
   const onLive = (event) => {
@@ -923,6 +1041,212 @@ async function renderQueue(params, isCurrent) {
   stream.listeners.add(onLive);
   if (institution) stream.start(institution);
   leaveView = () => { stream.listeners.delete(onLive); clearTimeout(pending); };
+  renderTabs({});
+  await load(true);
+}
+
+// ------------------------------------------------------------------ the hospital's worklist
+
+function worklistHref(params) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+  const text = query.toString();
+  return `#/worklist${text ? `?${text}` : ""}`;
+}
+
+// "2026-11-21T08:30:00+08:00" ⇄ the value of an <input type="datetime-local"> in Beijing time.
+function localInput(iso) {
+  return iso ? fmtDateTime(iso).replace(" ", "T").slice(0, 16) : "";
+}
+
+function fromLocalInput(value) {
+  return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/.test(value) ? `${value}:00+08:00` : "";
+}
+
+async function renderWorklist(params, isCurrent) {
+  document.title = "分娩记录工作单 - 出生医学证明签发工作台";
+  const kind = params.get("kind") || "";
+  const overdue = params.get("overdue") === "1";
+  await loadInstitutions();
+  if (!isCurrent()) return;
+  renderHeader("/worklist");
+
+  const tabs = h("nav", { class: "tabs", "aria-label": "按类别筛选" });
+  const summary = h("p", { class: "queue-summary muted", "aria-live": "polite" });
+  const { table, body: tableBody } = gridTable("worklist-table", "待处理的分娩记录，按登记时间从早到晚排列", [
+    ["序号", "num"], ["类别"], ["产妇"], ["详情"], ["登记时间"], ["录入时限"],
+  ]);
+  const more = h("button", { type: "button", class: "btn", hidden: true }, "加载更多");
+  const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
+  main().replaceChildren(
+    h("section", { class: "page", "aria-labelledby": "worklist-title" },
+      h("div", { class: "page-head" },
+        h("div", {},
+          h("h1", { id: "worklist-title" }, "分娩记录工作单"),
+          summary),
+        h("div", { class: "page-tools" },
+          h("button", { type: "button", class: "btn", id: "worklist-refresh", onclick: () => load(true) }, "刷新"))),
+      h("p", { class: "muted small" }, "产妇对分娩信息的异议须答复：更正分娩信息，或说明原记录无误（答复原因产妇可在小程序中看到）。分娩信息须在规定时限内录入（广东省产妇分娩后3日内，山东省24小时内）。"),
+      error,
+      tabs,
+      h("div", { class: "panel panel-flush" }, table),
+      h("div", { class: "more" }, more)),
+  );
+
+  function renderTabs(counts) {
+    const entries = [["", "全部", counts.total], ...WORKLIST_KINDS.map(([key, label]) => [key, label, counts[key]])];
+    const nodes = entries.map(([key, label, count]) => filterTab({
+      href: worklistHref({ kind: key }), current: !overdue && kind === key, label, count, data: { kind: key || "all" },
+    }));
+    nodes.push(filterTab({ href: worklistHref({ kind, overdue: "1" }), current: overdue, label: "超期", count: counts.overdue, data: { kind: "overdue" }, overdue: true }));
+    tabs.replaceChildren(...nodes);
+  }
+
+  function detail(item) {
+    if (item.kind === "dispute") return h("div", { class: "dispute-reason" }, h("span", { class: "muted" }, "异议原因："), item.reason || "—");
+    if (item.kind === "missing") {
+      return h("div", {},
+        h("div", {}, `产妇自述分娩日期 ${item.born_on || "—"} · 身份证 `, h("span", { class: "mono" }, item.mother_id_number_masked || "—")),
+        h("div", { class: "small muted" }, "产妇刷脸认证后未查到分娩记录，请核实后在医院信息系统（HIS）录入"));
+    }
+    return h("div", {}, "分娩信息录入超过规定时限", item.application_id ? h("div", { class: "small muted" }, "已有申请使用此记录") : null);
+  }
+
+  function actions(item) {
+    if (item.kind !== "dispute") return null;
+    return [
+      h("button", { type: "button", class: "btn btn-small btn-primary", onclick: () => correctDialog(item) }, "更正分娩信息"),
+      " ",
+      h("button", { type: "button", class: "btn btn-small", onclick: () => upholdDialog(item) }, "答复原记录无误"),
+    ];
+  }
+
+  function renderRows() {
+    const items = list.items;
+    if (!items.length) {
+      tableBody.replaceChildren(h("tr", {}, h("td", { colspan: 7, class: "empty" }, overdue ? "没有超期的记录" : "暂无待处理的分娩记录")));
+      return;
+    }
+    tableBody.replaceChildren(...items.map((item, index) => h("tr", { dataset: { itemId: item.item_id, kind: item.kind }, class: item.overdue ? "is-overdue" : null },
+      h("td", { class: "num" }, index + 1),
+      h("td", {}, h("span", { class: `badge badge-${item.kind}` }, WORKLIST_KIND_LABELS[item.kind] || item.kind)),
+      h("td", {}, item.mother_name_masked || "—"),
+      h("td", {}, detail(item)),
+      h("td", {}, fmtDateTime(item.since)),
+      h("td", {}, item.due_at ? fmtDateTime(item.due_at) : h("span", { class: "muted" }, "—"),
+        item.overdue ? h("span", { class: "badge badge-overdue" }, "超期") : null),
+      h("td", { class: "actions" }, actions(item)))));
+  }
+
+  const list = pagedList({
+    path: "/api/v1/hospital/worklist",
+    query() {
+      const query = new URLSearchParams();
+      if (kind) query.set("kind", kind);
+      if (overdue) query.set("overdue", "true");
+      return query;
+    },
+    isCurrent, error, more,
+    failure: "工作单加载失败",
+    show(answer) {
+      renderTabs((answer && answer.counts) || {});
+      if (!answer) return;
+      renderRows();
+      summary.textContent = listSummary(list, "按登记时间从早到晚排列");
+    },
+  });
+  const load = list.load;
+
+  async function answered(message) {
+    toast(message);
+    await load(true);
+  }
+
+  function theirReason(item) {
+    return h("div", { class: "alert alert-warn", role: "note" }, `产妇的异议：${item.reason || "—"}`);
+  }
+
+  function upholdDialog(item) {
+    const reason = h("textarea", { rows: 4, dataset: { name: "reason" }, maxlength: 200, placeholder: "如：经核对产房称重记录，出生体重为3250克，原记录无误" });
+    dialogForm({
+      title: "答复异议：原记录无误",
+      submitLabel: "提交答复",
+      fields: [theirReason(item), formField("uphold-reason", "答复原因", reason, "产妇将在小程序的申请进度中看到这段答复。")],
+      build() {
+        const text = reason.value.trim();
+        return text.length < 2 ? { errors: [{ field: "reason", message: "请填写2到200个字的答复原因" }] } : { body: { reason: text } };
+      },
+      send: (body, key) => api(`/api/v1/deliveries/${item.delivery_record_id}/uphold`, { method: "POST", body, headers: { "Idempotency-Key": key } }),
+      done: () => answered("已答复，产妇可在申请进度中看到答复"),
+      conflict: (e) => answered(`答复未完成：${e.message}`),
+    });
+  }
+
+  async function correctDialog(item) {
+    let record;
+    try {
+      record = await api(`/api/v1/deliveries/${item.delivery_record_id}`);
+    } catch (e) {
+      toast(`分娩记录读取失败：${e.message}`, "error");
+      return;
+    }
+    const input = (name, value, attrs = {}) => h("input", { dataset: { name }, value: value ?? "", autocomplete: "off", ...attrs });
+    const sex = h("select", { dataset: { name: "newborn.sex" } },
+      [["F", "女"], ["M", "男"]].map(([v, label]) => h("option", { value: v, selected: record.newborn_sex === v }, label)));
+    const bornAt = input("newborn.born_at", localInput(record.born_at), { type: "datetime-local" });
+    const weeks = input("newborn.gestational_weeks", record.gestational_weeks, { type: "number", min: 20, max: 45 });
+    const weight = input("newborn.weight_g", record.weight_g, { type: "number", min: 300, max: 8000 });
+    const length = input("newborn.length_cm", record.length_cm, { type: "number", min: 20, max: 70, step: "0.1" });
+    const place = record.birthplace || {};
+    const province = input("birthplace.province", place.province, { maxlength: 20 });
+    const city = input("birthplace.city", place.city, { maxlength: 20 });
+    const county = input("birthplace.county", place.county, { maxlength: 20 });
+    const attendant = input("attendant", record.attendant, { maxlength: 30 });
+    const reason = h("textarea", { rows: 3, dataset: { name: "reason" }, maxlength: 200, placeholder: "如：按产妇异议核对产房称重记录，更正出生体重" });
+    dialogForm({
+      title: "答复异议：更正分娩信息",
+      submitLabel: "保存更正",
+      wide: true,
+      fields: [
+        theirReason(item),
+        h("p", { class: "muted small" }, `住院病历号 ${record.inpatient_no} · 产妇 ${maskId(record.mother_id_number)}（产妇身份不能更正）`),
+        h("div", { class: "field-row" },
+          formField("correct-sex", "新生儿性别", sex),
+          formField("correct-born-at", "出生时间", bornAt),
+          formField("correct-weeks", "出生孕周", weeks)),
+        h("div", { class: "field-row" },
+          formField("correct-weight", "出生体重（克）", weight),
+          formField("correct-length", "出生身长（厘米）", length),
+          formField("correct-attendant", "接生人员", attendant)),
+        h("div", { class: "field-row" },
+          formField("correct-province", "出生地（省）", province),
+          formField("correct-city", "出生地（市）", city),
+          formField("correct-county", "出生地（县/区）", county)),
+        formField("correct-reason", "更正原因", reason, "产妇将在小程序中看到更正原因，并须重新确认分娩信息。"),
+      ],
+      build() {
+        const errors = [];
+        const born = fromLocalInput(bornAt.value);
+        if (!born) errors.push({ field: "newborn.born_at", message: "请填写出生时间" });
+        if (reason.value.trim().length < 2) errors.push({ field: "reason", message: "请填写2到200个字的更正原因" });
+        return {
+          errors,
+          body: {
+            inpatient_no: record.inpatient_no,
+            birth_order: record.birth_order,
+            mother: { name: record.mother_name, id_number: record.mother_id_number },
+            newborn: { sex: sex.value, born_at: born, gestational_weeks: Number(weeks.value), weight_g: Number(weight.value), length_cm: Number(length.value) },
+            birthplace: { province: province.value.trim(), city: city.value.trim(), county: county.value.trim() },
+            attendant: attendant.value.trim(),
+            reason: reason.value.trim(),
+          },
+        };
+      },
+      send: (body, key) => api(`/api/v1/deliveries/${record.id}`, { method: "PUT", body, headers: { "Idempotency-Key": key, "If-Match": `"${record.version}"` } }),
+      done: () => answered("已更正，产妇将核对更正后的分娩信息"),
+      conflict: (e) => answered(`更正未完成：${e.message}（工作单已刷新，请核对后再操作）`),
+    });
+  }
+
   renderTabs({});
   await load(true);
 }
@@ -1233,76 +1557,22 @@ async function renderApplication(id, isCurrent) {
   // network failure cannot act twice; If-Match carries the version this page shows.
 
   function actionForm({ title, path, fields, build, done, submitLabel, danger }) {
-    let key = newKey();
-    const error = h("div", { class: "alert alert-error", role: "alert", hidden: true });
-    const submit = h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}` }, submitLabel);
-    const form = h("form", { class: "action-form", novalidate: true },
-      error, fields,
-      h("div", { class: "modal-foot" },
-        h("button", { type: "button", class: "btn", onclick: closeModal }, "取消"),
-        submit));
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      error.hidden = true;
-      for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-      for (const el of form.querySelectorAll(".field-error")) el.remove();
-      const built = build(form);
-      if (built.errors && built.errors.length) {
-        showErrors(form, error, built.errors);
-        return;
-      }
-      submit.disabled = true;
-      const label = submit.textContent;
-      submit.textContent = "正在提交…";
-      try {
-        await api(`/api/v1/review/applications/${id}/${path}`, {
-          method: "POST",
-          body: built.body,
-          headers: { "Idempotency-Key": key, "If-Match": `"${doc.application.version}"` },
-        });
-        closeModal();
+    dialogForm({
+      title, fields, build, submitLabel, danger,
+      send: (body, key) => api(`/api/v1/review/applications/${id}/${path}`, {
+        method: "POST",
+        body,
+        headers: { "Idempotency-Key": key, "If-Match": `"${doc.application.version}"` },
+      }),
+      async done() {
         await reload(done, "ok");
         toast(done);
-      } catch (e) {
-        if (e.status !== 0) key = newKey(); // the server answered: a corrected retry is a new request
-        if (e.status === 409) {
-          closeModal();
-          await reload(`操作未完成，该申请可能已被他人处理：${e.message}（页面已显示最新内容，请核对后再操作）`, "error");
-        } else if (e.status === 422 && Array.isArray(e.problem.errors) && e.problem.errors.length) {
-          showErrors(form, error, e.problem.errors.map((x) => ({ field: x.field, message: x.message })), e.message);
-        } else if (session) {
-          error.textContent = e.message;
-          error.hidden = false;
-        }
-      } finally {
-        submit.disabled = false;
-        submit.textContent = label;
-      }
+      },
+      conflict: (e) => reload(`操作未完成，该申请可能已被他人处理：${e.message}（页面已显示最新内容，请核对后再操作）`, "error"),
     });
-    openModal(title, form);
   }
 
-  function showErrors(form, box, errors, headline) {
-    box.replaceChildren(headline || "请修正以下内容：", h("ul", {}, errors.map((x) => h("li", {}, x.message))));
-    box.hidden = false;
-    let first = null;
-    for (const x of errors) {
-      const name = String(x.field || "").replace(/\[\d+\]$/, "");
-      const input = form.querySelector(`[data-name="${CSS.escape(name)}"]`);
-      if (!input) continue;
-      input.setAttribute("aria-invalid", "true");
-      const holder = input.closest(".field") || input.parentElement;
-      holder.append(h("div", { class: "field-error" }, x.message));
-      first = first || input;
-    }
-    (first || box).focus?.();
-  }
-
-  function field(id, label, input, hint) {
-    input.id = id;
-    if (hint) input.setAttribute("aria-describedby", `${id}-hint`);
-    return h("div", { class: "field" }, h("label", { for: id }, label), input, hint ? h("div", { class: "hint", id: `${id}-hint` }, hint) : null);
-  }
+  const field = formField;
 
   function rejectDialog() {
     const reasons = h("textarea", { rows: 4, dataset: { name: "reasons" }, maxlength: 1000, placeholder: "每行一条，将原样告知申办人" });

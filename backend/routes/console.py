@@ -1,9 +1,11 @@
-"""The issuers' and auditors' web console at ``/console/``: static files (no build step), two JSON helpers.
+"""The staff's web console at ``/console/``: static files (no build step), two JSON helpers.
 
 The console is plain HTML, CSS and one ES module in ``backend/console/``; everything it shows comes from
 the API with the staff member's Bearer token (kept in ``sessionStorage``). Auditors get a read-only view
 of every institution, a search by application id and, on an application, its full history (the reading
-recorded, ``/api/v1/audit/…``), the archived forms' PDFs and the proof bundle to verify offline.
+recorded, ``/api/v1/audit/…``), the archived forms' PDFs and the proof bundle to verify offline. A midwifery
+institution's staff (role ``hospital``) get their worklist: disputed delivery records to answer (correct or
+uphold), records mothers report missing, records entered late (``/api/v1/hospital/worklist``).
 
 Served with a strict Content-Security-Policy (``default-src 'self'``, no inline script or style, no
 framing), so a page of this origin loads nothing from anywhere else.
@@ -134,8 +136,8 @@ async def console_config(request: web.Request) -> web.Response:
 
 @routes.get("/console/institutions.json")
 async def console_institutions(request: web.Request) -> web.Response:
-    """The institutions the caller may see: an issuer its own, an auditor every one."""
-    actor = actor_of(request, "issuer", "auditor")
+    """The institutions the caller may see: an issuer or a hospital its own, an auditor every one."""
+    actor = actor_of(request, "issuer", "hospital", "auditor")
     institutions = await in_store(request, request.app[APPLICATIONS].list_institutions)
     visible = [
         {"code": i.code, "name": i.name, "province": i.province}

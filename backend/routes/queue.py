@@ -21,12 +21,12 @@ from aiohttp import web
 
 from backend.components import (
     APPLICATIONS,
-    FOLLOWERS,
     PARKING,
     REDIS_CLIENT,
     STORE_EXECUTOR,
     WORKING_CALENDAR,
     actor_of,
+    following,
     json_response,
     query_limit,
 )
@@ -67,20 +67,10 @@ async def queue_ctx(app: web.Application) -> AsyncIterator[None]:
         app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="review-queue", parking=app.get(PARKING)
     )
     app[QUEUE_VIEW], app[QUEUE_FOLLOWER] = view, follower
-    followers = app.get(FOLLOWERS)
-    if followers is not None:
-        followers.append(follower)
     app[QUEUE_CLOSING] = asyncio.Event()
-    task = asyncio.create_task(follower.run(), name="review-queue-follower")
-    yield
-    app[QUEUE_CLOSING].set()
-    follower.stop()
-    try:
-        await asyncio.wait_for(asyncio.shield(task), 5.0)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with following(app, follower):
+        yield
+        app[QUEUE_CLOSING].set()
 
 
 async def queue_shutdown(app: web.Application) -> None:

@@ -143,6 +143,8 @@ def bodies(family: Family) -> dict[tuple[str, str], Any]:
             "id_number": father.id_number,
         },
         ("POST", f"{app}/delivery-record/dispute"): {"reason": "出生时间与实际不符"},
+        ("POST", f"{app}/delivery-record/missing"): {"institution": "GZFY01", "born_on": "2026-11-20"},
+        ("POST", "/api/v1/deliveries/{record_id}/uphold"): {"reason": "经核对原记录无误"},
         ("PUT", f"{app}/details"): {
             "newborn_name": family.newborn_name,
             "mother": {"nationality": "CHN", "ethnicity": "01", "address": "广东省广州市越秀区中山二路58号"},
@@ -235,6 +237,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", f"{APP}/delivery-record"): MOTHER,
     ("POST", f"{APP}/delivery-record/confirm"): MOTHER,
     ("POST", f"{APP}/delivery-record/dispute"): MOTHER,
+    ("POST", f"{APP}/delivery-record/missing"): MOTHER,
+    ("GET", "/api/v1/institutions"): PARENT,
     ("PUT", f"{APP}/details"): MOTHER,
     ("GET", f"{APP}/details/prefill"): MOTHER,
     ("POST", f"{APP}/documents"): OWNER,
@@ -248,6 +252,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/deliveries"): HOSPITAL,
     ("GET", "/api/v1/deliveries/{record_id}"): HOSPITAL,
     ("PUT", "/api/v1/deliveries/{record_id}"): HOSPITAL,
+    ("POST", "/api/v1/deliveries/{record_id}/uphold"): HOSPITAL,
+    ("GET", "/api/v1/hospital/worklist"): HOSPITAL,
     ("GET", REVIEW): READ_REVIEW,
     ("GET", f"{REVIEW}/documents/{{doc_id}}"): READ_REVIEW,
     ("POST", f"{REVIEW}/reject"): ISSUER,
@@ -280,7 +286,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/console"): PUBLIC,
     ("GET", "/console/"): PUBLIC,
     ("GET", "/console/config.json"): PUBLIC,
-    ("GET", "/console/institutions.json"): "nnnnyynyn",  # an issuer's own institution; an auditor's all
+    ("GET", "/console/institutions.json"): "nnnnyyyyn",  # an issuer's or a hospital's own; an auditor's all
     ("GET", "/console/{name}"): PUBLIC,
     ("GET", "/h5"): PUBLIC,
     ("GET", "/h5/"): PUBLIC,

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
-from miniprogram_stub.client import MiniProgram
-from miniprogram_stub.people import Family
+from miniprogram_stub.client import MiniProgram, StaffClient
+from miniprogram_stub.people import Family, demo_family
 from tests.e2e.conftest import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -347,3 +347,65 @@ async def test_the_console_is_served_with_a_strict_policy(stack: Stack) -> None:
             assert r.status == 404, path
     async with stack.session.get(f"{stack.api}/console/institutions.json") as r:
         assert r.status == 401
+
+
+async def test_a_hospital_answers_disputes_from_its_worklist(stack: Stack, browser: Any) -> None:
+    """The midwifery institution's staff: the worklist with the mother's reason, an answer that the record
+    stands, a correction, and a record entered late shown as overdue."""
+    from playwright.async_api import expect
+
+    from tests.e2e.test_hospital_worklist import delivery
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await stack.in_store(seed_demo_staff, stack.service)
+    his = StaffClient(stack.session, stack.api, check=stack.check)
+    await his.login("his1", DEMO_PASSWORD)
+    mothers = []
+    for n, reason in ((1, "出生体重应为3350克，不是3250克"), (2, "出生身长应为51厘米")):
+        family = demo_family(n)
+        await his.call("POST", "/api/v1/deliveries", json=delivery(family))
+        mother = stack.mini_program(family)
+        await mother.login()
+        await mother.start()
+        await mother.verify_face("mother")
+        await mother.call("POST", f"{mother.base}/delivery-record/dispute", json={"reason": reason})
+        mothers.append(mother)
+    await his.call("POST", "/api/v1/deliveries", json=delivery(demo_family(3), hours_ago=80))
+
+    page = await new_page(browser)
+    await log_in(page, stack, "his1")
+    await expect(page).to_have_url(re.compile(r"#/worklist$"))
+    await expect(page.locator("#nav-worklist")).to_be_visible()
+    await expect(page.locator("#nav-queue")).to_be_hidden()
+    first = page.locator(f'#worklist-table tr[data-item-id="dispute:{mothers[0].app_id}"]')
+    await expect(first).to_contain_text("出生体重应为3350克，不是3250克")
+    late = page.locator("#worklist-table tr[data-kind=late_entry]")
+    await expect(late).to_contain_text("超期")
+    await expect(page.locator(".tab[data-kind=overdue] .count")).to_have_text("1")
+    await page.screenshot(path=str(ARTIFACTS / "console-worklist.png"), full_page=True)
+
+    # The record stands: the answer, in the mother's status view.
+    await first.get_by_role("button", name="答复原记录无误").click()
+    dialog = page.locator("#modal")
+    await dialog.get_by_role("button", name="提交答复").click()  # nothing filled: refused in the page
+    await expect(dialog.locator(".alert-error")).to_contain_text("请填写2到200个字的答复原因")
+    await dialog.get_by_label("答复原因").fill("经核对产房称重记录，出生体重为3250克，原记录无误")
+    await dialog.get_by_role("button", name="提交答复").click()
+    await expect(first).to_have_count(0)
+    status = await mothers[0].status()
+    assert status["delivery_dispute"]["answer"] == "经核对产房称重记录，出生体重为3250克，原记录无误"
+
+    # The other is corrected: the length changes, and the mother must confirm again.
+    second = page.locator(f'#worklist-table tr[data-item-id="dispute:{mothers[1].app_id}"]')
+    await second.get_by_role("button", name="更正分娩信息").click()
+    await expect(dialog.get_by_label("出生身长（厘米）")).to_have_value("50")
+    await dialog.get_by_label("出生身长（厘米）").fill("51")
+    await dialog.get_by_label("更正原因").fill("按产妇异议核对后更正出生身长")
+    await page.screenshot(path=str(ARTIFACTS / "console-worklist-correct.png"), full_page=True)
+    await dialog.get_by_role("button", name="保存更正").click()
+    await expect(second).to_have_count(0)
+    await expect(page.locator(".tab[data-kind=dispute] .count")).to_have_text("0")
+    shown = (await mothers[1].delivery_record())["delivery_record"]
+    assert (shown["newborn"]["length_cm"], shown["confirmed"]) == (51, False)
+    assert (await mothers[1].status())["delivery_dispute"]["status"] == "corrected"
+    assert page.errors == []

@@ -489,7 +489,7 @@ async def test_a_disputed_delivery_record_waits_for_the_hospital(phone: Any, sta
     await expect(page.locator("#nav-title")).to_have_text("申请进度")
     await expect(page.locator("#state-label")).to_have_text("填写中")
     await expect(page.locator("#page")).to_contain_text("有异议，待医院更正")
-    hospital_step = page.locator("#steps li", has_text="等待医院核实并更正分娩信息")
+    hospital_step = page.locator("#steps li", has_text="等待医院核实分娩信息并答复")
     await expect(hospital_step).to_contain_text("医院")
     await screenshot(page, "h5-disputed-status.png")
     token = await page.evaluate("sessionStorage.getItem('h5.token')")
@@ -514,6 +514,8 @@ async def test_a_disputed_delivery_record_waits_for_the_hospital(phone: Any, sta
     await page.locator("#nav-back").click()
     await expect(page.locator("#page")).to_contain_text("未确认")
     await expect(page.locator("#steps")).not_to_contain_text("等待医院核实")
+    # The hospital's answer, in her words: what was corrected and that she must look again.
+    await expect(page.locator("#steps")).to_contain_text("医院已更正分娩信息（按产妇异议更正出生体重）")
     await page.locator("#steps li", has_text="确认分娩信息").get_by_role("button", name="去办理").click()
     await expect(page.locator("#page")).to_contain_text("3350 克")
     await expect(page.locator("#dispute-note")).to_have_count(0)

@@ -189,6 +189,7 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
     assert set(followers) == {
         "status",
         "review-queue",
+        "worklist",
         "notifications",
         "audit-log",
         "archive",
