@@ -15,7 +15,7 @@ from backend.config import Config
 from domain.errors import DomainError
 from domain.pickup import PickupWindow
 from domain.service import Applications
-from domain.values import Actor
+from domain.values import Actor, CounterDetails
 
 
 def operator() -> Actor:
@@ -34,6 +34,13 @@ def _read_password() -> str:
             raise SystemExit("birthcert: the passwords differ")
         return first
     return sys.stdin.readline().rstrip("\n")
+
+
+def _refused(error: DomainError) -> int:
+    """Say why on standard error, with each field's complaint; the exit status 1."""
+    details = "; ".join(f"{x.field}: {x.message}" for x in getattr(error, "errors", []))
+    print(f"birthcert: {error.message} ({error.code}){' — ' + details if details else ''}", file=sys.stderr)
+    return 1
 
 
 def users_add(args: argparse.Namespace) -> int:
@@ -58,9 +65,7 @@ def users_add(args: argparse.Namespace) -> int:
             password_hash=hash_password(password),
         )
     except DomainError as e:
-        details = "; ".join(f"{x.field}: {x.message}" for x in getattr(e, "errors", []))
-        print(f"birthcert: {e.message} ({e.code}){' — ' + details if details else ''}", file=sys.stderr)
-        return 1
+        return _refused(e)
     finally:
         service.close()
     print(f"created {args.role} account {args.username} ({outcome.id})")
@@ -95,12 +100,32 @@ def institutions_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def institutions_counter(args: argparse.Namespace) -> int:
+    """Set where and when an institution receives families in person: every referral names it from now on."""
+    service = _service()
+    try:
+        counter = CounterDetails(args.address, args.phone, args.hours)
+        service.set_institution_counter(operator(), args.code, counter=counter)
+    except DomainError as e:
+        return _refused(e)
+    finally:
+        service.close()
+    print(f"counter of {args.code.upper()}: {counter.address} | {counter.phone} | {counter.hours}")
+    return 0
+
+
 def institutions_list(args: argparse.Namespace) -> int:
-    """List the institutions."""
+    """List the institutions, with their counters (where referrals send families)."""
     service = _service()
     try:
         for inst in service.list_institutions():
-            print(f"{inst.code}\t{inst.province}\t{inst.name}")
+            c = inst.counter
+            counter = (
+                f"{c.address} | {c.phone} | {c.hours}"
+                if c
+                else "counter not set: birthcert institutions counter"
+            )
+            print(f"{inst.code}\t{inst.province}\t{inst.name}\t{counter}")
     finally:
         service.close()
     return 0
@@ -127,7 +152,7 @@ def institutions_pickup_hours(args: argparse.Namespace) -> int:
 
 
 def register_admin(subparsers: Any) -> None:
-    """Add ``users add|disable`` and ``institutions add|list``."""
+    """Add ``users add|disable`` and ``institutions add|list|counter``."""
     users = subparsers.add_parser("users", help="staff accounts").add_subparsers(
         dest="users_command", required=True
     )
@@ -162,3 +187,17 @@ def register_admin(subparsers: Any) -> None:
     )
     hours.add_argument("--clear", action="store_true", help="offer no appointments")
     hours.set_defaults(handler=institutions_pickup_hours)
+    counter = inst.add_parser(
+        "counter", help="set the counter's address, telephone and opening hours (named by referrals)"
+    )
+    counter.add_argument("--code", required=True)
+    counter.add_argument(
+        "--address",
+        required=True,
+        help="the counter's street address and place, e.g. ××市××路1号门诊楼二楼出生医学证明窗口",
+    )
+    counter.add_argument("--phone", required=True, help="e.g. 020-12345678 (several: separated by 、)")
+    counter.add_argument(
+        "--hours", required=True, help="e.g. 周一至周五（节假日除外）8:00-12:00，14:30-17:30"
+    )
+    counter.set_defaults(handler=institutions_counter)

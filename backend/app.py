@@ -67,6 +67,7 @@ from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
 from backend.routes import archive, audit, console, counter, ems, h5, parents, queue, staff, worklist
+from backend.routes.institutions import setup_institutions
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
 from backend.storage import BlobStore, at_rest_key
 from backend.throttle import throttle_ctx
@@ -526,6 +527,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(ems.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(console.routes)
+    setup_institutions(app)
     if config.development:
         # A stand-in for the mini-program that logs in as the demo HIS account: never in production.
         app.router.add_routes(h5.routes)

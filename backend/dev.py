@@ -23,11 +23,34 @@ from backend.config import DEVELOPMENT, ENV_VARIABLE, PRODUCTION, Config, Config
 from domain.delivery import DeliveryFacts, Institution
 from domain.pickup import PickupWindow
 from domain.service import Applications
-from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
+from domain.values import Actor, BirthData, Birthplace, CounterDetails, IdNumber, PersonName
 from miniprogram_stub.people import Family, demo_family
 
-DEMO_INSTITUTION = Institution("GZFY01", "广州市妇女儿童医疗中心", "GD")
-DEMO_INSTITUTIONS = (DEMO_INSTITUTION, Institution("JNPY01", "平阴县人民医院", "SD"))
+# Their counters (where referrals send families): invented for the demo, except 平阴县人民医院's telephone and
+# hours, which are the ones seed 003 publishes for its birth certificate office.
+DEMO_INSTITUTION = Institution(
+    "GZFY01",
+    "广州市妇女儿童医疗中心",
+    "GD",
+    CounterDetails(
+        "广州市越秀区演示路1号 门诊楼二楼 出生医学证明办理窗口",
+        "020-12345678",
+        "周一至周五（法定节假日除外）8:00-12:00，14:30-17:30",
+    ),
+)
+DEMO_INSTITUTIONS = (
+    DEMO_INSTITUTION,
+    Institution(
+        "JNPY01",
+        "平阴县人民医院",
+        "SD",
+        CounterDetails(
+            "济南市平阴县演示路2号 平阴县人民医院出生医学证明办公室",
+            "0531-87888565",
+            "周一至周五（节假日除外）8:30-12:00，14:30-17:30",
+        ),
+    ),
+)
 # Development only: printed by `birthcert dev`; production accounts are made with `birthcert users add`.
 DEMO_PASSWORD = "birthcert-dev"
 # Where `make run` listens unless told otherwise (--port/--stub-port, BIRTHCERT_PORT/BIRTHCERT_STUB_PORT).
@@ -49,7 +72,7 @@ def seed_demo_staff(service: Applications) -> None:
     from backend.admin import operator
     from backend.routes.staff import hash_password
 
-    known = {i.code for i in service.list_institutions()}
+    known = {i.code: i for i in service.list_institutions()}
     for inst in DEMO_INSTITUTIONS:
         if inst.code not in known:
             service.register_institution(operator(), code=inst.code, name=inst.name, province=inst.province)
@@ -58,6 +81,8 @@ def seed_demo_staff(service: Applications) -> None:
             service.set_pickup_hours(
                 operator(), inst.code, [PickupWindow.parse(w) for w in DEMO_PICKUP_HOURS]
             )
+        if inst.counter is not None and (inst.code not in known or known[inst.code].counter is None):
+            service.set_institution_counter(operator(), inst.code, counter=inst.counter)
     for username, role, institution, name in DEMO_ACCOUNTS:
         if service.get_staff_account(username) is None:
             service.create_staff_account(

@@ -130,6 +130,11 @@ def problem_for(error: DomainError) -> web.Response:
         extra["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
     if isinstance(error, NotEligibleOnline):
         extra["reasons"] = error.reasons
+    detail = error.message
+    referral = error.referral
+    if referral is not None:  # sent to the counter: where, and what to bring (docs/decisions/0033)
+        extra["referral"] = referral.to_dict()
+        detail = referral.explanation()
     if isinstance(error, NotReady):
         extra["missing"] = error.missing
     if isinstance(error, Conflict) and error.current_version is not None:
@@ -137,7 +142,7 @@ def problem_for(error: DomainError) -> web.Response:
     headers = dict(getattr(error, "headers", {}) or {})
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = error.www_authenticate
-    return problem(status, error.code, title, error.message, headers=headers, **extra)
+    return problem(status, error.code, title, detail, headers=headers, **extra)
 
 
 def _status_of(error: DomainError) -> tuple[int, str]:

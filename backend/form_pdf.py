@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from backend.pickup_list import find_cjk_font
-from domain.values import ETHNIC_GROUPS
+from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
 
 Kind = Literal["signed", "issued", "reissued"]
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -35,12 +35,11 @@ FOOTNOTE: Final = (
     "2.*住址请填写居民身份证或户口簿上的住址。"
 )
 SEXES: Final = {"F": "女", "M": "男"}
+# The documents a parent's details can name (domain.values.ID_TYPE_LABELS), and others a form may print.
 ID_TYPES: Final = {
-    "resident_id": "居民身份证",
+    **ID_TYPE_LABELS,
     "household_register": "户口簿",
     "passport": "护照",
-    "hk_macao_permit": "港澳居民来往内地通行证",
-    "taiwan_permit": "台湾居民来往大陆通行证",
     "foreign_permanent_resident_id": "外国人永久居留身份证",
 }
 KIND_NAMES: Final = {"signed": "申办人签名版", "issued": "签发版", "reissued": "重新签发版"}

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from domain.application import FIXABLE_FIELDS
 from domain.policy import load_profiles
-from domain.values import ETHNIC_GROUPS
+from domain.values import ETHNIC_GROUPS, ID_TYPES
 from projections.review_queue import QUEUE_STATES
 from projections.worklist import KINDS
 
@@ -61,6 +61,20 @@ ID_NUMBER: JSON = {
     "pattern": "^[0-9]{17}[0-9Xx]$",
     "description": "18-digit resident ID number",
 }
+# A parent's identity document (domain.values.IdDocument): a resident ID or a Hong Kong, Macao or Taiwan
+# resident's residence permit (18 characters, GB 11643; 810000/820000/830000 for the permits), an HK/Macao
+# travel permit (H or M and 8 digits, 2 more on older cards) or a Taiwan travel permit (8 digits).
+ID_TYPE: JSON = {
+    "enum": list(ID_TYPES),
+    "description": "the document's kind; without it the number's shape says (18 characters: a resident ID, or a "
+    "residence permit by its 810000/820000/830000 prefix; H or M and digits: an HK/Macao travel permit); "
+    "a Taiwan travel permit's 8 digits must be named taiwan_permit",
+}
+DOCUMENT_NUMBER: JSON = {
+    "type": "string",
+    "pattern": "^([0-9]{17}[0-9Xx]|[HMhm][0-9]{8}([0-9]{2})?|[0-9]{8})$",
+    "description": "the document's number",
+}
 MOBILE: JSON = {"type": "string", "pattern": "^1[3-9][0-9]{9}$"}
 INSTITUTION_CODE: JSON = {"type": "string", "pattern": "^[A-Za-z0-9]{4,16}$"}
 # A list's cursor as the server hands it out (``next_cursor``): a score and an id.
@@ -93,9 +107,37 @@ SCHEMAS: JSON = {
                 },
             },
             "reasons": {"type": "array", "items": {"type": "string"}},
+            "referral": _ref("Referral"),
             "missing": {"type": "array", "items": {"type": "string"}},
             "current_version": {"type": "integer"},
             "trace_id": {"type": "string"},
+        },
+    },
+    "Counter": {
+        "description": "an institution's counter as a referral names it: address, telephone and opening hours "
+        "are null until the operator set them (`birthcert institutions counter`)",
+        "type": ["object", "null"],
+        "required": ["institution_code", "institution_name", "address", "phone", "hours"],
+        "properties": {
+            "institution_code": {"type": "string"},
+            "institution_name": {"type": "string"},
+            "address": {"type": ["string", "null"]},
+            "phone": {"type": ["string", "null"]},
+            "hours": {"type": ["string", "null"]},
+        },
+    },
+    "Referral": {
+        "description": "sent to the counter (现场办理): why, where (null when no institution is known) and what to "
+        "bring, in Chinese; nothing personal (docs/decisions/0033)",
+        "type": "object",
+        "required": ["reason", "label", "message", "counter", "where", "bring"],
+        "properties": {
+            "reason": {"type": "string", "description": "stable code, e.g. face_verification_failed"},
+            "label": {"type": "string"},
+            "message": {"type": "string"},
+            "counter": _ref("Counter"),
+            "where": {"type": "string", "description": "the counter in one sentence"},
+            "bring": {"type": "array", "items": {"type": "string"}},
         },
     },
     "Token": {
@@ -161,6 +203,19 @@ SCHEMAS: JSON = {
                     "appointment": {"type": ["object", "null"]},
                     "letter_required": {"type": "boolean"},
                     "collector": {"type": ["object", "null"]},
+                },
+            },
+            "counter_reason": {
+                "description": "state counter_only: why, and the counter and materials as the parent was told",
+                "type": ["object", "null"],
+                "required": ["code", "label", "message", "counter", "where", "bring"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "label": {"type": "string"},
+                    "message": {"type": "string"},
+                    "counter": _ref("Counter"),
+                    "where": {"type": "string"},
+                    "bring": {"type": "array", "items": {"type": "string"}},
                 },
             },
             "father_invitation": {
@@ -255,6 +310,11 @@ SCHEMAS: JSON = {
             "born_in_institution": {"type": "boolean"},
             "mother_residency": RESIDENCY,
             "father_residency": RESIDENCY,
+            "institution": {
+                **INSTITUTION_CODE,
+                "description": "where she gave birth (the hospital's QR code carries it): a referral names its "
+                "counter; without a province, its province's profile applies",
+            },
         },
     },
     "FaceRequest": {
@@ -263,7 +323,8 @@ SCHEMAS: JSON = {
         "properties": {
             "role": {"enum": ["mother", "father"]},
             "name": TEXT,
-            "id_number": ID_NUMBER,
+            "id_number": DOCUMENT_NUMBER,
+            "id_type": ID_TYPE,
         },
     },
     "FaceStarted": {
@@ -322,6 +383,12 @@ SCHEMAS: JSON = {
         "properties": {
             "name": TEXT,
             "id_number": {"type": "string", "minLength": 1},
+            "id_type": ID_TYPE,
+            "birth_date": {
+                "type": "string",
+                "format": "date",
+                "description": "with a travel permit (its number has no birth date)",
+            },
             "nationality": {
                 "type": "string",
                 "pattern": "^[A-Za-z]{3}$",
@@ -462,6 +529,47 @@ PATHS: JSON = {
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
             ],
         },
+    },
+    "/api/v1/institutions": {
+        "get": {
+            **_op(
+                "the institutions and their counters (public: where referrals send families)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {
+                                "items": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["code", "name", "province", "counter"],
+                                        "properties": {
+                                            "code": {"type": "string"},
+                                            "name": {"type": "string"},
+                                            "province": {"type": "string"},
+                                            "counter": {
+                                                "type": ["object", "null"],
+                                                "required": ["address", "phone", "hours"],
+                                                "properties": {
+                                                    "address": {"type": "string"},
+                                                    "phone": {"type": "string"},
+                                                    "hours": {"type": "string"},
+                                                },
+                                            },
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                        "institutions by code (read at most once a minute)",
+                    )
+                },
+                auth=False,
+            ),
+            "parameters": [{"name": "province", "in": "query", "schema": {"enum": sorted(load_profiles())}}],
+        }
     },
     "/api/v1/applications/{app_id}": {
         "parameters": [APP_ID],
@@ -678,7 +786,11 @@ SCHEMAS.update(
                 "mother": {
                     "type": "object",
                     "required": ["name", "id_number"],
-                    "properties": {"name": {"type": "string"}, "id_number": {"type": "string"}},
+                    "properties": {
+                        "name": {"type": "string"},
+                        "id_number": {"type": "string"},
+                        "id_type": ID_TYPE,
+                    },
                 },
                 "newborn": {
                     "type": "object",
@@ -1359,24 +1471,6 @@ SCHEMAS.update(
                 "mother_id_number_masked": {"type": ["string", "null"], "description": "missing"},
             },
         },
-        "Institutions": {
-            "type": "object",
-            "required": ["items"],
-            "properties": {
-                "items": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["code", "name", "province"],
-                        "properties": {
-                            "code": {"type": "string"},
-                            "name": {"type": "string"},
-                            "province": {"type": "string"},
-                        },
-                    },
-                }
-            },
-        },
     }
 )
 SCHEMAS["Status"]["properties"].update(
@@ -1456,15 +1550,6 @@ PATHS.update(
                 {"200": _json(_ref("DeliveryCreated"), "answered")},
                 body=_ref("Reason"),
             ),
-        },
-        "/api/v1/institutions": {
-            "get": {
-                **_op(
-                    "the midwifery institutions a mother may name (parents)",
-                    {"200": _json(_ref("Institutions"), "the institutions")},
-                ),
-                "parameters": [{"name": "province", "in": "query", "schema": {"type": "string"}}],
-            }
         },
         "/api/v1/applications/{app_id}/delivery-record/missing": {
             "parameters": [APP_ID],

@@ -38,17 +38,22 @@ from domain.policy import (
     check_newborn_surname,
     get_profile,
 )
+from domain.referral import Referral, face_failures_exhausted, tally_face_failure
 from domain.values import (
     Actor,
     Address,
     CertificateNumber,
     EthnicGroup,
+    IdDocument,
     IdNumber,
     MobileNumber,
     Nationality,
     PersonName,
     Residency,
+    as_id_document,
+    completed_years,
     has_control,
+    id_type_of,
 )
 
 # The states of the status view (shared/api.md).
@@ -253,7 +258,8 @@ class BirthCertificateApplication(Aggregate):
     # father_joined_digest); v3 added province_chosen (docs/decisions/0013-province-from-institution.md):
     # snapshots taken before them are upcast below. v4 added replacements, pickup_appointment,
     # collector_letter and collector_check (docs/decisions/0032-replacement-and-pickup.md).
-    class_version = 4
+    # v5 added named_institution, face_failure_day and referral (docs/decisions/0033).
+    class_version = 5
     # The hospital's side (docs/decisions/0034-hospital-worklist.md): when she last disputed the record, the
     # hospital's answer to that dispute, the delivery record she reported missing. Class defaults stand in for
     # snapshots taken before these existed (new attributes with class defaults, no class_version bump).
@@ -281,6 +287,18 @@ class BirthCertificateApplication(Aggregate):
         state.setdefault("pickup_appointment", None)
         state.setdefault("collector_letter", None)
         state.setdefault("collector_check", None)
+
+    @staticmethod
+    def upcast_v4_v5(state: JSON) -> None:
+        """Snapshots from before referrals named the counter: no institution named at the start, no failed
+        face check counted (the day's count starts again), a referral told only by its reason."""
+        state.setdefault("named_institution", None)
+        state.setdefault("face_failure_day", None)
+        reason = state.get("counter_reason")
+        state.setdefault(
+            "referral",
+            None if reason is None else {"reason": reason, "message": "", "counter": None, "bring": []},
+        )
 
     class Event(Aggregate.Event):
         """Base of this aggregate's events: each records who acted (``Actor.to_dict()``)."""
@@ -341,6 +359,7 @@ class BirthCertificateApplication(Aggregate):
         def apply(self, a: BirthCertificateApplication) -> None:
             a.pending_face.pop(self.out_seq_no, None)
             a.face_failures += 1
+            a.face_failure_day = tally_face_failure(a.face_failure_day, self.role, self.code, self.timestamp)
 
     class FaceVerified(Event):
         """A parent passed face verification (verify_ret 10000) as this name and resident ID number."""
@@ -573,14 +592,36 @@ class BirthCertificateApplication(Aggregate):
             a.rejection = {"reasons": list(self.reasons), "fields": list(self.fields)}
 
     class ReferredToCounter(Event):
-        """The application can no longer proceed online; the parents must go to the counter."""
+        """The application can no longer proceed online; the parents must go to the counter.
+
+        v2 added what the parent was told (domain/referral.py, docs/decisions/0033): ``message``, ``counter``
+        (the institution's code and name, its counter's address, telephone and opening hours as they were
+        then; None when no institution was known) and ``bring`` (the materials for the reason).
+        """
 
         TOPIC = "birthcert:ReferredToCounter"
+        class_version = 2
         reason: str
+        message: str
+        counter: JSON | None
+        bring: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 referrals recorded only the reason: told with today's words and materials, no counter."""
+            state["message"] = ""
+            state["counter"] = None
+            state["bring"] = []
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.state = COUNTER_ONLY
             a.counter_reason = self.reason
+            a.referral = {
+                "reason": self.reason,
+                "message": self.message,
+                "counter": self.counter,
+                "bring": list(self.bring),
+            }
 
     class Withdrawn(Event):
         """The mother withdrew the application before issue."""
@@ -868,6 +909,17 @@ class BirthCertificateApplication(Aggregate):
         def apply(self, a: BirthCertificateApplication) -> None:
             a.delivery_awaited = None
 
+    class InstitutionNamed(Event):
+        """At the start she named the institution where she gave birth (the hospital's QR code carries its
+        code): a referral sends her to its counter while no delivery record is linked. Always in the start's
+        save, just after ApplicationStarted; the linked record's institution prevails (docs/decisions/0033)."""
+
+        TOPIC = "birthcert:InstitutionNamed"
+        institution: str
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.named_institution = self.institution
+
     # ------------------------------------------------------------------ construction
 
     def __init__(
@@ -919,6 +971,10 @@ class BirthCertificateApplication(Aggregate):
         self.collector_letter: JSON | None = None
         self.collector_check: JSON | None = None
 
+        self.named_institution: str | None = None
+        self.face_failure_day: JSON | None = None
+        self.referral: JSON | None = None
+
     @classmethod
     def start(
         cls,
@@ -928,16 +984,22 @@ class BirthCertificateApplication(Aggregate):
         profile: ProvinceProfile,
         circumstances: Circumstances,
         province_chosen: bool = True,
+        institution: Institution | None = None,
     ) -> BirthCertificateApplication:
         """Only a parent (the mother, proven by her face check later) starts, and only for an online case.
 
         ``province_chosen`` is False when she named no province and ``profile`` is the deployment's
         default: her delivery record's institution then decides the province (``link_delivery_record``).
+        ``institution``: where she says she gave birth, if she named it (InstitutionNamed).
         """
         if actor.role != "parent":
             raise Forbidden("只有新生儿母亲可以发起申办")
+        if institution is not None and institution.province != profile.code:
+            raise InvalidValue(
+                "institution", "institution_wrong_province", "所选分娩机构不在所选省份，请核对省份和分娩机构"
+            )
         _check_online(profile, circumstances)
-        return cls._create(
+        app = cls._create(
             cls.ApplicationStarted,
             id=id,
             actor=actor.to_dict(),
@@ -947,6 +1009,9 @@ class BirthCertificateApplication(Aggregate):
             circumstances=_circumstances_dict(circumstances),
             province_chosen=bool(province_chosen),
         )
+        if institution is not None:
+            app.trigger_event(cls.InstitutionNamed, actor=actor.to_dict(), institution=institution.code)
+        return app
 
     # ------------------------------------------------------------------ derived state
 
@@ -967,6 +1032,11 @@ class BirthCertificateApplication(Aggregate):
             return get_profile(province)
         except InvalidValue:
             return self.profile
+
+    @property
+    def counter_institution(self) -> str | None:
+        """The institution whose counter a referral names: the linked record's, else the one she named."""
+        return self.institution or self.named_institution
 
     @property
     def stated_circumstances(self) -> Circumstances:
@@ -1005,7 +1075,7 @@ class BirthCertificateApplication(Aggregate):
         if father_details is not None:
             father = {
                 "name": father_details["name"],
-                "age": IdNumber(father_details["id_number"]).age_on(born_on),
+                "age": _age_on(father_details["id_number"], father_details.get("birth_date"), born_on),
                 "nationality": father_details["nationality"],
                 "ethnicity": father_details["ethnicity"],
                 "id_type": father_details.get("id_type", "resident_id"),
@@ -1031,10 +1101,10 @@ class BirthCertificateApplication(Aggregate):
             "newborn": {"name": self.details["newborn_name"]},
             "mother": {
                 "name": mother["name"],
-                "age": IdNumber(mother["id_number"]).age_on(born_on),
+                "age": _age_on(mother["id_number"], None, born_on),
                 "nationality": mother_details["nationality"],
                 "ethnicity": mother_details["ethnicity"],
-                "id_type": "resident_id",
+                "id_type": id_type_of(mother["id_number"]),
                 "id_number": mother["id_number"],
                 "address": mother_details["address"],
             },
@@ -1165,7 +1235,7 @@ class BirthCertificateApplication(Aggregate):
         *,
         role: Literal["mother", "father"],
         name: PersonName,
-        id_number: IdNumber,
+        id_number: IdNumber | IdDocument,
         out_seq_no: str,
         verify_id: str = "",
     ) -> None:
@@ -1198,6 +1268,7 @@ class BirthCertificateApplication(Aggregate):
                 )
         else:
             raise InvalidValue("role", "invalid_role", "认证角色只能是母亲或父亲")
+        self._check_face_document(role, as_id_document(id_number))
         self.trigger_event(
             self.FaceVerificationRequested,
             actor=actor.to_dict(),
@@ -1207,6 +1278,23 @@ class BirthCertificateApplication(Aggregate):
             name=name.value,
             id_number=id_number.value,
         )
+
+    def _check_face_document(self, role: str, document: IdDocument) -> None:
+        """The document a parent's face is checked against says where they live: a case the profile keeps at
+        the counter (a Taiwan compatriot, both parents from Hong Kong or Macao, …) is refused before any check;
+        and a check is done online only with a document the profile names (``face_check_documents``: GD takes
+        an HK/Macao resident's residence permit), else the counter (docs/decisions/0033)."""
+        if document.residency != "mainland":
+            residencies: JSON = {f"{role}_residency": document.residency}
+            reasons = check_eligibility(
+                self.profile, dataclasses.replace(self.stated_circumstances, **residencies)
+            )
+            if reasons:
+                raise NotEligibleOnline(reasons, REASON_MESSAGES.get(reasons[0]))
+        if document.id_type not in self.profile.face_check_documents:
+            raise NotEligibleOnline(
+                ["face_check_unavailable"], f"持{document.label}的，暂不能网上刷脸认证，请到签发机构现场办理"
+            )
 
     def pending_face_of(self, actor: Actor, out_seq_no: str) -> JSON:
         """The pending check ``actor`` may fetch the verdict of: only the one who began it (WeChat binds it)."""
@@ -1222,13 +1310,21 @@ class BirthCertificateApplication(Aggregate):
             raise Forbidden("父亲只能完成本人的刷脸认证", code="father_own_check_only")
         return pending
 
-    def record_face_verification(self, actor: Actor, *, out_seq_no: str, verify_ret: int) -> str | None:
-        """Record WeChat's verdict on a pending check; returns the failure code, or None on a pass."""
+    def record_face_verification(
+        self, actor: Actor, *, out_seq_no: str, verify_ret: int, institution: Institution | None = None
+    ) -> str | None:
+        """Record WeChat's verdict on a pending check; returns the failure code, or None on a pass.
+
+        The day's last allowed failure of a parent (``face_failures_per_day``, counting only the failures
+        ``domain.referral`` counts) refers the application to the counter of ``institution`` (the one of
+        ``counter_institution``, as the service found it), in the same save.
+        """
         pending = self.pending_face_of(actor, out_seq_no)
         self._editable()
         role = pending["role"]
         if verify_ret != FACE_PASS:
             code = face_failure_code(verify_ret)
+            before = self.face_failure_day
             self.trigger_event(
                 self.FaceVerificationFailed,
                 actor=actor.to_dict(),
@@ -1237,6 +1333,11 @@ class BirthCertificateApplication(Aggregate):
                 verify_ret=verify_ret,
                 code=code,
             )
+            counted = self.face_failure_day is not before
+            if counted and face_failures_exhausted(
+                self.face_failure_day, role, self.profile.face_failures_per_day
+            ):
+                self._refer(actor, "face_verification_failed", institution)
             return code
         if (
             role == "mother"
@@ -1479,22 +1580,31 @@ class BirthCertificateApplication(Aggregate):
             raise InvalidValue("father", "father_required", "请填写父亲信息")
         if not self.two_parents and father is not None:
             raise InvalidValue("father", "father_not_allowed", "单亲母亲申办不填写父亲信息")
+        # The mother's document is the one her face check proved (a resident ID or a residence permit).
+        mother_document = as_id_document(verified_mother["id_number"])
+        mother_residency = mother.residency_with(mother_document, "mother")
+        father_document: IdDocument | None = None
         if father is not None:
             if father.name is None or father.id_number is None:
                 raise InvalidValue("father", "father_required", "请填写父亲的姓名和身份证号码")
-            if father.id_number.value == verified_mother["id_number"]:
+            father_document = as_id_document(father.id_number)
+            if father_document.value == verified_mother["id_number"]:
                 raise InvalidValue("father.id_number", "father_is_mother", "父亲的身份证号码不能与母亲相同")
+            if father_document.birth_date is None and father.birth_date is None:
+                raise InvalidValue(
+                    "father.birth_date", "birth_date_required", "持通行证的，请填写父亲的出生日期"
+                )
             if self.record is not None:
                 born_on = datetime.fromisoformat(self.record["born_at"]).date()
-                if father.id_number.age_on(born_on) < 12:
+                if father_document.age_on(born_on, father.birth_date) < 12:
                     raise InvalidValue(
                         "father.id_number", "implausible_parent_age", "父亲身份证号码与新生儿出生日期不符"
                     )
-        # Nationality and residency can reveal a case the profile keeps at the counter.
+        # Nationality, residency and the documents can reveal a case the profile keeps at the counter.
         circumstances = dataclasses.replace(
             self.stated_circumstances,
-            mother_residency=mother.effective_residency,
-            father_residency=None if father is None else father.effective_residency,
+            mother_residency=mother_residency,
+            father_residency=None if father is None else father.residency_with(father_document, "father"),
         )
         reasons = check_eligibility(self.profile, circumstances)
         mother_name = PersonName(verified_mother["name"])
@@ -1507,8 +1617,8 @@ class BirthCertificateApplication(Aggregate):
             self.DetailsProvided,
             actor=actor.to_dict(),
             newborn_name=newborn_name.value,
-            mother=mother.to_dict(),
-            father=None if father is None else father.to_dict(),
+            mother=mother.to_dict(mother_document),
+            father=None if father is None else father.to_dict(father_document),
         )
 
     def upload_document(
@@ -1717,8 +1827,11 @@ class BirthCertificateApplication(Aggregate):
 
     # ------------------------------------------------------------------ the issuer's commands
 
-    def reject(self, actor: Actor, *, reasons: list[str], fields: list[str]) -> None:
-        """Back to the parent with reasons and the fields to fix; past the limit, to the counter."""
+    def reject(
+        self, actor: Actor, *, reasons: list[str], fields: list[str], institution: Institution | None = None
+    ) -> None:
+        """Back to the parent with reasons and the fields to fix; past the limit, to the counter (that of
+        ``institution``, the application's own, as the service found it)."""
         self._as_issuer(actor)
         self._in_state(SUBMITTED)
         cleaned = [_text(r, f"reasons[{i}]") for i, r in enumerate(reasons)]
@@ -1734,7 +1847,22 @@ class BirthCertificateApplication(Aggregate):
         )
         limit = self.profile.modification_limit
         if limit is not None and self.submissions > limit:
-            self.trigger_event(self.ReferredToCounter, actor=actor.to_dict(), reason="modification_limit")
+            self._refer(actor, "modification_limit", institution)
+
+    def _refer(self, actor: Actor, reason: str, institution: Institution | None) -> None:
+        """To the counter, for ``reason``: naming the counter of ``institution`` (only if it is the one of
+        ``counter_institution``) and the materials to bring, as the parent is told it."""
+        if institution is not None and institution.code != self.counter_institution:
+            institution = None
+        referral = Referral.to(reason, institution)
+        self.trigger_event(
+            self.ReferredToCounter,
+            actor=actor.to_dict(),
+            reason=reason,
+            message=referral.message,
+            counter=referral.counter,
+            bring=list(referral.bring),
+        )
 
     def issue(
         self, actor: Actor, *, certificate_number: CertificateNumber, issuer_name: str, sealer_name: str
@@ -2083,6 +2211,16 @@ class BirthCertificateApplication(Aggregate):
 REASON_NOT_MOTHER: Final = "认证的身份与医院分娩记录中的产妇不一致，只有新生儿母亲本人可以申办"
 
 
+def _age_on(id_number: str, birth_date: str | None, day: date) -> int:
+    """A parent's completed years on ``day``: by the birth date in an 18-character number, or the one given
+    beside a travel permit (whose number has none). Both were checked when recorded."""
+    if birth_date:
+        born = date.fromisoformat(birth_date)
+    else:
+        born = date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
+    return completed_years(born, day)
+
+
 def _closed_message(state: str) -> str:
     if state == WITHDRAWN:
         return "申请已撤回"
@@ -2103,9 +2241,22 @@ def _circumstances_dict(c: Circumstances) -> JSON:
 
 
 class ParentDetails:
-    """A parent's details as the form records them (the mother's name and ID come from her face check)."""
+    """A parent's details as the form records them (the mother's name and ID come from her face check).
 
-    __slots__ = ("address", "ethnicity", "id_number", "name", "nationality", "residency", "source")
+    ``residency`` None: not said, and then the document's kind says it (a resident ID: the mainland).
+    ``birth_date``: for a travel permit, whose number has none (the form prints the parent's age).
+    """
+
+    __slots__ = (
+        "address",
+        "birth_date",
+        "ethnicity",
+        "id_number",
+        "name",
+        "nationality",
+        "residency",
+        "source",
+    )
 
     def __init__(
         self,
@@ -2113,38 +2264,57 @@ class ParentDetails:
         nationality: Nationality,
         ethnicity: EthnicGroup,
         address: Address,
-        residency: Residency = "mainland",
+        residency: Residency | None = None,
         name: PersonName | None = None,
-        id_number: IdNumber | None = None,
+        id_number: IdNumber | IdDocument | None = None,
         source: Literal["typed", "registry"] = "typed",
+        birth_date: date | None = None,
     ) -> None:
         self.nationality = nationality
         self.ethnicity = ethnicity
         self.address = address
-        self.residency: Residency = residency
+        self.residency: Residency | None = residency
         self.name = name
         self.id_number = id_number
         self.source = source
+        self.birth_date = birth_date
 
-    @property
-    def effective_residency(self) -> Residency:
-        """A non-Chinese nationality is a foreign national, whatever residency was claimed."""
-        return "foreign" if not self.nationality.is_chinese else self.residency
+    def residency_with(self, document: IdDocument | None, role: str) -> Residency:
+        """Where this parent is a resident: a non-Chinese nationality is a foreign national, whatever was said;
+        else what was said, which must agree with the document (an HK/Macao document for ``hk_macao``, a
+        Taiwan one for ``taiwan``, neither with a resident ID); else what the document says."""
+        if not self.nationality.is_chinese:
+            return "foreign"
+        implied: Residency = "mainland" if document is None else document.residency
+        if self.residency is None:
+            return implied
+        if (implied != "mainland" and self.residency != implied) or (
+            implied == "mainland" and self.residency in ("hk_macao", "taiwan")
+        ):
+            label = "居民身份证" if document is None else document.label
+            raise InvalidValue(
+                f"{role}.residency",
+                "residency_document_mismatch",
+                f"身份类别与证件（{label}）不一致，请核对身份类别或证件类型",
+            )
+        return self.residency
 
-    def to_dict(self) -> JSON:
-        """The event's plain form of these details."""
+    def to_dict(self, document: IdDocument | None = None) -> JSON:
+        """The event's plain form of these details (``document``: the parent's, whose kind is recorded)."""
         out: JSON = {
             "nationality": self.nationality.code,
             "ethnicity": self.ethnicity.code,
             "address": self.address.value,
-            "residency": self.effective_residency,
-            "id_type": "resident_id",
+            "residency": self.residency_with(document, "parent"),
+            "id_type": "resident_id" if document is None else document.id_type,
             "source": self.source,
         }
         if self.name is not None:
             out["name"] = self.name.value
         if self.id_number is not None:
-            out["id_number"] = self.id_number.value
+            out["id_number"] = (document or as_id_document(self.id_number)).value
+        if self.birth_date is not None and (document is None or document.birth_date is None):
+            out["birth_date"] = self.birth_date.isoformat()
         return out
 
 

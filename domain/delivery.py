@@ -18,7 +18,16 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import Forbidden, InvalidValue, RuleViolated
 from domain.policy import ProvinceProfile
-from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
+from domain.values import (
+    Actor,
+    BirthData,
+    Birthplace,
+    CounterDetails,
+    IdDocument,
+    IdNumber,
+    PersonName,
+    as_id_document,
+)
 
 JSON = dict[str, Any]
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
@@ -54,14 +63,16 @@ def latest_birth_on(day: date) -> datetime:
 
 
 class Institution:
-    """A midwifery/issuing institution as the service knows it (from configuration)."""
+    """A midwifery/issuing institution as the service knows it: code, name, province and, once the operator
+    set them, its counter's address, telephone and opening hours (where referrals send families)."""
 
-    __slots__ = ("code", "name", "province")
+    __slots__ = ("code", "counter", "name", "province")
 
-    def __init__(self, code: str, name: str, province: str) -> None:
+    def __init__(self, code: str, name: str, province: str, counter: CounterDetails | None = None) -> None:
         self.code = code
         self.name = name
         self.province = province
+        self.counter = counter
 
 
 class DeliveryFacts:
@@ -82,7 +93,7 @@ class DeliveryFacts:
         *,
         inpatient_no: str,
         mother_name: PersonName,
-        mother_id_number: IdNumber,
+        mother_id_number: IdNumber | IdDocument,
         birth: BirthData,
         birthplace: Birthplace,
         attendant: PersonName,
@@ -92,19 +103,21 @@ class DeliveryFacts:
             raise InvalidValue("inpatient_no", "invalid_inpatient_no", "住院病历号格式不正确")
         if not 1 <= birth_order <= 9:
             raise InvalidValue("birth_order", "invalid_birth_order", "胎次序号应为1到9")
-        if mother_id_number.sex != "F":  # the 17th digit is odd: most likely the father's number typed here
+        # A travel permit's number says neither sex nor age: only an 18-character number is checked so.
+        document = as_id_document(mother_id_number)
+        if document.sex == "M":  # the 17th digit is odd: most likely the father's number typed here
             raise InvalidValue(
                 "mother.id_number",
                 "not_a_womans_id_number",
                 "该身份证号码的性别码为男性，请核对产妇身份证号码",
             )
-        if mother_id_number.age_on(birth.born_at.date()) < 12:
+        if document.birth_date is not None and document.age_on(birth.born_at.date()) < 12:
             raise InvalidValue(
                 "mother.id_number", "implausible_parent_age", "产妇身份证号码与新生儿出生日期不符"
             )
         self.inpatient_no = inpatient_no
         self.mother_name = mother_name
-        self.mother_id_number = mother_id_number
+        self.mother_id_number = document
         self.birth = birth
         self.birthplace = birthplace
         self.attendant = attendant
@@ -117,6 +130,12 @@ class DeliveryFacts:
             "birth_order": self.birth_order,
             "mother_name": self.mother_name.value,
             "mother_id_number": self.mother_id_number.value,
+            # Only another document than a resident ID says which (records entered before it: resident IDs).
+            **(
+                {"mother_id_type": self.mother_id_number.id_type}
+                if self.mother_id_number.id_type != "resident_id"
+                else {}
+            ),
             "newborn_sex": self.birth.sex,
             "born_at": self.birth.born_at.astimezone(SHANGHAI).isoformat(),
             "gestational_weeks": self.birth.gestational_weeks,
@@ -281,6 +300,8 @@ class DeliveryRecord(Aggregate):
         if facts.birth.born_at > now + timedelta(minutes=5):
             raise InvalidValue("newborn.born_at", "birth_in_future", "出生时间不能晚于当前时间")
         new = facts.to_dict()
+        if "mother_id_type" in self.facts:  # corrected back to a resident ID: say so, not leave the old kind
+            new.setdefault("mother_id_type", "resident_id")
         changes = {k: v for k, v in new.items() if self.facts.get(k) != v}
         if "birth_order" in changes or "inpatient_no" in changes:
             raise InvalidValue(

@@ -8,6 +8,7 @@ classes to HTTP statuses in one table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class DomainError(Exception):
 
     code = "domain_error"
     message = "请求无法处理"
+    # A refusal that sends the family to the counter carries where and what to bring (a
+    # ``domain.referral.Referral``, attached by the service, which knows the institution).
+    referral: Any = None
 
     def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
         self.message = message or type(self).message

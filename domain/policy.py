@@ -22,7 +22,7 @@ import holidays
 
 from domain.errors import InvalidValue
 from domain.holiday_schedule import YearSchedule
-from domain.values import PersonName, Residency
+from domain.values import ID_TYPES, PersonName, Residency
 
 __all__ = [
     "CHINESECALENDAR",
@@ -74,6 +74,10 @@ REASON_MESSAGES: Mapping[str, str] = MappingProxyType(
         "face_verification_impossible": "无法通过人脸识别认证的，暂不支持网上申领，请到签发机构现场办理",
         "too_early": "新生儿出生未满规定天数，暂不能网上申领，请到期后再申请",
         "too_late": "已超过出生后可网上申领的期限，请到签发机构现场办理",
+        # Referrals of an application under way (domain/referral.py, docs/decisions/0033).
+        "modification_limit": "退回修改次数已达上限，不能继续网上申领，请到签发机构现场办理",
+        "face_verification_failed": "当日刷脸认证多次未通过，不能继续网上申领，请到签发机构现场办理",
+        "face_check_unavailable": "持该证件暂不能网上刷脸认证，请到签发机构现场办理",
     }
 )
 
@@ -100,6 +104,12 @@ class ProvinceProfile:
     # Whoever collects on site other than the mother brings her signed 授权委托书 (Beijing, Hebei). Snapshots
     # from before this rule existed read False.
     collector_letter_required: bool = False
+    # The identity documents (domain.values.ID_TYPES) a parent's face check may be done with online; a parent
+    # holding another (a travel permit) is referred to the counter. Profiles stored before it: resident IDs only.
+    face_check_documents: tuple[str, ...] = ("resident_id",)
+    # A parent's face checks that may fail in one day (Beijing time) before the application goes to the
+    # counter (None: never); only failures that say the face is not this person's count (domain/referral.py).
+    face_failures_per_day: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` accepts exactly this."""
@@ -120,6 +130,8 @@ class ProvinceProfile:
             "counter_only_cases": list(self.counter_only_cases),
             "notes": self.notes,
             "collector_letter_required": self.collector_letter_required,
+            "face_check_documents": list(self.face_check_documents),
+            "face_failures_per_day": self.face_failures_per_day,
         }
 
     @classmethod
@@ -132,6 +144,12 @@ class ProvinceProfile:
         cases = data.get("counter_only_cases")
         if not isinstance(cases, list | tuple) or not all(isinstance(c, str) for c in cases):
             reader.fail("counter_only_cases")
+        documents = data.get("face_check_documents", ["resident_id"])
+        if not isinstance(documents, list | tuple) or not all(d in ID_TYPES for d in documents):
+            reader.fail("face_check_documents")
+        failures = reader.optional_int("face_failures_per_day")
+        if failures is not None and failures < 1:
+            reader.fail("face_failures_per_day")
         return cls(
             code=reader.text("code"),
             name=reader.text("name"),
@@ -153,6 +171,8 @@ class ProvinceProfile:
             counter_only_cases=tuple(cases),
             notes=reader.text("notes"),
             collector_letter_required=reader.flag("collector_letter_required", default=False),
+            face_check_documents=tuple(documents),
+            face_failures_per_day=failures,
         )
 
 

@@ -24,7 +24,8 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar, cast
@@ -37,6 +38,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 from domain.aggregate_cache import DEFAULT_MAXSIZE, AggregateCache
 from domain.application import (
     CLOSED_STATES,
+    FACE_PASS,
     ISSUED_STATES,
     BirthCertificateApplication,
     ParentDetails,
@@ -61,6 +63,7 @@ from domain.policy import (
     application_window_error,
     get_profile,
 )
+from domain.referral import Referral
 from domain.staff import (
     AccessRecord,
     InstitutionRecord,
@@ -68,7 +71,15 @@ from domain.staff import (
     check_institution_code,
     check_username,
 )
-from domain.values import Actor, CertificateNumber, IdNumber, PersonName
+from domain.values import (
+    Actor,
+    CertificateNumber,
+    CounterDetails,
+    IdDocument,
+    IdNumber,
+    PersonName,
+    as_id_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +512,8 @@ class Applications(Application[UUID]):
         """Load, check and act, then ``before_save`` (e.g. store the upload the events refer to: only once
         the aggregate has accepted the command), then save."""
         app = self._load_application(actor, app_id, expected_version, applicant_only=applicant_only)
-        result = act(app)
+        with self._referring(app.counter_institution):
+            result = act(app)
         if before_save is not None:
             before_save()
         return self._commit(app, detail=result if isinstance(result, str) else None, deferrable=True)
@@ -518,7 +530,7 @@ class Applications(Application[UUID]):
         """A delivery record by id."""
         return self._get(DeliveryRecord, record_id)
 
-    def get_deliveries_of_mother(self, mother_id_number: IdNumber) -> list[DeliveryRecord]:
+    def get_deliveries_of_mother(self, mother_id_number: IdNumber | IdDocument) -> list[DeliveryRecord]:
         """Every delivery record whose mother is this resident (twins give two)."""
         index = self._find_index("mother-deliveries", mother_id_number.value)
         if index is None:
@@ -552,19 +564,15 @@ class Applications(Application[UUID]):
             conflict=lambda: Conflict(f"机构代码 {code} 已存在", code="institution_exists"),
         )
 
-    def get_institution(self, code: str) -> Institution:
-        """The institution with this code (NotFound when unknown)."""
-        index = self._find_index("institution-code", code.strip().upper())
-        if index is None:
-            raise NotFound("未找到该机构")
-        record = self._get(InstitutionRecord, index.refs[0])
-        return Institution(record.code, record.name, record.province)
-
     def _institution_record(self, code: str) -> InstitutionRecord:
         index = self._find_index("institution-code", code.strip().upper())
         if index is None:
             raise NotFound("未找到该机构")
         return self._get(InstitutionRecord, index.refs[0])
+
+    def get_institution(self, code: str) -> Institution:
+        """The institution with this code (NotFound when unknown)."""
+        return _institution(self._institution_record(code))
 
     def set_pickup_hours(self, actor: Actor, code: str, windows: list[PickupWindow]) -> Outcome:
         """The institution's hours for collecting by appointment (replacing the previous ones)."""
@@ -587,7 +595,41 @@ class Applications(Application[UUID]):
         """Every institution, by code."""
         listing = self._find_index("institutions", "all")
         records = [self._get(InstitutionRecord, ref) for ref in (listing.refs if listing else [])]
-        return sorted((Institution(r.code, r.name, r.province) for r in records), key=lambda i: i.code)
+        return sorted(map(_institution, records), key=lambda i: i.code)
+
+    def set_institution_counter(self, actor: Actor, code: str, *, counter: CounterDetails) -> Outcome:
+        """Where and when the institution receives families in person: named by every referral from now on."""
+        record = self._institution_record(code)
+        record.set_counter(actor, counter)
+        return self._commit(record)
+
+    def _counter_institution(self, code: str | None) -> Institution | None:
+        """The institution a referral names, if known (a code that no longer resolves names none)."""
+        if code is None:
+            return None
+        try:
+            return self.get_institution(code)
+        except NotFound:
+            return None
+
+    @contextmanager
+    def _referring(self, institution: str | Institution | None) -> Iterator[None]:
+        """A refusal that sends the family to the counter (NotEligibleOnline, or a closed application window)
+        leaves here naming the counter of ``institution`` and what to bring (``DomainError.referral``)."""
+        try:
+            yield
+        except (NotEligibleOnline, RuleViolated) as error:
+            if error.referral is None and (isinstance(error, NotEligibleOnline) or error.code == "too_late"):
+                reason = (
+                    error.reasons[0] if isinstance(error, NotEligibleOnline) and error.reasons else error.code
+                )
+                found = (
+                    institution
+                    if isinstance(institution, Institution)
+                    else self._counter_institution(institution)
+                )
+                error.referral = Referral.to(reason, found, error.message)
+            raise
 
     def create_staff_account(
         self,
@@ -790,21 +832,38 @@ class Applications(Application[UUID]):
     # ------------------------------------------------------------------ parents
 
     def start_application(
-        self, actor: Actor, *, circumstances: Circumstances, province: str | None = None
+        self,
+        actor: Actor,
+        *,
+        circumstances: Circumstances,
+        province: str | None = None,
+        institution: str | None = None,
     ) -> Outcome:
         """申办: the mother starts an application under her province's profile.
 
-        Without ``province`` the deployment's default profile applies until her delivery record is
-        linked: the record's institution then decides (ProvinceAdopted, docs/decisions/0013).
+        Without ``province`` the profile of the ``institution`` she names (where she gave birth: the
+        hospital's QR code carries it), else the deployment's default, applies until her delivery record is
+        linked: the record's institution then decides (ProvinceAdopted, docs/decisions/0013). A case kept
+        at the counter is refused naming that institution's counter (docs/decisions/0033).
         """
-        profile = get_profile(province or self.default_province)
-        app = BirthCertificateApplication.start(
-            id=uuid4(),
-            actor=actor,
-            profile=profile,
-            circumstances=circumstances,
-            province_chosen=bool(province),
-        )
+        named = None
+        if institution is not None:
+            try:
+                named = self.get_institution(institution)
+            except NotFound:
+                raise InvalidValue(
+                    "institution", "unknown_institution", "未找到该分娩机构，请核对机构代码"
+                ) from None
+        profile = get_profile(province or (named.province if named is not None else self.default_province))
+        with self._referring(named):
+            app = BirthCertificateApplication.start(
+                id=uuid4(),
+                actor=actor,
+                profile=profile,
+                circumstances=circumstances,
+                province_chosen=bool(province),
+                institution=named,
+            )
         return self._commit(app)
 
     def check_face_request(
@@ -814,7 +873,7 @@ class Applications(Application[UUID]):
         *,
         role: Literal["mother", "father"],
         name: PersonName,
-        id_number: IdNumber,
+        id_number: IdNumber | IdDocument,
         out_seq_no: str,
     ) -> None:
         """Refuse a face check that could not be recorded, before WeChat is asked for anything.
@@ -824,7 +883,10 @@ class Applications(Application[UUID]):
         Otherwise anyone could learn it by typing ID numbers.
         """
         app = self._load_application(actor, app_id, None)
-        app.request_face_verification(actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no)
+        with self._referring(app.counter_institution):
+            app.request_face_verification(
+                actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no
+            )
 
     def request_face_verification(
         self,
@@ -833,19 +895,22 @@ class Applications(Application[UUID]):
         *,
         role: Literal["mother", "father"],
         name: PersonName,
-        id_number: IdNumber,
+        id_number: IdNumber | IdDocument,
         out_seq_no: str,
         verify_id: str = "",
         expected_version: int | None = None,
     ) -> Outcome:
         """Record the identity a face check (WeChat's ``verify_id``) is about to prove (records unseen)."""
         app = self._load_application(actor, app_id, expected_version)
-        app.request_face_verification(
-            actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
-        )
+        with self._referring(app.counter_institution):
+            app.request_face_verification(
+                actor, role=role, name=name, id_number=id_number, out_seq_no=out_seq_no, verify_id=verify_id
+            )
         return self._commit(app)
 
-    def _available_delivery(self, app: BirthCertificateApplication, mother: IdNumber) -> DeliveryRecord:
+    def _available_delivery(
+        self, app: BirthCertificateApplication, mother: IdNumber | IdDocument
+    ) -> DeliveryRecord:
         """The first of the mother's delivery records that no other application holds."""
         records = self.get_deliveries_of_mother(mother)
         if not records:
@@ -863,7 +928,8 @@ class Applications(Application[UUID]):
             self.calendar,
         )
         if window is not None:
-            raise RuleViolated(REASON_MESSAGES.get(window), code=window)
+            with self._referring(record.institution_code):  # too late: to the counter of her institution
+                raise RuleViolated(REASON_MESSAGES.get(window), code=window)
         return record
 
     def record_face_verification(
@@ -893,19 +959,16 @@ class Applications(Application[UUID]):
             return self._commit(app, detail=self._recorded_verdict(actor, app, out_seq_no).failure)
         seq_index = Index.create(self.index_id("face-seq", out_seq_no), "face-seq", str(app.id))
         touched: list[Aggregate] = [app, seq_index]
-        failure = app.record_face_verification(actor, out_seq_no=out_seq_no, verify_ret=verify_ret)
+        # A failure may be the day's last allowed one: the referral names the counter (loaded only then).
+        institution = None if verify_ret == FACE_PASS else self._counter_institution(app.counter_institution)
+        failure = app.record_face_verification(
+            actor, out_seq_no=out_seq_no, verify_ret=verify_ret, institution=institution
+        )
+        if app.state in CLOSED_STATES:
+            touched += self._release_record(actor, app)
         if failure is None and pending is not None and pending["role"] == "mother":
             try:
-                record = self._available_delivery(app, IdNumber(pending["id_number"]))
-                record.link_application(actor, application_id=str(app.id))
-                # Refuses (wrong province, province locked, not online there) before triggering anything.
-                app.link_delivery_record(
-                    actor,
-                    delivery_record_id=str(record.id),
-                    record=record.snapshot(),
-                    now=self.clock(),
-                    calendar=self.calendar,
-                )
+                record = self._link(actor, app, pending["id_number"])
             except (RuleViolated, NotEligibleOnline):
                 pass  # her pass is kept; she is told why when she asks for her record (link_delivery_record)
             else:
@@ -962,16 +1025,24 @@ class Applications(Application[UUID]):
         mother = app.verified.get("mother")
         if mother is None:
             raise RuleViolated("请先完成母亲刷脸认证", code="not_ready")
-        record = self._available_delivery(app, IdNumber(mother["id_number"]))
-        record.link_application(actor, application_id=str(app.id))
-        app.link_delivery_record(
-            actor,
-            delivery_record_id=str(record.id),
-            record=record.snapshot(),
-            now=self.clock(),
-            calendar=self.calendar,
-        )
+        record = self._link(actor, app, mother["id_number"])
         return self._commit(app, record)
+
+    def _link(self, actor: Actor, app: BirthCertificateApplication, mother_id: str) -> DeliveryRecord:
+        """The verified mother's first free delivery record, linked to ``app`` (both changed, unsaved). The
+        aggregate refuses (wrong province, province locked, not online there) before triggering anything; a
+        refusal that sends her to the counter names her record's institution's."""
+        record = self._available_delivery(app, as_id_document(mother_id))
+        record.link_application(actor, application_id=str(app.id))
+        with self._referring(record.institution_code):
+            app.link_delivery_record(
+                actor,
+                delivery_record_id=str(record.id),
+                record=record.snapshot(),
+                now=self.clock(),
+                calendar=self.calendar,
+            )
+        return record
 
     def confirm_delivery_info(
         self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
@@ -1219,7 +1290,9 @@ class Applications(Application[UUID]):
     ) -> Outcome:
         """驳回: back to the parent; past the modification limit, to the counter (freeing the record)."""
         app = self._load_application(actor, app_id, expected_version)
-        app.reject(actor, reasons=reasons, fields=fields)
+        app.reject(
+            actor, reasons=reasons, fields=fields, institution=self._counter_institution(app.institution)
+        )
         extra = self._release_record(actor, app) if app.state in CLOSED_STATES else []
         return self._commit(app, *extra)
 
@@ -1539,6 +1612,10 @@ class Applications(Application[UUID]):
     def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
         """The electronic certificate exists."""
         return self._command(actor, app_id, None, lambda a: a.issue_elicense(actor, licence_id=licence_id))
+
+
+def _institution(record: InstitutionRecord) -> Institution:
+    return Institution(record.code, record.name, record.province, record.counter_details)
 
 
 def _project(aggregate: Aggregate | None, events: Iterable[DomainEventProtocol[UUID]]) -> Aggregate:

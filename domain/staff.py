@@ -1,6 +1,7 @@
 """Institutions and staff accounts, event-sourced like everything else (who added whom is audited).
 
-An institution (助产机构 / 签发机构) has a code, a name and a province profile. A staff account has a
+An institution (助产机构 / 签发机构) has a code, a name, a province profile and, once set, its counter's
+address, telephone and opening hours (where referrals send families). A staff account has a
 username, a role, an institution (for hospital and issuer roles), a display name (the issuer's name
 printed on the registration form) and an argon2 password hash computed at the edge — the domain never
 sees a password.
@@ -17,7 +18,7 @@ from eventsourcing.domain import Aggregate
 from domain.errors import Forbidden, InvalidValue, RuleViolated
 from domain.pickup import PickupWindow, check_windows
 from domain.policy import get_profile
-from domain.values import Actor
+from domain.values import Actor, CounterDetails
 
 JSON = dict[str, Any]
 STAFF_ROLES: Final = ("issuer", "hospital", "auditor", "admin")
@@ -87,11 +88,29 @@ class InstitutionRecord(Aggregate):
         def apply(self, r: InstitutionRecord) -> None:
             r.pickup_windows = [dict(w) for w in self.windows]
 
+    class CounterDetailsSet(Event):
+        """Where and when the institution receives families in person (现场办理): every referral to it names
+        this address, telephone and opening hours from now on (docs/decisions/0033)."""
+
+        TOPIC = "birthcert:CounterDetailsSet"
+        address: str
+        phone: str
+        hours: str
+
+        def apply(self, r: InstitutionRecord) -> None:
+            r.counter = {"address": self.address, "phone": self.phone, "hours": self.hours}
+
     def __init__(self, actor: JSON, code: str, name: str, province: str) -> None:
         self.code = code
         self.name = name
         self.province = province
         self.pickup_windows: list[JSON] = []
+        self.counter: JSON | None = None
+
+    @property
+    def counter_details(self) -> CounterDetails | None:
+        """The counter's details, once set."""
+        return None if self.counter is None else CounterDetails(**self.counter)
 
     @classmethod
     def register(cls, *, id: UUID, actor: Actor, code: str, name: str, province: str) -> InstitutionRecord:
@@ -130,6 +149,12 @@ class InstitutionRecord(Aggregate):
     def windows(self) -> list[PickupWindow]:
         """The pickup hours as values."""
         return [PickupWindow.from_dict(w) for w in self.pickup_windows]
+
+    def set_counter(self, actor: Actor, details: CounterDetails) -> None:
+        """Set (or change) the counter's address, telephone and opening hours; the same again changes nothing."""
+        _as_admin_or_system(actor)
+        if details.to_dict() != self.counter:
+            self.trigger_event(self.CounterDetailsSet, actor=actor.to_dict(), **details.to_dict())
 
 
 class StaffAccount(Aggregate):

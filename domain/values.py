@@ -27,19 +27,29 @@ from domain.errors import InvalidValue
 
 __all__ = [
     "ETHNIC_GROUPS",
+    "ID_TYPES",
+    "ID_TYPE_LABELS",
     "Actor",
     "Address",
     "BirthData",
     "Birthplace",
     "CertificateNumber",
+    "CounterDetails",
     "EthnicGroup",
+    "IdDocument",
     "IdNumber",
+    "IdType",
     "MobileNumber",
     "Nationality",
     "PersonName",
     "Residency",
     "Role",
     "Sex",
+    "as_id_document",
+    "completed_years",
+    "id_type_of",
+    "mask_id_number",
+    "parse_id_type",
     "parse_residency",
     "parse_sex",
 ]
@@ -84,6 +94,33 @@ def _county_code_known(code: str) -> bool:
     return any(props.get("county") for _, props in numdb.get("cn/loc").info(code))
 
 
+def _check_gb11643(number: str, field: str, message: str, what: str) -> None:
+    """The parts of GB 11643-1999 every 18-character 公民身份号码 obeys, whoever issued it (a resident ID, or
+    a Hong Kong, Macao or Taiwan resident's residence permit): the ISO 7064 MOD 11-2 check character and a
+    real birth date. ``number`` already has the shape (17 digits and a digit or X)."""
+    if number[-1] != ric.calc_check_digit(number):
+        raise InvalidValue(field, "invalid_id_number", message)
+    try:
+        born = ric.get_birth_date(number)
+    except ValidationError:
+        raise InvalidValue(field, "invalid_id_number", f"{what}中的出生日期不存在") from None
+    if born.year < 1800:
+        raise InvalidValue(field, "invalid_id_number", f"{what}中的出生日期不正确")
+
+
+def completed_years(born: date, day: date) -> int:
+    """Completed years of age on ``day`` of someone born on ``born``."""
+    if day < born:
+        raise InvalidValue("id_number", "date_before_birth", "日期早于证件上的出生日期")
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def mask_id_number(number: str) -> str:
+    """Any identity document's number masked for display: an 18-character one as ``4401**********123X``,
+    a travel permit's as ``H******78``."""
+    return _mask_keep(number, 4, 4) if len(number) >= 15 else _mask_keep(number, 1, 2)
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class IdNumber:
     """An 18-character mainland resident ID number (GB 11643-1999): check char, real date, known region."""
@@ -103,14 +140,7 @@ class IdNumber:
             raise InvalidValue(field, "invalid_id_number", message)
         if number[:2] in {"81", "82", "83"}:
             raise InvalidValue(field, "invalid_id_number", "港澳台居民居住证号码不是居民身份证号码")
-        if number[-1] != ric.calc_check_digit(number):
-            raise InvalidValue(field, "invalid_id_number", message)
-        try:
-            born = ric.get_birth_date(number)
-        except ValidationError:
-            raise InvalidValue(field, "invalid_id_number", "身份证号码中的出生日期不存在") from None
-        if born.year < 1800:
-            raise InvalidValue(field, "invalid_id_number", "身份证号码中的出生日期不正确")
+        _check_gb11643(number, field, message, "身份证号码")
         # stdnum's get_birth_place also demands that the county existed in the birth year; the code is the one
         # in force when the number was issued (GB 11643), so a 1990 birth in 盐田区 (created 1997) is genuine.
         # Any county the code ever named is therefore accepted.
@@ -135,10 +165,7 @@ class IdNumber:
 
     def age_on(self, day: date) -> int:
         """Completed years of age on ``day``."""
-        born = self.birth_date
-        if day < born:
-            raise InvalidValue("id_number", "date_before_birth", "日期早于身份证上的出生日期")
-        return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+        return completed_years(self.birth_date, day)
 
     def masked(self) -> str:
         """First 4 and last 4 characters, the rest starred: ``4401**********123X``."""
@@ -435,6 +462,225 @@ def parse_residency(text: str, *, field: str = "residency") -> Residency:
     raise InvalidValue(
         field, "invalid_residency", "身份类别不正确，请选择内地居民、港澳居民、台湾居民、华侨或外籍"
     )
+
+
+# A parent's identity document (有效身份证件类别 on the form). A Hong Kong, Macao or Taiwan resident living in the
+# mainland may hold a residence permit (港澳居民居住证 / 台湾居民居住证, since 2018): its number is an 18-character
+# 公民身份号码 by GB 11643 whose address code is 810000 (Hong Kong), 820000 (Macao) or 830000 (Taiwan). Every such
+# resident holds a travel permit: 港澳居民来往内地通行证 (H or M and an 8-digit lifelong number, then 2 digits counting
+# the renewals on the older cards) or 台湾居民来往大陆通行证 (an 8-digit lifelong number since 2008-09-25).
+IdType = Literal[
+    "resident_id", "hk_macao_residence_permit", "taiwan_residence_permit", "hk_macao_permit", "taiwan_permit"
+]
+ID_TYPES: tuple[IdType, ...] = get_args(IdType)
+ID_TYPE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "resident_id": "居民身份证",
+        "hk_macao_residence_permit": "港澳居民居住证",
+        "taiwan_residence_permit": "台湾居民居住证",
+        "hk_macao_permit": "港澳居民来往内地通行证",
+        "taiwan_permit": "台湾居民来往大陆通行证",
+    }
+)
+_RESIDENCE_PERMIT_REGIONS: Mapping[str, IdType] = MappingProxyType(
+    {
+        "810000": "hk_macao_residence_permit",
+        "820000": "hk_macao_residence_permit",
+        "830000": "taiwan_residence_permit",
+    }
+)
+_RESIDENCY_OF: Mapping[IdType, Residency] = MappingProxyType(
+    {
+        "resident_id": "mainland",
+        "hk_macao_residence_permit": "hk_macao",
+        "taiwan_residence_permit": "taiwan",
+        "hk_macao_permit": "hk_macao",
+        "taiwan_permit": "taiwan",
+    }
+)
+_HK_MACAO_PERMIT = re.compile(r"[HM][0-9]{8}(?:[0-9]{2})?")
+_TAIWAN_PERMIT = re.compile(r"[0-9]{8}")
+
+
+def parse_id_type(text: str, *, field: str = "id_type") -> IdType:
+    """An identity document's kind by its code (``resident_id``, ``hk_macao_residence_permit``, …)."""
+    key = text.strip().lower() if isinstance(text, str) else ""
+    for kind in ID_TYPES:
+        if key == kind:
+            return kind
+    raise InvalidValue(
+        field,
+        "invalid_id_type",
+        "证件类型不正确，请选择居民身份证、港澳居民居住证、台湾居民居住证、港澳居民来往内地通行证或台湾居民来往大陆通行证",
+    )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IdDocument:
+    """A parent's identity document: its kind and its number, checked as that kind prescribes.
+
+    Without ``kind`` the number's shape says which: 18 characters are a 公民身份号码 (a residence permit when its
+    address code is 810000, 820000 or 830000, else a resident ID), ``H``/``M`` and digits an HK/Macao travel
+    permit. A Taiwan travel permit's eight plain digits must be named. Prints masked, like ``IdNumber``.
+    """
+
+    value: str
+    kind: IdType | None = None
+    _: KW_ONLY
+    field: InitVar[str] = "id_number"
+
+    def __post_init__(self, field: str) -> None:
+        raw = self.value if isinstance(self.value, str) else ""
+        number = "".join(unicodedata.normalize("NFKC", raw).split()).upper()
+        kind = self.kind if self.kind is not None else _infer_id_type(number)
+        if kind == "resident_id":
+            number = IdNumber(number, field=field).value
+        elif kind in ("hk_macao_residence_permit", "taiwan_residence_permit"):
+            _check_residence_permit(number, kind, field)
+        elif kind == "hk_macao_permit":
+            if not _HK_MACAO_PERMIT.fullmatch(number):
+                raise InvalidValue(
+                    field,
+                    "invalid_id_number",
+                    "港澳居民来往内地通行证号码应为H或M开头加8位数字（旧版证件另有2位换证次数）",
+                )
+        elif kind == "taiwan_permit":
+            if not _TAIWAN_PERMIT.fullmatch(number):
+                raise InvalidValue(field, "invalid_id_number", "台湾居民来往大陆通行证号码应为8位数字")
+        else:
+            parse_id_type(str(kind), field=field)  # not a kind we know: refused with the kinds we do
+        object.__setattr__(self, "value", number)
+        object.__setattr__(self, "kind", kind)
+
+    @property
+    def id_type(self) -> IdType:
+        """The kind, as the form records it (``有效身份证件类别``)."""
+        return self.kind or "resident_id"
+
+    @property
+    def label(self) -> str:
+        """The document's name in Chinese, e.g. 港澳居民居住证."""
+        return ID_TYPE_LABELS[self.id_type]
+
+    @property
+    def residency(self) -> Residency:
+        """Where its holder is a resident: a resident ID's holder is a mainland resident."""
+        return _RESIDENCY_OF[self.id_type]
+
+    @property
+    def birth_date(self) -> date | None:
+        """The birth date in an 18-character number; None for a travel permit, whose number has none."""
+        if len(self.value) != 18:
+            return None
+        return date(int(self.value[6:10]), int(self.value[10:12]), int(self.value[12:14]))
+
+    @property
+    def sex(self) -> Literal["M", "F"] | None:
+        """The sex an 18-character number encodes (odd 17th digit: male); None for a travel permit."""
+        if len(self.value) != 18:
+            return None
+        return "M" if int(self.value[16]) % 2 else "F"
+
+    def age_on(self, day: date, born: date | None = None) -> int:
+        """Completed years on ``day``: from the number's birth date, or ``born`` (a travel permit's holder's)."""
+        birth = self.birth_date or born
+        if birth is None:
+            raise InvalidValue("birth_date", "birth_date_required", "持通行证的，请填写出生日期")
+        return completed_years(birth, day)
+
+    def masked(self) -> str:
+        """The number masked (``mask_id_number``)."""
+        return mask_id_number(self.value)
+
+    def __str__(self) -> str:
+        return self.masked()
+
+    def __repr__(self) -> str:
+        return f"IdDocument({self.masked()!r}, {self.id_type!r})"
+
+
+def id_type_of(number: str) -> IdType:
+    """The kind of document a valid number is, by its shape alone (``IdDocument`` without a kind): a stored
+    number needs no checking again. A Taiwan travel permit's 8 digits cannot be told apart: say it."""
+    return _infer_id_type(number)
+
+
+def _infer_id_type(number: str) -> IdType:
+    if len(number) == 18 and number[:6] in _RESIDENCE_PERMIT_REGIONS:
+        return _RESIDENCE_PERMIT_REGIONS[number[:6]]
+    if len(number) == 18 and number[:2] in ("81", "82", "83"):
+        return "hk_macao_residence_permit" if number[:2] != "83" else "taiwan_residence_permit"
+    if number[:1] in ("H", "M") and number[1:].isascii() and number[1:].isdigit():
+        return "hk_macao_permit"
+    return "resident_id"
+
+
+def _check_residence_permit(number: str, kind: IdType, field: str) -> None:
+    """港澳台居民居住证: GB 11643's shape, check character (python-stdnum's) and birth date, with the address code
+    the Ministry of Public Security gives Hong Kong (810000), Macao (820000) or Taiwan (830000) residents."""
+    message = "居住证号码不正确，请核对18位港澳台居民居住证号码"
+    if not _ID_SHAPE.fullmatch(number):
+        raise InvalidValue(field, "invalid_id_number", message)
+    region = _RESIDENCE_PERMIT_REGIONS.get(number[:6])
+    if region is None:
+        raise InvalidValue(
+            field,
+            "invalid_id_number",
+            "港澳台居民居住证号码以810000（香港）、820000（澳门）或830000（台湾）开头",
+        )
+    if region != kind:
+        raise InvalidValue(
+            field,
+            "id_type_mismatch",
+            f"该号码是{ID_TYPE_LABELS[region]}号码，与所选证件类型（{ID_TYPE_LABELS[kind]}）不符",
+        )
+    _check_gb11643(number, field, message, "居住证号码")
+
+
+def as_id_document(number: IdNumber | IdDocument | str) -> IdDocument:
+    """The identity document of a validated resident ID number, document or stored 18-character number."""
+    if isinstance(number, IdDocument):
+        return number
+    if isinstance(number, IdNumber):
+        return IdDocument(number.value, "resident_id")
+    return IdDocument(number)
+
+
+_COUNTER_PHONE = re.compile(r"[0-9()（）\- 、/,，转]{5,60}")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterDetails:
+    """Where and when an institution receives families in person (现场办理): its counter's address, telephone
+    and opening hours, as the institution publishes them (e.g. "周一至周五（节假日除外）8:30-12:00，14:30-17:30").
+
+    Public information about an institution, never about a person.
+    """
+
+    address: str
+    phone: str
+    hours: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", Address(self.address, field="address").value)
+        phone = " ".join(self.phone.split()) if isinstance(self.phone, str) else ""
+        if not _COUNTER_PHONE.fullmatch(phone) or sum(ch.isdigit() for ch in phone) < 5:
+            raise InvalidValue(
+                "phone",
+                "invalid_phone",
+                "咨询电话应为电话号码（可含区号、连字符、分机“转”），多个号码用“、”分隔",
+            )
+        object.__setattr__(self, "phone", phone)
+        hours = " ".join(self.hours.split()) if isinstance(self.hours, str) else ""
+        if not 4 <= len(hours) <= 120 or has_control(hours):
+            raise InvalidValue(
+                "hours", "invalid_hours", "办公时间应为4至120个字，如：周一至周五（节假日除外）8:30-12:00"
+            )
+        object.__setattr__(self, "hours", hours)
+
+    def to_dict(self) -> dict[str, str]:
+        """The plain form stored in events."""
+        return {"address": self.address, "phone": self.phone, "hours": self.hours}
 
 
 Role = Literal["parent", "hospital", "issuer", "auditor", "admin", "system", "ems"]

@@ -80,6 +80,7 @@ from backend.wechat import (
     WeChatError,
 )
 from domain.application import SUBMITTED, BirthCertificateApplication
+from domain.referral import label_of as referral_label
 from domain.service import Applications
 from projections.leader import FENCE_LUA, fenced_args, refused
 from projections.redis_view import delete_prefix
@@ -143,9 +144,8 @@ CORRECTION_WORDING: Final[Mapping[str, tuple[str, str]]] = {
     RESIGN: ("待重新签名", "请核对分娩信息，重新签名后提交"),
     CONFIRM: ("待确认", "请核对更正后的分娩信息并确认"),
 }
-# Why an application went to the counter (``ReferredToCounter.reason``), as the parent reads it.
-COUNTER_REASONS: Final[Mapping[str, str]] = {"modification_limit": "退回修改次数已达上限"}
-COUNTER_REASON_DEFAULT: Final = "无法继续网上办理"
+# Why an application went to the counter (``ReferredToCounter.reason``) is told by domain.referral.label_of;
+# the status view names the counter and what to bring.
 COUNTER_ADVICE: Final = "请携带相关材料到签发机构现场办理"
 
 # Record states.
@@ -305,7 +305,7 @@ def message_data(
         return {
             "thing1": SUBJECT,
             "phrase2": "转现场办理",
-            "thing3": COUNTER_REASONS.get(reason, COUNTER_REASON_DEFAULT),
+            "thing3": fit("thing", referral_label(reason)),
             "thing4": COUNTER_ADVICE,
             "time5": when,
         }

@@ -61,6 +61,7 @@ from domain.application import (
 )
 from domain.errors import InvalidValue
 from domain.pickup import Slot
+from domain.referral import Referral
 from domain.service import Applications
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
 from projections.runner import DomainEvent, Page
@@ -119,10 +120,6 @@ DISPUTE_LABELS: Final = {
     "upheld": "医院答复原记录无误",
 }
 
-COUNTER_MESSAGES: Final = {
-    "modification_limit": "退回修改次数已达上限，请携带相关材料到签发机构现场办理",
-}
-COUNTER_DEFAULT: Final = "该申请需到签发机构现场办理，请携带相关材料前往"
 
 # The page body after the CAS prelude. ARGV[6] n, then n documents, n scores, n members, n document-key
 # suffixes (app:<uuid> or father:<uuid>), n user-list suffixes (user:<hmac>).
@@ -238,7 +235,9 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
     if state == LOST:
         return [_step("await_reissue", "邮件遗失或损毁，等待签发机构补发", "issuer")]
     if state == COUNTER_ONLY:
-        return [_step("visit_counter", "请携带相关材料到签发机构现场办理", "parent")]
+        counter = (app.referral or {}).get("counter")
+        where = counter["institution_name"] if counter else "签发机构"
+        return [_step("visit_counter", f"请携带所列材料到{where}现场办理", "parent")]
     return []  # delivered, collected, withdrawn: nothing left to do
 
 
@@ -349,12 +348,7 @@ def status_of(app: BirthCertificateApplication) -> JSON:
             "field_labels": [FIELD_LABELS.get(f, f) for f in rejection.get("fields", [])],
             "resign_required": resigning_needed(rejection.get("fields", [])),
         },
-        "counter_reason": None
-        if app.counter_reason is None
-        else {
-            "code": app.counter_reason,
-            "message": COUNTER_MESSAGES.get(app.counter_reason, COUNTER_DEFAULT),
-        },
+        "counter_reason": None if app.counter_reason is None else counter_reason_of(app),
         "certificate_number": app.certificate_number,
         "tracking_number": app.tracking_number,
         "delivery_method": method,
@@ -408,6 +402,14 @@ def _delivery_record_requested(app: BirthCertificateApplication) -> JSON | None:
     if awaited is None or not app.awaiting_delivery_record:
         return None
     return {"institution_name": awaited["institution_name"], "reported_at": _iso(awaited["reported_at"])}
+
+
+def counter_reason_of(app: BirthCertificateApplication) -> JSON:
+    """Why the application went to the counter, and where to go with what (domain/referral.py): the
+    institution's counter as the parent was told it when referred; nothing personal."""
+    told = app.referral or {"reason": app.counter_reason, "message": "", "counter": None, "bring": []}
+    referral = Referral.from_event(**told).to_dict()
+    return {"code": referral.pop("reason"), **referral}
 
 
 def father_status_of(app: BirthCertificateApplication) -> JSON:

@@ -30,6 +30,7 @@ from domain.values import (
     Birthplace,
     CertificateNumber,
     EthnicGroup,
+    IdDocument,
     IdNumber,
     MobileNumber,
     Nationality,
@@ -101,7 +102,7 @@ def facts(
     return DeliveryFacts(
         inpatient_no=inpatient_no,
         mother_name=PersonName(mother_name),
-        mother_id_number=IdNumber(mother_id),
+        mother_id_number=IdDocument(mother_id),
         birth=BirthData(sex="F", born_at=born_at, gestational_weeks=39, weight_g=weight_g, length_cm=50),
         birthplace=Birthplace(province, "广州市", "越秀区"),
         attendant=PersonName("陈助产"),
@@ -136,7 +137,7 @@ def father_details(id_number: str = FATHER_ID, name: str = "张伟") -> ParentDe
         ethnicity=EthnicGroup("01"),
         address=Address("广东省广州市越秀区中山一路1号"),
         name=PersonName(name),
-        id_number=IdNumber(id_number),
+        id_number=IdDocument(id_number),
     )
 
 
@@ -224,7 +225,7 @@ class Walk:
             self.id,
             role=role,
             name=PersonName(name),
-            id_number=IdNumber(id_number),
+            id_number=IdDocument(id_number),
             out_seq_no=seq,
         )
         return self.app.record_face_verification(self.parent, self.id, out_seq_no=seq, verify_ret=verify_ret)

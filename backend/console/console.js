@@ -229,7 +229,7 @@ function pii(full, masked) {
   return h("span", { class: "pii" }, h("span", { class: "pii-masked" }, masked ?? maskId(full)), h("span", { class: "pii-full" }, full));
 }
 
-const config = { fixable: [], relations: [], ethnic: {}, nationalities: {} };
+const config = { fixable: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" } };
 
 function ethnicity(code) {
   return config.ethnic[code] ? config.ethnic[code] : code || "—";
@@ -1444,7 +1444,7 @@ async function renderApplication(id, isCurrent) {
             ["age", "年龄", (v) => (v || v === 0 ? `${v} 岁` : "—")],
             ["nationality", "国籍", nationality],
             ["ethnicity", "民族", ethnicity],
-            ["id_type", "有效身份证件类型", (v) => ({ resident_id: "居民身份证" }[v] || v || "—")],
+            ["id_type", "有效身份证件类型", (v) => config.idTypes[v] || v || "—"],
             ["id_number", "证件号码", (v) => pii(v)],
             ["address", "住址", (v) => v || "—"],
           ].map(([key, label, fmt]) => h("tr", {},
@@ -2440,6 +2440,7 @@ async function boot() {
     config.relations = answer.relations || [];
     config.ethnic = answer.ethnic_groups || {};
     config.nationalities = answer.nationalities || {};
+    config.idTypes = answer.id_types || config.idTypes;
   } catch {
     /* labels fall back to codes */
   }

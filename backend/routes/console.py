@@ -26,7 +26,7 @@ from aiohttp import web
 
 from backend.components import APPLICATIONS, actor_of, in_store, json_response
 from domain.application import FIXABLE_FIELDS, HANDOVER_RELATIONS
-from domain.values import ETHNIC_GROUPS
+from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
 
 routes = web.RouteTableDef()
 
@@ -129,6 +129,7 @@ async def console_config(request: web.Request) -> web.Response:
             "relations": [{"value": r, "label": RELATION_LABELS[r]} for r in HANDOVER_RELATIONS],
             "ethnic_groups": dict(ETHNIC_GROUPS),
             "nationalities": NATIONALITY_LABELS,
+            "id_types": dict(ID_TYPE_LABELS),
         },
         headers=_headers({"Cache-Control": "no-cache"}),
     )

@@ -10,11 +10,13 @@ status view and may do only his own part; the mother's reads (form, delivery rec
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
 import re
 import uuid
+from datetime import date
 from typing import Any, Final, Literal, cast
 
 import orjson
@@ -48,6 +50,7 @@ from backend.registry import RegistryEntry
 from backend.throttle import UPLOAD_DECODES, limit, limit_client
 from backend.uploads import UnsupportedFileType, clean_image, read_multipart, sniff_content_type
 from domain.application import (
+    COUNTER_ONLY,
     DOCUMENT_KINDS,
     FACE_MESSAGES,
     BirthCertificateApplication,
@@ -65,15 +68,18 @@ from domain.errors import (
     ValidationFailed,
 )
 from domain.policy import Circumstances
+from domain.referral import Referral
 from domain.service import Applications, Outcome
 from domain.values import (
     Actor,
     Address,
     EthnicGroup,
-    IdNumber,
+    IdDocument,
     MobileNumber,
     Nationality,
     PersonName,
+    mask_id_number,
+    parse_id_type,
     parse_residency,
 )
 from projections.status import MAX_LIST_LIMIT, document_version, father_status_of, status_of
@@ -147,14 +153,17 @@ def _parent_details(c: FieldCollector, raw: Any, prefix: str, *, with_identity: 
         EthnicGroup, c.text(raw, "ethnicity", f"{prefix}.ethnicity"), field=f"{prefix}.ethnicity"
     )
     address = c.take_text(Address, raw, "address", f"{prefix}.address")
-    residency = c.take(parse_residency, raw.get("residency") or "mainland", field=f"{prefix}.residency")
-    name = id_number = None
+    # Not said: the document says it (a resident ID: the mainland).
+    residency = None
+    if raw.get("residency"):
+        residency = c.take(parse_residency, raw["residency"], field=f"{prefix}.residency")
+    name = id_number = birth_date = None
     if with_identity:
         name = c.take_text(PersonName, raw, "name", f"{prefix}.name")
-        id_number = c.take(
-            IdNumber, c.text(raw, "id_number", f"{prefix}.id_number"), field=f"{prefix}.id_number"
-        )
-    if None in (nationality, ethnicity, address, residency) or (with_identity and None in (name, id_number)):
+        id_number = c.take_text(id_document_reader(c, raw, prefix), raw, "id_number", f"{prefix}.id_number")
+        if raw.get("birth_date") is not None:
+            birth_date = c.take(_birth_date, raw["birth_date"], field=f"{prefix}.birth_date")
+    if None in (nationality, ethnicity, address) or (with_identity and None in (name, id_number)):
         return None
     # "typed" until the server itself finds these values in the police registry (put_details): what the
     # client says about where they came from is not evidence.
@@ -165,7 +174,33 @@ def _parent_details(c: FieldCollector, raw: Any, prefix: str, *, with_identity: 
         residency=residency,
         name=name,
         id_number=id_number,
+        birth_date=birth_date,
     )
+
+
+def id_document_reader(c: FieldCollector, body: dict[str, Any], prefix: str = "") -> Any:
+    """How ``id_number`` is read: as the document ``id_type`` names (a resident ID when neither it nor the
+    number's shape says otherwise), the kind's own errors reported with the rest."""
+    dot = f"{prefix}." if prefix else ""
+    kind = None
+    if body.get("id_type") is not None:
+        kind = c.take(parse_id_type, body["id_type"], field=f"{dot}id_type")
+
+    def build(text: str, *, field: str) -> IdDocument:
+        return IdDocument(text, kind, field=field)
+
+    return build
+
+
+def _birth_date(text: Any, *, field: str) -> date:
+    """A birth date ``YYYY-MM-DD`` (given beside a travel permit, whose number has none)."""
+    try:
+        born = date.fromisoformat(text) if isinstance(text, str) and len(text) == 10 else None
+    except ValueError:
+        born = None
+    if born is None or not date(1900, 1, 1) <= born <= date.today():
+        raise InvalidValue(field, "invalid_birth_date", "出生日期不正确，请按 年-月-日 填写，如 1990-01-31")
+    return born
 
 
 # ---------------------------------------------------------------- login
@@ -223,6 +258,10 @@ async def start_application(request: web.Request) -> web.Response:
     province = body.get("province")
     if province is not None and not isinstance(province, str):
         c.errors.append(FieldError("province", "invalid_province", "省份代码不正确"))
+    # Where she gave birth (the hospital's QR code carries it): a referral names its counter (decision 0033).
+    institution = body.get("institution")
+    if institution is not None and not isinstance(institution, str):
+        c.errors.append(FieldError("institution", "invalid_institution", "分娩机构代码不正确"))
     c.check()
     try:
         circumstances = Circumstances(
@@ -245,7 +284,9 @@ async def start_application(request: web.Request) -> web.Response:
         request,
         actor,
         _fingerprint(request, body),
-        lambda: service.start_application(actor, circumstances=circumstances, province=province),
+        lambda: service.start_application(
+            actor, circumstances=circumstances, province=province, institution=institution
+        ),
         created,
     )
 
@@ -389,7 +430,7 @@ async def begin_face_verification(request: web.Request) -> web.Response:
     if role not in ("mother", "father"):
         c.errors.append(FieldError("role", "invalid_role", "认证角色只能是母亲（mother）或父亲（father）"))
     name = c.take_text(PersonName, body, "name", "name")
-    id_number = c.take_text(IdNumber, body, "id_number", "id_number")
+    id_number = c.take_text(id_document_reader(c, body), body, "id_number", "id_number")
     c.check()
     role = cast(Literal["mother", "father"], role)
     service = request.app[APPLICATIONS]
@@ -461,7 +502,7 @@ async def face_verification_result(request: web.Request) -> web.Response:
     def answer(outcome: Outcome) -> web.Response:
         if outcome.detail is not None:  # not passed: recorded all the same, and answered as a problem
             failure = FACE_MESSAGES.get(outcome.detail, FACE_MESSAGES["face_failed"])
-            return problem_for(RuleViolated(failure, code=outcome.detail))
+            return problem_for(_face_failure(failure, outcome.detail, outcome.aggregate))
         app = cast(BirthCertificateApplication, outcome.aggregate)
         linked = {"delivery_record_linked": app.delivery_record_id is not None} if role == "mother" else {}
         return version_answer(outcome, verified=True, role=role, **linked)
@@ -475,6 +516,17 @@ async def face_verification_result(request: web.Request) -> web.Response:
     )
 
 
+def _face_failure(failure: str, code: str, app: Any) -> RuleViolated:
+    """A failed check's problem; the day's last allowed failure (the application went to the counter) says
+    so, naming the counter and what to bring (docs/decisions/0033)."""
+    if not isinstance(app, BirthCertificateApplication) or app.state != COUNTER_ONLY or app.referral is None:
+        return RuleViolated(failure, code=code)
+    referral = Referral.from_event(**app.referral)
+    error = RuleViolated(f"{failure}。{referral.message}", code=referral.reason)
+    error.referral = dataclasses.replace(referral, message=error.message)
+    return error
+
+
 # ---------------------------------------------------------------- the delivery record
 
 
@@ -484,7 +536,7 @@ def _masked_record(app: BirthCertificateApplication) -> dict[str, Any]:
         "institution_name": record.get("institution_name"),
         "inpatient_no": record.get("inpatient_no"),
         "mother_name": PersonName(record["mother_name"]).masked() if record else None,
-        "mother_id_number": IdNumber(record["mother_id_number"]).masked() if record else None,
+        "mother_id_number": mask_id_number(record["mother_id_number"]) if record else None,
         "newborn": {
             "sex": record.get("newborn_sex"),
             "born_at": record.get("born_at"),

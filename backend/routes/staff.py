@@ -33,7 +33,7 @@ from backend.components import (
 from backend.errors import json_body
 from backend.headers import content_disposition
 from backend.routes.audit import record_reading
-from backend.routes.parents import FieldCollector, _fingerprint
+from backend.routes.parents import FieldCollector, _fingerprint, id_document_reader
 from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
 from domain.delivery import DeliveryFacts, DeliveryRecord
@@ -133,7 +133,8 @@ def _delivery_facts(c: FieldCollector, body: dict[str, Any]) -> DeliveryFacts | 
 
     mother, newborn, place = part("mother"), part("newborn"), part("birthplace")
     mother_name = c.take_text(PersonName, mother, "name", "mother.name")
-    mother_id = c.take_text(IdNumber, mother, "id_number", "mother.id_number")
+    # A Hong Kong, Macao or Taiwan mother's residence permit or travel permit (``mother.id_type``) too.
+    mother_id = c.take_text(id_document_reader(c, mother, "mother"), mother, "id_number", "mother.id_number")
     attendant = c.take_text(PersonName, body, "attendant", "attendant")
     born_at = None
     raw_born = c.text(newborn, "born_at", "newborn.born_at")

@@ -8,7 +8,7 @@ record is missing (what puts it on that worklist).
 - ``POST /api/v1/deliveries/{record_id}/uphold`` ``{reason}``: the record stands; the mother reads the reason in her
   status view. The other answer, correcting the record, is ``PUT /api/v1/deliveries/{record_id}`` (staff.py).
 - ``POST /api/v1/applications/{app_id}/delivery-record/missing`` ``{institution, born_on}`` (the mother, once her face
-  check passed and no record of hers is there) and ``GET /api/v1/institutions`` (the institutions she picks from).
+  check passed and no record of hers is there) and ``GET /api/v1/institutions`` (backend/routes/institutions.py: the institutions she picks from).
 """
 
 from __future__ import annotations
@@ -136,20 +136,6 @@ async def uphold_delivery(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------- the mother
-
-
-@routes.get("/api/v1/institutions")
-async def institutions(request: web.Request) -> web.Response:
-    """The midwifery institutions a mother may name as where she gave birth (``?province=GD`` keeps one)."""
-    actor_of(request, "parent")
-    province = (request.query.get("province") or "").strip().upper()
-    every = await in_store(request, request.app[APPLICATIONS].list_institutions)
-    items = [
-        {"code": i.code, "name": i.name, "province": i.province}
-        for i in every
-        if not province or i.province == province
-    ]
-    return json_response({"items": items}, headers={"Cache-Control": "private, max-age=300"})
 
 
 @routes.post("/api/v1/applications/{app_id}/delivery-record/missing")

@@ -113,7 +113,9 @@ function toast(text, ms = 1600) {
 function problemBox(err, labels = {}) {
   const box = h("div", { class: "error", role: "alert" });
   if (err instanceof Problem) {
-    box.append(h("b", {}, err.body.detail || err.body.title || `请求失败（HTTP ${err.status}）`));
+    // A referral's detail spells the counter and the materials out in one text: shown laid out below instead.
+    const headline = err.body.referral ? err.body.referral.message : err.body.detail;
+    box.append(h("b", {}, headline || err.body.title || `请求失败（HTTP ${err.status}）`));
     const errors = Array.isArray(err.body.errors) ? err.body.errors : [];
     if (errors.length) {
       box.append(h("ul", {}, errors.map((e) => {
@@ -122,6 +124,7 @@ function problemBox(err, labels = {}) {
         return h("li", {}, label ? `${label}：${text}` : text);
       })));
     }
+    if (err.body.referral) box.append(referralDetails(err.body.referral, "problem-referral"));
     if (err.code) box.append(h("span", { class: "hint" }, `错误代码：${err.code}`));
   } else if (err instanceof TypeError) {
     // fetch() rejects with a TypeError when the network (or the server) cannot be reached.
@@ -130,6 +133,21 @@ function problemBox(err, labels = {}) {
     box.append(h("b", {}, err.message || String(err)));
   }
   return box;
+}
+// A referral to the counter (转现场办理): the institution's counter and what to bring, as the API says them.
+function referralDetails(r, id) {
+  const c = r.counter;
+  return h("div", { class: "referral", id },
+    c
+      ? h("div", { class: "group counter", id: `${id}-counter` },
+        info("办理地点", c.institution_name),
+        info("地址", c.address || "请向该机构咨询"),
+        info("咨询电话", c.phone || "请向该机构咨询"),
+        info("办公时间", c.hours || "请向该机构咨询"))
+      : h("p", {}, r.where),
+    r.bring && r.bring.length
+      ? [h("div", { class: "bring-title" }, "请携带："), h("ol", { class: "bring", id: `${id}-bring` }, r.bring.map((x) => h("li", {}, x)))]
+      : null);
 }
 function showError(slot, err, labels) {
   slot.replaceChildren(problemBox(err, labels));
@@ -403,12 +421,25 @@ function newScreen() {
   const prov = radios("province", [["GD", "广东省"], ["SD", "山东省"]], "GD");
   const parents = radios("parents", [["both", "双亲"], ["single_mother", "单母亲"]], "both");
   const note = h("p", { class: "hint" }, "单母亲（出生医学证明上无父亲信息）仅广东省可网上办理；山东省仅双亲首次签发可网上办理。");
+  // Where she gave birth: the hospital's QR code carries it in the real mini-program. A referral names its counter.
+  const hospital = h("select", { id: "institution" }, h("option", { value: "" }, "未选择"));
+  const fillHospitals = async () => {
+    const province = radioValue(root, "province");
+    try {
+      const { items } = await api("GET", `/api/v1/institutions?province=${province}`, { token: null });
+      hospital.replaceChildren(h("option", { value: "" }, "未选择"), ...items.map((i) => h("option", { value: i.code }, i.name)));
+    } catch {
+      /* the list is a convenience: starting without it still works */
+    }
+  };
+  prov.addEventListener("change", fillHospitals);
   const go = button("开始申办", () =>
     busy(go, async () => {
       try {
-        const answer = await api("POST", "/api/v1/applications", {
-          json: { province: radioValue(root, "province"), parents: radioValue(root, "parents") },
-        });
+        const json = { province: radioValue(root, "province"), parents: radioValue(root, "parents") };
+        if (hospital.value) json.institution = hospital.value;
+        if (radioValue(root, "father_residency") === "hk_macao") json.father_residency = "hk_macao";
+        const answer = await api("POST", "/api/v1/applications", { json });
         S.appId = answer.id;
         S.version = answer.version;
         save();
@@ -422,7 +453,10 @@ function newScreen() {
     h("div", { class: "section-title" }, "申办条件"),
     h("div", { class: "group" },
       h("div", { class: "cell" }, h("span", { class: "k" }, "申领省份"), prov),
+      field("分娩医院", hospital),
       h("div", { class: "cell" }, h("span", { class: "k" }, "父母情况"), parents),
+      h("div", { class: "cell" }, h("span", { class: "k" }, "父亲身份"),
+        radios("father_residency", [["mainland", "内地居民"], ["hk_macao", "港澳居民"]], "mainland")),
       info("申办人", "新生儿母亲本人"),
       info("申领类型", "首次签发")),
     note,
@@ -430,6 +464,7 @@ function newScreen() {
     err,
     h("div", { class: "btns" }, go));
   show("新建申请", listScreen, root);
+  fillHospitals();
 }
 
 // ------------------------------------------------------------------ 3. status view and the journey's router
@@ -507,8 +542,9 @@ async function statusScreen(doc, problem) {
       "您已撤回这份申请，签发机构不再办理。如仍需申领出生医学证明，请返回“我的申请”重新发起。"));
   }
   if (doc.counter_reason) {
-    parts.push(h("div", { class: "error", id: "counter-reason" }, h("b", {}, "需到签发机构现场办理"),
-      doc.counter_reason.message || doc.counter_reason));
+    const r = doc.counter_reason;
+    parts.push(h("div", { class: "error", id: "counter-reason" }, h("b", {}, r.message || "需到签发机构现场办理"),
+      r.counter || r.bring ? referralDetails(r, "counter") : null));
   }
   if (doc.certificate_number || doc.tracking_number) {
     const pickup = doc.delivery_method === "pickup";
@@ -707,6 +743,11 @@ function faceScreen(role) {
         await continueJourney();
       } catch (e) {
         showError(err, e);
+        // Sent to the counter (the day's last allowed failure: the application is closed):
+        // no further attempt here; the status view keeps where to go.
+        if (e instanceof Problem && e.code === "face_verification_failed") {
+          go.replaceWith(button("查看申请进度", () => statusScreen(), "btn"));
+        }
       }
     }), "btn primary");
   show(`${who}刷脸认证`, back,

@@ -227,6 +227,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/auth/wechat"): PUBLIC,
     ("POST", "/api/v1/auth/yueshengshi"): PUBLIC,
     ("POST", "/api/v1/auth/staff"): PUBLIC,
+    ("GET", "/api/v1/institutions"): PUBLIC,  # institutions and their counters: public information
     ("POST", "/api/v1/applications"): PARENT,
     ("GET", "/api/v1/applications"): PARENT,
     ("GET", APP): OWNER,
@@ -238,7 +239,6 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{APP}/delivery-record/confirm"): MOTHER,
     ("POST", f"{APP}/delivery-record/dispute"): MOTHER,
     ("POST", f"{APP}/delivery-record/missing"): MOTHER,
-    ("GET", "/api/v1/institutions"): PARENT,
     ("PUT", f"{APP}/details"): MOTHER,
     ("GET", f"{APP}/details/prefill"): MOTHER,
     ("POST", f"{APP}/documents"): OWNER,

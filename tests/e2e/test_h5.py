@@ -200,6 +200,56 @@ async def test_a_face_that_does_not_match_is_explained_in_chinese(phone: Any) ->
     await expect(page.locator("#nav-title")).to_have_text("核对分娩信息")
 
 
+async def test_the_days_third_face_mismatch_sends_her_to_the_counter_it_names(phone: Any) -> None:
+    """Issue 10 item 3: the referral names the hospital's counter (address, telephone, opening hours, from
+    the institution's data) and what to bring, in the problem and in the status view."""
+    from playwright.async_api import expect
+
+    page = phone
+    await page.get_by_role("button", name="演示：让医院录入我的分娩记录").click()
+    await expect(page.locator(".ok")).to_contain_text("已录入")
+    await page.get_by_role("button", name="模拟微信登录").click()
+    await page.get_by_role("button", name="新建申请").click()
+    hospital = page.locator("#institution")
+    await expect(hospital.locator("option")).to_have_count(2)  # 未选择, and Guangdong's one demo hospital
+    await hospital.select_option(label="广州市妇女儿童医疗中心")  # as the hospital's QR code would
+    await screenshot(page, "h5-new-with-hospital.png")
+    await page.get_by_role("button", name="开始申办").click()
+    await expect(page.locator("#nav-title")).to_have_text("母亲刷脸认证")
+    for _ in range(2):
+        await face_check(page, "人脸不符（10004）")
+        await expect(page.get_by_role("alert")).to_contain_text("face_mismatch")
+        await expect(page.locator("#problem-referral")).to_have_count(0)
+    await face_check(page, "人脸不符（10004）")
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("当日刷脸认证多次未通过")
+    counter = page.locator("#problem-referral-counter")
+    for text in (
+        "广州市妇女儿童医疗中心",
+        "广州市越秀区演示路1号",
+        "020-12345678",
+        "周一至周五（法定节假日除外）",
+    ):
+        await expect(counter).to_contain_text(text)
+    await expect(page.locator("#problem-referral-bring li")).to_have_count(4)
+    await expect(page.locator("#problem-referral-bring")).to_contain_text(
+        "父母双方本人到场，现场核验人证一致"
+    )
+    await expect(page.get_by_role("button", name="开始刷脸认证")).to_have_count(0)  # no fourth try
+    await screenshot(page, "h5-referral-face.png")
+
+    await page.get_by_role("button", name="查看申请进度").click()
+    await expect(page.locator("#state-label")).to_have_text("需到签发机构现场办理")
+    box = page.locator("#counter-reason")
+    await expect(box).to_contain_text("当日刷脸认证多次未通过")
+    for text in ("广州市越秀区演示路1号", "020-12345678", "8:00-12:00，14:30-17:30"):
+        await expect(page.locator("#counter-counter")).to_contain_text(text)
+    await expect(page.locator("#counter-bring li")).to_have_count(4)
+    await expect(page.locator("#steps")).to_contain_text("请携带所列材料到广州市妇女儿童医疗中心现场办理")
+    await expect(page.get_by_role("button", name="继续办理")).to_have_count(0)
+    await screenshot(page, "h5-referral-status.png")
+
+
 async def test_shandong_handheld_photo_postage_and_a_rejection_shown(phone: Any, stack: Stack) -> None:
     from playwright.async_api import expect
 

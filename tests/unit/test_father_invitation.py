@@ -462,9 +462,17 @@ def test_a_snapshot_from_before_invitations_loads(app: Applications, walk: Walk)
     agg = app.get_application(walk.parent, walk.id)
     snapshot = Snapshot.take(agg)
     state = dict(snapshot.state)
-    assert state.pop("class_version") == 4
+    assert state.pop("class_version") == 5
     v4 = ("replacements", "pickup_appointment", "collector_letter", "collector_check")
-    for name in ("father_invitation", "invitation_digests", "father_user_id", "father_joined_digest", *v4):
+    v5 = ("named_institution", "face_failure_day", "referral")
+    for name in (
+        "father_invitation",
+        "invitation_digests",
+        "father_user_id",
+        "father_joined_digest",
+        *v4,
+        *v5,
+    ):
         state.pop(name)
     old = Snapshot(
         originator_id=snapshot.originator_id,
