@@ -951,6 +951,7 @@ SCHEMAS.update(
             "required": ["slots", "appointment"],
             "properties": {
                 "institution_name": {"type": ["string", "null"]},
+                "counter": _ref("Counter"),
                 "appointment": {"type": ["object", "null"]},
                 "slots": {
                     "type": "array",
@@ -1496,8 +1497,36 @@ SCHEMAS["Status"]["properties"].update(
                 "reported_at": {"type": ["string", "null"]},
             },
         },
+        "delivery_record_entered": {
+            "description": "the record she reported missing, entered since by a hospital, until she looks at it "
+            "(institution_name null when another institution than the one she named entered it)",
+            "type": ["object", "null"],
+            "required": ["institution_name", "entered_at"],
+            "properties": {
+                "institution_name": {"type": ["string", "null"]},
+                "entered_at": {"type": ["string", "null"]},
+            },
+        },
     }
 )
+# Issue 10: what whoever collects needs to know, and where the father goes when the application went to the counter.
+SCHEMAS["Status"]["properties"]["pickup"]["properties"].update(
+    {
+        "institution_name": {"type": ["string", "null"]},
+        "who_may_collect": {"type": "array", "items": {"type": "string"}},
+        "bring": {"type": "array", "items": {"type": "string"}},
+    }
+)
+SCHEMAS["FatherStatus"]["properties"]["counter"] = {
+    "description": "state counter_only: the counter and the materials, as the mother is told them (not the reason)",
+    "type": ["object", "null"],
+    "required": ["counter", "where", "bring"],
+    "properties": {
+        "counter": _ref("Counter"),
+        "where": {"type": "string"},
+        "bring": {"type": "array", "items": {"type": "string"}},
+    },
+}
 PATHS.update(
     {
         "/api/v1/hospital/worklist": {

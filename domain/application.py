@@ -261,11 +261,13 @@ class BirthCertificateApplication(Aggregate):
     # v5 added named_institution, face_failure_day and referral (docs/decisions/0033).
     class_version = 5
     # The hospital's side (docs/decisions/0034-hospital-worklist.md): when she last disputed the record, the
-    # hospital's answer to that dispute, the delivery record she reported missing. Class defaults stand in for
-    # snapshots taken before these existed (new attributes with class defaults, no class_version bump).
+    # hospital's answer to that dispute, the delivery record she reported missing, and that record once entered
+    # (until she links it). Class defaults stand in for snapshots taken before these existed (new attributes
+    # with class defaults, no class_version bump).
     disputed_at: str | None = None
     dispute_answer: JSON | None = None
     delivery_awaited: JSON | None = None
+    awaited_record_entered: JSON | None = None
 
     @staticmethod
     def upcast_v1_v2(state: JSON) -> None:
@@ -403,6 +405,7 @@ class BirthCertificateApplication(Aggregate):
             a.institution = self.institution
             a.record = dict(self.record)
             a.delivery_confirmed = None
+            a.awaited_record_entered = None
 
     class DeliveryRecordRefreshed(Event):
         """The hospital corrected the linked record; the mother must confirm it and sign again.
@@ -907,6 +910,14 @@ class BirthCertificateApplication(Aggregate):
         entered_late: bool
 
         def apply(self, a: BirthCertificateApplication) -> None:
+            reported = a.delivery_awaited or {}
+            # The name she picked, when the institution she named entered it (another may have: no name then).
+            same = reported.get("institution") == self.institution
+            a.awaited_record_entered = {
+                "institution": self.institution,
+                "institution_name": reported.get("institution_name") if same else None,
+                "entered_at": self.timestamp.isoformat(),
+            }
             a.delivery_awaited = None
 
     class InstitutionNamed(Event):

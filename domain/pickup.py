@@ -228,3 +228,28 @@ def collector_letter(
         "institution_name": institution_name,
         "text": LETTER_TEXT,
     }
+
+
+def who_may_collect(letter_required: bool, agent: str | None) -> list[str]:
+    """Who may collect the certificate at the counter, in Chinese, as the handover's rules have it (``agent``:
+    the masked name of the collector her letter names, if she signed one)."""
+    who = ["新生儿母亲本人"]
+    if agent is not None:
+        who.append(f"受托人{agent}（母亲已签署授权委托书）")
+    if letter_required:
+        if agent is None:
+            who.append("他人代领（含父亲）须先由母亲在小程序中签署授权委托书")
+    else:
+        who.append("登记表上的新生儿父亲")
+        if agent is None:
+            who.append("母亲委托的其他人")
+    return who
+
+
+def what_to_bring(agent: str | None) -> list[str]:
+    """What whoever collects brings to the counter: the ID they will be face-checked against; the letter is
+    e-signed (LETTER_TEXT), so the counter reads it from the application and nobody prints it."""
+    bring = ["领取人本人有效身份证件原件（现场用微信扫码刷脸，与所出示的证件核对）"]
+    if agent is not None:
+        bring.append("受托人领取：母亲已在小程序中电子签署的授权委托书，签发机构现场查验，无需纸质件")
+    return bring

@@ -11,6 +11,9 @@ the parent that her part is to do again or elsewhere:
   a signature she had given (待重新签名), or it answers her dispute of the record (待确认). A correction
   before she has signed or disputed anything sends nothing: the mini-program puts the corrected record in
   front of her at the confirmation step she has still to take (see ``correction_step``).
+- ``upheld`` (``DeliveryRecordUpheld``): the hospital answered her dispute that the record stands, with its
+  reason (待确认); ``record_entered`` (``AwaitedDeliveryRecorded``): the record she reported missing is entered,
+  hers to look at (已录入). Both on the ``corrected`` template: the same keys, the same kind of news.
 - ``referred`` (``ReferredToCounter``): she can no longer go on online (转现场办理). The ``Rejected`` that
   triggers a referral (the same command, so the next event of the application) is recorded ``skipped``
   with the note ``referred`` instead of being sent: "已退回" would ask her to fix and resubmit, which she
@@ -108,6 +111,7 @@ REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED, REPLACED
     "referred",
     "replaced",
 )
+UPHELD, RECORD_ENTERED = "upheld", "record_entered"
 TEMPLATE_KIND: Final = {
     REJECTED: REJECTED,
     ISSUED: ISSUED,
@@ -116,6 +120,8 @@ TEMPLATE_KIND: Final = {
     DISPATCHED: DISPATCHED,
     DELIVERED: DELIVERED,
     CORRECTED: CORRECTED,
+    UPHELD: CORRECTED,
+    RECORD_ENTERED: CORRECTED,
     REFERRED: REFERRED,
 }
 KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
@@ -127,6 +133,8 @@ KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Delivered: DELIVERED,
     BirthCertificateApplication.DeliveryRecordRefreshed: CORRECTED,
     BirthCertificateApplication.ReferredToCounter: REFERRED,
+    BirthCertificateApplication.DeliveryRecordUpheld: UPHELD,
+    BirthCertificateApplication.AwaitedDeliveryRecorded: RECORD_ENTERED,
 }
 SUBJECT: Final = "出生医学证明申领"
 
@@ -299,6 +307,23 @@ def message_data(
             "phrase2": status,
             "thing3": "医院更正了分娩信息" if why == FALLBACKS["thing"] else why,
             "thing4": advice,
+            "time5": when,
+        }
+    if kind == UPHELD:
+        why = fit("thing", mask_personal_numbers(reason))
+        return {
+            "thing1": SUBJECT,
+            "phrase2": "待确认",
+            "thing3": "医院答复分娩信息无误" if why == FALLBACKS["thing"] else why,
+            "thing4": "医院已答复异议，请核对后确认",
+            "time5": when,
+        }
+    if kind == RECORD_ENTERED:
+        return {
+            "thing1": SUBJECT,
+            "phrase2": "已录入",
+            "thing3": fit("thing", f"{institution or '医院'}已录入分娩信息"),
+            "thing4": "请查看并确认分娩信息",
             "time5": when,
         }
     if kind == REFERRED:
@@ -658,7 +683,11 @@ class NotificationProcess:
                 event.timestamp,
                 reason=str(reasons[0] if reasons else getattr(event, "reason", "") or ""),
                 number=getattr(event, "certificate_number", "") or getattr(event, "tracking_number", ""),
-                institution=str((app.record or {}).get("institution_name") or ""),
+                institution=str(
+                    (app.record or {}).get("institution_name")
+                    or (app.awaited_record_entered or {}).get("institution_name")
+                    or ""
+                ),
                 carrier=getattr(event, "carrier", "EMS") or "EMS",
                 step=step,
             )

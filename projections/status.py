@@ -60,7 +60,7 @@ from domain.application import (
     resigning_needed,
 )
 from domain.errors import InvalidValue
-from domain.pickup import Slot
+from domain.pickup import Slot, what_to_bring, who_may_collect
 from domain.referral import Referral
 from domain.service import Applications
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
@@ -220,7 +220,7 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
         if state == RETURNED and app.rejection:
             fields = [FIELD_LABELS.get(f, f) for f in app.rejection.get("fields", [])]
             steps.append(_step("fix_returned_items", "按退回意见修改：" + "、".join(fields), "parent"))
-        steps += [_step(code, STEP_NAMES.get(code, code), "parent") for code in missing]
+        steps += [_step(code, _step_name(app, code), "parent") for code in missing]
         if not missing:
             steps.append(_step("submit", "提交审核", "parent"))
         return steps
@@ -239,6 +239,14 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
         where = counter["institution_name"] if counter else "签发机构"
         return [_step("visit_counter", f"请携带所列材料到{where}现场办理", "parent")]
     return []  # delivered, collected, withdrawn: nothing left to do
+
+
+def _step_name(app: BirthCertificateApplication, code: str) -> str:
+    """A step's words; the record she reported missing, once a hospital entered it, is hers to look at."""
+    entered = app.awaited_record_entered
+    if code == "delivery_record_linked" and entered is not None:
+        return f"{entered['institution_name'] or '医院'}已录入您的分娩信息，请查看并确认"
+    return STEP_NAMES.get(code, code)
 
 
 def _pickup_steps(app: BirthCertificateApplication) -> list[JSON]:
@@ -270,12 +278,16 @@ def _pickup(app: BirthCertificateApplication) -> JSON | None:
     if not app.delivery_method or app.delivery_method["method"] != "pickup":
         return None
     letter = app.collector_letter
+    agent = None if letter is None else masked(letter["name"])
     return {
         "appointment": _appointment(app),
         "letter_required": app.profile.collector_letter_required,
         "collector": None
         if letter is None
-        else {"name_masked": masked(letter["name"]), "signed_at": _iso(letter["signed_at"])},
+        else {"name_masked": agent, "signed_at": _iso(letter["signed_at"])},
+        "institution_name": (app.record or {}).get("institution_name"),
+        "who_may_collect": who_may_collect(app.profile.collector_letter_required, agent),
+        "bring": what_to_bring(agent),
     }
 
 
@@ -377,6 +389,7 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         "pickup": _pickup(app),
         "delivery_dispute": _delivery_dispute(app),
         "delivery_record_requested": _delivery_record_requested(app),
+        "delivery_record_entered": _delivery_record_entered(app),
     }
 
 
@@ -404,6 +417,14 @@ def _delivery_record_requested(app: BirthCertificateApplication) -> JSON | None:
     return {"institution_name": awaited["institution_name"], "reported_at": _iso(awaited["reported_at"])}
 
 
+def _delivery_record_entered(app: BirthCertificateApplication) -> JSON | None:
+    """The record she reported missing, entered since, until she links it by looking at it."""
+    entered = app.awaited_record_entered
+    if entered is None or app.record is not None or app.state not in (DRAFT, RETURNED):
+        return None
+    return {"institution_name": entered["institution_name"], "entered_at": _iso(entered["entered_at"])}
+
+
 def counter_reason_of(app: BirthCertificateApplication) -> JSON:
     """Why the application went to the counter, and where to go with what (domain/referral.py): the
     institution's counter as the parent was told it when referred; nothing personal."""
@@ -425,7 +446,10 @@ def father_status_of(app: BirthCertificateApplication) -> JSON:
         if not own_missing:
             steps.append(_step("await_applicant", "您的部分已完成，等待孩子母亲完成其余步骤并提交", "mother"))
     elif app.state == COUNTER_ONLY:
-        steps = [_step("visit_counter", "该申请需到签发机构现场办理，请与孩子母亲联系", "parent")]
+        where = (father_counter(app)["counter"] or {}).get("institution_name") or "签发机构"
+        steps = [
+            _step("visit_counter", f"该申请需到{where}现场办理，请与孩子母亲联系并携带所列材料", "parent")
+        ]
     else:
         steps = _next_steps(app, [])
     done = [{"code": "father_joined", "label": "已通过邀请加入申请"}]
@@ -445,11 +469,19 @@ def father_status_of(app: BirthCertificateApplication) -> JSON:
         "updated_at": _iso(app.modified_on),
         "next_steps": steps,
         "done_steps": done,
+        "counter": father_counter(app) if app.state == COUNTER_ONLY else None,
         "father": {
             "verified": "father_verified" not in own_missing,
             "documents": sorted(k for k in app.documents if k.startswith("father_")),
         },
     }
+
+
+def father_counter(app: BirthCertificateApplication) -> JSON:
+    """Where the father goes with what, when the application went to the counter: the institution's counter
+    and the materials, as the mother is told them; not why (her reason is hers to tell)."""
+    told = counter_reason_of(app)
+    return {"counter": told["counter"], "where": told["where"], "bring": told["bring"]}
 
 
 _LIFECYCLE_STEPS: Final = ("submitted", "issued", "dispatched", "delivered", "collected", "withdrawn")

@@ -42,8 +42,9 @@ from backend.routes.parents import (
 from backend.routes.staff import IssuerCall, _issuer_command, appointment_view
 from backend.throttle import limit
 from domain.application import FACE_MESSAGES, BirthCertificateApplication, form_digest
-from domain.errors import FieldError, RuleViolated, ValidationFailed
+from domain.errors import FieldError, NotFound, RuleViolated, ValidationFailed
 from domain.policy import SHANGHAI
+from domain.referral import counter_of
 from domain.service import COLLECTOR_CHECK_KIND, Outcome
 from domain.values import IdNumber, PersonName
 
@@ -58,8 +59,13 @@ COLLECTOR_CHECK_PAGE: Final = "/pages/collector/face"
 def _slots(service: Any, actor: Any, app_id: uuid.UUID) -> dict[str, Any]:
     app = service.get_application(actor, app_id)
     slots = service.get_pickup_slots(actor, app_id)
+    try:
+        institution = service.get_institution(app.institution or "")
+    except NotFound:
+        institution = None
     return {
         "institution_name": (app.record or {}).get("institution_name"),
+        "counter": counter_of(institution),  # where to come: address, telephone, opening hours
         "appointment": appointment_view(app),
         "slots": [
             {**slot.to_dict(), "label": slot.label(), "remaining": max(remaining, 0)}

@@ -546,6 +546,23 @@ async function statusScreen(doc, problem) {
     parts.push(h("div", { class: "error", id: "counter-reason" }, h("b", {}, r.message || "需到签发机构现场办理"),
       r.counter || r.bring ? referralDetails(r, "counter") : null));
   }
+  if (doc.delivery_record_requested) {
+    const r = doc.delivery_record_requested;
+    parts.push(h("div", { class: "note", id: "record-awaited" },
+      h("b", {}, `已提醒${r.institution_name}录入您的分娩信息`),
+      r.reported_at ? h("div", {}, `提醒时间 ${fmtTime(r.reported_at)}`) : null,
+      h("div", {}, "医院录入后，我们会通过微信服务通知告诉您；届时回到这里查看并确认分娩信息。医院录入前无需任何操作。"),
+      h("div", { class: "row-actions" }, button("修改医院或分娩日期", () => missingRecordScreen(), "btn small"))));
+  }
+  if (doc.delivery_record_entered) {
+    const r = doc.delivery_record_entered;
+    parts.push(h("div", { class: "ok", id: "record-entered" },
+      h("b", {}, `${r.institution_name || "医院"}已录入您的分娩信息`),
+      r.entered_at ? h("div", {}, `录入时间 ${fmtTime(r.entered_at)}`) : null,
+      h("div", {}, "请查看分娩信息，核对无误后确认；如有不符，可提出异议。"),
+      h("div", { class: "row-actions" }, button("查看并确认", () => recordScreen(), "btn small primary"))));
+  }
+  if (doc.delivery_dispute) parts.push(disputeNote(doc.delivery_dispute, true));
   if (doc.certificate_number || doc.tracking_number) {
     const pickup = doc.delivery_method === "pickup";
     const shipping = {
@@ -561,10 +578,12 @@ async function statusScreen(doc, problem) {
       const p = doc.pickup || {};
       parts.push(h("div", { class: "group", id: "pickup" },
         info("预约时间", p.appointment ? p.appointment.label : "未预约"),
+        p.institution_name ? info("领取地点", p.institution_name) : null,
         info("委托他人领取", p.collector ? `${p.collector.name_masked}（已签署委托书）` : (p.letter_required ? "未委托（他人代领须先签署委托书）" : "未委托"))),
       h("div", { class: "row-actions" },
         button(p.appointment ? "改约时间" : "预约领取时间", () => pickupScreen(), "btn small"),
-        button("委托他人领取", () => letterScreen(), "btn small")),
+        button("委托他人领取", () => letterScreen(), "btn small"),
+        button("领取须知", () => pickupGuideScreen(), "btn small primary")),
       h("p", { class: "hint" }, "领取时须出示本人身份证原件，并在现场用微信扫码刷脸认证。"));
     } else if (doc.tracking_number) {
       parts.push(h("p", { class: "hint" }, "可凭 EMS 邮件号在中国邮政速递物流官网或客服电话 11183 查询物流。"));
@@ -574,7 +593,8 @@ async function statusScreen(doc, problem) {
     parts.push(h("div", { class: "section-title" }, "分娩信息"), h("div", { class: "group" },
       info("助产机构", doc.delivery_record.institution_name),
       info("母亲", doc.delivery_record.mother_name_masked),
-      info("核对", { true: "已确认", false: "有异议，待医院更正" }[doc.delivery_record.confirmed] || "未确认"),
+      info("核对", { true: "已确认", false: "有异议，待医院更正" }[doc.delivery_record.confirmed]
+        || { upheld: "医院答复无误，待您确认", corrected: "医院已更正，待您确认" }[doc.delivery_dispute?.status] || "未确认"),
       doc.delivery_method ? info("领取方式", doc.delivery_method === "ems" ? "邮政速递到家" : "现场领取") : null,
       doc.postage?.required ? info("邮寄费", doc.postage.paid ? "已支付" : "待支付") : null,
       info("电子签名", doc.signature_valid ? "有效" : "未签名或需重签")));
@@ -697,6 +717,38 @@ async function letterScreen() {
   show("委托他人领取", back, root);
 }
 
+async function pickupGuideScreen() {
+  show("领取须知", back, h("p", { class: "loading" }, "加载中…"));
+  let doc;
+  let offered;
+  try {
+    doc = await loadStatus();
+    offered = await api("GET", `${base()}/pickup-slots`);
+  } catch (e) {
+    return show("领取须知", back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
+  }
+  const p = doc.pickup || {};
+  const c = offered.counter;
+  show("领取须知", back,
+    h("div", { class: "hero", id: "pickup-guide" }, h("h2", {}, "现场领取出生医学证明"),
+      h("p", {}, "可截图或转发本页给代为领取的人。领取时在窗口出示证件，用本人微信扫工作人员出示的二维码刷脸，核对无误后当场领取。")),
+    h("div", { class: "section-title" }, "预约时间"),
+    h("div", { class: "group", id: "guide-appointment" },
+      info("预约时段", p.appointment ? p.appointment.label : "尚未预约（请先预约领取时间）")),
+    h("div", { class: "section-title" }, "领取地点"),
+    h("div", { class: "group", id: "guide-counter" },
+      info("签发机构", c?.institution_name || offered.institution_name || "签发机构"),
+      info("地址", c?.address || "请向该机构咨询"),
+      info("咨询电话", c?.phone || "请向该机构咨询"),
+      info("办公时间", c?.hours || "请向该机构咨询")),
+    h("div", { class: "section-title" }, "谁可以领取"),
+    h("ul", { class: "guide-list", id: "guide-who" }, (p.who_may_collect || []).map((x) => h("li", {}, x))),
+    h("div", { class: "section-title" }, "请携带"),
+    h("ol", { class: "guide-list", id: "guide-bring" }, (p.bring || []).map((x) => h("li", {}, x))),
+    p.appointment ? null : h("div", { class: "btns" }, button("预约领取时间", () => pickupScreen(), "btn primary")),
+    h("div", { class: "btns" }, button("返回申请进度", back)));
+}
+
 function numberRow(k, v, id) {
   return h("div", { class: "cell" }, h("span", { class: "k" }, k), h("span", { class: "v num", id }, v));
 }
@@ -788,9 +840,15 @@ async function recordScreen() {
   show("核对分娩信息", back, h("p", { class: "loading" }, "加载中…"));
   const err = h("div");
   let rec;
+  let doc;
   try {
     rec = (await api("GET", `${base()}/delivery-record`)).delivery_record;
+    doc = await loadStatus();
   } catch (e) {
+    // No record of hers yet (the hospital has not entered it): she can ask the hospital to.
+    if (e instanceof Problem && e.code === "not_delivery_mother") {
+      return missingRecordScreen();
+    }
     return show("核对分娩信息", back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
   }
   const n = rec.newborn;
@@ -838,11 +896,77 @@ async function recordScreen() {
       info("接生人员", rec.attendant),
       info("录入日期", rec.entered_on)),
     rec.disputed ? h("div", { class: "error", id: "dispute-note" }, h("b", {}, "已提交异议，等待医院核实更正"), `异议原因：${rec.dispute_reason || "—"}`) : null,
+    !rec.disputed && doc.delivery_dispute ? disputeNote(doc.delivery_dispute, false) : null,
     err,
     rec.confirmed
       ? h("div", { class: "btns" }, h("div", { class: "ok" }, "已确认分娩信息"), button("下一步", () => continueJourney(), "btn primary"))
       : h("div", { class: "btns row" }, button("有异议", () => { disputeBox.hidden = false; reason.focus(); }, "btn warn"), ok),
     disputeBox);
+}
+
+// The hospital's answer to her dispute (status view's delivery_dispute): upheld with its reason, or corrected.
+function disputeNote(d, withAction) {
+  if (d.status === "open") {
+    return h("div", { class: "note", id: "dispute-answer" }, h("b", {}, d.label),
+      d.disputed_at ? h("div", {}, `提出时间 ${fmtTime(d.disputed_at)}`) : null,
+      h("div", {}, "医院核实后会答复：更正分娩信息，或说明原记录无误。答复后我们会通过微信服务通知告诉您。"));
+  }
+  return h("div", { class: d.status === "upheld" ? "note" : "ok", id: "dispute-answer" },
+    h("b", {}, d.status === "upheld" ? "医院已答复：原分娩信息无误" : "医院已答复：已更正分娩信息"),
+    h("div", {}, `医院答复：${d.answer || "—"}`),
+    d.answered_at ? h("div", {}, `答复时间 ${fmtTime(d.answered_at)}`) : null,
+    h("div", {}, d.status === "upheld"
+      ? "请再次核对分娩信息：无误请确认；如仍有异议，可再次提出，或到助产机构咨询。"
+      : "请核对更正后的分娩信息，无误后确认。"),
+    withAction ? h("div", { class: "row-actions" }, button("去核对", () => recordScreen(), "btn small primary")) : null);
+}
+
+// No delivery record of hers yet: she names the hospital and the day of the birth, and the hospital is asked to
+// enter it (its worklist shows it, overdue past the province's limit). Then she waits; the status view says so.
+async function missingRecordScreen() {
+  show("分娩信息未录入", back, h("p", { class: "loading" }, "加载中…"));
+  let doc;
+  let items = [];
+  try {
+    doc = await loadStatus();
+    ({ items } = await api("GET", `/api/v1/institutions?province=${doc.province}`, { token: null }));
+  } catch (e) {
+    return show("分娩信息未录入", back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
+  }
+  const asked = doc.delivery_record_requested;
+  const hospital = h("select", { id: "missing-institution" },
+    h("option", { value: "" }, "请选择"),
+    ...items.map((i) => h("option", { value: i.code }, i.name)));
+  const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
+  const bornOn = h("input", { id: "born-on", type: "date", max: today });
+  const err = h("div");
+  const go = button(asked ? "重新提醒医院录入" : "提醒医院录入", () => busy(go, async () => {
+    err.replaceChildren();
+    try {
+      if (!hospital.value) throw new Error("请选择分娩的医疗机构");
+      if (!bornOn.value) throw new Error("请选择分娩日期");
+      await api("POST", `${base()}/delivery-record/missing`, { json: { institution: hospital.value, born_on: bornOn.value } });
+      toast("已提醒医院录入");
+      await statusScreen();
+    } catch (e) {
+      // Entered meanwhile: look at it now.
+      if (e instanceof Problem && e.code === "delivery_record_entered") {
+        toast("医院已录入，请核对");
+        return recordScreen();
+      }
+      showError(err, e, { institution: "分娩医院", born_on: "分娩日期" });
+    }
+  }), "btn primary");
+  show("分娩信息未录入", back,
+    h("div", { class: "note", id: "record-missing" },
+      h("b", {}, "暂未查到您的分娩信息"),
+      h("div", {}, "出生医学证明须依据助产机构录入的分娩信息办理。医院可能尚未录入；请选择分娩的医院和日期，我们会提醒医院尽快录入。")),
+    asked ? h("p", { class: "hint", id: "already-asked" }, `已于 ${fmtTime(asked.reported_at)} 提醒${asked.institution_name}录入。如选错医院或日期，可重新提交。`) : null,
+    h("div", { class: "section-title" }, "分娩情况"),
+    h("div", { class: "group" }, field("分娩医院", hospital), field("分娩日期", bornOn)),
+    h("p", { class: "hint" }, "在医疗机构外分娩的，不能网上申领，请到签发机构现场办理。"),
+    err,
+    h("div", { class: "btns" }, go, button("返回申请进度", back)));
 }
 
 // ------------------------------------------------------------------ 6. details (names, ethnicity, address; police prefill)
