@@ -736,7 +736,7 @@ async function pickupGuideScreen() {
     h("div", { class: "group", id: "guide-appointment" },
       info("预约时段", p.appointment ? p.appointment.label : "尚未预约（请先预约领取时间）")),
     h("div", { class: "section-title" }, "领取地点"),
-    h("div", { class: "group", id: "guide-counter" },
+    h("div", { class: "group counter", id: "guide-counter" },
       info("签发机构", c?.institution_name || offered.institution_name || "签发机构"),
       info("地址", c?.address || "请向该机构咨询"),
       info("咨询电话", c?.phone || "请向该机构咨询"),
@@ -940,6 +940,7 @@ async function missingRecordScreen() {
   const today = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10);
   const bornOn = h("input", { id: "born-on", type: "date", max: today });
   const err = h("div");
+  for (const control of [hospital, bornOn]) control.addEventListener("change", () => err.replaceChildren());
   const go = button(asked ? "重新提醒医院录入" : "提醒医院录入", () => busy(go, async () => {
     err.replaceChildren();
     try {

@@ -562,7 +562,8 @@ async def test_a_disputed_delivery_record_waits_for_the_hospital(phone: Any, sta
         "PUT", f"/api/v1/deliveries/{record['id']}", json={**delivery, "reason": "按产妇异议更正出生体重"}
     )
     await page.locator("#nav-back").click()
-    await expect(page.locator("#page")).to_contain_text("未确认")
+    await expect(page.locator("#page")).to_contain_text("医院已更正，待您确认")
+    await expect(page.locator("#dispute-answer")).to_contain_text("按产妇异议更正出生体重")
     await expect(page.locator("#steps")).not_to_contain_text("等待医院核实")
     # The hospital's answer, in her words: what was corrected and that she must look again.
     await expect(page.locator("#steps")).to_contain_text("医院已更正分娩信息（按产妇异议更正出生体重）")
