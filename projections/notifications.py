@@ -281,6 +281,18 @@ def correction_step(before: BirthCertificateApplication, after: BirthCertificate
     return None
 
 
+def _progress(status: str, what: str, advice: str, when: str) -> dict[str, str]:
+    """The data of the progress template (corrected, upheld, record_entered, referred): the subject, a status
+    phrase, what happened, what to do, when."""
+    return {"thing1": SUBJECT, "phrase2": status, "thing3": what, "thing4": advice, "time5": when}
+
+
+def _reason_or(reason: str, otherwise: str) -> str:
+    """The hospital's reason fitted to a thing (personal numbers masked), or ``otherwise`` when it is blank."""
+    why = fit("thing", mask_personal_numbers(reason))
+    return otherwise if why == FALLBACKS["thing"] else why
+
+
 def message_data(
     kind: str,
     at: datetime,
@@ -301,39 +313,17 @@ def message_data(
     when = fit("time", at)
     if kind == CORRECTED:
         status, advice = CORRECTION_WORDING[step]
-        why = fit("thing", mask_personal_numbers(reason))
-        return {
-            "thing1": SUBJECT,
-            "phrase2": status,
-            "thing3": "医院更正了分娩信息" if why == FALLBACKS["thing"] else why,
-            "thing4": advice,
-            "time5": when,
-        }
+        return _progress(status, _reason_or(reason, "医院更正了分娩信息"), advice, when)
     if kind == UPHELD:
-        why = fit("thing", mask_personal_numbers(reason))
-        return {
-            "thing1": SUBJECT,
-            "phrase2": "待确认",
-            "thing3": "医院答复分娩信息无误" if why == FALLBACKS["thing"] else why,
-            "thing4": "医院已答复异议，请核对后确认",
-            "time5": when,
-        }
+        return _progress(
+            "待确认", _reason_or(reason, "医院答复分娩信息无误"), "医院已答复异议，请核对后确认", when
+        )
     if kind == RECORD_ENTERED:
-        return {
-            "thing1": SUBJECT,
-            "phrase2": "已录入",
-            "thing3": fit("thing", f"{institution or '医院'}已录入分娩信息"),
-            "thing4": "请查看并确认分娩信息",
-            "time5": when,
-        }
+        return _progress(
+            "已录入", fit("thing", f"{institution or '医院'}已录入分娩信息"), "请查看并确认分娩信息", when
+        )
     if kind == REFERRED:
-        return {
-            "thing1": SUBJECT,
-            "phrase2": "转现场办理",
-            "thing3": fit("thing", referral_label(reason)),
-            "thing4": COUNTER_ADVICE,
-            "time5": when,
-        }
+        return _progress("转现场办理", fit("thing", referral_label(reason)), COUNTER_ADVICE, when)
     if kind == REJECTED:
         return {
             "thing1": SUBJECT,

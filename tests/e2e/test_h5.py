@@ -85,6 +85,17 @@ async def enter_delivery_and_log_in(page: Any) -> None:
     await expect(page.locator("#nav-title")).to_have_text("母亲刷脸认证")
 
 
+async def start_and_pass_her_face_check(page: Any, family: Family) -> None:
+    """The family's mother logs in on the simulator, starts an application and passes her face check."""
+    await page.locator("#openid").fill(family.openid)
+    await page.get_by_role("button", name="模拟微信登录").click()
+    await page.get_by_role("button", name="新建申请").click()
+    await page.get_by_role("button", name="开始申办").click()
+    await page.locator("#mother-name").fill(family.mother.name)
+    await page.locator("#mother-id").fill(family.mother.id_number)
+    await face_check(page, "通过")
+
+
 async def face_check(page: Any, verdict: str) -> None:
     await page.get_by_role("button", name="开始刷脸认证").click()
     await page.get_by_role("dialog", name="微信刷脸认证（模拟）").get_by_role("button", name=verdict).click()
@@ -512,13 +523,7 @@ async def test_a_disputed_delivery_record_waits_for_the_hospital(phone: Any, sta
     }
     record = await his.call("POST", "/api/v1/deliveries", json=delivery)
 
-    await page.locator("#openid").fill(family.openid)
-    await page.get_by_role("button", name="模拟微信登录").click()
-    await page.get_by_role("button", name="新建申请").click()
-    await page.get_by_role("button", name="开始申办").click()
-    await page.locator("#mother-name").fill(family.mother.name)
-    await page.locator("#mother-id").fill(family.mother.id_number)
-    await face_check(page, "通过")
+    await start_and_pass_her_face_check(page, family)
     await expect(page.locator("#nav-title")).to_have_text("核对分娩信息")
     # Personal data masked: the name's first character, the ID number's first and last four.
     masked_id = family.mother.id_number[:4] + "*" * 10 + family.mother.id_number[-4:]

@@ -24,7 +24,7 @@ from miniprogram_stub.people import Family, demo_family
 from tests.e2e.conftest import Stack
 from tests.e2e.test_console import _why_not
 from tests.e2e.test_counter import COLLECTOR, REVIEW
-from tests.e2e.test_h5 import face_check, open_as, phone, screenshot
+from tests.e2e.test_h5 import open_as, phone, screenshot, start_and_pass_her_face_check
 from tests.e2e.test_hospital_worklist import SHANGHAI, delivery, disputed
 from tests.e2e.test_staff import staff
 
@@ -101,13 +101,7 @@ async def test_a_missing_record_is_asked_for_awaited_and_then_looked_at(phone: A
     page = phone
     family = demo_family(6)
     his = await staff(stack, "his1")
-    await page.locator("#openid").fill(family.openid)
-    await page.get_by_role("button", name="模拟微信登录").click()
-    await page.get_by_role("button", name="新建申请").click()
-    await page.get_by_role("button", name="开始申办").click()
-    await page.locator("#mother-name").fill(family.mother.name)
-    await page.locator("#mother-id").fill(family.mother.id_number)
-    await face_check(page, "通过")
+    await start_and_pass_her_face_check(page, family)
 
     await expect(page.locator("#nav-title")).to_have_text("分娩信息未录入")
     await expect(page.locator("#record-missing")).to_contain_text("暂未查到您的分娩信息")
