@@ -22,6 +22,7 @@ from aiohttp import web
 from backend.app import create_app
 from backend.components import APPLICATIONS, STORE_EXECUTOR
 from backend.config import Config
+from backend.dev import channel_environ
 from domain.delivery import DeliveryFacts, Institution
 from domain.service import Applications, Outcome
 from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
@@ -107,7 +108,7 @@ async def running_stack(
             "WECHAT_API_BASE": platform,
             "WECHAT_PAY_BASE": platform,
             "BIRTHCERT_PUBLIC_URL": api,
-            "YUESHENGSHI_JWKS_URL": f"{platform}/yueshengshi/.well-known/jwks.json",
+            **channel_environ(platform),
             "POPULATION_REGISTRY_URL": f"{platform}/registry",
             "EMS_API_BASE": f"{platform}/ems",
             **(environ or {}),

@@ -551,7 +551,7 @@ async def test_a_long_reason_and_odd_numbers_are_fitted_and_accepted(
     assert len(fake.messages("openid-odd")) == 1
 
 
-async def test_a_yueshengshi_applicant_is_skipped(
+async def test_a_provincial_app_applicant_is_skipped_where_the_app_is_not_configured(
     fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
 ) -> None:
     process = make_process()
@@ -567,7 +567,7 @@ async def test_a_yueshengshi_applicant_is_skipped(
         ("dispatched", "skipped"),
         ("delivered", "skipped"),
     ]
-    assert {e["note"] for e in log} == {"no_openid"}
+    assert {e["note"] for e in log} == {"no_channel"}
     assert await process.backlog() == 0
 
 
