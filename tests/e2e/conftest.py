@@ -34,8 +34,15 @@ from tests.e2e.openapi_check import OpenApiCheck
 HOSPITALS = {
     "GD": Institution("GZFY01", "广州市妇女儿童医疗中心", "GD"),
     "SD": Institution("JNPY01", "平阴县人民医院", "SD"),
+    "BJ": Institution("BJFC01", "北京妇产医院", "BJ"),
+    "HE": Institution("SJZFY01", "石家庄市妇产医院", "HE"),
 }
-PROVINCE_NAMES = {"GD": ("广东省", "广州市", "越秀区"), "SD": ("山东省", "济南市", "平阴县")}
+PROVINCE_NAMES = {
+    "GD": ("广东省", "广州市", "越秀区"),
+    "SD": ("山东省", "济南市", "平阴县"),
+    "BJ": ("北京市", "北京市", "朝阳区"),
+    "HE": ("河北省", "石家庄市", "长安区"),
+}
 
 
 def free_port() -> int:
