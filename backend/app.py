@@ -30,10 +30,12 @@ from prometheus_client import (
 )
 
 from backend.addresses import client_pseudonym
-from backend.auth import SharedSeenTickets, TokenIssuer, TokenKeys, YueshengshiVerifier, jwks_response
+from backend.auth import ProviderVerifier, SharedSeenTickets, TokenIssuer, TokenKeys, jwks_response
+from backend.channels import ProvincialApp
 from backend.components import (
     APPLICATIONS,
     BLOBS,
+    CHANNELS,
     CONFIG,
     FOLLOWER_WAKEUPS,
     FOLLOWERS,
@@ -53,7 +55,6 @@ from backend.components import (
     TOKENS,
     WECHAT,
     WORKING_CALENDAR,
-    YUESHENGSHI,
     Wakeups,
     follow_on_leader,
     json_response,
@@ -354,10 +355,12 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     app[TOKEN_KEYS] = keys
     app[TOKENS] = TokenIssuer(keys, config.jwt_issuer, config.jwt_audience, config.jwt_ttl_seconds)
     sync_redis = handle.sync_client()
-    if config.yueshengshi is not None:
-        # A ticket is good for one login across every process of the service, not per process.
-        seen = SharedSeenTickets(sync_redis, config.index_key)
-        app[YUESHENGSHI] = YueshengshiVerifier(config.yueshengshi, seen=seen)
+    # A ticket is good for one login across every process of the service, not per process.
+    seen = SharedSeenTickets(sync_redis, config.index_key)
+    app[CHANNELS] = {
+        name: ProvincialApp(settings, ProviderVerifier(settings, seen=seen), config.index_key)
+        for name, settings in config.channels.items()
+    }
     app[WECHAT] = WeChat(config.wechat, sync_redis, f"{config.public_url}/api/v1/payments/wechat/notify")
     # Blobs in the configured object store (every host reaches it), else under the data directory.
     objects = await loop.run_in_executor(io, open_objects, config.object_store, "blobs", config.blob_dir)
@@ -375,6 +378,8 @@ async def _neighbours(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await supervisor
     await app[HTTP].close()
+    for channel in app[CHANNELS].values():
+        channel.close()
     await client.aclose()
     sync_redis.close()
     await loop.run_in_executor(io, handle.close)
@@ -436,6 +441,7 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
         floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications", fence=leadership),
         lease=app[CONFIG].notify_claim_seconds,
         fence=leadership,
+        pushes=app[CHANNELS],
     )
     follower = LogFollower(
         app[APPLICATIONS], process, executor=app[STORE_EXECUTOR], name="notifications", parking=app[PARKING]

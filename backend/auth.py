@@ -4,8 +4,9 @@ Tokens are short-lived (at most two hours) and asymmetric, so anyone holding ``/
 check them and only this server can mint them. Every check uses a fixed algorithm list and a ``kid`` that
 must be one of ours; the token's own header never chooses how it is verified.
 
-粤省事 has no public protocol (shared/wechat-platform.md §3): ``YueshengshiVerifier`` is our adapter for an
-external identity provider whose tickets are JWTs signed by keys at a JWKS URL.
+粤省事 and the other provincial apps have no public protocol (shared/wechat-platform.md §3): ``ProviderVerifier``
+(``YueshengshiVerifier`` is its old name) checks the JWTs of such an external identity provider against its
+JWKS — the login tickets and the ID tokens of its face check (backend/channels.py, docs/decisions/0030).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from backend.config import ConfigError, ProviderSettings, ensure_private_dir
+from domain.channels import CHANNELS
 from domain.errors import DomainError, Forbidden, InvalidValue
 from domain.values import Actor, Role
 
@@ -39,8 +41,10 @@ __all__ = [
     "JWT_ALGORITHMS",
     "MAX_TOKEN_TTL",
     "PROVIDER_ALGORITHMS",
+    "IdTokenRefused",
     "ProviderIdentity",
     "ProviderUnavailable",
+    "ProviderVerifier",
     "RoleNotAllowed",
     "SeenTickets",
     "SharedSeenTickets",
@@ -113,6 +117,14 @@ class ProviderUnavailable(Unauthenticated):
 
     code = "provider_unavailable"
     message = "粤省事服务暂不可用，请稍后再试"
+
+
+class IdTokenRefused(Exception):
+    """A provider's ID token that does not verify; ``code`` is the face check's failure code (decision 0030)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class RoleNotAllowed(Forbidden):
@@ -498,11 +510,12 @@ class ProviderIdentity:
     subject: str
     # The claims may carry a name or an ID number: keep them out of reprs and logs.
     claims: Mapping[str, Any] = field(repr=False, hash=False)
+    channel: str = "yueshengshi"
 
     @property
     def actor_id(self) -> str:
-        """The parent's actor id for a 粤省事 login: ``yss:<sub>``."""
-        return f"yss:{self.subject}"
+        """The parent's actor id for a provincial app's login: ``yss:<sub>`` for 粤省事, ``bjt:<sub>`` …"""
+        return CHANNELS[self.channel].actor_id(self.subject)
 
     def actor(self) -> Actor:
         """The parent this login speaks for."""
@@ -558,8 +571,8 @@ class SeenStore(Protocol):
     def first_use(self, key: str, until: float) -> bool: ...
 
 
-class YueshengshiVerifier:
-    """Checks 粤省事 login tickets: JWTs signed by a key in the provider's JWKS.
+class ProviderVerifier:
+    """Checks a provincial app's JWTs: its login tickets and its ID tokens, signed by a key in its JWKS.
 
     Synchronous (it may fetch the JWKS over HTTP): call ``verify_ticket`` in a thread. The key set is
     cached for ``JWKS_LIFESPAN`` seconds; an unknown ``kid`` refetches it at most once per
@@ -584,10 +597,11 @@ class YueshengshiVerifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.channel = CHANNELS[settings.channel]
         try:
             self._client = jwt.PyJWKClient(settings.jwks_url, cache_jwk_set=False, timeout=http_timeout)
         except jwt.PyJWKClientError as e:
-            raise ConfigError(f"YUESHENGSHI_JWKS_URL is not usable: {e}") from None
+            raise ConfigError(f"{self.channel.env}_JWKS_URL is not usable: {e}") from None
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, jwt.PyJWK] | None = None
@@ -599,49 +613,69 @@ class YueshengshiVerifier:
     def verify_ticket(self, ticket: str) -> ProviderIdentity:
         """The identity a valid, unused ticket vouches for; ``Unauthenticated`` (ticket_invalid,
         ticket_expired) or ``ProviderUnavailable`` otherwise."""
-        if not isinstance(ticket, str) or not ticket or len(ticket) > _MAX_TOKEN_CHARS:
-            raise Unauthenticated(code="ticket_invalid")
         try:
-            header = jwt.get_unverified_header(ticket)
-        except jwt.PyJWTError:
-            raise Unauthenticated(code="ticket_invalid") from None
-        kid = header.get("kid")
-        # Refuse a foreign alg or a missing kid before it can cost a JWKS fetch.
-        if header.get("alg") not in PROVIDER_ALGORITHMS or not isinstance(kid, str) or not kid:
-            raise Unauthenticated(code="ticket_invalid")
-        key = self._key(kid)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                ticket,
-                key,
-                algorithms=list(PROVIDER_ALGORITHMS),
-                audience=self.settings.audience,
-                issuer=self.settings.issuer,
-                leeway=LEEWAY,
-                options={"require": ["exp", "iat", "iss", "aud", "sub"], "enforce_minimum_key_length": True},
-            )
+            claims = self._decode(ticket, ["exp", "iat", "iss", "aud", "sub"])
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated(code="ticket_expired") from None
+            raise self._refused("ticket_expired") from None
         except jwt.PyJWTError:
-            raise Unauthenticated(code="ticket_invalid") from None
+            raise self._refused("ticket_invalid") from None
         subject = claims["sub"]
-        if (
-            not _lifetime_within(claims, MAX_TICKET_TTL)
-            or not isinstance(subject, str)
-            or not 0 < len(subject) <= _MAX_SUBJECT_CHARS
-            or not subject.isprintable()
-            or subject != subject.strip()
-        ):
-            raise Unauthenticated(code="ticket_invalid")
+        if not _lifetime_within(claims, MAX_TICKET_TTL) or not _is_subject(subject):
+            raise self._refused("ticket_invalid")
         if self._seen is not None:
             jti = claims.get("jti")
             # Without a jti the ticket itself is the thing that may be used once.
             seen_key = f"jti:{jti}" if isinstance(jti, str) and jti else f"sha256:{_sha256(ticket)}"
-            if not self._seen.first_use(seen_key, float(claims["exp"]) + LEEWAY):
-                raise Unauthenticated("该粤省事登录凭证已使用，请从粤省事重新进入", code="ticket_invalid")
-        return ProviderIdentity(subject=subject, claims=claims)
+            if not self._seen.first_use(f"{self.channel.name}:{seen_key}", float(claims["exp"]) + LEEWAY):
+                label = self.channel.label
+                raise Unauthenticated(f"该{label}登录凭证已使用，请从{label}重新进入", code="ticket_invalid")
+        return ProviderIdentity(subject=subject, claims=claims, channel=self.channel.name)
 
-    def _key(self, kid: str) -> jwt.PyJWK:
+    def verify_id_token(self, token: str) -> dict[str, Any]:
+        """The claims of an ID token from the provider's token endpoint, its signature (JWKS, ``kid``),
+        ``iss``, ``aud`` (our client id), ``exp`` and subject checked; ``IdTokenRefused``
+        (``face_token_invalid``) or ``ProviderUnavailable`` otherwise. What the claims must say about
+        this face check (nonce, acr, auth_time, who) is the step-up's to check (backend/channels.py)."""
+        try:
+            claims = self._decode(token, ["exp", "iat", "iss", "aud", "sub"])
+        except jwt.PyJWTError:
+            raise IdTokenRefused("face_token_invalid") from None
+        if not _lifetime_within(claims, MAX_TICKET_TTL) or not _is_subject(claims["sub"]):
+            raise IdTokenRefused("face_token_invalid")
+        return claims
+
+    def _decode(self, token: str, required: list[str]) -> dict[str, Any]:
+        """A JWT's claims, verified with the provider's key its ``kid`` names (``jwt.PyJWTError`` if not)."""
+        if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_CHARS:
+            raise jwt.InvalidTokenError("not a token")
+        header = jwt.get_unverified_header(token)
+        kid = header.get("kid")
+        # Refuse a foreign alg or a missing kid before it can cost a JWKS fetch.
+        if header.get("alg") not in PROVIDER_ALGORITHMS or not isinstance(kid, str) or not kid:
+            raise jwt.InvalidTokenError("alg or kid")
+        key = self._key(kid)
+        if key is None:
+            raise jwt.InvalidTokenError("unknown kid")
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=list(PROVIDER_ALGORITHMS),
+            audience=self.settings.audience,
+            issuer=self.settings.issuer,
+            leeway=LEEWAY,
+            options={"require": required, "enforce_minimum_key_length": True},
+        )
+        return claims
+
+    def _refused(self, code: str) -> Unauthenticated:
+        label = self.channel.label
+        messages = {
+            "ticket_invalid": f"{label}登录凭证无效，请从{label}重新进入",
+            "ticket_expired": f"{label}登录凭证已过期，请从{label}重新进入",
+        }
+        return Unauthenticated(messages[code], code=code)
+
+    def _key(self, kid: str) -> jwt.PyJWK | None:
         with self._lock:
             key = self._keys_now().get(kid)
             now = self._clock()
@@ -649,8 +683,6 @@ class YueshengshiVerifier:
             if key is None and now - last >= self.REFRESH_INTERVAL:
                 self._forced_at = now
                 key = self._fetch().get(kid)
-        if key is None:
-            raise Unauthenticated(code="ticket_invalid")
         return key
 
     def _keys_now(self) -> Mapping[str, jwt.PyJWK]:
@@ -662,32 +694,53 @@ class YueshengshiVerifier:
         except ProviderUnavailable:
             if self._keys is not None and now - self._fetched_at < self.JWKS_LIFESPAN + self.STALE_GRACE:
                 log.warning(
-                    "粤省事 JWKS refresh failed; using the keys fetched %.0f s ago", now - self._fetched_at
+                    "%s JWKS refresh failed; using the keys fetched %.0f s ago",
+                    self.channel.name,
+                    now - self._fetched_at,
                 )
                 return self._keys
             raise
 
     def _fetch(self) -> dict[str, jwt.PyJWK]:
         if self._clock() - self._failed_at < self.RETRY_AFTER:
-            raise ProviderUnavailable()
+            raise self.unavailable()
         try:
             data = self._client.fetch_data()
             jwk_set = jwt.PyJWKSet.from_dict(data)
         except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.InvalidKeyError, ValueError, TypeError) as e:
-            log.warning("粤省事 JWKS at %s did not load: %s", self.settings.jwks_url, e)
+            log.warning("%s JWKS at %s did not load: %s", self.channel.name, self.settings.jwks_url, e)
             self._failed_at = self._clock()
-            raise ProviderUnavailable() from None
+            raise self.unavailable() from None
         keys = {
             k.key_id: k
             for k in _signing_keys(jwk_set.keys)
             if k.key_id and k.algorithm_name in PROVIDER_ALGORITHMS
         }
         if not keys:
-            log.warning("粤省事 JWKS at %s holds no usable signing key", self.settings.jwks_url)
+            log.warning(
+                "%s JWKS at %s holds no usable signing key", self.channel.name, self.settings.jwks_url
+            )
             self._failed_at = self._clock()
-            raise ProviderUnavailable()
+            raise self.unavailable()
         self._keys, self._fetched_at = keys, self._clock()
         return keys
+
+    def unavailable(self) -> ProviderUnavailable:
+        """The 503 of this provider being out of reach."""
+        return ProviderUnavailable(f"{self.channel.label}服务暂不可用，请稍后再试")
+
+
+# The name the 粤省事 login was built under.
+YueshengshiVerifier = ProviderVerifier
+
+
+def _is_subject(subject: object) -> bool:
+    return (
+        isinstance(subject, str)
+        and 0 < len(subject) <= _MAX_SUBJECT_CHARS
+        and subject.isprintable()
+        and subject == subject.strip()
+    )
 
 
 def _signing_keys(keys: Iterable[jwt.PyJWK]) -> Iterable[jwt.PyJWK]:

@@ -23,7 +23,8 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from backend.auth import TokenIssuer, TokenKeys, YueshengshiVerifier, authenticate
+from backend.auth import TokenIssuer, TokenKeys, authenticate
+from backend.channels import ProvincialApp
 from backend.config import Config
 from backend.errors import BadRequest
 from backend.group_commit import GroupCommit
@@ -55,7 +56,8 @@ REDIS = web.AppKey("redis", RedisHandle)
 REDIS_CLIENT = web.AppKey("redis_client", aioredis.Redis)
 TOKEN_KEYS = web.AppKey("token_keys", TokenKeys)
 TOKENS = web.AppKey("tokens", TokenIssuer)
-YUESHENGSHI = web.AppKey("yueshengshi", YueshengshiVerifier)
+# The provincial apps configured (粤省事, 北京通, …; docs/decisions/0030), by channel name.
+CHANNELS = web.AppKey("channels", dict[str, ProvincialApp])
 WECHAT = web.AppKey("wechat", WeChat)
 BLOBS = web.AppKey("blobs", BlobStore)
 IDEMPOTENCY = web.AppKey("idempotency", Idempotency)

@@ -28,6 +28,7 @@ from eventsourcing.cryptography import AESCipher
 from limits import parse_many
 
 from backend.object_store import S3Settings
+from domain.channels import CHANNELS
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +154,53 @@ class WeChatSettings:
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """The 粤省事 identity provider: its tickets are JWTs checked against its JWKS."""
+    """A provincial app as identity provider (粤省事 and the channels of ``domain/data/channels.json``): its
+    login tickets and ID tokens are JWTs checked against its JWKS; its face check is an OpenID Connect
+    step-up whose endpoints its discovery document names (docs/decisions/0030).
+
+    ``audience`` is our client id at the provider. Empty ``discovery_url``: the issuer's
+    ``/.well-known/openid-configuration``. Empty ``redirect_uri``: the service's ``/h5/face-return``.
+    """
 
     jwks_url: str
     issuer: str
     audience: str
+    channel: str = "yueshengshi"
+    discovery_url: str = ""
+    client_secret: str = field(default="", repr=False)
+    redirect_uri: str = ""
+
+
+def channel_settings(
+    environ: Mapping[str, str], public_url: str, development: bool
+) -> dict[str, ProviderSettings]:
+    """Each channel whose ``<ENV>_JWKS_URL`` is set, from ``<ENV>_ISSUER``, ``<ENV>_CLIENT_ID`` (粤省事 also
+    ``YUESHENGSHI_AUDIENCE``), ``<ENV>_DISCOVERY_URL``, ``<ENV>_CLIENT_SECRET`` (in development the fake's
+    ``dev-<channel>-secret`` when unset) and ``<ENV>_REDIRECT_URI``; the defaults are channels.json's."""
+    found = {}
+    for name, channel in CHANNELS.items():
+        env = channel.env
+        jwks_url = environ.get(f"{env}_JWKS_URL")
+        if not jwks_url:
+            continue
+        issuer = environ.get(f"{env}_ISSUER", channel.issuer).rstrip("/")
+        found[name] = ProviderSettings(
+            jwks_url=jwks_url,
+            issuer=issuer,
+            audience=environ.get(f"{env}_CLIENT_ID") or environ.get(f"{env}_AUDIENCE") or channel.client_id,
+            channel=name,
+            discovery_url=environ.get(f"{env}_DISCOVERY_URL") or f"{issuer}/.well-known/openid-configuration",
+            client_secret=environ.get(
+                f"{env}_CLIENT_SECRET", dev_channel_secret(name) if development else ""
+            ),
+            redirect_uri=environ.get(f"{env}_REDIRECT_URI") or f"{public_url}/h5/face-return",
+        )
+    return found
+
+
+def dev_channel_secret(channel: str) -> str:
+    """The fake provider's client secret for ``channel`` (public: refused in production)."""
+    return f"dev-{channel}-secret"
 
 
 @dataclass(frozen=True, repr=False)
@@ -188,7 +231,8 @@ class Config:
             pay_key="",
         )
     )
-    yueshengshi: ProviderSettings | None = None
+    # The provincial apps configured (docs/decisions/0030), by channel name.
+    channels: Mapping[str, ProviderSettings] = field(default_factory=dict, hash=False)
     registry_url: str | None = None
     registry_key: str = field(default="", repr=False)
     jwt_issuer: str = "birthcert"
@@ -253,6 +297,10 @@ class Config:
             return environ.get(name, DEVELOPMENT_VALUES[name] if development else "")
 
         data_dir = Path(data_dir).absolute() if data_dir else data_dir_from_env(environ)
+        public_url = (
+            environ.get("BIRTHCERT_PUBLIC_URL")
+            or f"http://127.0.0.1:{_int(environ, 'BIRTHCERT_PORT', 8080, 0, 65535)}"
+        ).rstrip("/")
 
         store_settings = {name: environ[name] for name in LIBRARY_VARIABLES if name in environ}
         persistence_module = store_settings.setdefault("PERSISTENCE_MODULE", SQLITE_MODULE)
@@ -291,10 +339,7 @@ class Config:
             cipher_key=cipher_key,
             index_key=index_key,
             redis_url=environ.get("REDIS_URL") or None,
-            public_url=(
-                environ.get("BIRTHCERT_PUBLIC_URL")
-                or f"http://127.0.0.1:{_int(environ, 'BIRTHCERT_PORT', 8080, 0, 65535)}"
-            ).rstrip("/"),
+            public_url=public_url,
             wechat=WeChatSettings(
                 appid=credential("WECHAT_APPID"),
                 secret=credential("WECHAT_SECRET"),
@@ -307,13 +352,7 @@ class Config:
                     for kind in ("rejected", "issued", "dispatched", "delivered", "corrected", "referred")
                 },
             ),
-            yueshengshi=ProviderSettings(
-                jwks_url=environ["YUESHENGSHI_JWKS_URL"],
-                issuer=environ.get("YUESHENGSHI_ISSUER", "https://yss.gd.gov.cn"),
-                audience=environ.get("YUESHENGSHI_AUDIENCE", "birthcert"),
-            )
-            if environ.get("YUESHENGSHI_JWKS_URL")
-            else None,
+            channels=channel_settings(environ, public_url, development),
             registry_url=(environ.get("POPULATION_REGISTRY_URL") or "").rstrip("/") or None,
             registry_key=credential("POPULATION_REGISTRY_KEY"),
             jwt_issuer=environ.get("BIRTHCERT_JWT_ISSUER", "birthcert"),
@@ -359,7 +398,7 @@ class Config:
         ems = self.ems_environ
         ems_base = bool(ems.get("EMS_API_BASE"))
         # (variable, value, whether it must be set, why when that depends on another variable)
-        checks = (
+        checks: list[tuple[str, str, bool, str]] = [
             ("WECHAT_APPID", self.wechat.appid, True, ""),
             ("WECHAT_SECRET", self.wechat.secret, True, ""),
             ("WECHAT_MCH_ID", self.wechat.mch_id, True, ""),
@@ -372,10 +411,16 @@ class Config:
             ),
             ("EMS_API_KEY", ems.get("EMS_API_KEY", ""), ems_base, "EMS_API_BASE"),
             ("EMS_WEBHOOK_SECRET", ems.get("EMS_WEBHOOK_SECRET", ""), True, ""),
-        )
+        ]
+        public = dict(DEVELOPMENT_VALUES)
+        for name, channel in self.channels.items():
+            # A provincial app's client secret (docs/decisions/0030), where the app is configured.
+            variable = f"{CHANNELS[name].env}_CLIENT_SECRET"
+            public[variable] = dev_channel_secret(name)
+            checks.append((variable, channel.client_secret, True, f"{CHANNELS[name].env}_JWKS_URL"))
         problems = [*self.missing_keys, *self._object_store_problems()]
         for name, value, required, because in checks:
-            if value.strip() and value.strip() == DEVELOPMENT_VALUES[name]:
+            if value.strip() and value.strip() == public[name]:
                 problems.append(f"{name} is the public development value of the fake platform")
             elif required and not value.strip():
                 problems.append(

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from backend.config import DEVELOPMENT, ENV_VARIABLE, PRODUCTION, Config, ConfigError, environment_from
+from domain.channels import CHANNELS
 from domain.delivery import DeliveryFacts, Institution
 from domain.pickup import PickupWindow
 from domain.service import Applications
@@ -105,17 +106,28 @@ def require_development(environ: Mapping[str, str]) -> None:
 
 
 def dev_environ(environ: Mapping[str, str], platform: str, api: str) -> dict[str, str]:
-    """The development environment with WeChat, WeChat Pay, 粤省事, the registry and EMS pointed at the
+    """The development environment with WeChat, WeChat Pay, the provincial apps, the registry and EMS pointed at the
     fake (unless set explicitly); refused if ``BIRTHCERT_ENV=production`` is set."""
     require_development(environ)
     env = dict(environ)
     env[ENV_VARIABLE] = DEVELOPMENT
     env.setdefault("WECHAT_API_BASE", platform)
     env.setdefault("WECHAT_PAY_BASE", platform)
-    env.setdefault("YUESHENGSHI_JWKS_URL", f"{platform}/yueshengshi/.well-known/jwks.json")
+    for name, value in channel_environ(platform).items():
+        env.setdefault(name, value)
     env.setdefault("POPULATION_REGISTRY_URL", f"{platform}/registry")
     env.setdefault("EMS_API_BASE", f"{platform}/ems")
     env.setdefault("BIRTHCERT_PUBLIC_URL", api)
+    return env
+
+
+def channel_environ(platform: str) -> dict[str, str]:
+    """Every provincial app (domain/data/channels.json) pointed at its fake issuer in the stub at ``platform``:
+    ``<ENV>_JWKS_URL`` and ``<ENV>_DISCOVERY_URL`` (docs/decisions/0030)."""
+    env = {}
+    for name, channel in CHANNELS.items():
+        env[f"{channel.env}_JWKS_URL"] = f"{platform}/oidc/{name}/jwks.json"
+        env[f"{channel.env}_DISCOVERY_URL"] = f"{platform}/oidc/{name}/.well-known/openid-configuration"
     return env
 
 

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from domain.application import FIXABLE_FIELDS
+from domain.channels import CHANNELS
 from domain.policy import load_profiles
 from domain.values import ETHNIC_GROUPS, ID_TYPES
 from projections.review_queue import QUEUE_STATES
@@ -144,6 +145,11 @@ SCHEMAS: JSON = {
         "type": "object",
         "required": ["token", "expires_in"],
         "properties": {"token": {"type": "string"}, "expires_in": {"type": "integer", "maximum": 7200}},
+    },
+    "ChannelToken": {
+        "allOf": [_ref("Token")],
+        "required": ["channel"],
+        "properties": {"channel": {"enum": list(CHANNELS)}},
     },
     "Version": {
         "type": "object",
@@ -329,8 +335,29 @@ SCHEMAS: JSON = {
     },
     "FaceStarted": {
         "allOf": [_ref("Version")],
-        "required": ["verify_id", "out_seq_no"],
-        "properties": {"verify_id": {"type": "string"}, "out_seq_no": {"type": "string"}},
+        "required": ["out_seq_no", "channel"],
+        "description": "WeChat (channel `wechat`): `verify_id` for wx.requestFacialVerify. A provincial app "
+        "(粤省事 `yueshengshi`, 北京通 `beijingtong`, 健康山东 `jiankangshandong`, 冀时办 `jishiban`): "
+        "`authorization_url`, the app's OpenID Connect authorization request for a fresh face authentication "
+        "(state = out_seq_no; docs/decisions/0030); the mini-program opens it and posts the redirect's "
+        "`code` and `state` to …/result",
+        "properties": {
+            "verify_id": {"type": "string"},
+            "out_seq_no": {"type": "string"},
+            "channel": {"enum": ["wechat", *CHANNELS]},
+            "authorization_url": {"type": "string", "format": "uri"},
+        },
+    },
+    "ProviderRedirect": {
+        "type": "object",
+        "description": "a provincial app's face check: the query of its redirect (code and state, or error "
+        "and state); WeChat's check sends no body",
+        "properties": {
+            "code": {"type": "string"},
+            "state": {"type": "string"},
+            "error": {"type": "string"},
+            "error_description": {"type": "string"},
+        },
     },
     "FaceVerified": {
         "allOf": [_ref("Version")],
@@ -516,6 +543,24 @@ PATHS: JSON = {
             auth=False,
         )
     },
+    "/api/v1/auth/channels/{channel}": {
+        "parameters": [
+            {
+                "name": "channel",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "a provincial app: "
+                + ", ".join(f"`{n}` ({c.label})" for n, c in CHANNELS.items()),
+            }
+        ],
+        "post": _op(
+            "a provincial app's signed ticket → our token (404 unknown_channel; 503 provider_not_configured)",
+            {"200": _json(_ref("ChannelToken"), "a token"), "429": RATE_LIMITED},
+            body={"type": "object", "required": ["ticket"], "properties": {"ticket": TEXT}},
+            auth=False,
+        ),
+    },
     "/api/v1/applications": {
         "post": _command(
             "start an application (the mother)",
@@ -614,9 +659,17 @@ PATHS: JSON = {
             APP_ID,
             {"name": "out_seq_no", "in": "path", "required": True, "schema": {"type": "string"}},
         ],
-        "post": _command(
-            "the verdict after wx.requestFacialVerify", {"200": _json(_ref("FaceVerified"), "verified")}
-        ),
+        "post": {
+            **_command(
+                "the verdict after wx.requestFacialVerify, or after a provincial app's face check (with its "
+                "redirect's code and state); a check that did not pass is a 409 with its code",
+                {"200": _json(_ref("FaceVerified"), "verified")},
+            ),
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("ProviderRedirect")}},
+            },
+        },
     },
     "/api/v1/applications/{app_id}/delivery-record": {
         "parameters": [APP_ID],

@@ -24,6 +24,7 @@ import orjson
 import rfc8785
 from eventsourcing.domain import Aggregate
 
+from domain.channels import WECHAT
 from domain.delivery import Institution, entry_deadline, latest_birth_on
 from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, NotFound, RuleViolated
 from domain.pickup import COLLECTOR_CHECK_TTL, Slot, collector_letter
@@ -183,6 +184,14 @@ FACE_MESSAGES: Final = {
     "face_not_finished": "刷脸认证尚未完成，请先完成刷脸",
     "face_client_failed": "刷脸未完成（已取消或设备权限不足），请重新发起",
     "face_failed": "刷脸认证未通过，请重试；多次失败请到签发机构现场办理",
+    # A provincial app's answer that does not prove the claimed identity (docs/decisions/0030).
+    "face_state_mismatch": "认证结果与本次刷脸认证不对应，请重新发起",
+    "face_code_invalid": "认证授权码无效或已使用，请重新发起刷脸认证",
+    "face_token_invalid": "认证结果签名无效，请重新发起刷脸认证",
+    "face_nonce_mismatch": "认证结果不属于本次刷脸认证，请重新发起",
+    "face_subject_mismatch": "认证结果不属于当前登录账号，请重新发起",
+    "face_acr_mismatch": "认证方式不是刷脸认证，请重新发起并完成刷脸",
+    "face_stale": "刷脸认证已超时，请重新发起并立即完成刷脸",
 }
 
 
@@ -350,13 +359,24 @@ class BirthCertificateApplication(Aggregate):
             }
 
     class FaceVerificationFailed(Event):
-        """WeChat's verdict was not a pass. ``code`` is ours, ``verify_ret`` WeChat's."""
+        """The face check did not pass. ``code`` is ours, ``verify_ret`` WeChat's (0 where a provincial app
+        checked: its reason is in ``code``).
+
+        v2 added ``channel``: ``wechat`` or the provincial app that checked (docs/decisions/0030).
+        """
 
         TOPIC = "birthcert:FaceVerificationFailed"
+        class_version = 2
         role: str
         out_seq_no: str
         verify_ret: int
         code: str
+        channel: str
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 events predate the provincial apps' face checks: WeChat checked."""
+            state["channel"] = WECHAT
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.pending_face.pop(self.out_seq_no, None)
@@ -364,14 +384,25 @@ class BirthCertificateApplication(Aggregate):
             a.face_failure_day = tally_face_failure(a.face_failure_day, self.role, self.code, self.timestamp)
 
     class FaceVerified(Event):
-        """A parent passed face verification (verify_ret 10000) as this name and resident ID number."""
+        """A parent passed face verification (verify_ret 10000) as this name and resident ID number.
+
+        v2 added ``channel``: ``wechat``, or the provincial app (``yueshengshi``, …) whose OpenID Connect
+        step-up proved it; ``verify_ret`` is then 10000 too (docs/decisions/0030).
+        """
 
         TOPIC = "birthcert:FaceVerified"
+        class_version = 2
         role: str
         out_seq_no: str
         name: str
         id_number: str
         verify_ret: int
+        channel: str
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 events predate the provincial apps' face checks: WeChat checked."""
+            state["channel"] = WECHAT
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.pending_face.pop(self.out_seq_no, None)
@@ -1322,10 +1353,19 @@ class BirthCertificateApplication(Aggregate):
         return pending
 
     def record_face_verification(
-        self, actor: Actor, *, out_seq_no: str, verify_ret: int, institution: Institution | None = None
+        self,
+        actor: Actor,
+        *,
+        out_seq_no: str,
+        verify_ret: int,
+        institution: Institution | None = None,
+        channel: str = WECHAT,
+        failure: str | None = None,
     ) -> str | None:
-        """Record WeChat's verdict on a pending check; returns the failure code, or None on a pass.
+        """Record the verdict on a pending check; returns the failure code, or None on a pass.
 
+        WeChat's verdict is its ``verify_ret``; a provincial app's (``channel``) is a pass (``verify_ret``
+        10000) or our ``failure`` code for why its answer did not prove the claimed identity.
         The day's last allowed failure of a parent (``face_failures_per_day``, counting only the failures
         ``domain.referral`` counts) refers the application to the counter of ``institution`` (the one of
         ``counter_institution``, as the service found it), in the same save.
@@ -1333,16 +1373,17 @@ class BirthCertificateApplication(Aggregate):
         pending = self.pending_face_of(actor, out_seq_no)
         self._editable()
         role = pending["role"]
-        if verify_ret != FACE_PASS:
-            code = face_failure_code(verify_ret)
+        if failure is not None or verify_ret != FACE_PASS:
+            code = failure or face_failure_code(verify_ret)
             before = self.face_failure_day
             self.trigger_event(
                 self.FaceVerificationFailed,
                 actor=actor.to_dict(),
                 role=role,
                 out_seq_no=out_seq_no,
-                verify_ret=verify_ret,
+                verify_ret=0 if failure is not None else verify_ret,
                 code=code,
+                channel=channel,
             )
             counted = self.face_failure_day is not before
             if counted and face_failures_exhausted(
@@ -1364,6 +1405,7 @@ class BirthCertificateApplication(Aggregate):
             name=pending["name"],
             id_number=pending["id_number"],
             verify_ret=verify_ret,
+            channel=channel,
         )
         return None
 

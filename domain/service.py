@@ -44,6 +44,7 @@ from domain.application import (
     ParentDetails,
     Recipient,
 )
+from domain.channels import WECHAT
 from domain.delivery import DeliveryFacts, DeliveryRecord, Institution
 from domain.errors import (
     Conflict,
@@ -940,8 +941,11 @@ class Applications(Application[UUID]):
         out_seq_no: str,
         verify_ret: int | None,
         expected_version: int | None = None,
+        channel: str = WECHAT,
+        failure: str | None = None,
     ) -> Outcome:
-        """WeChat's verdict. A pass for the mother also links her delivery record, in the same save
+        """WeChat's verdict, or a provincial app's (``channel``: a pass, or our ``failure`` code for why its
+        answer proved nothing; docs/decisions/0030). A pass for the mother also links her delivery record, in the same save
         (adopting its institution's province first where she named none at the start).
 
         ``Outcome.detail`` is the failure code when the face check did not pass (the failure is
@@ -960,9 +964,15 @@ class Applications(Application[UUID]):
         seq_index = Index.create(self.index_id("face-seq", out_seq_no), "face-seq", str(app.id))
         touched: list[Aggregate] = [app, seq_index]
         # A failure may be the day's last allowed one: the referral names the counter (loaded only then).
-        institution = None if verify_ret == FACE_PASS else self._counter_institution(app.counter_institution)
+        passed = verify_ret == FACE_PASS and failure is None
+        institution = None if passed else self._counter_institution(app.counter_institution)
         failure = app.record_face_verification(
-            actor, out_seq_no=out_seq_no, verify_ret=verify_ret, institution=institution
+            actor,
+            out_seq_no=out_seq_no,
+            verify_ret=verify_ret,
+            institution=institution,
+            channel=channel,
+            failure=failure,
         )
         if app.state in CLOSED_STATES:
             touched += self._release_record(actor, app)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 from PIL import Image, ImageDraw
@@ -75,6 +76,10 @@ class MiniProgram:
     app_id: str | None = None
     version: int | None = None
     openid: str | None = None
+    # A provincial app (粤省事 ``yueshengshi``, 北京通 ``beijingtong``, …) the parent uses instead of WeChat,
+    # and the real-name account's holder there (the mother unless said).
+    channel: str | None = None
+    account_holder: Person | None = None
 
     # ------------------------------------------------------------------ HTTP
 
@@ -116,12 +121,52 @@ class MiniProgram:
     # ------------------------------------------------------------------ the journey, step by step
 
     async def login(self, openid: str | None = None) -> None:
-        """wx.login → POST /auth/wechat."""
+        """wx.login → POST /auth/wechat (or the provincial app's login when ``channel`` is set)."""
+        if self.channel is not None:
+            await self.login_channel(self.channel, openid)
+            return
         self.openid = openid or self.family.openid
         code = f"dev:{self.openid}:{uuid.uuid4().hex[:8]}"
         answer = await self.call("POST", "/api/v1/auth/wechat", json={"code": code})
         self.token = answer["token"]
         self.say("登录小程序")
+
+    async def login_channel(
+        self, channel: str, openid: str | None = None, holder: Person | None = None
+    ) -> JSON:
+        """Entering from a provincial app: its signed ticket (the fake's real-name account of ``holder``)
+        → POST /auth/channels/<channel>."""
+        self.channel = channel
+        self.account_holder = holder or self.account_holder or self.family.mother
+        self.openid = openid or f"{channel}-{self.family.openid}"
+        person = self.account_holder
+        ticket = await self.fake(
+            f"/_fake/oidc/{channel}/tickets",
+            {"openid": self.openid, "name": person.name, "id_number": person.id_number},
+        )
+        answer = await self.call(
+            "POST", f"/api/v1/auth/channels/{channel}", json={"ticket": ticket["ticket"]}
+        )
+        self.token = answer["token"]
+        self.say(f"从{channel}登录")
+        return answer
+
+    async def script_provider_face(self, outcome: str, person: Person | None = None) -> JSON:
+        """What this account's next face checks at its provincial app do: pass, fail, wrong_person (as
+        ``person``), stale, wrong_acr, wrong_nonce, forged."""
+        who = None if person is None else {"name": person.name, "id_number": person.id_number}
+        return await self.fake(
+            f"/_fake/oidc/{self.channel}/faces", {"openid": self.openid, "outcome": outcome, "person": who}
+        )
+
+    async def provider_face(self, authorization_url: str) -> JSON:
+        """The app opens the authorization request, checks the face and redirects: the redirect's query
+        (``code`` and ``state``, or ``error`` and ``state``), as the mini-program's web-view catches it."""
+        async with self.session.get(authorization_url, allow_redirects=False) as r:
+            location = r.headers.get("Location", "")
+            if r.status != 302 or not location:
+                raise ApiProblem(r.status, {"detail": await r.text(), "code": "provider_refused"})
+        return dict(parse_qsl(urlsplit(location).query))
 
     async def start(self, **circumstances: Any) -> JSON:
         """申办: start an application."""
@@ -145,15 +190,21 @@ class MiniProgram:
             json={"role": role, "name": person.name, "id_number": person.id_number},
         )
 
-    async def face_result(self, out_seq_no: str) -> JSON:
-        """Ask the service for the verdict."""
-        return await self.call("POST", f"{self.base}/face-verifications/{out_seq_no}/result")
+    async def face_result(self, out_seq_no: str, redirect: JSON | None = None) -> JSON:
+        """Ask the service for the verdict (a provincial app's: with its redirect's ``code`` and ``state``)."""
+        return await self.call("POST", f"{self.base}/face-verifications/{out_seq_no}/result", json=redirect)
 
     async def verify_face(self, role: str, person: Person | None = None) -> JSON:
-        """The whole face check: verify_id → wx.requestFacialVerify (played by the fake) → verdict."""
+        """The whole face check: verify_id → wx.requestFacialVerify (played by the fake) → verdict; or, from
+        a provincial app, its authorization request → its face check (the fake) → the redirect → verdict."""
         person = person or (self.family.mother if role == "mother" else self.family.father)
         assert person is not None
         started = await self.begin_face(role, person)
+        if self.channel is not None:
+            redirect = await self.provider_face(started["authorization_url"])
+            verdict = await self.face_result(started["out_seq_no"], redirect)
+            self.say(f"{'母亲' if role == 'mother' else '父亲'}在{self.channel}完成刷脸认证")
+            return verdict
         await self.fake("/_fake/face/verify", {"verify_id": started["verify_id"], "openid": self.openid})
         verdict = await self.face_result(started["out_seq_no"])
         self.say(f"{'母亲' if role == 'mother' else '父亲'}刷脸认证通过")

@@ -82,7 +82,7 @@ def _kind(path: str) -> str:
         return "control"
     if path.startswith("/pay/"):
         return "pay"
-    if path.startswith(("/registry/", "/yueshengshi/", "/ems/")):
+    if path.startswith(("/registry/", "/yueshengshi/", "/oidc/", "/ems/")):
         return "plain"
     return "wechat"
 
@@ -260,6 +260,12 @@ async def _serve_until_cancelled(host: str, port: int, settings: FakeSettings) -
         )
         print(f"  pay:       POST {base}/_fake/pay/notify {{out_trade_no, total_fee?, forge?}}")
         print(f"  粤省事:    POST {base}/_fake/yueshengshi/tickets {{openid}}   GET {base}{JWKS_PATH}")
+        print(
+            f"  省级App:   {base}/oidc/<yueshengshi|beijingtong|jiankangshandong|jishiban>/.well-known/openid-configuration"
+        )
+        print(
+            f"             POST {base}/_fake/oidc/<channel>/faces {{openid, outcome}}   GET …/pushes?touser="
+        )
         print(f"  registry:  POST {base}/_fake/registry/persons {{id_number, name, ethnicity, address}}")
         print(f"  tokens:    POST {base}/_fake/tokens/expire     reset: POST {base}/_fake/reset")
         print("Press Ctrl+C to stop.", flush=True)

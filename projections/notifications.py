@@ -42,8 +42,11 @@ the parent that her part is to do again or elsewhere:
    The outcome of a send already made is still recorded (``FINISH_LUA`` checks the owner token only): it
    is a fact, and refusing it would send the message again.
 
-粤省事 logins (``applicant_id`` ``yss:…``) have no WeChat openid: their messages are recorded ``skipped``,
-as are the kinds ``templates`` has no template for. Finished records (sent, refused, failed, skipped)
+Provincial-app logins (``applicant_id`` ``yss:…``, ``bjt:…``: docs/decisions/0030) have no WeChat openid:
+their messages go through that app's message push (``pushes``, by channel), recorded and delivered the
+same way (``touser`` is then the actor id, ``template`` the message kind); they are recorded ``skipped``
+(``no_channel``) where the app is not configured. WeChat messages of kinds ``templates`` has no template
+for are recorded ``skipped`` too. Finished records (sent, refused, failed, skipped)
 keep 30 days for the console, without the openid; while pending, a record holds the openid (WeChat
 must get it) and the message data: the certificate or tracking number, the first rejection reason or
 the hospital's reason for a correction, with anything that looks like an ID or phone number masked, an
@@ -83,6 +86,7 @@ from backend.wechat import (
     WeChatError,
 )
 from domain.application import SUBMITTED, BirthCertificateApplication
+from domain.channels import channel_of
 from domain.referral import label_of as referral_label
 from domain.service import Applications
 from projections.leader import FENCE_LUA, fenced_args, refused
@@ -95,7 +99,6 @@ SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 JSON = dict[str, Any]
 DAY: Final = 24 * 3600
 RETENTION_SECONDS: Final = 30 * DAY
-YUESHENGSHI_PREFIX: Final = "yss:"
 # Errcodes that will not get better by retrying (the adapter reports them as WeChatUnavailable):
 # 40003 invalid openid, 40037 invalid template_id, 41030 invalid page, 47001 malformed body.
 PERMANENT_ERRCODES: Final = frozenset({40003, 40037, 41030, 47001})
@@ -440,7 +443,7 @@ return 1
 
 @dataclass(frozen=True)
 class _Intent:
-    """One message to record: ``state`` pending, or skipped with a ``note`` (no_openid, no_template)."""
+    """One message to record: ``state`` pending, or skipped with a ``note`` (no_channel, no_template, referred)."""
 
     position: int
     app_id: str
@@ -463,6 +466,15 @@ def _iso(epoch: str) -> str | None:
     if not epoch:
         return None
     return datetime.fromtimestamp(float(epoch), SHANGHAI).isoformat(timespec="seconds")
+
+
+class Push(Protocol):
+    """A provincial app's message push (``backend.channels.ProvincialApp``): raises ``SubscribeRefused``,
+    ``TemplateDataInvalid`` or ``WeChatUnavailable`` kinds of error as WeChat's send does."""
+
+    def push(self, *, subject: str, kind: str, data: Mapping[str, str], page: str) -> None:
+        """Send one message to the app's user ``subject``."""
+        ...
 
 
 class PositionFloor(Protocol):
@@ -501,6 +513,7 @@ class NotificationProcess:
         idle_interval: float = 5.0,
         floor: PositionFloor | None = None,
         fence: Fence | None = None,
+        pushes: Mapping[str, Push] | None = None,
     ) -> None:
         if backoff[0] <= 0 or backoff[1] < backoff[0]:
             raise ValueError("backoff must be (first > 0, most >= first)")
@@ -510,6 +523,8 @@ class NotificationProcess:
         self.io_executor = io_executor
         self.wechat = wechat
         self.templates = dict(templates)
+        # The provincial apps' message pushes, by channel name (docs/decisions/0030).
+        self.pushes = dict(pushes or {})
         self.page = page
         self.clock = clock
         self.start = start
@@ -661,9 +676,13 @@ class NotificationProcess:
                 intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="referred"))
                 continue
             template = self.templates.get(kind) or self.templates.get(TEMPLATE_KIND[kind], "")
-            if app.applicant_id.startswith(YUESHENGSHI_PREFIX):
-                intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="no_openid"))
-                continue
+            channel = channel_of(app.applicant_id)
+            if channel is not None:
+                # The app's push names the kind, not a WeChat template.
+                if channel.name not in self.pushes:
+                    intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="no_channel"))
+                    continue
+                template = TEMPLATE_KIND[kind]
             if not template:
                 intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="no_template"))
                 continue
@@ -752,16 +771,7 @@ class NotificationProcess:
         loop = asyncio.get_running_loop()
         state, next_at, errcode = SENT, 0.0, ""
         try:
-            await loop.run_in_executor(
-                self.io_executor,
-                lambda: self.wechat.send_subscribe_message(
-                    touser=touser,
-                    template_id=template,
-                    data=data,
-                    page=f"{self.page}?id={app_id}",
-                    state=self.miniprogram_state,
-                ),
-            )
+            await loop.run_in_executor(self.io_executor, lambda: self._send(touser, template, data, app_id))
         except SubscribeRefused as e:
             state, errcode = REFUSED, str(e.errcode)
         except TemplateDataInvalid as e:
@@ -790,6 +800,19 @@ class NotificationProcess:
             f" errcode={errcode}" if errcode else "",
         )
         return state
+
+    def _send(self, touser: str, template: str, data: dict[str, str], app_id: str) -> None:
+        """On the I/O executor: one message, through the parent's provincial app or WeChat."""
+        page = f"{self.page}?id={app_id}"
+        channel = channel_of(touser)
+        if channel is not None:
+            self.pushes[channel.name].push(
+                subject=channel.subject_of(touser), kind=template, data=data, page=page
+            )
+            return
+        self.wechat.send_subscribe_message(
+            touser=touser, template_id=template, data=data, page=page, state=self.miniprogram_state
+        )
 
     def _retry_or_give_up(self, attempts: int, created_at: float, now: float) -> tuple[str, float]:
         if now - created_at >= self.give_up_after:

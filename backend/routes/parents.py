@@ -24,9 +24,11 @@ import segno
 from aiohttp import web
 
 from backend.auth import ProviderIdentity
+from backend.channels import ProvincialApp
 from backend.components import (
     APPLICATIONS,
     BLOBS,
+    CHANNELS,
     CONFIG,
     HTTP,
     REGISTRY,
@@ -34,7 +36,6 @@ from backend.components import (
     STATUS_VIEW,
     TOKENS,
     WECHAT,
-    YUESHENGSHI,
     actor_of,
     caught_up,
     expected_version,
@@ -53,11 +54,15 @@ from domain.application import (
     COUNTER_ONLY,
     DOCUMENT_KINDS,
     FACE_MESSAGES,
+    FACE_PASS,
     BirthCertificateApplication,
     NotReady,
     ParentDetails,
     Recipient,
 )
+from domain.channels import CHANNELS as CHANNEL_DEFINITIONS
+from domain.channels import WECHAT as WECHAT_CHANNEL
+from domain.channels import channel_of
 from domain.errors import (
     DomainError,
     FieldError,
@@ -222,19 +227,32 @@ async def login_wechat(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/yueshengshi")
 async def login_yueshengshi(request: web.Request) -> web.Response:
-    """粤省事 login: the provider's signed ticket → our token."""
+    """粤省事 login: the provider's signed ticket → our token (the first of the channels' logins)."""
+    return await _login_channel(request, "yueshengshi")
+
+
+@routes.post("/api/v1/auth/channels/{channel}")
+async def login_channel(request: web.Request) -> web.Response:
+    """A provincial app's login (粤省事, 北京通, 健康山东, 冀时办): its signed ticket → our token."""
+    return await _login_channel(request, request.match_info["channel"])
+
+
+async def _login_channel(request: web.Request, name: str) -> web.Response:
+    channel = CHANNEL_DEFINITIONS.get(name)
+    if channel is None:
+        raise NotFound("没有这个登录渠道", code="unknown_channel")
     body = await json_body(request)
     ticket = body.get("ticket")
     if not isinstance(ticket, str) or not ticket:
-        raise ValidationFailed([FieldError("ticket", "required", "缺少粤省事登录凭证")])
-    verifier = request.app.get(YUESHENGSHI)
-    if verifier is None:
-        raise ServiceUnavailable("本服务未开通粤省事登录", code="provider_not_configured")
+        raise ValidationFailed([FieldError("ticket", "required", f"缺少{channel.label}登录凭证")])
+    app = request.app[CHANNELS].get(name)
+    if app is None:
+        raise ServiceUnavailable(f"本服务未开通{channel.label}登录", code="provider_not_configured")
     await limit_client(request, "login_source")
-    identity: ProviderIdentity = await in_io(request, verifier.verify_ticket, ticket)
+    identity: ProviderIdentity = await in_io(request, app.verifier.verify_ticket, ticket)
     await limit(request, "login_account", identity.actor_id)
     token, expires_in = request.app[TOKENS].issue(identity.actor())
-    return json_response({"token": token, "expires_in": expires_in})
+    return json_response({"token": token, "expires_in": expires_in, "channel": name})
 
 
 # ---------------------------------------------------------------- applications
@@ -419,10 +437,11 @@ async def accept_father_invitation(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/applications/{app_id}/face-verifications")
 async def begin_face_verification(request: web.Request) -> web.Response:
-    """Ask WeChat for a verify_id bound to this identity and this user; the client then shows the face check."""
+    """Begin a face check bound to this identity and this user: WeChat's verify_id for a WeChat user (the
+    client then shows wx.requestFacialVerify), the app's authorization request for a provincial app's user
+    (the client opens it; docs/decisions/0030)."""
     actor = actor_of(request, "parent")
-    if actor.id.startswith("yss:"):
-        raise RuleViolated("请在微信小程序中完成刷脸认证", code="face_via_wechat_only")
+    channel = _provincial_app(request, actor)
     app_id = _app_id(request)
     body = await json_body(request)
     c = FieldCollector()
@@ -437,16 +456,28 @@ async def begin_face_verification(request: web.Request) -> web.Response:
     out_seq_no = "bc" + uuid.uuid4().hex[:24]
     version = expected_version(request)
     verify_id = ""
+    started: dict[str, Any] = {"channel": WECHAT_CHANNEL}
     # The identity the check is to prove, as both the check below and the command take it.
     claim: dict[str, Any] = {"role": role, "name": name, "id_number": id_number, "out_seq_no": out_seq_no}
 
-    async def ask_wechat() -> None:
-        """Refused before WeChat is asked (each verify_id is a paid call), and never for a retried request."""
+    async def ask_the_checker() -> None:
+        """Refused before WeChat or the app is asked (each verify_id is a paid call), and never for a retry."""
         nonlocal verify_id
         await in_store(request, service.check_face_request, actor, app_id, **claim)
-        # Each start is a paid WeChat call: counted per parent and per ID number (HMAC'd) before it is made.
+        # Each start is a paid call: counted per parent and per ID number (HMAC'd) before it is made.
         await limit(request, "face_user", actor.id)
         await limit(request, "face_id_number", id_number.value)
+        if channel is not None:
+            step_up = await in_io(
+                request,
+                lambda: channel.begin(
+                    out_seq_no=out_seq_no,
+                    subject=channel.channel.subject_of(actor.id),
+                    id_number=id_number.value,
+                ),
+            )
+            started.update(channel=step_up.channel, authorization_url=step_up.authorization_url)
+            return
         verify_id = await in_io(
             request,
             request.app[WECHAT].get_verify_id,
@@ -455,9 +486,10 @@ async def begin_face_verification(request: web.Request) -> web.Response:
             id_number=id_number.value,
             openid=actor.id,
         )
+        started["verify_id"] = verify_id
 
     def answer(outcome: Outcome) -> web.Response:
-        return version_answer(outcome, status=201, verify_id=verify_id, out_seq_no=out_seq_no)
+        return version_answer(outcome, status=201, out_seq_no=out_seq_no, **started)
 
     return await run_command(
         request,
@@ -467,35 +499,67 @@ async def begin_face_verification(request: web.Request) -> web.Response:
             actor, app_id, **claim, verify_id=verify_id, expected_version=version
         ),
         answer,
-        prepare=ask_wechat,
+        prepare=ask_the_checker,
     )
+
+
+def _provincial_app(request: web.Request, actor: Actor) -> ProvincialApp | None:
+    """The provincial app a parent logged in through (None: WeChat); 503 when it is not configured."""
+    channel = channel_of(actor.id)
+    if channel is None:
+        return None
+    app = request.app[CHANNELS].get(channel.name)
+    if app is None:
+        raise ServiceUnavailable(f"本服务未开通{channel.label}刷脸认证", code="provider_not_configured")
+    return app
 
 
 @routes.post("/api/v1/applications/{app_id}/face-verifications/{out_seq_no}/result")
 async def face_verification_result(request: web.Request) -> web.Response:
-    """After wx.requestFacialVerify: ask WeChat for the verdict; record FaceVerified or say why not.
+    """After the face check: record FaceVerified or say why not. WeChat's verdict is asked of WeChat; a
+    provincial app's comes with the body, ``{code, state}`` (or ``{error, state}``) from the app's redirect,
+    the code exchanged and its ID token checked (docs/decisions/0030).
 
     Asked again once the verdict is recorded (the answer to the first request was lost), it answers the
-    recorded verdict again, without asking WeChat or recording anything twice.
+    recorded verdict again, without asking WeChat or the app, or recording anything twice.
     """
     actor = actor_of(request, "parent")
     app_id = _app_id(request)
     out_seq_no = request.match_info["out_seq_no"]
+    channel = _provincial_app(request, actor)
+    body = await json_body(request) if channel is not None else None
     app = await _application(request, actor)
     service = request.app[APPLICATIONS]
     verify_ret: int | None = None
+    failure: str | None = None
     if out_seq_no in app.pending_face:
         pending = app.pending_face_of(actor, out_seq_no)  # refused before WeChat is asked anything
         role = pending["role"]
-        verify_ret = await in_io(
-            request,
-            request.app[WECHAT].query_verify_ret,
-            verify_id=pending["verify_id"],
-            out_seq_no=out_seq_no,
-            name=pending["name"],
-            id_number=pending["id_number"],
-            openid=actor.id,
-        )
+        if channel is not None:
+            redirect = body or {}
+            failure = await in_io(
+                request,
+                lambda: channel.complete(
+                    out_seq_no=out_seq_no,
+                    subject=channel.channel.subject_of(actor.id),
+                    name=pending["name"],
+                    id_number=pending["id_number"],
+                    state=redirect.get("state"),
+                    code=redirect.get("code"),
+                    error=redirect.get("error"),
+                ),
+            )
+            verify_ret = FACE_PASS
+        else:
+            verify_ret = await in_io(
+                request,
+                request.app[WECHAT].query_verify_ret,
+                verify_id=pending["verify_id"],
+                out_seq_no=out_seq_no,
+                name=pending["name"],
+                id_number=pending["id_number"],
+                openid=actor.id,
+            )
     else:
         role = (await in_store(request, service.get_face_verdict, actor, app_id, out_seq_no)).role
 
@@ -510,8 +574,15 @@ async def face_verification_result(request: web.Request) -> web.Response:
     return await run_command(
         request,
         actor,
-        _fingerprint(request),
-        lambda: service.record_face_verification(actor, app_id, out_seq_no=out_seq_no, verify_ret=verify_ret),
+        _fingerprint(request, body),
+        lambda: service.record_face_verification(
+            actor,
+            app_id,
+            out_seq_no=out_seq_no,
+            verify_ret=verify_ret,
+            channel=WECHAT_CHANNEL if channel is None else channel.channel.name,
+            failure=failure,
+        ),
         answer,
     )
 

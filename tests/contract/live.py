@@ -19,7 +19,7 @@ from aiohttp import web
 from backend.app import create_app
 from backend.components import APPLICATIONS, STORE_EXECUTOR
 from backend.config import Config
-from backend.dev import DEMO_PASSWORD, seed_demo_staff
+from backend.dev import DEMO_PASSWORD, channel_environ, seed_demo_staff
 from miniprogram_stub.client import MiniProgram, StaffClient
 from miniprogram_stub.people import Family
 from miniprogram_stub.platform import start_fake_platform
@@ -61,7 +61,7 @@ class LiveService:
                 "WECHAT_API_BASE": self.platform,
                 "WECHAT_PAY_BASE": self.platform,
                 "BIRTHCERT_PUBLIC_URL": self.api,
-                "YUESHENGSHI_JWKS_URL": f"{self.platform}/yueshengshi/.well-known/jwks.json",
+                **channel_environ(self.platform),
                 "POPULATION_REGISTRY_URL": f"{self.platform}/registry",
                 "EMS_API_BASE": f"{self.platform}/ems",
             },

@@ -22,6 +22,7 @@ from aiohttp import web
 from backend.app import create_app
 from backend.components import APPLICATIONS, STORE_EXECUTOR
 from backend.config import Config
+from backend.dev import channel_environ
 from domain.delivery import DeliveryFacts, Institution
 from domain.service import Applications, Outcome
 from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
@@ -33,8 +34,15 @@ from tests.e2e.openapi_check import OpenApiCheck
 HOSPITALS = {
     "GD": Institution("GZFY01", "广州市妇女儿童医疗中心", "GD"),
     "SD": Institution("JNPY01", "平阴县人民医院", "SD"),
+    "BJ": Institution("BJFC01", "北京妇产医院", "BJ"),
+    "HE": Institution("SJZFY01", "石家庄市妇产医院", "HE"),
 }
-PROVINCE_NAMES = {"GD": ("广东省", "广州市", "越秀区"), "SD": ("山东省", "济南市", "平阴县")}
+PROVINCE_NAMES = {
+    "GD": ("广东省", "广州市", "越秀区"),
+    "SD": ("山东省", "济南市", "平阴县"),
+    "BJ": ("北京市", "北京市", "朝阳区"),
+    "HE": ("河北省", "石家庄市", "长安区"),
+}
 
 
 def free_port() -> int:
@@ -107,7 +115,7 @@ async def running_stack(
             "WECHAT_API_BASE": platform,
             "WECHAT_PAY_BASE": platform,
             "BIRTHCERT_PUBLIC_URL": api,
-            "YUESHENGSHI_JWKS_URL": f"{platform}/yueshengshi/.well-known/jwks.json",
+            **channel_environ(platform),
             "POPULATION_REGISTRY_URL": f"{platform}/registry",
             "EMS_API_BASE": f"{platform}/ems",
             **(environ or {}),

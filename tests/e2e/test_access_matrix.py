@@ -186,7 +186,11 @@ async def observe(stack: Stack, w: World, method: str, template: str, row: str) 
     (a command stops at 409 and changes nothing); whoever should be refused sends none (so a hole in the
     checks would show as a change)."""
     path = template + QUERIES.get(template, "")
-    ids = {**w.ids, "name": "console.js" if template.startswith("/console/") else "h5.js"}
+    ids = {
+        **w.ids,
+        "name": "console.js" if template.startswith("/console/") else "h5.js",
+        "channel": "beijingtong",
+    }
     for key, value in ids.items():
         path = path.replace("{" + key + "}", value)
     statuses = {}
@@ -226,6 +230,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("POST", "/api/v1/auth/wechat"): PUBLIC,
     ("POST", "/api/v1/auth/yueshengshi"): PUBLIC,
+    ("POST", "/api/v1/auth/channels/{channel}"): PUBLIC,  # a provincial app's ticket (decision 0030)
     ("POST", "/api/v1/auth/staff"): PUBLIC,
     ("GET", "/api/v1/institutions"): PUBLIC,  # institutions and their counters: public information
     ("POST", "/api/v1/applications"): PARENT,

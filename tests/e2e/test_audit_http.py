@@ -24,7 +24,7 @@ from aiohttp import web
 from backend.app import create_app
 from backend.components import CONFIG
 from backend.config import Config
-from backend.dev import DEMO_PASSWORD, seed_demo_staff
+from backend.dev import DEMO_PASSWORD, channel_environ, seed_demo_staff
 from backend.routes.audit import AUDIT_FOLLOWER, AUDIT_LOG, log_signing_keys
 from domain.values import Actor
 from miniprogram_stub.client import ApiProblem, MiniProgram, StaffClient
@@ -241,7 +241,7 @@ async def test_tampered_store_found_at_start_refuses_every_write(
             "REDIS_URL": config.redis_url or "",
             "WECHAT_API_BASE": stack.platform,
             "WECHAT_PAY_BASE": stack.platform,
-            "YUESHENGSHI_JWKS_URL": f"{stack.platform}/yueshengshi/.well-known/jwks.json",
+            **channel_environ(stack.platform),
             "POPULATION_REGISTRY_URL": f"{stack.platform}/registry",
             "EMS_API_BASE": f"{stack.platform}/ems",
         },

@@ -20,7 +20,10 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.config import WeChatSettings
+from backend.auth import ProviderVerifier
+from backend.channels import ProvincialApp
+from backend.config import WeChatSettings, channel_settings
+from backend.dev import channel_environ
 from backend.wechat import WeChat
 from domain.service import Applications
 from domain.values import Actor, CertificateNumber
@@ -551,7 +554,7 @@ async def test_a_long_reason_and_odd_numbers_are_fitted_and_accepted(
     assert len(fake.messages("openid-odd")) == 1
 
 
-async def test_a_yueshengshi_applicant_is_skipped(
+async def test_a_provincial_app_applicant_is_skipped_where_the_app_is_not_configured(
     fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
 ) -> None:
     process = make_process()
@@ -567,8 +570,36 @@ async def test_a_yueshengshi_applicant_is_skipped(
         ("dispatched", "skipped"),
         ("delivered", "skipped"),
     ]
-    assert {e["note"] for e in log} == {"no_openid"}
+    assert {e["note"] for e in log} == {"no_channel"}
     assert await process.backlog() == 0
+
+
+async def test_a_provincial_app_applicant_is_told_through_the_apps_push_once_each(
+    fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
+) -> None:
+    environ = channel_environ(fake.base_url)
+    settings = channel_settings(environ, "http://127.0.0.1:1", development=True)["yueshengshi"]
+    app = ProvincialApp(settings, ProviderVerifier(settings), b"k" * 32)
+    process = make_process(pushes={"yueshengshi": app})
+    walk = Walk(applications, parent=Actor(id="yss:4f1c2a", role="parent"))
+    await off_loop(store, journey, walk)
+    follower = follower_of(applications, process, store)
+    await follower.catch_up()
+    await follower.catch_up()  # a page read again sends nothing again
+
+    assert fake.calls() == 0  # nothing through WeChat
+    pushed = fake.control("GET", "/_fake/oidc/yueshengshi/pushes?touser=4f1c2a")["pushes"]
+    assert [m["template"] for m in pushed] == ["rejected", "issued", "dispatched", "delivered"]
+    assert pushed[1]["data"]["phrase2"] == "已签发" and pushed[1]["page"].endswith(f"?id={walk.id}")
+    log = await process.list_for(walk.id)
+    assert states(log) == [
+        ("rejected", "sent"),
+        ("issued", "sent"),
+        ("dispatched", "sent"),
+        ("delivered", "sent"),
+    ]
+
+    app.close()
 
 
 async def test_a_kind_without_a_template_is_skipped(

@@ -472,3 +472,21 @@ def test_an_object_store_is_read_from_the_environment(tmp_path: Path) -> None:
         complete({"BIRTHCERT_OBJECT_STORE_URL": "https://oss.example.gov.cn"}, tmp_path)
     with pytest.raises(ConfigError, match="http"):
         complete({**OBJECT_STORE, "BIRTHCERT_OBJECT_STORE_URL": "oss.example.gov.cn"}, tmp_path)
+
+
+def test_a_configured_provincial_app_needs_its_own_client_secret_in_production(tmp_path: Path) -> None:
+    jwks = {"BEIJINGTONG_JWKS_URL": "https://bjt.example/jwks.json"}
+    assert production({**PRODUCTION_CREDENTIALS, **jwks}, tmp_path).production_problems() == [
+        "BEIJINGTONG_CLIENT_SECRET is not set (needed because BEIJINGTONG_JWKS_URL is set)"
+    ]
+    public = {**PRODUCTION_CREDENTIALS, **jwks, "BEIJINGTONG_CLIENT_SECRET": "dev-beijingtong-secret"}
+    assert production(public, tmp_path).production_problems() == [
+        "BEIJINGTONG_CLIENT_SECRET is the public development value of the fake platform"
+    ]
+    secret = {**PRODUCTION_CREDENTIALS, **jwks, "BEIJINGTONG_CLIENT_SECRET": "s3cr3t-from-bjt"}
+    config = production(secret, tmp_path)
+    assert config.production_problems() == []
+    channel = config.channels["beijingtong"]
+    assert (channel.issuer, channel.audience) == ("https://bjt.beijing.gov.cn", "birthcert")
+    assert channel.discovery_url == "https://bjt.beijing.gov.cn/.well-known/openid-configuration"
+    assert "s3cr3t" not in repr(config) and "s3cr3t" not in repr(channel)
