@@ -5,6 +5,11 @@ that walks the parent journey against this service's API (same origin, so no COR
 client APIs (``wx.login``, ``wx.requestFacialVerify``, ``wx.requestPayment``) through the fake platform's
 control API, whose base URL comes from ``?platform=`` (default ``http://127.0.0.1:8765``).
 
+A parent may also come from a provincial app (粤省事, 北京通, 健康山东, 冀时办: docs/decisions/0030): the
+login screen offers the configured ones (``/h5/channels.json``), and the app's face check redirects back to
+``/h5/face-return?code=&state=`` (each channel's default ``<ENV>_REDIRECT_URI``), the same page, which hands
+the redirect to the simulator waiting for it.
+
 Served like the console: a strict Content-Security-Policy (no inline script or style, nothing from other
 origins) except that ``connect-src`` also allows the fake platform's origin named in ``?platform=``.
 
@@ -22,6 +27,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from backend.components import CHANNELS, json_response
+from domain.policy import get_profile
 
 routes = web.RouteTableDef()
 
@@ -99,6 +107,29 @@ async def h5_root(request: web.Request) -> web.Response:
 async def h5_index(request: web.Request) -> web.Response:
     """The simulator's single page."""
     return _serve(request, "index.html")
+
+
+@routes.get("/h5/face-return")
+async def h5_face_return(request: web.Request) -> web.Response:
+    """Where a provincial app's face check redirects (``?code=&state=`` or ``?error=&state=``): the simulator's
+    page, which takes the redirect's query to the application it was begun for."""
+    return _serve(request, "index.html")
+
+
+@routes.get("/h5/channels.json")
+async def h5_channels(request: web.Request) -> web.Response:
+    """The provincial apps this service is configured for (besides WeChat), from ``channels.json``."""
+    channels = [
+        {
+            "channel": name,
+            "label": app.channel.label,
+            "province": app.channel.province,
+            "province_name": get_profile(app.channel.province).name,
+        }
+        for name, app in request.app[CHANNELS].items()
+    ]
+    headers = {**security_headers(platform_origin(None)), "Cache-Control": "no-cache"}
+    return json_response({"channels": channels}, headers=headers)
 
 
 @routes.get("/h5/{name}")

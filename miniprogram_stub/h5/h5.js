@@ -2,6 +2,9 @@
 // API calls go to this origin (the service); WeChat client APIs are played through the fake platform's
 // control API (?platform=, default http://127.0.0.1:8765): wx.login → code "dev:<openid>:<nonce>",
 // wx.requestFacialVerify → POST /_fake/face/verify, wx.requestPayment → POST /_fake/pay/notify.
+// A parent may come from a provincial app instead (粤省事 and the others in /h5/channels.json): its login ticket
+// from POST /_fake/oidc/<channel>/tickets, its face check a real navigation to the app's authorization URL,
+// which redirects back to /h5/face-return (docs/decisions/0030), its messages the app's pushes.
 
 const params = new URLSearchParams(location.search);
 const S = {
@@ -9,6 +12,8 @@ const S = {
   platform: (params.get("platform") || "http://127.0.0.1:8765").replace(/\/+$/, ""),
   token: sessionStorage.getItem("h5.token"),
   openid: sessionStorage.getItem("h5.openid"),
+  // null: a WeChat user; else the provincial app she came from ({channel, label, province, province_name}).
+  via: JSON.parse(sessionStorage.getItem("h5.via") || "null"),
   appId: sessionStorage.getItem("h5.appId"),
   version: null,
   app: null,
@@ -203,10 +208,11 @@ async function api(method, path, { json, form, ifMatch = false, token = S.token 
   return data;
 }
 // The fake WeChat platform plays the client-side WeChat APIs.
+// Without a payload: a GET (e.g. the messages a user received).
 async function fake(path, payload) {
   let r;
   try {
-    r = await fetch(S.platform + path, {
+    r = await fetch(S.platform + path, payload === undefined ? {} : {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(payload),
@@ -243,6 +249,7 @@ function save() {
     else sessionStorage.removeItem(k);
   }
   sessionStorage.setItem("h5.demo", JSON.stringify(S.demo));
+  sessionStorage.setItem("h5.via", JSON.stringify(S.via));
   sessionStorage.setItem("h5.father", JSON.stringify(S.father));
 }
 
@@ -279,11 +286,21 @@ function fmtTime(iso) {
   }).format(d);
 }
 
-// ------------------------------------------------------------------ 1. login (wx.login) + demo shortcut
+// ------------------------------------------------------------------ 1. login (wx.login or a provincial app) + demo shortcut
 
 function loginScreen() {
   const openid = h("input", { id: "openid", value: S.openid || randomOpenid(), autocomplete: "off", spellcheck: "false" });
   const platform = h("input", { id: "platform", value: S.platform, autocomplete: "off", spellcheck: "false" });
+  // Where she comes from: WeChat, or one of the provincial apps this service is configured for (from data).
+  const channel = h("select", { id: "channel" }, h("option", { value: "" }, "微信"));
+  const holderName = h("input", { id: "account-name", value: S.demo.name || "", autocomplete: "off" });
+  const holderId = h("input", { id: "account-id", value: S.demo.id || "", autocomplete: "off", spellcheck: "false", maxlength: "18" });
+  const appBox = h("div", { hidden: true },
+    h("div", { class: "section-title" }, "实名账号（与身份证一致）"),
+    h("div", { class: "group" }, field("姓名", holderName), field("身份证号", holderId)));
+  const loginTitle = h("div", { class: "section-title" });
+  const loginHint = h("p", { class: "hint" });
+  const chosen = () => S.channels?.find((c) => c.channel === channel.value) || null;
   const err = h("div");
   const loginBtn = button("模拟微信登录", () =>
     busy(loginBtn, async () => {
@@ -294,12 +311,15 @@ function loginScreen() {
           location.search = `?platform=${encodeURIComponent(wanted)}`;
           return;
         }
-        const nonce = uuid().slice(0, 8);
-        const answer = await api("POST", "/api/v1/auth/wechat", {
-          json: { code: `dev:${openid.value.trim()}:${nonce}` }, token: null,
-        });
+        const via = chosen();
+        const answer = via
+          ? await appLogin(via, openid.value.trim(), { name: holderName.value.trim(), id: holderId.value.trim().toUpperCase() })
+          : await api("POST", "/api/v1/auth/wechat", {
+            json: { code: `dev:${openid.value.trim()}:${uuid().slice(0, 8)}` }, token: null,
+          });
         S.token = answer.token;
         S.openid = openid.value.trim();
+        S.via = via;
         S.appId = null;
         save();
         toast("登录成功");
@@ -308,6 +328,17 @@ function loginScreen() {
         showError(err, e);
       }
     }), "btn primary");
+  const showChannel = () => {
+    const via = chosen();
+    appBox.hidden = !via;
+    setTitle(via ? `${via.label}登录` : "微信登录");
+    loginBtn.textContent = via ? `模拟从${via.label}进入` : "模拟微信登录";
+    loginTitle.textContent = via ? `模拟从${via.label}进入（实名账号登录）` : "模拟微信登录（wx.login）";
+    loginHint.textContent = via
+      ? `这里没有真的${via.label}：模拟平台为上面的实名账号签发${via.label}登录票据，本服务核验票据后登录。账号标识就是一个${via.label}用户；刷脸认证也在${via.label}中完成，消息通过${via.label}推送。`
+      : "这里没有真的微信：登录码 dev:<openid>:<随机数> 由模拟微信平台兑换（code2session）。每个 openid 就是一个微信用户；换一个 openid 就是换一个人。";
+  };
+  channel.addEventListener("change", () => { err.replaceChildren(); showChannel(); });
 
   // Development shortcut: the demo hospital (HIS account his1) enters this mother's delivery record.
   const mName = h("input", { id: "demo-name", value: S.demo.name, autocomplete: "off" });
@@ -344,6 +375,8 @@ function loginScreen() {
         }
         S.demo = { name: mName.value.trim(), id };
         save();
+        holderName.value = S.demo.name; // her app account is a real-name one: hers
+        holderId.value = id;
         out.replaceChildren(h("div", { class: "ok" },
           `已录入：广州市妇女儿童医疗中心，住院病历号 ${inpatient}，母亲 ${S.demo.name}（${id}）。`,
           police.checked ? "已同时登记到模拟公安人口信息。" : "",
@@ -354,12 +387,14 @@ function loginScreen() {
     }), "btn");
 
   show("微信登录", null,
-    h("div", { class: "hero" }, h("h2", {}, "出生医学证明网上申领"), h("p", {}, "H5 模拟器：在浏览器中代替微信小程序，走一遍家长（母亲）的申领流程。")),
-    h("div", { class: "section-title" }, "模拟微信登录（wx.login）"),
+    h("div", { class: "hero" }, h("h2", {}, "出生医学证明网上申领"), h("p", {}, "H5 模拟器：在浏览器中代替微信小程序（或粤省事等省级政务应用），走一遍家长（母亲）的申领流程。")),
+    loginTitle,
     h("div", { class: "group" },
-      field("openid", openid),
+      field("登录渠道", channel),
+      field("账号标识", openid),
       field("模拟平台", platform)),
-    h("p", { class: "hint" }, "这里没有真的微信：登录码 dev:<openid>:<随机数> 由模拟微信平台兑换（code2session）。每个 openid 就是一个微信用户；换一个 openid 就是换一个人。"),
+    appBox,
+    loginHint,
     err,
     h("div", { class: "btns" }, loginBtn),
     h("div", { class: "card dev" },
@@ -373,6 +408,13 @@ function loginScreen() {
       h("div", { class: "btns" }, hisBtn),
       out),
     h("p", { class: "footer-note" }, `API ${S.api} · 模拟微信平台 ${S.platform}`));
+  showChannel();
+  appChannels().then((list) => {
+    if (!channel.isConnected) return; // already left the login screen
+    channel.append(...list.map((c) => h("option", { value: c.channel }, `${c.label}（${c.province_name}）`)));
+    if (S.via && list.some((c) => c.channel === S.via.channel)) channel.value = S.via.channel;
+    showChannel();
+  });
 }
 
 // ------------------------------------------------------------------ 2. my applications + new
@@ -396,13 +438,14 @@ async function listScreen() {
         h("div", { class: "meta" }, `${PROVINCES[it.province] || it.province || ""} · 申请编号 ${it.id.slice(0, 8)} · ${fmtTime(it.started_at)}`))))
     : h("div", { class: "empty" }, "还没有申请。新生儿母亲可在下方发起申领。");
   show("我的申请", null,
-    h("div", { class: "hero" }, h("h2", {}, "我的申请"), h("p", {}, `微信用户 ${S.openid}`)),
+    h("div", { class: "hero" }, h("h2", {}, "我的申请"), h("p", {}, `${S.via ? S.via.label : "微信"}用户 ${S.openid}`)),
     err,
     h("div", { class: "section-title" }, "申请记录"),
     list,
     h("div", { class: "btns" },
       button("新建申请", newScreen, "btn primary"),
-      button("退出登录", () => { S.token = null; S.openid = null; save(); loginScreen(); })));
+      button(S.via ? `${S.via.label}消息` : "我的消息", messagesScreen),
+      button("退出登录", () => { S.token = null; S.openid = null; S.via = null; save(); loginScreen(); })));
 }
 function stateTag(doc) {
   const color = { draft: "orange", returned: "red", submitted: "blue", withdrawn: "gray", counter_only: "red" }[doc.state] || "";
@@ -418,7 +461,7 @@ async function openApp(id) {
 function newScreen() {
   const root = h("div");
   const err = h("div");
-  const prov = radios("province", [["GD", "广东省"], ["SD", "山东省"]], "GD");
+  const prov = radios("province", [["GD", "广东省"], ["SD", "山东省"]], S.via?.province === "SD" ? "SD" : "GD");
   const parents = radios("parents", [["both", "双亲"], ["single_mother", "单母亲"]], "both");
   const note = h("p", { class: "hint" }, "单母亲（出生医学证明上无父亲信息）仅广东省可网上办理；山东省仅双亲首次签发可网上办理。");
   // Where she gave birth: the hospital's QR code carries it in the real mini-program. A referral names its counter.
@@ -769,13 +812,22 @@ function confirmModal(title, text, yes, no = "取消") {
 
 // ------------------------------------------------------------------ 4. face verification (wx.requestFacialVerify)
 
-function faceScreen(role) {
+// `problem`: how the last attempt ended (a provincial app's check, answered after its redirect back).
+function faceScreen(role, problem) {
   const who = role === "mother" ? "母亲" : "父亲";
   const preset = role === "mother" ? S.demo : S.father;
   const name = h("input", { id: `${role}-name`, value: preset.name || "", autocomplete: "off" });
   const idn = h("input", { id: `${role}-id`, value: preset.id || "", autocomplete: "off", spellcheck: "false", maxlength: "18" });
   const err = h("div");
-  const go = button("开始刷脸认证", () =>
+  const refused = (e) => {
+    showError(err, e);
+    // Sent to the counter (the day's last allowed failure: the application is closed):
+    // no further attempt here; the status view keeps where to go.
+    if (e instanceof Problem && e.code === "face_verification_failed") {
+      go.replaceWith(button("查看申请进度", () => statusScreen(), "btn"));
+    }
+  };
+  const go = button(S.via ? `去${S.via.label}刷脸认证` : "开始刷脸认证", () =>
     busy(go, async () => {
       err.replaceChildren();
       try {
@@ -786,6 +838,7 @@ function faceScreen(role) {
         if (role === "mother") S.demo = { ...S.demo, ...person };
         else S.father = person;
         save();
+        if (S.via) return await appFaceCheck(role, person, started);
         const verdict = await simulatedFaceCheck(person);
         if (verdict === null) return;
         await fake("/_fake/faces", { cert_no: person.id, verify_ret: verdict });
@@ -794,12 +847,7 @@ function faceScreen(role) {
         toast(`${who}刷脸认证通过`);
         await continueJourney();
       } catch (e) {
-        showError(err, e);
-        // Sent to the counter (the day's last allowed failure: the application is closed):
-        // no further attempt here; the status view keeps where to go.
-        if (e instanceof Problem && e.code === "face_verification_failed") {
-          go.replaceWith(button("查看申请进度", () => statusScreen(), "btn"));
-        }
+        refused(e);
       }
     }), "btn primary");
   show(`${who}刷脸认证`, back,
@@ -807,11 +855,17 @@ function faceScreen(role) {
       h("p", {}, role === "mother"
         ? "须新生儿母亲本人刷脸。身份须与医院分娩记录上的母亲一致（防冒领）。"
         : "父亲本人刷脸认证，与登记的父亲身份一致。")),
+    S.via ? h("div", { class: "note", id: "face-in-app" },
+      h("b", {}, `刷脸认证在${S.via.label}中进行`),
+      h("div", {}, `点击下方按钮后，页面将跳转到${S.via.label}，由${S.via.label}核验是否为您本人（与您的${S.via.label}实名账号一致）；完成后自动回到这里继续办理。本服务不保存您的人脸照片。`)) : null,
     h("div", { class: "section-title" }, "身份信息（与身份证一致）"),
     h("div", { class: "group" }, field("姓名", name), field("身份证号", idn)),
-    h("p", { class: "hint" }, "点击后将调用 wx.requestFacialVerify；在模拟器中由下一屏的按钮决定刷脸结果。"),
+    h("p", { class: "hint" }, S.via
+      ? `模拟器：跳转前由下一屏的按钮决定${S.via.label}刷脸的结果（模拟平台的 /_fake/oidc/${S.via.channel}/faces）。`
+      : "点击后将调用 wx.requestFacialVerify；在模拟器中由下一屏的按钮决定刷脸结果。"),
     err,
     h("div", { class: "btns" }, go));
+  if (problem) refused(problem);
 }
 // The WeChat face-check screen; resolves with the verify_ret to script (10000 pass) or null (cancelled).
 function simulatedFaceCheck(person) {
@@ -832,6 +886,121 @@ function simulatedFaceCheck(person) {
         button("取消", () => close(null))));
     document.getElementById("phone").append(overlay);
   });
+}
+
+// ------------------------------------------------------------------ 4a. provincial apps (粤省事 …): login, face check, messages
+
+// The provincial apps this service is configured for (/h5/channels.json: from channels.json, not written here).
+async function appChannels() {
+  if (!S.channels) {
+    try {
+      S.channels = (await (await fetch("/h5/channels.json")).json()).channels || [];
+    } catch {
+      S.channels = []; // WeChat alone
+    }
+  }
+  return S.channels;
+}
+// Entering from the app: it hands over a signed ticket for its real-name account (played by the fake's control
+// API), which the service checks (POST /api/v1/auth/channels/<channel>).
+async function appLogin(via, sub, holder) {
+  if (!sub) throw new Error("请填写账号标识");
+  if (!holder.name || !/^\d{17}[\dX]$/.test(holder.id)) {
+    throw new Error(`请填写${via.label}实名账号的姓名和 18 位身份证号`);
+  }
+  const { ticket } = await fake(`/_fake/oidc/${via.channel}/tickets`, { openid: sub, name: holder.name, id_number: holder.id });
+  return api("POST", `/api/v1/auth/channels/${via.channel}`, { json: { ticket }, token: null });
+}
+// The app's face check: the simulator scripts its outcome, then the page goes to the app's authorization URL;
+// the app redirects to /h5/face-return, which brings the redirect back here (finishAppFace).
+async function appFaceCheck(role, person, started) {
+  const outcome = await simulatedAppFaceCheck(person);
+  if (outcome === null) return;
+  await fake(`/_fake/oidc/${S.via.channel}/faces`, { openid: S.openid, outcome });
+  sessionStorage.setItem("h5.face", JSON.stringify({
+    appId: S.appId, outSeqNo: started.out_seq_no, role, platform: S.platform,
+  }));
+  location.assign(started.authorization_url);
+}
+// The app's own face-check screen, as the simulator plays it; resolves with the fake's outcome or null.
+function simulatedAppFaceCheck(person) {
+  return new Promise((resolve) => {
+    const close = (v) => { overlay.remove(); resolve(v); };
+    const overlay = h("div", { class: "face-screen app", role: "dialog", "aria-label": `${S.via.label}刷脸认证（模拟）` },
+      h("div", { class: "bar" }, `${S.via.label} · 人脸识别（模拟）`),
+      h("div", { class: "tip" }, `${S.via.label}将核验 ${person.name} 本人`),
+      h("div", { class: "sub" }, `模拟器：选择本次在${S.via.label}中刷脸的结果，然后页面跳转到${S.via.label}的认证地址，再自动返回。`),
+      h("div", { class: "btns" },
+        button("本人刷脸通过", () => close("pass"), "btn primary"),
+        button("刷脸未通过", () => close("fail"), "btn warn"),
+        button("他人代刷", () => close("wrong_person"), "btn warn"),
+        button("取消", () => close(null))));
+    document.getElementById("phone").append(overlay);
+  });
+}
+// /h5/face-return?code=&state= (or ?error=&state=): the app redirected here. Keep its answer for the simulator
+// and go back to it, with the fake platform it was using (this page's address does not name it).
+function faceReturned() {
+  const pending = JSON.parse(sessionStorage.getItem("h5.face") || "null");
+  if (!pending) {
+    return show("刷脸认证", null,
+      h("div", { class: "error", role: "alert" }, h("b", {}, "没有进行中的刷脸认证"), "请回到申请页面重新发起刷脸认证。"),
+      h("div", { class: "btns" }, button("返回首页", () => location.replace("/h5/"), "btn primary")));
+  }
+  const answer = Object.fromEntries(["code", "state", "error"].filter((k) => params.get(k)).map((k) => [k, params.get(k)]));
+  sessionStorage.setItem("h5.faceReturn", JSON.stringify(answer));
+  show("刷脸认证", null, h("p", { class: "loading" }, "正在返回，确认刷脸结果…"));
+  location.replace(`/h5/?platform=${encodeURIComponent(pending.platform)}`);
+}
+// Back from the app: its redirect goes to the same endpoint WeChat's verdict does, and the journey goes on.
+async function finishAppFace(answer) {
+  const pending = JSON.parse(sessionStorage.getItem("h5.face") || "null");
+  sessionStorage.removeItem("h5.face");
+  sessionStorage.removeItem("h5.faceReturn");
+  if (!pending) return listScreen();
+  S.appId = pending.appId;
+  S.version = null;
+  save();
+  const who = pending.role === "mother" ? "母亲" : "父亲";
+  show(`${who}刷脸认证`, back, h("p", { class: "loading" }, "正在确认刷脸结果…"));
+  try {
+    await api("POST", `${base()}/face-verifications/${pending.outSeqNo}/result`, { json: answer });
+  } catch (e) {
+    if (e instanceof Problem && e.status === 401) return loginScreen();
+    return faceScreen(pending.role, e);
+  }
+  toast(`${who}刷脸认证通过`);
+  await continueJourney();
+}
+
+// The messages she received: WeChat's subscribe messages, or her app's pushes (as the fake platform took them).
+async function messagesScreen() {
+  const where = S.via ? `${S.via.label}消息` : "微信服务通知";
+  show(where, listScreen, h("p", { class: "loading" }, "加载中…"));
+  let items;
+  try {
+    const touser = encodeURIComponent(S.openid || "");
+    items = S.via
+      ? (await fake(`/_fake/oidc/${S.via.channel}/pushes?touser=${touser}`)).pushes
+      : (await fake(`/_fake/messages?touser=${touser}`)).messages;
+  } catch (e) {
+    return show(where, listScreen, problemBox(e), h("div", { class: "btns" }, button("返回", listScreen)));
+  }
+  // A template's values in its keys' order; the short status word (phrase…) is the headline.
+  const card = (m) => {
+    const entries = Object.entries(m.data || {}).map(([k, v]) => [k, v && typeof v === "object" ? v.value : v]);
+    const headline = entries.find(([k]) => k.startsWith("phrase"));
+    return h("div", { class: "card message" },
+      h("div", { class: "top" }, h("b", {}, headline ? headline[1] : "出生医学证明申领"),
+        h("span", { class: "meta" }, fmtTime(new Date(m.received_at * 1000).toISOString()))),
+      h("ul", {}, entries.filter((e) => e !== headline).map(([, v]) => h("li", {}, v))));
+  };
+  show(where, listScreen,
+    h("div", { class: "section-title" }, S.via ? `${S.via.label}推送给您的消息` : "您订阅的微信服务通知"),
+    h("div", { id: "messages" }, items.length
+      ? items.slice().reverse().map(card)
+      : h("div", { class: "empty" }, "还没有消息。审核结果、证件签发和邮寄进度都会通知您。")),
+    h("div", { class: "btns" }, button("刷新", messagesScreen), button("返回我的申请", listScreen)));
 }
 
 // ------------------------------------------------------------------ 5. the hospital's delivery record
@@ -1443,13 +1612,16 @@ async function submitScreen() {
     h("ul", { class: "steps" }, doc.done_steps.map((s) => h("li", { class: "done" }, s.label))),
     h("div", { class: "group" },
       h("div", { class: "cell" }, promise, h("label", { for: "promise", style: null }, "本人承诺所填信息真实有效"))),
-    h("p", { class: "hint" }, "提交后由签发机构审核（审核期间不能修改；如需修改请先撤回）。审核结果将通过微信服务通知告知。"),
+    h("p", { class: "hint" }, `提交后由签发机构审核（审核期间不能修改；如需修改请先撤回）。审核结果将通过${S.via ? `${S.via.label}消息` : "微信服务通知"}告知。`),
     err, h("div", { class: "btns" }, go));
 }
 
 // ------------------------------------------------------------------ start
 
 (async () => {
+  if (location.pathname.endsWith("/face-return")) return faceReturned();
+  const faceAnswer = JSON.parse(sessionStorage.getItem("h5.faceReturn") || "null");
+  if (faceAnswer && S.token) return finishAppFace(faceAnswer);
   if (!S.token) return loginScreen();
   try {
     if (S.appId) await statusScreen();
