@@ -871,12 +871,9 @@ function faceScreen(role, problem) {
 function simulatedFaceCheck(person) {
   return new Promise((resolve) => {
     const close = (v) => { overlay.remove(); resolve(v); };
-    const face = new DOMParser().parseFromString(
-      '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><circle cx="50" cy="38" r="20" fill="#c9d3db"/><path d="M14 96c4-22 20-32 36-32s32 10 36 32z" fill="#c9d3db"/></svg>',
-      "image/svg+xml").documentElement;
     const overlay = h("div", { class: "face-screen", role: "dialog", "aria-label": "微信刷脸认证（模拟）" },
       h("div", { class: "bar" }, "微信 · 人脸核身（模拟）"),
-      h("div", { class: "face-ring" }, document.importNode(face, true)),
+      faceRing(),
       h("div", { class: "tip" }, "请正对手机，保持光线充足"),
       h("div", { class: "sub" }, `正在核验 ${person.name}（${person.id.slice(0, 4)}**********${person.id.slice(-4)}）。模拟器：选择本次刷脸的结果。`),
       h("div", { class: "btns" },
@@ -886,6 +883,14 @@ function simulatedFaceCheck(person) {
         button("取消", () => close(null))));
     document.getElementById("phone").append(overlay);
   });
+}
+
+// The ring a face-check screen frames the face in.
+function faceRing() {
+  const face = new DOMParser().parseFromString(
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><circle cx="50" cy="38" r="20" fill="#c9d3db"/><path d="M14 96c4-22 20-32 36-32s32 10 36 32z" fill="#c9d3db"/></svg>',
+    "image/svg+xml").documentElement;
+  return h("div", { class: "face-ring" }, document.importNode(face, true));
 }
 
 // ------------------------------------------------------------------ 4a. provincial apps (粤省事 …): login, face check, messages
@@ -928,6 +933,7 @@ function simulatedAppFaceCheck(person) {
     const close = (v) => { overlay.remove(); resolve(v); };
     const overlay = h("div", { class: "face-screen app", role: "dialog", "aria-label": `${S.via.label}刷脸认证（模拟）` },
       h("div", { class: "bar" }, `${S.via.label} · 人脸识别（模拟）`),
+      faceRing(),
       h("div", { class: "tip" }, `${S.via.label}将核验 ${person.name} 本人`),
       h("div", { class: "sub" }, `模拟器：选择本次在${S.via.label}中刷脸的结果，然后页面跳转到${S.via.label}的认证地址，再自动返回。`),
       h("div", { class: "btns" },
@@ -986,14 +992,15 @@ async function messagesScreen() {
   } catch (e) {
     return show(where, listScreen, problemBox(e), h("div", { class: "btns" }, button("返回", listScreen)));
   }
-  // A template's values in its keys' order; the short status word (phrase…) is the headline.
+  // A template's values in its keys' order: the short status word (phrase…) as the headline, its time beside it.
   const card = (m) => {
     const entries = Object.entries(m.data || {}).map(([k, v]) => [k, v && typeof v === "object" ? v.value : v]);
     const headline = entries.find(([k]) => k.startsWith("phrase"));
+    const when = entries.find(([k]) => k.startsWith("time"));
     return h("div", { class: "card message" },
       h("div", { class: "top" }, h("b", {}, headline ? headline[1] : "出生医学证明申领"),
-        h("span", { class: "meta" }, fmtTime(new Date(m.received_at * 1000).toISOString()))),
-      h("ul", {}, entries.filter((e) => e !== headline).map(([, v]) => h("li", {}, v))));
+        h("span", { class: "meta" }, when ? when[1] : fmtTime(new Date(m.received_at * 1000).toISOString()))),
+      h("ul", {}, entries.filter((e) => e !== headline && e !== when).map(([, v]) => h("li", {}, v))));
   };
   show(where, listScreen,
     h("div", { class: "section-title" }, S.via ? `${S.via.label}推送给您的消息` : "您订阅的微信服务通知"),

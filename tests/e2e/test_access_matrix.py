@@ -295,6 +295,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/console/{name}"): PUBLIC,
     ("GET", "/h5"): PUBLIC,
     ("GET", "/h5/"): PUBLIC,
+    ("GET", "/h5/channels.json"): PUBLIC,
+    ("GET", "/h5/face-return"): PUBLIC,
     ("GET", "/h5/{name}"): PUBLIC,
 }
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import aiohttp
 import pytest
 
 from domain.application import BirthCertificateApplication
@@ -100,7 +99,9 @@ async def pushed(stack: Stack, phrase: str) -> None:
 
 def face_events(stack: Stack, app_id: str) -> list[tuple[str, str]]:
     kinds = (BirthCertificateApplication.FaceVerified, BirthCertificateApplication.FaceVerificationFailed)
-    return [(type(e).__name__, e.channel) for e in stack.service.events.get(UUID(app_id)) if isinstance(e, kinds)]
+    return [
+        (type(e).__name__, e.channel) for e in stack.service.events.get(UUID(app_id)) if isinstance(e, kinds)
+    ]
 
 
 async def test_a_yueshengshi_mother_passes_her_face_check_in_the_app_and_is_issued(
@@ -162,9 +163,9 @@ async def test_a_yueshengshi_mother_passes_her_face_check_in_the_app_and_is_issu
 
     token = await page.evaluate("sessionStorage.getItem('h5.token')")
     app_id = await page.evaluate("sessionStorage.getItem('h5.appId')")
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        async with session.get(f"{stack.api}/api/v1/applications/{app_id}") as r:
-            status = await r.json()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with stack.session.get(f"{stack.api}/api/v1/applications/{app_id}", headers=headers) as r:
+        status = await r.json()
     assert (status["state"], status["signature_valid"]) == ("submitted", True)
     assert face_events(stack, app_id) == [("FaceVerified", "yueshengshi")]
 
