@@ -1223,7 +1223,9 @@ async function detailsScreen() {
 
 async function fatherScreen() {
   const doc = S.app || (await loadStatus());
-  if (doc.province !== "SD") return faceScreen("father");
+  // A provincial app checks the face of its logged-in account: the father verifies on his own (an invitation).
+  const hisFace = () => (S.via ? inviteFatherScreen() : faceScreen("father"));
+  if (doc.province !== "SD") return hisFace();
   const err = h("div");
   const slot = photoSlot("father_handheld_id");
   const up = button("上传手持身份证照片", () => busy(up, async () => {
@@ -1238,11 +1240,36 @@ async function fatherScreen() {
   }), "btn primary");
   show("父亲身份核验", back,
     h("div", { class: "section-title" }, "方式一：父亲本人刷脸认证"),
-    h("div", { class: "btns" }, button("父亲刷脸认证", () => faceScreen("father"))),
+    h("div", { class: "btns" }, button("父亲刷脸认证", hisFace)),
     h("div", { class: "section-title" }, "方式二：父亲不在场，上传父亲手持身份证照片（山东省）"),
     h("div", { class: "photo-grid" }, slot.el),
     err,
     h("div", { class: "btns" }, up));
+}
+
+// From a provincial app, the father cannot verify on the mother's account: she invites him to join on his own.
+function inviteFatherScreen() {
+  const label = S.via.label;
+  const err = h("div");
+  const slot = h("div");
+  const invite = button("生成邀请码", () => busy(invite, async () => {
+    err.replaceChildren();
+    try {
+      const answer = await api("POST", `${base()}/father-invitation`, { ifMatch: true });
+      slot.replaceChildren(
+        h("div", { class: "group" }, numberRow("邀请码", answer.invitation, "invitation-code"), info("有效期至", fmtTime(answer.expires_at))),
+        h("p", { class: "hint" }, `请孩子父亲在他的手机上打开${label}，用本人实名账号登录后凭邀请码加入申请，并完成本人刷脸认证。完成后点“刷新进度”继续办理。`));
+    } catch (e) {
+      showError(err, e);
+    }
+  }), "btn primary");
+  show("父亲身份核验", back,
+    h("div", { class: "note", id: "father-own-account" },
+      h("b", {}, `父亲须用本人的${label}账号刷脸认证`),
+      h("div", {}, `${label}核验的是登录账号的实名本人，不能在您的账号上为孩子父亲刷脸。请邀请孩子父亲加入这份申请。`)),
+    slot,
+    err,
+    h("div", { class: "btns" }, invite, button("刷新进度", () => continueJourney().catch((e) => showError(err, e)))));
 }
 
 // ------------------------------------------------------------------ 8. ID photos

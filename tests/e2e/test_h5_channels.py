@@ -20,6 +20,7 @@ from uuid import UUID
 import pytest
 
 from domain.application import BirthCertificateApplication
+from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
 from tests.e2e.test_console import _why_not
 from tests.e2e.test_h5 import SHA256, draw_signature, phone, screenshot
@@ -225,3 +226,53 @@ async def test_a_face_check_failed_in_yueshengshi_is_explained_and_the_third_ref
     await expect(messages).to_have_count(1)
     await expect(messages).to_contain_text("转现场办理")
     await screenshot(page, "h5-yss-referral-message.png")
+
+
+async def test_the_father_of_a_yueshengshi_mother_is_invited_to_verify_on_his_own_account(
+    phone: Any, stack: Stack, family: Family
+) -> None:
+    """粤省事 vouches for its logged-in account's holder, so the father cannot pass his face check on the
+    mother's phone: the simulator offers her an invitation instead; he joins and verifies on his own 粤省事
+    account (his phone played by the scripted mini-program), and her journey goes on to the photos."""
+    from playwright.async_api import expect
+
+    assert family.father is not None
+    await stack.record_delivery(family)
+    page = phone
+    await page.locator("#channel").select_option(label="粤省事（广东省）")
+    await page.locator("#openid").fill("yss-h5-mother")
+    await page.locator("#account-name").fill(family.mother.name)
+    await page.locator("#account-id").fill(family.mother.id_number)
+    await page.get_by_role("button", name="模拟从粤省事进入").click()
+    await page.get_by_role("button", name="新建申请").click()
+    await page.get_by_role("button", name="开始申办").click()
+    await page.locator("#mother-name").fill(family.mother.name)
+    await page.locator("#mother-id").fill(family.mother.id_number)
+    await face_check_in_yueshengshi(page, "本人刷脸通过")
+    await page.get_by_role("button", name="确认无误").click()
+    await expect(page.locator("#mother-ethnicity option")).to_have_count(58)
+    await page.get_by_label("新生儿姓名").fill(family.newborn_name)
+    await page.locator("#mother-address").fill("广东省广州市越秀区中山二路58号")
+    await page.get_by_label("姓名", exact=True).fill(family.father.name)
+    await page.locator("#father-id").fill(family.father.id_number)
+    await page.get_by_role("button", name="同母亲住址").click()
+    await page.get_by_role("button", name="保存并继续").click()
+
+    await expect(page.locator("#nav-title")).to_have_text("父亲身份核验")
+    await expect(page.locator("#father-own-account")).to_contain_text("父亲须用本人的粤省事账号刷脸认证")
+    await expect(page.get_by_role("button", name="去粤省事刷脸认证")).to_have_count(0)
+    await page.get_by_role("button", name="生成邀请码").click()
+    code = page.locator("#invitation-code")
+    await expect(code).not_to_be_empty()
+    await screenshot(page, "h5-yss-invite-father.png")
+
+    father = stack.mini_program(family)
+    await father.login_channel("yueshengshi", openid="yss-h5-father", holder=family.father)
+    await father.accept_invitation(await code.inner_text())
+    assert (await father.verify_face("father"))["verified"] is True
+
+    await page.get_by_role("button", name="刷新进度").click()
+    await expect(page.locator("#nav-title")).to_have_text("上传证件照片")
+    await expect(page.locator(".photo-slot")).to_have_count(4)
+    app_id = await page.evaluate("sessionStorage.getItem('h5.appId')")
+    assert face_events(stack, app_id) == [("FaceVerified", "yueshengshi")] * 2
