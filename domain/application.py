@@ -2314,6 +2314,13 @@ class BirthCertificateApplication(Aggregate):
             status_index=status_index,
         )
 
+    def elicense_state(self) -> str:
+        """``issued`` once the certificate in force has its e-licence, ``pending`` while it waits for it (printed),
+        ``none`` before printing (docs/decisions/0038)."""
+        if self.certificate_number and self.elicense_for(self.certificate_number) is not None:
+            return "issued"
+        return "pending" if self.state in ISSUED_STATES else "none"
+
     def elicense_for(self, certificate_number: str | None) -> JSON | None:
         """The e-licence generated for that certificate number, or None."""
         return next((e for e in self.elicenses if e["certificate_number"] == certificate_number), None)

@@ -39,7 +39,7 @@ from backend.components import (
 from backend.config import Config
 from backend.credentials import KeyRing, present
 from backend.storage import at_rest_key
-from domain.application import ISSUED_STATES, BirthCertificateApplication
+from domain.application import BirthCertificateApplication
 from domain.elicense import FATHER_WITHHELD
 from domain.errors import Conflict, NotFound
 from domain.service import Applications
@@ -111,8 +111,8 @@ def elicense_document(
     """On the store executor: the e-licence this parent sees (404 for anyone else)."""
     app: BirthCertificateApplication = service.get_application(actor, app_id)
     father = app.is_joined_father(actor)
-    current = app.elicense_for(app.certificate_number) if app.certificate_number else None
-    state = "issued" if current else "pending" if app.state in ISSUED_STATES else "none"
+    state = app.elicense_state()
+    current = app.elicense_for(app.certificate_number) if state == "issued" else None
     document: dict[str, Any] = {
         "application_id": str(app.id),
         "role": "father" if father else "mother",
@@ -209,3 +209,112 @@ async def elicense_jwks(request: web.Request) -> web.Response:
     """Public: every key that ever signed an e-licence, the current one and the retired ones (never deleted)."""
     jwks = await in_store(request, request.app[ELICENSE_KEYS].jwks)
     return json_response(jwks, headers={"Cache-Control": "public, max-age=300"})
+
+
+_PROBLEM: Final = {
+    "description": "A problem (RFC 9457)",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+_APP_ID: Final = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_NULLABLE_TEXT: Final = {"type": ["string", "null"]}
+ELICENSE_SCHEMA: Final = {
+    "type": "object",
+    "required": ["application_id", "role", "state", "state_label", "credential", "verify_url", "qr", "superseded"],
+    "additionalProperties": False,
+    "properties": {
+        "application_id": {"type": "string", "format": "uuid"},
+        "role": {"enum": ["mother", "father"]},
+        "state": {"enum": list(STATE_LABELS)},
+        "state_label": {"type": "string"},
+        "certificate_number": _NULLABLE_TEXT,
+        "licence_id": {
+            "type": ["string", "null"],
+            "pattern": "^1\\.2\\.156\\.3005\\.2\\.[0-9A-Z]+\\.[0-9A-Z]+\\.[0-9A-Z]+\\.[0-9]{3}\\.[0-9A-Z]$",
+        },
+        "key_id": _NULLABLE_TEXT,
+        "issued_at": _NULLABLE_TEXT,
+        "expected_at": _NULLABLE_TEXT,
+        "credential": {
+            "type": ["string", "null"],
+            "description": "SD-JWT (ES256, typ dc+sd-jwt): <jws>~<disclosure>~…~ (decision 0038)",
+        },
+        "verify_url": _NULLABLE_TEXT,
+        "qr": {
+            "type": ["object", "null"],
+            "required": ["png", "svg", "error_correction"],
+            "properties": {
+                "png": {"type": "string"},
+                "svg": {"type": "string"},
+                "error_correction": {"enum": ["Q"]},
+            },
+        },
+        "superseded": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["licence_id", "certificate_number", "issued_at", "state"],
+                "properties": {
+                    "licence_id": {"type": "string"},
+                    "certificate_number": {"type": "string"},
+                    "issued_at": {"type": "string"},
+                    "state": {"enum": ["superseded"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _image(media: str, what: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": f"the e-licence's QR code as {what} (409 elicense_not_issued before it exists)",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {"description": what, "content": {media: {"schema": {"type": "string", "format": "binary"}}}},
+                "default": _PROBLEM,
+            },
+        },
+        "parameters": [_APP_ID],
+    }
+
+
+# For backend/openapi.py: ``PATHS.update(elicense.OPENAPI_PATHS)``.
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/applications/{app_id}/elicense": {
+        "parameters": [_APP_ID],
+        "get": {
+            "summary": "the electronic certificate (电子证照) for the mother or the joined father: state, credential, QR",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "the e-licence (the father's credential without the mother's identity number)",
+                    "content": {"application/json": {"schema": ELICENSE_SCHEMA}},
+                },
+                "default": _PROBLEM,
+            },
+        },
+    },
+    "/api/v1/applications/{app_id}/elicense/qr.png": _image("image/png", "PNG"),
+    "/api/v1/applications/{app_id}/elicense/qr.svg": _image("image/svg+xml", "SVG"),
+    "/api/v1/elicense/jwks.json": {
+        "get": {
+            "summary": "public: every key that ever signed an e-licence (status current or retired; never deleted)",
+            "responses": {
+                "200": {
+                    "description": "JWKS",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["keys"],
+                                "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                            }
+                        }
+                    },
+                },
+                "default": _PROBLEM,
+            },
+        }
+    },
+}
