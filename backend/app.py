@@ -67,7 +67,19 @@ from backend.object_store import open_objects
 from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
-from backend.routes import archive, audit, console, counter, elicense, ems, h5, parents, queue, staff, worklist
+from backend.routes import (
+    archive,
+    audit,
+    console,
+    counter,
+    elicense,
+    ems,
+    h5,
+    parents,
+    queue,
+    staff,
+    worklist,
+)
 from backend.routes.institutions import setup_institutions
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
 from backend.storage import BlobStore, at_rest_key

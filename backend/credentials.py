@@ -81,7 +81,9 @@ class Signer(Protocol):
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 thumbprint (SHA-256, base64url) of an EC public JWK: the key's ``kid``, as for tokens (0005)."""
     members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
-    return b64url(hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest())
+    return b64url(
+        hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+    )
 
 
 def ec_public_jwk(key: ec.EllipticCurvePublicKey) -> JSON:
@@ -148,7 +150,9 @@ def verify_es256(jwk: Mapping[str, Any], data: bytes, signature: bytes) -> bool:
         x = int.from_bytes(b64url_decode(str(jwk["x"])), "big")
         y = int.from_bytes(b64url_decode(str(jwk["y"])), "big")
         key = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+        der = encode_dss_signature(
+            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        )
         key.verify(der, data, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError, KeyError):
         return False
@@ -280,7 +284,7 @@ class KeyRing:
     def __repr__(self) -> str:
         return "KeyRing()"
 
-    def keys(self) -> list[KeyRecord]:
+    def records(self) -> list[KeyRecord]:
         """Every key ever used, oldest first."""
         rows = self.db.fetchall(
             "SELECT kid, alg, public_jwk, created_at, retired_at FROM elicense_keys ORDER BY created_at, kid"
@@ -293,7 +297,7 @@ class KeyRing:
     def jwks(self) -> JSON:
         """The public JWKS with the history: the current key and every retired one, each marked."""
         keys = []
-        for record in self.keys():
+        for record in self.records():
             jwk = {**record.public_jwk, "status": "retired" if record.retired_at else "current"}
             jwk["created_at"] = record.created_at
             if record.retired_at:

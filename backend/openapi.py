@@ -1680,7 +1680,9 @@ PATHS.update(_archive_paths())
 
 
 def _elicense_paths() -> JSON:
-    from backend.routes.elicense import OPENAPI_PATHS  # the e-licence documents its own paths beside its handlers
+    from backend.routes.elicense import (
+        OPENAPI_PATHS,
+    )  # the e-licence documents its own paths beside its handlers
 
     return dict(OPENAPI_PATHS)
 

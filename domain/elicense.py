@@ -162,7 +162,9 @@ PERSONAL_ITEMS: Final = (
 FATHER_WITHHELD: Final = ("mother_id_type", "mother_id_number")
 
 
-def data_items(form: JSON, *, certificate_number: str, issued_at: datetime, licence_id: str) -> tuple[JSON, JSON]:
+def data_items(
+    form: JSON, *, certificate_number: str, issued_at: datetime, licence_id: str
+) -> tuple[JSON, JSON]:
     """``(plain, personal)`` items of the e-licence from the registration form as issued (附件 3, the last
     signed form), the certificate's number, the moment it was printed and its identifier.
 
@@ -224,6 +226,7 @@ def due_at(printed_at: datetime, working_days: int | None, calendar: WorkingCale
     if not working_days:
         return printed_at
     return calendar.add_working_days(printed_at, working_days)
+
 
 __all__ = [
     "ALPHABET",

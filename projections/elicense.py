@@ -30,6 +30,7 @@ For part B (verification, revocation): ``ElicenseStore.credential`` opens a stor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -77,10 +78,14 @@ _ISSUES: Final = (
 )
 
 
-def licence_id_for(index_key: bytes, issuer_code: str, application_id: UUID | str, version: int, type_code: str) -> str:
+def licence_id_for(
+    index_key: bytes, issuer_code: str, application_id: UUID | str, version: int, type_code: str
+) -> str:
     """The identifier of the e-licence of the print at ``version``: its sequence derived by HMAC under the
     service's index key, so that the same print always has the same identifier and nobody can guess one."""
-    digest = hmac.new(index_key, f"elicense:{application_id}:{int(version)}".encode(), hashlib.sha256).digest()
+    digest = hmac.new(
+        index_key, f"elicense:{application_id}:{int(version)}".encode(), hashlib.sha256
+    ).digest()
     return str(LicenceId.from_digest(issuer_code, digest, type_code=type_code))
 
 
@@ -171,7 +176,9 @@ class ElicenseStore:
 
     def credential(self, licence_id: str) -> StoredCredential | None:
         """The stored credential of a licence, opened (None: not issued)."""
-        row = self.db.fetchone(f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE licence_id = ?", (licence_id,))
+        row = self.db.fetchone(
+            f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE licence_id = ?", (licence_id,)
+        )
         return None if row is None else self._opened(row)
 
     def credential_of_print(self, application_id: str, version: int) -> StoredCredential | None:
@@ -323,7 +330,15 @@ class ElicenseProcess:
         issuer = str(app.record.get("institution_code") or app.institution or "")
         licence = licence_id_for(self._index_key, issuer, app_id, version, self.type_code)
         number = str(getattr(event, "certificate_number"))  # noqa: B009  (Issued, Reissued, Replaced have one)
-        return (app_id, version, position, number, printed.astimezone(UTC).isoformat(), due.timestamp(), licence)
+        return (
+            app_id,
+            version,
+            position,
+            number,
+            printed.astimezone(UTC).isoformat(),
+            due.timestamp(),
+            licence,
+        )
 
     def _insert_due(self, row: tuple[Any, ...]) -> bool:
         found = self.db.fetchone(
@@ -360,10 +375,8 @@ class ElicenseProcess:
                 return
             except Exception as error:  # retried at the next round; the row stays due
                 log.error("e-licence issuing failed (%s); retrying", type(error).__name__)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     def issue_due(self) -> int:
@@ -383,7 +396,10 @@ class ElicenseProcess:
                 raise
             except Exception as error:
                 log.error(
-                    "e-licence of %s v%d not issued yet (%s)", due.application_id, due.version, type(error).__name__
+                    "e-licence of %s v%d not issued yet (%s)",
+                    due.application_id,
+                    due.version,
+                    type(error).__name__,
                 )
         return issued
 
@@ -393,7 +409,9 @@ class ElicenseProcess:
             raise TypeError("not an application")
         outcome = _skip(app, due.certificate_number)
         if outcome is None:
-            stored = self.store.credential_of_print(due.application_id, due.version) or self._sign(app, due, now)
+            stored = self.store.credential_of_print(due.application_id, due.version) or self._sign(
+                app, due, now
+            )
             try:
                 self.applications.issue_elicense(
                     PROCESS_ACTOR,

@@ -74,7 +74,9 @@ async def elicense_ctx(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     config, executor = app[CONFIG], app[STORE_EXECUTOR]
     store, keys = await loop.run_in_executor(executor, open_elicense, config)
-    store.db.fence = app[LEADERSHIP]  # rows, credentials and the position written under the leader's term only
+    store.db.fence = app[
+        LEADERSHIP
+    ]  # rows, credentials and the position written under the leader's term only
     process = ElicenseProcess(
         app[APPLICATIONS],
         executor,
@@ -86,7 +88,9 @@ async def elicense_ctx(app: web.Application) -> AsyncIterator[None]:
         type_code=config.elicense_type_code,
         poll_seconds=config.elicense_poll_seconds,
     )
-    follower = LogFollower(app[APPLICATIONS], process, executor=executor, name="elicense", parking=app.get(PARKING))
+    follower = LogFollower(
+        app[APPLICATIONS], process, executor=executor, name="elicense", parking=app.get(PARKING)
+    )
     app[ELICENSE_STORE], app[ELICENSE_KEYS] = store, keys
     app[ELICENSE_PROCESS], app[ELICENSE_FOLLOWER] = process, follower
     follow_on_leader(app, follower)
@@ -215,11 +219,25 @@ _PROBLEM: Final = {
     "description": "A problem (RFC 9457)",
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
 }
-_APP_ID: Final = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_APP_ID: Final = {
+    "name": "app_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
 _NULLABLE_TEXT: Final = {"type": ["string", "null"]}
 ELICENSE_SCHEMA: Final = {
     "type": "object",
-    "required": ["application_id", "role", "state", "state_label", "credential", "verify_url", "qr", "superseded"],
+    "required": [
+        "application_id",
+        "role",
+        "state",
+        "state_label",
+        "credential",
+        "verify_url",
+        "qr",
+        "superseded",
+    ],
     "additionalProperties": False,
     "properties": {
         "application_id": {"type": "string", "format": "uuid"},
@@ -271,7 +289,10 @@ def _image(media: str, what: str) -> dict[str, Any]:
             "summary": f"the e-licence's QR code as {what} (409 elicense_not_issued before it exists)",
             "security": [{"bearer": []}],
             "responses": {
-                "200": {"description": what, "content": {media: {"schema": {"type": "string", "format": "binary"}}}},
+                "200": {
+                    "description": what,
+                    "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                },
                 "default": _PROBLEM,
             },
         },

@@ -62,7 +62,9 @@ async def scanned(stack: Stack, mp: MiniProgram, document: dict[str, Any]) -> st
     return str(results[0].text)
 
 
-async def test_both_parents_get_the_e_licence_its_qr_scans_and_it_verifies(stack: Stack, family: Family) -> None:
+async def test_both_parents_get_the_e_licence_its_qr_scans_and_it_verifies(
+    stack: Stack, family: Family
+) -> None:
     mother = await on_her_phone(stack, family)
     code = (await mother.invite_father())["invitation"]
     father = await on_his_phone(stack, family)
@@ -82,7 +84,11 @@ async def test_both_parents_get_the_e_licence_its_qr_scans_and_it_verifies(stack
         assert (problem.status, problem.code) == (409, "elicense_not_issued")
 
     issuer = await staff(stack, "issuer1")
-    await issuer.call("POST", f"{REVIEW}/{mother.app_id}/issue", json={"certificate_number": "X440100091", "sealer": "赵盖章"})
+    await issuer.call(
+        "POST",
+        f"{REVIEW}/{mother.app_id}/issue",
+        json={"certificate_number": "X440100091", "sealer": "赵盖章"},
+    )
 
     hers = await issued_elicense(mother)
     licence = LicenceId.parse(hers["licence_id"])  # the national structure, its check character holds
@@ -110,7 +116,9 @@ async def test_both_parents_get_the_e_licence_its_qr_scans_and_it_verifies(stack
     for parent in (father, mother):  # the status views follow the log
 
         async def shown(parent: MiniProgram = parent) -> bool:
-            return bool((await parent.status())["elicense"] == {"state": "issued", "licence_id": hers["licence_id"]})
+            return bool(
+                (await parent.status())["elicense"] == {"state": "issued", "licence_id": hers["licence_id"]}
+            )
 
         await eventually(shown, "the status view shows the e-licence")
 
@@ -126,7 +134,9 @@ async def test_both_parents_get_the_e_licence_its_qr_scans_and_it_verifies(stack
 
 async def test_beijing_generates_it_two_working_days_after_printing(stack: Stack, family: Family) -> None:
     mp, issuer = await beijing(stack, family)
-    await issuer.call("POST", f"{REVIEW}/{mp.app_id}/issue", json={"certificate_number": "X110100091", "sealer": "钱盖章"})
+    await issuer.call(
+        "POST", f"{REVIEW}/{mp.app_id}/issue", json={"certificate_number": "X110100091", "sealer": "钱盖章"}
+    )
     pending = await mp.call("GET", f"/api/v1/applications/{mp.app_id}/elicense")
     assert (pending["state"], pending["credential"]) == ("pending", None)
     assert (await mp.status())["elicense"] == {"state": "pending", "licence_id": None}
@@ -137,6 +147,7 @@ async def test_beijing_generates_it_two_working_days_after_printing(stack: Stack
     )
     expected = (await mp.call("GET", f"/api/v1/applications/{mp.app_id}/elicense"))["expected_at"]
     if expected is None:  # scheduling follows the log: wait until the row is there
+
         async def scheduled() -> Any:
             return (await mp.call("GET", f"/api/v1/applications/{mp.app_id}/elicense"))["expected_at"]
 
@@ -156,5 +167,7 @@ async def test_beijing_generates_it_two_working_days_after_printing(stack: Stack
         stack.service.clock = real_clock
     assert LicenceId.parse(document["licence_id"]).issuer_code == "BJFY01"
     verified = verify_sd_jwt(document["credential"], await jwks(stack))
-    assert verified.claims["issuer_name"] == "北京妇产医院" and verified.disclosed["birthplace"].startswith("北京市")
+    assert verified.claims["issuer_name"] == "北京妇产医院" and verified.disclosed["birthplace"].startswith(
+        "北京市"
+    )
     assert await scanned(stack, mp, document) == document["verify_url"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -66,7 +66,9 @@ def test_the_identifier_has_the_national_structure_and_parses_back() -> None:
     assert rest[:2] == ["C0134", "GZFY01"] and len(rest[2]) == 20 and rest[3] == "001"
     assert rest[4] == check_character("C0134GZFY01" + rest[2] + "001")
     assert LicenceId.parse(text) == licence
-    assert LicenceId.from_digest("GZFY01", bytes(range(32))) == licence  # derived: the same print, the same id
+    assert (
+        LicenceId.from_digest("GZFY01", bytes(range(32))) == licence
+    )  # derived: the same print, the same id
     wrong = text[:-1] + ("0" if text[-1] != "0" else "1")
     with pytest.raises(InvalidValue):
         LicenceId.parse(wrong)
@@ -87,7 +89,12 @@ def form() -> dict:
             "institution_name": "北京妇产医院",
         },
         "newborn": {"name": "王小明"},
-        "mother": {"name": "李红", "nationality": "CHN", "ethnicity": "01", "id_number": "110105199001011234"},
+        "mother": {
+            "name": "李红",
+            "nationality": "CHN",
+            "ethnicity": "01",
+            "id_number": "110105199001011234",
+        },
         "father": {
             "name": "王强",
             "nationality": "CHN",
@@ -102,7 +109,7 @@ def test_the_data_items_split_the_plain_from_the_personal() -> None:
     plain, personal = data_items(
         form(),
         certificate_number="X110100081",
-        issued_at=datetime(2026, 3, 9, 23, 30, tzinfo=timezone.utc),
+        issued_at=datetime(2026, 3, 9, 23, 30, tzinfo=UTC),
         licence_id="L",
     )
     assert plain == {
@@ -115,7 +122,10 @@ def test_the_data_items_split_the_plain_from_the_personal() -> None:
     assert personal["birthplace"] == "北京市朝阳区"
     assert personal["mother_id_type"] == "resident_id" and personal["father_id_number"].endswith("1236")
     single = {**form(), "father": None}
-    assert not any(k.startswith("father_") for k in data_items(single, certificate_number="X", issued_at=datetime.now(CST), licence_id="L")[1])
+    assert not any(
+        k.startswith("father_")
+        for k in data_items(single, certificate_number="X", issued_at=datetime.now(CST), licence_id="L")[1]
+    )
 
 
 def test_beijing_waits_two_working_days_after_the_day_of_printing() -> None:
@@ -183,7 +193,10 @@ def test_a_rotated_key_is_retired_never_deleted_and_still_verifies() -> None:
     assert ring.current().kid == first.kid  # the same key until rotated
     second = ring.rotate()
     jwks = ring.jwks()
-    assert [(k["kid"], k["status"]) for k in jwks["keys"]] == [(first.kid, "retired"), (second.kid, "current")]
+    assert [(k["kid"], k["status"]) for k in jwks["keys"]] == [
+        (first.kid, "retired"),
+        (second.kid, "current"),
+    ]
     assert all("d" not in k for k in jwks["keys"])  # public keys only
     assert verify_sd_jwt(credential, jwks).claims["certificate_number"] == "X1"
     assert ring.current().kid == second.kid
