@@ -67,7 +67,19 @@ from backend.object_store import open_objects
 from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
-from backend.routes import archive, audit, console, counter, ems, h5, parents, queue, staff, worklist
+from backend.routes import (
+    archive,
+    audit,
+    console,
+    counter,
+    elicense,
+    ems,
+    h5,
+    parents,
+    queue,
+    staff,
+    worklist,
+)
 from backend.routes.institutions import setup_institutions
 from backend.staff_status import STAFF_STATUS, StaffStatus, refuse_disabled_staff
 from backend.storage import BlobStore, at_rest_key
@@ -515,6 +527,7 @@ def create_app(config: Config) -> web.Application:
             audit.audit_ctx,
             archive.archive_ctx,
             ems.ems_ctx,
+            elicense.elicense_ctx,
         ]
     )
     app.on_shutdown.append(queue.queue_shutdown)
@@ -532,6 +545,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(worklist.routes)
     app.router.add_routes(ems.routes)
     app.router.add_routes(archive.routes)
+    app.router.add_routes(elicense.routes)
     app.router.add_routes(console.routes)
     setup_institutions(app)
     if config.development:

@@ -179,6 +179,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     _late("backend.dev", "register_demo"),
     _late("projections.cli", "register_projections"),
     _late("backend.migrate", "register_db"),
+    _late("backend.elicense_cli", "register_elicense"),
 ]
 
 

@@ -270,6 +270,10 @@ class Config:
     object_store: S3Settings | None = None
     # Worker processes drawing the archive's PDFs (BIRTHCERT_PDF_WORKERS; decision 0028).
     pdf_workers: int = 1
+    # The e-licence (decisions 0037, 0038): the licence type code in its identifiers (BIRTHCERT_ELICENSE_TYPE_CODE,
+    # until the national platform assigns one) and how often the issuing loop looks for due prints.
+    elicense_type_code: str = "C0134"
+    elicense_poll_seconds: int = 30
     # Decision 0027: aggregates kept per process (0: none); commands stored together in one transaction (1: each alone).
     aggregate_cache: int = 10_000
     group_commit: int = 64
@@ -378,6 +382,8 @@ class Config:
             missing_keys=tuple(missing_keys),
             object_store=object_store_from(environ),
             pdf_workers=_int(environ, "BIRTHCERT_PDF_WORKERS", 1, 1, 64),
+            elicense_type_code=(environ.get("BIRTHCERT_ELICENSE_TYPE_CODE") or "C0134").strip().upper(),
+            elicense_poll_seconds=_int(environ, "BIRTHCERT_ELICENSE_POLL_SECONDS", 30, 1, 3600),
             aggregate_cache=_int(environ, "BIRTHCERT_AGGREGATE_CACHE", 10_000, 0, 10_000_000),
             group_commit=_int(environ, "BIRTHCERT_GROUP_COMMIT", 64, 1, 1000),
         )

@@ -1656,6 +1656,16 @@ PATHS.update(
     }
 )
 SCHEMAS["Reject"]["properties"]["fields"]["items"] = {"enum": list(FIXABLE_FIELDS)}
+# The e-licence's state in both parents' status views (decision 0038; the credential: GET …/elicense).
+for _status in ("Status", "FatherStatus"):
+    SCHEMAS[_status]["properties"]["elicense"] = {
+        "type": "object",
+        "required": ["state", "licence_id"],
+        "properties": {
+            "state": {"enum": ["none", "pending", "issued"]},
+            "licence_id": {"type": ["string", "null"]},
+        },
+    }
 
 
 def _archive_paths() -> JSON:
@@ -1667,6 +1677,17 @@ def _archive_paths() -> JSON:
 
 
 PATHS.update(_archive_paths())
+
+
+def _elicense_paths() -> JSON:
+    from backend.routes.elicense import (
+        OPENAPI_PATHS,
+    )  # the e-licence documents its own paths beside its handlers
+
+    return dict(OPENAPI_PATHS)
+
+
+PATHS.update(_elicense_paths())
 
 
 DOCUMENT: JSON = {

@@ -268,7 +268,8 @@ class BirthCertificateApplication(Aggregate):
     # snapshots taken before them are upcast below. v4 added replacements, pickup_appointment,
     # collector_letter and collector_check (docs/decisions/0032-replacement-and-pickup.md).
     # v5 added named_institution, face_failure_day and referral (docs/decisions/0033).
-    class_version = 5
+    # v6 added elicenses, every e-licence generated (docs/decisions/0038).
+    class_version = 6
     # The hospital's side (docs/decisions/0034-hospital-worklist.md): when she last disputed the record, the
     # hospital's answer to that dispute, the delivery record she reported missing, and that record once entered
     # (until she links it). Class defaults stand in for snapshots taken before these existed (new attributes
@@ -310,6 +311,11 @@ class BirthCertificateApplication(Aggregate):
             "referral",
             None if reason is None else {"reason": reason, "message": "", "counter": None, "bring": []},
         )
+
+    @staticmethod
+    def upcast_v5_v6(state: JSON) -> None:
+        """Snapshots from before e-licences were generated: none was."""
+        state.setdefault("elicenses", [])
 
     class Event(Aggregate.Event):
         """Base of this aggregate's events: each records who acted (``Actor.to_dict()``)."""
@@ -756,13 +762,39 @@ class BirthCertificateApplication(Aggregate):
             a.tracking_number = None
 
     class ELicenseIssued(Event):
-        """The electronic certificate (电子证照) was generated for this certificate."""
+        """The electronic certificate (电子证照) was generated for the certificate ``certificate_number``.
+
+        v2 (docs/decisions/0038) added what identifies the credential without any personal data: the
+        ``certificate_number`` it is for, the ``key_id`` of the key that signed it, and its Token Status List
+        entry (``status_list``, ``status_index``), where part B's revocation flips its bit.
+        """
 
         TOPIC = "birthcert:ELicenseIssued"
+        class_version = 2
         licence_id: str
+        certificate_number: str
+        key_id: str
+        status_list: str | None
+        status_index: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 (never written by a release: nothing called it) named the licence only."""
+            state["certificate_number"] = ""
+            state["key_id"] = ""
+            state["status_list"] = None
+            state["status_index"] = None
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.licence_id = self.licence_id
+            a.elicenses.append(
+                {
+                    "licence_id": self.licence_id,
+                    "certificate_number": self.certificate_number,
+                    "key_id": self.key_id,
+                    "at": self.timestamp.isoformat(),
+                }
+            )
 
     class CertificateReplaced(Event):
         """The issuing institution's own error (粤卫办妇幼函〔2020〕26号 五(一); Shandong 4(D)2): the certificate
@@ -1004,6 +1036,8 @@ class BirthCertificateApplication(Aggregate):
         self.voided_numbers: list[str] = []
         self.tracking_number: str | None = None
         self.licence_id: str | None = None
+        # Every e-licence generated, oldest first: {licence_id, certificate_number, key_id, at}.
+        self.elicenses: list[JSON] = []
         self.father_invitation: JSON | None = None
         self.invitation_digests: list[str] = []
         self.father_user_id: str | None = None
@@ -2248,17 +2282,48 @@ class BirthCertificateApplication(Aggregate):
         )
         return None
 
-    def issue_elicense(self, actor: Actor, *, licence_id: str) -> None:
-        """Record the electronic certificate generated after printing."""
+    def issue_elicense(
+        self,
+        actor: Actor,
+        *,
+        licence_id: str,
+        certificate_number: str,
+        key_id: str,
+        status_list: str,
+        status_index: int,
+    ) -> None:
+        """Record the electronic certificate generated for the certificate printed as ``certificate_number``
+        (the one in force: a voided number gets none); once per number."""
         if actor.role not in ("issuer", "system"):
             raise Forbidden()
         if self.state not in ISSUED_STATES or self.state == LOST:
             raise RuleViolated("证件尚未签发", code="invalid_state")
-        if self.licence_id is not None:
+        if certificate_number != self.certificate_number:
+            raise RuleViolated("该证件编号已作废，不再生成电子证照", code="certificate_superseded")
+        if self.elicense_for(certificate_number) is not None:
             raise RuleViolated("电子证照已生成", code="already_issued")
+        if not isinstance(status_index, int) or isinstance(status_index, bool) or status_index < 0:
+            raise RuleViolated("状态列表索引不正确", code="invalid_status_index")
         self.trigger_event(
-            self.ELicenseIssued, actor=actor.to_dict(), licence_id=_text(licence_id, "licence_id", low=4)
+            self.ELicenseIssued,
+            actor=actor.to_dict(),
+            licence_id=_text(licence_id, "licence_id", low=4),
+            certificate_number=certificate_number,
+            key_id=_text(key_id, "key_id", low=8),
+            status_list=_text(status_list, "status_list", low=1),
+            status_index=status_index,
         )
+
+    def elicense_state(self) -> str:
+        """``issued`` once the certificate in force has its e-licence, ``pending`` while it waits for it (printed),
+        ``none`` before printing (docs/decisions/0038)."""
+        if self.certificate_number and self.elicense_for(self.certificate_number) is not None:
+            return "issued"
+        return "pending" if self.state in ISSUED_STATES else "none"
+
+    def elicense_for(self, certificate_number: str | None) -> JSON | None:
+        """The e-licence generated for that certificate number, or None."""
+        return next((e for e in self.elicenses if e["certificate_number"] == certificate_number), None)
 
 
 REASON_NOT_MOTHER: Final = "认证的身份与医院分娩记录中的产妇不一致，只有新生儿母亲本人可以申办"

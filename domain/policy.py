@@ -110,6 +110,9 @@ class ProvinceProfile:
     # A parent's face checks that may fail in one day (Beijing time) before the application goes to the
     # counter (None: never); only failures that say the face is not this person's count (domain/referral.py).
     face_failures_per_day: int | None = None
+    # Working days after printing before the electronic certificate is generated (None or 0: at once). Beijing:
+    # "打印成功后的2~3天" (seed 000), counted as the end of the 2nd working day after the day of printing.
+    elicense_working_days: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` accepts exactly this."""
@@ -132,6 +135,7 @@ class ProvinceProfile:
             "collector_letter_required": self.collector_letter_required,
             "face_check_documents": list(self.face_check_documents),
             "face_failures_per_day": self.face_failures_per_day,
+            "elicense_working_days": self.elicense_working_days,
         }
 
     @classmethod
@@ -150,6 +154,9 @@ class ProvinceProfile:
         failures = reader.optional_int("face_failures_per_day")
         if failures is not None and failures < 1:
             reader.fail("face_failures_per_day")
+        elicense_days = reader.optional_int("elicense_working_days")
+        if elicense_days is not None and not 0 <= elicense_days <= 30:
+            reader.fail("elicense_working_days")
         return cls(
             code=reader.text("code"),
             name=reader.text("name"),
@@ -173,6 +180,7 @@ class ProvinceProfile:
             collector_letter_required=reader.flag("collector_letter_required", default=False),
             face_check_documents=tuple(documents),
             face_failures_per_day=failures,
+            elicense_working_days=elicense_days,
         )
 
 

@@ -1619,9 +1619,31 @@ class Applications(Application[UUID]):
         )
         return self._commit(app, detail=failure)
 
-    def issue_elicense(self, actor: Actor, app_id: UUID | str, *, licence_id: str) -> Outcome:
-        """The electronic certificate exists."""
-        return self._command(actor, app_id, None, lambda a: a.issue_elicense(actor, licence_id=licence_id))
+    def issue_elicense(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        licence_id: str,
+        certificate_number: str,
+        key_id: str,
+        status_list: str,
+        status_index: int,
+    ) -> Outcome:
+        """The electronic certificate of ``certificate_number`` exists (projections.elicense records it)."""
+        return self._command(
+            actor,
+            app_id,
+            None,
+            lambda a: a.issue_elicense(
+                actor,
+                licence_id=licence_id,
+                certificate_number=certificate_number,
+                key_id=key_id,
+                status_list=status_list,
+                status_index=status_index,
+            ),
+        )
 
 
 def _institution(record: InstitutionRecord) -> Institution:

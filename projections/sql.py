@@ -27,7 +27,15 @@ T = TypeVar("T")
 Dialect = Literal["sqlite", "postgres"]
 # The one lease of the leader that runs the followers that must run once (projections.leader).
 LEASE_NAME = "leader"
-APPEND_ONLY = ("audit_leaves", "audit_nodes", "audit_checkpoints", "archive_forms", "archive_pdfs")
+APPEND_ONLY = (
+    "audit_leaves",
+    "audit_nodes",
+    "audit_checkpoints",
+    "archive_forms",
+    "archive_pdfs",
+    "elicense_credentials",
+    "elicense_status_slots",
+)
 
 _TABLES = {
     "projection_positions": "name TEXT PRIMARY KEY, position BIGINT NOT NULL",
@@ -61,6 +69,29 @@ _TABLES = {
         "form_id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, pdf_sha256 TEXT NOT NULL, "
         "signature_image TEXT NOT NULL, rendered_at TEXT NOT NULL, object_key TEXT, sealed_pdf {blob}"
     ),
+    # The e-licence (decision 0038). Signing keys: the private key sealed, retired ones kept for ever.
+    "elicense_keys": (
+        "kid TEXT PRIMARY KEY, alg TEXT NOT NULL, public_jwk TEXT NOT NULL, sealed_private {blob} NOT NULL, "
+        "created_at TEXT NOT NULL, retired_at TEXT"
+    ),
+    # Every print of a certificate waits here for its e-licence (projections.elicense); due_at: epoch seconds.
+    "elicense_due": (
+        "application_id TEXT NOT NULL, version BIGINT NOT NULL, position BIGINT NOT NULL UNIQUE, "
+        "certificate_number TEXT NOT NULL, printed_at TEXT NOT NULL, due_at DOUBLE PRECISION NOT NULL, "
+        "licence_id TEXT NOT NULL UNIQUE, done_at TEXT, outcome TEXT, PRIMARY KEY (application_id, version)"
+    ),
+    # Each issued credential, sealed (it holds the family's data); the clear columns are ids and numbers only.
+    "elicense_credentials": (
+        "licence_id TEXT PRIMARY KEY, application_id TEXT NOT NULL, version BIGINT NOT NULL, "
+        "certificate_number TEXT NOT NULL, kid TEXT NOT NULL, status_list TEXT NOT NULL, "
+        "status_idx BIGINT NOT NULL, issued_at TEXT NOT NULL, sealed_credential {blob} NOT NULL, "
+        "UNIQUE (application_id, version)"
+    ),
+    # Token Status List indexes handed out: one row per index ever used, so none is used twice.
+    "elicense_status_slots": (
+        "list_id TEXT NOT NULL, idx BIGINT NOT NULL, licence_id TEXT NOT NULL UNIQUE, allocated_at TEXT NOT NULL, "
+        "PRIMARY KEY (list_id, idx)"
+    ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
         "what TEXT NOT NULL, recorded_at TEXT NOT NULL"
@@ -85,13 +116,16 @@ _TABLES["birthcert_schema"] = "version INTEGER PRIMARY KEY, applied_at TEXT NOT 
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS audit_leaves_aggregate ON audit_leaves (aggregate_id, version)",
     "CREATE INDEX IF NOT EXISTS archive_forms_application ON archive_forms (application_id, version)",
+    "CREATE INDEX IF NOT EXISTS elicense_due_open ON elicense_due (done_at, due_at)",
+    "CREATE INDEX IF NOT EXISTS elicense_credentials_application ON elicense_credentials (application_id, version)",
 )
 
 
 # The layout of our tables that this version reads and writes; ``birthcert db migrate`` records each version it
 # brings a database to in ``birthcert_schema`` (decision 0026). Raise it with every table or column added.
 # 2: audit_nodes (the audit tree's stored subtrees, 0029), archive_pdfs (0028), leader_lease (0024).
-SCHEMA_VERSION = 2
+# 3: the e-licence's elicense_keys, elicense_due, elicense_credentials, elicense_status_slots (0038).
+SCHEMA_VERSION = 3
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

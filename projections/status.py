@@ -375,6 +375,7 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         },
         "mother_name_masked": masked(mother_name),
         "elicense_issued": app.licence_id is not None,
+        "elicense": _elicense(app),
         "father_invitation": _father_invitation(app),
         "voided_certificate_numbers": list(app.voided_numbers),
         "replacement": None
@@ -470,11 +471,19 @@ def father_status_of(app: BirthCertificateApplication) -> JSON:
         "next_steps": steps,
         "done_steps": done,
         "counter": father_counter(app) if app.state == COUNTER_ONLY else None,
+        "elicense": _elicense(app),
         "father": {
             "verified": "father_verified" not in own_missing,
             "documents": sorted(k for k in app.documents if k.startswith("father_")),
         },
     }
+
+
+def _elicense(app: BirthCertificateApplication) -> JSON:
+    """The e-licence's state for both parents (the credential itself: GET …/elicense, decision 0038)."""
+    state = app.elicense_state()
+    current = app.elicense_for(app.certificate_number) if state == "issued" else None
+    return {"state": state, "licence_id": None if current is None else current["licence_id"]}
 
 
 def father_counter(app: BirthCertificateApplication) -> JSON:

@@ -227,6 +227,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
+    ("GET", "/api/v1/elicense/jwks.json"): PUBLIC,  # every e-licence key, current and retired (decision 0038)
+    ("GET", f"{APP}/elicense"): OWNER,  # the father's copy without the mother's identity number
+    ("GET", f"{APP}/elicense/qr.png"): OWNER,
+    ("GET", f"{APP}/elicense/qr.svg"): OWNER,
     ("GET", "/api/v1/openapi.json"): PUBLIC,
     ("POST", "/api/v1/auth/wechat"): PUBLIC,
     ("POST", "/api/v1/auth/yueshengshi"): PUBLIC,

@@ -441,7 +441,8 @@ def test_a_referral_recorded_before_it_named_the_counter_reads_with_todays_words
     agg = app.get_application(w.parent, w.id)
     snapshot = Snapshot.take(agg)
     state = dict(snapshot.state)
-    assert state.pop("class_version") == 5
+    assert state.pop("class_version") == 6
+    assert state.pop("elicenses") == []  # v6's (decision 0038)
     for name in ("named_institution", "face_failure_day", "referral"):
         state.pop(name)
     old = Snapshot(
@@ -453,6 +454,7 @@ def test_a_referral_recorded_before_it_named_the_counter_reads_with_todays_words
     )
     loaded = old.mutate(None)
     assert isinstance(loaded, BirthCertificateApplication)
+    assert loaded.elicenses == [] and loaded.elicense_state() == "none"
     assert loaded.referral == {"reason": "modification_limit", "message": "", "counter": None, "bring": []}
     view = status_of(loaded)["counter_reason"]
     assert view["message"].startswith("退回修改次数已达上限") and view["bring"] == list(COMMON_BRING)

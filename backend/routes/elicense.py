@@ -1,0 +1,341 @@
+"""The electronic certificate (电子证照) for the parents, and the keys that sign it (decision 0038).
+
+- ``GET /api/v1/applications/{id}/elicense``: the mother's, or the joined father's, e-licence: its state
+  (``none`` before printing, ``pending`` until it is generated, ``issued``), the credential (SD-JWT; the
+  father's copy without the mother's identity number, decision 0011), what its QR code says, and the earlier
+  e-licences of voided numbers (``superseded``).
+- ``GET /api/v1/applications/{id}/elicense/qr.png`` and ``…/qr.svg``: the QR code (segno, level Q).
+- ``GET /api/v1/elicense/jwks.json``: public, every signing key ever used, current and retired.
+
+``elicense_ctx`` opens the e-licence's tables and key ring in every process, and runs the process that
+schedules and issues (projections.elicense) on the elected leader only (decision 0024).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import segno
+from aiohttp import web
+
+from backend.components import (
+    APPLICATIONS,
+    CONFIG,
+    FOLLOWERS,
+    LEADERSHIP,
+    PARKING,
+    STORE_EXECUTOR,
+    WORKING_CALENDAR,
+    actor_of,
+    follow_on_leader,
+    in_store,
+    json_response,
+)
+from backend.config import Config
+from backend.credentials import KeyRing, present
+from backend.storage import at_rest_key
+from domain.application import BirthCertificateApplication
+from domain.elicense import FATHER_WITHHELD
+from domain.errors import Conflict, NotFound
+from domain.service import Applications
+from domain.values import Actor
+from projections.elicense import ElicenseProcess, ElicenseStore, verify_url
+from projections.runner import LogFollower
+from projections.sql import Database
+
+routes = web.RouteTableDef()
+
+ELICENSE_STORE = web.AppKey("elicense_store", ElicenseStore)
+ELICENSE_KEYS = web.AppKey("elicense_keys", KeyRing)
+ELICENSE_PROCESS = web.AppKey("elicense_process", ElicenseProcess)
+ELICENSE_FOLLOWER = web.AppKey("elicense_follower", LogFollower)
+
+STATE_LABELS: Final = {"none": "证件尚未签发", "pending": "电子证照生成中", "issued": "电子证照已生成"}
+# QR codes: level Q (25 % of the symbol may be lost: a phone photo of paper, a crease, glare); 8 px a module and
+# the standard four-module quiet zone in the PNG.
+QR_ERROR: Final = "q"
+PNG_SCALE: Final = 8
+
+
+def open_elicense(config: Config) -> tuple[ElicenseStore, KeyRing]:
+    """The e-licence's tables and key ring on a connection of their own (blocking)."""
+    db = Database.open(config.event_store_env())
+    key = at_rest_key(config.cipher_key, config.index_key)
+    return ElicenseStore(db, key), KeyRing(db, key)
+
+
+async def elicense_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the e-licence's tables in this process; schedule and issue on the leader only."""
+    loop = asyncio.get_running_loop()
+    config, executor = app[CONFIG], app[STORE_EXECUTOR]
+    store, keys = await loop.run_in_executor(executor, open_elicense, config)
+    store.db.fence = app[
+        LEADERSHIP
+    ]  # rows, credentials and the position written under the leader's term only
+    process = ElicenseProcess(
+        app[APPLICATIONS],
+        executor,
+        store,
+        keys,
+        public_url=config.public_url,
+        index_key=config.index_key,
+        calendar=app[WORKING_CALENDAR],
+        type_code=config.elicense_type_code,
+        poll_seconds=config.elicense_poll_seconds,
+    )
+    follower = LogFollower(
+        app[APPLICATIONS], process, executor=executor, name="elicense", parking=app.get(PARKING)
+    )
+    app[ELICENSE_STORE], app[ELICENSE_KEYS] = store, keys
+    app[ELICENSE_PROCESS], app[ELICENSE_FOLLOWER] = process, follower
+    follow_on_leader(app, follower)
+    app[LEADERSHIP].lead("elicense-issuing", process.run, process.stop)
+    yield
+    await app[LEADERSHIP].close()  # (already done on shutdown) before the connection closes
+    with contextlib.suppress(ValueError):
+        app[FOLLOWERS].remove(follower)
+    await loop.run_in_executor(executor, store.db.close)
+
+
+def _app_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["app_id"])
+    except ValueError:
+        raise NotFound() from None
+
+
+def elicense_document(
+    service: Applications, store: ElicenseStore, public_url: str, actor: Actor, app_id: uuid.UUID
+) -> dict[str, Any]:
+    """On the store executor: the e-licence this parent sees (404 for anyone else)."""
+    app: BirthCertificateApplication = service.get_application(actor, app_id)
+    father = app.is_joined_father(actor)
+    state = app.elicense_state()
+    current = app.elicense_for(app.certificate_number) if state == "issued" else None
+    document: dict[str, Any] = {
+        "application_id": str(app.id),
+        "role": "father" if father else "mother",
+        "state": state,
+        "state_label": STATE_LABELS[state],
+        "certificate_number": app.certificate_number if state != "none" else None,
+        "licence_id": None,
+        "key_id": None,
+        "issued_at": None,
+        "expected_at": None,
+        "credential": None,
+        "verify_url": None,
+        "qr": None,
+        "superseded": [
+            {
+                "licence_id": e["licence_id"],
+                "certificate_number": e["certificate_number"],
+                "issued_at": e["at"],
+                "state": "superseded",
+            }
+            for e in app.elicenses
+            if e is not current
+        ],
+    }
+    if state == "pending":
+        waiting = [d for d in store.due_of(str(app.id)) if d.certificate_number == app.certificate_number]
+        if waiting:
+            document["expected_at"] = waiting[-1].due_at.isoformat()
+    if current is not None:
+        stored = store.credential(current["licence_id"])
+        if stored is None:
+            raise RuntimeError("an e-licence recorded without its stored credential")
+        base = f"/api/v1/applications/{app.id}/elicense/qr"
+        document |= {
+            "licence_id": stored.licence_id,
+            "key_id": stored.kid,
+            "issued_at": stored.issued_at,
+            "credential": present(stored.credential, FATHER_WITHHELD) if father else stored.credential,
+            "verify_url": verify_url(public_url, stored.licence_id),
+            "qr": {"png": f"{base}.png", "svg": f"{base}.svg", "error_correction": QR_ERROR.upper()},
+        }
+    return document
+
+
+async def _document(request: web.Request) -> dict[str, Any]:
+    actor = actor_of(request, "parent")
+    return await in_store(
+        request,
+        elicense_document,
+        request.app[APPLICATIONS],
+        request.app[ELICENSE_STORE],
+        request.app[CONFIG].public_url,
+        actor,
+        _app_id(request),
+    )
+
+
+@routes.get("/api/v1/applications/{app_id}/elicense")
+async def get_elicense(request: web.Request) -> web.Response:
+    """The parent's e-licence: state, credential, QR links, superseded ones."""
+    return json_response(await _document(request))
+
+
+def qr_code(url: str) -> segno.QRCode:
+    """The QR code of a verify URL: level Q, the smallest version that holds it, never a Micro QR."""
+    return segno.make(url, error=QR_ERROR, micro=False, boost_error=False)
+
+
+async def _qr(request: web.Request) -> segno.QRCode:
+    document = await _document(request)
+    if document["verify_url"] is None:
+        raise Conflict("电子证照尚未生成", code="elicense_not_issued")
+    return qr_code(str(document["verify_url"]))
+
+
+@routes.get("/api/v1/applications/{app_id}/elicense/qr.png")
+async def get_elicense_qr_png(request: web.Request) -> web.Response:
+    """The QR code as PNG."""
+    out = io.BytesIO()
+    (await _qr(request)).save(out, kind="png", scale=PNG_SCALE, border=4)
+    return web.Response(body=out.getvalue(), content_type="image/png")
+
+
+@routes.get("/api/v1/applications/{app_id}/elicense/qr.svg")
+async def get_elicense_qr_svg(request: web.Request) -> web.Response:
+    """The QR code as SVG."""
+    out = io.BytesIO()
+    (await _qr(request)).save(out, kind="svg", xmldecl=False, scale=4, border=4)
+    return web.Response(body=out.getvalue(), content_type="image/svg+xml")
+
+
+@routes.get("/api/v1/elicense/jwks.json")
+async def elicense_jwks(request: web.Request) -> web.Response:
+    """Public: every key that ever signed an e-licence, the current one and the retired ones (never deleted)."""
+    jwks = await in_store(request, request.app[ELICENSE_KEYS].jwks)
+    return json_response(jwks, headers={"Cache-Control": "public, max-age=300"})
+
+
+_PROBLEM: Final = {
+    "description": "A problem (RFC 9457)",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+_APP_ID: Final = {
+    "name": "app_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+_NULLABLE_TEXT: Final = {"type": ["string", "null"]}
+ELICENSE_SCHEMA: Final = {
+    "type": "object",
+    "required": [
+        "application_id",
+        "role",
+        "state",
+        "state_label",
+        "credential",
+        "verify_url",
+        "qr",
+        "superseded",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "application_id": {"type": "string", "format": "uuid"},
+        "role": {"enum": ["mother", "father"]},
+        "state": {"enum": list(STATE_LABELS)},
+        "state_label": {"type": "string"},
+        "certificate_number": _NULLABLE_TEXT,
+        "licence_id": {
+            "type": ["string", "null"],
+            "pattern": "^1\\.2\\.156\\.3005\\.2\\.[0-9A-Z]+\\.[0-9A-Z]+\\.[0-9A-Z]+\\.[0-9]{3}\\.[0-9A-Z]$",
+        },
+        "key_id": _NULLABLE_TEXT,
+        "issued_at": _NULLABLE_TEXT,
+        "expected_at": _NULLABLE_TEXT,
+        "credential": {
+            "type": ["string", "null"],
+            "description": "SD-JWT (ES256, typ dc+sd-jwt): <jws>~<disclosure>~…~ (decision 0038)",
+        },
+        "verify_url": _NULLABLE_TEXT,
+        "qr": {
+            "type": ["object", "null"],
+            "required": ["png", "svg", "error_correction"],
+            "properties": {
+                "png": {"type": "string"},
+                "svg": {"type": "string"},
+                "error_correction": {"enum": ["Q"]},
+            },
+        },
+        "superseded": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["licence_id", "certificate_number", "issued_at", "state"],
+                "properties": {
+                    "licence_id": {"type": "string"},
+                    "certificate_number": {"type": "string"},
+                    "issued_at": {"type": "string"},
+                    "state": {"enum": ["superseded"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _image(media: str, what: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": f"the e-licence's QR code as {what} (409 elicense_not_issued before it exists)",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": what,
+                    "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "default": _PROBLEM,
+            },
+        },
+        "parameters": [_APP_ID],
+    }
+
+
+# For backend/openapi.py: ``PATHS.update(elicense.OPENAPI_PATHS)``.
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/applications/{app_id}/elicense": {
+        "parameters": [_APP_ID],
+        "get": {
+            "summary": "the electronic certificate (电子证照) for the mother or the joined father: state, credential, QR",
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "the e-licence (the father's credential without the mother's identity number)",
+                    "content": {"application/json": {"schema": ELICENSE_SCHEMA}},
+                },
+                "default": _PROBLEM,
+            },
+        },
+    },
+    "/api/v1/applications/{app_id}/elicense/qr.png": _image("image/png", "PNG"),
+    "/api/v1/applications/{app_id}/elicense/qr.svg": _image("image/svg+xml", "SVG"),
+    "/api/v1/elicense/jwks.json": {
+        "get": {
+            "summary": "public: every key that ever signed an e-licence (status current or retired; never deleted)",
+            "responses": {
+                "200": {
+                    "description": "JWKS",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["keys"],
+                                "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                            }
+                        }
+                    },
+                },
+                "default": _PROBLEM,
+            },
+        }
+    },
+}

@@ -1,0 +1,517 @@
+"""The e-licence process: every printed certificate gets its electronic certificate (电子证照), once, when due.
+
+Two halves, both on the elected leader only (decision 0024), both writing under its term (``db.fence``):
+
+- **Scheduling** — a ``View`` for ``LogFollower`` named ``elicense``. For each ``Issued``, ``Reissued`` or
+  ``CertificateReplaced`` it writes a row into ``elicense_due``: the application and the version of the print,
+  the certificate number, when it was printed, when the e-licence is due (the province profile's
+  ``elicense_working_days`` on the working-days calendar: Beijing 2, the others at once) and the licence
+  identifier it will have (derived: ``licence_id_for``). The rows and the position move in one transaction
+  (compare-and-set, like the archive), so a page applied twice schedules nothing twice; an event that cannot be
+  scheduled (its application unreadable) is parked by the follower (decision 0023).
+- **Issuing** — ``run()``, a loop (``leadership.lead("elicense-issuing", …)``) woken after each page and every
+  ``poll_seconds``: each due row, read with the service's clock, is issued: a Token Status List index drawn at
+  random from a never-reused pool (``elicense_status_slots``), the SD-JWT signed with the current key
+  (backend.credentials), sealed and stored in ``elicense_credentials`` — these in one transaction — and then
+  ``ELicenseIssued`` recorded (licence id, certificate number, key id, status entry: no personal data). A
+  crash between the two finds the stored credential again (keyed by application and version) and records the
+  event with it; the aggregate refuses a second e-licence for a number. A print whose number was voided before
+  its e-licence was due (a reissue, a replacement) gets none (``outcome`` superseded).
+
+The credential is stored, not re-derived: an ECDSA signature and the disclosures' salts are random, and the
+holder must get the same bytes each time. It is sealed like the archive (decision 0003): AES-256-GCM under
+HKDF(at-rest key, ``birthcert elicense v1``), bound to its row's licence id, application and version.
+
+For part B (verification, revocation): ``ElicenseStore.credential`` opens a stored credential;
+``elicense_credentials`` names each licence's ``status_list``/``status_idx`` and ``kid``; the lists hold
+``STATUS_LIST_SIZE`` entries; ``KeyRing.jwks`` serves every key ever used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+
+from backend.credentials import KeyRing, issue_sd_jwt
+from backend.storage import derive_aead
+from domain.application import ISSUED_STATES, LOST, BirthCertificateApplication
+from domain.elicense import DEFAULT_TYPE_CODE, LicenceId, data_items, due_at
+from domain.errors import Conflict, RuleViolated
+from domain.policy import WorkingCalendar, load_profiles
+from domain.service import Applications
+from domain.values import Actor
+from projections.runner import DomainEvent, Fenced, Page
+from projections.sql import Database
+
+log = logging.getLogger(__name__)
+
+NAME: Final = "elicense"
+PROCESS_ACTOR: Final = Actor(id="elicense-process", role="system")
+# Token Status List (draft-ietf-oauth-status-list): 2**17 entries a list, so that no list reveals a count; a new
+# list is opened once half of one is taken (a random free index stays cheap to draw).
+STATUS_LIST_SIZE: Final = 2**17
+STATUS_LIST_FILL: Final = 2**16
+VCT: Final = "urn:birthcert:elicense:birth-medical-certificate:1"
+HKDF_INFO: Final = b"birthcert elicense v1"
+NONCE_BYTES: Final = 12
+POLL_SECONDS: Final = 30.0
+T = TypeVar("T")
+
+_ISSUES: Final = (
+    BirthCertificateApplication.Issued,
+    BirthCertificateApplication.Reissued,
+    BirthCertificateApplication.CertificateReplaced,
+)
+
+
+def licence_id_for(
+    index_key: bytes, issuer_code: str, application_id: UUID | str, version: int, type_code: str
+) -> str:
+    """The identifier of the e-licence of the print at ``version``: its sequence derived by HMAC under the
+    service's index key, so that the same print always has the same identifier and nobody can guess one."""
+    digest = hmac.new(
+        index_key, f"elicense:{application_id}:{int(version)}".encode(), hashlib.sha256
+    ).digest()
+    return str(LicenceId.from_digest(issuer_code, digest, type_code=type_code))
+
+
+def status_uri(public_url: str, list_id: str) -> str:
+    """Where part B serves a status list."""
+    return f"{public_url.rstrip('/')}/api/v1/status-lists/{list_id}"
+
+
+def verify_url(public_url: str, licence_id: str) -> str:
+    """What the QR code encodes: the verify page with the licence id in the fragment (never sent to a server)."""
+    return f"{public_url.rstrip('/')}/verify/#{licence_id}"
+
+
+@dataclass(frozen=True)
+class Due:
+    """A print waiting for (or given) its e-licence."""
+
+    application_id: str
+    version: int
+    certificate_number: str
+    printed_at: str
+    due_at: datetime
+    licence_id: str
+    done_at: str | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """An issued credential (opened): the compact SD-JWT and its clear columns."""
+
+    licence_id: str
+    application_id: str
+    version: int
+    certificate_number: str
+    kid: str
+    status_list: str
+    status_idx: int
+    issued_at: str
+    credential: str
+
+
+class ElicenseStore:
+    """The e-licence's tables (blocking: call on the store executor)."""
+
+    def __init__(self, db: Database, key: bytes) -> None:
+        """``key``: the service's at-rest key (``backend.storage.at_rest_key``); the store derives its own."""
+        self.db = db
+        self._aead = derive_aead(key, HKDF_INFO)
+
+    def __repr__(self) -> str:
+        return "ElicenseStore()"
+
+    @staticmethod
+    def _aad(licence_id: str, application_id: str, version: int) -> bytes:
+        return json.dumps([licence_id, application_id, int(version)], separators=(",", ":")).encode()
+
+    def seal(self, credential: str, licence_id: str, application_id: str, version: int) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        aad = self._aad(licence_id, application_id, version)
+        return nonce + self._aead.encrypt(nonce, credential.encode("ascii"), aad)
+
+    _COLUMNS: Final = (
+        "licence_id, application_id, version, certificate_number, kid, status_list, status_idx, issued_at, "
+        "sealed_credential"
+    )
+
+    def _opened(self, row: tuple[Any, ...]) -> StoredCredential:
+        licence_id, application_id, version = str(row[0]), str(row[1]), int(row[2])
+        sealed = bytes(row[8])
+        try:
+            plain = self._aead.decrypt(
+                sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], self._aad(licence_id, application_id, version)
+            )
+        except InvalidTag:
+            raise RuntimeError(f"the stored e-licence {licence_id} does not decrypt for its row") from None
+        return StoredCredential(
+            licence_id=licence_id,
+            application_id=application_id,
+            version=version,
+            certificate_number=str(row[3]),
+            kid=str(row[4]),
+            status_list=str(row[5]),
+            status_idx=int(row[6]),
+            issued_at=str(row[7]),
+            credential=plain.decode("ascii"),
+        )
+
+    def credential(self, licence_id: str) -> StoredCredential | None:
+        """The stored credential of a licence, opened (None: not issued)."""
+        row = self.db.fetchone(
+            f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE licence_id = ?", (licence_id,)
+        )
+        return None if row is None else self._opened(row)
+
+    def credential_of_print(self, application_id: str, version: int) -> StoredCredential | None:
+        """The credential stored for one print (application, version of its Issued/Reissued event)."""
+        row = self.db.fetchone(
+            f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE application_id = ? AND version = ?",
+            (application_id, version),
+        )
+        return None if row is None else self._opened(row)
+
+    def due_of(self, application_id: str) -> list[Due]:
+        """The application's prints and their e-licences' schedule, oldest first."""
+        rows = self.db.fetchall(
+            "SELECT application_id, version, certificate_number, printed_at, due_at, licence_id, done_at, outcome "
+            "FROM elicense_due WHERE application_id = ? ORDER BY version",
+            (application_id,),
+        )
+        return [_due(r) for r in rows]
+
+    def allocate_slot(self, licence_id: str) -> tuple[str, int]:
+        """Inside a transaction: a random unused index of the list being filled, recorded for ever."""
+        row = self.db.fetchone(
+            "SELECT list_id, COUNT(*) FROM elicense_status_slots GROUP BY list_id "
+            "ORDER BY CAST(list_id AS INTEGER) DESC LIMIT 1"
+        )
+        if row is None:
+            list_id = "1"
+        elif int(row[1]) >= STATUS_LIST_FILL:
+            list_id = str(int(row[0]) + 1)
+        else:
+            list_id = str(row[0])
+        while True:
+            idx = secrets.randbelow(STATUS_LIST_SIZE)
+            taken = self.db.fetchone(
+                "SELECT 1 FROM elicense_status_slots WHERE list_id = ? AND idx = ?", (list_id, idx)
+            )
+            if taken is None:
+                break
+        self.db.execute(
+            "INSERT INTO elicense_status_slots (list_id, idx, licence_id, allocated_at) VALUES (?, ?, ?, ?)",
+            (list_id, idx, licence_id, _now_iso()),
+        )
+        return list_id, idx
+
+
+def _due(row: tuple[Any, ...]) -> Due:
+    return Due(
+        application_id=str(row[0]),
+        version=int(row[1]),
+        certificate_number=str(row[2]),
+        printed_at=str(row[3]),
+        due_at=datetime.fromtimestamp(float(row[4]), UTC),
+        licence_id=str(row[5]),
+        done_at=None if row[6] is None else str(row[6]),
+        outcome=None if row[7] is None else str(row[7]),
+    )
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class ElicenseProcess:
+    """Schedules and issues the e-licences: a ``View`` for ``LogFollower`` plus the issuing loop ``run``."""
+
+    def __init__(
+        self,
+        applications: Applications,
+        executor: Executor,
+        store: ElicenseStore,
+        keys: KeyRing,
+        *,
+        public_url: str,
+        index_key: bytes,
+        calendar: WorkingCalendar,
+        type_code: str = DEFAULT_TYPE_CODE,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.applications = applications
+        self.executor = executor
+        self.store = store
+        self.db = store.db
+        self.keys = keys
+        self.public_url = public_url.rstrip("/")
+        self._index_key = index_key
+        self.calendar = calendar
+        self.type_code = type_code
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return "ElicenseProcess()"
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # ------------------------------------------------------------------ View (scheduling)
+
+    async def position(self) -> int:
+        """The last notification id scheduled."""
+        return await self._run(self.db.position, NAME)
+
+    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+        """Schedule the page's prints and record its end, in one transaction, if the position is ``start``."""
+        if end is None:
+            end = page[-1][0] if page else start
+        applied, scheduled = await self._run(self._schedule_page, page, start, end)
+        if scheduled:
+            self.wake()
+        return applied
+
+    async def redo(self, position: int, event: DomainEvent) -> None:
+        """A parked print scheduled now (its row written if missing; the position untouched)."""
+        if await self._run(self._schedule_late, position, event):
+            self.wake()
+
+    async def reset(self) -> None:
+        """The schedule and the credentials are kept: nothing to rebuild in place."""
+        raise RuntimeError("the e-licence schedule is kept permanently and cannot be rebuilt in place")
+
+    def _schedule_page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
+        rows = [self._due_row(p, e) for p, e in page if p > start and isinstance(e, _ISSUES)]
+        with self.db.transaction():
+            if not self.db.move(NAME, start, end):
+                return False, 0
+            for row in rows:
+                self._insert_due(row)
+        return True, len(rows)
+
+    def _schedule_late(self, position: int, event: DomainEvent) -> bool:
+        if not isinstance(event, _ISSUES):
+            return False
+        row = self._due_row(position, event)
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            return self._insert_due(row)
+
+    def _due_row(self, position: int, event: DomainEvent) -> tuple[Any, ...]:
+        app_id = str(event.originator_id)
+        version = int(event.originator_version)
+        app: object = self.applications.repository.get(UUID(app_id), version=version)
+        if not isinstance(app, BirthCertificateApplication) or app.record is None:
+            raise TypeError("an issued certificate whose application has no delivery record")
+        profile = load_profiles().get(app.province)
+        days = profile.elicense_working_days if profile is not None else None
+        printed: datetime = getattr(event, "timestamp")  # noqa: B009  (every domain event of ours has one)
+        due = due_at(printed, days, self.calendar)
+        issuer = str(app.record.get("institution_code") or app.institution or "")
+        licence = licence_id_for(self._index_key, issuer, app_id, version, self.type_code)
+        number = str(getattr(event, "certificate_number"))  # noqa: B009  (Issued, Reissued, Replaced have one)
+        return (
+            app_id,
+            version,
+            position,
+            number,
+            printed.astimezone(UTC).isoformat(),
+            due.timestamp(),
+            licence,
+        )
+
+    def _insert_due(self, row: tuple[Any, ...]) -> bool:
+        found = self.db.fetchone(
+            "SELECT 1 FROM elicense_due WHERE application_id = ? AND version = ?", (row[0], row[1])
+        )
+        if found is not None:
+            return False
+        self.db.execute(
+            "INSERT INTO elicense_due (application_id, version, position, certificate_number, printed_at, due_at, "
+            "licence_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        return True
+
+    # ------------------------------------------------------------------ issuing
+
+    def wake(self) -> None:
+        """Look for due prints now (after a page, or when a test moved the clock)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop the loop (the leadership calls it when this process stops leading)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Issue what is due, then wait for a wake-up or ``poll_seconds``; until stopped or fenced."""
+        self._stopping = False
+        while not self._stopping:
+            try:
+                await self._run(self.issue_due)
+            except Fenced:
+                log.warning("e-licence issuing stopped: this process no longer leads")
+                return
+            except Exception as error:  # retried at the next round; the row stays due
+                log.error("e-licence issuing failed (%s); retrying", type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    def issue_due(self) -> int:
+        """On the executor: issue every print due by the service's clock; how many e-licences were recorded."""
+        now = self.applications.clock()
+        rows = self.db.fetchall(
+            "SELECT application_id, version, certificate_number, printed_at, due_at, licence_id, done_at, outcome "
+            "FROM elicense_due WHERE done_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT 100",
+            (now.timestamp(),),
+        )
+        issued = 0
+        for row in rows:
+            due = _due(row)
+            try:
+                issued += self._issue(due, now) == "issued"
+            except Fenced:
+                raise
+            except Exception as error:
+                log.error(
+                    "e-licence of %s v%d not issued yet (%s)",
+                    due.application_id,
+                    due.version,
+                    type(error).__name__,
+                )
+        return issued
+
+    def _issue(self, due: Due, now: datetime) -> str:
+        app: object = self.applications.repository.get(UUID(due.application_id))
+        if not isinstance(app, BirthCertificateApplication):
+            raise TypeError("not an application")
+        outcome = _skip(app, due.certificate_number)
+        if outcome is None:
+            stored = self.store.credential_of_print(due.application_id, due.version) or self._sign(
+                app, due, now
+            )
+            try:
+                self.applications.issue_elicense(
+                    PROCESS_ACTOR,
+                    app.id,
+                    licence_id=stored.licence_id,
+                    certificate_number=stored.certificate_number,
+                    key_id=stored.kid,
+                    status_list=stored.status_list,
+                    status_index=stored.status_idx,
+                )
+                outcome = "issued"
+            except (RuleViolated, Conflict):
+                now_app: object = self.applications.repository.get(app.id)
+                if not isinstance(now_app, BirthCertificateApplication):
+                    raise
+                outcome = _skip(now_app, due.certificate_number)
+                if outcome is None:
+                    raise  # some other change raced it: the next round tries again
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            self.db.execute(
+                "UPDATE elicense_due SET done_at = ?, outcome = ? WHERE application_id = ? AND version = ?",
+                (_now_iso(), outcome, due.application_id, due.version),
+            )
+        if outcome == "issued":
+            log.info("e-licence %s issued for %s v%d", due.licence_id, due.application_id, due.version)
+        return outcome
+
+    def _sign(self, app: BirthCertificateApplication, due: Due, now: datetime) -> StoredCredential:
+        form = app.form()
+        if form is None:
+            raise TypeError("an issued application without a complete form")
+        printed = datetime.fromisoformat(due.printed_at)
+        plain, personal = data_items(
+            form, certificate_number=due.certificate_number, issued_at=printed, licence_id=due.licence_id
+        )
+        signer = self.keys.current()
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            list_id, idx = self.store.allocate_slot(due.licence_id)
+            claims = {
+                "iss": self.public_url,
+                "iat": int(now.timestamp()),
+                "vct": VCT,
+                **plain,
+                "status": {"status_list": {"idx": idx, "uri": status_uri(self.public_url, list_id)}},
+            }
+            credential = issue_sd_jwt(signer, claims, personal)
+            issued_at = now.astimezone(UTC).isoformat()
+            sealed = self.store.seal(credential, due.licence_id, due.application_id, due.version)
+            self.db.execute(
+                "INSERT INTO elicense_credentials (licence_id, application_id, version, certificate_number, kid, "
+                "status_list, status_idx, issued_at, sealed_credential) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    due.licence_id,
+                    due.application_id,
+                    due.version,
+                    due.certificate_number,
+                    signer.kid,
+                    list_id,
+                    idx,
+                    issued_at,
+                    sealed,
+                ),
+            )
+        return StoredCredential(
+            licence_id=due.licence_id,
+            application_id=due.application_id,
+            version=due.version,
+            certificate_number=due.certificate_number,
+            kid=signer.kid,
+            status_list=list_id,
+            status_idx=idx,
+            issued_at=issued_at,
+            credential=credential,
+        )
+
+
+def _skip(app: BirthCertificateApplication, number: str) -> str | None:
+    """Why a print gets no (further) e-licence now, or None when it is to be issued."""
+    if app.elicense_for(number) is not None:
+        return "issued"
+    if app.certificate_number != number or number in app.voided_numbers:
+        return "superseded"
+    if app.state == LOST:
+        return "lost"
+    if app.state not in ISSUED_STATES:
+        return "not_issued"
+    return None
+
+
+__all__ = [
+    "NAME",
+    "PROCESS_ACTOR",
+    "STATUS_LIST_SIZE",
+    "Due",
+    "ElicenseProcess",
+    "ElicenseStore",
+    "StoredCredential",
+    "licence_id_for",
+    "status_uri",
+    "verify_url",
+]
