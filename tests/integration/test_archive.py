@@ -285,7 +285,9 @@ async def test_a_paused_old_leader_writes_no_late_row_and_no_late_pdf(bench: Ben
     archive = bench.archive()
     renderer = bench.renderer(archive)
     [(position, event), *_] = [
-        (p, e) for p, e in log_page(bench.applications) if isinstance(e, BirthCertificateApplication.FormSigned)
+        (p, e)
+        for p, e in log_page(bench.applications)
+        if isinstance(e, BirthCertificateApplication.FormSigned)
     ]
     assert event.originator_id == walk.id
     old, new = taken_over(bench.env)  # the leader paused while another process took its lease

@@ -39,8 +39,8 @@ from projections.merkle import MerkleTree, leaf_hash
 from projections.runner import Fenced, LogFollower
 from projections.signed_note import Ed25519NoteSigner, checkpoint_body, sign_note
 from projections.sql import SCHEMA_VERSION, Database
-from tests.integration.following import Term, taken_over
 from tests.builders import OTHER_WOMAN_ID, SECOND_MOTHER_ID, TEST_ID_NUMBERS, Walk
+from tests.integration.following import Term, taken_over
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "birthcert_verify.py"
