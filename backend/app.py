@@ -63,7 +63,7 @@ from backend.config import Config, ConfigError, secure_local_store
 from backend.errors import problem_middleware
 from backend.group_commit import GroupCommit
 from backend.idempotency import Idempotency
-from backend.object_store import open_objects
+from backend.object_store import S3Objects, open_objects
 from backend.openapi import openapi_handler
 from backend.redis_server import open_redis, supervise, warn_unless_durable
 from backend.registry import PopulationRegistry
@@ -133,15 +133,22 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the event store and Redis answer, the audit log matches its checkpoint, and no
     follower is stuck (not caught up and not moving for ``STUCK_SECONDS``, or stopped on an event);
-    each follower's position, lag and parked events. 503 with the reasons when not ready."""
+    each follower's position, lag and parked events. 503 with the reasons when not ready.
+
+    A configured object store that does not answer leaves the process ready but ``degraded`` (200, with
+    ``degraded`` naming why): reads never need it, every host reaches the same store (taking hosts out would
+    help nothing), uploads answer 503 with Retry-After and the archive's PDFs wait for it (decision 0025)."""
     health = await _health(request.app)
     reasons = [*health["reasons"]]
     ready = not reasons
+    degraded = health["degraded"]
     body = {
-        "status": "ready" if ready else "not_ready",
+        "status": "not_ready" if not ready else "degraded" if degraded else "ready",
         "reasons": reasons,
+        "degraded": degraded,
         "event_store": {"up": health["event_store"]["up"], "position": health["event_store"]["position"]},
         "redis": {"up": health["redis"]["up"]},
+        "object_store": health["object_store"],
         "followers": health["followers"],
         "leader": request.app[LEADERSHIP].info(),
         # What earlier versions answered, kept for dashboards that read it.
@@ -167,6 +174,8 @@ async def _health(app: web.Application) -> dict[str, Any]:
     redis_up = await app[REDIS].ping()
     if not redis_up:
         reasons.append("redis_unavailable")
+    objects_up = await _object_store_up(app)
+    degraded = [] if objects_up is not False else ["object_store_unavailable"]
     integrity = app.get(audit.INTEGRITY)
     if integrity is not None and not integrity.ok:
         reasons.append("audit_log_mismatch")
@@ -195,10 +204,27 @@ async def _health(app: web.Application) -> dict[str, Any]:
         )
     return {
         "reasons": reasons,
+        "degraded": degraded,
         "event_store": {"up": store_up, "position": end},
         "redis": {"up": redis_up},
+        "object_store": {"configured": objects_up is not None, "up": objects_up},
         "followers": followers,
     }
+
+
+async def _object_store_up(app: web.Application) -> bool | None:
+    """Whether the configured object store answers (one HEAD of its bucket, on the I/O threads, within
+    ``HEALTH_TIMEOUT_SECONDS``); None when none is configured (the local directory)."""
+    objects = app[BLOBS].objects
+    if not isinstance(objects, S3Objects):
+        return None
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(
+            loop.run_in_executor(app[IO_EXECUTOR], objects.reachable), HEALTH_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        return False
 
 
 def _unique(followers: list[LogFollower]) -> list[LogFollower]:
@@ -215,6 +241,8 @@ async def metrics(request: web.Request) -> web.Response:
     gauges = app[HEALTH_GAUGES]
     gauges["redis_up"].set(1 if health["redis"]["up"] else 0)
     gauges["store_up"].set(1 if health["event_store"]["up"] else 0)
+    if "object_store_up" in gauges:
+        gauges["object_store_up"].set(1 if health["object_store"]["up"] else 0)
     if health["event_store"]["position"] is not None:
         gauges["store_position"].set(health["event_store"]["position"])
     for f in health["followers"]:
@@ -232,9 +260,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _health_gauges(registry: CollectorRegistry) -> dict[str, Any]:
+def _health_gauges(registry: CollectorRegistry, *, object_store: bool) -> dict[str, Any]:
+    """The gauges ``/metrics`` sets at each scrape; ``birthcert_object_store_up`` only where an object store is
+    configured (absent with the local directory, rather than a 0 that would read as an outage)."""
     follower = ["follower"]
-    return {
+    gauges: dict[str, Any] = {}
+    if object_store:
+        gauges["object_store_up"] = Gauge(
+            "birthcert_object_store_up", "The configured object store answers", registry=registry
+        )
+    return gauges | {
         "redis_up": Gauge("birthcert_redis_up", "Redis answers a PING", registry=registry),
         "store_up": Gauge("birthcert_event_store_up", "The event store answers", registry=registry),
         "store_position": Gauge(
@@ -512,7 +547,7 @@ def create_app(config: Config) -> web.Application:
     app[LATENCY] = Histogram(
         "birthcert_http_request_seconds", "HTTP latency", ["method", "route"], registry=registry
     )
-    app[HEALTH_GAUGES] = _health_gauges(registry)
+    app[HEALTH_GAUGES] = _health_gauges(registry, object_store=config.object_store is not None)
     app[SAMPLED_READS] = itertools.count()
     app.cleanup_ctx.extend(
         [

@@ -218,6 +218,15 @@ class S3Objects:
             return False
         return True
 
+    def reachable(self) -> bool:
+        """Whether the bucket answers now: one HEAD of the bucket (False at once during the pause after a
+        failure, without asking)."""
+        try:
+            self._call(lambda: self.client.head_bucket(Bucket=self.bucket))
+        except (ObjectStoreUnavailable, ObjectNotFound):  # away, or the bucket is gone
+            return False
+        return True
+
     def _call(self, request: Callable[[], T], key: str = "") -> T:
         with self._lock:
             failed_at = self._failed_at

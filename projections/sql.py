@@ -287,6 +287,14 @@ class Database:
                 with self.connection.transaction():
                     yield self
 
+    @contextlib.contextmanager
+    def fenced_transaction(self, fence: Fence | None) -> Iterator[Database]:
+        """A transaction whose writes are the leader's: ``Fenced`` at its start (nothing written) unless
+        ``fence``'s term is the lease's now (no fence: unchecked, as ``transaction``)."""
+        with self.transaction():
+            self.check_fence(fence)
+            yield self
+
     def check_fence(self, fence: Fence | None) -> None:
         """Inside a transaction: ``Fenced`` unless ``fence``'s term is the lease's term now (no fence: no check).
 
@@ -463,8 +471,7 @@ class DurablePosition:
         await asyncio.get_running_loop().run_in_executor(self.executor, self._set, position)
 
     def _set(self, position: int) -> None:
-        with self.db.transaction():
-            self.db.check_fence(self.fence)
+        with self.db.fenced_transaction(self.fence):
             self.db.advance(self.name, position)
 
 

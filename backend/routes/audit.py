@@ -43,7 +43,7 @@ from domain.errors import NotFound
 from domain.service import Outcome
 from domain.values import Actor
 from projections.audit_log import AuditLog, CheckResult, IntegrityError
-from projections.runner import LogFollower
+from projections.runner import Fenced, LogFollower
 from projections.sql import Database
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,10 @@ async def _checkpoints(app: web.Application) -> None:
     duty stops while this process still leads. The next start-up checks every unsigned leaf in full
     (decision 0029), so this bounds that check after a kill -9 and makes it nothing after a clean stop."""
     loop = asyncio.get_running_loop()
-    executor, audit = app[STORE_EXECUTOR], app[AUDIT_LOG]
+    executor, audit, leadership = app[STORE_EXECUTOR], app[AUDIT_LOG], app[LEADERSHIP]
     period, enough = app[CONFIG].checkpoint_seconds, app[CONFIG].checkpoint_leaves
+    # Signed under the leader's term: a paused old leader's duty signs nothing once another leads.
+    sign = functools.partial(audit.make_checkpoint, leadership)
     signed_at = time.monotonic()
     try:
         while True:
@@ -133,14 +135,16 @@ async def _checkpoints(app: web.Application) -> None:
                 if not due:
                     due = await loop.run_in_executor(executor, audit.unsigned_leaves) >= enough
                 if due:
-                    await loop.run_in_executor(executor, audit.make_checkpoint)
+                    await loop.run_in_executor(executor, sign)
                     signed_at = time.monotonic()
+            except Fenced:
+                raise  # this process no longer leads: it steps down
             except Exception as error:
                 log.warning("checkpoint failed (%s)", type(error).__name__)
     except asyncio.CancelledError:
-        if app[LEADERSHIP].term is not None:
+        if leadership.term is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(loop.run_in_executor(executor, audit.make_checkpoint))
+                await asyncio.shield(loop.run_in_executor(executor, sign))
         raise
 
 

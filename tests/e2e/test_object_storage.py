@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -118,6 +119,56 @@ async def test_uploads_go_to_the_bucket_and_an_outage_is_a_503_that_takes_nothin
                 blobs = [key.rsplit("/", 1)[1] for key in bucket.objects() if key.startswith("blobs/")]
                 # Each read is decrypted and checked against its hash (the photos were cleaned of EXIF).
                 assert {other.app[BLOBS].get(sha256)[1] for sha256 in blobs} == {"image/jpeg", "image/png"}
+
+
+async def health(stack: Stack) -> tuple[int, dict[str, Any], str]:
+    """``/readyz``'s status and body, and the ``birthcert_object_store_up`` line of ``/metrics``."""
+    async with stack.session.get(f"{stack.api}/readyz") as r:
+        status, body = r.status, await r.json()
+    async with stack.session.get(f"{stack.api}/metrics") as r:
+        lines = (await r.text()).splitlines()
+    [gauge] = [line for line in lines if line.startswith("birthcert_object_store_up ")]
+    return status, body, gauge
+
+
+async def test_readyz_says_the_object_store_is_away_and_stays_ready_for_reads(
+    tmp_path: Path, redis_url: str, family: Family
+) -> None:
+    with s3_server() as server:
+        async with running_stack(tmp_path / "var", redis_url, server.bucket().environ()) as stack:
+            status, body, gauge = await health(stack)
+            assert (status, body["status"], body["object_store"]) == (
+                200,
+                "ready",
+                {"configured": True, "up": True},
+            )
+            assert gauge == "birthcert_object_store_up 1.0"
+
+            server.stop()
+            status, body, gauge = await health(stack)
+            # Still in the load balancer's rotation: reads never need the object store, and every host reaches
+            # the same one; uploads answer 503 with Retry-After meanwhile.
+            assert (status, body["status"], body["reasons"], body["degraded"], body["object_store"]) == (
+                200,
+                "degraded",
+                [],
+                ["object_store_unavailable"],
+                {"configured": True, "up": False},
+            )
+            assert gauge == "birthcert_object_store_up 0.0"
+            await stack.record_delivery(family)
+            mp = stack.mini_program(family)
+            await mp.login()
+            await mp.start()  # a command and a read, with the object store away
+            assert (await mp.status())["version"] >= 1
+
+            server.start()
+
+            async def back() -> bool:
+                status, body, gauge = await health(stack)
+                return status == 200 and body["status"] == "ready" and gauge.endswith(" 1.0")
+
+            await eventually(back, "ready again once the object store answers")
 
 
 def assert_encrypted(bucket: S3Bucket, photos: list[bytes], count: int) -> None:

@@ -184,7 +184,8 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
     async with stack.session.get(f"{stack.api}/readyz") as r:
         assert r.status == 200
         body = await r.json()
-    assert body["status"] == "ready" and body["reasons"] == []
+    assert body["status"] == "ready" and body["reasons"] == [] and body["degraded"] == []
+    assert body["object_store"] == {"configured": False, "up": None}, "blobs in the local directory"
     followers = {f["name"]: f for f in body["followers"]}
     assert set(followers) == {
         "status",
@@ -206,3 +207,6 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
     assert 'birthcert_follower_lag_events{follower="archive"} 0.0' in text
     assert 'birthcert_follower_parked_events{follower="status"} 0.0' in text
     assert "birthcert_redis_up 1.0" in text
+    assert "birthcert_object_store_up" not in text, (
+        "no object store configured: no gauge (a 0 reads as an outage)"
+    )

@@ -18,6 +18,7 @@ import requests
 
 from domain.service import Applications
 from projections.cli import register_projections
+from projections.leader import LeaderLease
 from projections.runner import LogFollower, Page
 
 T = TypeVar("T")
@@ -29,6 +30,21 @@ class Term:
     """A fence (``projections.runner.Fence``) at a fixed leader's term; None: not held."""
 
     term: int | None
+
+
+def taken_over(env: dict[str, str]) -> tuple[int, int]:
+    """The leader's lease held by one process and then taken by another: (the old term, the new one)."""
+    old_holder, new_holder = (LeaderLease.open(env, name, ttl=60) for name in ("old", "new"))
+    try:
+        old = old_holder.acquire()
+        assert old is not None
+        old_holder.release(old.term)
+        new = new_holder.acquire()
+        assert new is not None and new.term > old.term
+        return old.term, new.term
+    finally:
+        old_holder.db.close()
+        new_holder.db.close()
 
 
 async def off_loop(executor: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:

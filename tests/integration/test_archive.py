@@ -44,9 +44,10 @@ from projections.archive import (
     canonical,
 )
 from projections.archive_pdf import PdfRenderer
-from projections.runner import LogFollower
+from projections.runner import Fenced, LogFollower
 from projections.sql import Database, SchemaError
 from tests.builders import EMS, NOW, TEST_ID_NUMBERS, Walk
+from tests.integration.following import Term, log_page, taken_over
 from tests.integration.test_store import PERSONAL_TEXTS, assert_nothing_in_clear, stored_bytes
 from tests.pdf_reading import pdf_fonts, pdf_pages, pdf_text, render_first_page, rendering_unavailable
 
@@ -180,6 +181,11 @@ def count(archive: FormArchive) -> int:
     return int(row[0]) if row else 0
 
 
+def pdf_count(archive: FormArchive) -> int:
+    row = archive.db.fetchone("SELECT COUNT(*) FROM archive_pdfs")
+    return int(row[0]) if row else 0
+
+
 # ---------------------------------------------------------------------- the versions
 
 
@@ -272,6 +278,33 @@ async def test_a_page_applied_twice_adds_nothing_and_a_reissue_is_added_once(ben
 
 
 # ---------------------------------------------------------------------- the database refuses changes
+
+
+async def test_a_paused_old_leader_writes_no_late_row_and_no_late_pdf(bench: Bench) -> None:
+    walk = journey(bench.applications, bench.blobs).walk
+    archive = bench.archive()
+    renderer = bench.renderer(archive)
+    [(position, event), *_] = [
+        (p, e)
+        for p, e in log_page(bench.applications)
+        if isinstance(e, BirthCertificateApplication.FormSigned)
+    ]
+    assert event.originator_id == walk.id
+    old, new = taken_over(bench.env)  # the leader paused while another process took its lease
+
+    # A parked form retried by the old leader: refused, nothing written.
+    archive.db.fence = renderer.db.fence = Term(old)
+    with pytest.raises(Fenced):
+        await archive.redo(position, event)
+    assert count(archive) == 0
+    # The row written by the new leader; its PDF drawn late by the old one's renderer: refused.
+    archive.db.fence = Term(new)
+    with pytest.raises(Fenced):
+        await archive.redo(position, event)
+    assert (count(archive), pdf_count(archive)) == (1, 0)
+    renderer.db.fence = Term(new)
+    await renderer.render_late([position])
+    assert pdf_count(archive) == 1
 
 
 def raw_connection(env: dict[str, str]) -> Any:

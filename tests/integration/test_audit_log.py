@@ -36,10 +36,11 @@ from backend.routes.audit import open_audit_log
 from domain.service import Applications
 from projections.audit_log import AuditLog, IntegrityError, canonical
 from projections.merkle import MerkleTree, leaf_hash
-from projections.runner import LogFollower
+from projections.runner import Fenced, LogFollower
 from projections.signed_note import Ed25519NoteSigner, checkpoint_body, sign_note
 from projections.sql import SCHEMA_VERSION, Database
 from tests.builders import OTHER_WOMAN_ID, SECOND_MOTHER_ID, TEST_ID_NUMBERS, Walk
+from tests.integration.following import Term, taken_over
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "birthcert_verify.py"
@@ -292,6 +293,24 @@ def test_bundle_of_a_whole_journey_verifies_offline(store: Store, tmp_path: Path
         stranger.db.close()
     assert wrong.returncode == 1
     assert "not signed by the given key" in wrong.stdout
+
+
+def test_a_checkpoint_is_signed_under_the_leaders_term_only(store: Store) -> None:
+    journey(store.applications)
+    audit = store.audit()
+    follow(store.applications, audit)
+    old, new = taken_over(store.env)  # a leader paused, its lease taken by another process meanwhile
+
+    def checkpoints() -> list[tuple[Any, ...]]:
+        return audit.db.fetchall("SELECT tree_size FROM audit_checkpoints")
+
+    with pytest.raises(Fenced):
+        audit.make_checkpoint(Term(old))
+    with pytest.raises(Fenced):
+        audit.make_checkpoint(Term(None))  # a process that knows it does not lead
+    assert checkpoints() == [], "the old leader signed nothing"
+    signed = audit.make_checkpoint(Term(new))
+    assert signed["tree_size"] == audit.size() > 0 and checkpoints() == [(audit.size(),)]
 
 
 def test_consistency_proofs_between_successive_checkpoints_verify(store: Store, tmp_path: Path) -> None:
