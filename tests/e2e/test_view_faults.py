@@ -196,6 +196,7 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
         "archive",
         "archive_pdf",
         "ems",
+        "elicense",
     }
     end = body["event_store"]["position"]
     for name, follower in followers.items():
