@@ -825,7 +825,7 @@ SCHEMAS.update(
             "properties": {
                 "token": {"type": "string"},
                 "expires_in": {"type": "integer", "maximum": 7200},
-                "role": {"enum": ["issuer", "hospital", "auditor", "admin"]},
+                "role": {"enum": ["issuer", "hospital", "auditor", "admin", "verifier"]},
                 "institution": {"type": ["string", "null"]},
                 "name": {"type": "string"},
             },
