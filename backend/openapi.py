@@ -1690,6 +1690,15 @@ def _elicense_paths() -> JSON:
 PATHS.update(_elicense_paths())
 
 
+def _verification_paths() -> JSON:
+    from backend.routes.verification import OPENAPI_PATHS  # beside its handlers (decision 0039)
+
+    return dict(OPENAPI_PATHS)
+
+
+PATHS.update(_verification_paths())
+
+
 DOCUMENT: JSON = {
     "openapi": "3.1.0",
     "info": {

@@ -321,3 +321,125 @@ async def audit_verifications(request: web.Request) -> web.Response:
         request, request.app[ELICENSE_STATUS].verifications, licence_id, query_limit(request, 100, 1000)
     )
     return json_response({"verifications": [asdict(r) for r in rows]})
+
+
+_PROBLEM: Final = {
+    "description": "A problem (RFC 9457)",
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
+_TEXT: Final = {"type": "string"}
+_NULLABLE: Final = {"type": ["string", "null"]}
+VERIFY_REQUEST: Final = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["credential"],
+            "properties": {"credential": {"type": "string", "maxLength": MAX_CREDENTIAL}},
+        },
+        {
+            "type": "object",
+            "required": ["certificate_number", "newborn_name", "birth_date"],
+            "properties": {
+                "certificate_number": _TEXT,
+                "newborn_name": _TEXT,
+                "birth_date": {"type": "string", "format": "date"},
+            },
+        },
+    ]
+}
+VERIFY_ANSWER: Final = {
+    "type": "object",
+    "required": ["id", "result", "result_label", "checked_at", "checked", "receipt", "audience"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "result": {"enum": list(RESULT_LABELS)},
+        "result_label": _TEXT,
+        "checked_at": _TEXT,
+        "checked": {
+            "type": "object",
+            "required": ["kind", "sha256"],
+            "properties": {"kind": {"enum": ["credential", "paper"]}, "sha256": _TEXT},
+        },
+        "receipt": {"type": "string", "description": "JWT, ES256, typ verification-receipt+jwt (decision 0039)"},
+        "audience": {"enum": ["public", "verifier"]},
+        "certificate_number": _TEXT,
+        "issued_at": _TEXT,
+        "licence_id": _NULLABLE,
+        "reason": {"enum": [*REASON_LABELS, None]},
+        "reason_label": _NULLABLE,
+        "replaced_by": _NULLABLE,
+        "archived": {"type": "boolean"},
+        "credential": _TEXT,
+        "items": {"type": "object"},
+    },
+}
+
+
+def _post(summary: str, security: list[Any], status: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": security,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": VERIFY_REQUEST}}},
+            "responses": {
+                status: {
+                    "description": "the result and a signed receipt",
+                    "content": {"application/json": {"schema": VERIFY_ANSWER}},
+                },
+                "default": _PROBLEM,
+            },
+        }
+    }
+
+
+# For backend/openapi.py.
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/v1/status-lists/{list_id}": {
+        "parameters": [{"name": "list_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "get": {
+            "summary": "public: a Token Status List (draft-ietf-oauth-status-list), one bit an e-licence",
+            "responses": {
+                "200": {
+                    "description": "the signed status list token (JWT, typ statuslist+jwt)",
+                    "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+                },
+                "default": _PROBLEM,
+            },
+        },
+    },
+    "/api/v1/verifications": _post(
+        "public, rate-limited: verify an e-licence or a paper certificate (a verifier also learns why)",
+        [{}, {"bearer": []}],
+        "200",
+    ),
+    "/api/v1/verifications/archive": _post(
+        "a verifier's 存档 of a valid e-licence: the credential and its items, the archiving recorded",
+        [{"bearer": []}],
+        "201",
+    ),
+    "/api/v1/audit/verifications": {
+        "get": {
+            "summary": "the auditor's list of verifications (digests and hashed addresses only)",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "licence_id", "in": "query", "required": False, "schema": _TEXT},
+                {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "newest first",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["verifications"],
+                                "properties": {"verifications": {"type": "array", "items": {"type": "object"}}},
+                            }
+                        }
+                    },
+                },
+                "default": _PROBLEM,
+            },
+        }
+    },
+}
