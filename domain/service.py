@@ -56,7 +56,6 @@ from domain.errors import (
     RuleViolated,
 )
 from domain.idempotency import IdempotencyRecord, IdempotentRequest
-from domain.verification import VerificationRecord
 from domain.pickup import PickupWindow, Slot, bookable_slots, find_slot, parse_slot_ref, slot_ref
 from domain.policy import (
     REASON_MESSAGES,
@@ -82,6 +81,7 @@ from domain.values import (
     PersonName,
     as_id_document,
 )
+from domain.verification import VerificationRecord
 
 log = logging.getLogger(__name__)
 

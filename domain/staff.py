@@ -230,9 +230,13 @@ class StaffAccount(Aggregate):
         """Create an account; hospital and issuer accounts belong to an institution."""
         _as_admin_or_system(actor)
         if role not in STAFF_ROLES:
-            raise InvalidValue("role", "invalid_role", "角色只能是 issuer、hospital、auditor、admin 或 verifier")
+            raise InvalidValue(
+                "role", "invalid_role", "角色只能是 issuer、hospital、auditor、admin 或 verifier"
+            )
         if role in INSTITUTION_ROLES and not institution:
-            raise InvalidValue("institution", "institution_required", "签发人员、助产机构人员和核验人员须指定所属机构")
+            raise InvalidValue(
+                "institution", "institution_required", "签发人员、助产机构人员和核验人员须指定所属机构"
+            )
         cleaned = " ".join(display_name.split())
         if not 1 <= len(cleaned) <= 30:
             raise InvalidValue("display_name", "invalid_display_name", "姓名为1到30个字")

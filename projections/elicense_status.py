@@ -132,7 +132,9 @@ class ElicenseStatus:
         return True, changed
 
     def _take(self, position: int, event: DomainEvent) -> int:
-        if isinstance(event, BirthCertificateApplication.Reissued | BirthCertificateApplication.CertificateReplaced):
+        if isinstance(
+            event, BirthCertificateApplication.Reissued | BirthCertificateApplication.CertificateReplaced
+        ):
             reason = "reissued" if isinstance(event, BirthCertificateApplication.Reissued) else "replaced"
             return self._invalidate(
                 position,
@@ -229,9 +231,10 @@ class ElicenseStatus:
         return signed
 
     def _signed(self, list_id: str, now: float) -> tuple[str, int]:
-        indexes = [int(r[0]) for r in self.db.fetchall(
-            "SELECT idx FROM elicense_status_bits WHERE list_id = ?", (list_id,)
-        )]
+        indexes = [
+            int(r[0])
+            for r in self.db.fetchall("SELECT idx FROM elicense_status_bits WHERE list_id = ?", (list_id,))
+        ]
         token = sign_token(
             self.keys.current(), status_uri(self.public_url, list_id), indexes, STATUS_LIST_SIZE, now=int(now)
         )
@@ -257,7 +260,10 @@ class ElicenseStatus:
         row = self.db.fetchone("SELECT token FROM elicense_status_tokens WHERE list_id = ?", (list_id,))
         if row is not None:
             return str(row[0])
-        if self.db.fetchone("SELECT 1 FROM elicense_status_slots WHERE list_id = ? LIMIT 1", (list_id,)) is None:
+        if (
+            self.db.fetchone("SELECT 1 FROM elicense_status_slots WHERE list_id = ? LIMIT 1", (list_id,))
+            is None
+        ):
             return None
         return self._signed(list_id, self.clock().timestamp())[0]
 

@@ -36,9 +36,9 @@ from backend.components import (
     LEADERSHIP,
     STORE_EXECUTOR,
     actor_of,
+    follow_on_leader,
     in_store,
     json_response,
-    follow_on_leader,
     query_limit,
 )
 from backend.credentials import CredentialError, KeyRing, sign_jwt, verify_sd_jwt
@@ -136,7 +136,9 @@ class Asked:
         if self.credential is not None:
             return hashlib.sha256(self.credential.encode()).hexdigest()
         items = [self.certificate_number, self.newborn_name, self.birth_date]
-        return hashlib.sha256(json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()
+        ).hexdigest()
 
 
 def _name(text: str) -> str:
@@ -157,12 +159,16 @@ def asked_of(body: dict[str, Any]) -> Asked:
     for key in ("certificate_number", "newborn_name", "birth_date"):
         value = body.get(key)
         if not isinstance(value, str) or not value.strip():
-            errors.append(FieldError(key, "required", "请填写电子证照或出生医学证明编号、新生儿姓名和出生日期"))
+            errors.append(
+                FieldError(key, "required", "请填写电子证照或出生医学证明编号、新生儿姓名和出生日期")
+            )
         else:
             texts[key] = value.strip()
     number = texts.get("certificate_number", "").upper()
     if "certificate_number" in texts and not _NUMBER.match(number):
-        errors.append(FieldError("certificate_number", "invalid_certificate_number", "出生医学证明编号格式不正确"))
+        errors.append(
+            FieldError("certificate_number", "invalid_certificate_number", "出生医学证明编号格式不正确")
+        )
     if "newborn_name" in texts and not 1 <= len(_name(texts["newborn_name"])) <= 30:
         errors.append(FieldError("newborn_name", "invalid_name", "姓名为1到30个字"))
     if "birth_date" in texts:
@@ -293,7 +299,9 @@ async def _verify(request: web.Request, *, archive: bool) -> web.Response:
         answer["reason_label"] = REASON_LABELS.get(found.invalidated.reason) if found.invalidated else None
         answer["replaced_by"] = found.invalidated.replaced_by if found.invalidated else None
     if archive and found.stored is not None:
-        verified = await in_store(request, verify_sd_jwt, found.stored.credential, await in_store(request, keys.jwks))
+        verified = await in_store(
+            request, verify_sd_jwt, found.stored.credential, await in_store(request, keys.jwks)
+        )
         answer["archived"] = True
         answer["credential"] = found.stored.credential
         answer["items"] = {**verified.claims, **verified.disclosed}
@@ -360,7 +368,10 @@ VERIFY_ANSWER: Final = {
             "required": ["kind", "sha256"],
             "properties": {"kind": {"enum": ["credential", "paper"]}, "sha256": _TEXT},
         },
-        "receipt": {"type": "string", "description": "JWT, ES256, typ verification-receipt+jwt (decision 0039)"},
+        "receipt": {
+            "type": "string",
+            "description": "JWT, ES256, typ verification-receipt+jwt (decision 0039)",
+        },
         "audience": {"enum": ["public", "verifier"]},
         "certificate_number": _TEXT,
         "issued_at": _TEXT,
@@ -433,7 +444,9 @@ OPENAPI_PATHS: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["verifications"],
-                                "properties": {"verifications": {"type": "array", "items": {"type": "object"}}},
+                                "properties": {
+                                    "verifications": {"type": "array", "items": {"type": "object"}}
+                                },
                             }
                         }
                     },

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from backend.credentials import b64url, b64url_decode, read_jwt, verify_sd_jwt
 from backend.admin import operator
+from backend.credentials import b64url, b64url_decode, read_jwt, verify_sd_jwt
 from backend.dev import DEMO_PASSWORD
 from backend.routes.staff import hash_password
 from backend.status_list import INVALID, VALID, read_token
@@ -51,7 +51,9 @@ async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
     await mother.submit()
     issuer = await staff(stack, "issuer1")
     await issuer.call(
-        "POST", f"{REVIEW}/{mother.app_id}/issue", json={"certificate_number": "X440100071", "sealer": "赵盖章"}
+        "POST",
+        f"{REVIEW}/{mother.app_id}/issue",
+        json={"certificate_number": "X440100071", "sealer": "赵盖章"},
     )
     return mother, await issued_elicense(mother)
 
@@ -80,8 +82,8 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
     status, answer = await verify(stack, {"credential": credential})
     assert (status, answer["result"], answer["audience"]) == (200, "valid", "public")
     assert answer["certificate_number"] == "X440100071" and "replaced_by" not in answer
-    header, receipt = read_jwt(answer["receipt"], keys, "verification-receipt+jwt")  # the verifier keeps it
-    assert receipt["result"] == "valid" and receipt["jti"] == answer["id"]
+    rheader, receipt = read_jwt(answer["receipt"], keys, "verification-receipt+jwt")  # the verifier keeps it
+    assert rheader["alg"] == "ES256" and receipt["result"] == "valid" and receipt["jti"] == answer["id"]
     assert receipt["checked"]["sha256"] == answer["checked"]["sha256"] and credential not in answer["receipt"]
 
     # From paper: the number, the name and the birth date as printed (the birth date of the e-licence).
@@ -119,7 +121,9 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
     issuer = await staff(stack, "issuer1")
     await issuer.call("POST", f"{REVIEW}/{mother.app_id}/loss", json={"reason": "邮件遗失"})
     await issuer.call(
-        "POST", f"{REVIEW}/{mother.app_id}/reissue", json={"certificate_number": "X440100072", "sealer": "赵盖章"}
+        "POST",
+        f"{REVIEW}/{mother.app_id}/reissue",
+        json={"certificate_number": "X440100072", "sealer": "赵盖章"},
     )
 
     async def revoked() -> dict[str, Any] | None:
@@ -139,7 +143,9 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
     status, seen = await verify(stack, {"credential": credential}, police.token)
     assert (seen["audience"], seen["reason"], seen["replaced_by"]) == ("verifier", "reissued", "X440100072")
     new = await issued_elicense(mother)
-    archived = await police.call("POST", "/api/v1/verifications/archive", json={"credential": new["credential"]})
+    archived = await police.call(
+        "POST", "/api/v1/verifications/archive", json={"credential": new["credential"]}
+    )
     assert archived["archived"] is True and archived["credential"] == new["credential"]
     assert archived["items"]["newborn_name"] == family.newborn_name
     with pytest.raises(ApiProblem) as old:
@@ -153,7 +159,9 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
     auditor = await staff(stack, "auditor1")
 
     async def all_recorded() -> list[dict[str, Any]] | None:
-        rows: list[dict[str, Any]] = (await auditor.call("GET", "/api/v1/audit/verifications"))["verifications"]
+        rows: list[dict[str, Any]] = (await auditor.call("GET", "/api/v1/audit/verifications"))[
+            "verifications"
+        ]
         return rows if any(r["archived"] for r in rows) else None
 
     rows = await eventually(all_recorded, "the verifications are listed for the auditor")
