@@ -15,6 +15,7 @@ from backend.config import Config
 from domain.errors import DomainError
 from domain.pickup import PickupWindow
 from domain.service import Applications
+from domain.staff import STAFF_ROLES
 from domain.values import Actor, CounterDetails
 
 
@@ -157,7 +158,7 @@ def register_admin(subparsers: Any) -> None:
         dest="users_command", required=True
     )
     add = users.add_parser("add", help="create a staff account (password from stdin)")
-    add.add_argument("--role", required=True, choices=["issuer", "hospital", "auditor", "admin"])
+    add.add_argument("--role", required=True, choices=list(STAFF_ROLES))
     add.add_argument("--institution", help="institution code (issuer and hospital accounts)")
     add.add_argument("--username", required=True)
     add.add_argument("--name", help="the person's name, printed as 打证人 on the form")

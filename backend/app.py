@@ -78,6 +78,7 @@ from backend.routes import (
     parents,
     queue,
     staff,
+    verification,
     worklist,
 )
 from backend.routes.institutions import setup_institutions
@@ -563,6 +564,7 @@ def create_app(config: Config) -> web.Application:
             archive.archive_ctx,
             ems.ems_ctx,
             elicense.elicense_ctx,
+            verification.verification_ctx,
         ]
     )
     app.on_shutdown.append(queue.queue_shutdown)
@@ -581,6 +583,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(ems.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(elicense.routes)
+    app.router.add_routes(verification.routes)
     app.router.add_routes(console.routes)
     setup_institutions(app)
     if config.development:

@@ -179,11 +179,39 @@ def issue_sd_jwt(signer: Signer, plain: Mapping[str, Any], disclosable: Mapping[
     digests = [disclosure_digest(d) for d in disclosures]
     while len(digests) < SD_DIGESTS:
         digests.append(b64url(hashlib.sha256(secrets.token_bytes(32)).digest()))
-    payload = {**plain, "_sd_alg": SD_ALG, "_sd": sorted(digests)}
-    header = {"alg": signer.alg, "kid": signer.kid, "typ": TYP}
-    signing_input = f"{b64url(_json_bytes(header))}.{b64url(_json_bytes(payload))}"
-    jws = f"{signing_input}.{b64url(signer.sign(signing_input.encode('ascii')))}"
+    jws = sign_jwt(signer, TYP, {**plain, "_sd_alg": SD_ALG, "_sd": sorted(digests)})
     return "~".join([jws, *disclosures]) + "~"
+
+
+def sign_jwt(signer: Signer, typ: str, payload: Mapping[str, Any]) -> str:
+    """A compact JWS of ``payload`` (JSON, keys sorted) with header ``{alg, kid, typ}``."""
+    header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+    signing_input = f"{b64url(_json_bytes(header))}.{b64url(_json_bytes(payload))}"
+    return f"{signing_input}.{b64url(signer.sign(signing_input.encode('ascii')))}"
+
+
+def read_jwt(token: str, jwks: Mapping[str, Any], typ: str) -> tuple[JSON, JSON]:
+    """The header and payload of a compact ES256 JWS of type ``typ`` signed by a key of ``jwks``;
+    ``CredentialError`` (malformed, unknown_key, bad_signature) otherwise."""
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        raise CredentialError("malformed", "not a compact JWS")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+        payload = json.loads(b64url_decode(parts[1]))
+        signature = b64url_decode(parts[2])
+    except ValueError:
+        raise CredentialError("malformed", "undecodable part") from None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise CredentialError("malformed", "header and payload are JSON objects")
+    if header.get("alg") != "ES256" or header.get("typ") != typ:
+        raise CredentialError("malformed", "unsupported algorithm or type")
+    key = next((k for k in jwks.get("keys", []) if k.get("kid") == header.get("kid")), None)
+    if key is None:
+        raise CredentialError("unknown_key", "no key with this kid")
+    if not verify_es256(key, f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
+        raise CredentialError("bad_signature", "the signature does not verify")
+    return header, payload
 
 
 def present(credential: str, withhold: Sequence[str]) -> str:
@@ -225,24 +253,9 @@ def verify_sd_jwt(credential: str, jwks: Mapping[str, Any]) -> Verified:
     jws, *disclosures = credential.split("~")
     if disclosures and disclosures[-1] == "":
         disclosures = disclosures[:-1]
-    parts = jws.split(".")
-    if len(parts) != 3:
-        raise CredentialError("malformed", "not a compact JWS")
-    try:
-        header = json.loads(b64url_decode(parts[0]))
-        payload = json.loads(b64url_decode(parts[1]))
-        signature = b64url_decode(parts[2])
-    except ValueError:
-        raise CredentialError("malformed", "undecodable part") from None
-    if not isinstance(header, dict) or not isinstance(payload, dict):
-        raise CredentialError("malformed", "header and payload are JSON objects")
-    if header.get("alg") != "ES256" or header.get("typ") != TYP or payload.get("_sd_alg") != SD_ALG:
+    header, payload = read_jwt(jws, jwks, TYP)
+    if payload.get("_sd_alg") != SD_ALG:
         raise CredentialError("malformed", "unsupported algorithm or type")
-    key = next((k for k in jwks.get("keys", []) if k.get("kid") == header.get("kid")), None)
-    if key is None:
-        raise CredentialError("unknown_key", "no key with this kid")
-    if not verify_es256(key, f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
-        raise CredentialError("bad_signature", "the signature does not verify")
     digests = set(payload.get("_sd") or [])
     disclosed: JSON = {}
     for encoded in disclosures:
@@ -361,5 +374,7 @@ __all__ = [
     "issue_sd_jwt",
     "jwk_thumbprint",
     "present",
+    "read_jwt",
+    "sign_jwt",
     "verify_sd_jwt",
 ]

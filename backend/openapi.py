@@ -825,7 +825,7 @@ SCHEMAS.update(
             "properties": {
                 "token": {"type": "string"},
                 "expires_in": {"type": "integer", "maximum": 7200},
-                "role": {"enum": ["issuer", "hospital", "auditor", "admin"]},
+                "role": {"enum": ["issuer", "hospital", "auditor", "admin", "verifier"]},
                 "institution": {"type": ["string", "null"]},
                 "name": {"type": "string"},
             },
@@ -1688,6 +1688,15 @@ def _elicense_paths() -> JSON:
 
 
 PATHS.update(_elicense_paths())
+
+
+def _verification_paths() -> JSON:
+    from backend.routes.verification import OPENAPI_PATHS  # beside its handlers (decision 0039)
+
+    return dict(OPENAPI_PATHS)
+
+
+PATHS.update(_verification_paths())
 
 
 DOCUMENT: JSON = {

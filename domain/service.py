@@ -81,6 +81,7 @@ from domain.values import (
     PersonName,
     as_id_document,
 )
+from domain.verification import VerificationRecord
 
 log = logging.getLogger(__name__)
 
@@ -693,6 +694,30 @@ class Applications(Application[UUID]):
         """An auditor is about to read an application's personal data in full: record who, what, when first."""
         app = self._get(BirthCertificateApplication, app_id)
         record = AccessRecord.record(id=uuid4(), actor=actor, application_id=str(app.id), what=what)
+        return self._commit(record)
+
+    def record_verification(
+        self,
+        actor: Actor | None,
+        *,
+        kind: str,
+        digest: str,
+        result: str,
+        licence_id: str | None,
+        source: str,
+        archived: bool = False,
+    ) -> Outcome:
+        """An e-licence was verified (by the public: ``actor`` None), or archived by a verifier (decision 0039)."""
+        record = VerificationRecord.record(
+            id=uuid4(),
+            kind=kind,
+            digest=digest,
+            result=result,
+            licence_id=licence_id,
+            source=source,
+            actor=actor,
+            archived=archived,
+        )
         return self._commit(record)
 
     def get_history(self, actor: Actor, app_id: UUID | str) -> list[Any]:

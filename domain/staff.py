@@ -21,7 +21,9 @@ from domain.policy import get_profile
 from domain.values import Actor, CounterDetails
 
 JSON = dict[str, Any]
-STAFF_ROLES: Final = ("issuer", "hospital", "auditor", "admin")
+STAFF_ROLES: Final = ("issuer", "hospital", "auditor", "admin", "verifier")
+# Roles that belong to an institution (a verifier's: the department that checks e-licences, e.g. a police station).
+INSTITUTION_ROLES: Final = ("issuer", "hospital", "verifier")
 _USERNAME_RE: Final = re.compile(r"^[a-z][a-z0-9_.-]{2,31}$")
 _CODE_RE: Final = re.compile(r"^[A-Z0-9]{4,16}$")
 
@@ -228,9 +230,13 @@ class StaffAccount(Aggregate):
         """Create an account; hospital and issuer accounts belong to an institution."""
         _as_admin_or_system(actor)
         if role not in STAFF_ROLES:
-            raise InvalidValue("role", "invalid_role", "角色只能是 issuer、hospital、auditor 或 admin")
-        if role in ("issuer", "hospital") and not institution:
-            raise InvalidValue("institution", "institution_required", "签发人员和助产机构人员须指定所属机构")
+            raise InvalidValue(
+                "role", "invalid_role", "角色只能是 issuer、hospital、auditor、admin 或 verifier"
+            )
+        if role in INSTITUTION_ROLES and not institution:
+            raise InvalidValue(
+                "institution", "institution_required", "签发人员、助产机构人员和核验人员须指定所属机构"
+            )
         cleaned = " ".join(display_name.split())
         if not 1 <= len(cleaned) <= 30:
             raise InvalidValue("display_name", "invalid_display_name", "姓名为1到30个字")
@@ -242,7 +248,7 @@ class StaffAccount(Aggregate):
             actor=actor.to_dict(),
             username=check_username(username),
             role=role,
-            institution=institution if role in ("issuer", "hospital") else None,
+            institution=institution if role in INSTITUTION_ROLES else None,
             display_name=cleaned,
             password_hash=password_hash,
         )

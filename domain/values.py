@@ -683,9 +683,9 @@ class CounterDetails:
         return {"address": self.address, "phone": self.phone, "hours": self.hours}
 
 
-Role = Literal["parent", "hospital", "issuer", "auditor", "admin", "system", "ems"]
+Role = Literal["parent", "hospital", "issuer", "auditor", "admin", "system", "ems", "verifier"]
 _ROLES: tuple[Role, ...] = get_args(Role)
-_INSTITUTION_ROLES = frozenset({"hospital", "issuer"})
+_INSTITUTION_ROLES = frozenset({"hospital", "issuer", "verifier"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -704,7 +704,7 @@ class Actor:
             raise InvalidValue("actor.role", "invalid_role", "操作人角色不正确")
         if self.role in _INSTITUTION_ROLES and not self.institution:
             raise InvalidValue(
-                "actor.institution", "institution_required", "助产机构和签发机构人员须注明所属机构"
+                "actor.institution", "institution_required", "助产机构、签发机构和核验单位人员须注明所属机构"
             )
 
     def to_dict(self) -> dict[str, str | None]:

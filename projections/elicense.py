@@ -181,6 +181,14 @@ class ElicenseStore:
         )
         return None if row is None else self._opened(row)
 
+    def credentials_of_number(self, certificate_number: str) -> list[StoredCredential]:
+        """The credentials stored for a certificate number (a paper certificate checked by its number)."""
+        rows = self.db.fetchall(
+            f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE certificate_number = ? ORDER BY issued_at",
+            (certificate_number,),
+        )
+        return [self._opened(r) for r in rows]
+
     def credential_of_print(self, application_id: str, version: int) -> StoredCredential | None:
         """The credential stored for one print (application, version of its Issued/Reissued event)."""
         row = self.db.fetchone(

@@ -35,6 +35,8 @@ APPEND_ONLY = (
     "archive_pdfs",
     "elicense_credentials",
     "elicense_status_slots",
+    "elicense_status_bits",
+    "elicense_verifications",
 )
 
 _TABLES = {
@@ -92,6 +94,22 @@ _TABLES = {
         "list_id TEXT NOT NULL, idx BIGINT NOT NULL, licence_id TEXT NOT NULL UNIQUE, allocated_at TEXT NOT NULL, "
         "PRIMARY KEY (list_id, idx)"
     ),
+    # Token Status List bits set (decision 0039): one row per credential made invalid, never unset.
+    "elicense_status_bits": (
+        "list_id TEXT NOT NULL, idx BIGINT NOT NULL, licence_id TEXT NOT NULL UNIQUE, reason TEXT NOT NULL, "
+        "replaced_by TEXT, position BIGINT NOT NULL, set_at TEXT NOT NULL, PRIMARY KEY (list_id, idx)"
+    ),
+    # Each list's last signed token and how many bits it carried (re-signed when that count changes, and daily).
+    "elicense_status_tokens": (
+        "list_id TEXT PRIMARY KEY, token TEXT NOT NULL, bits_set BIGINT NOT NULL, "
+        "signed_at DOUBLE PRECISION NOT NULL"
+    ),
+    # Every verification as the auditor reads it (from VerificationRecorded events): digests and hashes only.
+    "elicense_verifications": (
+        "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, recorded_at TEXT NOT NULL, kind TEXT NOT NULL, "
+        "digest TEXT NOT NULL, result TEXT NOT NULL, licence_id TEXT, source TEXT NOT NULL, verifier TEXT, "
+        "institution TEXT, archived INTEGER NOT NULL"
+    ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
         "what TEXT NOT NULL, recorded_at TEXT NOT NULL"
@@ -118,6 +136,8 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS archive_forms_application ON archive_forms (application_id, version)",
     "CREATE INDEX IF NOT EXISTS elicense_due_open ON elicense_due (done_at, due_at)",
     "CREATE INDEX IF NOT EXISTS elicense_credentials_application ON elicense_credentials (application_id, version)",
+    "CREATE INDEX IF NOT EXISTS elicense_credentials_number ON elicense_credentials (certificate_number)",
+    "CREATE INDEX IF NOT EXISTS elicense_verifications_licence ON elicense_verifications (licence_id)",
 )
 
 
@@ -125,7 +145,8 @@ _INDEXES = (
 # brings a database to in ``birthcert_schema`` (decision 0026). Raise it with every table or column added.
 # 2: audit_nodes (the audit tree's stored subtrees, 0029), archive_pdfs (0028), leader_lease (0024).
 # 3: the e-licence's elicense_keys, elicense_due, elicense_credentials, elicense_status_slots (0038).
-SCHEMA_VERSION = 3
+# 4: elicense_status_bits, elicense_status_tokens, elicense_verifications (0039).
+SCHEMA_VERSION = 4
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

@@ -228,6 +228,13 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
     ("GET", "/api/v1/elicense/jwks.json"): PUBLIC,  # every e-licence key, current and retired (decision 0038)
+    ("GET", "/api/v1/status-lists/{list_id}"): PUBLIC,  # Token Status List (decision 0039)
+    ("POST", "/api/v1/verifications"): PUBLIC,  # a verifier's token adds why; any other token is the public
+    (
+        "POST",
+        "/api/v1/verifications/archive",
+    ): "nnnnnnnnn",  # the verifier role alone (test_verification_http)
+    ("GET", "/api/v1/audit/verifications"): AUDITOR,
     ("GET", f"{APP}/elicense"): OWNER,  # the father's copy without the mother's identity number
     ("GET", f"{APP}/elicense/qr.png"): OWNER,
     ("GET", f"{APP}/elicense/qr.svg"): OWNER,
