@@ -8,6 +8,11 @@ issued or reissued version the issuer (打证人) and the sealer (盖章人) are
 for the version as signed those lines stay blank. The certificate number and the form's SHA-256
 are printed small at the bottom, so a paper copy can be matched to the archive.
 
+A print on a numbered blank (issued, reissued, replaced) carries its e-licence: at the right of the stub's box,
+apart from where the stub is pasted, the QR code of its verify URL (backend.qr, level Q, drawn as vectors,
+``QR_MIN``–``QR_MAX`` a side with its quiet zone, so that a phone photo of the paper reads it) and the licence
+identifier beneath it in small type (decision 0038).
+
 The CJK font is found by ``backend.pickup_list.find_cjk_font`` and embedded (a subset); the PDF is
 rendered with ``invariant`` on, so the same arguments give the same bytes. Synchronous: run it on
 an executor, never on the event loop.
@@ -24,6 +29,7 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from backend.pickup_list import find_cjk_font
+from backend.qr import dark_runs
 from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
 
 Kind = Literal["signed", "issued", "reissued"]
@@ -47,6 +53,17 @@ BLANK: Final = "&nbsp;" * 14  # an unfilled line on the paper form
 SHORT_BLANK: Final = "&nbsp;" * 5
 # The grid: 12 equal columns; each row lists (text, span) cells summing to 12.
 COLUMNS: Final = 12
+# The e-licence's QR code in the stub's box: its side with the quiet zone (points; 1 mm = 72 / 25.4 pt), the
+# column it stands in, and the licence identifier's type beneath it.
+MM: Final = 72 / 25.4
+QR_MIN: Final = 20 * MM
+QR_MAX: Final = 26 * MM
+QR_COLUMN: Final = 46 * MM
+QR_TOP: Final = 1.5 * MM
+QR_GAP: Final = 0.5 * MM
+QR_BOTTOM: Final = 1.5 * MM
+ID_SIZE: Final = 6.0
+ID_LEADING: Final = 7.0
 
 
 def render_form_pdf(
@@ -61,9 +78,12 @@ def render_form_pdf(
     signed_at: datetime | str | None,
     issued_at: datetime | str | None,
     voided_certificate_number: str | None = None,
+    licence_id: str | None = None,
+    verify_url: str | None = None,
     font: str | None = None,
 ) -> bytes:
-    """The form as an A4 PDF with the font embedded (see the module docstring)."""
+    """The form as an A4 PDF with the font embedded (see the module docstring); ``licence_id`` and
+    ``verify_url``: the print's e-licence, its QR code drawn in the stub's box (an issued kind only)."""
     from reportlab.lib import colors  # type: ignore[import-untyped,unused-ignore]
     from reportlab.lib.enums import TA_CENTER, TA_JUSTIFY, TA_LEFT  # type: ignore[import-untyped,unused-ignore]
     from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped,unused-ignore]
@@ -93,7 +113,7 @@ def render_form_pdf(
         leftMargin=margin,
         rightMargin=margin,
         topMargin=29 * mm,
-        bottomMargin=19 * mm,
+        bottomMargin=17 * mm,
         title=f"{TITLE}{SUBTITLE}",
         subject=f"{KIND_NAMES.get(kind, kind)} SHA-256 {form_sha256}",
         author=str(delivery.get("institution_name") or ""),
@@ -279,24 +299,42 @@ def render_form_pdf(
     table = Table(data, colWidths=[width / COLUMNS] * COLUMNS, style=TableStyle(style))
 
     footnote = p(_esc(FOOTNOTE), note)
-    # The stub's box takes what the page has left (at least 15 mm), under the table like its last row.
+    # The stub's box takes what the page has left (at least 15 mm; with the e-licence's QR code, room for it and
+    # its identifier beneath), under the table like its last row.
     frame_h = page_h - doc.topMargin - doc.bottomMargin - 12
     _, table_h = table.wrap(width, frame_h)
     _, note_h = footnote.wrap(width, frame_h)
-    stub_h = max(15 * mm, frame_h - table_h - note_h - 3 * mm - 6)
-    stub = Table(
-        [[p("存根粘贴位置", ParagraphStyle("stub", parent=centred, textColor=colors.HexColor("#666666")))]],
-        colWidths=[width],
-        rowHeights=[stub_h],
-        style=TableStyle(
-            [
-                ("FONTNAME", (0, 0), (-1, -1), font),
-                ("BOX", (0, 0), (-1, -1), 1.4, colors.black),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-                ("TOPPADDING", (0, 0), (-1, -1), 8),
-            ]
-        ),
-    )
+    label = p("存根粘贴位置", ParagraphStyle("stub", parent=centred, textColor=colors.HexColor("#666666")))
+    qr_url = verify_url if issued and verify_url and licence_id else None
+    id_lines = _licence_lines(licence_id or "", font, QR_COLUMN - 4 * MM) if qr_url else []
+    beneath = QR_GAP + len(id_lines) * ID_LEADING + QR_BOTTOM
+    least = QR_TOP + QR_MIN + beneath if qr_url else 15 * mm
+    stub_h = max(least, frame_h - table_h - note_h - 3 * mm - 6)
+    stub_style: list[tuple[Any, ...]] = [
+        ("FONTNAME", (0, 0), (-1, -1), font),
+        ("BOX", (0, 0), (-1, -1), 1.4, colors.black),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("TOPPADDING", (0, 0), (-1, -1), 8),
+    ]
+    if qr_url is None:
+        stub = Table([[label]], colWidths=[width], rowHeights=[stub_h], style=TableStyle(stub_style))
+    else:
+        side = min(QR_MAX, stub_h - QR_TOP - beneath)
+        code = _qr_drawing(qr_url, id_lines, font, width=QR_COLUMN, height=stub_h, side=side)
+        stub_style += [
+            # The QR code's column is set apart from where the stub is pasted: a light dashed line.
+            ("LINEBEFORE", (1, 0), (1, 0), 0.5, colors.HexColor("#999999"), None, (2, 2)),
+            ("LEFTPADDING", (1, 0), (1, 0), 0),
+            ("RIGHTPADDING", (1, 0), (1, 0), 0),
+            ("TOPPADDING", (1, 0), (1, 0), 0),
+            ("BOTTOMPADDING", (1, 0), (1, 0), 0),
+        ]
+        stub = Table(
+            [[label, code]],
+            colWidths=[width - QR_COLUMN, QR_COLUMN],
+            rowHeights=[stub_h],
+            style=TableStyle(stub_style),
+        )
     story = [table, stub, Spacer(1, 3 * mm), footnote]
 
     small_lines = [
@@ -417,6 +455,55 @@ def _filled(value: object, blank: str = BLANK) -> str:
     if value is None or value == "":
         return _u(blank)
     return _u(f" {_esc(value)}") + " "
+
+
+def _licence_lines(licence_id: str, font: str, width: float) -> list[str]:
+    """The licence identifier as printed beneath its QR code: broken after its dots, each line within ``width``."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth  # type: ignore[import-untyped,unused-ignore]
+
+    lines: list[str] = []
+    line = "电子证照 "
+    for part in (f"{piece}." for piece in licence_id.split(".")):
+        if line and stringWidth(line + part, font, ID_SIZE) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    lines.append(line[:-1])
+    return lines
+
+
+def _qr_drawing(url: str, lines: list[str], font: str, *, width: float, height: float, side: float) -> Any:
+    """The QR code of ``url`` (``side`` with its quiet zone, one path of dark modules: no seams between them)
+    centred at the top of a ``width`` × ``height`` cell, and ``lines`` of small type centred beneath it."""
+    from reportlab.graphics.shapes import Drawing, Path, String  # type: ignore[import-untyped,unused-ignore]
+    from reportlab.lib import colors  # type: ignore[import-untyped,unused-ignore]
+
+    count, runs = dark_runs(url)
+    module = side / count
+    left, top = (width - side) / 2, height - QR_TOP
+    path = Path(fillColor=colors.black, strokeColor=None, strokeWidth=0)
+    for row, column, length in runs:
+        x, y = left + column * module, top - (row + 1) * module
+        path.moveTo(x, y)
+        path.lineTo(x + length * module, y)
+        path.lineTo(x + length * module, y + module)
+        path.lineTo(x, y + module)
+        path.closePath()
+    drawing = Drawing(width, height)
+    drawing.add(path)
+    baseline = top - side - QR_GAP - ID_SIZE
+    for i, line in enumerate(lines):
+        drawing.add(
+            String(
+                width / 2,
+                baseline - i * ID_LEADING,
+                line,
+                fontName=font,
+                fontSize=ID_SIZE,
+                textAnchor="middle",
+            )
+        )
+    return drawing
 
 
 def _signature_flowable(png: bytes, *, max_w: float, max_h: float) -> Any:

@@ -7,7 +7,8 @@ form that matters:
   SHA-256, the reference (SHA-256) of her signature image;
 - ``issued`` / ``reissued`` at every ``Issued`` / ``Reissued`` or ``CertificateReplaced``: the form as registered (the last
   form signed before it), its hash, the certificate number, the issuer's (打证人) and sealer's
-  (盖章人) names and the time.
+  (盖章人) names and the time, and the print's e-licence identifier and verify URL (its stub's QR code; derived,
+  ``projections.elicense.PrintedLicence``, when the archive is given one; decision 0038).
 
 Each row holds a canonical JSON document (RFC 8785, UTF-8), written as soon as the event is read:
 the form and its hash are archived at once. The rendered PDF (附件 3 with the signature image drawn at
@@ -55,6 +56,7 @@ from backend.object_store import ObjectNotFound, ObjectStore
 from backend.storage import derive_aead
 from domain.application import BirthCertificateApplication, form_digest
 from domain.service import Applications
+from projections.elicense import PrintedLicence
 from projections.runner import DomainEvent, Page
 from projections.sql import Database
 
@@ -173,6 +175,8 @@ class _Entry:
     issuer_name: str | None = None
     sealer_name: str | None = None
     issued_at: str | None = None
+    licence_id: str | None = None
+    verify_url: str | None = None
 
     def identity(self) -> RowIdentity:
         return RowIdentity(
@@ -213,6 +217,8 @@ class _Entry:
             "issuer_name": self.issuer_name,
             "sealer_name": self.sealer_name,
             "issued_at": self.issued_at,
+            "licence_id": self.licence_id,
+            "verify_url": self.verify_url,
         }
 
 
@@ -305,9 +311,12 @@ class FormArchive:
         *,
         key: bytes,
         objects: ObjectStore | None = None,
+        licences: PrintedLicence | None = None,
     ) -> None:
-        """``key``: the service's at-rest key (``backend.storage.at_rest_key``); the archive derives its own."""
+        """``key``: the service's at-rest key (``backend.storage.at_rest_key``); the archive derives its own.
+        ``licences``: how a print names its e-licence (None: printed forms carry no QR code)."""
         self.db = db
+        self.licences = licences
         self.applications = applications
         self.executor = executor
         self.cipher = ArchiveCipher(key)
@@ -409,6 +418,7 @@ class FormArchive:
                 # Issuing needs a valid signature, so this cannot happen; say so rather than guess.
                 log.error("archive: %s v%d was issued without a signed form", app_id, version)
                 continue
+            licence_id, url = self._licence(event.originator_id, version)
             entries.append(
                 _Entry(
                     position=position,
@@ -430,9 +440,20 @@ class FormArchive:
                     issuer_name=event.issuer_name,
                     sealer_name=event.sealer_name,
                     issued_at=recorded_at,
+                    licence_id=licence_id,
+                    verify_url=url,
                 )
             )
         return entries
+
+    def _licence(self, app_id: UUID, version: int) -> tuple[str | None, str | None]:
+        """The e-licence of the print at ``version``: its identifier and verify URL (None without ``licences``)."""
+        if self.licences is None:
+            return None, None
+        app: object = self.applications.repository.get(app_id, version=version)
+        if not isinstance(app, BirthCertificateApplication):
+            raise TypeError("a print of something that is not an application")
+        return self.licences.of(app, version)
 
     def _last_signed(self, app_id: UUID, before: int) -> _Entry | None:
         """The last ``FormSigned`` of the application before version ``before``, from the event store."""

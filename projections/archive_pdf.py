@@ -435,6 +435,8 @@ def _render_job(doc: dict[str, Any], signature_png: bytes | None) -> partial[byt
         signed_at=doc.get("signed_at"),
         issued_at=doc.get("issued_at"),
         voided_certificate_number=doc.get("voided_certificate_number"),
+        licence_id=doc.get("licence_id") if issued else None,
+        verify_url=doc.get("verify_url") if issued else None,
     )
 
 

@@ -39,7 +39,7 @@ import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -87,6 +87,30 @@ def licence_id_for(
         index_key, f"elicense:{application_id}:{int(version)}".encode(), hashlib.sha256
     ).digest()
     return str(LicenceId.from_digest(issuer_code, digest, type_code=type_code))
+
+
+def licence_id_of_print(
+    app: BirthCertificateApplication, version: int, index_key: bytes, type_code: str
+) -> str:
+    """The identifier of the e-licence of the print at ``version`` (``app`` as of that print): known as soon as it
+    is printed, the same for its stub's QR code, its schedule and its credential."""
+    issuer = str((app.record or {}).get("institution_code") or app.institution or "")
+    return licence_id_for(index_key, issuer, app.id, version, type_code)
+
+
+@dataclass(frozen=True)
+class PrintedLicence:
+    """How a print names its e-licence on paper (the archive's stub page): the service's index key, licence
+    type code and public URL."""
+
+    index_key: bytes = field(repr=False)
+    public_url: str
+    type_code: str = DEFAULT_TYPE_CODE
+
+    def of(self, app: BirthCertificateApplication, version: int) -> tuple[str, str]:
+        """The licence id of the print at ``version`` and the verify URL its QR code encodes."""
+        licence = licence_id_of_print(app, version, self.index_key, self.type_code)
+        return licence, verify_url(self.public_url, licence)
 
 
 def status_uri(public_url: str, list_id: str) -> str:
@@ -335,8 +359,7 @@ class ElicenseProcess:
         days = profile.elicense_working_days if profile is not None else None
         printed: datetime = getattr(event, "timestamp")  # noqa: B009  (every domain event of ours has one)
         due = due_at(printed, days, self.calendar)
-        issuer = str(app.record.get("institution_code") or app.institution or "")
-        licence = licence_id_for(self._index_key, issuer, app_id, version, self.type_code)
+        licence = licence_id_of_print(app, version, self._index_key, self.type_code)
         number = str(getattr(event, "certificate_number"))  # noqa: B009  (Issued, Reissued, Replaced have one)
         return (
             app_id,
@@ -518,8 +541,10 @@ __all__ = [
     "Due",
     "ElicenseProcess",
     "ElicenseStore",
+    "PrintedLicence",
     "StoredCredential",
     "licence_id_for",
+    "licence_id_of_print",
     "status_uri",
     "verify_url",
 ]

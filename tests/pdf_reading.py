@@ -53,12 +53,73 @@ def rendering_unavailable() -> str | None:
     return None
 
 
-def render_first_page(pdf: bytes, name: str) -> Path:
-    """test-artifacts/NAME.png: the first page at 80 dpi, to look at."""
+def render_first_page(pdf: bytes, name: str, dpi: int = 80) -> Path:
+    """test-artifacts/NAME.png: the first page at ``dpi`` (80: to look at), in grey levels."""
     ARTIFACTS.mkdir(exist_ok=True)
     source = ARTIFACTS / f"{name}.pdf"
     source.write_bytes(pdf)
     subprocess.run(
-        ["pdftoppm", "-png", "-r", "80", "-singlefile", str(source), str(ARTIFACTS / name)], check=True
+        ["pdftoppm", "-png", "-r", str(dpi), "-singlefile", str(source), str(ARTIFACTS / name)], check=True
     )
     return ARTIFACTS / f"{name}.png"
+
+
+@dataclass(frozen=True)
+class ScannedQr:
+    """A QR code read from a page image: what it says, its level, and where it is on the paper."""
+
+    text: str
+    ec_level: str
+    left_mm: float
+    top_mm: float
+    side_mm: float  # the symbol without its quiet zone
+    modules: int  # a side, without the quiet zone
+    quiet_zone_clear: bool  # four modules of white all round it
+
+    @property
+    def printed_mm(self) -> float:
+        """Its side with the quiet zone: what the paper must give it."""
+        return self.side_mm * (self.modules + 8) / self.modules
+
+
+def scan_qr_codes(pdf: bytes, name: str, dpi: int = 150) -> list[ScannedQr]:
+    """The QR codes of the first page as zxing-cpp reads them from an image at ``dpi`` (150: a phone photo of a
+    printed A4 page is no sharper); test-artifacts/NAME.png is that image."""
+    import zxingcpp
+    from PIL import Image
+
+    with Image.open(render_first_page(pdf, name, dpi)) as image:
+        grey = image.convert("L")
+    found = []
+    for result in zxingcpp.read_barcodes(grey, formats=zxingcpp.BarcodeFormat.QRCode):
+        corners = result.position
+        xs = [p.x for p in (corners.top_left, corners.top_right, corners.bottom_left, corners.bottom_right)]
+        ys = [p.y for p in (corners.top_left, corners.top_right, corners.bottom_left, corners.bottom_right)]
+        side = max(max(xs) - min(xs), max(ys) - min(ys))
+        modules = _modules(result.text, result.ec_level)
+        margin = side / modules * 4
+        # The ring from 2 px off the symbol to 1 px short of its quiet zone's edge: white, nothing drawn over it.
+        outer = (min(xs) - margin + 1, min(ys) - margin + 1, max(xs) + margin - 1, max(ys) + margin - 1)
+        inner = (min(xs) - 2, min(ys) - 2, max(xs) + 2, max(ys) + 2)
+        clear = all(
+            int(grey.getpixel((x, y))) > 200  # type: ignore[arg-type]
+            for x in range(int(outer[0]), int(outer[2]) + 1)
+            for y in range(int(outer[1]), int(outer[3]) + 1)
+            if not (inner[0] <= x <= inner[2] and inner[1] <= y <= inner[3])
+        )
+        px_mm = dpi / 25.4
+        found.append(
+            ScannedQr(
+                result.text, result.ec_level, min(xs) / px_mm, min(ys) / px_mm, side / px_mm, modules, clear
+            )
+        )
+    return found
+
+
+def _modules(text: str, ec_level: str) -> int:
+    """Modules a side of the symbol that encodes ``text`` at ``ec_level`` (as backend.qr makes it)."""
+    import segno
+
+    return int(
+        segno.make(text, error=ec_level.lower(), micro=False, boost_error=False).symbol_size(border=0)[0]
+    )

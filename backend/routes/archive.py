@@ -59,6 +59,7 @@ from backend.storage import at_rest_key
 from domain.errors import NotFound
 from projections.archive import ArchiveIntegrityError, FormArchive
 from projections.archive_pdf import PdfRenderer, render_worker_init
+from projections.elicense import PrintedLicence
 from projections.runner import LogFollower
 from projections.sql import Database
 
@@ -82,6 +83,7 @@ def open_form_archive(
         executor,
         key=at_rest_key(config.cipher_key, config.index_key),
         objects=objects,
+        licences=PrintedLicence(config.index_key, config.public_url, config.elicense_type_code),
     )
 
 

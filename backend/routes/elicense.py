@@ -38,6 +38,7 @@ from backend.components import (
 )
 from backend.config import Config
 from backend.credentials import KeyRing, present
+from backend.qr import QR_ERROR, QUIET_ZONE, qr_code
 from backend.storage import at_rest_key
 from domain.application import BirthCertificateApplication
 from domain.elicense import FATHER_WITHHELD
@@ -56,9 +57,7 @@ ELICENSE_PROCESS = web.AppKey("elicense_process", ElicenseProcess)
 ELICENSE_FOLLOWER = web.AppKey("elicense_follower", LogFollower)
 
 STATE_LABELS: Final = {"none": "证件尚未签发", "pending": "电子证照生成中", "issued": "电子证照已生成"}
-# QR codes: level Q (25 % of the symbol may be lost: a phone photo of paper, a crease, glare); 8 px a module and
-# the standard four-module quiet zone in the PNG.
-QR_ERROR: Final = "q"
+# The QR code (backend.qr): 8 px a module and the standard four-module quiet zone in the PNG.
 PNG_SCALE: Final = 8
 
 
@@ -180,11 +179,6 @@ async def get_elicense(request: web.Request) -> web.Response:
     return json_response(await _document(request))
 
 
-def qr_code(url: str) -> segno.QRCode:
-    """The QR code of a verify URL: level Q, the smallest version that holds it, never a Micro QR."""
-    return segno.make(url, error=QR_ERROR, micro=False, boost_error=False)
-
-
 async def _qr(request: web.Request) -> segno.QRCode:
     document = await _document(request)
     if document["verify_url"] is None:
@@ -196,7 +190,7 @@ async def _qr(request: web.Request) -> segno.QRCode:
 async def get_elicense_qr_png(request: web.Request) -> web.Response:
     """The QR code as PNG."""
     out = io.BytesIO()
-    (await _qr(request)).save(out, kind="png", scale=PNG_SCALE, border=4)
+    (await _qr(request)).save(out, kind="png", scale=PNG_SCALE, border=QUIET_ZONE)
     return web.Response(body=out.getvalue(), content_type="image/png")
 
 
@@ -204,7 +198,7 @@ async def get_elicense_qr_png(request: web.Request) -> web.Response:
 async def get_elicense_qr_svg(request: web.Request) -> web.Response:
     """The QR code as SVG."""
     out = io.BytesIO()
-    (await _qr(request)).save(out, kind="svg", xmldecl=False, scale=4, border=4)
+    (await _qr(request)).save(out, kind="svg", xmldecl=False, scale=4, border=QUIET_ZONE)
     return web.Response(body=out.getvalue(), content_type="image/svg+xml")
 
 

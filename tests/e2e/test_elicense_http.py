@@ -2,12 +2,14 @@
 
 Guangdong generates it at once after printing; Beijing two working days after (the service's clock is moved,
 as test_father_invitation does, and the issuing loop woken). The QR PNG is decoded with zxing-cpp, and the
-credential is checked against the public JWKS with nothing but the JWKS.
+credential is checked against the public JWKS with nothing but the JWKS. Each print's archived form (its stub
+page) carries the QR code of its own e-licence: read with zxing-cpp from an image of the PDF's page.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -21,9 +23,11 @@ from domain.elicense import LicenceId
 from miniprogram_stub.client import ApiProblem, MiniProgram
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
-from tests.e2e.test_counter import REVIEW, beijing
+from tests.e2e.test_archive_http import get, rendered
+from tests.e2e.test_counter import REVIEW, beijing, replace
 from tests.e2e.test_father_invitation import on_her_phone, on_his_phone
-from tests.e2e.test_staff import staff
+from tests.e2e.test_staff import staff, submitted, wait_for_state
+from tests.pdf_reading import rendering_unavailable, scan_qr_codes
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +175,52 @@ async def test_beijing_generates_it_two_working_days_after_printing(stack: Stack
         "北京市"
     )
     assert await scanned(stack, mp, document) == document["verify_url"]
+
+
+async def printed_stub(stack: Stack, token: str, app_id: str, number: str) -> bytes:
+    """The archived form printed with certificate ``number`` (its stub page), as a PDF once it is drawn."""
+    _, _, body = await rendered(stack, token, app_id)
+    [form] = [f for f in json.loads(body)["forms"] if f["certificate_number"] == number]
+    status, _, pdf = await get(stack, token, form["url"], accept="application/pdf")
+    assert status == 200
+    return pdf
+
+
+async def test_each_printed_stub_carries_the_qr_code_of_the_e_licence_the_parents_later_see(
+    stack: Stack, family: Family
+) -> None:
+    reason = rendering_unavailable()
+    if reason:
+        pytest.skip(reason)
+    mp = await submitted(stack, family)
+    app_id = str(mp.app_id)
+    issuer = await staff(stack, "issuer1")
+    assert issuer.token
+    await issuer.call(
+        "POST", f"{REVIEW}/{app_id}/issue", json={"certificate_number": "X440100095", "sealer": "赵盖章"}
+    )
+    [printed] = scan_qr_codes(
+        await printed_stub(stack, issuer.token, app_id, "X440100095"), "elicense-stub-issued"
+    )
+    first = await issued_elicense(mp)
+    assert (printed.text, printed.ec_level) == (first["verify_url"], "Q")
+    assert printed.text == f"{stack.api}/verify/#{first['licence_id']}"
+    assert printed.quiet_zone_clear and printed.printed_mm >= 20
+
+    # Misprinted: replaced on a new blank. Its stub carries the new print's own e-licence, the old one superseded.
+    dispatched = await wait_for_state(mp, "dispatched")
+    await mp.fake("/_fake/ems/deliver", {"waybill_no": dispatched["tracking_number"]})
+    await wait_for_state(mp, "delivered")
+    await replace(issuer, app_id, "X440100096")
+    [again] = scan_qr_codes(
+        await printed_stub(stack, issuer.token, app_id, "X440100096"), "elicense-stub-replaced"
+    )
+
+    async def replaced() -> dict[str, Any] | None:
+        document = await issued_elicense(mp)
+        return document if document["certificate_number"] == "X440100096" else None
+
+    second = await eventually(replaced, "the replacement's e-licence is generated")
+    assert (again.text, again.ec_level) == (second["verify_url"], "Q") and again.quiet_zone_clear
+    assert second["licence_id"] != first["licence_id"] and again.text != printed.text
+    assert [s["licence_id"] for s in second["superseded"]] == [first["licence_id"]]

@@ -44,12 +44,20 @@ from projections.archive import (
     canonical,
 )
 from projections.archive_pdf import PdfRenderer
+from projections.elicense import PrintedLicence, licence_id_for
 from projections.runner import Fenced, LogFollower
 from projections.sql import Database, SchemaError
 from tests.builders import EMS, NOW, TEST_ID_NUMBERS, Walk
 from tests.integration.following import Term, log_page, taken_over
 from tests.integration.test_store import PERSONAL_TEXTS, assert_nothing_in_clear, stored_bytes
-from tests.pdf_reading import pdf_fonts, pdf_pages, pdf_text, render_first_page, rendering_unavailable
+from tests.pdf_reading import (
+    pdf_fonts,
+    pdf_pages,
+    pdf_text,
+    render_first_page,
+    rendering_unavailable,
+    scan_qr_codes,
+)
 
 
 def second_signature() -> bytes:
@@ -73,7 +81,11 @@ class Bench:
     renderers: dict[int, PdfRenderer] = field(default_factory=dict)
 
     def archive(
-        self, blobs: BlobStore | None = None, key: bytes | None = None, objects: ObjectStore | None = None
+        self,
+        blobs: BlobStore | None = None,
+        key: bytes | None = None,
+        objects: ObjectStore | None = None,
+        licences: PrintedLicence | None = None,
     ) -> FormArchive:
         """A fresh view over its own connection (as another process would open it), keyed as the service
         does, with its PDF renderer (its own connection too)."""
@@ -83,6 +95,7 @@ class Bench:
             self.executor,
             key=key or at_rest_key(self.env["CIPHER_KEY"], b""),
             objects=objects,
+            licences=licences,
         )
         self.archives.append(archive)
         renderer = PdfRenderer(
@@ -633,6 +646,51 @@ async def test_the_pdf_renders_as_an_image(bench: Bench) -> None:
         pytest.skip(reason)
     _, issued = await issued_journey_forms(bench)
     assert render_first_page(issued.pdf, "archive-form").stat().st_size > 10_000
+
+
+async def test_each_print_carries_the_qr_code_of_its_own_e_licence_in_the_stub_box(bench: Bench) -> None:
+    """Issued, then lost and reissued: each print's stub box holds the QR code of its own e-licence's verify URL
+    (read from an image of the page as from a phone photo) with the identifier beneath it; the form as signed has
+    none. test-artifacts/stub-qr-issued.png and stub-qr-reissued.png, to look at."""
+    reason = rendering_unavailable()
+    if reason:
+        pytest.skip(reason)
+    licences = PrintedLicence(b"i" * 32, "https://birthcert.example.gov.cn/", "C0134")
+    j = await bench.run(journey, bench.applications, bench.blobs)
+    service, walk = bench.applications, j.walk
+    await bench.run(service.dispatch, EMS, walk.id, tracking_number="EA123456789CN")
+    await bench.run(service.report_loss, EMS, walk.id, reason="邮件丢失")
+    await bench.run(
+        service.reissue,
+        walk.issuer,
+        walk.id,
+        certificate_number=CertificateNumber("X440100002"),
+        sealer_name="钱盖章",
+    )
+    archive = await bench.run(bench.archive, None, None, None, licences)
+    await bench.follow(archive)
+    forms = [await bench.run(archive.get, f.id) for f in await bench.run(archive.forms_of, walk.id)]
+    assert [f.kind for f in forms if f] == ["signed", "signed", "issued", "reissued"]
+    signed, issued, reissued = forms[1], forms[2], forms[3]
+    assert signed and signed.pdf and issued and issued.pdf and reissued and reissued.pdf
+    assert scan_qr_codes(signed.pdf, "stub-qr-signed") == []  # not printed on a blank: no e-licence
+    seen = []
+    for form in (issued, reissued):
+        assert form.pdf
+        licence = licence_id_for(b"i" * 32, "GZFY01", walk.id, form.version, "C0134")
+        url = f"https://birthcert.example.gov.cn/verify/#{licence}"
+        doc = json.loads(form.document)
+        assert (doc["licence_id"], doc["verify_url"]) == (licence, url)
+        [code] = scan_qr_codes(form.pdf, f"stub-qr-{form.kind}")
+        assert (code.text, code.ec_level) == (url, "Q")
+        assert code.quiet_zone_clear  # nothing drawn over it
+        # At least 20 mm with its quiet zone; in the stub's box, at the page's right, under the table.
+        assert code.printed_mm >= 20, code
+        assert code.left_mm > 140 and 215 < code.top_mm < 265, code
+        assert licence in "".join(pdf_text(form.pdf).replace("电子证照", "").split())
+        assert pdf_pages(form.pdf) == 1
+        seen.append(licence)
+    assert seen[0] != seen[1]  # the reissued print names its own, new e-licence
 
 
 # ---------------------------------------------------------------------- content negotiation
