@@ -190,6 +190,14 @@ def sign_jwt(signer: Signer, typ: str, payload: Mapping[str, Any]) -> str:
     return f"{signing_input}.{b64url(signer.sign(signing_input.encode('ascii')))}"
 
 
+def credential_claims(credential: str) -> JSON:
+    """The issuer-signed payload of a credential WE stored (no check: for our own sealed copies only)."""
+    payload = json.loads(b64url_decode(credential.split("~", 1)[0].split(".")[1]))
+    if not isinstance(payload, dict):
+        raise CredentialError("malformed", "the payload is a JSON object")
+    return payload
+
+
 def read_jwt(token: str, jwks: Mapping[str, Any], typ: str) -> tuple[JSON, JSON]:
     """The header and payload of a compact ES256 JWS of type ``typ`` signed by a key of ``jwks``;
     ``CredentialError`` (malformed, unknown_key, bad_signature) otherwise."""

@@ -30,6 +30,7 @@ For part B (verification, revocation): ``ElicenseStore.credential`` opens a stor
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -46,7 +47,7 @@ from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 
-from backend.credentials import KeyRing, issue_sd_jwt
+from backend.credentials import KeyRing, credential_claims, issue_sd_jwt
 from backend.storage import derive_aead
 from domain.application import ISSUED_STATES, LOST, BirthCertificateApplication
 from domain.elicense import DEFAULT_TYPE_CODE, LicenceId, data_items, due_at
@@ -67,6 +68,7 @@ STATUS_LIST_SIZE: Final = 2**17
 STATUS_LIST_FILL: Final = 2**16
 VCT: Final = "urn:birthcert:elicense:birth-medical-certificate:1"
 HKDF_INFO: Final = b"birthcert elicense v1"
+NUMBER_KEY_INFO: Final = b"birthcert elicense certificate number index v1"
 NONCE_BYTES: Final = 12
 POLL_SECONDS: Final = 30.0
 T = TypeVar("T")
@@ -129,7 +131,7 @@ class Due:
 
     application_id: str
     version: int
-    certificate_number: str
+    number_digest: str
     printed_at: str
     due_at: datetime
     licence_id: str
@@ -159,6 +161,26 @@ class ElicenseStore:
         """``key``: the service's at-rest key (``backend.storage.at_rest_key``); the store derives its own."""
         self.db = db
         self._aead = derive_aead(key, HKDF_INFO)
+        self._number_key = hmac.new(key, NUMBER_KEY_INFO, hashlib.sha256).digest()
+
+    def number_digest(self, certificate_number: str) -> str:
+        """What the tables hold of a certificate number (it names a child): its keyed digest, for lookups."""
+        return hmac.new(self._number_key, certificate_number.encode(), hashlib.sha256).hexdigest()
+
+    def seal_text(self, text: str, context: str) -> str:
+        """``text`` sealed for a clear column (base64), bound to ``context`` (the row's key)."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = nonce + self._aead.encrypt(nonce, text.encode(), b"text:" + context.encode())
+        return base64.b64encode(sealed).decode("ascii")
+
+    def open_text(self, sealed: str, context: str) -> str:
+        raw = base64.b64decode(sealed)
+        try:
+            return self._aead.decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], b"text:" + context.encode()
+            ).decode()
+        except InvalidTag:
+            raise RuntimeError(f"a sealed e-licence value does not decrypt for {context}") from None
 
     def __repr__(self) -> str:
         return "ElicenseStore()"
@@ -173,7 +195,7 @@ class ElicenseStore:
         return nonce + self._aead.encrypt(nonce, credential.encode("ascii"), aad)
 
     _COLUMNS: Final = (
-        "licence_id, application_id, version, certificate_number, kid, status_list, status_idx, issued_at, "
+        "licence_id, application_id, version, number_digest, kid, status_list, status_idx, issued_at, "
         "sealed_credential"
     )
 
@@ -186,16 +208,17 @@ class ElicenseStore:
             )
         except InvalidTag:
             raise RuntimeError(f"the stored e-licence {licence_id} does not decrypt for its row") from None
+        credential = plain.decode("ascii")
         return StoredCredential(
             licence_id=licence_id,
             application_id=application_id,
             version=version,
-            certificate_number=str(row[3]),
+            certificate_number=str(credential_claims(credential)["certificate_number"]),
             kid=str(row[4]),
             status_list=str(row[5]),
             status_idx=int(row[6]),
             issued_at=str(row[7]),
-            credential=plain.decode("ascii"),
+            credential=credential,
         )
 
     def credential(self, licence_id: str) -> StoredCredential | None:
@@ -208,8 +231,8 @@ class ElicenseStore:
     def credentials_of_number(self, certificate_number: str) -> list[StoredCredential]:
         """The credentials stored for a certificate number (a paper certificate checked by its number)."""
         rows = self.db.fetchall(
-            f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE certificate_number = ? ORDER BY issued_at",
-            (certificate_number,),
+            f"SELECT {self._COLUMNS} FROM elicense_credentials WHERE number_digest = ? ORDER BY issued_at",
+            (self.number_digest(certificate_number),),
         )
         return [self._opened(r) for r in rows]
 
@@ -224,7 +247,7 @@ class ElicenseStore:
     def due_of(self, application_id: str) -> list[Due]:
         """The application's prints and their e-licences' schedule, oldest first."""
         rows = self.db.fetchall(
-            "SELECT application_id, version, certificate_number, printed_at, due_at, licence_id, done_at, outcome "
+            "SELECT application_id, version, number_digest, printed_at, due_at, licence_id, done_at, outcome "
             "FROM elicense_due WHERE application_id = ? ORDER BY version",
             (application_id,),
         )
@@ -260,7 +283,7 @@ def _due(row: tuple[Any, ...]) -> Due:
     return Due(
         application_id=str(row[0]),
         version=int(row[1]),
-        certificate_number=str(row[2]),
+        number_digest=str(row[2]),
         printed_at=str(row[3]),
         due_at=datetime.fromtimestamp(float(row[4]), UTC),
         licence_id=str(row[5]),
@@ -365,7 +388,7 @@ class ElicenseProcess:
             app_id,
             version,
             position,
-            number,
+            self.store.number_digest(number),
             printed.astimezone(UTC).isoformat(),
             due.timestamp(),
             licence,
@@ -378,7 +401,7 @@ class ElicenseProcess:
         if found is not None:
             return False
         self.db.execute(
-            "INSERT INTO elicense_due (application_id, version, position, certificate_number, printed_at, due_at, "
+            "INSERT INTO elicense_due (application_id, version, position, number_digest, printed_at, due_at, "
             "licence_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
             row,
         )
@@ -414,7 +437,7 @@ class ElicenseProcess:
         """On the executor: issue every print due by the service's clock; how many e-licences were recorded."""
         now = self.applications.clock()
         rows = self.db.fetchall(
-            "SELECT application_id, version, certificate_number, printed_at, due_at, licence_id, done_at, outcome "
+            "SELECT application_id, version, number_digest, printed_at, due_at, licence_id, done_at, outcome "
             "FROM elicense_due WHERE done_at IS NULL AND due_at <= ? ORDER BY due_at LIMIT 100",
             (now.timestamp(),),
         )
@@ -436,12 +459,16 @@ class ElicenseProcess:
 
     def _issue(self, due: Due, now: datetime) -> str:
         app: object = self.applications.repository.get(UUID(due.application_id))
-        if not isinstance(app, BirthCertificateApplication):
+        printed: object = self.applications.repository.get(UUID(due.application_id), version=due.version)
+        if not isinstance(app, BirthCertificateApplication) or not isinstance(
+            printed, BirthCertificateApplication
+        ):
             raise TypeError("not an application")
-        outcome = _skip(app, due.certificate_number)
+        number = str(printed.certificate_number)  # the print's own number (the tables hold only its digest)
+        outcome = _skip(app, number)
         if outcome is None:
             stored = self.store.credential_of_print(due.application_id, due.version) or self._sign(
-                app, due, now
+                app, due, number, now
             )
             try:
                 self.applications.issue_elicense(
@@ -458,7 +485,7 @@ class ElicenseProcess:
                 now_app: object = self.applications.repository.get(app.id)
                 if not isinstance(now_app, BirthCertificateApplication):
                     raise
-                outcome = _skip(now_app, due.certificate_number)
+                outcome = _skip(now_app, number)
                 if outcome is None:
                     raise  # some other change raced it: the next round tries again
         with self.db.transaction():
@@ -471,13 +498,15 @@ class ElicenseProcess:
             log.info("e-licence %s issued for %s v%d", due.licence_id, due.application_id, due.version)
         return outcome
 
-    def _sign(self, app: BirthCertificateApplication, due: Due, now: datetime) -> StoredCredential:
+    def _sign(
+        self, app: BirthCertificateApplication, due: Due, number: str, now: datetime
+    ) -> StoredCredential:
         form = app.form()
         if form is None:
             raise TypeError("an issued application without a complete form")
         printed = datetime.fromisoformat(due.printed_at)
         plain, personal = data_items(
-            form, certificate_number=due.certificate_number, issued_at=printed, licence_id=due.licence_id
+            form, certificate_number=number, issued_at=printed, licence_id=due.licence_id
         )
         signer = self.keys.current()
         with self.db.transaction():
@@ -494,13 +523,13 @@ class ElicenseProcess:
             issued_at = now.astimezone(UTC).isoformat()
             sealed = self.store.seal(credential, due.licence_id, due.application_id, due.version)
             self.db.execute(
-                "INSERT INTO elicense_credentials (licence_id, application_id, version, certificate_number, kid, "
+                "INSERT INTO elicense_credentials (licence_id, application_id, version, number_digest, kid, "
                 "status_list, status_idx, issued_at, sealed_credential) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     due.licence_id,
                     due.application_id,
                     due.version,
-                    due.certificate_number,
+                    due.number_digest,
                     signer.kid,
                     list_id,
                     idx,
@@ -512,7 +541,7 @@ class ElicenseProcess:
             licence_id=due.licence_id,
             application_id=due.application_id,
             version=due.version,
-            certificate_number=due.certificate_number,
+            certificate_number=number,
             kid=signer.kid,
             status_list=list_id,
             status_idx=idx,

@@ -152,17 +152,25 @@ class ElicenseStatus:
     ) -> int:
         rows = self.db.fetchall(
             "SELECT licence_id, status_list, status_idx FROM elicense_credentials "
-            "WHERE application_id = ? AND certificate_number = ?",
-            (application_id, number),
+            "WHERE application_id = ? AND number_digest = ?",
+            (application_id, self.store.number_digest(number)),
         )
         changed = 0
         for licence_id, list_id, idx in rows:
             if self.db.fetchone("SELECT 1 FROM elicense_status_bits WHERE licence_id = ?", (licence_id,)):
                 continue
             self.db.execute(
-                "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, replaced_by, position, "
+                "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, sealed_replaced_by, position, "
                 "set_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (list_id, idx, licence_id, reason, replaced_by, position, _now_iso()),
+                (
+                    list_id,
+                    idx,
+                    licence_id,
+                    reason,
+                    None if replaced_by is None else self.store.seal_text(replaced_by, licence_id),
+                    position,
+                    _now_iso(),
+                ),
             )
             changed += 1
         return changed
@@ -270,12 +278,13 @@ class ElicenseStatus:
     def invalidated(self, licence_id: str) -> Invalidated | None:
         """Why a credential's bit is set (None: it is valid)."""
         row = self.db.fetchone(
-            "SELECT licence_id, reason, replaced_by, set_at FROM elicense_status_bits WHERE licence_id = ?",
+            "SELECT licence_id, reason, sealed_replaced_by, set_at FROM elicense_status_bits WHERE licence_id = ?",
             (licence_id,),
         )
         if row is None:
             return None
-        return Invalidated(str(row[0]), str(row[1]), None if row[2] is None else str(row[2]), str(row[3]))
+        replaced_by = None if row[2] is None else self.store.open_text(str(row[2]), licence_id)
+        return Invalidated(str(row[0]), str(row[1]), replaced_by, str(row[3]))
 
     def verifications(self, licence_id: str | None = None, limit: int = 100) -> list[VerificationRow]:
         """The verifications recorded, newest first (of one licence, when given)."""

@@ -79,13 +79,14 @@ _TABLES = {
     # Every print of a certificate waits here for its e-licence (projections.elicense); due_at: epoch seconds.
     "elicense_due": (
         "application_id TEXT NOT NULL, version BIGINT NOT NULL, position BIGINT NOT NULL UNIQUE, "
-        "certificate_number TEXT NOT NULL, printed_at TEXT NOT NULL, due_at DOUBLE PRECISION NOT NULL, "
+        "number_digest TEXT NOT NULL, printed_at TEXT NOT NULL, due_at DOUBLE PRECISION NOT NULL, "
         "licence_id TEXT NOT NULL UNIQUE, done_at TEXT, outcome TEXT, PRIMARY KEY (application_id, version)"
     ),
-    # Each issued credential, sealed (it holds the family's data); the clear columns are ids and numbers only.
+    # Each issued credential, sealed (it holds the family's data); the clear columns are ids only, the
+    # certificate number a keyed digest (ElicenseStore.number_digest), as in elicense_due.
     "elicense_credentials": (
         "licence_id TEXT PRIMARY KEY, application_id TEXT NOT NULL, version BIGINT NOT NULL, "
-        "certificate_number TEXT NOT NULL, kid TEXT NOT NULL, status_list TEXT NOT NULL, "
+        "number_digest TEXT NOT NULL, kid TEXT NOT NULL, status_list TEXT NOT NULL, "
         "status_idx BIGINT NOT NULL, issued_at TEXT NOT NULL, sealed_credential {blob} NOT NULL, "
         "UNIQUE (application_id, version)"
     ),
@@ -94,10 +95,11 @@ _TABLES = {
         "list_id TEXT NOT NULL, idx BIGINT NOT NULL, licence_id TEXT NOT NULL UNIQUE, allocated_at TEXT NOT NULL, "
         "PRIMARY KEY (list_id, idx)"
     ),
-    # Token Status List bits set (decision 0039): one row per credential made invalid, never unset.
+    # Token Status List bits set (decision 0039): one row per credential made invalid, never unset; the number
+    # that replaced it sealed (ElicenseStore.seal_text), never in clear.
     "elicense_status_bits": (
         "list_id TEXT NOT NULL, idx BIGINT NOT NULL, licence_id TEXT NOT NULL UNIQUE, reason TEXT NOT NULL, "
-        "replaced_by TEXT, position BIGINT NOT NULL, set_at TEXT NOT NULL, PRIMARY KEY (list_id, idx)"
+        "sealed_replaced_by TEXT, position BIGINT NOT NULL, set_at TEXT NOT NULL, PRIMARY KEY (list_id, idx)"
     ),
     # Each list's last signed token and how many bits it carried (re-signed when that count changes, and daily).
     "elicense_status_tokens": (
@@ -136,7 +138,7 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS archive_forms_application ON archive_forms (application_id, version)",
     "CREATE INDEX IF NOT EXISTS elicense_due_open ON elicense_due (done_at, due_at)",
     "CREATE INDEX IF NOT EXISTS elicense_credentials_application ON elicense_credentials (application_id, version)",
-    "CREATE INDEX IF NOT EXISTS elicense_credentials_number ON elicense_credentials (certificate_number)",
+    "CREATE INDEX IF NOT EXISTS elicense_credentials_number ON elicense_credentials (number_digest)",
     "CREATE INDEX IF NOT EXISTS elicense_verifications_licence ON elicense_verifications (licence_id)",
 )
 

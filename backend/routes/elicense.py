@@ -141,7 +141,8 @@ def elicense_document(
         ],
     }
     if state == "pending":
-        waiting = [d for d in store.due_of(str(app.id)) if d.certificate_number == app.certificate_number]
+        digest = store.number_digest(str(app.certificate_number))
+        waiting = [d for d in store.due_of(str(app.id)) if d.number_digest == digest]
         if waiting:
             document["expected_at"] = waiting[-1].due_at.isoformat()
     if current is not None:

@@ -197,6 +197,7 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
         "archive_pdf",
         "ems",
         "elicense",
+        "elicense-status",
     }
     end = body["event_store"]["position"]
     for name, follower in followers.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import base64
 import json
 import sqlite3
@@ -48,14 +50,19 @@ def test_a_one_character_change_is_detected(text: str, draw: st.DataObject) -> N
     assert not check_holds(whole[:at] + other + whole[at + 1 :])
 
 
-@given(data.filter(lambda t: len(t) >= 2), st.data())
-def test_an_adjacent_transposition_is_detected(text: str, draw: st.DataObject) -> None:
-    whole = text + check_character(text)
-    at = draw.draw(st.integers(0, len(whole) - 2))
-    if whole[at] == whole[at + 1]:
-        return
-    swapped = whole[:at] + whole[at + 1] + whole[at] + whole[at + 2 :]
-    assert not check_holds(swapped)
+def test_nearly_every_adjacent_transposition_is_detected() -> None:
+    # Not every one: the hybrid system misses about 1 in 600 (Hypothesis found FLOGD0+1 ↔ FLOGD10), so the
+    # rate is what is promised, measured on a fixed sample.
+    rng = random.Random(7)
+    swaps = missed = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(2, 40)))
+        whole = text + check_character(text)
+        for at in range(len(whole) - 1):
+            if whole[at] != whole[at + 1]:
+                swaps += 1
+                missed += check_holds(whole[:at] + whole[at + 1] + whole[at] + whole[at + 2 :])
+    assert missed / swaps < 0.005, f"{missed} of {swaps} transpositions undetected"
 
 
 def test_the_identifier_has_the_national_structure_and_parses_back() -> None:
