@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import base64
 import json
+import random
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
