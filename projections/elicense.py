@@ -29,16 +29,13 @@ For part B (verification, revocation): ``ElicenseStore.credential`` opens a stor
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import os
 import secrets
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +52,7 @@ from domain.errors import Conflict, RuleViolated
 from domain.policy import WorkingCalendar, load_profiles
 from domain.service import Applications
 from domain.values import Actor
+from projections.leader_loop import SqlFollowerLoop
 from projections.runner import DomainEvent, Fenced, Page
 from projections.sql import Database
 
@@ -296,8 +294,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class ElicenseProcess:
+class ElicenseProcess(SqlFollowerLoop):
     """Schedules and issues the e-licences: a ``View`` for ``LogFollower`` plus the issuing loop ``run``."""
+
+    NAME = NAME
+    ROUND = "e-licence issuing"
 
     def __init__(
         self,
@@ -312,39 +313,16 @@ class ElicenseProcess:
         type_code: str = DEFAULT_TYPE_CODE,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
+        super().__init__(store.db, executor, poll_seconds)
         self.applications = applications
-        self.executor = executor
         self.store = store
-        self.db = store.db
         self.keys = keys
         self.public_url = public_url.rstrip("/")
         self._index_key = index_key
         self.calendar = calendar
         self.type_code = type_code
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._stopping = False
-
-    def __repr__(self) -> str:
-        return "ElicenseProcess()"
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # ------------------------------------------------------------------ View (scheduling)
-
-    async def position(self) -> int:
-        """The last notification id scheduled."""
-        return await self._run(self.db.position, NAME)
-
-    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
-        """Schedule the page's prints and record its end, in one transaction, if the position is ``start``."""
-        if end is None:
-            end = page[-1][0] if page else start
-        applied, scheduled = await self._run(self._schedule_page, page, start, end)
-        if scheduled:
-            self.wake()
-        return applied
 
     async def redo(self, position: int, event: DomainEvent) -> None:
         """A parked print scheduled now (its row written if missing; the position untouched)."""
@@ -355,7 +333,7 @@ class ElicenseProcess:
         """The schedule and the credentials are kept: nothing to rebuild in place."""
         raise RuntimeError("the e-licence schedule is kept permanently and cannot be rebuilt in place")
 
-    def _schedule_page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
+    def _page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
         rows = [self._due_row(p, e) for p, e in page if p > start and isinstance(e, _ISSUES)]
         with self.db.transaction():
             if not self.db.move(NAME, start, end):
@@ -409,29 +387,8 @@ class ElicenseProcess:
 
     # ------------------------------------------------------------------ issuing
 
-    def wake(self) -> None:
-        """Look for due prints now (after a page, or when a test moved the clock)."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Stop the loop (the leadership calls it when this process stops leading)."""
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Issue what is due, then wait for a wake-up or ``poll_seconds``; until stopped or fenced."""
-        self._stopping = False
-        while not self._stopping:
-            try:
-                await self._run(self.issue_due)
-            except Fenced:
-                log.warning("e-licence issuing stopped: this process no longer leads")
-                return
-            except Exception as error:  # retried at the next round; the row stays due
-                log.error("e-licence issuing failed (%s); retrying", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            self._wake.clear()
+    def _round(self) -> int:
+        return self.issue_due()
 
     def issue_due(self) -> int:
         """On the executor: issue every print due by the service's clock; how many e-licences were recorded."""

@@ -16,22 +16,20 @@ Two halves on the elected leader (decision 0024), both writing under its term (`
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from backend.credentials import KeyRing
 from backend.status_list import sign_token
 from domain.application import BirthCertificateApplication
 from domain.verification import VerificationRecord
 from projections.elicense import STATUS_LIST_SIZE, ElicenseStore, status_uri
-from projections.runner import DomainEvent, Fenced, Page
-from projections.sql import Database
+from projections.leader_loop import SqlFollowerLoop
+from projections.runner import DomainEvent, Page
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +71,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class ElicenseStatus:
+class ElicenseStatus(SqlFollowerLoop):
     """The status lists: a ``View`` for ``LogFollower``, the signing loop ``run`` and what the routes read."""
+
+    NAME = NAME
+    ROUND = "status list signing"
 
     def __init__(
         self,
@@ -86,42 +87,19 @@ class ElicenseStatus:
         clock: Callable[[], datetime],
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
+        super().__init__(store.db, executor, poll_seconds)
         self.store = store
-        self.db: Database = store.db
         self.keys = keys
-        self.executor = executor
         self.public_url = public_url.rstrip("/")
         self.clock = clock
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._stopping = False
-
-    def __repr__(self) -> str:
-        return "ElicenseStatus()"
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # ------------------------------------------------------------------ View
-
-    async def position(self) -> int:
-        """The last notification id applied."""
-        return await self._run(self.db.position, NAME)
-
-    async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
-        """Set the page's bits, record its verifications and its end, in one transaction, if at ``start``."""
-        if end is None:
-            end = page[-1][0] if page else start
-        applied, changed = await self._run(self._apply_page, page, start, end)
-        if changed:
-            self.wake()
-        return applied
 
     async def reset(self) -> None:
         """Bits are never unset: nothing to rebuild in place."""
         raise RuntimeError("the status lists are kept permanently and cannot be rebuilt in place")
 
-    def _apply_page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
+    def _page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
         changed = 0
         with self.db.transaction():
             if not self.db.move(NAME, start, end):
@@ -197,29 +175,8 @@ class ElicenseStatus:
 
     # ------------------------------------------------------------------ signing
 
-    def wake(self) -> None:
-        """Look for lists to sign now."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Stop the loop (the leadership calls it when this process stops leading)."""
-        self._stopping = True
-        self._wake.set()
-
-    async def run(self) -> None:
-        """Sign what changed or aged, then wait for a wake-up or ``poll_seconds``; until stopped or fenced."""
-        self._stopping = False
-        while not self._stopping:
-            try:
-                await self._run(self.sign_due)
-            except Fenced:
-                log.warning("status list signing stopped: this process no longer leads")
-                return
-            except Exception as error:  # retried at the next round
-                log.error("status list signing failed (%s); retrying", type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            self._wake.clear()
+    def _round(self) -> int:
+        return self.sign_due()
 
     def sign_due(self) -> int:
         """On the executor: sign every list that changed since its token, or whose token is a day old."""
