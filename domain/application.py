@@ -793,6 +793,7 @@ class BirthCertificateApplication(Aggregate):
                     "certificate_number": self.certificate_number,
                     "key_id": self.key_id,
                     "at": self.timestamp.isoformat(),
+                    "version": self.originator_version,
                 }
             )
 

@@ -497,7 +497,11 @@ class Applications(Application[UUID]):
         _visible(actor, app)
         if applicant_only and app.is_joined_father(actor):
             raise Forbidden("该操作只能由申办人（新生儿母亲）办理", code="applicant_only")
-        if expected_version is not None and expected_version != app.version:
+        if (
+            expected_version is not None
+            and expected_version != app.version
+            and not _only_bookkeeping_since(app, expected_version)
+        ):
             raise Conflict("申请已被更新，请刷新后重试", code="version_mismatch", current_version=app.version)
         return app
 
@@ -1699,3 +1703,12 @@ def _visible(actor: Actor, app: BirthCertificateApplication) -> None:
 
 
 __all__ = ["ISSUED_STATES", "Applications", "Forbidden", "Index", "Outcome"]
+
+
+def _only_bookkeeping_since(app: BirthCertificateApplication, expected_version: int) -> bool:
+    """Whether every event after ``expected_version`` is a process's bookkeeping that changes nothing a person
+    saw (the e-licence recorded by the leader's process): such an event must not turn the issuer's next step,
+    read just before it, into a version conflict."""
+    later = range(expected_version + 1, app.version + 1)
+    recorded = {e.get("version") for e in app.elicenses}
+    return 0 < expected_version < app.version and all(v in recorded for v in later)
