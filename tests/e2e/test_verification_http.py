@@ -17,7 +17,7 @@ from backend.status_list import INVALID, VALID, read_token
 from miniprogram_stub.client import ApiProblem, StaffClient
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
-from tests.e2e.test_counter import REVIEW
+from tests.e2e.test_counter import REVIEW, reissue_after_loss
 from tests.e2e.test_elicense_http import issued_elicense, jwks
 from tests.e2e.test_father_invitation import on_her_phone, on_his_phone
 from tests.e2e.test_staff import staff
@@ -119,12 +119,7 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
 
     # Lost in the post, reissued with a new number: the old credential is revoked within a minute.
     issuer = await staff(stack, "issuer1")
-    await issuer.call("POST", f"{REVIEW}/{mother.app_id}/loss", json={"reason": "邮件遗失"})
-    await issuer.call(
-        "POST",
-        f"{REVIEW}/{mother.app_id}/reissue",
-        json={"certificate_number": "X440100072", "sealer": "赵盖章"},
-    )
+    await reissue_after_loss(issuer, str(mother.app_id), "X440100072")
 
     async def revoked() -> dict[str, Any] | None:
         answer = (await verify(stack, {"credential": credential}))[1]
