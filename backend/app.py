@@ -79,6 +79,7 @@ from backend.routes import (
     queue,
     staff,
     verification,
+    verify_page,
     worklist,
 )
 from backend.routes.institutions import setup_institutions
@@ -584,6 +585,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(archive.routes)
     app.router.add_routes(elicense.routes)
     app.router.add_routes(verification.routes)
+    app.router.add_routes(verify_page.routes)
     app.router.add_routes(console.routes)
     setup_institutions(app)
     if config.development:

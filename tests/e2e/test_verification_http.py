@@ -58,6 +58,11 @@ async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
     return mother, await issued_elicense(mother)
 
 
+async def reissued_after_loss(stack: Stack, app_id: Any, number: str) -> None:
+    """The issuer records the certificate lost in the post and reissues it under ``number``."""
+    await reissue_after_loss(await staff(stack, "issuer1"), str(app_id), number)
+
+
 async def verifier(stack: Stack) -> StaffClient:
     await stack.in_store(
         lambda: stack.service.create_staff_account(
@@ -118,8 +123,7 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
     assert read_token(token, keys).status(claims["idx"]) == VALID
 
     # Lost in the post, reissued with a new number: the old credential is revoked within a minute.
-    issuer = await staff(stack, "issuer1")
-    await reissue_after_loss(issuer, str(mother.app_id), "X440100072")
+    await reissued_after_loss(stack, mother.app_id, "X440100072")
 
     async def revoked() -> dict[str, Any] | None:
         answer = (await verify(stack, {"credential": credential}))[1]
