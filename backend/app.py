@@ -464,6 +464,7 @@ async def _status_projection(app: web.Application) -> AsyncIterator[None]:
         app[APPLICATIONS],
         app[STORE_EXECUTOR],
         pseudonym_key=derive_pseudonym_key(config.index_key),
+        seal_key=at_rest_key(config.cipher_key, config.index_key),
     )
     follower = LogFollower(
         app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="status", parking=app[PARKING]
@@ -487,6 +488,7 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
         app[IO_EXECUTOR],
         app[WECHAT],
         app[CONFIG].wechat.templates,
+        seal_key=at_rest_key(app[CONFIG].cipher_key, app[CONFIG].index_key),
         floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications", fence=leadership),
         lease=app[CONFIG].notify_claim_seconds,
         fence=leadership,
