@@ -725,7 +725,8 @@ const VOID_REASONS = {
   reissued: "证件遗失后已补发新证，原电子证照作废",
   replaced: "签发机构已换发新证（原证打印错误或毁损），原电子证照作废",
   superseded: "已换发或补发新证，原电子证照作废",
-  revoked: "签发机构已撤销该电子证照",
+  revoked: "签发机构已宣布该证件作废，其电子证照随之作废",
+  revoked_by_issuer: "签发机构已宣布该证件作废，其电子证照随之作废",
 };
 // What the status view tells of a voided number: the last misprint replacement names its number.
 function voidedBy(status, number) {
@@ -818,7 +819,9 @@ async function elicenseScreen() {
     return show(title, back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
   }
   const [label, color] = elicenseState(doc.state);
-  const reason = doc.revocation?.reason ?? doc.reason ?? null;
+  // Voided by the issuer: the API may say why in words (revocation.message, reason_label); else the code is all.
+  const revocation = doc.revocation || {};
+  const reason = revocation.reason ?? doc.reason ?? null;
   const father = doc.role === "father";
   const parts = [h("div", { class: "cert-head", id: "elicense-head" },
     h("div", { class: "cert-emblem", "aria-hidden": "true" }, "证"),
@@ -838,8 +841,10 @@ async function elicenseScreen() {
       doc.certificate_number ? h("div", {}, `出生医学证明编号 ${doc.certificate_number}`) : null));
   } else if (doc.state !== "issued") {
     parts.push(h("div", { class: "error", id: "elicense-void" }, h("b", {}, "该电子证照已作废"),
-      h("div", {}, voidReason(reason)),
-      reason && !VOID_REASONS[reason] ? h("span", { class: "hint" }, `原因代码：${reason}`) : null));
+      h("div", {}, revocation.message || voidReason(reason)),
+      revocation.reason_label ? h("div", {}, `作废原因：${revocation.reason_label}`) : null,
+      revocation.at ? h("div", {}, `作废时间：${fmtTime(revocation.at)}`) : null,
+      reason && !revocation.reason_label && !VOID_REASONS[reason] ? h("span", { class: "hint" }, `原因代码：${reason}`) : null));
   }
 
   if (doc.credential) {
