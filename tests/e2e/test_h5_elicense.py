@@ -213,11 +213,7 @@ async def test_the_father_joins_with_her_code_and_sees_the_e_licence_without_her
     father = await on_his_phone(stack, family)
     father.app_id = mother.app_id
     await father.fathers_part()
-    for kind in ("mother_id_front", "mother_id_back"):
-        await mother.upload(kind)
-    await mother.sign()
-    await mother.choose_ems()
-    await mother.submit()
+    await mother.submit_after_fathers_part()
     staff = await issuer(stack)
     await staff.call(
         "POST",
