@@ -733,7 +733,7 @@ function voidedBy(status, number) {
   return status?.replacement?.voided_certificate_number === number ? "replaced" : "superseded";
 }
 function voidReason(code) {
-  return VOID_REASONS[code] || "该电子证照已作废，不能再用于办理业务。如有疑问，请咨询签发机构";
+  return VOID_REASONS[code] || "不能再用于办理业务。如有疑问，请咨询签发机构";
 }
 // The data items of the credential (decision 0037), in the paper certificate's order, as a parent reads them.
 const ITEM_LABELS = [

@@ -182,7 +182,7 @@ async def test_the_mother_sees_her_e_licence_its_qr_scans_to_the_verify_page_and
     await page.route("**/elicense", revoked)
     await page.get_by_role("button", name="刷新").click()
     await expect(page.locator("#elicense-state")).to_have_text("已作废")
-    await expect(page.locator("#elicense-void")).to_contain_text("该电子证照已作废")
+    await expect(page.locator("#elicense-void")).to_contain_text("该电子证照已作废不能再用于办理业务")
     await expect(page.locator("#elicense-void")).to_contain_text("issuer_recall")
     await expect(page.locator("#elicense-qr")).to_have_count(0)
     await expect(page.get_by_role("button", name="复制电子证照")).to_have_count(0)
