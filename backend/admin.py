@@ -49,12 +49,16 @@ def users_add(args: argparse.Namespace) -> int:
     from backend.routes.staff import hash_password
 
     password = _read_password()
-    if args.role in ("auditor", "admin") and args.institution:
+    if args.role in ("auditor", "admin", "manager") and args.institution:
         print(
-            "birthcert: auditor and admin accounts belong to no institution; --institution ignored",
+            f"birthcert: {args.role} accounts belong to no institution; --institution ignored"
+            + (" (a manager of one institution: --scope institution:CODE)" if args.role == "manager" else ""),
             file=sys.stderr,
         )
         args.institution = None
+    if args.role != "manager" and args.scope:
+        print("birthcert: only manager accounts have a scope; --scope ignored", file=sys.stderr)
+        args.scope = None
     service = _service()
     try:
         outcome = service.create_staff_account(
@@ -64,6 +68,7 @@ def users_add(args: argparse.Namespace) -> int:
             institution=args.institution,
             display_name=args.name or args.username,
             password_hash=hash_password(password),
+            scope=args.scope,
         )
     except DomainError as e:
         return _refused(e)
@@ -91,7 +96,9 @@ def institutions_add(args: argparse.Namespace) -> int:
     """Register an institution."""
     service = _service()
     try:
-        service.register_institution(operator(), code=args.code, name=args.name, province=args.province)
+        service.register_institution(
+            operator(), code=args.code, name=args.name, province=args.province, district=args.district
+        )
     except DomainError as e:
         print(f"birthcert: {e.message} ({e.code})", file=sys.stderr)
         return 1
@@ -112,6 +119,19 @@ def institutions_counter(args: argparse.Namespace) -> int:
     finally:
         service.close()
     print(f"counter of {args.code.upper()}: {counter.address} | {counter.phone} | {counter.hours}")
+    return 0
+
+
+def institutions_district(args: argparse.Namespace) -> int:
+    """Set the county-level district an institution lies in (its district's managers see its figures)."""
+    service = _service()
+    try:
+        service.set_institution_district(operator(), args.code, district=args.district)
+    except DomainError as e:
+        return _refused(e)
+    finally:
+        service.close()
+    print(f"institution {args.code.upper()}: district {args.district}")
     return 0
 
 
@@ -160,6 +180,10 @@ def register_admin(subparsers: Any) -> None:
     add = users.add_parser("add", help="create a staff account (password from stdin)")
     add.add_argument("--role", required=True, choices=list(STAFF_ROLES))
     add.add_argument("--institution", help="institution code (issuer and hospital accounts)")
+    add.add_argument(
+        "--scope",
+        help="a manager's statistics scope: institution:CODE, district:440104 (county code) or province:GD",
+    )
     add.add_argument("--username", required=True)
     add.add_argument("--name", help="the person's name, printed as 打证人 on the form")
     add.set_defaults(handler=users_add)
@@ -174,7 +198,12 @@ def register_admin(subparsers: Any) -> None:
     iadd.add_argument("--code", required=True)
     iadd.add_argument("--name", required=True)
     iadd.add_argument("--province", required=True, help="profile: GD, SD, BJ or HE")
+    iadd.add_argument("--district", help="county-level GB/T 2260 code, e.g. 440104 (for district statistics)")
     iadd.set_defaults(handler=institutions_add)
+    district = inst.add_parser("district", help="set the county-level district an institution lies in")
+    district.add_argument("--code", required=True)
+    district.add_argument("--district", required=True, help="county-level GB/T 2260 code, e.g. 440104")
+    district.set_defaults(handler=institutions_district)
     inst.add_parser("list", help="list institutions").set_defaults(handler=institutions_list)
     hours = inst.add_parser(
         "pickup-hours",

@@ -78,6 +78,7 @@ from backend.routes import (
     parents,
     queue,
     staff,
+    statistics,
     verification,
     verify_page,
     worklist,
@@ -568,6 +569,7 @@ def create_app(config: Config) -> web.Application:
             ems.ems_ctx,
             elicense.elicense_ctx,
             verification.verification_ctx,
+            statistics.statistics_ctx,
         ]
     )
     app.on_shutdown.append(queue.queue_shutdown)
@@ -588,6 +590,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(elicense.routes)
     app.router.add_routes(verification.routes)
     app.router.add_routes(verify_page.routes)
+    app.router.add_routes(statistics.routes)
     app.router.add_routes(console.routes)
     setup_institutions(app)
     if config.development:

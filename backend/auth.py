@@ -72,7 +72,9 @@ PREVIOUS_KEY_ENV: Final = "BIRTHCERT_JWT_PREVIOUS_KEY"
 JWKS_CACHE_CONTROL: Final = "public, max-age=300"
 
 _TOKEN_CLAIMS: Final = ("exp", "iat", "iss", "aud", "sub", "role")
-_RESERVED_CLAIMS: Final = frozenset({"iss", "aud", "sub", "role", "inst", "name", "iat", "nbf", "exp", "jti"})
+_RESERVED_CLAIMS: Final = frozenset(
+    {"iss", "aud", "sub", "role", "inst", "name", "scope", "iat", "nbf", "exp", "jti"}
+)
 # ``system`` is what the server records for its own work; no caller ever presents it.
 _TOKEN_ROLES: Final[frozenset[str]] = frozenset(get_args(Role)) - {"system"}
 _STAFF_ROLES: Final = _TOKEN_ROLES - {"parent"}
@@ -392,6 +394,8 @@ class TokenIssuer:
                 claims["inst"] = actor.institution
             if actor.name:
                 claims["name"] = actor.name
+            if actor.scope:
+                claims["scope"] = actor.scope  # a manager's statistics scope (domain.statistics.Scope)
         kid, private_key = self.keys.signing_key()
         token = jwt.encode(claims, private_key, algorithm="EdDSA", headers={"kid": kid})
         return token, self.ttl_seconds
@@ -414,6 +418,7 @@ class TokenIssuer:
                 role=role,
                 institution=claims.get("inst") if role in _STAFF_ROLES else None,
                 name=name if isinstance(name, str) and role in _STAFF_ROLES else None,
+                scope=claims.get("scope") if role == "manager" else None,
             )
         except InvalidValue:
             raise Unauthenticated(code="token_invalid") from None
@@ -453,6 +458,8 @@ class TokenIssuer:
         if role not in _TOKEN_ROLES or not isinstance(claims["sub"], str) or not claims["sub"]:
             raise Unauthenticated(code="token_invalid")
         if role in _INSTITUTION_ROLES and not isinstance(claims.get("inst"), str):
+            raise Unauthenticated(code="token_invalid")
+        if role == "manager" and not isinstance(claims.get("scope"), str):
             raise Unauthenticated(code="token_invalid")
         return claims
 

@@ -63,6 +63,12 @@ DEMO_ACCOUNTS = (
     ("issuer2", "issuer", "JNPY01", "赵签发"),
     ("auditor1", "auditor", None, "周审计"),
 )
+# Where the demo institutions lie (county-level codes), and the managers who see their figures (decision 0043).
+DEMO_DISTRICTS = {"GZFY01": "440104", "JNPY01": "370124"}
+DEMO_MANAGERS = (
+    ("manager1", "province:GD", "孙统计"),
+    ("manager2", "district:370124", "钱统计"),
+)
 SHANGHAI = timezone(timedelta(hours=8))
 # The demo institutions' hours for collecting by appointment (预约取证), as `institutions pickup-hours` takes them.
 DEMO_PICKUP_HOURS = ("1-5 08:30-11:30 20", "1-5 14:30-17:00 20")
@@ -84,6 +90,19 @@ def seed_demo_staff(service: Applications) -> None:
             )
         if inst.counter is not None and (inst.code not in known or known[inst.code].counter is None):
             service.set_institution_counter(operator(), inst.code, counter=inst.counter)
+    for code, district in DEMO_DISTRICTS.items():
+        service.set_institution_district(operator(), code, district=district)  # the same again: nothing
+    for username, scope, name in DEMO_MANAGERS:
+        if service.get_staff_account(username) is None:
+            service.create_staff_account(
+                operator(),
+                username=username,
+                role="manager",
+                institution=None,
+                display_name=name,
+                password_hash=hash_password(DEMO_PASSWORD),
+                scope=scope,
+            )
     for username, role, institution, name in DEMO_ACCOUNTS:
         if service.get_staff_account(username) is None:
             service.create_staff_account(
@@ -190,6 +209,7 @@ async def _dev(host: str, port: int, stub_port: int) -> None:
         flush=True,
     )
     accounts = ", ".join(f"{u} ({r}{' ' + i if i else ''})" for u, r, i, _ in DEMO_ACCOUNTS)
+    accounts += "".join(f", {u} (manager {scope})" for u, scope, _ in DEMO_MANAGERS)
     print(f"  staff:     {accounts}; password {DEMO_PASSWORD} (development only)", flush=True)
     where = (
         ""

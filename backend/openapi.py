@@ -825,9 +825,13 @@ SCHEMAS.update(
             "properties": {
                 "token": {"type": "string"},
                 "expires_in": {"type": "integer", "maximum": 7200},
-                "role": {"enum": ["issuer", "hospital", "auditor", "admin", "verifier"]},
+                "role": {"enum": ["issuer", "hospital", "auditor", "admin", "verifier", "manager"]},
                 "institution": {"type": ["string", "null"]},
                 "name": {"type": "string"},
+                "scope": {
+                    "type": "string",
+                    "description": "a manager's statistics scope: institution:CODE, district:440104, province:GD",
+                },
             },
         },
         "Delivery": {
@@ -1451,6 +1455,56 @@ PATHS.update(
                             "application/json": {"schema": {"type": "object", "required": ["rows"]}},
                             "text/csv": {},
                             "application/pdf": {},
+                        },
+                    },
+                    "default": PROBLEM,
+                },
+            }
+        },
+        "/api/v1/statistics": {
+            "get": {
+                "summary": "managers' figures per day or week (JSON, or CSV in UTF-8 with BOM): decision 0043",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "scope",
+                        "in": "query",
+                        "description": "institution:CODE, district:440104 or province:GD, within the manager's "
+                        "own (default: the manager's own)",
+                        "schema": {"type": "string", "maxLength": 40},
+                    },
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "description": "the first Beijing day (default: 29 days before to)",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {
+                        "name": "to",
+                        "in": "query",
+                        "description": "the last Beijing day, at most 366 days after from (default: today)",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {"name": "granularity", "in": "query", "schema": {"enum": ["day", "week"]}},
+                    {"name": "format", "in": "query", "schema": {"enum": ["json", "csv"]}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the periods' figures, their total and the reviews overdue now",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["scope", "from", "to", "granularity", "periods", "total"],
+                                    "properties": {
+                                        "periods": {"type": "array", "items": {"type": "object"}},
+                                        "total": {"type": "object"},
+                                        "overdue_open": {"type": "integer"},
+                                        "position": {"type": "integer"},
+                                    },
+                                }
+                            },
+                            "text/csv": {},
                         },
                     },
                     "default": PROBLEM,

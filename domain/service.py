@@ -72,6 +72,7 @@ from domain.staff import (
     check_institution_code,
     check_username,
 )
+from domain.statistics import Scope
 from domain.values import (
     Actor,
     CertificateNumber,
@@ -551,12 +552,16 @@ class Applications(Application[UUID]):
 
     # ------------------------------------------------------------------ institutions and staff accounts
 
-    def register_institution(self, actor: Actor, *, code: str, name: str, province: str) -> Outcome:
-        """An institution joins (code unique forever)."""
+    def register_institution(
+        self, actor: Actor, *, code: str, name: str, province: str, district: str | None = None
+    ) -> Outcome:
+        """An institution joins (code unique forever), in its county-level ``district`` when given."""
         code = check_institution_code(code)
         if self._find_index("institution-code", code) is not None:
             raise Conflict(f"机构代码 {code} 已存在", code="institution_exists")
         record = InstitutionRecord.register(id=uuid4(), actor=actor, code=code, name=name, province=province)
+        if district is not None:
+            record.set_district(actor, district)
         by_code = Index.create(self.index_id("institution-code", code), "institution-code", str(record.id))
         listing = self._find_index("institutions", "all")
         if listing is None:
@@ -603,6 +608,12 @@ class Applications(Application[UUID]):
         records = [self._get(InstitutionRecord, ref) for ref in (listing.refs if listing else [])]
         return sorted(map(_institution, records), key=lambda i: i.code)
 
+    def set_institution_district(self, actor: Actor, code: str, *, district: str) -> Outcome:
+        """The county-level district the institution lies in (whose managers see its figures)."""
+        record = self._institution_record(code)
+        record.set_district(actor, district)
+        return self._commit(record)
+
     def set_institution_counter(self, actor: Actor, code: str, *, counter: CounterDetails) -> Outcome:
         """Where and when the institution receives families in person: named by every referral from now on."""
         record = self._institution_record(code)
@@ -646,11 +657,16 @@ class Applications(Application[UUID]):
         institution: str | None,
         display_name: str,
         password_hash: str,
+        scope: str | None = None,
     ) -> Outcome:
-        """A staff login; the username is unique forever; the institution must exist."""
+        """A staff login; the username is unique forever; the institution must exist, and so must a manager's
+        institution scope (``institution:CODE``, ``district:440104``, ``province:GD``)."""
         username = check_username(username)
         if institution is not None:
             institution = self.get_institution(institution).code
+        manager_scope = None if scope is None else Scope.parse(scope)
+        if manager_scope is not None and manager_scope.kind == "institution":
+            self.get_institution(manager_scope.code)
         if self._find_index("staff-username", username) is not None:
             raise Conflict(f"用户名 {username} 已存在", code="username_taken")
         account = StaffAccount.create(
@@ -661,6 +677,7 @@ class Applications(Application[UUID]):
             institution=institution,
             display_name=display_name,
             password_hash=password_hash,
+            scope=manager_scope,
         )
         index = Index.create(self.index_id("staff-username", username), "staff-username", str(account.id))
         return self._commit(

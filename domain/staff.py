@@ -18,10 +18,11 @@ from eventsourcing.domain import Aggregate
 from domain.errors import Forbidden, InvalidValue, RuleViolated
 from domain.pickup import PickupWindow, check_windows
 from domain.policy import get_profile
+from domain.statistics import Scope, check_district
 from domain.values import Actor, CounterDetails
 
 JSON = dict[str, Any]
-STAFF_ROLES: Final = ("issuer", "hospital", "auditor", "admin", "verifier")
+STAFF_ROLES: Final = ("issuer", "hospital", "auditor", "admin", "verifier", "manager")
 # Roles that belong to an institution (a verifier's: the department that checks e-licences, e.g. a police station).
 INSTITUTION_ROLES: Final = ("issuer", "hospital", "verifier")
 _USERNAME_RE: Final = re.compile(r"^[a-z][a-z0-9_.-]{2,31}$")
@@ -102,6 +103,19 @@ class InstitutionRecord(Aggregate):
         def apply(self, r: InstitutionRecord) -> None:
             r.counter = {"address": self.address, "phone": self.phone, "hours": self.hours}
 
+    class DistrictSet(Event):
+        """The county-level district (GB/T 2260 code) the institution lies in: managers of that district see its
+        figures (docs/decisions/0043)."""
+
+        TOPIC = "birthcert:InstitutionDistrictSet"
+        district: str
+
+        def apply(self, r: InstitutionRecord) -> None:
+            r.district = self.district
+
+    # Institutions registered before districts existed have none until one is set.
+    district: str | None = None
+
     def __init__(self, actor: JSON, code: str, name: str, province: str) -> None:
         self.code = code
         self.name = name
@@ -152,6 +166,13 @@ class InstitutionRecord(Aggregate):
         """The pickup hours as values."""
         return [PickupWindow.from_dict(w) for w in self.pickup_windows]
 
+    def set_district(self, actor: Actor, district: str) -> None:
+        """Set (or change) the county-level district; the same again records nothing."""
+        _as_admin_or_system(actor)
+        value = check_district(district, self.province)
+        if value != self.district:
+            self.trigger_event(self.DistrictSet, actor=actor.to_dict(), district=value)
+
     def set_counter(self, actor: Actor, details: CounterDetails) -> None:
         """Set (or change) the counter's address, telephone and opening hours; the same again changes nothing."""
         _as_admin_or_system(actor)
@@ -190,6 +211,16 @@ class StaffAccount(Aggregate):
         def apply(self, a: StaffAccount) -> None:
             a.password_hash = self.password_hash
 
+    class ManagerScopeAssigned(Event):
+        """A manager's account sees the figures of ``scope`` (``domain.statistics.Scope`` as text); in the
+        creation's save, right after it."""
+
+        TOPIC = "birthcert:ManagerScopeAssigned"
+        scope: str
+
+        def apply(self, a: StaffAccount) -> None:
+            a.scope = self.scope
+
     class StaffAccountDisabled(Event):
         """The account may no longer log in."""
 
@@ -198,6 +229,9 @@ class StaffAccount(Aggregate):
 
         def apply(self, a: StaffAccount) -> None:
             a.disabled = True
+
+    # Accounts made before managers existed have no scope.
+    scope: str | None = None
 
     def __init__(
         self,
@@ -226,12 +260,17 @@ class StaffAccount(Aggregate):
         institution: str | None,
         display_name: str,
         password_hash: str,
+        scope: Scope | None = None,
     ) -> StaffAccount:
-        """Create an account; hospital and issuer accounts belong to an institution."""
+        """Create an account; hospital and issuer accounts belong to an institution, a manager's has a scope."""
         _as_admin_or_system(actor)
         if role not in STAFF_ROLES:
             raise InvalidValue(
-                "role", "invalid_role", "角色只能是 issuer、hospital、auditor、admin 或 verifier"
+                "role", "invalid_role", "角色只能是 issuer、hospital、auditor、admin、verifier 或 manager"
+            )
+        if (role == "manager") != (scope is not None):
+            raise InvalidValue(
+                "scope", "scope_required", "统计管理人员须指定统计范围（机构、区县或省），其他角色不设"
             )
         if role in INSTITUTION_ROLES and not institution:
             raise InvalidValue(
@@ -242,7 +281,7 @@ class StaffAccount(Aggregate):
             raise InvalidValue("display_name", "invalid_display_name", "姓名为1到30个字")
         if not password_hash.startswith("$argon2"):
             raise InvalidValue("password", "invalid_password_hash", "密码须以 argon2 散列保存")
-        return cls._create(
+        account = cls._create(
             cls.StaffAccountCreated,
             id=id,
             actor=actor.to_dict(),
@@ -252,6 +291,9 @@ class StaffAccount(Aggregate):
             display_name=cleaned,
             password_hash=password_hash,
         )
+        if scope is not None:
+            account.trigger_event(cls.ManagerScopeAssigned, actor=actor.to_dict(), scope=str(scope))
+        return account
 
     def change_password(self, actor: Actor, password_hash: str) -> None:
         """The account's owner or an admin sets a new password hash."""
@@ -270,7 +312,13 @@ class StaffAccount(Aggregate):
 
     def as_actor(self) -> Actor:
         """Who this account acts as."""
-        return Actor(id=self.username, role=self.role, institution=self.institution, name=self.display_name)  # type: ignore[arg-type]
+        return Actor(
+            id=self.username,
+            role=self.role,  # type: ignore[arg-type]
+            institution=self.institution,
+            name=self.display_name,
+            scope=self.scope,
+        )
 
 
 class AccessRecord(Aggregate):

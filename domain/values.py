@@ -683,7 +683,7 @@ class CounterDetails:
         return {"address": self.address, "phone": self.phone, "hours": self.hours}
 
 
-Role = Literal["parent", "hospital", "issuer", "auditor", "admin", "system", "ems", "verifier"]
+Role = Literal["parent", "hospital", "issuer", "auditor", "admin", "system", "ems", "verifier", "manager"]
 _ROLES: tuple[Role, ...] = get_args(Role)
 _INSTITUTION_ROLES = frozenset({"hospital", "issuer", "verifier"})
 
@@ -696,6 +696,9 @@ class Actor:
     role: Role
     institution: str | None = None
     name: str | None = None
+    # A manager's statistics scope, ``institution:<CODE>``, ``district:<county code>`` or ``province:<GD…>``
+    # (domain.statistics.Scope); None for every other role.
+    scope: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
@@ -706,10 +709,22 @@ class Actor:
             raise InvalidValue(
                 "actor.institution", "institution_required", "助产机构、签发机构和核验单位人员须注明所属机构"
             )
+        if (self.role == "manager") != bool(self.scope):
+            raise InvalidValue(
+                "actor.scope", "scope_required", "统计管理人员须注明统计范围，其他角色不设统计范围"
+            )
 
     def to_dict(self) -> dict[str, str | None]:
-        """A JSON-ready dict, the shape stored in events."""
-        return {"id": self.id, "role": self.role, "institution": self.institution, "name": self.name}
+        """A JSON-ready dict, the shape stored in events (``scope`` only for a manager: other shapes unchanged)."""
+        plain: dict[str, str | None] = {
+            "id": self.id,
+            "role": self.role,
+            "institution": self.institution,
+            "name": self.name,
+        }
+        if self.scope is not None:
+            plain["scope"] = self.scope
+        return plain
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Actor:
@@ -719,4 +734,5 @@ class Actor:
             role=data.get("role", ""),
             institution=data.get("institution"),
             name=data.get("name"),
+            scope=data.get("scope"),
         )

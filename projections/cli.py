@@ -23,15 +23,17 @@ from backend.config import Config
 from backend.redis_server import open_redis
 from backend.storage import at_rest_key
 from backend.working_days import working_calendar
+from domain.policy import WorkingCalendar
 from domain.service import Applications
 from projections.redis_view import sleep_grace
 from projections.review_queue import ReviewQueueView
 from projections.runner import LogFollower
 from projections.sql import Database, SqlParkingLot
+from projections.statistics import StatisticsView
 from projections.status import StatusView, derive_pseudonym_key
 from projections.worklist import HospitalWorklistView
 
-VIEWS = ("status", "queue", "worklist")
+VIEWS = ("status", "queue", "worklist", "statistics")
 REBUILD_PAGE_SIZE = 500
 # Catch-ups with the live generation before giving up on switching (the service keeps writing it).
 SWITCH_ATTEMPTS = 50
@@ -46,7 +48,8 @@ def register_projections(subparsers: Any) -> None:
         "--view",
         choices=VIEWS,
         default="status",
-        help="which view: status (parents), queue (issuers) or worklist (hospitals); default status",
+        help="which view: status (parents), queue (issuers), worklist (hospitals) or statistics (managers, "
+        "SQL: emptied and counted again in place); default status",
     )
     rebuild.set_defaults(handler=rebuild_view)
     parked = commands.add_parser(
@@ -110,6 +113,8 @@ def rebuild_view(args: argparse.Namespace) -> int:
     """Reset the view and catch up from zero, with a progress bar; print the final position."""
     config = Config.from_env()
     console = Console()
+    if args.view == "statistics":
+        return _rebuild_statistics_now(config, console)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projections-rebuild")
     applications = Applications(config.event_store_env())
     handle = open_redis(config.redis_url, config.redis_dir)
@@ -124,6 +129,36 @@ def rebuild_view(args: argparse.Namespace) -> int:
     what = "items" if args.view == "worklist" else "applications"
     console.print(f"view {args.view}: rebuilt to position {position}, {count} {what}")
     return 0
+
+
+def _rebuild_statistics_now(config: Config, console: Console) -> int:
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="projections-rebuild")
+    applications = Applications(config.event_store_env())
+    db = Database.open(config.event_store_env())
+    try:
+        position = asyncio.run(
+            rebuild_statistics(applications, db, executor, working_calendar(config.data_dir))
+        )
+    finally:
+        db.close()
+        applications.close()
+        executor.shutdown(wait=True)
+    console.print(f"view statistics: rebuilt to position {position}")
+    return 0
+
+
+async def rebuild_statistics(
+    applications: Applications, db: Database, executor: ThreadPoolExecutor, calendar: WorkingCalendar
+) -> int:
+    """Empty the statistics tables and their position in one transaction, then count the whole log again.
+
+    The SQL view has no generations: while this runs its figures read low (the answer's ``position`` says how
+    far they count). The leader's follower may count pages meanwhile too; compare-and-set on the one position
+    lets each page in once, whoever writes it (decision 0022)."""
+    view = StatisticsView(db, executor, calendar=calendar)
+    await view.reset()
+    follower = LogFollower(applications, view, executor=executor, page_size=REBUILD_PAGE_SIZE)
+    return await follower.catch_up()
 
 
 async def _rebuild(

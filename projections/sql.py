@@ -112,6 +112,24 @@ _TABLES = {
         "digest TEXT NOT NULL, result TEXT NOT NULL, licence_id TEXT, source TEXT NOT NULL, verifier TEXT, "
         "institution TEXT, archived INTEGER NOT NULL"
     ),
+    # Managers' statistics (projections.statistics, decision 0043): codes, Beijing days, counts and seconds only.
+    "statistics_daily": (
+        "day TEXT NOT NULL, province TEXT NOT NULL, institution TEXT NOT NULL, figure TEXT NOT NULL, "
+        "item TEXT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (day, province, institution, figure, item)"
+    ),
+    "statistics_durations": (
+        "day TEXT NOT NULL, province TEXT NOT NULL, institution TEXT NOT NULL, kind TEXT NOT NULL, "
+        "seconds BIGINT NOT NULL"
+    ),
+    # What the statistics follower remembers of each application (its random id, codes and times: no person).
+    "statistics_applications": (
+        "application_id TEXT PRIMARY KEY, province TEXT NOT NULL, institution TEXT NOT NULL, "
+        "started_day TEXT NOT NULL, review_days INTEGER, first_submitted_at TEXT, due_at TEXT, "
+        "handed_over INTEGER NOT NULL"
+    ),
+    "statistics_institutions": (
+        "code TEXT PRIMARY KEY, record_id TEXT NOT NULL, name TEXT NOT NULL, province TEXT NOT NULL, district TEXT"
+    ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
         "what TEXT NOT NULL, recorded_at TEXT NOT NULL"
@@ -140,6 +158,11 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS elicense_credentials_application ON elicense_credentials (application_id, version)",
     "CREATE INDEX IF NOT EXISTS elicense_credentials_number ON elicense_credentials (number_digest)",
     "CREATE INDEX IF NOT EXISTS elicense_verifications_licence ON elicense_verifications (licence_id)",
+    "CREATE INDEX IF NOT EXISTS statistics_daily_scope ON statistics_daily (institution, day)",
+    "CREATE INDEX IF NOT EXISTS statistics_daily_province ON statistics_daily (province, day)",
+    "CREATE INDEX IF NOT EXISTS statistics_durations_day ON statistics_durations (day)",
+    "CREATE INDEX IF NOT EXISTS statistics_applications_due ON statistics_applications (due_at)",
+    "CREATE INDEX IF NOT EXISTS statistics_institutions_record ON statistics_institutions (record_id)",
 )
 
 
@@ -148,7 +171,8 @@ _INDEXES = (
 # 2: audit_nodes (the audit tree's stored subtrees, 0029), archive_pdfs (0028), leader_lease (0024).
 # 3: the e-licence's elicense_keys, elicense_due, elicense_credentials, elicense_status_slots (0038).
 # 4: elicense_status_bits, elicense_status_tokens, elicense_verifications (0039).
-SCHEMA_VERSION = 4
+# 5: statistics_daily, statistics_durations, statistics_applications, statistics_institutions (0043).
+SCHEMA_VERSION = 5
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

@@ -663,6 +663,10 @@ async function render() {
     renderLogin();
     return;
   }
+  if (session.role === "manager") {
+    location.replace("statistics.html");
+    return;
+  }
   const home = session.role === "hospital" ? "#/worklist" : "#/queue";
   if (path === "/login" || (session.role === "hospital" && path !== "/worklist")) {
     location.replace(home);
@@ -807,12 +811,16 @@ function renderLogin() {
     submit.textContent = "正在登录…";
     try {
       const answer = await api("/api/v1/auth/staff", { method: "POST", body: { username: username.value.trim(), password: password.value } });
-      if (!["issuer", "auditor", "hospital"].includes(answer.role)) {
-        error.textContent = "该账号不是签发、助产机构或审计人员，不能使用签发工作台";
+      if (!["issuer", "auditor", "hospital", "manager"].includes(answer.role)) {
+        error.textContent = "该账号不是签发、助产机构、审计或统计管理人员，不能使用签发工作台";
         error.hidden = false;
         return;
       }
       startSession(answer);
+      if (session.role === "manager") {
+        location.assign("statistics.html"); // the managers' page of their own (decision 0043)
+        return;
+      }
       await loadInstitutions();
       const next = sessionStorage.getItem(`${SESSION_KEY}.next`);
       sessionStorage.removeItem(`${SESSION_KEY}.next`);

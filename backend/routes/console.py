@@ -38,6 +38,12 @@ ASSETS: Final = StaticFiles(
         "console.js": "text/javascript",
         "console.css": "text/css",
         "favicon.svg": "image/svg+xml",
+        # The managers' statistics page (decision 0043) and Chart.js 4.6.1 from the npm registry, with its licence.
+        "statistics.html": "text/html",
+        "statistics.js": "text/javascript",
+        "statistics.css": "text/css",
+        "chart.umd.min.js": "text/javascript",
+        "chart.js-LICENSE.md": "text/plain",
     },
 )
 

@@ -119,6 +119,7 @@ async def login_staff(request: web.Request) -> web.Response:
             "role": account.role,
             "institution": account.institution,
             "name": account.display_name,
+            **({"scope": account.scope} if account.scope else {}),
         }
     )
 

@@ -240,6 +240,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ): "nnnnnnnnn",  # the verifier role alone (test_verification_http)
     ("GET", "/api/v1/audit/verifications"): AUDITOR,
     ("POST", "/api/v1/elicense/presentations"): PUBLIC,  # by licence id, nothing personal (decision 0041)
+    ("GET", "/api/v1/statistics"): "nnnnnnnnn",  # the manager role alone, in its scope (test_statistics_http)
     ("GET", f"{APP}/elicense"): OWNER,  # the father's copy without the mother's identity number
     ("GET", f"{APP}/elicense/qr.png"): OWNER,
     ("GET", f"{APP}/elicense/qr.svg"): OWNER,
