@@ -38,7 +38,8 @@ async def status_list(stack: Stack, uri: str) -> tuple[str, str]:
         return r.headers["Cache-Control"], await r.text()
 
 
-async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
+async def submitted_by_both(stack: Stack, family: Family, *, ems: bool = True) -> tuple[Any, Any]:
+    """The mother's application, the father's part done on his own phone, submitted: (her, his) mini-programs."""
     mother = await on_her_phone(stack, family)
     code = (await mother.invite_father())["invitation"]
     father = await on_his_phone(stack, family)
@@ -47,8 +48,13 @@ async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
     for kind in ("mother_id_front", "mother_id_back"):
         await mother.upload(kind)
     await mother.sign()
-    await mother.choose_ems()
+    await (mother.choose_ems() if ems else mother.choose_pickup())
     await mother.submit()
+    return mother, father
+
+
+async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
+    mother, _ = await submitted_by_both(stack, family)
     issuer = await staff(stack, "issuer1")
     await issuer.call(
         "POST",
