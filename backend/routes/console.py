@@ -17,14 +17,13 @@ ethnic groups, the handover relations — taken from the domain so the console n
 
 from __future__ import annotations
 
-import hashlib
-from functools import cache
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
 from backend.components import APPLICATIONS, actor_of, in_store, json_response
+from backend.static_files import StaticFiles, page_headers
 from domain.application import FIXABLE_FIELDS, HANDOVER_RELATIONS
 from domain.revocation import REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
@@ -33,12 +32,15 @@ routes = web.RouteTableDef()
 
 STATIC_DIR: Final = Path(__file__).resolve().parent.parent / "console"
 # The only files served, with their types: nothing else under the directory is reachable.
-ASSETS: Final = {
-    "index.html": "text/html",
-    "console.js": "text/javascript",
-    "console.css": "text/css",
-    "favicon.svg": "image/svg+xml",
-}
+ASSETS: Final = StaticFiles(
+    STATIC_DIR,
+    {
+        "index.html": "text/html",
+        "console.js": "text/javascript",
+        "console.css": "text/css",
+        "favicon.svg": "image/svg+xml",
+    },
+)
 
 CONTENT_SECURITY_POLICY: Final = "; ".join(
     (
@@ -50,14 +52,7 @@ CONTENT_SECURITY_POLICY: Final = "; ".join(
         "frame-ancestors 'none'",
     )
 )
-SECURITY_HEADERS: Final = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
+SECURITY_HEADERS: Final = page_headers(CONTENT_SECURITY_POLICY)
 
 # What an issuer may name when rejecting (domain.application.FIXABLE_FIELDS), as the issuer reads it.
 FIELD_LABELS: Final = {
@@ -89,24 +84,12 @@ if _missing:  # pragma: no cover - a new fixable field or relation needs its Chi
     raise RuntimeError(f"console labels missing for: {', '.join(_missing)}")
 
 
-@cache
-def _asset(name: str) -> tuple[bytes, str]:
-    """The file's bytes and a strong ETag (files change only with a deployment)."""
-    data = (STATIC_DIR / name).read_bytes()
-    return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-
-
 def _headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**SECURITY_HEADERS, **(extra or {})}
 
 
 def _serve(request: web.Request, name: str) -> web.Response:
-    data, etag = _asset(name)
-    headers = _headers({"ETag": etag, "Cache-Control": "no-cache"})
-    if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
-        return web.Response(status=304, headers=headers)
-    charset = "utf-8" if ASSETS[name].startswith("text/") else None
-    return web.Response(body=data, content_type=ASSETS[name], charset=charset, headers=headers)
+    return ASSETS.response(request, name, SECURITY_HEADERS)
 
 
 @routes.get("/console")

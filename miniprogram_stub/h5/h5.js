@@ -29,7 +29,7 @@ const DOC_LABELS = {
   father_id_back: "父亲身份证国徽面",
   father_handheld_id: "父亲手持身份证照片",
 };
-const PROVINCES = { GD: "广东省", SD: "山东省" };
+const PROVINCES = { GD: "广东省", SD: "山东省", BJ: "北京市" };
 // The API's field names (RFC 9457 `errors[].field`) as a parent reads them.
 const FIELD_NAMES = {
   reason: "原因",
@@ -434,8 +434,8 @@ async function listScreen() {
   const list = items.length
     ? h("div", { class: "group" }, items.map((it) =>
       h("div", { class: "cell app-item", role: "button", tabindex: "0", onclick: () => openApp(it.id) },
-        h("div", { class: "top" }, h("b", {}, "出生医学证明首次申领"), stateTag(it)),
-        h("div", { class: "meta" }, `${PROVINCES[it.province] || it.province || ""} · 申请编号 ${it.id.slice(0, 8)} · ${fmtTime(it.started_at)}`))))
+        h("div", { class: "top" }, h("b", {}, it.role === "father" ? "出生医学证明申领（我是父亲）" : "出生医学证明首次申领"), stateTag(it)),
+        h("div", { class: "meta" }, `${PROVINCES[it.province] || it.province || ""} · 申请编号 ${it.id.slice(0, 8)} · ${fmtTime(it.started_at || it.updated_at)}`))))
     : h("div", { class: "empty" }, "还没有申请。新生儿母亲可在下方发起申领。");
   show("我的申请", null,
     h("div", { class: "hero" }, h("h2", {}, "我的申请"), h("p", {}, `${S.via ? S.via.label : "微信"}用户 ${S.openid}`)),
@@ -444,6 +444,7 @@ async function listScreen() {
     list,
     h("div", { class: "btns" },
       button("新建申请", newScreen, "btn primary"),
+      button("我是孩子父亲：凭邀请码加入", joinScreen),
       button(S.via ? `${S.via.label}消息` : "我的消息", messagesScreen),
       button("退出登录", () => { S.token = null; S.openid = null; S.via = null; save(); loginScreen(); })));
 }
@@ -510,6 +511,30 @@ function newScreen() {
   fillHospitals();
 }
 
+// The father joins on his own account with the code the mother shared (decision 0011: the card opens
+// /pages/father/join?invitation=<code>; here he pastes it).
+function joinScreen() {
+  const code = h("input", { id: "invitation", autocomplete: "off", spellcheck: "false", placeholder: "孩子母亲分享的邀请码" });
+  const err = h("div");
+  const go = button("加入申请", () => busy(go, async () => {
+    err.replaceChildren();
+    try {
+      if (!code.value.trim()) throw new Error("请填写邀请码");
+      const answer = await api("POST", "/api/v1/father-invitations/accept", { json: { invitation: code.value.trim() } });
+      toast("已加入申请");
+      await openApp(answer.application_id);
+    } catch (e) {
+      showError(err, e, { invitation: "邀请码" });
+    }
+  }), "btn primary");
+  show("加入申请", listScreen,
+    h("div", { class: "section-title" }, "孩子父亲用本人微信加入孩子母亲发起的申请"),
+    h("div", { class: "group" }, field("邀请码", code)),
+    h("p", { class: "hint" }, "加入后，您在本人微信中完成父亲的刷脸认证和证件照片，并可查看申请进度和孩子的电子出生医学证明；孩子母亲的其他信息不向您显示。"),
+    err,
+    h("div", { class: "btns" }, go));
+}
+
 // ------------------------------------------------------------------ 3. status view and the journey's router
 
 const SCREENS = {
@@ -563,13 +588,17 @@ async function statusScreen(doc, problem) {
     dispatched: ["✈", "green"], delivered: ["✓", "green"], collected: ["✓", "green"], withdrawn: ["×", "gray"],
     lost: ["!", "red"], counter_only: ["!", "red"], revoked: ["×", "red"],
   }[doc.state] || ["•", ""];
-  const parentNext = doc.next_steps.filter((s) => s.by === "parent");
+  // The joined father's reduced view (decision 0011): the state, his own part and the e-licence; nothing of hers.
+  const fathers = doc.role === "father";
+  const mine = fathers ? "father" : "parent";
+  const parentNext = doc.next_steps.filter((s) => s.by === mine);
   const editable = doc.state === "draft" || doc.state === "returned";
   const parts = [
     h("div", { class: "status-hero" },
       h("div", { class: `icon ${icon[1]}` }, icon[0]),
       h("h2", { id: "state-label" }, doc.state_label),
-      h("p", {}, `${PROVINCES[doc.province] || doc.province} · 申请编号 ${doc.id.slice(0, 8)} · 已提交 ${doc.submissions} 次`),
+      h("p", {}, `${PROVINCES[doc.province] || doc.province} · 申请编号 ${doc.id.slice(0, 8)}`
+        + (fathers ? " · 父亲视图" : ` · 已提交 ${doc.submissions} 次`)),
       doc.submitted_at ? h("p", {}, `提交时间 ${fmtTime(doc.submitted_at)}`) : null),
   ];
   if (doc.rejection) {
@@ -623,7 +652,7 @@ async function statusScreen(doc, problem) {
       doc.certificate_number ? numberRow("出生医学证明编号", doc.certificate_number, "certificate-number") : null,
       shipping ? info(pickup ? "领取状态" : "邮寄状态", shipping) : null,
       doc.tracking_number ? numberRow("EMS 邮件号", doc.tracking_number, "tracking-number") : null,
-      doc.elicense_issued ? info("电子证照", doc.state === "revoked" ? "已作废" : "已生成") : null));
+      elicenseEntry(doc)));
     if (pickup && doc.state === "issued") {
       const p = doc.pickup || {};
       parts.push(h("div", { class: "group", id: "pickup" },
@@ -639,6 +668,10 @@ async function statusScreen(doc, problem) {
       parts.push(h("p", { class: "hint" }, "可凭 EMS 邮件号在中国邮政速递物流官网或客服电话 11183 查询物流。"));
     }
   }
+  if (fathers && elicenseEntry(doc)) {
+    parts.push(h("div", { class: "section-title" }, "证件"), h("div", { class: "group numbers", id: "numbers" }, elicenseEntry(doc)),
+      h("p", { class: "hint" }, "出生医学证明编号和孩子的信息见电子证照。"));
+  }
   if (doc.delivery_record) {
     parts.push(h("div", { class: "section-title" }, "分娩信息"), h("div", { class: "group" },
       info("助产机构", doc.delivery_record.institution_name),
@@ -653,13 +686,13 @@ async function statusScreen(doc, problem) {
   parts.push(h("ul", { class: "steps", id: "steps" },
     doc.done_steps.map((s) => h("li", { class: "done" }, s.label)),
     doc.next_steps.map((s) => h("li", { class: "next" }, s.label,
-      h("span", { class: "who" }, { parent: "待我办理", issuer: "签发机构", hospital: "医院", courier: "邮政" }[s.by] || ""),
-      (editable || AFTER_ISSUE.has(s.code)) && s.by === "parent" && SCREENS[s.code] ? button("去办理", () => SCREENS[s.code](), "btn small") : null))));
+      h("span", { class: "who" }, { [mine]: "待我办理", mother: "孩子母亲", issuer: "签发机构", hospital: "医院", courier: "邮政" }[s.by] || ""),
+      (editable || AFTER_ISSUE.has(s.code)) && s.by === mine && SCREENS[s.code] ? button("去办理", () => SCREENS[s.code](), "btn small") : null))));
   parts.push(err);
   const btns = h("div", { class: "btns" });
   if (editable && parentNext.length) btns.append(button("继续办理", () => continueJourney().catch((e) => showError(err, e)), "btn primary"));
   btns.append(button("刷新", () => statusScreen()));
-  if (["draft", "returned", "submitted"].includes(doc.state)) {
+  if (!fathers && ["draft", "returned", "submitted"].includes(doc.state)) {
     const wd = button("撤回申请", async () => {
       err.replaceChildren();
       const sure = await confirmModal("撤回申请",
@@ -681,6 +714,253 @@ async function statusScreen(doc, problem) {
   }
   parts.push(btns);
   show("申请进度", listScreen, parts);
+}
+
+// ------------------------------------------------------------------ 3a. the electronic certificate (电子证照)
+
+// The e-licence's state as a parent reads it. Anything else the API may say of it (an issuer's revocation, a
+// state added later) is 已作废: the certificate is not in force, whatever the reason.
+const ELICENSE_STATES = {
+  none: ["未签发", "gray"],
+  pending: ["待生成", "orange"],
+  issued: ["已生成", ""],
+};
+const VOIDED = ["已作废", "red"];
+const elicenseState = (state) => ELICENSE_STATES[state] || VOIDED;
+// Why an e-licence was voided (the status list's reasons, decision 0039); an unknown code reads as plain 已作废.
+const VOID_REASONS = {
+  reissued: "证件遗失后已补发新证，原电子证照作废",
+  replaced: "签发机构已换发新证（原证打印错误或毁损），原电子证照作废",
+  superseded: "已换发或补发新证，原电子证照作废",
+  revoked: "签发机构已宣布该证件作废，其电子证照随之作废",
+  revoked_by_issuer: "签发机构已宣布该证件作废，其电子证照随之作废",
+};
+// What the status view tells of a voided number: the last misprint replacement names its number.
+function voidedBy(status, number) {
+  return status?.replacement?.voided_certificate_number === number ? "replaced" : "superseded";
+}
+function voidReason(code) {
+  return VOID_REASONS[code] || "不能再用于办理业务。如有疑问，请咨询签发机构";
+}
+// The data items of the credential (decision 0037), in the paper certificate's order, as a parent reads them.
+const ITEM_LABELS = [
+  ["newborn_name", "新生儿姓名"], ["newborn_sex", "性别"], ["born_at", "出生时间"], ["birthplace", "出生地点"],
+  ["gestational_weeks", "出生孕周"], ["weight_g", "出生体重"], ["length_cm", "出生身长"],
+  ["mother_name", "母亲姓名"], ["mother_nationality", "母亲国籍"], ["mother_ethnicity", "母亲民族"],
+  ["mother_id_type", "母亲证件类型"], ["mother_id_number", "母亲证件号码"],
+  ["father_name", "父亲姓名"], ["father_nationality", "父亲国籍"], ["father_ethnicity", "父亲民族"],
+  ["father_id_type", "父亲证件类型"], ["father_id_number", "父亲证件号码"],
+];
+// An SD-JWT (<jws>~<disclosure>~…~): its signed claims and what its disclosures reveal ([salt, name, value]).
+function credentialContents(sdJwt) {
+  const json = (part) => {
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(bin, (c) => c.charCodeAt(0))));
+  };
+  const [jws, ...disclosures] = sdJwt.split("~");
+  const items = {};
+  for (const d of disclosures.filter(Boolean)) {
+    const [, name, value] = json(d);
+    items[name] = value;
+  }
+  return { claims: json(jws.split(".")[1]), items };
+}
+const maskId = (v) => (v.length > 8 ? `${v.slice(0, 4)}${"*".repeat(v.length - 8)}${v.slice(-4)}` : v);
+const chineseDate = (iso) => {
+  const [y, m, d] = iso.slice(0, 10).split("-").map(Number);
+  return `${y}年${m}月${d}日`;
+};
+// A moment's day in Beijing time, as a date is written to a parent: 2026年12月8日（星期二）.
+function shanghaiDay(iso) {
+  const d = new Date(new Date(iso).getTime() + 8 * 3600e3);
+  return `${d.getUTCFullYear()}年${d.getUTCMonth() + 1}月${d.getUTCDate()}日（星期${"日一二三四五六"[d.getUTCDay()]}）`;
+}
+// A licence id breaks only after its dots (1.2.156.3005.2.C0134.…), never inside a part.
+function licenceText(id) {
+  return h("span", { class: "licence-id" }, id.split(".").flatMap((part, i, all) => [part + (i < all.length - 1 ? "." : ""), h("wbr")]));
+}
+// wx.setClipboardData: the Clipboard API, or a selected text area where the page may not use it.
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const area = h("textarea", { class: "offscreen", readonly: true });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    if (!copied) throw new Error("无法复制，请长按选择后手动复制");
+  }
+}
+// The QR code as the API draws it (SVG, scaled to the box without blurring; the PNG where the SVG cannot be read).
+async function qrImage(qr) {
+  const headers = { Authorization: `Bearer ${S.token}` };
+  const svgAnswer = await fetch(S.api + qr.svg, { headers });
+  if (svgAnswer.ok) {
+    const svg = new DOMParser().parseFromString(await svgAnswer.text(), "image/svg+xml").documentElement;
+    if (svg.localName === "svg") {
+      const [w, hgt] = [svg.getAttribute("width"), svg.getAttribute("height")];
+      svg.setAttribute("viewBox", `0 0 ${w} ${hgt}`);
+      svg.removeAttribute("width");
+      svg.removeAttribute("height");
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", "电子证照二维码");
+      svg.setAttribute("shape-rendering", "crispEdges");
+      return document.importNode(svg, true);
+    }
+  }
+  const png = await fetch(S.api + qr.png, { headers });
+  if (!png.ok) throw new Error("二维码加载失败，请稍后重试");
+  return h("img", { src: URL.createObjectURL(await png.blob()), alt: "电子证照二维码" });
+}
+
+async function elicenseScreen() {
+  const title = "电子出生医学证明";
+  show(title, back, h("p", { class: "loading" }, "加载中…"));
+  let doc, cfg, status;
+  try {
+    [doc, cfg, status] = await Promise.all([api("GET", `${base()}/elicense`), config().catch(() => ({})), api("GET", base())]);
+  } catch (e) {
+    return show(title, back, problemBox(e), h("div", { class: "btns" }, button("返回申请进度", back)));
+  }
+  const [label, color] = elicenseState(doc.state);
+  // Voided by the issuer: the API may say why in words (revocation.message, reason_label); else the code is all.
+  const revocation = doc.revocation || {};
+  const reason = revocation.reason ?? doc.reason ?? null;
+  const father = doc.role === "father";
+  const parts = [h("div", { class: "cert-head", id: "elicense-head" },
+    h("div", { class: "cert-emblem", "aria-hidden": "true" }, "证"),
+    h("div", { class: "cert-title" }, h("h2", {}, "出生医学证明"), h("div", {}, "电子证照")),
+    h("span", { class: `tag big ${color}`, id: "elicense-state" }, label))];
+  const err = h("div");
+
+  if (doc.state === "none") {
+    parts.push(h("div", { class: "note", id: "elicense-note" }, h("b", {}, "出生医学证明尚未签发"),
+      h("div", {}, "签发机构打印纸质证件后，将生成电子证照，届时可在这里查看。")));
+  } else if (doc.state === "pending") {
+    parts.push(h("div", { class: "note", id: "elicense-note" },
+      h("b", {}, doc.expected_at ? `预计 ${shanghaiDay(doc.expected_at)}前生成` : "电子证照生成中"),
+      h("div", {}, doc.expected_at
+        ? "按本省规定，电子证照在纸质证件打印后的几个工作日内生成。生成后可在这里查看和出示。"
+        : "纸质证件已打印，电子证照稍后生成，请过一会儿再来查看。"),
+      doc.certificate_number ? h("div", {}, `出生医学证明编号 ${doc.certificate_number}`) : null));
+  } else if (doc.state !== "issued") {
+    parts.push(h("div", { class: "error", id: "elicense-void" }, h("b", {}, "该电子证照已作废"),
+      h("div", {}, revocation.message || voidReason(reason)),
+      revocation.reason_label ? h("div", {}, `作废原因：${revocation.reason_label}`) : null,
+      revocation.at ? h("div", {}, `作废时间：${fmtTime(revocation.at)}`) : null,
+      reason && !revocation.reason_label && !VOID_REASONS[reason] ? h("span", { class: "hint" }, `原因代码：${reason}`) : null));
+  }
+
+  if (doc.credential) {
+    const { claims, items } = credentialContents(doc.credential);
+    if (doc.state === "issued" && doc.qr) {
+      const box = h("div", { class: "qr-box", id: "elicense-qr" }, h("p", { class: "loading" }, "二维码加载中…"));
+      parts.push(h("div", { class: "card qr-card" }, box,
+        h("p", { class: "qr-tip" }, "办理业务时，请出示此二维码供工作人员扫码核验"),
+        h("div", { class: "qr-id" }, "证照标识 ", licenceText(doc.licence_id))));
+      qrImage(doc.qr)
+        .then((img) => box.replaceChildren(img))
+        .catch((e) => box.replaceChildren(problemBox(e)));
+    }
+    const nat = (c) => cfg.nationalities?.[c] || c;
+    const eth = (c) => cfg.ethnic_groups?.[c] || c;
+    const idType = (c) => cfg.id_types?.[c] || c;
+    const shown = {
+      newborn_sex: (v) => ({ F: "女", M: "男" })[v] || v,
+      born_at: (v) => fmtTime(v),
+      gestational_weeks: (v) => `${v} 周`,
+      weight_g: (v) => `${v} 克`,
+      length_cm: (v) => `${v} 厘米`,
+      mother_nationality: nat, father_nationality: nat,
+      mother_ethnicity: eth, father_ethnicity: eth,
+      mother_id_type: idType, father_id_type: idType,
+    };
+    const rows = [numberRow("出生医学证明编号", claims.certificate_number, "elicense-number")];
+    for (const [name, k] of ITEM_LABELS) {
+      if (name in items) {
+        const v = items[name];
+        if (name.endsWith("_id_number")) {
+          // Shown masked, as on any screen that may be seen over a shoulder; the full number on a tap.
+          const value = h("span", { class: "v num", id: `item-${name}` }, maskId(v));
+          const toggle = button("显示", () => {
+            const masked = value.textContent !== v;
+            value.textContent = masked ? v : maskId(v);
+            toggle.textContent = masked ? "隐藏" : "显示";
+          }, "link");
+          rows.push(h("div", { class: "cell" }, h("span", { class: "k" }, k), value, toggle));
+        } else {
+          rows.push(h("div", { class: "cell" }, h("span", { class: "k" }, k),
+            h("span", { class: "v", id: `item-${name}` }, (shown[name] || String)(v))));
+        }
+      } else if (father && name === "mother_id_number") {
+        rows.push(h("div", { class: "cell" }, h("span", { class: "k" }, k),
+          h("span", { class: "v muted", id: "item-mother_id_number" }, "仅母亲可见")));
+      }
+    }
+    rows.push(
+      info("签发机构", claims.issuer_name),
+      info("签发日期", claims.issue_date ? chineseDate(claims.issue_date) : "—"),
+      doc.issued_at ? info("电子证照生成", fmtTime(doc.issued_at)) : null);
+    parts.push(h("div", { class: "section-title" }, "证照信息"), h("div", { class: "group numbers", id: "elicense-items" }, rows));
+    if (father) parts.push(h("p", { class: "hint" }, "您看到的是父亲持有的电子证照：不含孩子母亲的证件号码，签名同样有效。"));
+  }
+
+  if (doc.state === "issued" && doc.credential) {
+    const copyBtn = button("复制电子证照", () => busy(copyBtn, async () => {
+      try {
+        await copyText(doc.credential);
+        toast("电子证照已复制");
+      } catch (e) {
+        showError(err, e);
+      }
+    }), "btn primary");
+    const shareBtn = button("分享核验链接", () => busy(shareBtn, async () => {
+      try {
+        if (navigator.share) {
+          await navigator.share({ title: "出生医学证明电子证照核验", url: doc.verify_url });
+        } else {
+          await copyText(doc.verify_url);
+          toast("核验链接已复制");
+        }
+      } catch (e) {
+        if (e?.name !== "AbortError") showError(err, e);
+      }
+    }));
+    parts.push(err, h("div", { class: "btns row" }, copyBtn, shareBtn),
+      h("div", { class: "note", id: "elicense-verify" },
+        h("b", {}, "有关部门如何核验"),
+        h("ol", { class: "verify-steps" },
+          h("li", {}, "工作人员用扫码枪或手机扫描上方二维码；"),
+          h("li", {}, "打开“出生医学证明电子证照核验”页面，页面核对签名和是否作废，显示“有效”即为真实有效；"),
+          h("li", {}, "也可在核验页面输入证件编号、新生儿姓名和出生日期，核验纸质证件。")),
+        h("div", { class: "verify-url" }, "核验页面 ", h("span", { class: "url" }, doc.verify_url.split("#")[0])),
+        h("div", { class: "hint" }, "复制的电子证照可交给需要电子文件的部门，由其在核验页面或接口上校验签名。")));
+  }
+
+  if (doc.superseded?.length) {
+    parts.push(h("div", { class: "section-title" }, "已作废的电子证照"),
+      h("div", { class: "group", id: "elicense-superseded" }, doc.superseded.map((s) =>
+        h("div", { class: "cell stack voided" },
+          h("div", { class: "top" }, h("span", { class: "num" }, s.certificate_number), h("span", { class: "tag red" }, "已作废")),
+          h("div", { class: "meta" }, licenceText(s.licence_id)),
+          h("div", { class: "meta" }, `生成于 ${fmtTime(s.issued_at)}`),
+          h("div", { class: "meta" }, voidReason(s.reason ?? voidedBy(status, s.certificate_number)))))));
+  }
+  parts.push(h("div", { class: "btns" }, button("刷新", elicenseScreen), button("返回申请进度", back)));
+  show(title, back, parts);
+}
+// The status screen's line for the e-licence: its state, and the way to it.
+function elicenseEntry(doc) {
+  const e = doc.elicense;
+  if (!e || e.state === "none") return null;
+  const [label, color] = elicenseState(e.state);
+  return h("div", { class: "cell link-cell", id: "elicense-entry", role: "button", tabindex: "0", onclick: () => elicenseScreen() },
+    h("span", { class: "k" }, "电子证照"),
+    h("span", { class: "v" }, h("span", { class: `tag ${color}` }, label)),
+    h("span", { class: "chevron", "aria-hidden": "true" }, "›"));
 }
 
 // ------------------------------------------------------------------ 预约取证 and the 授权委托书 (after issue)

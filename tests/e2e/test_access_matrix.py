@@ -117,6 +117,10 @@ async def world(stack: Stack) -> World:
     return w
 
 
+# A file each page's ``/{name}`` route serves (the matrix asks for one that exists).
+ASSET_OF = {"/console/": "console.js", "/verify/": "verify.js", "/": "h5.js"}
+
+
 def bodies(family: Family) -> dict[tuple[str, str], Any]:
     """A body each command would take (so that only the access checks decide), by (method, route)."""
     mother, father = family.mother, family.father
@@ -189,7 +193,7 @@ async def observe(stack: Stack, w: World, method: str, template: str, row: str) 
     path = template + QUERIES.get(template, "")
     ids = {
         **w.ids,
-        "name": "console.js" if template.startswith("/console/") else "h5.js",
+        "name": next(f for prefix, f in ASSET_OF.items() if template.startswith(prefix)),
         "channel": "beijingtong",
     }
     for key, value in ids.items():
@@ -236,6 +240,7 @@ MATRIX: dict[tuple[str, str], str] = {
         "/api/v1/verifications/archive",
     ): "nnnnnnnnn",  # the verifier role alone (test_verification_http)
     ("GET", "/api/v1/audit/verifications"): AUDITOR,
+    ("POST", "/api/v1/elicense/presentations"): PUBLIC,  # by licence id, nothing personal (decision 0041)
     ("GET", f"{APP}/elicense"): OWNER,  # the father's copy without the mother's identity number
     ("GET", f"{APP}/elicense/qr.png"): OWNER,
     ("GET", f"{APP}/elicense/qr.svg"): OWNER,
@@ -311,6 +316,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/h5/channels.json"): PUBLIC,
     ("GET", "/h5/face-return"): PUBLIC,
     ("GET", "/h5/{name}"): PUBLIC,
+    ("GET", "/verify"): PUBLIC,  # the public verify page (decision 0041)
+    ("GET", "/verify/"): PUBLIC,
+    ("GET", "/verify/{name}"): PUBLIC,
 }
 
 

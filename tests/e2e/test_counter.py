@@ -48,6 +48,14 @@ async def replace(issuer: StaffClient, app_id: str, number: str, **body: str) ->
     )
 
 
+async def reissue_after_loss(issuer: StaffClient, app_id: str, number: str) -> dict[str, Any]:
+    """The certificate lost in the post is recorded lost, then reissued with a new ``number``."""
+    await issuer.call("POST", f"{REVIEW}/{app_id}/loss", json={"reason": "邮件遗失"})
+    return await issuer.call(
+        "POST", f"{REVIEW}/{app_id}/reissue", json={"certificate_number": number, "sealer": "赵盖章"}
+    )
+
+
 async def test_a_misprinted_certificate_delivered_by_ems_is_replaced_sent_again_and_its_number_never_reused(
     stack: Stack, family: Family
 ) -> None:

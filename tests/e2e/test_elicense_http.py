@@ -74,11 +74,7 @@ async def test_both_parents_get_the_e_licence_its_qr_scans_and_it_verifies(
     father = await on_his_phone(stack, family)
     await father.accept_invitation(code)
     await father.fathers_part()
-    for kind in ("mother_id_front", "mother_id_back"):
-        await mother.upload(kind)
-    await mother.sign()
-    await mother.choose_ems()
-    await mother.submit()
+    await mother.submit_after_fathers_part()
     before = await mother.call("GET", f"/api/v1/applications/{mother.app_id}/elicense")
     assert (before["state"], before["credential"], before["certificate_number"]) == ("none", None, None)
     try:

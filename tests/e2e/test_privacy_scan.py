@@ -5,7 +5,8 @@ review, issue, the EMS pickup booked, the parcel delivered, an auditor reading t
 the pickup list). Then everything the service keeps is read back — every file of its data directory (the
 SQLite event store and its WAL, the archive, the encrypted blobs, the keys), every key and value of its
 Redis, and every log record it wrote, with their fields — and searched for the families' names, ID
-numbers, phone number, address and inpatient numbers, as UTF-8 and as JSON escapes.
+numbers, phone number, address and inpatient numbers, as UTF-8 and as JSON escapes; Redis also for the
+certificate number and the e-licence's identifier, which the status view answers in clear (decision 0042).
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ async def test_nothing_personal_is_kept_or_logged_in_clear(
     async with asyncio.timeout(15):  # the EMS process books the pickup on its own
         while (status := await mother.call("GET", f"/api/v1/applications/{app_id}"))["state"] != "dispatched":
             await asyncio.sleep(0.05)
+    async with asyncio.timeout(15):  # Guangdong: the e-licence at once, by the leader's process
+        while (status := await mother.call("GET", f"/api/v1/applications/{app_id}"))["elicense"][
+            "state"
+        ] != "issued":
+            await asyncio.sleep(0.05)
+    numbers = [status["certificate_number"], status["elicense"]["licence_id"]]
+    assert numbers[0] == "X440100777"  # answered in clear
     async with stack.session.post(
         f"{stack.platform}/_fake/ems/deliver", json={"waybill_no": status["tracking_number"]}
     ) as r:
@@ -91,7 +99,8 @@ async def test_nothing_personal_is_kept_or_logged_in_clear(
     assert any(p.name.endswith(".sqlite") for p in files) and any("blob" in str(p) for p in files), files
     for path in files:
         found += findings(str(path.relative_to(data_dir)), path.read_bytes(), values)
-    found += findings("Redis", await redis_text(redis_url), values)
+    # The certificate number names the child, and the licence id opens its e-licence (decision 0042).
+    found += findings("Redis", await redis_text(redis_url), [*values, *numbers])
     found += findings("the logs", log_text(caplog.records), values)
     # … and never kept.
     assert found == []

@@ -100,11 +100,7 @@ async def test_a_yueshengshi_mother_and_father_reach_an_issued_certificate_told_
     await father.login_channel("yueshengshi", openid="yss-father-1", holder=family.father)
     await father.accept_invitation(invitation["invitation"])
     await father.fathers_part()  # his own face check at 粤省事, bound to his own account
-    for kind in ("mother_id_front", "mother_id_back"):
-        await mother.upload(kind)
-    await mother.sign()
-    await mother.choose_ems()
-    submitted = await mother.submit()
+    submitted = await mother.submit_after_fathers_part()
     assert submitted["state"] == "submitted"
 
     events = face_events(stack, mother.app_id or "")

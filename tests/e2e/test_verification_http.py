@@ -17,7 +17,7 @@ from backend.status_list import INVALID, VALID, read_token
 from miniprogram_stub.client import ApiProblem, StaffClient
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
-from tests.e2e.test_counter import REVIEW
+from tests.e2e.test_counter import REVIEW, reissue_after_loss
 from tests.e2e.test_elicense_http import issued_elicense, jwks
 from tests.e2e.test_father_invitation import on_her_phone, on_his_phone
 from tests.e2e.test_staff import staff
@@ -62,6 +62,11 @@ async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
         json={"certificate_number": "X440100071", "sealer": "赵盖章"},
     )
     return mother, await issued_elicense(mother)
+
+
+async def reissued_after_loss(stack: Stack, app_id: Any, number: str) -> None:
+    """The issuer records the certificate lost in the post and reissues it under ``number``."""
+    await reissue_after_loss(await staff(stack, "issuer1"), str(app_id), number)
 
 
 async def verifier(stack: Stack) -> StaffClient:
@@ -124,13 +129,7 @@ async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) 
     assert read_token(token, keys).status(claims["idx"]) == VALID
 
     # Lost in the post, reissued with a new number: the old credential is revoked within a minute.
-    issuer = await staff(stack, "issuer1")
-    await issuer.call("POST", f"{REVIEW}/{mother.app_id}/loss", json={"reason": "邮件遗失"})
-    await issuer.call(
-        "POST",
-        f"{REVIEW}/{mother.app_id}/reissue",
-        json={"certificate_number": "X440100072", "sealer": "赵盖章"},
-    )
+    await reissued_after_loss(stack, mother.app_id, "X440100072")
 
     async def revoked() -> dict[str, Any] | None:
         answer = (await verify(stack, {"credential": credential}))[1]

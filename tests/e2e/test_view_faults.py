@@ -19,6 +19,7 @@ from rich.console import Console
 
 from backend.components import CONFIG, FOLLOWERS, REDIS, STATUS_VIEW
 from backend.routes.queue import QUEUE_VIEW
+from backend.storage import at_rest_key
 from domain.service import Applications
 from miniprogram_stub.client import MiniProgram
 from miniprogram_stub.people import Family, demo_family
@@ -87,6 +88,7 @@ async def assert_everyone_sees_everything(stack: Stack, mothers: list[MiniProgra
             stack.service,
             executor,
             pseudonym_key=derive_pseudonym_key(config.index_key),
+            seal_key=at_rest_key(config.cipher_key, config.index_key),
             generation="gcheck",
         )
         queue_view = ReviewQueueView(redis, stack.service, executor, generation="gcheck")

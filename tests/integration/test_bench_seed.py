@@ -54,7 +54,7 @@ async def test_a_seeded_store_is_one_the_service_reads_and_rebuilds(
         assert end == info["max_notification_id"] == 63
         assert db.position(ARCHIVE_POSITION) == end
 
-        view = StatusView(client, applications, executor, pseudonym_key=b"k" * 32)
+        view = StatusView(client, applications, executor, pseudonym_key=b"k" * 32, seal_key=b"s" * 32)
         follower = LogFollower(applications, view, executor=executor)
         assert await follower.catch_up() == end
         assert await view.count() == 3

@@ -148,6 +148,7 @@ def make_process(
     def make(**kw: Any) -> NotificationProcess:
         kw.setdefault("start", "beginning")
         templates: Mapping[str, str] = kw.pop("templates", TEMPLATES)
+        kw.setdefault("seal_key", b"s" * 32)
         return NotificationProcess(client, applications, store, io, kw.pop("wechat", wechat), templates, **kw)
 
     return make
@@ -641,8 +642,35 @@ async def test_finished_records_keep_thirty_days_and_no_openid(
             dumped.append(str(await client.zrange(key, 0, -1)))
     text = "\n".join(dumped)
     assert len(dumped) == 4 + 1  # four records and the application's index (the queue is empty)
-    for personal in (OPENID, "王芳", "张伟", "张小花", *TEST_ID_NUMBERS):
+    for personal in (OPENID, "王芳", "张伟", "张小花", *TEST_ID_NUMBERS, "X440100001", "'data'"):
         assert personal not in text
+
+
+async def test_a_pending_message_holds_its_data_sealed(
+    fake: Platform,
+    client: aioredis.Redis,
+    applications: Applications,
+    store: ThreadPoolExecutor,
+    make_process: Any,
+) -> None:
+    fake.inject(-1, times=1)  # WeChat away for the first attempt: the message waits in Redis
+    clock = Clock()
+    process = make_process(clock=clock)
+    walk = Walk(applications)
+    await off_loop(store, walk.submitted)
+    await off_loop(store, walk.issue)
+    await follower_of(applications, process, store).catch_up()
+    [entry] = await process.list_for(walk.id)
+    assert entry["state"] == "pending"
+    key = process.message_key(entry["position"])
+    record = await client.hgetall(key)  # type: ignore[misc]
+    assert record[b"data"] and b"X440100001" not in b"".join([*record, *record.values()])
+
+    clock.now = float(record[b"next_attempt_at"])
+    assert await process.deliver_due() == 1
+    [message] = fake.messages()
+    assert values(message)["character_string1"] == "X440100001"  # sent as it was recorded
+    assert b"data" not in await client.hgetall(key)  # type: ignore[misc]
 
 
 async def test_list_for_an_unknown_or_malformed_id_is_empty(make_process: Any) -> None:

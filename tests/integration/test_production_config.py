@@ -364,7 +364,9 @@ def assert_private(data_dir: Path) -> None:
 # ---------------------------------------------------------------- create_app in each environment
 
 
-async def test_the_h5_simulator_is_served_in_development_only(tmp_path: Path, redis_url: str) -> None:
+async def test_the_h5_simulator_is_served_in_development_only_the_verify_page_everywhere(
+    tmp_path: Path, redis_url: str
+) -> None:
     development = Config.from_env({"REDIS_URL": redis_url, **NOWHERE}, data_dir=tmp_path / "dev")
     prod = production({"REDIS_URL": redis_url, **NOWHERE, **PRODUCTION_CREDENTIALS}, tmp_path / "prod")
     load_calendar_fixture(tmp_path / "prod")
@@ -378,6 +380,8 @@ async def test_the_h5_simulator_is_served_in_development_only(tmp_path: Path, re
             answer = await client.get(path, allow_redirects=False)
             assert answer.status == 404, path
             assert "evil.example" not in answer.headers.get("Content-Security-Policy", "")
+        for path in ("/verify/", "/verify/verify.js"):  # the public verify page (decision 0041)
+            assert (await client.get(path)).status == 200, path
 
 
 async def test_a_start_makes_the_data_dir_0700_and_the_store_and_redis_files_0600(

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
 
 from domain.errors import InvalidValue
 from domain.service import Applications
-from domain.values import Actor
+from domain.values import Actor, CertificateNumber
 from projections.runner import LogFollower, Page
-from projections.status import StatusView, derive_pseudonym_key, document_version
+from projections.status import StatusView, derive_pseudonym_key, document_version, father_status_of, status_of
 from tests.builders import (
     EMS,
     NOW,
@@ -39,6 +40,7 @@ from tests.builders import (
 from tests.integration.following import dump, log_page, off_loop, projections_cli, running
 
 PSEUDONYM_KEY = b"k" * 32
+SEAL_KEY = b"s" * 32
 TIMEOUT = 10.0
 PERSONAL_TEXTS = (
     *TEST_ID_NUMBERS,
@@ -63,7 +65,9 @@ def make_view(
     """Status views on the test's store and Redis (another client may be given)."""
 
     def make(redis_client: aioredis.Redis | None = None) -> StatusView:
-        return StatusView(redis_client or client, applications, executor, pseudonym_key=PSEUDONYM_KEY)
+        return StatusView(
+            redis_client or client, applications, executor, pseudonym_key=PSEUDONYM_KEY, seal_key=SEAL_KEY
+        )
 
     return make
 
@@ -503,9 +507,101 @@ async def test_nothing_personal_reaches_redis(
             texts.append(value.decode())
         else:
             texts += [member.decode() for member, _ in value]
-    leaks = [(text[:60], p) for text in texts for p in PERSONAL_TEXTS if p in text]
+    # Nor a certificate number: it names a child (decision 0042).
+    leaks = [(text[:60], p) for text in texts for p in (*PERSONAL_TEXTS, "X440100001") if p in text]
     assert leaks == []
     assert any("王*" in t for t in texts) and any("李*" in t for t in texts)
+
+
+def printed_twice_with_e_licences(walk: Walk) -> list[str]:
+    """Issued with its e-licence, then replaced for a misprint and given a new one; the father joined before.
+    Returns the licence ids."""
+    father_joins(walk)
+    walk.verify("father")  # on her device: she still may (decision 0011)
+    walk.upload_all()
+    walk.sign()
+    walk.choose_ems()
+    walk.submit()
+    licences = []
+    for n, number in enumerate(("X440100001", "X440100002")):
+        if n == 0:
+            walk.issue(number)
+        else:
+            walk.app.replace_certificate(
+                walk.issuer,
+                walk.id,
+                certificate_number=CertificateNumber(number),
+                cause="misprinted",
+                old_certificate="destroyed",
+                sealer_name="赵盖章",
+            )
+        licence = f"1.2.156.3005.2.C0134.GZFY01.{n}A2B3C4D5E6F7G8H9J0K.001.X"
+        walk.app.issue_elicense(
+            Actor(id="elicense-process", role="system"),
+            walk.id,
+            licence_id=licence,
+            certificate_number=number,
+            key_id="key-one-thumbprint",
+            status_list="1",
+            status_index=7 + n,
+        )
+        licences.append(licence)
+    return licences
+
+
+async def test_certificate_numbers_and_licence_ids_are_sealed_in_redis_and_answered_in_clear(
+    applications: Applications,
+    executor: ThreadPoolExecutor,
+    client: aioredis.Redis,
+    view: StatusView,
+    follower: LogFollower,
+) -> None:
+    walk = Walk(applications)
+    licences = await off_loop(executor, printed_twice_with_e_licences, walk)
+    await follower.catch_up()
+    app = await off_loop(executor, lambda: applications.get_application(walk.parent, walk.id))
+    hers, his = status_of(app), father_status_of(app)
+    assert hers["certificate_number"] == "X440100002" and hers["voided_certificate_numbers"] == ["X440100001"]
+    assert "X440100001" in hers["replacement"]["message"]
+    assert hers["elicense"] == his["elicense"] == {"state": "issued", "licence_id": licences[1]}
+
+    # Neither number nor either licence id is anywhere in Redis in clear…
+    everything = await dump(client)
+    texts = list(everything)
+    for value in everything.values():
+        texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
+    secrets = ("X440100001", "X440100002", *licences)
+    assert [(t[:60], s) for t in texts for s in secrets if s in t] == []
+    stored = everything[f"bc:status:g0:app:{walk.id}"]
+    assert orjson.loads(stored)["certificate_number"] is None  # its place kept, its value sealed
+
+    # …and every read answers them as the contract says, in the bytes the unsealed document would have had.
+    assert await view.get_bytes_for("openid-mother", walk.id) == orjson.dumps(hers)
+    assert await view.get_bytes_for("openid-father", walk.id) == orjson.dumps(his)
+    assert await view.get_for("openid-mother", walk.id) == hers
+    assert await view.get(walk.id) == hers and await view.get_father(walk.id) == his
+    assert (await view.list_for("openid-mother"))[0] == [hers]
+    assert (await view.list_for("openid-father"))[0] == [his]
+    assert document_version(orjson.dumps(hers)) == hers["version"]
+
+    # A document whose clear part was changed in Redis no longer opens: the read goes to the store, and her
+    # list still names the application, without the numbers.
+    altered = stored.replace(b'"state":"issued"', b'"state":"draft"')
+    assert altered != stored
+    await client.set(f"bc:status:g0:app:{walk.id}", altered)
+    assert await view.get_bytes_for("openid-mother", walk.id) is None
+    [listed] = (await view.list_for("openid-mother"))[0]
+    assert (listed["id"], listed["certificate_number"]) == (str(walk.id), None)
+    # Nor does one sealed under another key.
+    await client.set(f"bc:status:g0:app:{walk.id}", stored)
+    other_key = StatusView(client, applications, executor, pseudonym_key=PSEUDONYM_KEY, seal_key=b"o" * 32)
+    assert await other_key.get_bytes_for("openid-mother", walk.id) is None
+    assert await view.get_bytes_for("openid-mother", walk.id) == orjson.dumps(hers)
+
+    # Sealing is deterministic: a rebuild in other pages writes the same bytes.
+    await view.reset()
+    await follower.catch_up()
+    assert await dump(client) == everything
 
 
 # ---------------------------------------------------------------------------------------------- lists
@@ -663,7 +759,7 @@ async def test_journey_on_each_store(store_env: dict[str, str], redis_url: str) 
     applications = await loop.run_in_executor(pool, lambda: Applications(env=store_env, clock=lambda: NOW))
     r = aioredis.Redis.from_url(redis_url)
     try:
-        view = StatusView(r, applications, pool, pseudonym_key=PSEUDONYM_KEY)
+        view = StatusView(r, applications, pool, pseudonym_key=PSEUDONYM_KEY, seal_key=SEAL_KEY)
         follower = LogFollower(applications, view, executor=pool, page_size=7)
         walk = Walk(applications)
         await off_loop(pool, walk.submitted)
