@@ -8,6 +8,7 @@ codes: the wrong state, already revoked, a ground not on the list, a parent call
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -20,7 +21,7 @@ from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
 from tests.e2e.test_counter import REVIEW
 from tests.e2e.test_elicense_http import image, issued_elicense, jwks
-from tests.e2e.test_father_invitation import refused
+from tests.e2e.test_father_invitation import redis_text, refused
 from tests.e2e.test_staff import staff, wait_for_messages
 from tests.e2e.test_verification_http import status_list, submitted_by_both, verifier, verify
 from tests.waiting import eventually
@@ -31,8 +32,9 @@ NOTE = "经公安机关核查，申办时冒用他人身份证件，亲子关系
 
 
 async def test_an_issuer_revokes_a_certificate_and_its_e_licence_goes_with_it(
-    stack: Stack, family: Family
+    stack: Stack, family: Family, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     mother, father = await submitted_by_both(stack, family, ems=False)  # pickup: no courier to race
     issuer = await staff(stack, "issuer1")
     revoke = f"{REVIEW}/{mother.app_id}/revoke"
@@ -147,6 +149,10 @@ async def test_an_issuer_revokes_a_certificate_and_its_e_licence_goes_with_it(
         "time5": "",
     }
     assert "冒用" not in str(messages)
+    # Redis (the views, the outbox) and the logs hold neither the note nor, in clear, the number (decision 0042).
+    kept = await redis_text(redis_url)
+    assert NOTE.encode() not in kept and b"X440100081" not in kept and seen["licence_id"].encode() not in kept
+    assert all(NOTE not in r.getMessage() and "冒用" not in r.getMessage() for r in caplog.records)
 
     # The auditor finds it in the verifiable history: who, when, the ground and the note.
     auditor = await staff(stack, "auditor1")

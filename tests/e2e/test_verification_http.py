@@ -45,11 +45,7 @@ async def submitted_by_both(stack: Stack, family: Family, *, ems: bool = True) -
     father = await on_his_phone(stack, family)
     await father.accept_invitation(code)
     await father.fathers_part()
-    for kind in ("mother_id_front", "mother_id_back"):
-        await mother.upload(kind)
-    await mother.sign()
-    await (mother.choose_ems() if ems else mother.choose_pickup())
-    await mother.submit()
+    await mother.submit_after_fathers_part(ems=ems)
     return mother, father
 
 
