@@ -21,7 +21,9 @@ def test_a_version_4_store_gains_the_ground_column_and_keeps_its_bits(sqlite_env
     assert SCHEMA_VERSION == 5
     conn = sqlite3.connect(sqlite_env["SQLITE_DBNAME"])
     conn.execute(V4_BITS)
-    conn.execute("INSERT INTO elicense_status_bits VALUES ('1', 42, 'L-OLD', 'reissued', NULL, 7, '2026-12-01')")
+    conn.execute(
+        "INSERT INTO elicense_status_bits VALUES ('1', 42, 'L-OLD', 'reissued', NULL, 7, '2026-12-01')"
+    )
     conn.execute("CREATE TABLE birthcert_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
     conn.execute("INSERT INTO birthcert_schema VALUES (4, '2026-12-01')")
     conn.commit()
