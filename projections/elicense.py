@@ -453,7 +453,7 @@ class ElicenseProcess(SqlFollowerLoop):
                 (_now_iso(), outcome, due.application_id, due.version),
             )
         if outcome == "issued":
-            log.info("e-licence %s issued for %s v%d", due.licence_id, due.application_id, due.version)
+            log.info("e-licence issued for %s v%d", due.application_id, due.version)  # no licence id (0038)
         return outcome
 
     def _sign(
