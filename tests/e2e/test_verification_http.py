@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 
-from backend.admin import operator
 from backend.credentials import b64url, b64url_decode, read_jwt, verify_sd_jwt
-from backend.dev import DEMO_PASSWORD
-from backend.routes.staff import hash_password
 from backend.status_list import INVALID, VALID, read_token
 from miniprogram_stub.client import ApiProblem, StaffClient
 from miniprogram_stub.people import Family
@@ -66,19 +63,8 @@ async def reissued_after_loss(stack: Stack, app_id: Any, number: str) -> None:
 
 
 async def verifier(stack: Stack) -> StaffClient:
-    await stack.in_store(
-        lambda: stack.service.create_staff_account(
-            operator(),
-            username="police1",
-            role="verifier",
-            institution="GZFY01",
-            display_name="孙民警",
-            password_hash=hash_password(DEMO_PASSWORD),
-        )
-    )
-    client = StaffClient(stack.session, stack.api)
-    await client.login("police1", DEMO_PASSWORD)
-    return client
+    """A department's verifier: the demo's police1 (GZFY01's families), as `make run` seeds it."""
+    return await staff(stack, "police1")
 
 
 async def test_verify_then_revoke_after_a_reissue(stack: Stack, family: Family) -> None:

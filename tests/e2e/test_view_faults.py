@@ -200,6 +200,7 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
         "ems",
         "elicense",
         "elicense-status",
+        "statistics",
     }
     end = body["event_store"]["position"]
     for name, follower in followers.items():
