@@ -70,6 +70,7 @@ from backend.registry import PopulationRegistry
 from backend.routes import (
     archive,
     audit,
+    bundle,
     console,
     counter,
     elicense,
@@ -580,6 +581,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/.well-known/jwks.json", jwks)
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(parents.routes)
+    app.router.add_routes(bundle.routes)
     app.router.add_routes(staff.routes)
     app.router.add_routes(counter.routes)
     app.router.add_routes(audit.routes)

@@ -21,6 +21,7 @@ from aiohttp import web
 from backend.auth import ProviderUnavailable, Unauthenticated
 from backend.object_store import ObjectStoreUnavailable
 from domain.application import NotReady
+from domain.bundle import BundleConditionsUnmet
 from domain.errors import (
     Conflict,
     DomainError,
@@ -44,6 +45,7 @@ STATUS: dict[type[Exception], tuple[int, str]] = {
     ValidationFailed: (422, "提交的信息有误"),
     InvalidValue: (422, "提交的信息有误"),
     NotEligibleOnline: (422, "不支持网上申领"),
+    BundleConditionsUnmet: (422, "不符合一件事一次办的办理条件"),
     NotReady: (409, "还有未完成的步骤"),
     RuleViolated: (409, "当前状态不能进行此操作"),
     NotFound: (404, "未找到"),
@@ -128,7 +130,7 @@ def problem_for(error: DomainError) -> web.Response:
     errors = getattr(error, "errors", None)
     if errors:
         extra["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
-    if isinstance(error, NotEligibleOnline):
+    if isinstance(error, NotEligibleOnline | BundleConditionsUnmet):
         extra["reasons"] = error.reasons
     detail = error.message
     referral = error.referral

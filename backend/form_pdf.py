@@ -91,6 +91,7 @@ def render_form_pdf(
     from reportlab.lib.units import mm  # type: ignore[import-untyped,unused-ignore]
     from reportlab.pdfgen.canvas import Canvas  # type: ignore[import-untyped,unused-ignore]
     from reportlab.platypus import (  # type: ignore[import-untyped,unused-ignore]
+        PageBreak,
         Paragraph,
         SimpleDocTemplate,
         Spacer,
@@ -336,6 +337,9 @@ def render_form_pdf(
             style=TableStyle(stub_style),
         )
     story = [table, stub, Spacer(1, 3 * mm), footnote]
+    bundle = form.get("bundle")
+    if bundle:  # 出生一件事's 表2, on its own page: covered by the same signature (decision 0044)
+        story += _bundle_page(bundle, width, p, heading, colors, PageBreak, Table, TableStyle, font)
 
     small_lines = [
         f"出生医学证明编号：{certificate_number or '（未签发）'}"
@@ -371,6 +375,41 @@ def render_form_pdf(
 
 
 # ---------------------------------------------------------------- values as the form prints them
+
+
+def _bundle_page(
+    bundle: Mapping[str, Any],
+    width: float,
+    p: Any,
+    heading: Any,
+    colors: Any,
+    page_break: Any,
+    table: Any,
+    table_style: Any,
+    font: str,
+) -> list[Any]:
+    """表2 of 出生一件事: the services, then every field by section (taken from the application or chosen)."""
+    services = "、".join(str(s.get("name", "")) for s in bundle.get("services", []))
+    rows: list[list[Any]] = [[p(f"<b>{_esc('申请一并办理的事项')}</b>"), p(_esc(services))]]
+    rows.append([p(_esc("现行婚姻内生育")), p("是" if bundle.get("parents_married") else "否")])
+    section = None
+    items = [*bundle.get("derived", []), *bundle.get("fields", [])]
+    order = {name: i for i, name in enumerate(dict.fromkeys(str(i.get("section", "")) for i in items))}
+    for item in sorted(items, key=lambda i: order[str(i.get("section", ""))]):
+        if item.get("section") != section:
+            section = item.get("section")
+            rows.append([p(f"<b>{_esc(section)}</b>"), ""])
+        rows.append([p(_esc(item.get("label"))), p(_esc(item.get("value_label", item.get("value"))))])
+    style = [
+        ("FONTNAME", (0, 0), (-1, -1), font),
+        ("GRID", (0, 0), (-1, -1), 0.5, colors.black),
+        ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+    ]
+    return [
+        page_break(),
+        p(_esc(bundle.get("title", "")), heading),
+        table(rows, colWidths=[width * 0.32, width * 0.68], style=table_style(style)),
+    ]
 
 
 def ethnicity_name(code: object) -> str | None:

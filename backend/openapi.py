@@ -1815,6 +1815,23 @@ def _verify_page_paths() -> JSON:
 
 
 PATHS.update(_verify_page_paths())
+
+
+def _bundle_paths() -> JSON:
+    from backend.routes.bundle import OPENAPI_PATHS, PATH, STATUS_SCHEMA  # beside its handlers (0044)
+
+    paths = {path: dict(item) for path, item in OPENAPI_PATHS.items()}
+    for method in ("put", "delete"):
+        paths[PATH][method] = {**paths[PATH][method], "parameters": COMMAND_HEADERS}
+    SCHEMAS["Status"]["properties"]["bundle"] = STATUS_SCHEMA
+    SCHEMAS["Status"]["properties"]["bundle_offered"] = {
+        "type": "boolean",
+        "description": "her province offers 出生一件事 (GET …/bundle tells what)",
+    }
+    return paths
+
+
+PATHS.update(_bundle_paths())
 # Operations documented beside their handlers that the ``verification`` limit applies to: each lists its 429.
 for _limited in ("/api/v1/verifications", "/api/v1/verifications/archive", "/api/v1/elicense/presentations"):
     PATHS[_limited]["post"]["responses"]["429"] = RATE_LIMITED

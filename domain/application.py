@@ -24,6 +24,19 @@ import orjson
 import rfc8785
 from eventsourcing.domain import Aggregate
 
+from domain.bundle import (
+    BundleConditionsUnmet,
+    BundleFacts,
+    BundleNotOffered,
+    BundleOffer,
+    DerivedItem,
+    check_services,
+    check_values,
+    derived_items,
+    evaluate,
+    form_part,
+    settled_address,
+)
 from domain.channels import WECHAT
 from domain.delivery import Institution, entry_deadline, latest_birth_on
 from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, NotFound, RuleViolated
@@ -42,6 +55,8 @@ from domain.policy import (
 from domain.referral import Referral, face_failures_exhausted, tally_face_failure
 from domain.revocation import NOTE_HIGH, NOTE_LOW, check_reason, referral_for
 from domain.values import (
+    ETHNIC_GROUPS,
+    ID_TYPE_LABELS,
     Actor,
     Address,
     CertificateNumber,
@@ -286,6 +301,9 @@ class BirthCertificateApplication(Aggregate):
     dispute_answer: JSON | None = None
     delivery_awaited: JSON | None = None
     awaited_record_entered: JSON | None = None
+    # 出生一件事 (domain/bundle.py, docs/decisions/0044): her opt-in {services, values, parents_married,
+    # requested_at}, None when she has not opted in or withdrew it. A class default, like the above.
+    bundle: JSON | None = None
     # The institution's declaration that the certificate is void (CertificateRevoked, docs/decisions/0040):
     # {certificate_number, reason, note, counter, bring, at}. A class default as above.
     revocation: JSON | None = None
@@ -1033,6 +1051,34 @@ class BirthCertificateApplication(Aggregate):
         def apply(self, a: BirthCertificateApplication) -> None:
             a.named_institution = self.institution
 
+    class BundleRequested(Event):
+        """The mother opted in to the province's 出生一件事 (or changed her opt-in; a later one replaces it):
+        ``services`` (codes, the certificate among them), ``values`` the extra fields of 表2 she chose or typed
+        (addresses, the bank, the card's pickup place: personal, encrypted at rest with the event like the
+        details), ``parents_married`` her statement (现行婚姻内生育, the 结婚证 of 表1). What the application
+        already held is not repeated here: the form derives it (docs/decisions/0044)."""
+
+        TOPIC = "birthcert:BundleRequested"
+        services: list[str]
+        values: JSON
+        parents_married: bool
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.bundle = {
+                "services": list(self.services),
+                "values": dict(self.values),
+                "parents_married": self.parents_married,
+                "requested_at": self.timestamp.isoformat(),
+            }
+
+    class BundleWithdrawn(Event):
+        """The mother withdrew her opt-in before submission: the certificate alone is applied for."""
+
+        TOPIC = "birthcert:BundleWithdrawn"
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.bundle = None
+
     # ------------------------------------------------------------------ construction
 
     def __init__(
@@ -1225,6 +1271,8 @@ class BirthCertificateApplication(Aggregate):
             },
             "father": father,
             "notice": FORM_NOTICE,
+            # Only with an opt-in, so that a form without one hashes as it always did (decision 0004).
+            **({} if self.bundle is None else {"bundle": self._bundle_form()}),
         }
 
     def form_sha256(self) -> str | None:
@@ -1933,13 +1981,15 @@ class BirthCertificateApplication(Aggregate):
         )
         return True
 
-    def submit(self, actor: Actor) -> None:
-        """Send for review: needs a valid signature, a delivery method and any prepaid postage."""
+    def submit(self, actor: Actor, *, calendar: WorkingCalendar | None = None) -> None:
+        """Send for review: needs a valid signature, a delivery method and any prepaid postage (and, with the
+        bundle, its conditions still met: ``calendar`` counts its working days)."""
         self._as_applicant(actor)
         self._editable()
         missing = self.missing_for_submission()
         if missing:
             raise NotReady(missing)
+        self._check_bundle_conditions(calendar or WorkingCalendar())
         self.trigger_event(
             self.Submitted,
             actor=actor.to_dict(),
@@ -2402,6 +2452,131 @@ class BirthCertificateApplication(Aggregate):
     def elicense_for(self, certificate_number: str | None) -> JSON | None:
         """The e-licence generated for that certificate number, or None."""
         return next((e for e in self.elicenses if e["certificate_number"] == certificate_number), None)
+
+    # ------------------------------------------------------------------ 出生一件事 (domain/bundle.py)
+
+    @property
+    def bundle_offer(self) -> BundleOffer | None:
+        """What the province offers with the certificate (its profile as at the start), or None."""
+        return self.profile.birth_bundle
+
+    def bundle_held_phone(self) -> str | None:
+        """The mother's mobile number, if the application holds it: she is the EMS parcel's recipient."""
+        method = self.delivery_method
+        mother = self.verified.get("mother")
+        recipient = (method or {}).get("recipient")
+        if recipient and mother and recipient.get("name") == mother["name"]:
+            return str(recipient["phone"])
+        return None
+
+    def bundle_held(self) -> dict[str, str]:
+        """The extra fields of 表2 the application already holds, by code: never asked again."""
+        phone = self.bundle_held_phone()
+        return {} if phone is None else {"contact_phone": phone}
+
+    def bundle_derived(self) -> list[DerivedItem]:
+        """The fields of 表2 taken from the application (empty before her face check)."""
+        mother = self.verified.get("mother")
+        if mother is None:
+            return []
+        return derived_items(
+            mother={**mother, "id_type": id_type_of(mother["id_number"])},
+            details=self.details,
+            record=self.record,
+            ethnic_groups=ETHNIC_GROUPS,
+            id_type_labels=ID_TYPE_LABELS,
+            held_phone=self.bundle_held_phone(),
+        )
+
+    def bundle_facts(
+        self, now: datetime, *, services: Iterable[str], values: JSON, parents_married: bool | None
+    ) -> BundleFacts:
+        """The facts the bundle's conditions read, for these choices."""
+        details = self.details or {}
+        return BundleFacts(
+            province=self.province,
+            record_province=None if self.record is None else self.record.get("province"),
+            born_at=None if self.record is None else datetime.fromisoformat(self.record["born_at"]),
+            requested_at=now,
+            two_parents=self.two_parents,
+            mother=details.get("mother"),
+            father=details.get("father"),
+            married=parents_married,
+            services=tuple(services),
+            values=values,
+        )
+
+    def _bundle_form(self) -> JSON:
+        offer, bundle = self.bundle_offer, self.bundle
+        if offer is None or bundle is None:  # pragma: no cover - an opt-in needs an offer
+            return {}
+        chosen = {**bundle, "settled_address": settled_address(bundle["values"], self.details)}
+        return form_part(offer, chosen, self.bundle_derived())
+
+    def request_bundle(
+        self,
+        actor: Actor,
+        *,
+        services: list[str],
+        values: JSON,
+        parents_married: bool,
+        now: datetime,
+        calendar: WorkingCalendar,
+    ) -> None:
+        """She opts in to the bundle, or changes her opt-in, until submission: the chosen services and the
+        extra fields of 表2, checked against the province's offer, every condition met."""
+        self._as_applicant(actor)
+        offer = self.bundle_offer
+        if offer is None:
+            raise BundleNotOffered()
+        self._editable()
+        missing = [m for m in self.missing_for_signing() if m != "father_verified"]
+        if missing:
+            raise NotReady(missing)
+        chosen = check_services(offer, services)
+        newborn_sex = None if self.record is None else self.record.get("newborn_sex")
+        clean = check_values(offer, chosen, values, newborn_sex=newborn_sex, held=self.bundle_held())
+        facts = self.bundle_facts(now, services=chosen, values=clean, parents_married=bool(parents_married))
+        unmet = [r for r in evaluate(offer, facts, calendar) if r.state != "met"]
+        if unmet:
+            raise BundleConditionsUnmet(unmet)
+        if self.bundle is not None and (
+            self.bundle["services"] == list(chosen)
+            and self.bundle["values"] == clean
+            and self.bundle["parents_married"] == bool(parents_married)
+        ):
+            return  # the same choices again: nothing changed
+        self.trigger_event(
+            self.BundleRequested,
+            actor=actor.to_dict(),
+            services=list(chosen),
+            values=clean,
+            parents_married=bool(parents_married),
+        )
+
+    def withdraw_bundle(self, actor: Actor) -> None:
+        """She withdraws her opt-in, until submission."""
+        self._as_applicant(actor)
+        self._editable()
+        if self.bundle is None:
+            raise RuleViolated("尚未申请一件事一次办，无需撤回", code="bundle_not_requested")
+        self.trigger_event(self.BundleWithdrawn, actor=actor.to_dict())
+
+    def _check_bundle_conditions(self, calendar: WorkingCalendar) -> None:
+        """At submission: the conditions still hold for what the application says now (a detail changed since
+        the opt-in may break one), counted from when she opted in."""
+        offer, bundle = self.bundle_offer, self.bundle
+        if offer is None or bundle is None:
+            return
+        facts = self.bundle_facts(
+            datetime.fromisoformat(bundle["requested_at"]),
+            services=bundle["services"],
+            values=bundle["values"],
+            parents_married=bundle["parents_married"],
+        )
+        unmet = [r for r in evaluate(offer, facts, calendar) if r.state != "met"]
+        if unmet:
+            raise BundleConditionsUnmet(unmet)
 
 
 REASON_NOT_MOTHER: Final = "认证的身份与医院分娩记录中的产妇不一致，只有新生儿母亲本人可以申办"

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 import holidays
 
+from domain.bundle import BundleOffer
 from domain.errors import InvalidValue
 from domain.holiday_schedule import YearSchedule
 from domain.values import ID_TYPES, PersonName, Residency
@@ -115,6 +116,9 @@ class ProvinceProfile:
     # Working days after printing before the electronic certificate is generated (None or 0: at once). Beijing:
     # "打印成功后的2~3天" (seed 000), counted as the end of the 2nd working day after the day of printing.
     elicense_working_days: int | None = None
+    # 新生儿出生“一件事一次办” (domain/bundle.py, docs/decisions/0044): None where the province does not offer
+    # it. Snapshots from before it read None.
+    birth_bundle: BundleOffer | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``from_dict`` accepts exactly this."""
@@ -138,6 +142,7 @@ class ProvinceProfile:
             "face_check_documents": list(self.face_check_documents),
             "face_failures_per_day": self.face_failures_per_day,
             "elicense_working_days": self.elicense_working_days,
+            "birth_bundle": None if self.birth_bundle is None else self.birth_bundle.to_dict(),
         }
 
     @classmethod
@@ -183,6 +188,9 @@ class ProvinceProfile:
             face_check_documents=tuple(documents),
             face_failures_per_day=failures,
             elicense_working_days=elicense_days,
+            birth_bundle=None
+            if data.get("birth_bundle") is None
+            else BundleOffer.from_dict(data["birth_bundle"]),
         )
 
 

@@ -1311,7 +1311,43 @@ class Applications(Application[UUID]):
 
     def submit(self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None) -> Outcome:
         """Submit for review."""
-        return self._command(actor, app_id, expected_version, lambda a: a.submit(actor))
+        return self._command(
+            actor, app_id, expected_version, lambda a: a.submit(actor, calendar=self.calendar)
+        )
+
+    def request_bundle(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        services: list[str],
+        values: dict[str, Any],
+        parents_married: bool,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """She opts in to the province's 出生一件事, or changes her opt-in (docs/decisions/0044)."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.request_bundle(
+                actor,
+                services=services,
+                values=values,
+                parents_married=parents_married,
+                now=self.clock(),
+                calendar=self.calendar,
+            ),
+            applicant_only=True,
+        )
+
+    def withdraw_bundle(
+        self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
+    ) -> Outcome:
+        """She withdraws her opt-in to 出生一件事."""
+        return self._command(
+            actor, app_id, expected_version, lambda a: a.withdraw_bundle(actor), applicant_only=True
+        )
 
     def withdraw(
         self,

@@ -401,6 +401,21 @@ class MiniProgram:
             json={"code": code},
         )
 
+    async def bundle(self) -> JSON:
+        """出生一件事: what the province offers, its conditions for this application, the fields of 表2."""
+        return await self.call("GET", f"{self.base}/bundle")
+
+    async def opt_in_bundle(self, services: list[str], fields: JSON, *, parents_married: bool = True) -> JSON:
+        """Opt in to 出生一件事 (or change the opt-in) with the chosen services and the extra fields."""
+        body = {"services": services, "parents_married": parents_married, "fields": fields}
+        answer = await self.call("PUT", f"{self.base}/bundle", json=body)
+        self.say("申请新生儿出生“一件事一次办”：" + "、".join(services))
+        return answer
+
+    async def withdraw_bundle(self) -> JSON:
+        """Withdraw the opt-in to 出生一件事."""
+        return await self.call("DELETE", f"{self.base}/bundle")
+
     async def ready_to_sign(self) -> None:
         """Login to the ID photos: everything the signature waits for."""
         await self.login()

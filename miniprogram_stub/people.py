@@ -57,3 +57,26 @@ def demo_family(n: int = 1) -> Family:
         inpatient_no=f"ZY{2026000000 + n}",
         father_openid=f"oDemoFather{n:06d}",
     )
+
+
+def hebei_family(n: int = 1) -> Family:
+    """The n-th invented Hebei family: both parents with a Hebei 户口 (their ID cards' addresses) and the
+    same ethnicity, as 出生一件事 asks (docs/decisions/0044)."""
+    month, day = (n - 1) // 28 % 12 + 1, 1 + (n - 1) % 28
+    address = "河北省石家庄市长安区中山东路88号"
+    return Family(
+        openid=f"oHebeiMother{n:06d}",
+        mother=Person(
+            "李娜",
+            make_id_number("130102", f"1994{month:02d}{day:02d}", f"{(n * 2) % 1000:03d}"),
+            address=address,
+        ),
+        father=Person(
+            "赵强",
+            make_id_number("130104", f"1992{month:02d}{day:02d}", f"{(n * 2 + 1) % 1000:03d}"),
+            address=address,
+        ),
+        newborn_name="赵小雨",
+        inpatient_no=f"HB{2026000000 + n}",
+        father_openid=f"oHebeiFather{n:06d}",
+    )

@@ -61,6 +61,7 @@ from domain.application import (
     BirthCertificateApplication,
     resigning_needed,
 )
+from domain.bundle import SERVICE_STATES
 from domain.errors import InvalidValue
 from domain.pickup import Slot, what_to_bring, who_may_collect
 from domain.referral import Referral
@@ -411,6 +412,26 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         "delivery_dispute": _delivery_dispute(app),
         "delivery_record_requested": _delivery_record_requested(app),
         "delivery_record_entered": _delivery_record_entered(app),
+        "bundle": _bundle(app),
+        "bundle_offered": app.policy.get("birth_bundle") is not None,
+    }
+
+
+def _bundle(app: BirthCertificateApplication) -> JSON | None:
+    """出生一件事: the services she applied for with the certificate and each one's state (names only, no
+    personal data; decision 0044). Items 2–4 of issue 12 add the departments' states."""
+    requested = app.bundle
+    offer = None if requested is None else app.bundle_offer
+    if offer is None or requested is None:
+        return None
+    return {
+        "name": offer.name,
+        "requested_at": _iso(requested["requested_at"]),
+        "services": [
+            {"code": s.code, "name": s.name, "state": "requested", "state_label": SERVICE_STATES["requested"]}
+            for s in offer.services
+            if s.code in requested["services"]
+        ],
     }
 
 

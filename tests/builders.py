@@ -389,3 +389,22 @@ def refused(app: Applications, error: type[DomainError], code: str) -> Iterator[
         yield
     assert raised.value.code == code, raised.value
     assert app.recorder.max_notification_id() == before, "a refused command wrote events"
+
+
+# The extra fields of Hebei's 表2 for a girl who follows her father into his family household (decision 0044).
+HEBEI_BUNDLE_FIELDS: dict[str, str] = {
+    "contact_phone": "13912345678",
+    "registration_category": "01",
+    "settle_with": "father",
+    "household_type": "family",
+    "relation_to_head": "30",
+    "native_place": "河北省石家庄市长安区",
+    "card_bank": "102",
+    "card_by_agent": "yes",
+    "card_pickup_city": "130100",
+    "card_pickup_place": "工商银行石家庄中山路支行",
+    "insurance_area": "130100",
+    "insured_identity": "newborn",
+    "insurance_district_name": "长安区",
+    "insurance_district_code": "130102",
+}

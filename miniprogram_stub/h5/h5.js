@@ -29,7 +29,7 @@ const DOC_LABELS = {
   father_id_back: "父亲身份证国徽面",
   father_handheld_id: "父亲手持身份证照片",
 };
-const PROVINCES = { GD: "广东省", SD: "山东省", BJ: "北京市" };
+const PROVINCES = { GD: "广东省", SD: "山东省", BJ: "北京市", HE: "河北省" };
 // The API's field names (RFC 9457 `errors[].field`) as a parent reads them.
 const FIELD_NAMES = {
   reason: "原因",
@@ -682,6 +682,7 @@ async function statusScreen(doc, problem) {
       doc.postage?.required ? info("邮寄费", doc.postage.paid ? "已支付" : "待支付") : null,
       info("电子签名", doc.signature_valid ? "有效" : "未签名或需重签")));
   }
+  if (!fathers && (doc.bundle || (doc.bundle_offered && editable))) parts.push(...bundleEntry(doc, editable));
   parts.push(h("div", { class: "section-title" }, "办理进度"));
   parts.push(h("ul", { class: "steps", id: "steps" },
     doc.done_steps.map((s) => h("li", { class: "done" }, s.label)),
@@ -714,6 +715,130 @@ async function statusScreen(doc, problem) {
   }
   parts.push(btns);
   show("申请进度", listScreen, parts);
+}
+
+// ------------------------------------------------------------------ 3b. 出生一件事 (decision 0044)
+
+// The status screen's part: the services she applied for with the certificate, or the way to apply.
+function bundleEntry(doc, editable) {
+  const b = doc.bundle;
+  return [
+    h("div", { class: "section-title" }, "出生一件事"),
+    h("div", { class: "group", id: "bundle-entry" },
+      b ? b.services.map((s) => info(s.name, s.state_label)) : info("新生儿出生“一件事一次办”", "未申请"),
+      editable ? h("div", { class: "row-actions" },
+        button(b ? "查看或修改" : "了解并申请", () => bundleScreen(), `btn small${b ? "" : " primary"}`)) : null),
+  ];
+}
+
+const CONDITION_MARKS = { met: ["✓", "ok-mark"], unmet: ["✗", "bad-mark"], unknown: ["?", "unknown-mark"] };
+
+function bundleControl(f) {
+  const id = `bundle-${f.code}`;
+  if (f.kind === "choice") {
+    return h("select", { id, "data-code": f.code },
+      h("option", { value: "" }, "请选择"),
+      f.choices.map((c) => h("option", { value: c.value, selected: c.value === f.value }, c.label)));
+  }
+  const attrs = { id, "data-code": f.code, value: f.value || "", autocomplete: "off",
+    placeholder: f.hint || (f.required ? "必填" : "选填") };
+  if (f.kind === "mobile") Object.assign(attrs, { inputmode: "tel", maxlength: "11" });
+  if (f.kind === "district_code") Object.assign(attrs, { inputmode: "numeric", maxlength: "12" });
+  return f.kind === "address" ? h("textarea", { ...attrs, rows: "2" }, f.value || "") : h("input", attrs);
+}
+
+async function bundleScreen() {
+  const title = "出生一件事";
+  const back_ = () => statusScreen();
+  show(title, back_, h("p", { class: "loading" }, "加载中…"));
+  let b;
+  try {
+    b = await api("GET", `${base()}/bundle`);
+  } catch (e) {
+    return show(title, back_, problemBox(e));
+  }
+  if (!b.offered) return show(title, back_, h("div", { class: "note", id: "bundle-not-offered" }, b.message));
+  const err = h("div");
+  const chosen = new Set(b.requested ? b.requested.services : b.services.map((s) => s.code));
+  const services = h("div", { class: "group", id: "bundle-services" },
+    b.services.map((s) => h("label", { class: "cell check" },
+      h("input", { type: "checkbox", value: s.code, checked: s.always || chosen.has(s.code), disabled: s.always }),
+      h("span", { class: "k" }, s.name), h("span", { class: "v" }, s.department))));
+  const married = h("input", { type: "checkbox", id: "bundle-married", checked: b.requested?.parents_married === true });
+  const sections = new Map();
+  for (const f of b.fields) {
+    if (!sections.has(f.section)) sections.set(f.section, []);
+    sections.get(f.section).push(f);
+  }
+  const groupOf = (f) => f.service || "always";
+  const fieldGroups = [...sections].map(([section, fs]) => [
+    h("div", { class: "section-title" }, section),
+    h("div", { class: "group" }, fs.map((f) => h("div", { "data-service": groupOf(f) },
+      (f.kind === "address" ? stackField : field)(f.label + (f.required ? "" : "（选填）"), bundleControl(f))))),
+  ]);
+  const derived = new Map();
+  for (const d of b.derived) {
+    if (!derived.has(d.section)) derived.set(d.section, []);
+    derived.get(d.section).push(d);
+  }
+  const refresh = () => {
+    const on = new Set([...services.querySelectorAll("input:checked")].map((i) => i.value));
+    for (const row of document.querySelectorAll("[data-service]")) {
+      const s = row.getAttribute("data-service");
+      row.hidden = s !== "always" && !on.has(s);
+    }
+  };
+  services.addEventListener("change", refresh);
+  const save_ = button(b.requested ? "保存修改" : "申请一并办理", () => busy(save_, async () => {
+    err.replaceChildren();
+    const svc = [...services.querySelectorAll("input:checked")].map((i) => i.value);
+    const fields = {};
+    for (const el of document.querySelectorAll("[data-code]")) {
+      if (el.closest("[data-service]")?.hidden) continue;
+      const v = el.value.trim();
+      if (v) fields[el.getAttribute("data-code")] = v;
+    }
+    try {
+      await api("PUT", `${base()}/bundle`, { json: { services: svc, parents_married: married.checked, fields }, ifMatch: true });
+      toast("已申请一件事一次办");
+      await statusScreen();
+    } catch (e) {
+      showError(err, e, Object.fromEntries(b.fields.map((f) => [`fields.${f.code}`, f.label])));
+    }
+  }), "btn primary");
+  const btns = h("div", { class: "btns" }, save_);
+  if (b.requested) {
+    const wd = button("不再一并办理", () => busy(wd, async () => {
+      try {
+        await api("DELETE", `${base()}/bundle`, { ifMatch: true });
+        toast("已撤回一件事一次办");
+        await statusScreen();
+      } catch (e) {
+        showError(err, e);
+      }
+    }), "btn warn");
+    btns.append(wd);
+  }
+  show(title, back_,
+    h("div", { class: "note", id: "bundle-intro" },
+      h("b", {}, b.name),
+      h("div", {}, `出生医学证明与以下事项一次申请、一套材料、一张表单，${b.working_days ? `${b.working_days}个工作日内办结，` : ""}不收费。`)),
+    h("div", { class: "section-title" }, "一并办理的事项"),
+    services,
+    h("div", { class: "section-title" }, "办理条件"),
+    h("ul", { class: "conditions", id: "bundle-conditions" },
+      b.conditions.map((c) => h("li", { class: CONDITION_MARKS[c.state][1], "data-state": c.state },
+        h("span", { class: "mark" }, CONDITION_MARKS[c.state][0]), c.label,
+        c.state === "unmet" ? h("div", { class: "hint" }, c.message) : null))),
+    h("label", { class: "cell check" }, married, h("span", {}, "新生儿为父母现行婚姻内生育（办理时须提供《结婚证》）")),
+    h("div", { class: "section-title" }, "已从申请中带入（无需重复填写）"),
+    h("div", { class: "group", id: "bundle-derived" },
+      [...derived].flatMap(([, ds]) => ds.map((d) => info(d.label, d.value)))),
+    fieldGroups.flat(),
+    h("p", { class: "hint" }, b.signature_note),
+    err,
+    btns);
+  refresh();
 }
 
 // ------------------------------------------------------------------ 3a. the electronic certificate (电子证照)
