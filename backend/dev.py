@@ -62,6 +62,8 @@ DEMO_ACCOUNTS = (
     ("his1", "hospital", "GZFY01", "陈录入"),
     ("issuer2", "issuer", "JNPY01", "赵签发"),
     ("auditor1", "auditor", None, "周审计"),
+    # A department's verifier (the police registering the 户口), checking e-licences for GZFY01's families.
+    ("police1", "verifier", "GZFY01", "孙民警"),
 )
 # Where the demo institutions lie (county-level codes), and the managers who see their figures (decision 0043).
 DEMO_DISTRICTS = {"GZFY01": "440104", "JNPY01": "370124"}
@@ -199,7 +201,8 @@ async def _dev(host: str, port: int, stub_port: int) -> None:
     print(f"birthcert listening on {api}  (data: {config.data_dir}, {config.persistence_module})", flush=True)
     print(f"  health:    {api}/healthz   ready: {api}/readyz   metrics: {api}/metrics", flush=True)
     print(f"  API:       {api}/api/v1/openapi.json   keys: {api}/.well-known/jwks.json", flush=True)
-    print(f"  console:   {api}/console/   (issuers and auditors)", flush=True)
+    print(f"  console:   {api}/console/   (issuers, hospitals, auditors, managers)", flush=True)
+    print(f"  verify:    {api}/verify/   (a department checks an electronic certificate)", flush=True)
     print(f"  parents (H5 simulator): {api}/h5/?platform={platform}", flush=True)
     print(f"fake WeChat platform on {platform}  (control API: miniprogram_stub/README.md)", flush=True)
     print(f"  messages the fake received: {platform}/_fake/messages?touser=<openid>", flush=True)

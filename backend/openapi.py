@@ -15,6 +15,7 @@ from domain.application import FIXABLE_FIELDS
 from domain.channels import CHANNELS
 from domain.policy import load_profiles
 from domain.rejection import REJECTION_REASONS
+from domain.revocation import NOTE_HIGH, NOTE_LOW, REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPES
 from projections.review_queue import QUEUE_STATES
 from projections.worklist import KINDS
@@ -32,6 +33,7 @@ STATES = [
     "withdrawn",
     "lost",
     "counter_only",
+    "revoked",
 ]
 
 
@@ -228,6 +230,31 @@ SCHEMAS: JSON = {
                     "appointment": {"type": ["object", "null"]},
                     "letter_required": {"type": "boolean"},
                     "collector": {"type": ["object", "null"]},
+                },
+            },
+            "revocation": {
+                "description": "state revoked: the issuing institution declared the certificate void (宣布作废, "
+                "decision 0040): the number, the ground and its words, what the family is told, the counter and the "
+                "materials; never the issuer's note",
+                "type": ["object", "null"],
+                "required": [
+                    "certificate_number",
+                    "reason",
+                    "reason_label",
+                    "message",
+                    "counter",
+                    "where",
+                    "bring",
+                ],
+                "properties": {
+                    "certificate_number": {"type": "string"},
+                    "reason": {"enum": list(REVOCATION_REASONS)},
+                    "reason_label": {"type": "string"},
+                    "message": {"type": "string"},
+                    "counter": _ref("Counter"),
+                    "where": {"type": "string"},
+                    "bring": {"type": "array", "items": {"type": "string"}},
+                    "at": {"type": ["string", "null"]},
                 },
             },
             "counter_reason": {
@@ -995,6 +1022,23 @@ SCHEMAS.update(
                 "note": {"type": "string", "maxLength": 200, "pattern": "^$|\\S"},
             },
         },
+        "Revocation": {
+            "type": "object",
+            "required": ["reason", "note"],
+            "properties": {
+                "reason": {
+                    "enum": list(REVOCATION_REASONS),
+                    "description": "以欺骗等不正当手段取得 / 签发机构工作差错 / 依人民法院生效法律文书",
+                },
+                "note": {
+                    "type": "string",
+                    "minLength": NOTE_LOW,
+                    "maxLength": NOTE_HIGH,
+                    "pattern": "\\S",
+                    "description": "the issuer's account of the review (issuers and auditors read it; never the family)",
+                },
+            },
+        },
         "CollectorCheckRequest": {
             "type": "object",
             "required": ["name", "id_number"],
@@ -1160,6 +1204,16 @@ PATHS.update(
                 "issued, delivered or collected (an EMS certificate is sent again)",
                 {"200": _json(_ref("Version"), "issued again")},
                 body=_ref("Replacement"),
+            ),
+        },
+        "/api/v1/review/applications/{app_id}/revoke": {
+            "parameters": [REVIEW_ID],
+            "post": _command(
+                "宣布作废 (decision 0040): the certificate in force declared void after the institution's review, "
+                "once (409 already_revoked), from issued, dispatched, delivered or collected (409 invalid_state); "
+                "its e-licence revoked within a minute, the family told and sent to the counter",
+                {"200": _json(_ref("Version"), "revoked")},
+                body=_ref("Revocation"),
             ),
         },
         "/api/v1/review/applications/{app_id}/collector-check": {
@@ -1740,13 +1794,14 @@ PATHS.update(
 )
 SCHEMAS["Reject"]["properties"]["fields"]["items"] = {"enum": list(FIXABLE_FIELDS)}
 SCHEMAS["Reject"]["properties"]["reason_codes"]["items"] = {"enum": list(REJECTION_REASONS)}
-# The e-licence's state in both parents' status views (decision 0038; the credential: GET …/elicense).
+# The e-licence's state in both parents' status views (decision 0038; the credential: GET …/elicense); revoked
+# with the certificate (0040).
 for _status in ("Status", "FatherStatus"):
     SCHEMAS[_status]["properties"]["elicense"] = {
         "type": "object",
         "required": ["state", "licence_id"],
         "properties": {
-            "state": {"enum": ["none", "pending", "issued"]},
+            "state": {"enum": ["none", "pending", "issued", "revoked"]},
             "licence_id": {"type": ["string", "null"]},
         },
     }

@@ -42,6 +42,7 @@ from domain.policy import (
 from domain.referral import Referral, face_failures_exhausted, tally_face_failure
 from domain.rejection import OTHER as OTHER_REJECTION
 from domain.rejection import check_reason_codes
+from domain.revocation import NOTE_HIGH, NOTE_LOW, check_reason, referral_for
 from domain.values import (
     Actor,
     Address,
@@ -70,6 +71,8 @@ COLLECTED: Final = "collected"
 WITHDRAWN: Final = "withdrawn"
 LOST: Final = "lost"
 COUNTER_ONLY: Final = "counter_only"
+# Declared void by the issuing institution (domain/revocation.py): nothing more online.
+REVOKED: Final = "revoked"
 STATES: Final = (
     DRAFT,
     SUBMITTED,
@@ -81,6 +84,7 @@ STATES: Final = (
     WITHDRAWN,
     LOST,
     COUNTER_ONLY,
+    REVOKED,
 )
 
 STATE_LABELS: Final = {
@@ -94,9 +98,13 @@ STATE_LABELS: Final = {
     WITHDRAWN: "已撤回",
     LOST: "邮件丢失待补发",
     COUNTER_ONLY: "需到现场办理",
+    REVOKED: "证件已作废",
 }
 EDITABLE_STATES: Final = (DRAFT, RETURNED)
-ISSUED_STATES: Final = (ISSUED, DISPATCHED, DELIVERED, COLLECTED, LOST)
+# Printed: the registered data is frozen. A revoked certificate was printed too (and is void now).
+ISSUED_STATES: Final = (ISSUED, DISPATCHED, DELIVERED, COLLECTED, LOST, REVOKED)
+# Where an issuer may declare the certificate void: printed, not lost in the post, not void already.
+REVOCABLE_STATES: Final = (ISSUED, DISPATCHED, DELIVERED, COLLECTED)
 CLOSED_STATES: Final = (WITHDRAWN, COUNTER_ONLY)
 
 DOCUMENT_KINDS: Final = (
@@ -280,6 +288,9 @@ class BirthCertificateApplication(Aggregate):
     dispute_answer: JSON | None = None
     delivery_awaited: JSON | None = None
     awaited_record_entered: JSON | None = None
+    # The institution's declaration that the certificate is void (CertificateRevoked, docs/decisions/0040):
+    # {certificate_number, reason, note, counter, bring, at}. A class default as above.
+    revocation: JSON | None = None
 
     @staticmethod
     def upcast_v1_v2(state: JSON) -> None:
@@ -845,6 +856,33 @@ class BirthCertificateApplication(Aggregate):
             a.tracking_number = None
             a.collector_check = None
 
+    class CertificateRevoked(Event):
+        """The issuing institution, after its review, declared the certificate ``voided_certificate_number`` void
+        (宣布作废) for ``reason`` (domain/revocation.py: ``obtained_by_deception``, ``issued_in_error``,
+        ``court_order``); ``note`` is the issuer's account of it, read by the institution's issuers and by
+        auditors only (it may name people: never projected). ``counter`` and ``bring``: the institution's counter
+        and the materials, as the family was told them (a referral's, docs/decisions/0033). Nothing follows
+        online: no e-licence, no courier, no replacement; the old e-licence's bit is set (docs/decisions/0040)."""
+
+        TOPIC = "birthcert:CertificateRevoked"
+        voided_certificate_number: str
+        reason: str
+        note: str
+        counter: JSON | None
+        bring: list[str]
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            a.state = REVOKED
+            a.revocation = {
+                "certificate_number": self.voided_certificate_number,
+                "reason": self.reason,
+                "note": self.note,
+                "counter": self.counter,
+                "bring": list(self.bring),
+                "at": self.timestamp.isoformat(),
+            }
+            a.collector_check = None
+
     class PickupBooked(Event):
         """The mother booked a time to collect at the issuing institution (预约取证); a later one replaces it.
         ``date`` is ISO, ``start``/``end`` HH:MM Beijing time, one of the institution's pickup windows."""
@@ -1310,11 +1348,16 @@ class BirthCertificateApplication(Aggregate):
     def _editable(self) -> None:
         if self.state in EDITABLE_STATES:
             return
+        self._not_revoked()
         if self.state in ISSUED_STATES:
             raise RuleViolated("出生医学证明已签发，登记信息不能更改", code="frozen_after_issue")
         if self.state == SUBMITTED:
             raise RuleViolated("申请已提交审核，审核期间不能修改；如需修改请先撤回申请", code="under_review")
         raise RuleViolated(_closed_message(self.state), code="application_closed")
+
+    def _not_revoked(self) -> None:
+        if self.state == REVOKED:
+            raise RuleViolated(REVOKED_MESSAGE, code="certificate_revoked")
 
     def _in_state(self, *states: str) -> None:
         if self.state not in states:
@@ -1924,6 +1967,7 @@ class BirthCertificateApplication(Aggregate):
     def withdraw(self, actor: Actor, *, reason: str = "申办人撤回") -> None:
         """The mother withdraws; only before issue."""
         self._as_applicant(actor)
+        self._not_revoked()
         if self.state in ISSUED_STATES:
             raise RuleViolated("出生医学证明已签发，不能撤回申请", code="frozen_after_issue")
         if self.state == WITHDRAWN:
@@ -1967,9 +2011,7 @@ class BirthCertificateApplication(Aggregate):
     def _refer(self, actor: Actor, reason: str, institution: Institution | None) -> None:
         """To the counter, for ``reason``: naming the counter of ``institution`` (only if it is the one of
         ``counter_institution``) and the materials to bring, as the parent is told it."""
-        if institution is not None and institution.code != self.counter_institution:
-            institution = None
-        referral = Referral.to(reason, institution)
+        referral = Referral.to(reason, self._own_counter(institution))
         self.trigger_event(
             self.ReferredToCounter,
             actor=actor.to_dict(),
@@ -1978,6 +2020,11 @@ class BirthCertificateApplication(Aggregate):
             counter=referral.counter,
             bring=list(referral.bring),
         )
+
+    def _own_counter(self, institution: Institution | None) -> Institution | None:
+        """``institution`` if it is the one whose counter this application's family is sent to, else None."""
+        own = institution is not None and institution.code == self.counter_institution
+        return institution if own else None
 
     def issue(
         self, actor: Actor, *, certificate_number: CertificateNumber, issuer_name: str, sealer_name: str
@@ -2009,7 +2056,7 @@ class BirthCertificateApplication(Aggregate):
     def record_delivered(self, actor: Actor) -> bool:
         """The courier's report that the parcel was signed for; False if already recorded."""
         self._as_courier_or_issuer(actor)
-        if self.state == DELIVERED:
+        if self.state in (DELIVERED, REVOKED):  # the parcel of a void certificate: nothing to record
             return False
         self._in_state(DISPATCHED)
         self.trigger_event(self.Delivered, actor=actor.to_dict(), tracking_number=self.tracking_number or "")
@@ -2077,7 +2124,7 @@ class BirthCertificateApplication(Aggregate):
     def report_loss(self, actor: Actor, *, reason: str) -> bool:
         """The courier lost or damaged the parcel; False if already reported."""
         self._as_courier_or_issuer(actor)
-        if self.state == LOST:
+        if self.state in (LOST, REVOKED):
             return False
         self._in_state(DISPATCHED)
         self.trigger_event(
@@ -2148,6 +2195,31 @@ class BirthCertificateApplication(Aggregate):
             note=_text(note, "note", low=1) if note.strip() else "",
             issuer_name=_text(issuer_name, "issuer_name", low=1, high=30),
             sealer_name=_text(sealer_name, "sealer", low=1, high=30),
+        )
+
+    def revoke_certificate(
+        self, actor: Actor, *, reason: str, note: str, institution: Institution | None = None
+    ) -> None:
+        """宣布作废: the issuing institution declares the certificate in force void after its review (obtained by
+        deception, issued in error, a court's order), once; the family is sent to ``institution``'s counter (the
+        application's own, as the service found it). Not while the parcel is lost (that is a reissue)."""
+        self._as_issuer(actor)
+        if self.state == REVOKED:
+            number = (self.revocation or {}).get("certificate_number") or self.certificate_number
+            raise RuleViolated(f"出生医学证明（编号 {number}）已宣布作废", code="already_revoked")
+        self._in_state(*REVOCABLE_STATES)
+        ground = check_reason(reason)
+        account = _text(note, "note", low=NOTE_LOW, high=NOTE_HIGH)
+        number = self.certificate_number or ""
+        referral = referral_for(ground, number, self._own_counter(institution))
+        self.trigger_event(
+            self.CertificateRevoked,
+            actor=actor.to_dict(),
+            voided_certificate_number=number,
+            reason=ground,
+            note=account,
+            counter=referral.counter,
+            bring=list(referral.bring),
         )
 
     # ------------------------------------------------------------------ on-site pickup (domain/pickup.py)
@@ -2324,6 +2396,8 @@ class BirthCertificateApplication(Aggregate):
         (the one in force: a voided number gets none); once per number."""
         if actor.role not in ("issuer", "system"):
             raise Forbidden()
+        if self.state == REVOKED:
+            raise RuleViolated("出生医学证明已宣布作废，不再生成电子证照", code="certificate_revoked")
         if self.state not in ISSUED_STATES or self.state == LOST:
             raise RuleViolated("证件尚未签发", code="invalid_state")
         if certificate_number != self.certificate_number:
@@ -2344,7 +2418,10 @@ class BirthCertificateApplication(Aggregate):
 
     def elicense_state(self) -> str:
         """``issued`` once the certificate in force has its e-licence, ``pending`` while it waits for it (printed),
-        ``none`` before printing (docs/decisions/0038)."""
+        ``none`` before printing (docs/decisions/0038), ``revoked`` once the certificate was declared void (0040):
+        its e-licence, if it had one, is void too."""
+        if self.state == REVOKED:
+            return "revoked"
         if self.certificate_number and self.elicense_for(self.certificate_number) is not None:
             return "issued"
         return "pending" if self.state in ISSUED_STATES else "none"
@@ -2365,6 +2442,9 @@ def _age_on(id_number: str, birth_date: str | None, day: date) -> int:
     else:
         born = date(int(id_number[6:10]), int(id_number[10:12]), int(id_number[12:14]))
     return completed_years(born, day)
+
+
+REVOKED_MESSAGE: Final = "出生医学证明已被签发机构宣布作废，不能继续网上办理，请到签发机构现场咨询"
 
 
 def _closed_message(state: str) -> str:

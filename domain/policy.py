@@ -78,6 +78,8 @@ REASON_MESSAGES: Mapping[str, str] = MappingProxyType(
         "modification_limit": "退回修改次数已达上限，不能继续网上申领，请到签发机构现场办理",
         "face_verification_failed": "当日刷脸认证多次未通过，不能继续网上申领，请到签发机构现场办理",
         "face_check_unavailable": "持该证件暂不能网上刷脸认证，请到签发机构现场办理",
+        # An issued certificate the institution declared void (domain/revocation.py, docs/decisions/0040).
+        "certificate_revoked": "出生医学证明已被签发机构宣布作废，不能继续网上办理，请到签发机构现场咨询办理",
     }
 )
 

@@ -1496,6 +1496,29 @@ class Applications(Application[UUID]):
         )
         return self._on_new_blank(app, certificate_number)
 
+    def revoke_certificate(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        reason: str,
+        note: str,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """宣布作废 (docs/decisions/0040): the issuing institution declares the certificate void after its review,
+        once; the family is sent to its counter. The e-licence's bit follows (projections.elicense_status)."""
+        return self._command(
+            actor,
+            app_id,
+            expected_version,
+            lambda a: a.revoke_certificate(
+                actor,
+                reason=reason,
+                note=note,
+                institution=self._counter_institution(a.counter_institution),
+            ),
+        )
+
     # ------------------------------------------------------------------ on-site pickup
 
     def get_pickup_slots(self, actor: Actor, app_id: UUID | str) -> list[tuple[Slot, int]]:

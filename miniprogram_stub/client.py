@@ -307,12 +307,13 @@ class MiniProgram:
             await self.upload(kind)
         self.say("孩子父亲上传本人身份证照片 2 张")
 
-    async def submit_after_fathers_part(self) -> JSON:
-        """On the mother's phone, once the father did his part on his: her ID photos, her signature, EMS, submit."""
+    async def submit_after_fathers_part(self, *, ems: bool = True) -> JSON:
+        """On the mother's phone, once the father did his part on his: her ID photos, her signature, EMS (or pickup
+        at the counter), submit."""
         for kind in ("mother_id_front", "mother_id_back"):
             await self.upload(kind)
         await self.sign()
-        await self.choose_ems()
+        await (self.choose_ems() if ems else self.choose_pickup())
         return await self.submit()
 
     async def form(self) -> JSON:

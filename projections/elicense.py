@@ -16,7 +16,8 @@ Two halves, both on the elected leader only (decision 0024), both writing under 
   ``ELicenseIssued`` recorded (licence id, certificate number, key id, status entry: no personal data). A
   crash between the two finds the stored credential again (keyed by application and version) and records the
   event with it; the aggregate refuses a second e-licence for a number. A print whose number was voided before
-  its e-licence was due (a reissue, a replacement) gets none (``outcome`` superseded).
+  its e-licence was due (a reissue, a replacement) gets none (``outcome`` superseded), nor one the issuer declared
+  void (``revoked``, decision 0040).
 
 The credential is stored, not re-derived: an ECDSA signature and the disclosures' salts are random, and the
 holder must get the same bytes each time. It is sealed like the archive (decision 0003): AES-256-GCM under
@@ -46,7 +47,7 @@ from cryptography.exceptions import InvalidTag
 
 from backend.credentials import KeyRing, credential_claims, issue_sd_jwt
 from backend.storage import derive_aead
-from domain.application import ISSUED_STATES, LOST, BirthCertificateApplication
+from domain.application import ISSUED_STATES, LOST, REVOKED, BirthCertificateApplication
 from domain.elicense import DEFAULT_TYPE_CODE, LicenceId, data_items, due_at
 from domain.errors import Conflict, RuleViolated
 from domain.policy import WorkingCalendar, load_profiles
@@ -452,7 +453,7 @@ class ElicenseProcess(SqlFollowerLoop):
                 (_now_iso(), outcome, due.application_id, due.version),
             )
         if outcome == "issued":
-            log.info("e-licence %s issued for %s v%d", due.licence_id, due.application_id, due.version)
+            log.info("e-licence issued for %s v%d", due.application_id, due.version)  # no licence id (0038)
         return outcome
 
     def _sign(
@@ -515,6 +516,8 @@ def _skip(app: BirthCertificateApplication, number: str) -> str | None:
         return "superseded"
     if app.state == LOST:
         return "lost"
+    if app.state == REVOKED:  # declared void (0040): no e-licence for it
+        return "revoked"
     if app.state not in ISSUED_STATES:
         return "not_issued"
     return None

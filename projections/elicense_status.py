@@ -2,10 +2,11 @@
 
 Two halves on the elected leader (decision 0024), both writing under its term (``db.fence``):
 
-- **Following** — a ``View`` for ``LogFollower`` named ``elicense-status``. A ``Reissued`` (after a loss) or a
-  ``CertificateReplaced`` voids a certificate number: every credential stored for that application and number
-  gets its bit set in ``elicense_status_bits`` (reason ``reissued`` or ``replaced``, the replacement number
-  kept for the authenticated verifier). A ``VerificationRecorded`` becomes a row of ``elicense_verifications``,
+- **Following** — a ``View`` for ``LogFollower`` named ``elicense-status``. A ``Reissued`` (after a loss), a
+  ``CertificateReplaced`` or a ``CertificateRevoked`` (the issuer's declaration, 0040) voids a certificate
+  number: every credential stored for that application and number gets its bit set in
+  ``elicense_status_bits`` (reason ``reissued``, ``replaced`` or ``revoked_by_issuer``; the replacement number,
+  or the revocation's ground, sealed and kept for the authenticated verifier). A ``VerificationRecorded`` becomes a row of ``elicense_verifications``,
   what the auditor lists. Rows and position move in one compare-and-set transaction, so a page applied twice
   sets nothing twice; a bit is never unset (the table is append-only).
 - **Signing** — ``run()``, a loop (``leadership.lead("elicense-status-signing", …)``) woken after each page
@@ -26,6 +27,7 @@ from typing import Final, TypeVar
 from backend.credentials import KeyRing
 from backend.status_list import sign_token
 from domain.application import BirthCertificateApplication
+from domain.revocation import STATUS_REASON
 from domain.verification import VerificationRecord
 from projections.elicense import STATUS_LIST_SIZE, ElicenseStore, status_uri
 from projections.leader_loop import SqlFollowerLoop
@@ -42,12 +44,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Invalidated:
     """Why a credential's bit is set: ``reissued`` (after a loss) or ``replaced`` (a misprint, damage), and
-    the number that replaced it."""
+    the number that replaced it; or ``revoked_by_issuer`` and the revocation's ground (``grounds``:
+    ``obtained_by_deception``, …; domain/revocation.py)."""
 
     licence_id: str
     reason: str
     replaced_by: str | None
     set_at: str
+    grounds: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,12 +125,28 @@ class ElicenseStatus(SqlFollowerLoop):
                 reason,
                 event.certificate_number,
             )
+        if isinstance(event, BirthCertificateApplication.CertificateRevoked):
+            return self._invalidate(
+                position,
+                str(event.originator_id),
+                event.voided_certificate_number,
+                STATUS_REASON,
+                None,
+                grounds=event.reason,
+            )
         if isinstance(event, VerificationRecord.VerificationRecorded):
             self._record_verification(position, event)
         return 0
 
     def _invalidate(
-        self, position: int, application_id: str, number: str, reason: str, replaced_by: str | None
+        self,
+        position: int,
+        application_id: str,
+        number: str,
+        reason: str,
+        replaced_by: str | None,
+        *,
+        grounds: str | None = None,
     ) -> int:
         rows = self.db.fetchall(
             "SELECT licence_id, status_list, status_idx FROM elicense_credentials "
@@ -139,7 +159,7 @@ class ElicenseStatus(SqlFollowerLoop):
                 continue
             self.db.execute(
                 "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, sealed_replaced_by, position, "
-                "set_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "set_at, sealed_grounds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     list_id,
                     idx,
@@ -148,6 +168,7 @@ class ElicenseStatus(SqlFollowerLoop):
                     None if replaced_by is None else self.store.seal_text(replaced_by, licence_id),
                     position,
                     _now_iso(),
+                    None if grounds is None else self.store.seal_text(grounds, f"grounds:{licence_id}"),
                 ),
             )
             changed += 1
@@ -235,13 +256,15 @@ class ElicenseStatus(SqlFollowerLoop):
     def invalidated(self, licence_id: str) -> Invalidated | None:
         """Why a credential's bit is set (None: it is valid)."""
         row = self.db.fetchone(
-            "SELECT licence_id, reason, sealed_replaced_by, set_at FROM elicense_status_bits WHERE licence_id = ?",
+            "SELECT licence_id, reason, sealed_replaced_by, set_at, sealed_grounds FROM elicense_status_bits "
+            "WHERE licence_id = ?",
             (licence_id,),
         )
         if row is None:
             return None
         replaced_by = None if row[2] is None else self.store.open_text(str(row[2]), licence_id)
-        return Invalidated(str(row[0]), str(row[1]), replaced_by, str(row[3]))
+        grounds = None if row[4] is None else self.store.open_text(str(row[4]), f"grounds:{licence_id}")
+        return Invalidated(str(row[0]), str(row[1]), replaced_by, str(row[3]), grounds)
 
     def verifications(self, licence_id: str | None = None, limit: int = 100) -> list[VerificationRow]:
         """The verifications recorded, newest first (of one licence, when given)."""

@@ -14,6 +14,8 @@ the parent that her part is to do again or elsewhere:
 - ``upheld`` (``DeliveryRecordUpheld``): the hospital answered her dispute that the record stands, with its
   reason (待确认); ``record_entered`` (``AwaitedDeliveryRecorded``): the record she reported missing is entered,
   hers to look at (已录入). Both on the ``corrected`` template: the same keys, the same kind of news.
+- ``revoked`` (``CertificateRevoked``): the issuing institution declared the certificate void (已作废, decision
+  0040), on the ``referred`` template: the ground in words, and to go to the counter; never the issuer's note.
 - ``referred`` (``ReferredToCounter``): she can no longer go on online (转现场办理). The ``Rejected`` that
   triggers a referral (the same command, so the next event of the application) is recorded ``skipped``
   with the note ``referred`` instead of being sent: "已退回" would ask her to fix and resubmit, which she
@@ -93,6 +95,7 @@ from domain.application import SUBMITTED, BirthCertificateApplication
 from domain.channels import channel_of
 from domain.referral import label_of as referral_label
 from domain.rejection import labels_in_a_thing as rejection_labels
+from domain.revocation import label_of as revocation_label
 from domain.service import Applications
 from projections.leader import FENCE_LUA, fenced_args, refused
 from projections.redis_view import delete_prefix
@@ -121,7 +124,7 @@ REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED, REPLACED
     "referred",
     "replaced",
 )
-UPHELD, RECORD_ENTERED = "upheld", "record_entered"
+UPHELD, RECORD_ENTERED, REVOKED = "upheld", "record_entered", "revoked"
 TEMPLATE_KIND: Final = {
     REJECTED: REJECTED,
     ISSUED: ISSUED,
@@ -133,6 +136,7 @@ TEMPLATE_KIND: Final = {
     UPHELD: CORRECTED,
     RECORD_ENTERED: CORRECTED,
     REFERRED: REFERRED,
+    REVOKED: REFERRED,
 }
 KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Rejected: REJECTED,
@@ -145,6 +149,7 @@ KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.ReferredToCounter: REFERRED,
     BirthCertificateApplication.DeliveryRecordUpheld: UPHELD,
     BirthCertificateApplication.AwaitedDeliveryRecorded: RECORD_ENTERED,
+    BirthCertificateApplication.CertificateRevoked: REVOKED,
 }
 SUBJECT: Final = "出生医学证明申领"
 
@@ -165,6 +170,8 @@ CORRECTION_WORDING: Final[Mapping[str, tuple[str, str]]] = {
 # Why an application went to the counter (``ReferredToCounter.reason``) is told by domain.referral.label_of;
 # the status view names the counter and what to bring.
 COUNTER_ADVICE: Final = "请携带相关材料到签发机构现场办理"
+# An issuer's revocation (decision 0040): the old paper and e-licence are void; the counter says what next.
+REVOKED_ADVICE: Final = "原证件停止使用，详询签发机构"
 
 # Record states.
 PENDING, SENDING, SENT, REFUSED, FAILED, SKIPPED = (
@@ -316,9 +323,10 @@ def message_data(
     """The data of one subscribe message (keys as the templates in WeChatSettings.templates have them).
 
     ``reason``: the labels of a rejection's codes (``domain.rejection.labels_in_a_thing``), the hospital's
-    reason for a correction, or the code of a referral to the counter; ``number``: the certificate number
-    (issued, reissued) or the tracking number (dispatched); ``institution``: the issuing institution's name;
-    ``step``: what a correction asks of the parent (``correction_step``); ``at``: the event's time.
+    reason for a correction, the code of a referral to the counter or of a revocation's ground; ``number``: the
+    certificate number (issued, reissued) or the tracking number (dispatched); ``institution``: the issuing
+    institution's name; ``step``: what a correction asks of the parent (``correction_step``); ``at``: the
+    event's time.
     """
     when = fit("time", at)
     if kind == CORRECTED:
@@ -334,6 +342,8 @@ def message_data(
         )
     if kind == REFERRED:
         return _progress("转现场办理", fit("thing", referral_label(reason)), COUNTER_ADVICE, when)
+    if kind == REVOKED:
+        return _progress("已作废", fit("thing", revocation_label(reason)), REVOKED_ADVICE, when)
     if kind == REJECTED:
         return {
             "thing1": SUBJECT,

@@ -137,7 +137,10 @@ _TABLES = {
 }
 # Columns added after a table was first released: ALTER TABLE … ADD COLUMN where an older database lacks them
 # (adding a column is not an UPDATE: the append-only triggers stay and do not fire).
-_ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {}
+_ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    # An issuer's revocation (0040): its ground (obtained_by_deception, …), sealed like the replacement number.
+    "elicense_status_bits": (("sealed_grounds", "TEXT"),),
+}
 # Layouts that must never be mixed with the current one: (table, a column only the old layout has, why).
 _RETIRED_LAYOUTS = (
     (
@@ -172,7 +175,8 @@ _INDEXES = (
 # 3: the e-licence's elicense_keys, elicense_due, elicense_credentials, elicense_status_slots (0038).
 # 4: elicense_status_bits, elicense_status_tokens, elicense_verifications (0039).
 # 5: statistics_daily, statistics_durations, statistics_applications, statistics_institutions (0043).
-SCHEMA_VERSION = 5
+# 6: elicense_status_bits.sealed_grounds (an issuer's revocation, 0040).
+SCHEMA_VERSION = 6
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

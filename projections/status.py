@@ -54,6 +54,7 @@ from domain.application import (
     OLD_CERTIFICATE_FATES,
     REPLACEMENT_CAUSES,
     RETURNED,
+    REVOKED,
     STEP_NAMES,
     SUBMITTED,
     WITHDRAWN,
@@ -65,6 +66,7 @@ from domain.pickup import Slot, what_to_bring, who_may_collect
 from domain.referral import Referral
 from domain.rejection import label_of as rejection_label
 from domain.rejection import message_of as rejection_message
+from domain.revocation import told as told_revocation
 from domain.service import Applications
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
 from projections.runner import DomainEvent, Page
@@ -90,6 +92,7 @@ STATE_LABELS: Final = {
     WITHDRAWN: "已撤回",
     LOST: "邮件遗失，待补发",
     COUNTER_ONLY: "需到签发机构现场办理",
+    REVOKED: "出生医学证明已作废",
 }
 
 # What the issuer may ask to be fixed (domain.application.FIXABLE_FIELDS), as a parent reads it.
@@ -242,6 +245,16 @@ def _next_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
         counter = (app.referral or {}).get("counter")
         where = counter["institution_name"] if counter else "签发机构"
         return [_step("visit_counter", f"请携带所列材料到{where}现场办理", "parent")]
+    if state == REVOKED:
+        counter = (app.revocation or {}).get("counter")
+        where = counter["institution_name"] if counter else "签发机构"
+        return [
+            _step(
+                "visit_counter",
+                f"原证件不得再使用；如有疑问或需重新办理，请携带所列材料到{where}现场咨询",
+                "parent",
+            )
+        ]
     return []  # delivered, collected, withdrawn: nothing left to do
 
 
@@ -331,6 +344,8 @@ def _done_steps(app: BirthCertificateApplication, missing: list[str]) -> list[JS
         done.append({"code": "collected", "label": "已现场领取"})
     if state == WITHDRAWN:
         done.append({"code": "withdrawn", "label": "已撤回申请，签发机构不再办理"})
+    if state == REVOKED:
+        done.append({"code": "revoked", "label": "签发机构已宣布出生医学证明作废"})
     return done
 
 
@@ -372,6 +387,9 @@ def status_of(app: BirthCertificateApplication) -> JSON:
             "resign_required": resigning_needed(rejection.get("fields", [])),
         },
         "counter_reason": None if app.counter_reason is None else counter_reason_of(app),
+        "revocation": None
+        if app.revocation is None
+        else {**told_revocation(app.revocation), "at": _iso(app.revocation["at"])},
         "certificate_number": app.certificate_number,
         "tracking_number": app.tracking_number,
         "delivery_method": method,
@@ -462,6 +480,13 @@ def father_status_of(app: BirthCertificateApplication) -> JSON:
         steps = [
             _step("visit_counter", f"该申请需到{where}现场办理，请与孩子母亲联系并携带所列材料", "parent")
         ]
+    elif app.state == REVOKED:
+        where = ((app.revocation or {}).get("counter") or {}).get("institution_name") or "签发机构"
+        steps = [
+            _step(
+                "visit_counter", f"出生医学证明已被宣布作废，请与孩子母亲联系，或到{where}现场咨询", "parent"
+            )
+        ]
     else:
         steps = _next_steps(app, [])
     done = [{"code": "father_joined", "label": "已通过邀请加入申请"}]
@@ -504,7 +529,15 @@ def father_counter(app: BirthCertificateApplication) -> JSON:
     return {"counter": told["counter"], "where": told["where"], "bring": told["bring"]}
 
 
-_LIFECYCLE_STEPS: Final = ("submitted", "issued", "dispatched", "delivered", "collected", "withdrawn")
+_LIFECYCLE_STEPS: Final = (
+    "submitted",
+    "issued",
+    "dispatched",
+    "delivered",
+    "collected",
+    "withdrawn",
+    "revoked",
+)
 
 
 def _father_invitation(app: BirthCertificateApplication) -> JSON | None:

@@ -36,6 +36,7 @@ const STATE_LABELS = {
   withdrawn: "已撤回",
   lost: "邮件丢失",
   counter_only: "转窗口办理",
+  revoked: "已宣布作废",
 };
 const EVENT_LABELS = {
   ApplicationStarted: "发起申办",
@@ -71,6 +72,7 @@ const EVENT_LABELS = {
   Reissued: "补发",
   ELicenseIssued: "生成电子证照",
   CertificateReplaced: "换发（打印错误或毁损）",
+  CertificateRevoked: "宣布作废",
   PickupBooked: "预约领取时间",
   CollectorAuthorized: "签署授权委托书",
   CollectorCheckOpened: "发起领取人现场刷脸",
@@ -82,7 +84,7 @@ const REPLACEMENT_CAUSES = { misprinted: "打印错误", damaged: "毁损" };
 // Done on the collector's own phone (through the counter's code): not the applicant, whatever the token's role.
 const COLLECTOR_EVENTS = new Set(["CollectorFaceCheckRequested", "CollectorFaceVerified", "CollectorFaceCheckFailed"]);
 const OLD_CERTIFICATE_FATES = { recovered: "已收回作废", destroyed: "已销毁作废" };
-const KEY_EVENTS = new Set(["Submitted", "Rejected", "Issued", "Dispatched", "CollectedOnSite", "LossReported", "Reissued", "CertificateReplaced", "Withdrawn", "ReferredToCounter"]);
+const KEY_EVENTS = new Set(["Submitted", "Rejected", "Issued", "Dispatched", "CollectedOnSite", "LossReported", "Reissued", "CertificateReplaced", "CertificateRevoked", "Withdrawn", "ReferredToCounter"]);
 const ACTOR_LABELS = { parent: "申办人", hospital: "助产机构", issuer: "签发人员", auditor: "审计人员", system: "系统", ems: "邮政速递", admin: "管理员" };
 const DOCUMENT_LABELS = {
   mother_id_front: "母亲身份证（人像面）",
@@ -222,7 +224,7 @@ function pii(full, masked) {
   return h("span", { class: "pii" }, h("span", { class: "pii-masked" }, masked ?? maskId(full)), h("span", { class: "pii-full" }, full));
 }
 
-const config = { fixable: [], rejectionReasons: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" } };
+const config = { fixable: [], rejectionReasons: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" }, revocationReasons: [] };
 
 function ethnicity(code) {
   return config.ethnic[code] ? config.ethnic[code] : code || "—";
@@ -1352,8 +1354,9 @@ async function renderApplication(id, isCurrent) {
         h("div", { class: "page-tools" }, revealToggle)),
       alerts,
       actionBar(a),
-      a.pickup ? pickupPanel(a.pickup) : null,
+      a.pickup && a.state !== "revoked" ? pickupPanel(a.pickup) : null,
       (a.replacements || []).length ? replacementsPanel(a.replacements) : null,
+      a.revocation ? revocationPanel(a.revocation) : null,
       audit ? audit.node : null,
       changes.length ? changesPanel(changes) : null,
       // Sent back before, resubmitted with nothing changed: say so, the issuer should not have to spot it.
@@ -1392,6 +1395,7 @@ async function renderApplication(id, isCurrent) {
     if (["issued", "delivered", "collected"].includes(a.state)) buttons.push(h("button", { type: "button", class: "btn btn-danger", dataset: { action: "replacement" }, onclick: replacementDialog }, "换发"));
     if (a.state === "dispatched") buttons.push(h("button", { type: "button", class: "btn btn-danger", dataset: { action: "loss" }, onclick: lossDialog }, "邮件丢失"));
     if (a.state === "lost") buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "reissue" }, onclick: () => issueDialog(true) }, "补发"));
+    if (["issued", "dispatched", "delivered", "collected"].includes(a.state)) buttons.push(h("button", { type: "button", class: "btn btn-danger", dataset: { action: "revoke" }, onclick: revokeDialog }, "宣布作废"));
     const hint = {
       submitted: "请核对登记表、分娩记录与证件照片后作出审核决定。",
       returned: "已驳回，等待申办人修改并重新提交。",
@@ -1400,6 +1404,7 @@ async function renderApplication(id, isCurrent) {
       collected: "已现场领取。如发现本机构打印错误或证件毁损，可收回原证后换发。",
       dispatched: "已交邮寄出。如邮件丢失或损毁，请登记后补发。",
       lost: "邮件已丢失，请使用新的空白证件补发（原编号作废，登记内容不变）。",
+      revoked: "本机构已宣布该出生医学证明作废，网上不再办理；申办人已被告知到本机构窗口咨询。",
     }[a.state] || "当前状态无需操作。";
     return h("div", { class: "action-bar", role: "region", "aria-label": "审核操作" },
       h("span", { class: "action-hint" }, hint),
@@ -1781,6 +1786,43 @@ async function renderApplication(id, isCurrent) {
     });
   }
 
+  function revocationPanel(r) {
+    const label = (config.revocationReasons.find((x) => x.value === r.reason) || {}).label || r.reason;
+    return h("section", { class: "panel panel-rejection", id: "revocation-panel", "aria-labelledby": "revocation-title" },
+      h("h2", { id: "revocation-title" }, "宣布作废"),
+      h("dl", { class: "summary" },
+        h("dt", {}, "作废编号"), h("dd", { class: "mono" }, r.certificate_number),
+        h("dt", {}, "作废原因"), h("dd", { id: "revocation-reason" }, label),
+        h("dt", {}, "审核说明"), h("dd", { id: "revocation-note" }, r.note),
+        h("dt", {}, "作废时间"), h("dd", {}, fmtDateTime(r.at))));
+  }
+
+  function revokeDialog() {
+    const a = doc.application;
+    const reason = h("select", { dataset: { name: "reason" } }, h("option", { value: "" }, "请选择"),
+      config.revocationReasons.map((x) => h("option", { value: x.value }, x.label)));
+    const note = h("textarea", { rows: 4, dataset: { name: "note" }, maxlength: 500, placeholder: "审核经过与依据，如：经公安机关核查，申办时所持身份证件系冒用（仅本机构签发人员及审计人员可见）" });
+    actionForm({
+      title: "宣布出生医学证明作废",
+      path: "revoke",
+      submitLabel: "确认作废",
+      danger: true,
+      done: "已宣布作废，电子证照随之作废，已通知申办人",
+      fields: [
+        h("p", { class: "hint" }, "用于以欺骗等不正当手段取得、签发错误或人民法院生效法律文书认定的情形，须经本机构审核；作废后不可撤销，网上不再办理，申办人将被告知到本机构窗口咨询。打印错误或毁损请使用「换发」，邮件丢失请使用「补发」。"),
+        h("dl", { class: "summary" }, h("dt", {}, "作废编号"), h("dd", { class: "mono" }, a.certificate_number || "—"), h("dt", {}, "操作人"), h("dd", {}, session.name || "—")),
+        field("revoke-reason", "作废原因", reason),
+        field("revoke-note", "审核说明", note, "2到500个字，申办人看不到")],
+      build() {
+        const text = note.value.trim();
+        const errors = [];
+        if (!reason.value) errors.push({ field: "reason", message: "请选择作废原因" });
+        if (text.length < 2 || text.length > 500) errors.push({ field: "note", message: "请填写2到500个字的审核说明" });
+        return { errors, body: { reason: reason.value, note: text } };
+      },
+    });
+  }
+
   function collectorCheckDialog() {
     const name = h("input", { dataset: { name: "name" }, maxlength: 30, autocomplete: "off" });
     const idNumber = h("input", { dataset: { name: "id_number" }, maxlength: 18, autocomplete: "off", class: "mono" });
@@ -1951,6 +1993,8 @@ function eventSummary(e) {
       return join((d.reason_codes || []).map(rejectionLabel).join("、"), (d.reasons || []).join("；"));
     case "CertificateReplaced":
       return join(`${REPLACEMENT_CAUSES[d.cause] || d.cause || ""}换发`, d.voided_certificate_number ? h("span", {}, "原编号 ", h("span", { class: "mono" }, d.voided_certificate_number), ` ${OLD_CERTIFICATE_FATES[d.old_certificate] || ""}`) : null, d.certificate_number ? h("span", {}, "新编号 ", h("span", { class: "mono" }, d.certificate_number)) : null);
+    case "CertificateRevoked":
+      return join(d.voided_certificate_number ? h("span", {}, "作废编号 ", h("span", { class: "mono" }, d.voided_certificate_number)) : null, (config.revocationReasons.find((x) => x.value === d.reason) || {}).label || d.reason, d.note);
     case "PickupBooked":
       return join(d.date ? `${d.date} ${d.start || ""}–${d.end || ""}` : null);
     case "Issued":
@@ -2478,6 +2522,7 @@ async function boot() {
     config.ethnic = answer.ethnic_groups || {};
     config.nationalities = answer.nationalities || {};
     config.idTypes = answer.id_types || config.idTypes;
+    config.revocationReasons = answer.revocation_reasons || [];
   } catch {
     /* labels fall back to codes */
   }

@@ -26,6 +26,7 @@ from backend.components import APPLICATIONS, actor_of, in_store, json_response
 from backend.static_files import StaticFiles, page_headers
 from domain.application import FIXABLE_FIELDS, HANDOVER_RELATIONS
 from domain.rejection import REJECTION_REASONS
+from domain.revocation import REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
 
 routes = web.RouteTableDef()
@@ -112,7 +113,8 @@ async def console_index(request: web.Request) -> web.Response:
 
 @routes.get("/console/config.json")
 async def console_config(request: web.Request) -> web.Response:
-    """Labels the console needs, from the domain: fixable fields, rejection reasons, relations, ethnic groups."""
+    """Labels the console needs, from the domain: fixable fields, rejection reasons, handover relations, ethnic
+    groups, the grounds of a revocation."""
     return json_response(
         {
             "fixable_fields": [{"field": f, "label": FIELD_LABELS[f]} for f in FIXABLE_FIELDS],
@@ -125,6 +127,7 @@ async def console_config(request: web.Request) -> web.Response:
             "ethnic_groups": dict(ETHNIC_GROUPS),
             "nationalities": NATIONALITY_LABELS,
             "id_types": dict(ID_TYPE_LABELS),
+            "revocation_reasons": [{"value": r, "label": label} for r, label in REVOCATION_REASONS.items()],
         },
         headers=_headers({"Cache-Control": "no-cache"}),
     )

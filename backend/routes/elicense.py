@@ -3,7 +3,8 @@
 - ``GET /api/v1/applications/{id}/elicense``: the mother's, or the joined father's, e-licence: its state
   (``none`` before printing, ``pending`` until it is generated, ``issued``), the credential (SD-JWT; the
   father's copy without the mother's identity number, decision 0011), what its QR code says, and the earlier
-  e-licences of voided numbers (``superseded``).
+  e-licences of voided numbers (``superseded``); ``revoked`` once the issuer declared the certificate void
+  (decision 0040): no credential then, the ground in Chinese under ``revocation``.
 - ``GET /api/v1/applications/{id}/elicense/qr.png`` and ``…/qr.svg``: the QR code (segno, level Q).
 - ``GET /api/v1/elicense/jwks.json``: public, every signing key ever used, current and retired.
 
@@ -43,6 +44,9 @@ from backend.storage import at_rest_key
 from domain.application import BirthCertificateApplication
 from domain.elicense import FATHER_WITHHELD
 from domain.errors import Conflict, NotFound
+from domain.revocation import REVOCATION_REASONS
+from domain.revocation import label_of as revocation_label
+from domain.revocation import message_of as revocation_message
 from domain.service import Applications
 from domain.values import Actor
 from projections.elicense import ElicenseProcess, ElicenseStore, verify_url
@@ -56,7 +60,12 @@ ELICENSE_KEYS = web.AppKey("elicense_keys", KeyRing)
 ELICENSE_PROCESS = web.AppKey("elicense_process", ElicenseProcess)
 ELICENSE_FOLLOWER = web.AppKey("elicense_follower", LogFollower)
 
-STATE_LABELS: Final = {"none": "证件尚未签发", "pending": "电子证照生成中", "issued": "电子证照已生成"}
+STATE_LABELS: Final = {
+    "none": "证件尚未签发",
+    "pending": "电子证照生成中",
+    "issued": "电子证照已生成",
+    "revoked": "电子证照已作废",
+}
 # The QR code (backend.qr): 8 px a module and the standard four-module quiet zone in the PNG.
 PNG_SCALE: Final = 8
 
@@ -116,6 +125,7 @@ def elicense_document(
     father = app.is_joined_father(actor)
     state = app.elicense_state()
     current = app.elicense_for(app.certificate_number) if state == "issued" else None
+    revoked = app.revocation if state == "revoked" else None
     document: dict[str, Any] = {
         "application_id": str(app.id),
         "role": "father" if father else "mother",
@@ -134,11 +144,21 @@ def elicense_document(
                 "licence_id": e["licence_id"],
                 "certificate_number": e["certificate_number"],
                 "issued_at": e["at"],
-                "state": "superseded",
+                "state": "revoked"
+                if revoked is not None and e["certificate_number"] == revoked["certificate_number"]
+                else "superseded",
             }
             for e in app.elicenses
             if e is not current
         ],
+        "revocation": None
+        if revoked is None
+        else {
+            "reason": revoked["reason"],
+            "reason_label": revocation_label(revoked["reason"]),
+            "message": revocation_message(revoked["reason"], revoked["certificate_number"]),
+            "at": revoked["at"],
+        },
     }
     if state == "pending":
         digest = store.number_digest(str(app.certificate_number))
@@ -182,6 +202,8 @@ async def get_elicense(request: web.Request) -> web.Response:
 
 async def _qr(request: web.Request) -> segno.QRCode:
     document = await _document(request)
+    if document["state"] == "revoked":
+        raise Conflict("电子证照已作废", code="elicense_revoked")
     if document["verify_url"] is None:
         raise Conflict("电子证照尚未生成", code="elicense_not_issued")
     return qr_code(str(document["verify_url"]))
@@ -270,8 +292,19 @@ ELICENSE_SCHEMA: Final = {
                     "licence_id": {"type": "string"},
                     "certificate_number": {"type": "string"},
                     "issued_at": {"type": "string"},
-                    "state": {"enum": ["superseded"]},
+                    "state": {"enum": ["superseded", "revoked"]},
                 },
+            },
+        },
+        "revocation": {
+            "description": "state revoked: the issuer declared the certificate void (decision 0040)",
+            "type": ["object", "null"],
+            "required": ["reason", "reason_label", "message", "at"],
+            "properties": {
+                "reason": {"enum": list(REVOCATION_REASONS)},
+                "reason_label": {"type": "string"},
+                "message": {"type": "string"},
+                "at": {"type": "string"},
             },
         },
     },
@@ -281,7 +314,8 @@ ELICENSE_SCHEMA: Final = {
 def _image(media: str, what: str) -> dict[str, Any]:
     return {
         "get": {
-            "summary": f"the e-licence's QR code as {what} (409 elicense_not_issued before it exists)",
+            "summary": f"the e-licence's QR code as {what} (409 elicense_not_issued before it exists, "
+            "elicense_revoked once void)",
             "security": [{"bearer": []}],
             "responses": {
                 "200": {

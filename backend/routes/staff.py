@@ -37,8 +37,9 @@ from backend.routes.parents import FieldCollector, _fingerprint, id_document_rea
 from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
 from domain.delivery import DeliveryFacts, DeliveryRecord
-from domain.errors import DomainError, FieldError, NotFound, ValidationFailed
+from domain.errors import DomainError, FieldError, InvalidValue, NotFound, ValidationFailed
 from domain.pickup import Slot
+from domain.revocation import check_reason
 from domain.service import Applications, Outcome
 from domain.values import Actor, BirthData, Birthplace, CertificateNumber, IdNumber, PersonName
 
@@ -454,6 +455,8 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
             "tracking_number": app.tracking_number,
             "counter_reason": app.counter_reason,
             "replacements": app.replacements,
+            # The institution's declaration that the certificate is void, with the issuer's note (0040).
+            "revocation": app.revocation,
             "pickup": pickup_view(app),
         },
         "form": form,
@@ -664,6 +667,27 @@ async def replace_certificate(request: web.Request) -> web.Response:
         }
 
     return await _issuer_command(request, _on_a_numbered_blank("replace_certificate", why))
+
+
+@routes.post("/api/v1/review/applications/{app_id}/revoke")
+async def revoke_certificate(request: web.Request) -> web.Response:
+    """宣布作废 (decision 0040): after the institution's review, the certificate it issued is declared void for one
+    ground (``obtained_by_deception``, ``issued_in_error``, ``court_order``) with the issuer's note; its
+    e-licence is revoked within a minute and the family is sent to the counter."""
+
+    def build(x: IssuerCall) -> Callable[[], Outcome]:
+        reason = x.c.text(x.body, "reason")
+        if reason:
+            try:
+                check_reason(reason)
+            except InvalidValue as error:
+                x.c.errors.extend(error.errors)
+        note = x.c.text(x.body, "note")
+        return lambda: x.s.revoke_certificate(
+            x.actor, x.app_id, reason=reason, note=note, expected_version=x.version
+        )
+
+    return await _issuer_command(request, build)
 
 
 __all__ = ["IssuerCall", "hash_password", "routes"]

@@ -5,7 +5,8 @@
 - ``POST /api/v1/verifications``: public, rate-limited per address, no login. A credential, or a paper
   certificate's number with the newborn's name and birth date → ``valid``, ``revoked``, ``superseded``,
   ``bad_signature``, ``unknown_key``, ``malformed`` or ``not_found``, and a signed receipt. A ``verifier``
-  (a department's staff account) also gets why and the replacement number. Each is recorded
+  (a department's staff account) also gets why and the replacement number, or the ground of an issuer's
+  revocation (decision 0040). Each is recorded
   (``VerificationRecord``) before the answer: a digest of what was checked, the address as a keyed hash.
 - ``POST /api/v1/verifications/archive``: a verifier's 存档 of a valid e-licence: recorded, and the full
   credential with its disclosed items returned.
@@ -47,6 +48,8 @@ from backend.routes.elicense import open_elicense
 from backend.status_list import MEDIA_TYPE, TTL_SECONDS
 from backend.throttle import limit_client
 from domain.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
+from domain.revocation import REVOCATION_REASONS, STATUS_REASON
+from domain.revocation import label_of as grounds_label
 from domain.values import Actor
 from projections.elicense import ElicenseStore, StoredCredential
 from projections.elicense_status import ElicenseStatus, Invalidated
@@ -70,7 +73,11 @@ RESULT_LABELS: Final = {
     "malformed": "格式不正确",
     "not_found": "未找到相符的电子证照",
 }
-REASON_LABELS: Final = {"reissued": "遗失后补发", "replaced": "因错证、损坏换发"}
+REASON_LABELS: Final = {
+    "reissued": "遗失后补发",
+    "replaced": "因错证、损坏换发",
+    STATUS_REASON: "签发机构宣布作废",
+}
 
 
 async def verification_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -197,9 +204,32 @@ class Found:
 
 
 def _result_of(invalidated: Invalidated | None) -> str:
+    """``revoked`` after a loss (whoever holds the lost paper is not its holder) or an issuer's revocation (0040),
+    ``superseded`` after a replacement for the institution's own error."""
     if invalidated is None:
         return "valid"
     return "superseded" if invalidated.reason == "replaced" else "revoked"
+
+
+def _why(invalidated: Invalidated | None) -> dict[str, Any]:
+    """What a verifier is told of why: the reason, in words, and the replacement or the revocation's ground."""
+    if invalidated is None:
+        return {
+            "reason": None,
+            "reason_label": None,
+            "replaced_by": None,
+            "grounds": None,
+            "grounds_label": None,
+        }
+    grounds = invalidated.grounds
+    label = REASON_LABELS.get(invalidated.reason)
+    return {
+        "reason": invalidated.reason,
+        "reason_label": f"{label}：{grounds_label(grounds)}" if label and grounds else label,
+        "replaced_by": invalidated.replaced_by,
+        "grounds": grounds,
+        "grounds_label": None if grounds is None else grounds_label(grounds),
+    }
 
 
 def find(store: ElicenseStore, keys: KeyRing, status: ElicenseStatus, asked: Asked) -> Found:
@@ -295,9 +325,7 @@ async def _verify(request: web.Request, *, archive: bool) -> web.Response:
         answer["issued_at"] = found.stored.issued_at
     if verifier is not None:
         answer["licence_id"] = found.licence_id
-        answer["reason"] = found.invalidated.reason if found.invalidated else None
-        answer["reason_label"] = REASON_LABELS.get(found.invalidated.reason) if found.invalidated else None
-        answer["replaced_by"] = found.invalidated.replaced_by if found.invalidated else None
+        answer |= _why(found.invalidated)
     if archive and found.stored is not None:
         verified = await in_store(
             request, verify_sd_jwt, found.stored.credential, await in_store(request, keys.jwks)
@@ -379,6 +407,11 @@ VERIFY_ANSWER: Final = {
         "reason": {"enum": [*REASON_LABELS, None]},
         "reason_label": _NULLABLE,
         "replaced_by": _NULLABLE,
+        "grounds": {
+            "enum": [*REVOCATION_REASONS, None],
+            "description": "an issuer's revocation (reason revoked_by_issuer): its ground (decision 0040)",
+        },
+        "grounds_label": _NULLABLE,
         "archived": {"type": "boolean"},
         "credential": _TEXT,
         "items": {"type": "object"},

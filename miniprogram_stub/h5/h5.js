@@ -449,7 +449,7 @@ async function listScreen() {
       button("退出登录", () => { S.token = null; S.openid = null; S.via = null; save(); loginScreen(); })));
 }
 function stateTag(doc) {
-  const color = { draft: "orange", returned: "red", submitted: "blue", withdrawn: "gray", counter_only: "red" }[doc.state] || "";
+  const color = { draft: "orange", returned: "red", submitted: "blue", withdrawn: "gray", counter_only: "red", revoked: "red" }[doc.state] || "";
   return h("span", { class: `tag ${color}` }, doc.state_label || doc.state);
 }
 async function openApp(id) {
@@ -586,7 +586,7 @@ async function statusScreen(doc, problem) {
   const icon = {
     draft: ["✎", "orange"], returned: ["!", "red"], submitted: ["⋯", ""], issued: ["✓", "green"],
     dispatched: ["✈", "green"], delivered: ["✓", "green"], collected: ["✓", "green"], withdrawn: ["×", "gray"],
-    lost: ["!", "red"], counter_only: ["!", "red"],
+    lost: ["!", "red"], counter_only: ["!", "red"], revoked: ["×", "red"],
   }[doc.state] || ["•", ""];
   // The joined father's reduced view (decision 0011): the state, his own part and the e-licence; nothing of hers.
   const fathers = doc.role === "father";
@@ -620,6 +620,12 @@ async function statusScreen(doc, problem) {
     parts.push(h("div", { class: "error", id: "counter-reason" }, h("b", {}, r.message || "需到签发机构现场办理"),
       r.counter || r.bring ? referralDetails(r, "counter") : null));
   }
+  if (doc.revocation) {
+    const r = doc.revocation;
+    parts.push(h("div", { class: "error", id: "revocation" }, h("b", {}, r.message),
+      r.at ? h("div", {}, `作废时间 ${fmtTime(r.at)}`) : null,
+      referralDetails(r, "revoked")));
+  }
   if (doc.delivery_record_requested) {
     const r = doc.delivery_record_requested;
     parts.push(h("div", { class: "note", id: "record-awaited" },
@@ -642,6 +648,7 @@ async function statusScreen(doc, problem) {
     const shipping = {
       issued: pickup ? "待现场领取" : "等待签发机构交邮政寄出", dispatched: "已预约邮政上门揽收，揽收后寄出",
       delivered: "已签收", collected: "已现场领取", lost: "邮件遗失或损毁，等待补发",
+      revoked: "已宣布作废，原证件不得再使用",
     }[doc.state];
     parts.push(h("div", { class: "section-title" }, pickup ? "证件与领取" : "证件与邮寄"), h("div", { class: "group numbers", id: "numbers" },
       doc.certificate_number ? numberRow("出生医学证明编号", doc.certificate_number, "certificate-number") : null,

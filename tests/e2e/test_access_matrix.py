@@ -173,6 +173,7 @@ def bodies(family: Family) -> dict[tuple[str, str], Any]:
             "id_number": mother.id_number,
         },
         ("POST", f"{review}/loss"): {"reason": "邮件遗失"},
+        ("POST", f"{review}/revoke"): {"reason": "issued_in_error", "note": "经复核，该证件不应签发"},
     }
 
 
@@ -285,6 +286,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{REVIEW}/loss"): ISSUER,
     ("POST", f"{REVIEW}/reissue"): ISSUER,
     ("POST", f"{REVIEW}/replacement"): ISSUER,
+    ("POST", f"{REVIEW}/revoke"): ISSUER,
     ("POST", f"{REVIEW}/collector-check"): ISSUER,
     ("GET", "/api/v1/review/pickup-appointments"): "nnnnyynnn",  # every issuer, his own institution's day
     ("GET", f"{APP}/pickup-slots"): MOTHER,

@@ -38,17 +38,19 @@ async def status_list(stack: Stack, uri: str) -> tuple[str, str]:
         return r.headers["Cache-Control"], await r.text()
 
 
-async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
+async def submitted_by_both(stack: Stack, family: Family, *, ems: bool = True) -> tuple[Any, Any]:
+    """The mother's application, the father's part done on his own phone, submitted: (her, his) mini-programs."""
     mother = await on_her_phone(stack, family)
     code = (await mother.invite_father())["invitation"]
     father = await on_his_phone(stack, family)
     await father.accept_invitation(code)
     await father.fathers_part()
-    for kind in ("mother_id_front", "mother_id_back"):
-        await mother.upload(kind)
-    await mother.sign()
-    await mother.choose_ems()
-    await mother.submit()
+    await mother.submit_after_fathers_part(ems=ems)
+    return mother, father
+
+
+async def issued(stack: Stack, family: Family) -> tuple[Any, dict[str, Any]]:
+    mother, _ = await submitted_by_both(stack, family)
     issuer = await staff(stack, "issuer1")
     await issuer.call(
         "POST",

@@ -926,6 +926,42 @@ async def test_the_rejection_past_the_limit_becomes_one_message_to_go_to_the_cou
     assert fake.calls() == 6
 
 
+async def test_a_revocation_tells_the_mother_once_that_the_certificate_is_void_never_the_note(
+    fake: Platform, applications: Applications, store: ThreadPoolExecutor, make_process: Any
+) -> None:
+    walk = Walk(applications)
+    note = f"经公安机关核查，申办人所持身份证（{MOTHER_ID}）系冒用"
+
+    def issued_then_revoked() -> None:
+        walk.submitted()
+        walk.issue()
+        walk.app.dispatch(EMS, walk.id, tracking_number=TRACKING)
+        walk.app.revoke_certificate(walk.issuer, walk.id, reason="obtained_by_deception", note=note)
+        # The parcel arrives all the same: nothing recorded, nothing sent.
+        walk.app.record_delivered(EMS, walk.id)
+
+    await off_loop(store, issued_then_revoked)
+    process = make_process()
+    await follower_of(applications, process, store).catch_up()
+    when = await off_loop(store, times, applications)
+    messages = fake.messages()
+    assert [m["template_id"] for m in messages] == ["tmpl-issued", "tmpl-dispatched", "tmpl-referred"]
+    assert values(messages[-1]) == {
+        "thing1": "出生医学证明申领",
+        "phrase2": "已作废",
+        "thing3": "以欺骗等不正当手段取得",
+        "thing4": "原证件停止使用，详询签发机构",
+        "time5": when["certificaterevoked"],
+    }
+    assert all_valid(messages) and MOTHER_ID not in str(messages) and "冒用" not in str(messages)
+    assert states(await process.list_for(walk.id))[-1] == ("revoked", "sent")
+
+    # Once, across a restart and a replay of the whole log.
+    again = make_process()
+    await follower_of(applications, again, store).catch_up()
+    assert fake.calls() == 3
+
+
 def test_correction_and_referral_values_fit_their_keys() -> None:
     reason = f"产妇（{MOTHER_ID}，电话13800138000）对出生时间提出异议，\n经核对病历，出生时间更正为08:35"
     for step in CORRECTION_WORDING:

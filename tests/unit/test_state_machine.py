@@ -4,7 +4,8 @@ After every step: a refused command wrote nothing; the aggregate read back from 
 equals the one the command left in memory; and the invariants of shared/domain.md hold across
 every application and delivery record. The father may join by invitation on his own account
 (docs/decisions/0011-father-invitation.md) and, whatever he tries, does only his own part. A mother
-may start without naming her province: her delivery record's then decides (decision 0013).
+may start without naming her province: her delivery record's then decides (decision 0013). An issuer may
+declare a certificate void at any moment (decision 0040): once, from a printed state only, and nothing follows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from domain.application import (
     CLOSED_STATES,
     ISSUED_STATES,
+    REVOCABLE_STATES,
+    REVOKED,
     STATES,
     SUBMITTED,
     BirthCertificateApplication,
@@ -492,6 +495,48 @@ class Service(RuleBasedStateMachine):
         else:
             self._run(w.hand_over)
 
+    @rule(
+        family=st.sampled_from(FAMILIES),
+        who=st.sampled_from(["own", "own", "own", "other", "mother"]),
+        reason=st.sampled_from(["obtained_by_deception", "issued_in_error", "court_order", "forgot"]),
+        dice=st.sampled_from(range(2)),
+    )
+    def revoke(self, family: str, who: str, reason: str, dice: int) -> None:
+        """宣布作废, now and then (a revocation ends the family's walk): only the institution's own issuer, with a
+        known ground, from a printed state, once."""
+        if dice:
+            return
+        w = self._walk(family)
+        actor = {
+            "own": w.issuer,
+            "other": issuer(GD_HOSPITAL if family == "sd" else SD_HOSPITAL),
+            "mother": w.parent,
+        }[who]
+        self._run(
+            lambda: self.app.revoke_certificate(
+                actor, self._app_id(family), reason=reason, note="经核查，申办材料系冒用他人身份"
+            )
+        )
+
+    @rule(family=st.sampled_from(FAMILIES))
+    def record_elicense(self, family: str) -> None:
+        """The e-licence process records the e-licence of the number in force (refused once it is void)."""
+        w = self._walk(family)
+        agg = self.app.repository.get(w.app_id) if w.app_id else None
+        number = getattr(agg, "certificate_number", None) or NUMBERS[0]
+        self.seq += 1
+        self._run(
+            lambda: self.app.issue_elicense(
+                SYSTEM,
+                self._app_id(family),
+                licence_id=f"1.2.156.3005.2.C0134.GZFY01.SEQ{self.seq:05d}.001.X",
+                certificate_number=number,
+                key_id="key-00000001",
+                status_list="1",
+                status_index=self.seq,
+            )
+        )
+
     @rule(family=st.sampled_from(FAMILIES))
     def stranger_acts(self, family: str) -> None:
         stranger = Actor(id="openid-stranger", role="parent")
@@ -588,6 +633,28 @@ class Service(RuleBasedStateMachine):
                 BirthCertificateApplication.FatherInvited,
                 BirthCertificateApplication.FatherJoined,
             }, "a province adopted after steps taken under another's rules"
+
+    @invariant()
+    def a_revocation_is_final(self) -> None:
+        """Revoked once at most, by the institution's own issuer, from a printed state, with a known ground;
+        nothing is recorded after it, and the number stays used."""
+        if not hasattr(self, "app"):
+            return
+        for a in (a for a in self._aggregates() if isinstance(a, BirthCertificateApplication)):
+            events: list[Any] = list(self.app.events.get(a.id))
+            revoked = [e for e in events if isinstance(e, BirthCertificateApplication.CertificateRevoked)]
+            assert len(revoked) <= 1, "revoked twice"
+            assert (a.state == REVOKED) == bool(revoked)
+            if not revoked:
+                continue
+            e = revoked[0]
+            assert e is events[-1], f"{type(events[-1]).__name__} recorded after the revocation"
+            before = self.app.repository.get(a.id, version=e.originator_version - 1)
+            assert before.state in REVOCABLE_STATES
+            assert e.voided_certificate_number == before.certificate_number == a.certificate_number
+            assert e.actor["role"] == "issuer" and e.actor["institution"] == a.institution
+            assert e.reason in ("obtained_by_deception", "issued_in_error", "court_order")
+            assert a.elicense_state() == "revoked"
 
     @invariant()
     def the_father_does_only_his_part(self) -> None:
