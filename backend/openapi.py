@@ -14,6 +14,7 @@ from aiohttp import web
 from domain.application import FIXABLE_FIELDS
 from domain.channels import CHANNELS
 from domain.policy import load_profiles
+from domain.rejection import REJECTION_REASONS
 from domain.revocation import NOTE_HIGH, NOTE_LOW, REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPES
 from projections.review_queue import QUEUE_STATES
@@ -178,7 +179,25 @@ SCHEMAS: JSON = {
             "rejection": {
                 "type": ["object", "null"],
                 "properties": {
-                    "reasons": {"type": "array", "items": {"type": "string"}},
+                    "reasons": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "the issuer's words",
+                    },
+                    "reason_codes": {"type": "array", "items": {"type": "string"}},
+                    "reason_messages": {
+                        "description": "each code's label and what the mother is told (docs/decisions/0045)",
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["code", "label", "message"],
+                            "properties": {
+                                "code": {"type": "string"},
+                                "label": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
                     "fields": {"type": "array", "items": {"type": "string"}},
                 },
             },
@@ -950,10 +969,14 @@ SCHEMAS.update(
             },
         },
         "Reject": {
+            "description": "reason_codes from the catalogue (docs/decisions/0045; ``other`` needs reasons); a "
+            "body without reason_codes is ``other`` and needs reasons (the first API's body)",
             "type": "object",
-            "required": ["reasons", "fields"],
+            "required": ["fields"],
+            "anyOf": [{"required": ["reason_codes"]}, {"required": ["reasons"]}],
             "properties": {
-                "reasons": {"type": "array", "items": TEXT, "minItems": 1},
+                "reason_codes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "reasons": {"type": "array", "items": TEXT},
                 "fields": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             },
         },
@@ -1552,7 +1575,13 @@ PATHS.update(
                                     "required": ["scope", "from", "to", "granularity", "periods", "total"],
                                     "properties": {
                                         "periods": {"type": "array", "items": {"type": "object"}},
-                                        "total": {"type": "object"},
+                                        "total": {
+                                            "description": "counts; rejections_by_reason by reason code "
+                                            "(docs/decisions/0045), rejections_by_field by field, "
+                                            "rejections_by_field_group by the field's group",
+                                            "type": "object",
+                                        },
+                                        "labels": {"type": "object"},
                                         "overdue_open": {"type": "integer"},
                                         "position": {"type": "integer"},
                                     },
@@ -1764,6 +1793,7 @@ PATHS.update(
     }
 )
 SCHEMAS["Reject"]["properties"]["fields"]["items"] = {"enum": list(FIXABLE_FIELDS)}
+SCHEMAS["Reject"]["properties"]["reason_codes"]["items"] = {"enum": list(REJECTION_REASONS)}
 # The e-licence's state in both parents' status views (decision 0038; the credential: GET …/elicense); revoked
 # with the certificate (0040).
 for _status in ("Status", "FatherStatus"):

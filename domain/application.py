@@ -53,6 +53,8 @@ from domain.policy import (
     get_profile,
 )
 from domain.referral import Referral, face_failures_exhausted, tally_face_failure
+from domain.rejection import OTHER as OTHER_REJECTION
+from domain.rejection import check_reason_codes
 from domain.revocation import NOTE_HIGH, NOTE_LOW, check_reason, referral_for
 from domain.values import (
     ETHNIC_GROUPS,
@@ -650,15 +652,30 @@ class BirthCertificateApplication(Aggregate):
             a.submitted_at = self.timestamp.isoformat()
 
     class Rejected(Event):
-        """Sent back to the parent with reasons and the fields to fix."""
+        """Sent back to the parent with reasons and the fields to fix.
+
+        v2 added ``reason_codes`` (domain/rejection.py, docs/decisions/0045): the catalogue's codes, at least
+        one; ``reasons`` is the issuer's own words, which ``other`` requires and any code may add to.
+        """
 
         TOPIC = "birthcert:Rejected"
+        class_version = 2
         reasons: list[str]
         fields: list[str]
+        reason_codes: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: JSON) -> None:
+            """v1 rejections were the issuer's words only: what ``other`` means (and a body without codes)."""
+            state["reason_codes"] = [OTHER_REJECTION]
 
         def apply(self, a: BirthCertificateApplication) -> None:
             a.state = RETURNED
-            a.rejection = {"reasons": list(self.reasons), "fields": list(self.fields)}
+            a.rejection = {
+                "reasons": list(self.reasons),
+                "fields": list(self.fields),
+                "reason_codes": list(self.reason_codes),
+            }
 
     class ReferredToCounter(Event):
         """The application can no longer proceed online; the parents must go to the counter.
@@ -2010,22 +2027,32 @@ class BirthCertificateApplication(Aggregate):
     # ------------------------------------------------------------------ the issuer's commands
 
     def reject(
-        self, actor: Actor, *, reasons: list[str], fields: list[str], institution: Institution | None = None
+        self,
+        actor: Actor,
+        *,
+        reasons: list[str],
+        fields: list[str],
+        reason_codes: list[str] | None = None,
+        institution: Institution | None = None,
     ) -> None:
-        """Back to the parent with reasons and the fields to fix; past the limit, to the counter (that of
-        ``institution``, the application's own, as the service found it)."""
+        """Back to the parent with reason codes (None: ``other``), the issuer's words and the fields to fix;
+        past the limit, to the counter (that of ``institution``, the application's own, as the service found
+        it)."""
         self._as_issuer(actor)
         self._in_state(SUBMITTED)
         cleaned = [_text(r, f"reasons[{i}]") for i, r in enumerate(reasons)]
-        if not cleaned:
-            raise InvalidValue("reasons", "reasons_required", "请填写驳回原因")
+        codes = check_reason_codes(reason_codes, cleaned)
         if not fields:
             raise InvalidValue("fields", "fields_required", "请选择需要修改的项目")
         for i, name in enumerate(fields):
             if name not in FIXABLE_FIELDS:
                 raise InvalidValue(f"fields[{i}]", "invalid_field", f"无法识别的修改项目：{name}")
         self.trigger_event(
-            self.Rejected, actor=actor.to_dict(), reasons=cleaned, fields=list(dict.fromkeys(fields))
+            self.Rejected,
+            actor=actor.to_dict(),
+            reasons=cleaned,
+            fields=list(dict.fromkeys(fields)),
+            reason_codes=codes,
         )
         limit = self.profile.modification_limit
         if limit is not None and self.submissions > limit:

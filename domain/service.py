@@ -1378,12 +1378,18 @@ class Applications(Application[UUID]):
         *,
         reasons: list[str],
         fields: list[str],
+        reason_codes: list[str] | None = None,
         expected_version: int | None = None,
     ) -> Outcome:
-        """驳回: back to the parent; past the modification limit, to the counter (freeing the record)."""
+        """驳回: back to the parent with reason codes (domain/rejection.py; None: ``other``), the issuer's
+        words and the fields to fix; past the modification limit, to the counter (freeing the record)."""
         app = self._load_application(actor, app_id, expected_version)
         app.reject(
-            actor, reasons=reasons, fields=fields, institution=self._counter_institution(app.institution)
+            actor,
+            reasons=reasons,
+            fields=fields,
+            reason_codes=reason_codes,
+            institution=self._counter_institution(app.institution),
         )
         extra = self._release_record(actor, app) if app.state in CLOSED_STATES else []
         return self._commit(app, *extra)

@@ -3,10 +3,10 @@
 A manager's scope is one institution, one district (a county-level GB/T 2260 code, 区/县) or one province
 profile. A scope holds another when it is the same, when a province holds the district or institution in it, or
 when a district holds an institution in it. Figures carry only codes: institutions', districts', provinces', the
-reasons of referrals (domain/data/referrals.json) and the form's fields a rejection named. A rejection's own
-reasons are free text the issuer typed for the family (they may name a person), so the figures never read them: a
-rejection's *reason* is the group of the fields it named (``REJECTION_REASONS``), the groups the issuers' console
-shows when rejecting.
+reasons of referrals (domain/data/referrals.json), the reason codes of rejections (domain/data/
+rejection_reasons.json, decision 0045), the form's fields a rejection named and their groups (``FIELD_GROUPS``,
+the groups the issuers' console shows when rejecting). The issuer's own words in a rejection are free text for the
+family (they may name a person): the figures never read them.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ SCOPE_LABELS: Final = {"institution": "机构", "district": "区县", "province"
 _DISTRICT_RE: Final = re.compile(r"^[0-9]{6}$")
 _INSTITUTION_RE: Final = re.compile(r"^[A-Z0-9]{4,16}$")
 
-# A rejection's reason: the group of the fields it names (as the issuers' console groups them when rejecting).
-REJECTION_REASONS: Final = {
+# The groups of the fields a rejection names (as the issuers' console groups them when rejecting).
+FIELD_GROUPS: Final = {
     "delivery_newborn": "新生儿及分娩信息",
     "mother": "母亲信息",
     "father": "父亲信息",
@@ -37,8 +37,8 @@ REJECTION_REASONS: Final = {
 }
 
 
-def rejection_reason(field: str) -> str:
-    """The reason group of one fixable field (``documents.mother_id_front`` → ``documents``)."""
+def field_group(field: str) -> str:
+    """The group of one fixable field (``documents.mother_id_front`` → ``documents``)."""
     if field in ("delivery_record", "newborn_name"):
         return "delivery_newborn"
     head = field.split(".", 1)[0]
@@ -47,9 +47,9 @@ def rejection_reason(field: str) -> str:
     return "signature_delivery"
 
 
-_unnamed = [f for f in FIXABLE_FIELDS if rejection_reason(f) not in REJECTION_REASONS]
+_unnamed = [f for f in FIXABLE_FIELDS if field_group(f) not in FIELD_GROUPS]
 if _unnamed:  # pragma: no cover - a new fixable field needs its reason group
-    raise RuntimeError(f"no rejection reason for: {', '.join(_unnamed)}")
+    raise RuntimeError(f"no field group for: {', '.join(_unnamed)}")
 
 
 def district_province_name(code: str) -> str | None:
@@ -106,12 +106,12 @@ class Scope:
 
 
 __all__ = [
-    "REJECTION_REASONS",
+    "FIELD_GROUPS",
     "SCOPE_KINDS",
     "SCOPE_LABELS",
     "Scope",
     "ScopeKind",
     "check_district",
     "district_province_name",
-    "rejection_reason",
+    "field_group",
 ]

@@ -52,7 +52,8 @@ for are recorded ``skipped`` too. Finished records (sent, refused, failed, skipp
 keep 30 days for the console, without the openid or the message data; while pending, a record holds the
 openid (WeChat must get it) and the message data sealed (AES-256-GCM under HKDF(the at-rest key,
 ``birthcert outbox v1``), bound to the record's key; decision 0042): the certificate or tracking number, the
-first rejection reason or the hospital's reason for a correction, with anything that looks like an ID or
+labels of a rejection's reason codes (domain/rejection.py: never the issuer's own words, which may name a
+person; docs/decisions/0045) or the hospital's reason for a correction, with anything that looks like an ID or
 phone number masked, an institution name. No names.
 
 The outbox is not a rebuildable view (decision 0007's other keys are): losing Redis loses the
@@ -93,6 +94,7 @@ from backend.wechat import (
 from domain.application import SUBMITTED, BirthCertificateApplication
 from domain.channels import channel_of
 from domain.referral import label_of as referral_label
+from domain.rejection import labels_in_a_thing as rejection_labels
 from domain.revocation import label_of as revocation_label
 from domain.service import Applications
 from projections.leader import FENCE_LUA, fenced_args, refused
@@ -320,10 +322,11 @@ def message_data(
 ) -> dict[str, str]:
     """The data of one subscribe message (keys as the templates in WeChatSettings.templates have them).
 
-    ``reason``: the first rejection reason, the hospital's reason for a correction, the code of a
-    referral to the counter or of a revocation's ground; ``number``: the certificate number (issued, reissued) or the tracking number
-    (dispatched); ``institution``: the issuing institution's name; ``step``: what a correction asks of the
-    parent (``correction_step``); ``at``: the event's time.
+    ``reason``: the labels of a rejection's codes (``domain.rejection.labels_in_a_thing``), the hospital's
+    reason for a correction, the code of a referral to the counter or of a revocation's ground; ``number``: the
+    certificate number (issued, reissued) or the tracking number (dispatched); ``institution``: the issuing
+    institution's name; ``step``: what a correction asks of the parent (``correction_step``); ``at``: the
+    event's time.
     """
     when = fit("time", at)
     if kind == CORRECTED:
@@ -702,11 +705,14 @@ class NotificationProcess:
             if not template:
                 intents.append(_Intent(position, app_id, kind, SKIPPED, at, note="no_template"))
                 continue
-            reasons = getattr(event, "reasons", None)
+            # A rejection is told by its codes' labels, never by the issuer's words (they may name a person).
+            codes = event.reason_codes if isinstance(event, BirthCertificateApplication.Rejected) else None
             data = message_data(
                 kind,
                 event.timestamp,
-                reason=str(reasons[0] if reasons else getattr(event, "reason", "") or ""),
+                reason=rejection_labels(codes)
+                if codes is not None
+                else str(getattr(event, "reason", "") or ""),
                 number=getattr(event, "certificate_number", "") or getattr(event, "tracking_number", ""),
                 institution=str(
                     (app.record or {}).get("institution_name")

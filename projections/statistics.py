@@ -13,9 +13,11 @@ Tables:
   known yet. The figures (``FIGURES``) and their events: ``started`` (ApplicationStarted, moved to the
   institution once named or linked), ``submitted`` (a first Submitted), ``resubmitted`` (a later one),
   ``issued`` (Issued), ``delivered`` / ``collected`` (the first Delivered or CollectedOnSite of an application),
-  ``referred`` by reason code (ReferredToCounter), ``withdrawn``, ``rejected`` (Rejected), ``rejected_field`` by
-  field and ``rejected_reason`` by the field's group (``domain.statistics.REJECTION_REASONS``: the rejection's
-  free-text reasons are never read), ``decided`` and ``decided_late`` (an Issued, Rejected, ReferredToCounter or
+  ``referred`` by reason code (ReferredToCounter), ``withdrawn``, ``rejected`` (Rejected), ``rejected_code`` by
+  the rejection's reason code (domain/data/rejection_reasons.json, decision 0045; ``other`` for rejections
+  recorded before codes), ``rejected_field`` by field and ``rejected_reason`` by the field's group
+  (``domain.statistics.FIELD_GROUPS``; its name is older than the codes) — the issuer's own words are never
+  read, ``decided`` and ``decided_late`` (an Issued, Rejected, ReferredToCounter or
   Withdrawn of an application under review, late when past its review deadline: the province's
   ``review_working_days``, or the queue's default, on the working-day calendar from the last submission — the
   issuers' queue's ``due_at``).
@@ -50,7 +52,7 @@ from typing import Any, Final, Literal, TypeVar
 from domain.application import BirthCertificateApplication as App
 from domain.policy import SHANGHAI, WorkingCalendar, get_profile
 from domain.staff import InstitutionRecord
-from domain.statistics import Scope, district_province_name, rejection_reason
+from domain.statistics import Scope, district_province_name, field_group
 from projections.review_queue import DEFAULT_REVIEW_WORKING_DAYS
 from projections.runner import DomainEvent, Page
 from projections.sql import Database
@@ -66,6 +68,7 @@ FIGURES: Final = (
     "referred",
     "withdrawn",
     "rejected",
+    "rejected_code",
     "rejected_field",
     "rejected_reason",
     "decided",
@@ -239,10 +242,12 @@ class StatisticsView:
             memo.due_at = utc_text(self.calendar.deadline(event.timestamp, days).at)
         elif isinstance(event, App.Rejected):
             tally.add(day, memo, "rejected")
+            for code in dict.fromkeys(event.reason_codes):
+                tally.add(day, memo, "rejected_code", code)
             for name in dict.fromkeys(event.fields):
                 tally.add(day, memo, "rejected_field", name)
-            for reason in dict.fromkeys(rejection_reason(name) for name in event.fields):
-                tally.add(day, memo, "rejected_reason", reason)
+            for group in dict.fromkeys(field_group(name) for name in event.fields):
+                tally.add(day, memo, "rejected_reason", group)
             self._decided(tally, day, memo, event.timestamp)
         elif isinstance(event, App.ReferredToCounter):
             tally.add(day, memo, "referred", event.reason)
@@ -475,8 +480,9 @@ def nearest_rank(values: Iterable[int], p: float) -> int | None:
 COUNTED: Final = ("started", "submitted", "resubmitted", "issued", "delivered", "collected", "withdrawn")
 BY_ITEM: Final = {
     "referred": "referrals_by_reason",
+    "rejected_code": "rejections_by_reason",
     "rejected_field": "rejections_by_field",
-    "rejected_reason": "rejections_by_reason",
+    "rejected_reason": "rejections_by_field_group",  # the stored figure's name is older than the codes
 }
 
 

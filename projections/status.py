@@ -65,6 +65,8 @@ from domain.bundle import SERVICE_STATES
 from domain.errors import InvalidValue
 from domain.pickup import Slot, what_to_bring, who_may_collect
 from domain.referral import Referral
+from domain.rejection import label_of as rejection_label
+from domain.rejection import message_of as rejection_message
 from domain.revocation import told as told_revocation
 from domain.service import Applications
 from projections.redis_view import CAS_EPILOGUE, CAS_PRELUDE, Generations, application_events, masked
@@ -374,6 +376,13 @@ def status_of(app: BirthCertificateApplication) -> JSON:
         if rejection is None
         else {
             "reasons": list(rejection.get("reasons", [])),
+            # The catalogue's codes, each with what she is told (docs/decisions/0045); none for a hospital's
+            # correction under review, nor in a snapshot taken before codes existed.
+            "reason_codes": list(rejection.get("reason_codes", [])),
+            "reason_messages": [
+                {"code": code, "label": rejection_label(code), "message": rejection_message(code)}
+                for code in rejection.get("reason_codes", [])
+            ],
             "fields": list(rejection.get("fields", [])),
             "field_labels": [FIELD_LABELS.get(f, f) for f in rejection.get("fields", [])],
             "resign_required": resigning_needed(rejection.get("fields", [])),

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import pytest
@@ -312,13 +312,14 @@ class Walk:
             self.issuer, self.id, certificate_number=CertificateNumber(number), sealer_name=sealer
         )
 
-    def reject(self, fields: list[str] | None = None) -> Outcome:
-        """The issuer sends it back."""
+    def reject(self, fields: list[str] | None = None, codes: list[str] | None = None) -> Outcome:
+        """The issuer sends it back (for ``codes``; without, in her words only: ``other``)."""
         return self.app.reject(
             self.issuer,
             self.id,
             reasons=["身份证照片不清晰"],
             fields=fields or ["documents.mother_id_front"],
+            reason_codes=codes,
         )
 
     def collector_check(
@@ -374,6 +375,17 @@ def store_as_written_before(
     app.recorder.insert_events(
         [StoredEvent(originator_id=originator_id, originator_version=version, topic=topic, state=data)]
     )
+
+
+def last_written(app: Applications, originator_id: UUID) -> dict[str, Any]:
+    """The last event of ``originator_id`` as stored (decrypted, decompressed, decoded): what a release wrote."""
+    state = app.recorder.select_events(originator_id, desc=True, limit=1)[0].state
+    if app.mapper.cipher:
+        state = app.mapper.cipher.decrypt(state)
+    if app.mapper.compressor:
+        state = app.mapper.compressor.decompress(state)
+    decoded: dict[str, Any] = app.mapper.transcoder.decode(state)
+    return decoded
 
 
 def in_memory(now: datetime = NOW) -> Applications:

@@ -128,13 +128,6 @@ const FORM_LABELS = {
   signature: "申办人电子签名",
   ...Object.fromEntries(Object.entries(DOCUMENT_LABELS).map(([k, v]) => [`documents.${k}`, v])),
 };
-const QUICK_REASONS = [
-  "身份证照片不清晰，请重新拍摄上传",
-  "父亲信息与身份证件不一致",
-  "新生儿姓名有误，请核对后修改",
-  "住址与户籍登记不一致",
-];
-
 // ------------------------------------------------------------------ small DOM helpers
 
 function h(tag, attrs, ...children) {
@@ -231,7 +224,7 @@ function pii(full, masked) {
   return h("span", { class: "pii" }, h("span", { class: "pii-masked" }, masked ?? maskId(full)), h("span", { class: "pii-full" }, full));
 }
 
-const config = { fixable: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" }, revocationReasons: [] };
+const config = { fixable: [], rejectionReasons: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" }, revocationReasons: [] };
 
 function ethnicity(code) {
   return config.ethnic[code] ? config.ethnic[code] : code || "—";
@@ -582,6 +575,17 @@ function dialogForm({ title, fields, build, send, done, conflict, submitLabel, d
     h("div", { class: "modal-foot" },
       h("button", { type: "button", class: "btn", onclick: closeModal }, "取消"),
       submit));
+  // A field's error goes once it is changed (the others stay until the next submit).
+  const changed = (event) => {
+    const holder = event.target.closest(".field");
+    const stale = holder ? [...holder.querySelectorAll(".field-error")] : [];
+    if (!stale.length) return;
+    for (const el of stale) el.remove();
+    for (const el of holder.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    if (!form.querySelector(".field-error")) error.hidden = true; // the summary of the errors now gone
+  };
+  form.addEventListener("input", changed);
+  form.addEventListener("change", changed);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;
@@ -1421,6 +1425,7 @@ async function renderApplication(id, isCurrent) {
   function rejectionPanel(rejection) {
     return h("section", { class: "panel panel-rejection", "aria-labelledby": "rejection-title" },
       h("h2", { id: "rejection-title" }, "驳回意见"),
+      rejection.reason_codes && rejection.reason_codes.length ? h("p", { id: "rejection-codes" }, "驳回原因：", rejection.reason_codes.map(rejectionLabel).join("、")) : null,
       h("ul", {}, (rejection.reasons || []).map((r) => h("li", {}, r))),
       rejection.fields && rejection.fields.length ? h("p", { class: "muted" }, "需修改：", rejection.fields.map(fixableLabel).join("、")) : null);
   }
@@ -1559,7 +1564,8 @@ async function renderApplication(id, isCurrent) {
     if (d.role) parts.push(PARENT_ROLES[d.role] || d.role);
     if (d.kind) parts.push(DOCUMENT_LABELS[d.kind] || d.kind);
     if (d.submission) parts.push(`第 ${d.submission} 次`);
-    if (d.reasons && d.reasons.length) parts.push(`原因：${d.reasons.join("；")}`);
+    if (d.reason_codes && d.reason_codes.length) parts.push(`原因：${d.reason_codes.map(rejectionLabel).join("、")}`);
+    if (d.reasons && d.reasons.length) parts.push(`${d.reason_codes && d.reason_codes.length ? "说明" : "原因"}：${d.reasons.join("；")}`);
     if (d.fields && d.fields.length) parts.push(`需修改：${d.fields.map(fixableLabel).join("、")}`);
     if (d.certificate_number) parts.push(`证件编号 ${d.certificate_number}`);
     if (d.tracking_number) parts.push(`邮件号 ${d.tracking_number}`);
@@ -1588,10 +1594,24 @@ async function renderApplication(id, isCurrent) {
   const field = formField;
 
   function rejectDialog() {
-    const reasons = h("textarea", { rows: 4, dataset: { name: "reasons" }, maxlength: 1000, placeholder: "每行一条，将原样告知申办人" });
-    const quick = h("div", { class: "chips", role: "group", "aria-label": "常用驳回原因" }, QUICK_REASONS.map((text) => h("button", {
-      type: "button", class: "chip", onclick: () => { reasons.value = (reasons.value.trim() ? `${reasons.value.trim()}\n` : "") + text; reasons.focus(); },
-    }, text)));
+    // The reasons from the catalogue (docs/decisions/0045): the mother reads each one's explanation; the free
+    // text adds the issuer's own words (required with 其他问题). Picking a reason that concerns one field
+    // ticks that field.
+    const reasons = h("textarea", { rows: 3, dataset: { name: "reasons" }, maxlength: 1000, placeholder: "每行一条，将原样告知申办人；选择“其他问题”时必填" });
+    const picklist = h("fieldset", { class: "checks", dataset: { name: "reason_codes" } },
+      h("legend", {}, "驳回原因（可多选，至少选一项）"),
+      h("div", { class: "check-group" }, config.rejectionReasons.map((r) => h("label", { class: "check" },
+        h("input", {
+          type: "checkbox", name: "reason_codes", value: r.code,
+          onchange: (event) => {
+            if (!event.target.checked || r.fields.length !== 1) return;
+            const box = fieldset.querySelector(`input[name=fields][value="${CSS.escape(r.fields[0])}"]`);
+            if (box && !box.checked) {
+              box.checked = true;
+              box.dispatchEvent(new Event("change", { bubbles: true }));
+            }
+          },
+        }), r.label))));
     const groups = [
       ["新生儿及分娩信息", (f) => ["delivery_record", "newborn_name"].includes(f)],
       ["母亲信息", (f) => f.startsWith("mother.")],
@@ -1613,15 +1633,18 @@ async function renderApplication(id, isCurrent) {
       submitLabel: "确认驳回",
       danger: true,
       done: "已驳回，申办人将收到修改通知",
-      fields: [field("reject-reasons", "驳回原因", reasons, "申办人将在小程序中看到这些原因。"), quick, fieldset],
+      // Each fieldset in a .field, so that its error shows beneath it.
+      fields: [h("div", { class: "field" }, picklist), field("reject-reasons", "补充说明", reasons, "申办人将在小程序中看到所选原因的修改指引和这里的说明。"), h("div", { class: "field" }, fieldset)],
       build(form) {
+        const codes = [...form.querySelectorAll("input[name=reason_codes]:checked")].map((x) => x.value);
         const list = reasons.value.split(/\n+/).map((s) => s.trim()).filter(Boolean);
         const fields = [...form.querySelectorAll("input[name=fields]:checked")].map((x) => x.value);
         const errors = [];
-        if (!list.length) errors.push({ field: "reasons", message: "请填写驳回原因" });
-        if (list.some((s) => s.length < 2 || s.length > 200)) errors.push({ field: "reasons", message: "每条驳回原因应为2到200个字" });
+        if (!codes.length) errors.push({ field: "reason_codes", message: "请选择驳回原因" });
+        if (codes.includes("other") && !list.length) errors.push({ field: "reasons", message: "选择“其他问题”时，请填写补充说明" });
+        if (list.some((s) => s.length < 2 || s.length > 200)) errors.push({ field: "reasons", message: "每条说明应为2到200个字" });
         if (!fields.length) errors.push({ field: "fields", message: "请选择需要修改的项目" });
-        return { errors, body: { reasons: list, fields } };
+        return { errors, body: { reason_codes: codes, reasons: list, fields } };
       },
     });
   }
@@ -1967,7 +1990,7 @@ function eventSummary(e) {
     case "Submitted":
       return join(d.submission ? `第 ${d.submission} 次提交` : null);
     case "Rejected":
-      return join((d.reasons || []).join("；"));
+      return join((d.reason_codes || []).map(rejectionLabel).join("、"), (d.reasons || []).join("；"));
     case "CertificateReplaced":
       return join(`${REPLACEMENT_CAUSES[d.cause] || d.cause || ""}换发`, d.voided_certificate_number ? h("span", {}, "原编号 ", h("span", { class: "mono" }, d.voided_certificate_number), ` ${OLD_CERTIFICATE_FATES[d.old_certificate] || ""}`) : null, d.certificate_number ? h("span", {}, "新编号 ", h("span", { class: "mono" }, d.certificate_number)) : null);
     case "CertificateRevoked":
@@ -2308,6 +2331,11 @@ function archivePanel(appId, ctx) {
     forms.node);
 }
 
+function rejectionLabel(code) {
+  const found = config.rejectionReasons.find((x) => x.code === code);
+  return found ? found.label : code;
+}
+
 function fixableLabel(field) {
   const found = config.fixable.find((x) => x.field === field);
   return found ? found.label : FORM_LABELS[field] || field;
@@ -2489,6 +2517,7 @@ async function boot() {
   try {
     const answer = await fetch("/console/config.json", { cache: "no-cache" }).then((r) => r.json());
     config.fixable = answer.fixable_fields || [];
+    config.rejectionReasons = answer.rejection_reasons || [];
     config.relations = answer.relations || [];
     config.ethnic = answer.ethnic_groups || {};
     config.nationalities = answer.nationalities || {};

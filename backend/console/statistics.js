@@ -151,6 +151,7 @@ function renderCharts(body) {
     options: { scales: { x: { stacked: true }, y: { ...axis("件"), stacked: true } } },
   });
   const names = body.labels;
+  // By reason code (the issuer's picklist), then by field ("· "): a rejection may count under several of each.
   const byReason = body.total.rejections_by_reason;
   const byField = body.total.rejections_by_field;
   draw("chart-rejections", {

@@ -10,8 +10,8 @@ uphold), records mothers report missing, records entered late (``/api/v1/hospita
 Served with a strict Content-Security-Policy (``default-src 'self'``, no inline script or style, no
 framing), so a page of this origin loads nothing from anywhere else.
 
-Besides the files: ``/console/config.json`` (public: the labels of the fields a rejection may name, the
-ethnic groups, the handover relations — taken from the domain so the console never drifts from it) and
+Besides the files: ``/console/config.json`` (public: the labels of the fields a rejection may name and of its
+reason codes, the ethnic groups, the handover relations — taken from the domain so the console never drifts from it) and
 ``/console/institutions.json`` (staff only: the names of the institutions the caller may see).
 """
 
@@ -25,6 +25,7 @@ from aiohttp import web
 from backend.components import APPLICATIONS, actor_of, in_store, json_response
 from backend.static_files import StaticFiles, page_headers
 from domain.application import FIXABLE_FIELDS, HANDOVER_RELATIONS
+from domain.rejection import REJECTION_REASONS
 from domain.revocation import REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
 
@@ -112,11 +113,16 @@ async def console_index(request: web.Request) -> web.Response:
 
 @routes.get("/console/config.json")
 async def console_config(request: web.Request) -> web.Response:
-    """Labels the console needs, from the domain: fixable fields, handover relations, ethnic groups, the grounds
-    of a revocation."""
+    """Labels the console needs, from the domain: fixable fields, rejection reasons, handover relations, ethnic
+    groups, the grounds of a revocation."""
     return json_response(
         {
             "fixable_fields": [{"field": f, "label": FIELD_LABELS[f]} for f in FIXABLE_FIELDS],
+            # The reject dialog's picklist (docs/decisions/0045): code, label, the fields it usually concerns.
+            "rejection_reasons": [
+                {"code": r.code, "label": r.label, "fields": list(r.fields)}
+                for r in REJECTION_REASONS.values()
+            ],
             "relations": [{"value": r, "label": RELATION_LABELS[r]} for r in HANDOVER_RELATIONS],
             "ethnic_groups": dict(ETHNIC_GROUPS),
             "nationalities": NATIONALITY_LABELS,

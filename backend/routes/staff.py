@@ -52,6 +52,7 @@ _DUMMY_HASH = HASHER.hash("birthcert-no-such-user")
 _HISTORY_DETAIL = (
     "role",
     "kind",
+    "reason_codes",
     "reasons",
     "fields",
     "certificate_number",
@@ -568,13 +569,17 @@ def _on_a_numbered_blank(
 
 @routes.post("/api/v1/review/applications/{app_id}/reject")
 async def reject(request: web.Request) -> web.Response:
-    """驳回: back to the parent with reasons and the fields to fix."""
+    """驳回: back to the parent with reason codes, the issuer's words and the fields to fix. A body without
+    ``reason_codes`` (the first API's ``{reasons, fields}``) is ``other`` (docs/decisions/0045)."""
 
     def build(x: IssuerCall) -> Callable[[], Outcome]:
-        reasons = x.body.get("reasons")
+        codes = x.body.get("reason_codes")
+        reasons = x.body.get("reasons", [] if codes is not None else None)
         fields = x.body.get("fields")
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             x.c.errors.append(FieldError("reasons", "reasons_required", "请填写驳回原因"))
+        if codes is not None and (not isinstance(codes, list) or not all(isinstance(c, str) for c in codes)):
+            x.c.errors.append(FieldError("reason_codes", "reason_codes_required", "请选择驳回原因"))
         if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
             x.c.errors.append(FieldError("fields", "fields_required", "请选择需要修改的项目"))
         return lambda: x.s.reject(
@@ -582,6 +587,7 @@ async def reject(request: web.Request) -> web.Response:
             x.app_id,
             reasons=cast(list[str], reasons),
             fields=cast(list[str], fields),
+            reason_codes=cast(list[str] | None, codes),
             expected_version=x.version,
         )
 

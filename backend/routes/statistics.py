@@ -40,7 +40,8 @@ from backend.routes.console import FIELD_LABELS
 from domain.errors import Forbidden
 from domain.policy import SHANGHAI, load_profiles
 from domain.referral import label_of
-from domain.statistics import REJECTION_REASONS, SCOPE_LABELS, Scope
+from domain.rejection import label_of as rejection_label
+from domain.statistics import FIELD_GROUPS, SCOPE_LABELS, Scope
 from projections.runner import LogFollower
 from projections.sql import Database
 from projections.statistics import Granularity, StatisticsView
@@ -182,8 +183,9 @@ def _labels(figures: dict[str, Any]) -> dict[str, dict[str, str]]:
     total = figures["total"]
     return {
         "referrals_by_reason": {r: label_of(r) for r in total["referrals_by_reason"]},
-        "rejections_by_reason": {r: REJECTION_REASONS.get(r, r) for r in total["rejections_by_reason"]},
+        "rejections_by_reason": {r: rejection_label(r) for r in total["rejections_by_reason"]},
         "rejections_by_field": {f: FIELD_LABELS.get(f, f) for f in total["rejections_by_field"]},
+        "rejections_by_field_group": {g: FIELD_GROUPS.get(g, g) for g in total["rejections_by_field_group"]},
     }
 
 
@@ -200,6 +202,7 @@ def _csv(body: dict[str, Any]) -> web.Response:
             ("referrals_by_reason", "转窗口："),
             ("rejections_by_reason", "驳回原因："),
             ("rejections_by_field", "驳回项目："),
+            ("rejections_by_field_group", "驳回项目分类："),
         )
     ]
     header = ["周（周一）" if body["granularity"] == "week" else "日期"]

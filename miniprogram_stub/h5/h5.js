@@ -605,7 +605,9 @@ async function statusScreen(doc, problem) {
     const r = doc.rejection;
     parts.push(h("div", { class: "error", id: "rejection" },
       h("b", {}, r.resign_required ? "签发机构退回了申请，请按意见修改后重新签名提交：" : "签发机构退回了申请，请按意见修改后重新提交（无需重新签名）："),
-      h("ul", {}, r.reasons.map((x) => h("li", {}, x))),
+      // Each reason code's explanation (what is wrong, how to fix it), then the issuer's own words.
+      (r.reason_messages || []).length ? h("ul", { id: "rejection-messages" }, r.reason_messages.map((x) => h("li", { dataset: { code: x.code } }, h("b", {}, `${x.label}：`), x.message))) : null,
+      r.reasons.length ? h("div", { id: "rejection-words" }, (r.reason_messages || []).length ? "签发人员说明：" : null, h("ul", {}, r.reasons.map((x) => h("li", {}, x)))) : null,
       r.field_labels.length ? h("div", {}, "需修改：" + r.field_labels.join("、")) : null,
       h("div", { class: "row-actions" }, button("去修改", () => screenForField(r.fields[0] || "")(), "btn small primary"))));
   }

@@ -1,7 +1,7 @@
 """The issuers' console (``/console/``) in headless Chromium, against the real service and the fake WeChat.
 
 One issuer's session from login to issue, with the parent's side played by the scripted mini-program in
-between: reject with a reason and a field, the parent fixes, re-signs and resubmits, the queue shows it
+between: reject with reasons from the picklist, the issuer's words and a field, the parent fixes, re-signs and resubmits, the queue shows it
 live (no reload), the issuer sees the changes since the rejection and issues. Also: the auditor's
 read-only view and a wrong password. Screenshots go to ``test-artifacts/`` for a person to look at.
 
@@ -182,16 +182,34 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     await page.keyboard.press("Escape")
     await expect(page.locator("#modal")).to_be_hidden()
 
-    # 驳回 with a reason and a field.
+    # 驳回 with reasons from the picklist (docs/decisions/0045), the issuer's words and a field.
     await page.locator("[data-action=reject]").click()
     dialog = page.locator("#modal")
     await dialog.get_by_role("button", name="确认驳回").click()  # nothing filled: refused in the page
-    await expect(dialog.locator(".alert-error")).to_contain_text("请填写驳回原因")
-    await dialog.get_by_label("驳回原因", exact=True).fill("新生儿姓名与户口登记不一致")
-    await dialog.get_by_label("新生儿姓名", exact=True).check()
+    await expect(dialog.locator(".alert-error")).to_contain_text("请选择驳回原因")
+    await expect(dialog.locator(".alert-error")).to_contain_text("请选择需要修改的项目")
+    await dialog.get_by_label("其他问题", exact=True).check()  # 其他问题 needs the issuer's words
+    await dialog.get_by_role("button", name="确认驳回").click()
+    await expect(dialog.locator(".alert-error")).to_contain_text("选择“其他问题”时，请填写补充说明")
+    await dialog.get_by_label("其他问题", exact=True).uncheck()
+    # A reason about one field ticks that field.
+    await dialog.get_by_label("新生儿姓名有误或前后不一致", exact=True).check()
+    await expect(dialog.get_by_label("新生儿姓名", exact=True)).to_be_checked()
+    await dialog.get_by_label("姓名含生僻字或不规范字", exact=True).check()
+    await dialog.get_by_label("补充说明", exact=True).fill("新生儿姓名与户口登记不一致")
+    await expect(dialog.locator(".field-error")).to_have_count(0)  # each error went with its change
+    await expect(dialog.locator(".alert-error")).to_be_hidden()
+    await page.set_viewport_size({"width": 1366, "height": 1000})  # the whole dialog in the picture
+    await page.screenshot(path=str(ARTIFACTS / "console-reject-dialog.png"))
+    await page.set_viewport_size({"width": 1366, "height": 768})
     await dialog.get_by_role("button", name="确认驳回").click()
     await expect(page.locator("#app-state")).to_have_text("已驳回")
+    # In the picklist's order (the catalogue's), whatever the order of the clicks.
+    await expect(page.locator("#rejection-codes")).to_have_text(
+        "驳回原因：姓名含生僻字或不规范字、新生儿姓名有误或前后不一致"
+    )
     status = await mp.status()
+    assert status["rejection"]["reason_codes"] == ["name_rare_character", "newborn_name_inconsistent"]
     assert status["rejection"]["reasons"] == ["新生儿姓名与户口登记不一致"]
     assert status["rejection"]["fields"] == ["newborn_name"]
 
@@ -219,6 +237,9 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     await expect(history.locator('li[data-event="FaceVerified"]')).to_have_count(2)
     await expect(history.locator('li[data-event="FaceVerified"]').first).to_contain_text("父亲")
     await expect(history.locator('li[data-event="Rejected"]')).to_contain_text("新生儿姓名与户口登记不一致")
+    await expect(history.locator('li[data-event="Rejected"]')).to_contain_text(
+        "原因：姓名含生僻字或不规范字、新生儿姓名有误或前后不一致"
+    )
     await page.screenshot(path=str(ARTIFACTS / "console-application.png"), full_page=True)
     # EMS's booking system is down for this test, so the certificate waits for the issuer to hand it to
     # the courier herself (寄出 by hand); the automatic booking has its own tests.

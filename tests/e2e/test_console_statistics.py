@@ -58,6 +58,10 @@ async def test_the_manager_sees_the_days_figures_and_charts(stack: Stack, browse
     assert all(n > 0 for n in drawn), dict(zip(CHARTS, drawn, strict=True))
     referrals = await page.evaluate("() => window.Chart.getChart('chart-referrals').data.labels")
     assert referrals == ["退回修改次数已达上限"]
+    # Rejections by reason code (their labels), then by field (docs/decisions/0045).
+    rejections = await page.evaluate("() => window.Chart.getChart('chart-rejections').data.labels")
+    assert rejections[:3] == ["姓名含生僻字或不规范字", "新生儿姓名有误或前后不一致", "其他问题"]
+    assert "· 新生儿姓名" in rejections[3:]
     async with page.expect_download() as download_info:
         await page.get_by_role("button", name="导出 CSV").click()
     download = await download_info.value

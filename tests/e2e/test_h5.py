@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 
 from backend.dev import DEMO_PASSWORD, seed_demo_staff
+from domain.rejection import REJECTION_REASONS
 from miniprogram_stub.client import MiniProgram, StaffClient
 from miniprogram_stub.people import Family, Person, demo_family, make_id_number
 from tests.builders import OTHER_MAN_ID
@@ -465,10 +466,22 @@ async def test_a_rejected_photo_asks_for_that_photo_alone_and_no_new_signature(
     await staff.call(
         "POST",
         f"/api/v1/review/applications/{mp.app_id}/reject",
-        json={"reasons": ["母亲身份证人像面照片反光，看不清"], "fields": ["documents.mother_id_front"]},
+        json={
+            "reason_codes": ["id_photo_unclear"],
+            "reasons": ["母亲身份证人像面照片反光，看不清"],
+            "fields": ["documents.mother_id_front"],
+        },
     )
     await open_as(page, family.openid, "已退回，待修改")
     rejection = page.locator("#rejection")
+    # What the reason means and how to fix it (docs/decisions/0045), then the issuer's own words.
+    await expect(rejection.locator("#rejection-messages li")).to_have_text(
+        ["证件照片不清晰或不完整：" + REJECTION_REASONS["id_photo_unclear"].message]
+    )
+    await expect(rejection.locator("#rejection-words")).to_have_text(
+        "签发人员说明：母亲身份证人像面照片反光，看不清"
+    )
+    await screenshot(page, "h5-rejection-reasons.png")
     await expect(rejection).to_contain_text("无需重新签名")
     await expect(rejection).not_to_contain_text("重新签名提交")
     await rejection.get_by_role("button", name="去修改").click()

@@ -154,10 +154,11 @@ async def test_issuer_reviews_rejects_sees_the_fix_and_issues(stack: Stack, fami
     assert issued["state"] == "issued"
     status = await mp.status()
     assert (status["state"], status["certificate_number"]) == ("issued", "X440100021")
-    # The parent heard of each step in WeChat: the rejection's reason, then the certificate number.
+    # The parent heard of each step in WeChat: the rejection's reason (its code's label: a body without codes
+    # is 其他问题, and the issuer's words stay in the status view), then the certificate number.
     messages = await wait_for_messages(stack, family.openid, 2)
     assert [m["data"]["phrase2"]["value"] for m in messages] == ["已退回", "已签发"]
-    assert messages[0]["data"]["thing3"]["value"] == "新生儿姓名与户口登记不一致"
+    assert messages[0]["data"]["thing3"]["value"] == "其他问题"
     assert messages[1]["data"]["character_string1"]["value"] == "X440100021"
 
 

@@ -22,6 +22,7 @@ import pytest
 from backend.components import APPLICATIONS, CONFIG, WORKING_CALENDAR
 from domain.application import BirthCertificateApplication as App
 from domain.policy import SHANGHAI
+from domain.statistics import field_group
 from miniprogram_stub.client import ApiProblem, StaffClient
 from miniprogram_stub.people import demo_family
 from projections.cli import rebuild_statistics
@@ -36,10 +37,16 @@ pytestmark = pytest.mark.e2e
 async def _journeys(stack: Stack) -> None:
     issuer = await staff(stack, "issuer1")
     review = "/api/v1/review/applications"
-    # 1: rejected for the newborn's name, fixed, issued, delivered by EMS.
+    # 1: rejected for the newborn's name (two reason codes), fixed, issued, delivered by EMS.
     one = await submitted(stack, demo_family(1))
     await issuer.call(
-        "POST", f"{review}/{one.app_id}/reject", json={"reasons": ["姓名有误"], "fields": ["newborn_name"]}
+        "POST",
+        f"{review}/{one.app_id}/reject",
+        json={
+            "reason_codes": ["name_rare_character", "newborn_name_inconsistent"],
+            "reasons": ["姓名有误"],
+            "fields": ["newborn_name"],
+        },
     )
     await one.provide_details(newborn_name="张小草")
     await one.sign()
@@ -55,7 +62,8 @@ async def _journeys(stack: Stack) -> None:
     await issuer.call(
         "POST", f"{review}/{two.app_id}/issue", json={"certificate_number": "X440100062", "sealer": "赵盖章"}
     )
-    # 3: rejected six times (Guangdong allows five changes): to the counter.
+    # 3: rejected six times (Guangdong allows five changes) with the first API's body (no codes: 其他问题),
+    # then to the counter.
     three = await submitted(stack, demo_family(3))
     for submission in range(1, 7):
         await issuer.call(
@@ -91,9 +99,13 @@ async def _count_by_hand(stack: Stack, day: str) -> dict[str, Any]:
         if isinstance(e, App.Issued)
     ]
     fields: Counter[str] = Counter()
+    groups: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
     for e in today:
         if isinstance(e, App.Rejected):
             fields.update(set(e.fields))
+            groups.update({field_group(f) for f in e.fields})
+            codes.update(set(e.reason_codes))
     return {
         "started": count(App.ApplicationStarted),
         "submitted": sum(isinstance(e, App.Submitted) and e.submission == 1 for e in today),
@@ -103,7 +115,9 @@ async def _count_by_hand(stack: Stack, day: str) -> dict[str, Any]:
         "rejected": count(App.Rejected),
         "referred": count(App.ReferredToCounter),
         "referrals_by_reason": dict(Counter(e.reason for e in today if isinstance(e, App.ReferredToCounter))),
+        "rejections_by_reason": dict(sorted(codes.items())),
         "rejections_by_field": dict(sorted(fields.items())),
+        "rejections_by_field_group": dict(sorted(groups.items())),
         "issue_seconds": {"count": len(issues), "median": _rank(issues, 0.5), "p90": _rank(issues, 0.9)},
     }
 
@@ -133,7 +147,17 @@ async def test_a_managers_figures_match_a_count_made_from_the_event_log(stack: S
     assert got["total"]["online_share"] == round(2 / 3, 4)
     assert got["total"]["delivery_seconds"]["count"] == 1
     assert got["labels"]["referrals_by_reason"] == {"modification_limit": "退回修改次数已达上限"}
-    assert got["labels"]["rejections_by_reason"]["documents"] == "证件照片"
+    assert got["total"]["rejections_by_reason"] == {
+        "name_rare_character": 1,
+        "newborn_name_inconsistent": 1,
+        "other": 6,
+    }
+    assert got["labels"]["rejections_by_reason"] == {
+        "name_rare_character": "姓名含生僻字或不规范字",
+        "newborn_name_inconsistent": "新生儿姓名有误或前后不一致",
+        "other": "其他问题",
+    }
+    assert got["labels"]["rejections_by_field_group"]["documents"] == "证件照片"
     assert [p["period"] for p in got["periods"]] == [day]
     assert got["overdue_open"] == 0
 
@@ -164,6 +188,8 @@ async def test_a_managers_figures_match_a_count_made_from_the_event_log(stack: S
         assert [r["日期"] for r in rows] == [day, "合计"]
         assert rows[1]["签发"] == "2" and rows[1]["转窗口：退回修改次数已达上限"] == "1"
         assert rows[1]["网办占比"] == "66.7%"
+        assert (rows[1]["驳回原因：其他问题"], rows[1]["驳回原因：姓名含生僻字或不规范字"]) == ("6", "1")
+        assert rows[1]["驳回项目分类：证件照片"] == "6"
 
 
 async def test_a_manager_sees_only_their_scope_and_bad_questions_are_problems(stack: Stack) -> None:

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from domain.application import BirthCertificateApplication as App
 from domain.policy import SHANGHAI, WorkingCalendar, get_profile
+from domain.rejection import REJECTION_REASONS
 from domain.staff import InstitutionRecord
-from domain.statistics import Scope, rejection_reason
+from domain.statistics import Scope, field_group
 from projections.sql import Database
 from projections.statistics import StatisticsView
 
@@ -31,6 +32,7 @@ BASE = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday, 08:00 in Beijing
 INSTITUTIONS = {"GZA01": ("GD", "440104"), "GZB02": ("GD", "440106"), "SJZ03": ("HE", "130102")}
 FIELDS = ["newborn_name", "father.name", "documents.mother_id_front", "signature", "mother.address"]
 REASONS = ["face_failed", "modification_limit", "foreign_national"]
+CODES = sorted(REJECTION_REASONS)
 ACTOR = {"id": "t", "role": "system", "institution": None, "name": None}
 CALENDAR = WorkingCalendar()
 
@@ -80,7 +82,8 @@ def history(draw: st.DrawFn) -> list[Any]:
     add(App.Submitted, submission=submission, form_sha256="x")
     for _ in range(draw(st.integers(0, 2))):
         fields = draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3))
-        add(App.Rejected, reasons=["请修改"], fields=fields)
+        codes = draw(st.lists(st.sampled_from(CODES), min_size=1, max_size=3))
+        add(App.Rejected, reasons=["请修改"], fields=fields, reason_codes=codes)
         if draw(st.integers(0, 5)) == 0:
             add(App.ReferredToCounter, reason="modification_limit", message="", counter=None, bring=[])
             return events
@@ -209,8 +212,10 @@ def count_by_hand(log: list[Any], scope: Scope, now: datetime) -> dict[str, Any]
                 day["rejected"] += 1
                 for name in set(e.fields):
                     day.setdefault("fields", defaultdict(int))[name] += 1
-                for reason in {rejection_reason(name) for name in e.fields}:
-                    day.setdefault("reasons", defaultdict(int))[reason] += 1
+                for group in {field_group(name) for name in e.fields}:
+                    day.setdefault("groups", defaultdict(int))[group] += 1
+                for code in set(e.reason_codes):
+                    day.setdefault("codes", defaultdict(int))[code] += 1
         # Started: on the day of the start, where the application is counted in the end.
         if in_scope(province, inst):
             days[_day(start.timestamp)]["started"] += 1
@@ -227,7 +232,8 @@ def _expected_period(day: dict[str, Any]) -> dict[str, Any]:
     expected["online_share"] = None if ended == 0 else round(expected["issued"] / ended, 4)
     expected["referrals_by_reason"] = dict(sorted(day.get("referrals", {}).items()))
     expected["rejections_by_field"] = dict(sorted(day.get("fields", {}).items()))
-    expected["rejections_by_reason"] = dict(sorted(day.get("reasons", {}).items()))
+    expected["rejections_by_reason"] = dict(sorted(day.get("codes", {}).items()))
+    expected["rejections_by_field_group"] = dict(sorted(day.get("groups", {}).items()))
     for kind in ("issue", "delivery"):
         values = day.get(kind, [])
         expected[f"{kind}_seconds"] = {

@@ -22,6 +22,7 @@ import redis
 import redis.asyncio as aioredis
 
 from domain.errors import InvalidValue
+from domain.rejection import REJECTION_REASONS
 from domain.service import Applications
 from domain.values import Actor, CertificateNumber
 from projections.runner import LogFollower, Page
@@ -153,7 +154,7 @@ async def test_journey_shows_submitted_returned_issued(
     assert status["started_at"].endswith("+08:00") and status["updated_at"].endswith("+08:00")
     assert status["started_at"] <= status["submitted_at"] <= status["updated_at"]
 
-    rejected = await off_loop(executor, walk.reject)
+    rejected = await off_loop(executor, lambda: walk.reject(codes=["id_photo_unclear", "id_expired"]))
     await follower.catch_up()
     status = await view.get(walk.id)
     assert status is not None
@@ -161,6 +162,20 @@ async def test_journey_shows_submitted_returned_issued(
     assert status["version"] == rejected.version
     assert status["rejection"] == {
         "reasons": ["身份证照片不清晰"],
+        # Each code with what she is told to do, from the catalogue (domain/data/rejection_reasons.json).
+        "reason_codes": ["id_photo_unclear", "id_expired"],
+        "reason_messages": [
+            {
+                "code": "id_photo_unclear",
+                "label": "证件照片不清晰或不完整",
+                "message": REJECTION_REASONS["id_photo_unclear"].message,
+            },
+            {
+                "code": "id_expired",
+                "label": "身份证件已过有效期",
+                "message": REJECTION_REASONS["id_expired"].message,
+            },
+        ],
         "fields": ["documents.mother_id_front"],
         "field_labels": ["母亲身份证人像面照片"],
         "resign_required": False,  # a photo is not on the signed form: no new signature

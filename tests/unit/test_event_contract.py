@@ -22,7 +22,7 @@ from domain.delivery import DeliveryRecord
 from domain.idempotency import IdempotencyRecord
 from domain.service import Index
 from domain.staff import AccessRecord, InstitutionRecord, StaffAccount
-from tests.builders import EMS, Walk, in_memory, store_as_written_before
+from tests.builders import EMS, Walk, in_memory, last_written, store_as_written_before
 
 CONTRACT = Path(__file__).parent.parent / "contract" / "events.json"
 AGGREGATES = (
@@ -125,11 +125,5 @@ def test_new_dispatched_events_are_written_as_v2() -> None:
     w.submitted()
     w.issue()
     app.dispatch(EMS, w.id, tracking_number="EA123456789CN")
-    stored = app.recorder.select_events(w.id, desc=True, limit=1)[0]
-    state = stored.state
-    if app.mapper.cipher:
-        state = app.mapper.cipher.decrypt(state)
-    if app.mapper.compressor:
-        state = app.mapper.compressor.decompress(state)
-    decoded = app.mapper.transcoder.decode(state)
+    decoded = last_written(app, w.id)
     assert (decoded["class_version"], decoded["carrier"]) == (2, "EMS")

@@ -9,7 +9,7 @@ import pytest
 from backend.auth import TokenIssuer, TokenKeys
 from domain.errors import InvalidValue
 from domain.staff import InstitutionRecord, StaffAccount
-from domain.statistics import Scope, rejection_reason
+from domain.statistics import Scope, field_group
 from domain.values import Actor
 
 SYSTEM = Actor(id="test", role="system")
@@ -103,7 +103,7 @@ def test_the_token_carries_the_scope_and_other_actors_keep_their_recorded_shape(
     }
 
 
-def test_every_fixable_field_has_a_rejection_reason() -> None:
-    assert rejection_reason("documents.father_handheld_id") == "documents"
-    assert rejection_reason("newborn_name") == "delivery_newborn"
-    assert rejection_reason("delivery_method") == "signature_delivery"
+def test_every_fixable_field_has_a_group() -> None:
+    assert field_group("documents.father_handheld_id") == "documents"
+    assert field_group("newborn_name") == "delivery_newborn"
+    assert field_group("delivery_method") == "signature_delivery"

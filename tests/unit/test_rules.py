@@ -468,7 +468,11 @@ def test_reject_needs_reasons_and_fields(app: Applications) -> None:
     w.reject(["newborn_name"])
     agg = app.get_application(w.parent, w.app_id or "")
     assert agg.state == "returned"
-    assert agg.rejection == {"reasons": ["身份证照片不清晰"], "fields": ["newborn_name"]}
+    assert agg.rejection == {
+        "reasons": ["身份证照片不清晰"],
+        "fields": ["newborn_name"],
+        "reason_codes": ["other"],  # no codes named: the issuer's words say it
+    }
 
 
 def test_only_an_issuer_of_the_institution_acts_on_an_application(app: Applications) -> None:
