@@ -55,6 +55,7 @@ from backend.config import Config
 from backend.errors import RETRY_AFTER_SECONDS, BadRequest, problem
 from backend.headers import content_disposition
 from backend.object_store import ObjectStore, open_objects
+from backend.openapi import PROBLEM as _PROBLEM
 from backend.storage import at_rest_key
 from domain.errors import NotFound
 from projections.archive import ArchiveIntegrityError, FormArchive
@@ -282,10 +283,6 @@ async def get_form(request: web.Request) -> web.Response:
     )
 
 
-_PROBLEM = {
-    "description": "A problem (RFC 9457)",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _SUMMARY = {
     "type": "object",

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from backend.components import APPLICATIONS, actor_of, expected_version, json_response, run_command
 from backend.errors import json_body
+from backend.openapi import APP_ID as _APP_ID
+from backend.openapi import PROBLEM as _PROBLEM
 from backend.routes.parents import _app_id, _applicants_application, _fingerprint
 from domain.application import BirthCertificateApplication
 from domain.bundle import (
@@ -165,16 +167,6 @@ async def delete_bundle(request: web.Request) -> web.Response:
     )
 
 
-_PROBLEM: Final = {
-    "description": "A problem (RFC 9457)",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-_APP_ID: Final = {
-    "name": "app_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
 _CONDITION: Final = {
     "type": "object",
     "required": ["code", "label", "state", "message"],

@@ -39,6 +39,8 @@ from backend.components import (
 )
 from backend.config import Config
 from backend.credentials import KeyRing, present
+from backend.openapi import APP_ID as _APP_ID
+from backend.openapi import PROBLEM as _PROBLEM
 from backend.qr import QR_ERROR, QUIET_ZONE, qr_code
 from backend.storage import at_rest_key
 from domain.application import BirthCertificateApplication
@@ -232,16 +234,6 @@ async def elicense_jwks(request: web.Request) -> web.Response:
     return json_response(jwks, headers={"Cache-Control": "public, max-age=300"})
 
 
-_PROBLEM: Final = {
-    "description": "A problem (RFC 9457)",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-_APP_ID: Final = {
-    "name": "app_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
 _NULLABLE_TEXT: Final = {"type": ["string", "null"]}
 ELICENSE_SCHEMA: Final = {
     "type": "object",

@@ -44,6 +44,7 @@ from backend.components import (
 )
 from backend.credentials import CredentialError, KeyRing, sign_jwt, verify_sd_jwt
 from backend.errors import json_body
+from backend.openapi import PROBLEM as _PROBLEM
 from backend.routes.elicense import open_elicense
 from backend.status_list import MEDIA_TYPE, TTL_SECONDS
 from backend.throttle import limit_client
@@ -359,10 +360,6 @@ async def audit_verifications(request: web.Request) -> web.Response:
     return json_response({"verifications": [asdict(r) for r in rows]})
 
 
-_PROBLEM: Final = {
-    "description": "A problem (RFC 9457)",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
 _TEXT: Final = {"type": "string"}
 _NULLABLE: Final = {"type": ["string", "null"]}
 VERIFY_REQUEST: Final = {

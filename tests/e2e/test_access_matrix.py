@@ -263,6 +263,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", f"{APP}/delivery-record/dispute"): MOTHER,
     ("POST", f"{APP}/delivery-record/missing"): MOTHER,
     ("PUT", f"{APP}/details"): MOTHER,
+    ("GET", f"{APP}/bundle"): MOTHER,  # 出生一件事 (decision 0044)
+    ("PUT", f"{APP}/bundle"): MOTHER,
+    ("DELETE", f"{APP}/bundle"): MOTHER,
     ("GET", f"{APP}/details/prefill"): MOTHER,
     ("POST", f"{APP}/documents"): OWNER,
     ("GET", f"{APP}/form"): MOTHER,
