@@ -252,6 +252,8 @@ class Config:
     staff_login_max_wait: int = 900
     # EMS_* variables, parsed by backend.ems.EmsSettings (secrets inside: not in repr).
     ems_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    # DEPARTMENT_* variables: 出生一件事's departments (backend.departments.department_keys; secrets inside).
+    departments_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     # How long a request waits for the event store before it is answered 503 (a failover, an overload).
     store_deadline_seconds: int = 10
     log_origin: str = "birthcert.local/audit-log"
@@ -363,6 +365,7 @@ class Config:
             jwt_audience=environ.get("BIRTHCERT_JWT_AUDIENCE", "birthcert-api"),
             jwt_ttl_seconds=_int(environ, "BIRTHCERT_JWT_TTL", 7200, 60, 7200),
             ems_environ={k: v for k, v in environ.items() if k.startswith("EMS_")},
+            departments_environ={k: v for k, v in environ.items() if k.startswith("DEPARTMENT_")},
             log_origin=environ.get("BIRTHCERT_LOG_ORIGIN", "birthcert.local/audit-log"),
             checkpoint_seconds=_int(environ, "BIRTHCERT_CHECKPOINT_SECONDS", 60, 1, 86400),
             checkpoint_leaves=_int(environ, "BIRTHCERT_CHECKPOINT_LEAVES", 20_000, 1, 10_000_000),

@@ -37,7 +37,9 @@ SIGNATURE_HEADER: Final = "X-Birthcert-Signature"
 TOLERANCE_SECONDS: Final = 300
 HANDOFF_PATH: Final = "/v1/handoffs"
 RESULTS_PATH: Final = "/api/v1/departments/{department}/results"
-_SIGNATURE_RE: Final = re.compile(r"^t=(?P<t>[0-9]{1,12}),kid=(?P<kid>[A-Za-z0-9_.:-]{1,64}),v1=(?P<mac>[0-9a-f]{64})$")
+_SIGNATURE_RE: Final = re.compile(
+    r"^t=(?P<t>[0-9]{1,12}),kid=(?P<kid>[A-Za-z0-9_.:-]{1,64}),v1=(?P<mac>[0-9a-f]{64})$"
+)
 
 
 def department_actor(department: str, name: str) -> Actor:
@@ -104,7 +106,9 @@ def signature(body: bytes, secret: bytes, key_id: str, at: int | None = None) ->
     return f"t={stamp},kid={key_id},v1={mac}"
 
 
-def verify(body: bytes, header: str | None, key: DepartmentKey | None, *, now: float | None = None) -> dict[str, Any]:
+def verify(
+    body: bytes, header: str | None, key: DepartmentKey | None, *, now: float | None = None
+) -> dict[str, Any]:
     """The JSON object of a department's signed request, once its signature checks out (constant time) and is
     fresh; else ``InvalidSignature``. A department with no key has no valid signature."""
     match = _SIGNATURE_RE.fullmatch((header or "").strip())

@@ -723,6 +723,12 @@ class Handoff:
     name: str
     fields: tuple[str, ...]
     result_fields: tuple[str, ...]
+    personal_result_fields: tuple[str, ...] = ()
+
+    def masked_result(self, result: Mapping[str, Any]) -> JSON:
+        """A department's result as any view shows it: its personal values (the registered name, the citizen
+        ID number) masked."""
+        return {k: _mask(str(v)) if k in self.personal_result_fields else v for k, v in result.items()}
 
 
 @cache
@@ -739,6 +745,7 @@ def handoffs() -> Mapping[str, Handoff]:
             name=str(spec["name"]),
             fields=tuple(spec["fields"]),
             result_fields=tuple(spec["result_fields"]),
+            personal_result_fields=tuple(spec.get("personal_result_fields", ())),
         )
     departments = [h.department for h in out.values()]
     if len(set(departments)) != len(departments):

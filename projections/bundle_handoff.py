@@ -77,9 +77,7 @@ class Handoff:
     error: str | None
 
 
-_COLUMNS: Final = (
-    "message_id, application_id, version, service, department, state, attempts, next_attempt_at, sent_at, error"
-)
+_COLUMNS: Final = "message_id, application_id, version, service, department, state, attempts, next_attempt_at, sent_at, error"
 
 
 def _row(row: tuple[Any, ...]) -> Handoff:
@@ -149,8 +147,16 @@ class HandoffProcess(SqlFollowerLoop):
             return []
         now = datetime.now(UTC).isoformat(timespec="seconds")
         return [
-            (message_id_for(app_id, version, h.department), str(app_id), version, h.service, h.department)
-            + (position, now, PENDING)
+            (
+                message_id_for(app_id, version, h.department),
+                str(app_id),
+                version,
+                h.service,
+                h.department,
+                position,
+                now,
+                PENDING,
+            )
             for h in handoffs().values()
             if h.service in app.bundle["services"]
         ]
@@ -183,7 +189,9 @@ class HandoffProcess(SqlFollowerLoop):
             await self._run(self._retry_later, handoff)
             return
         except DepartmentRejected as refusal:
-            log.error("department %s refused hand-off %s (%s)", handoff.department, handoff.message_id, refusal.code)
+            log.error(
+                "department %s refused hand-off %s (%s)", handoff.department, handoff.message_id, refusal.code
+            )
             await self._run(self._finish, handoff, REJECTED, refusal.message)
             return
         await self._run(self._record_sent, handoff)
