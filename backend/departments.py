@@ -137,6 +137,11 @@ class DepartmentPort(Protocol):
         trying again later, ``DepartmentRejected`` when not."""
         ...
 
+    async def received(self, message_id: str) -> bool:
+        """Whether the department has message ``message_id`` already (asked before sending again after an
+        attempt whose answer never came). Raises ``DepartmentUnavailable`` when it cannot tell now."""
+        ...
+
 
 class HttpDepartment:
     """``DepartmentPort`` over the department's HTTP API (the fakes speak the same)."""
@@ -151,14 +156,31 @@ class HttpDepartment:
 
     async def send(self, message_id: str, body: bytes) -> bool:
         """``POST {base}/v1/handoffs``, signed."""
+        status, answer = await self._call("POST", HANDOFF_PATH, body, message_id)
+        if 200 <= status < 300:
+            return not (isinstance(answer, dict) and answer.get("duplicate") is True)
+        code = answer.get("code") if isinstance(answer, dict) else None
+        log.warning("department %s answered HTTP %s (%s)", self.key.department, status, code or "-")
+        if status in (401, 403, 408, 429) or status >= 500:
+            raise DepartmentUnavailable()
+        raise DepartmentRejected(f"办理部门拒收了推送（HTTP {status}）")
+
+    async def received(self, message_id: str) -> bool:
+        """``GET {base}/v1/handoffs/<message id>`` (signed over the empty body): 200 has it, 404 has not."""
+        status, _ = await self._call("GET", f"{HANDOFF_PATH}/{message_id}", b"", message_id)
+        if status in (200, 404):
+            return status == 200
+        raise DepartmentUnavailable()
+
+    async def _call(self, method: str, path: str, body: bytes, message_id: str) -> tuple[int, Any]:
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: signature(body, self.key.secret, self.key.key_id),
             "Idempotency-Key": message_id,
         }
         try:
-            async with self._session.post(
-                self.key.base_url + HANDOFF_PATH, data=body, headers=headers, timeout=self._timeout
+            async with self._session.request(
+                method, self.key.base_url + path, data=body or None, headers=headers, timeout=self._timeout
             ) as response:
                 raw = await response.read()
                 status = response.status
@@ -169,13 +191,7 @@ class HttpDepartment:
             answer = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             answer = None
-        if 200 <= status < 300:
-            return not (isinstance(answer, dict) and answer.get("duplicate") is True)
-        code = answer.get("code") if isinstance(answer, dict) else None
-        log.warning("department %s answered HTTP %s (%s)", self.key.department, status, code or "-")
-        if status in (401, 403, 408, 429) or status >= 500:
-            raise DepartmentUnavailable()
-        raise DepartmentRejected(f"办理部门拒收了推送（HTTP {status}）")
+        return status, answer
 
 
 __all__ = [

@@ -67,11 +67,12 @@ class Desk:
     stall_next: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     answers: int = 0
+    lookups: int = 0
 
     def reset(self) -> None:
         self.messages.clear()
         self.receipts.clear()
-        self.fail_next = self.stall_next = self.answers = 0
+        self.fail_next = self.stall_next = self.answers = self.lookups = 0
         self.released.set()
 
 
@@ -92,17 +93,34 @@ def _desk(request: web.Request) -> Desk | None:
     return request.app[DEPARTMENTS].desks.get(request.match_info["department"])
 
 
+def _signed(request: web.Request, desk: Desk, body: bytes) -> bool:
+    match = _SIGNATURE_RE.fullmatch(request.headers.get("X-Birthcert-Signature", "").strip())
+    if match is None or match["kid"] != DEV_KEY_ID:
+        return False
+    expected = hmac.new(desk.secret, f"{match['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, match["mac"]) and abs(time.time() - int(match["t"])) <= 300
+
+
+async def has_handoff(request: web.Request) -> web.Response:
+    """`GET /departments/<code>/v1/handoffs/<message id>` (signed over the empty body): 200 taken, 404 not."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"code": "not_found"}, 404)
+    if not _signed(request, desk, await request.read()):
+        return control_reply({"code": "bad_signature"}, 401)
+    desk.lookups += 1
+    if request.match_info["message_id"] not in desk.messages:
+        return control_reply({"code": "not_found"}, 404)
+    return control_reply({"received": True})
+
+
 async def take_handoff(request: web.Request) -> web.Response:
     """`POST /departments/<code>/v1/handoffs`: check the signature, take the message once per id."""
     desk = _desk(request)
     if desk is None:
         return control_reply({"code": "not_found"}, 404)
     body = await request.read()
-    match = _SIGNATURE_RE.fullmatch(request.headers.get("X-Birthcert-Signature", "").strip())
-    if match is None or match["kid"] != DEV_KEY_ID:
-        return control_reply({"code": "bad_signature"}, 401)
-    expected = hmac.new(desk.secret, f"{match['t']}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, match["mac"]) or abs(time.time() - int(match["t"])) > 300:
+    if not _signed(request, desk, body):
         return control_reply({"code": "bad_signature"}, 401)
     if desk.fail_next > 0:
         desk.fail_next -= 1
@@ -136,7 +154,7 @@ async def list_handoffs(request: web.Request) -> web.Response:
     if desk is None:
         return control_reply({"error": "unknown department"}, 404)
     items = [{"message": m, "receipts": desk.receipts[i]} for i, m in desk.messages.items()]
-    return control_reply({"handoffs": items})
+    return control_reply({"handoffs": items, "lookups": desk.lookups})
 
 
 async def script(request: web.Request) -> web.Response:
@@ -210,6 +228,7 @@ def setup_departments(app: web.Application) -> None:
     add_resettable(app, state)
     app.cleanup_ctx.append(_http)
     app.router.add_post("/departments/{department}/v1/handoffs", take_handoff)
+    app.router.add_get("/departments/{department}/v1/handoffs/{message_id}", has_handoff)
     app.router.add_get("/_fake/departments/{department}/handoffs", list_handoffs)
     app.router.add_post("/_fake/departments/{department}/script", script)
     app.router.add_post("/_fake/departments/{department}/answer", answer)

@@ -17,9 +17,11 @@ the e-licence (projections.elicense, docs/decisions/0046):
 
 **Nothing twice.** The message id is ``<application id>-v<version of Issued>-<department>``: derived, so every
 attempt and every process sends the same id, and the department answers a second delivery as a duplicate.
-The one window is the HTTP call itself: a crash after the department took the message and before the row is
-marked delivers it once more, and the department, de-duplicating on the id, takes it once; the ``sent``
-event is recorded once (the aggregate ignores a second one).
+Each attempt is counted in the row before the POST; a row attempted before whose answer never came (a crash
+between the send and its acknowledgement, a timeout, a 503) is first looked up at the department
+(``received``), and sent again only if the department does not have it. Should the department still get it
+twice (it took the message in the instant it was asked), it answers the same id as a duplicate and takes it
+once; the ``sent`` event is recorded once (the aggregate ignores a second one).
 """
 
 from __future__ import annotations
@@ -182,8 +184,13 @@ class HandoffProcess(SqlFollowerLoop):
 
     async def _deliver(self, handoff: Handoff, port: DepartmentPort) -> None:
         body = await self._run(self.message, handoff)
-        await self._run(self._check_lead)  # the lease, checked just before the send
         try:
+            # Tried before and not heard back (a crash, a timeout, a 503): ask before sending it again.
+            if handoff.attempts > 0 and await port.received(handoff.message_id):
+                await self._run(self._record_sent, handoff)
+                await self._run(self._finish, handoff, SENT, None)
+                return
+            await self._run(self._attempt, handoff)  # the lease checked, the attempt counted: then the send
             await port.send(handoff.message_id, body)
         except DepartmentUnavailable:
             await self._run(self._retry_later, handoff)
@@ -197,9 +204,13 @@ class HandoffProcess(SqlFollowerLoop):
         await self._run(self._record_sent, handoff)
         await self._run(self._finish, handoff, SENT, None)
 
-    def _check_lead(self) -> None:
+    def _attempt(self, handoff: Handoff) -> None:
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
+            self.db.execute(
+                "UPDATE bundle_handoffs SET attempts = attempts + 1, error = ? WHERE message_id = ? AND state = ?",
+                ("sending", handoff.message_id, PENDING),
+            )
 
     def message(self, handoff: Handoff) -> bytes:
         """On the executor: the message's exact bytes, from the application as it was when issued (the same
@@ -231,7 +242,7 @@ class HandoffProcess(SqlFollowerLoop):
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
             self.db.execute(
-                "UPDATE bundle_handoffs SET attempts = attempts + 1, next_attempt_at = ?, error = ? "
+                "UPDATE bundle_handoffs SET next_attempt_at = ?, error = ? "
                 "WHERE message_id = ? AND state = ?",
                 (datetime.now(UTC).timestamp() + wait, "department_unavailable", handoff.message_id, PENDING),
             )
@@ -254,7 +265,7 @@ class HandoffProcess(SqlFollowerLoop):
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
             self.db.execute(
-                "UPDATE bundle_handoffs SET state = ?, attempts = attempts + 1, sent_at = ?, error = ? "
+                "UPDATE bundle_handoffs SET state = ?, sent_at = ?, error = ? "
                 "WHERE message_id = ? AND state = ?",
                 (state, datetime.now(UTC).isoformat(timespec="seconds"), error, handoff.message_id, PENDING),
             )
