@@ -28,7 +28,7 @@ from aiohttp import web
 
 from miniprogram_stub.fake_core import Json, add_resettable, control_reply, read_json
 
-# The development keys (public: the backend refuses nothing but production checks them; see the report).
+# The development keys: public, so ``Config.production_problems`` refuses them in production.
 DEV_KEY_ID: Final = "dev1"
 DEV_SECRETS: Final = {
     "police": "dev-police-handoff-secret",
