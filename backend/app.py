@@ -73,6 +73,7 @@ from backend.routes import (
     bundle,
     console,
     counter,
+    departments,
     elicense,
     ems,
     h5,
@@ -568,6 +569,7 @@ def create_app(config: Config) -> web.Application:
             audit.audit_ctx,
             archive.archive_ctx,
             ems.ems_ctx,
+            departments.departments_ctx,
             elicense.elicense_ctx,
             verification.verification_ctx,
             statistics.statistics_ctx,
@@ -588,6 +590,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(queue.routes)
     app.router.add_routes(worklist.routes)
     app.router.add_routes(ems.routes)
+    app.router.add_routes(departments.routes)
     app.router.add_routes(archive.routes)
     app.router.add_routes(elicense.routes)
     app.router.add_routes(verification.routes)

@@ -56,6 +56,11 @@ DEV_WECHAT_PAY_KEY: Final = "192006250b4c09247ec02edce69f6a2d"
 DEV_REGISTRY_KEY: Final = "dev-registry-key"
 DEV_EMS_API_KEY: Final = "dev-ems-key"
 DEV_EMS_WEBHOOK_SECRET: Final = "dev-ems-webhook-secret"
+# 出生一件事's fake departments (miniprogram_stub/fake_departments.py, decision 0046).
+DEV_DEPARTMENT_SECRETS: Final[Mapping[str, str]] = {
+    "police": "dev-police-handoff-secret",
+    "medical_insurance": "dev-insurance-handoff-secret",
+}
 DEVELOPMENT_VALUES: Final[Mapping[str, str]] = {
     "WECHAT_APPID": DEV_WECHAT_APPID,
     "WECHAT_SECRET": DEV_WECHAT_SECRET,
@@ -64,6 +69,7 @@ DEVELOPMENT_VALUES: Final[Mapping[str, str]] = {
     "POPULATION_REGISTRY_KEY": DEV_REGISTRY_KEY,
     "EMS_API_KEY": DEV_EMS_API_KEY,
     "EMS_WEBHOOK_SECRET": DEV_EMS_WEBHOOK_SECRET,
+    **{f"DEPARTMENT_{code.upper()}_SECRET": secret for code, secret in DEV_DEPARTMENT_SECRETS.items()},
 }
 
 # The event store library's own variables, passed through unchanged when set.
@@ -252,6 +258,8 @@ class Config:
     staff_login_max_wait: int = 900
     # EMS_* variables, parsed by backend.ems.EmsSettings (secrets inside: not in repr).
     ems_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
+    # DEPARTMENT_* variables: 出生一件事's departments (backend.departments.department_keys; secrets inside).
+    departments_environ: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     # How long a request waits for the event store before it is answered 503 (a failover, an overload).
     store_deadline_seconds: int = 10
     log_origin: str = "birthcert.local/audit-log"
@@ -363,6 +371,7 @@ class Config:
             jwt_audience=environ.get("BIRTHCERT_JWT_AUDIENCE", "birthcert-api"),
             jwt_ttl_seconds=_int(environ, "BIRTHCERT_JWT_TTL", 7200, 60, 7200),
             ems_environ={k: v for k, v in environ.items() if k.startswith("EMS_")},
+            departments_environ={k: v for k, v in environ.items() if k.startswith("DEPARTMENT_")},
             log_origin=environ.get("BIRTHCERT_LOG_ORIGIN", "birthcert.local/audit-log"),
             checkpoint_seconds=_int(environ, "BIRTHCERT_CHECKPOINT_SECONDS", 60, 1, 86400),
             checkpoint_leaves=_int(environ, "BIRTHCERT_CHECKPOINT_LEAVES", 20_000, 1, 10_000_000),
@@ -424,6 +433,14 @@ class Config:
             variable = f"{CHANNELS[name].env}_CLIENT_SECRET"
             public[variable] = dev_channel_secret(name)
             checks.append((variable, channel.client_secret, True, f"{CHANNELS[name].env}_JWKS_URL"))
+        departments = self.departments_environ
+        for code in DEV_DEPARTMENT_SECRETS:
+            # A department's key, where its hand-off is configured (decision 0046).
+            prefix = f"DEPARTMENT_{code.upper()}_"
+            url_set = bool(departments.get(prefix + "URL"))
+            checks.append(
+                (prefix + "SECRET", departments.get(prefix + "SECRET", ""), url_set, prefix + "URL")
+            )
         problems = [*self.missing_keys, *self._object_store_problems()]
         for name, value, required, because in checks:
             if value.strip() and value.strip() == public[name]:

@@ -25,6 +25,7 @@ from domain.delivery import DeliveryFacts, Institution
 from domain.pickup import PickupWindow
 from domain.service import Applications
 from domain.values import Actor, BirthData, Birthplace, CounterDetails, IdNumber, PersonName
+from miniprogram_stub.fake_departments import department_environ
 from miniprogram_stub.people import Family, demo_family
 
 # Their counters (where referrals send families): invented for the demo, except 平阴县人民医院's telephone and
@@ -138,6 +139,8 @@ def dev_environ(environ: Mapping[str, str], platform: str, api: str) -> dict[str
         env.setdefault(name, value)
     env.setdefault("POPULATION_REGISTRY_URL", f"{platform}/registry")
     env.setdefault("EMS_API_BASE", f"{platform}/ems")
+    for name, value in department_environ(platform).items():  # 出生一件事's departments (decision 0046)
+        env.setdefault(name, value)
     env.setdefault("BIRTHCERT_PUBLIC_URL", api)
     return env
 

@@ -1862,6 +1862,18 @@ def _bundle_paths() -> JSON:
 
 
 PATHS.update(_bundle_paths())
+
+
+def _department_paths() -> JSON:
+    from backend.routes.departments import OPENAPI_PATHS  # beside its handler (decision 0046)
+
+    paths = {path: dict(item) for path, item in OPENAPI_PATHS.items()}
+    for item in paths.values():
+        item["post"] = {**item["post"], "responses": {**item["post"]["responses"], "default": PROBLEM}}
+    return paths
+
+
+PATHS.update(_department_paths())
 # Operations documented beside their handlers that the ``verification`` limit applies to: each lists its 429.
 for _limited in ("/api/v1/verifications", "/api/v1/verifications/archive", "/api/v1/elicense/presentations"):
     PATHS[_limited]["post"]["responses"]["429"] = RATE_LIMITED

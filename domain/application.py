@@ -25,6 +25,8 @@ import rfc8785
 from eventsourcing.domain import Aggregate
 
 from domain.bundle import (
+    CERTIFICATE,
+    DEPARTMENT_ANSWERS,
     BundleConditionsUnmet,
     BundleFacts,
     BundleNotOffered,
@@ -36,6 +38,7 @@ from domain.bundle import (
     evaluate,
     form_part,
     settled_address,
+    table2_values,
 )
 from domain.channels import WECHAT
 from domain.delivery import Institution, entry_deadline, latest_birth_on
@@ -306,6 +309,10 @@ class BirthCertificateApplication(Aggregate):
     # 出生一件事 (domain/bundle.py, docs/decisions/0044): her opt-in {services, values, parents_married,
     # requested_at}, None when she has not opted in or withdrew it. A class default, like the above.
     bundle: JSON | None = None
+    # Each bundle service's hand-off and its department's latest answer (docs/decisions/0046), by service code:
+    # {department, state, message_id, reason, result, result_ids, at, version}. A class default like the above;
+    # only ever replaced, never mutated in place.
+    bundle_services: JSON | None = None
     # The institution's declaration that the certificate is void (CertificateRevoked, docs/decisions/0040):
     # {certificate_number, reason, note, counter, bring, at}. A class default as above.
     revocation: JSON | None = None
@@ -1087,6 +1094,41 @@ class BirthCertificateApplication(Aggregate):
                 "parents_married": self.parents_married,
                 "requested_at": self.timestamp.isoformat(),
             }
+
+    class BundleServiceUpdated(Event):
+        """A department's part of 出生一件事 moved on (docs/decisions/0046): ``sent`` (the hand-off process
+        delivered message ``message_id``), or the department's answer ``accepted``, ``refused`` (``reason``) or
+        ``done`` (``result``: the police's carries the newborn's registered name and citizen ID number,
+        personal data sealed with the event at rest, masked in every view). ``result_id`` is the department's
+        id of its answer: the same one again records nothing."""
+
+        TOPIC = "birthcert:BundleServiceUpdated"
+        service: str
+        department: str
+        state: str
+        message_id: str
+        result_id: str | None
+        reason: str | None
+        result: JSON
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            services = dict(a.bundle_services or {})
+            before = services.get(self.service) or {}
+            ids = list(before.get("result_ids", []))
+            if self.result_id is not None:
+                ids.append(self.result_id)
+            services[self.service] = {
+                "department": self.department,
+                "state": self.state,
+                "message_id": self.message_id,
+                "reason": self.reason,
+                "result": dict(self.result),
+                "result_ids": ids,
+                "at": self.timestamp.isoformat(),
+                "version": self.originator_version,
+                "sent_at": before.get("sent_at") or self.timestamp.isoformat(),
+            }
+            a.bundle_services = services
 
     class BundleWithdrawn(Event):
         """The mother withdrew her opt-in before submission: the certificate alone is applied for."""
@@ -2533,6 +2575,15 @@ class BirthCertificateApplication(Aggregate):
             values=values,
         )
 
+    def bundle_table2(self) -> dict[str, str]:
+        """Every value of 表2, by field code, for the departments' hand-off (personal: never logged); empty
+        without an opt-in."""
+        offer, bundle = self.bundle_offer, self.bundle
+        if offer is None or bundle is None:
+            return {}
+        chosen = {**bundle, "settled_address": settled_address(bundle["values"], self.details)}
+        return table2_values(offer, chosen, self.bundle_derived(), self.certificate_number or "")
+
     def _bundle_form(self) -> JSON:
         offer, bundle = self.bundle_offer, self.bundle
         if offer is None or bundle is None:  # pragma: no cover - an opt-in needs an offer
@@ -2588,6 +2639,56 @@ class BirthCertificateApplication(Aggregate):
         if self.bundle is None:
             raise RuleViolated("尚未申请一件事一次办，无需撤回", code="bundle_not_requested")
         self.trigger_event(self.BundleWithdrawn, actor=actor.to_dict())
+
+    def record_bundle_service(
+        self,
+        actor: Actor,
+        *,
+        service: str,
+        department: str,
+        state: str,
+        message_id: str,
+        result_id: str | None = None,
+        reason: str | None = None,
+        result: JSON | None = None,
+    ) -> bool:
+        """The hand-off of ``service`` was delivered (``sent``), or its department answered; False when this
+        was recorded already (the same message delivered again, the same answer posted again)."""
+        if actor.role != "system":
+            raise Forbidden("只有办理部门可以登记办理结果", code="department_only")
+        if self.bundle is None or service not in self.bundle["services"] or service == CERTIFICATE:
+            raise RuleViolated("该申请未申请此项一件事服务", code="service_not_requested")
+        if self.state not in ISSUED_STATES:
+            raise RuleViolated("出生医学证明签发后方可办理一件事其他事项", code="not_issued")
+        current = (self.bundle_services or {}).get(service)
+        if current is not None and current["message_id"] != message_id:
+            raise RuleViolated("推送编号与本申请不符", code="unknown_message")
+        if state == "sent":
+            if current is not None:
+                return False  # delivered again after a crash, or answered already
+        elif state in DEPARTMENT_ANSWERS:
+            if not result_id:
+                raise InvalidValue("result_id", "required", "缺少办理结果编号")
+            if current is not None and result_id in current["result_ids"]:
+                return False  # the same answer again
+            if current is not None and current["state"] == "done":
+                raise RuleViolated("该事项已办结，不能再变更", code="service_finished")
+            if state == "refused" and not (reason or "").strip():
+                raise InvalidValue("reason", "required", "部门未予办理时须说明原因")
+        else:
+            raise InvalidValue("state", "invalid", "办理状态只能是 accepted、refused 或 done")
+        self.trigger_event(
+            self.BundleServiceUpdated,
+            actor=actor.to_dict(),
+            service=service,
+            department=department,
+            state=state,
+            message_id=message_id,
+            result_id=result_id,
+            reason=(reason or "").strip() or None if state == "refused" else None,
+            result=dict(result or {}) if state == "done" else {},
+        )
+        return True
 
     def _check_bundle_conditions(self, calendar: WorkingCalendar) -> None:
         """At submission: the conditions still hold for what the application says now (a detail changed since

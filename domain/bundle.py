@@ -15,10 +15,13 @@ their allowed values. Nothing here names a province.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from importlib.resources import files
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
@@ -40,8 +43,17 @@ SERVICE_CODES: Final = (
     "resident_medical_insurance",
     "social_security_card",
 )
-# A service's state in the parents' view; items 2–4 of issue 12 add sent/accepted/refused/done.
-SERVICE_STATES: Final = {"requested": "已申请"}
+# A service's state in the parents' view (docs/decisions/0046): asked for, handed to its department, taken
+# up, refused with a reason, done with its result.
+SERVICE_STATES: Final = {
+    "requested": "已申请",
+    "sent": "已推送至办理部门",
+    "accepted": "部门已受理",
+    "refused": "部门未予办理",
+    "done": "已办结",
+}
+# What a department may answer (BundleServiceUpdated.state besides ``sent``, which the hand-off records).
+DEPARTMENT_ANSWERS: Final = ("accepted", "refused", "done")
 FieldKind = Literal["choice", "text", "address", "mobile", "district_code"]
 FIELD_KINDS: Final = ("choice", "text", "address", "mobile", "district_code")
 ConditionState = Literal["met", "unmet", "unknown"]
@@ -696,3 +708,73 @@ def form_part(offer: BundleOffer, bundle: Mapping[str, Any], derived: list[Deriv
         "derived": [d.to_dict() for d in derived],
         "fields": chosen,
     }
+
+
+# ---------------------------------------------------------------- the hand-off to the departments (0046)
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """Which department a service goes to and what it gets: only the fields it needs (PIPL art. 6, the
+    minimum), and the fields its result may carry back. ``data/bundle_departments.json``."""
+
+    service: str
+    department: str
+    name: str
+    fields: tuple[str, ...]
+    result_fields: tuple[str, ...]
+    personal_result_fields: tuple[str, ...] = ()
+
+    def masked_result(self, result: Mapping[str, Any]) -> JSON:
+        """A department's result as any view shows it: its personal values (the registered name, the citizen
+        ID number) masked."""
+        return {k: _mask(str(v)) if k in self.personal_result_fields else v for k, v in result.items()}
+
+
+@cache
+def handoffs() -> Mapping[str, Handoff]:
+    """Every service a department takes over, by service code (the certificate is ours: never in it)."""
+    text = files("domain").joinpath("data", "bundle_departments.json").read_text(encoding="utf-8")
+    out: dict[str, Handoff] = {}
+    for service, spec in json.loads(text)["services"].items():
+        if service not in SERVICE_CODES or service == CERTIFICATE:
+            _fail(f"handoff.{service}")
+        out[service] = Handoff(
+            service=service,
+            department=str(spec["department"]),
+            name=str(spec["name"]),
+            fields=tuple(spec["fields"]),
+            result_fields=tuple(spec["result_fields"]),
+            personal_result_fields=tuple(spec.get("personal_result_fields", ())),
+        )
+    departments = [h.department for h in out.values()]
+    if len(set(departments)) != len(departments):
+        _fail("handoff.department")
+    return MappingProxyType(out)
+
+
+def handoff_of_department(department: str) -> Handoff | None:
+    """The hand-off a department code names (``police``, ``medical_insurance``), if any."""
+    return next((h for h in handoffs().values() if h.department == department), None)
+
+
+def table2_values(
+    offer: BundleOffer, bundle: Mapping[str, Any], derived: list[DerivedItem], certificate_number: str
+) -> dict[str, str]:
+    """Every value of 表2 for one application, by field code: what the application holds, what she chose
+    (the 户口 address defaulting to the 落户方's) and the certificate's number. Personal: never logged."""
+    values = {d.code: d.value for d in derived}
+    chosen: Mapping[str, str] = bundle["values"]
+    for spec in offer.fields_for(bundle["services"]):
+        value = chosen.get(spec.code)
+        if value is None and spec.default == "settle_with_address":
+            value = bundle.get("settled_address")
+        if value is not None:
+            values[spec.code] = value
+    values["certificate_number"] = certificate_number
+    return values
+
+
+def handoff_fields(handoff: Handoff, table2: Mapping[str, str]) -> dict[str, str]:
+    """The department's share of 表2: its fields only, in its order (a field the application lacks is left out)."""
+    return {code: table2[code] for code in handoff.fields if code in table2}

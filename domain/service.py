@@ -1341,6 +1341,36 @@ class Applications(Application[UUID]):
             applicant_only=True,
         )
 
+    def record_bundle_service(
+        self,
+        actor: Actor,
+        app_id: UUID | str,
+        *,
+        service: str,
+        department: str,
+        state: str,
+        message_id: str,
+        result_id: str | None = None,
+        reason: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """A bundle service's hand-off delivered, or its department's answer (docs/decisions/0046); recorded once."""
+        return self._command(
+            actor,
+            app_id,
+            None,
+            lambda a: a.record_bundle_service(
+                actor,
+                service=service,
+                department=department,
+                state=state,
+                message_id=message_id,
+                result_id=result_id,
+                reason=reason,
+                result=result,
+            ),
+        )
+
     def withdraw_bundle(
         self, actor: Actor, app_id: UUID | str, *, expected_version: int | None = None
     ) -> Outcome:
@@ -1793,4 +1823,5 @@ def _only_bookkeeping_since(app: BirthCertificateApplication, expected_version: 
     read just before it, into a version conflict."""
     later = range(expected_version + 1, app.version + 1)
     recorded = {e.get("version") for e in app.elicenses}
+    recorded |= {s.get("version") for s in (app.bundle_services or {}).values()}
     return 0 < expected_version < app.version and all(v in recorded for v in later)

@@ -30,6 +30,7 @@ from miniprogram_stub.fake_core import (
     read_json,
     wechat_error,
 )
+from miniprogram_stub.fake_departments import setup_departments
 from miniprogram_stub.fake_ems import setup_ems
 from miniprogram_stub.fake_face import setup_face
 from miniprogram_stub.fake_identity import JWKS_PATH, setup_identity
@@ -218,6 +219,7 @@ def create_fake_platform(settings: FakeSettings) -> web.Application:
     setup_identity(app)
     setup_registry(app)
     setup_ems(app)
+    setup_departments(app)
     app.router.add_post("/_fake/errors", queue_errors)
     app.router.add_get("/_fake/errors", list_errors)
     app.router.add_get("/_fake/calls", count_calls)

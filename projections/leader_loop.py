@@ -49,6 +49,10 @@ class SqlFollowerLoop:
     def _round(self) -> int:
         raise NotImplementedError
 
+    async def round(self) -> None:
+        """One round of the loop: ``_round`` on the executor (a loop that talks HTTP overrides this)."""
+        await self._run(self._round)
+
     # ------------------------------------------------------------------ View
 
     async def position(self) -> int:
@@ -81,7 +85,7 @@ class SqlFollowerLoop:
         self._stopping = False
         while not self._stopping:
             try:
-                await self._run(self._round)
+                await self.round()
             except Fenced:
                 log.warning("%s stopped: this process no longer leads", self.ROUND)
                 return

@@ -125,6 +125,8 @@ REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED, REPLACED
     "replaced",
 )
 UPHELD, RECORD_ENTERED, REVOKED = "upheld", "record_entered", "revoked"
+# 出生一件事: a department finished one service (decision 0046): one message per service done.
+BUNDLE_DONE: Final = "bundle_done"
 TEMPLATE_KIND: Final = {
     REJECTED: REJECTED,
     ISSUED: ISSUED,
@@ -137,6 +139,7 @@ TEMPLATE_KIND: Final = {
     RECORD_ENTERED: CORRECTED,
     REFERRED: REFERRED,
     REVOKED: REFERRED,
+    BUNDLE_DONE: CORRECTED,
 }
 KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Rejected: REJECTED,
@@ -150,6 +153,7 @@ KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.DeliveryRecordUpheld: UPHELD,
     BirthCertificateApplication.AwaitedDeliveryRecorded: RECORD_ENTERED,
     BirthCertificateApplication.CertificateRevoked: REVOKED,
+    BirthCertificateApplication.BundleServiceUpdated: BUNDLE_DONE,
 }
 SUBJECT: Final = "出生医学证明申领"
 
@@ -172,6 +176,8 @@ CORRECTION_WORDING: Final[Mapping[str, tuple[str, str]]] = {
 COUNTER_ADVICE: Final = "请携带相关材料到签发机构现场办理"
 # An issuer's revocation (decision 0040): the old paper and e-licence are void; the counter says what next.
 REVOKED_ADVICE: Final = "原证件停止使用，详询签发机构"
+BUNDLE_SUBJECT: Final = "新生儿出生一件事"
+BUNDLE_ADVICE: Final = "请在小程序查看办理结果"
 
 # Record states.
 PENDING, SENDING, SENT, REFUSED, FAILED, SKIPPED = (
@@ -344,6 +350,14 @@ def message_data(
         return _progress("转现场办理", fit("thing", referral_label(reason)), COUNTER_ADVICE, when)
     if kind == REVOKED:
         return _progress("已作废", fit("thing", revocation_label(reason)), REVOKED_ADVICE, when)
+    if kind == BUNDLE_DONE:  # ``reason``: the service's name (户口登记): never its result
+        return {
+            "thing1": BUNDLE_SUBJECT,
+            "phrase2": "已办结",
+            "thing3": fit("thing", f"{reason}已办结"),
+            "thing4": BUNDLE_ADVICE,
+            "time5": when,
+        }
     if kind == REJECTED:
         return {
             "thing1": SUBJECT,
@@ -682,6 +696,12 @@ class NotificationProcess:
             if not isinstance(app, BirthCertificateApplication):
                 continue
             app_id, at = str(app.id), _moment(event.timestamp).timestamp()
+            told = str(getattr(event, "reason", "") or "")
+            if kind == BUNDLE_DONE:
+                if event.state != "done":
+                    continue  # sent, accepted, refused: in her status view, no message
+                offered = app.bundle_offer.service(event.service) if app.bundle_offer else None
+                told = offered.name if offered else ""
             step = RETURNED_RESIGN
             if kind == CORRECTED:
                 before: object = self.applications.repository.get(originator, version=version - 1)
@@ -710,9 +730,7 @@ class NotificationProcess:
             data = message_data(
                 kind,
                 event.timestamp,
-                reason=rejection_labels(codes)
-                if codes is not None
-                else str(getattr(event, "reason", "") or ""),
+                reason=rejection_labels(codes) if codes is not None else told,
                 number=getattr(event, "certificate_number", "") or getattr(event, "tracking_number", ""),
                 institution=str(
                     (app.record or {}).get("institution_name")

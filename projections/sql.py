@@ -130,6 +130,13 @@ _TABLES = {
     "statistics_institutions": (
         "code TEXT PRIMARY KEY, record_id TEXT NOT NULL, name TEXT NOT NULL, province TEXT NOT NULL, district TEXT"
     ),
+    # 出生一件事's hand-offs to the departments (projections.bundle_handoff, decision 0046): ids and bookkeeping
+    # only; the message itself is built again from the application whenever it is sent.
+    "bundle_handoffs": (
+        "message_id TEXT PRIMARY KEY, application_id TEXT NOT NULL, version BIGINT NOT NULL, service TEXT NOT NULL, "
+        "department TEXT NOT NULL, position BIGINT NOT NULL, created_at TEXT NOT NULL, state TEXT NOT NULL, "
+        "attempts INTEGER NOT NULL, next_attempt_at DOUBLE PRECISION NOT NULL, sent_at TEXT, error TEXT"
+    ),
     "audit_access": (
         "id TEXT PRIMARY KEY, position BIGINT NOT NULL UNIQUE, auditor TEXT NOT NULL, application_id TEXT NOT NULL, "
         "what TEXT NOT NULL, recorded_at TEXT NOT NULL"
@@ -165,6 +172,8 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS statistics_daily_province ON statistics_daily (province, day)",
     "CREATE INDEX IF NOT EXISTS statistics_durations_day ON statistics_durations (day)",
     "CREATE INDEX IF NOT EXISTS statistics_applications_due ON statistics_applications (due_at)",
+    "CREATE INDEX IF NOT EXISTS bundle_handoffs_due ON bundle_handoffs (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS bundle_handoffs_application ON bundle_handoffs (application_id)",
     "CREATE INDEX IF NOT EXISTS statistics_institutions_record ON statistics_institutions (record_id)",
 )
 
@@ -176,7 +185,8 @@ _INDEXES = (
 # 4: elicense_status_bits, elicense_status_tokens, elicense_verifications (0039).
 # 5: statistics_daily, statistics_durations, statistics_applications, statistics_institutions (0043).
 # 6: elicense_status_bits.sealed_grounds (an issuer's revocation, 0040).
-SCHEMA_VERSION = 6
+# 7: bundle_handoffs (出生一件事's hand-off to the departments, 0046).
+SCHEMA_VERSION = 7
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

@@ -61,7 +61,7 @@ from domain.application import (
     BirthCertificateApplication,
     resigning_needed,
 )
-from domain.bundle import SERVICE_STATES
+from domain.bundle import CERTIFICATE, SERVICE_STATES, handoffs
 from domain.errors import InvalidValue
 from domain.pickup import Slot, what_to_bring, who_may_collect
 from domain.referral import Referral
@@ -427,21 +427,40 @@ def status_of(app: BirthCertificateApplication) -> JSON:
 
 
 def _bundle(app: BirthCertificateApplication) -> JSON | None:
-    """出生一件事: the services she applied for with the certificate and each one's state (names only, no
-    personal data; decision 0044). Items 2–4 of issue 12 add the departments' states."""
+    return bundle_view(app)
+
+
+def bundle_view(app: BirthCertificateApplication) -> JSON | None:
+    """出生一件事: the services she applied for with the certificate and each one's state in Chinese, a
+    department's refusal with its reason, its result masked (decisions 0044, 0046). The certificate is done
+    once issued."""
     requested = app.bundle
     offer = None if requested is None else app.bundle_offer
     if offer is None or requested is None:
         return None
-    return {
-        "name": offer.name,
-        "requested_at": _iso(requested["requested_at"]),
-        "services": [
-            {"code": s.code, "name": s.name, "state": "requested", "state_label": SERVICE_STATES["requested"]}
-            for s in offer.services
-            if s.code in requested["services"]
-        ],
-    }
+    services = []
+    for s in offer.services:
+        if s.code not in requested["services"]:
+            continue
+        part = (app.bundle_services or {}).get(s.code) or {}
+        state = part.get("state", "requested")
+        if s.code == CERTIFICATE and app.state in ISSUED_STATES:
+            state = "done"
+        handoff = handoffs().get(s.code)
+        result = part.get("result") or {}
+        services.append(
+            {
+                "code": s.code,
+                "name": s.name,
+                "department": s.department,
+                "state": state,
+                "state_label": SERVICE_STATES[state],
+                "reason": part.get("reason"),
+                "result": (handoff.masked_result(result) if handoff else {}) or None,
+                "at": _iso(part["at"]) if part.get("at") else None,
+            }
+        )
+    return {"name": offer.name, "requested_at": _iso(requested["requested_at"]), "services": services}
 
 
 def _delivery_dispute(app: BirthCertificateApplication) -> JSON | None:

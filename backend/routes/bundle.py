@@ -280,6 +280,13 @@ STATUS_SCHEMA: Final = {
                     "name": {"type": "string"},
                     "state": {"enum": list(SERVICE_STATES)},
                     "state_label": {"type": "string"},
+                    "department": {"type": "string"},
+                    "reason": {"type": ["string", "null"], "description": "why the department refused"},
+                    "result": {
+                        "type": ["object", "null"],
+                        "description": "what the department handed back, personal values masked",
+                    },
+                    "at": {"type": ["string", "null"]},
                 },
             },
         },

@@ -42,6 +42,7 @@ from domain.pickup import Slot
 from domain.revocation import check_reason
 from domain.service import Applications, Outcome
 from domain.values import Actor, BirthData, Birthplace, CertificateNumber, IdNumber, PersonName
+from projections.status import bundle_view
 
 routes = web.RouteTableDef()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -458,6 +459,8 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
             # The institution's declaration that the certificate is void, with the issuer's note (0040).
             "revocation": app.revocation,
             "pickup": pickup_view(app),
+            # 出生一件事: each service's state, a department's refusal with its reason (decision 0046).
+            "bundle": bundle_view(app),
         },
         "form": form,
         "form_sha256": app.form_sha256(),

@@ -27,6 +27,7 @@ from domain.delivery import DeliveryFacts, Institution
 from domain.service import Applications, Outcome
 from domain.values import Actor, BirthData, Birthplace, IdNumber, PersonName
 from miniprogram_stub.client import MiniProgram
+from miniprogram_stub.fake_departments import department_environ
 from miniprogram_stub.people import Family, demo_family
 from miniprogram_stub.platform import start_fake_platform
 from tests.e2e.openapi_check import OpenApiCheck
@@ -103,10 +104,13 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    data_dir: Path, redis_url: str, environ: dict[str, str] | None = None
+    data_dir: Path, redis_url: str, environ: dict[str, str] | None = None, *, platform: str | None = None
 ) -> AsyncIterator[Stack]:
-    """Fake WeChat + the service on loopback, on fresh SQLite and Redis; ``environ`` adds to the configuration."""
-    fake_runner, platform = await start_fake_platform("127.0.0.1", 0)
+    """Fake WeChat + the service on loopback, on fresh SQLite and Redis; ``environ`` adds to the configuration.
+    ``platform``: a fake platform already running (a service restarted while the fakes live on)."""
+    fake_runner = None
+    if platform is None:
+        fake_runner, platform = await start_fake_platform("127.0.0.1", 0)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     config = Config.from_env(
@@ -118,6 +122,7 @@ async def running_stack(
             **channel_environ(platform),
             "POPULATION_REGISTRY_URL": f"{platform}/registry",
             "EMS_API_BASE": f"{platform}/ems",
+            **department_environ(platform),
             **(environ or {}),
         },
         data_dir=data_dir,
@@ -133,7 +138,8 @@ async def running_stack(
             yield Stack(api=api, platform=platform, app=app, session=session, check=check)
     finally:
         await runner.cleanup()
-        await fake_runner.cleanup()
+        if fake_runner is not None:
+            await fake_runner.cleanup()
 
 
 @pytest.fixture

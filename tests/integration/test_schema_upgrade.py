@@ -18,7 +18,7 @@ V4_BITS = (
 
 
 def test_a_version_4_store_gains_the_ground_column_and_keeps_its_bits(sqlite_env: dict[str, str]) -> None:
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     conn = sqlite3.connect(sqlite_env["SQLITE_DBNAME"])
     conn.execute(V4_BITS)
     conn.execute(

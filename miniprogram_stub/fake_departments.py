@@ -1,0 +1,237 @@
+"""出生一件事's departments (the police's 户口登记, the medical insurance's 参保登记): each takes signed hand-offs.
+
+The protocol is birthcert's (backend/departments.py, docs/decisions/0046): ``POST /departments/<code>/v1/handoffs``
+with the header ``X-Birthcert-Signature: t=<unix>,kid=<key id>,v1=<hex HMAC-SHA256(key, "<t>." + body)>``; the
+same ``message_id`` again is answered as a duplicate and taken once. A test plays the department's side with the
+control API under ``/_fake/departments/<code>/``: list what came (with the receipts per message id), make the
+next hand-offs fail (503) or hang (a crash of ours between the send and its acknowledgement), and answer a
+message (accepted, refused with a reason, done with a result), which posts the signed callback to the
+message's ``callback_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from miniprogram_stub.fake_core import Json, add_resettable, control_reply, read_json
+
+# The development keys: public, so ``Config.production_problems`` refuses them in production.
+DEV_KEY_ID: Final = "dev1"
+DEV_SECRETS: Final = {
+    "police": "dev-police-handoff-secret",
+    "medical_insurance": "dev-insurance-handoff-secret",
+}
+_SIGNATURE_RE: Final = re.compile(r"^t=(?P<t>[0-9]{1,12}),kid=(?P<kid>[^,]{1,64}),v1=(?P<mac>[0-9a-f]{64})$")
+STALL_SECONDS: Final = 30.0
+
+
+def department_environ(platform: str) -> dict[str, str]:
+    """The backend's configuration for every fake department on the platform at ``platform``."""
+    out: dict[str, str] = {}
+    for code, secret in DEV_SECRETS.items():
+        prefix = f"DEPARTMENT_{code.upper()}_"
+        out[prefix + "URL"] = f"{platform}/departments/{code}"
+        out[prefix + "KEY_ID"] = DEV_KEY_ID
+        out[prefix + "SECRET"] = secret
+    return out
+
+
+def _sign(body: bytes, secret: bytes, at: int | None = None) -> str:
+    stamp = int(time.time()) if at is None else at
+    mac = hmac.new(secret, f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},kid={DEV_KEY_ID},v1={mac}"
+
+
+@dataclass
+class Desk:
+    """One department's desk: the messages taken (by id, in arrival order), receipts per id, scripted trouble."""
+
+    code: str
+    secret: bytes
+    messages: dict[str, Json] = field(default_factory=dict)
+    receipts: dict[str, int] = field(default_factory=dict)
+    fail_next: int = 0
+    stall_next: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    answers: int = 0
+    lookups: int = 0
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self.receipts.clear()
+        self.fail_next = self.stall_next = self.answers = self.lookups = 0
+        self.released.set()
+
+
+@dataclass
+class Departments:
+    desks: dict[str, Desk]
+
+    def reset(self) -> None:
+        for desk in self.desks.values():
+            desk.reset()
+
+
+DEPARTMENTS = web.AppKey("fake_departments", Departments)
+DEPARTMENTS_HTTP = web.AppKey("fake_departments_http", aiohttp.ClientSession)
+
+
+def _desk(request: web.Request) -> Desk | None:
+    return request.app[DEPARTMENTS].desks.get(request.match_info["department"])
+
+
+def _signed(request: web.Request, desk: Desk, body: bytes) -> bool:
+    match = _SIGNATURE_RE.fullmatch(request.headers.get("X-Birthcert-Signature", "").strip())
+    if match is None or match["kid"] != DEV_KEY_ID:
+        return False
+    expected = hmac.new(desk.secret, f"{match['t']}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, match["mac"]) and abs(time.time() - int(match["t"])) <= 300
+
+
+async def has_handoff(request: web.Request) -> web.Response:
+    """`GET /departments/<code>/v1/handoffs/<message id>` (signed over the empty body): 200 taken, 404 not."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"code": "not_found"}, 404)
+    if not _signed(request, desk, await request.read()):
+        return control_reply({"code": "bad_signature"}, 401)
+    desk.lookups += 1
+    if request.match_info["message_id"] not in desk.messages:
+        return control_reply({"code": "not_found"}, 404)
+    return control_reply({"received": True})
+
+
+async def take_handoff(request: web.Request) -> web.Response:
+    """`POST /departments/<code>/v1/handoffs`: check the signature, take the message once per id."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"code": "not_found"}, 404)
+    body = await request.read()
+    if not _signed(request, desk, body):
+        return control_reply({"code": "bad_signature"}, 401)
+    if desk.fail_next > 0:
+        desk.fail_next -= 1
+        return control_reply({"code": "unavailable", "message": "系统繁忙"}, 503)
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return control_reply({"code": "bad_request"}, 400)
+    message_id = message.get("message_id") if isinstance(message, dict) else None
+    if not isinstance(message_id, str) or not message_id or message.get("department") != desk.code:
+        return control_reply({"code": "bad_request"}, 400)
+    desk.receipts[message_id] = desk.receipts.get(message_id, 0) + 1
+    duplicate = message_id in desk.messages
+    if duplicate and desk.messages[message_id] != message:
+        return control_reply({"code": "message_conflict"}, 409)
+    desk.messages[message_id] = message
+    if desk.stall_next > 0:  # taken, but the answer never reaches the sender in time
+        desk.stall_next -= 1
+        desk.released.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(desk.released.wait(), STALL_SECONDS)
+    return control_reply({"received": True, "duplicate": duplicate}, 200 if duplicate else 201)
+
+
+# ---------------------------------------------------------------- control API: the department's side
+
+
+async def list_handoffs(request: web.Request) -> web.Response:
+    """`GET /_fake/departments/<code>/handoffs`: every message taken (full), with its receipts."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"error": "unknown department"}, 404)
+    items = [{"message": m, "receipts": desk.receipts[i]} for i, m in desk.messages.items()]
+    return control_reply({"handoffs": items, "lookups": desk.lookups})
+
+
+async def script(request: web.Request) -> web.Response:
+    """`POST /_fake/departments/<code>/script {fail?, stall?, release?}`: the next hand-offs answer 503
+    (``fail``) or hang after being taken (``stall``); ``release`` lets a hanging one answer."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"error": "unknown department"}, 404)
+    body = await read_json(request)
+    for key in ("fail", "stall"):
+        value = body.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return control_reply({"error": f"{key} must be a non-negative integer"}, 400)
+    desk.fail_next += int(body.get("fail", 0))
+    desk.stall_next += int(body.get("stall", 0))
+    if body.get("release") is True:
+        desk.released.set()
+    return control_reply({"fail": desk.fail_next, "stall": desk.stall_next})
+
+
+async def answer(request: web.Request) -> web.Response:
+    """`POST /_fake/departments/<code>/answer {message_id, state, reason?, result?, result_id?, forge?}`: the
+    department's answer, posted signed to the message's callback (``forge``: signed with a wrong key)."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"error": "unknown department"}, 404)
+    body = await read_json(request)
+    message = desk.messages.get(str(body.get("message_id", "")))
+    if message is None:
+        return control_reply({"error": "unknown message_id"}, 404)
+    desk.answers += 1
+    payload: Json = {
+        "message_id": message["message_id"],
+        "result_id": body.get("result_id") or f"{desk.code}-r{desk.answers}-{secrets.token_hex(4)}",
+        "state": body.get("state"),
+    }
+    for key in ("reason", "result"):
+        if body.get(key) is not None:
+            payload[key] = body[key]
+    data = orjson.dumps(payload)
+    secret = secrets.token_bytes(32) if body.get("forge") is True else desk.secret
+    headers = {"Content-Type": "application/json", "X-Birthcert-Signature": _sign(data, secret)}
+    try:
+        async with request.app[DEPARTMENTS_HTTP].post(
+            message["callback_url"], data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+        ) as response:
+            text = await response.text()
+            status = response.status
+    except (aiohttp.ClientError, TimeoutError) as e:
+        return control_reply({"status": None, "error": type(e).__name__}, 502)
+    reply: Any
+    try:
+        reply = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        reply = text
+    return control_reply({"status": status, "body": reply, "sent": payload})
+
+
+async def _http(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[DEPARTMENTS_HTTP] = session
+        yield
+    for desk in app[DEPARTMENTS].desks.values():
+        desk.released.set()
+
+
+def setup_departments(app: web.Application) -> None:
+    """Add the fake departments to ``app``: `/departments/<code>/v1/handoffs` and `/_fake/departments/<code>/…`."""
+    state = Departments({code: Desk(code, secret.encode()) for code, secret in DEV_SECRETS.items()})
+    app[DEPARTMENTS] = state
+    add_resettable(app, state)
+    app.cleanup_ctx.append(_http)
+    app.router.add_post("/departments/{department}/v1/handoffs", take_handoff)
+    app.router.add_get("/departments/{department}/v1/handoffs/{message_id}", has_handoff)
+    app.router.add_get("/_fake/departments/{department}/handoffs", list_handoffs)
+    app.router.add_post("/_fake/departments/{department}/script", script)
+    app.router.add_post("/_fake/departments/{department}/answer", answer)
+
+
+__all__ = ["DEPARTMENTS", "DEV_KEY_ID", "DEV_SECRETS", "department_environ", "setup_departments"]

@@ -1,0 +1,282 @@
+"""出生一件事's hand-off: after the certificate is issued, each department gets its one signed message, once.
+
+Two halves, both on the elected leader only (decision 0024), both writing under its term (``db.fence``), like
+the e-licence (projections.elicense, docs/decisions/0046):
+
+- **The outbox** — a ``View`` for ``LogFollower`` named ``bundle_handoff``. For each ``Issued`` of an application
+  whose mother opted in to the bundle, one row per requested service a department takes over
+  (``domain/data/bundle_departments.json``) goes into ``bundle_handoffs``, in the same transaction as the
+  position (compare-and-set): a page applied twice, or by two followers, writes nothing twice. The row holds
+  ids only (no personal data): the message is built again from the application at that version whenever it is
+  sent, byte for byte the same.
+- **Delivery** — ``run()``, a loop woken after each page and every ``poll_seconds``: each pending row that is
+  due is signed (backend.departments) and POSTed; then ``BundleServiceUpdated`` (state ``sent``) is recorded on
+  the application and the row marked ``sent``. A department that is down is retried with exponential backoff
+  (``retry_base`` … ``RETRY_MAX`` seconds); one that refuses the message itself is marked ``rejected`` (logged,
+  the issuer sees it). A department with no adapter configured keeps its rows pending until it has one.
+
+**Nothing twice.** The message id is ``<application id>-v<version of Issued>-<department>``: derived, so every
+attempt and every process sends the same id, and the department answers a second delivery as a duplicate.
+Each attempt is counted in the row before the POST; a row attempted before whose answer never came (a crash
+between the send and its acknowledgement, a timeout, a 503) is first looked up at the department
+(``received``), and sent again only if the department does not have it. Should the department still get it
+twice (it took the message in the instant it was asked), it answers the same id as a duplicate and takes it
+once; the ``sent`` event is recorded once (the aggregate ignores a second one).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+
+from backend.departments import (
+    DepartmentPort,
+    DepartmentRejected,
+    DepartmentUnavailable,
+    department_actor,
+)
+from domain.application import BirthCertificateApplication
+from domain.bundle import handoff_fields, handoffs
+from domain.errors import RuleViolated
+from domain.service import Applications
+from projections.leader_loop import SqlFollowerLoop
+from projections.runner import DomainEvent, Page
+from projections.sql import Database
+
+log = logging.getLogger(__name__)
+
+NAME: Final = "bundle_handoff"
+POLL_SECONDS: Final = 0.5
+RETRY_BASE: Final = 1.0
+RETRY_MAX: Final = 600.0
+PENDING, SENT, REJECTED = "pending", "sent", "rejected"
+
+
+def message_id_for(app_id: UUID | str, version: int, department: str) -> str:
+    """The id a department de-duplicates on: one per application, issue and department."""
+    return f"{UUID(str(app_id))}-v{int(version)}-{department}"
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """One row of ``bundle_handoffs``: ids and bookkeeping only."""
+
+    message_id: str
+    application_id: str
+    version: int
+    service: str
+    department: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    sent_at: str | None
+    error: str | None
+
+
+_COLUMNS: Final = "message_id, application_id, version, service, department, state, attempts, next_attempt_at, sent_at, error"
+
+
+def _row(row: tuple[Any, ...]) -> Handoff:
+    return Handoff(
+        message_id=str(row[0]),
+        application_id=str(row[1]),
+        version=int(row[2]),
+        service=str(row[3]),
+        department=str(row[4]),
+        state=str(row[5]),
+        attempts=int(row[6]),
+        next_attempt_at=float(row[7]),
+        sent_at=None if row[8] is None else str(row[8]),
+        error=None if row[9] is None else str(row[9]),
+    )
+
+
+class HandoffProcess(SqlFollowerLoop):
+    """Records the hand-offs due and delivers them: a ``View`` for ``LogFollower`` plus the loop ``run``."""
+
+    NAME = NAME
+    ROUND = "bundle hand-off"
+
+    def __init__(
+        self,
+        db: Database,
+        applications: Applications,
+        executor: Executor,
+        departments: dict[str, DepartmentPort],
+        *,
+        callback_base: str,
+        poll_seconds: float = POLL_SECONDS,
+        retry_base: float = RETRY_BASE,
+    ) -> None:
+        super().__init__(db, executor, poll_seconds)
+        self.applications = applications
+        self.departments = departments
+        self.callback_base = callback_base.rstrip("/")
+        self.retry_base = retry_base
+
+    # ------------------------------------------------------------------ View (the outbox)
+
+    async def reset(self) -> None:
+        """The outbox is what was sent: kept, never rebuilt in place."""
+        raise RuntimeError("the bundle hand-offs are kept permanently and cannot be rebuilt in place")
+
+    def _page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
+        rows = [r for p, e in page if p > start for r in self._rows(p, e)]
+        with self.db.transaction():
+            if not self.db.move(NAME, start, end):
+                return False, 0
+            for row in rows:
+                if self.db.fetchone("SELECT 1 FROM bundle_handoffs WHERE message_id = ?", (row[0],)) is None:
+                    self.db.execute(
+                        "INSERT INTO bundle_handoffs (message_id, application_id, version, service, department, "
+                        "position, created_at, state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
+                        row,
+                    )
+        return True, len(rows)
+
+    def _rows(self, position: int, event: DomainEvent) -> list[tuple[Any, ...]]:
+        if not isinstance(event, BirthCertificateApplication.Issued):
+            return []
+        app_id, version = UUID(str(event.originator_id)), int(event.originator_version)
+        app: object = self.applications.repository.get(app_id, version=version)
+        if not isinstance(app, BirthCertificateApplication) or app.bundle is None:
+            return []
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        return [
+            (
+                message_id_for(app_id, version, h.department),
+                str(app_id),
+                version,
+                h.service,
+                h.department,
+                position,
+                now,
+                PENDING,
+            )
+            for h in handoffs().values()
+            if h.service in app.bundle["services"]
+        ]
+
+    # ------------------------------------------------------------------ delivery
+
+    async def round(self) -> None:
+        """Deliver every pending hand-off that is due (HTTP on the event loop, SQL and the store on the executor)."""
+        now = datetime.now(UTC).timestamp()
+        due = await self._run(self._due, now)
+        for handoff in due:
+            port = self.departments.get(handoff.department)
+            if port is not None:
+                await self._deliver(handoff, port)
+
+    def _due(self, now: float) -> list[Handoff]:
+        rows = self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM bundle_handoffs WHERE state = ? AND next_attempt_at <= ? "
+            "ORDER BY position, message_id LIMIT 100",
+            (PENDING, now),
+        )
+        return [_row(r) for r in rows]
+
+    async def _deliver(self, handoff: Handoff, port: DepartmentPort) -> None:
+        body = await self._run(self.message, handoff)
+        try:
+            # Tried before and not heard back (a crash, a timeout, a 503): ask before sending it again.
+            if handoff.attempts > 0 and await port.received(handoff.message_id):
+                await self._run(self._record_sent, handoff)
+                await self._run(self._finish, handoff, SENT, None)
+                return
+            await self._run(self._attempt, handoff)  # the lease checked, the attempt counted: then the send
+            await port.send(handoff.message_id, body)
+        except DepartmentUnavailable:
+            await self._run(self._retry_later, handoff)
+            return
+        except DepartmentRejected as refusal:
+            log.error(
+                "department %s refused hand-off %s (%s)", handoff.department, handoff.message_id, refusal.code
+            )
+            await self._run(self._finish, handoff, REJECTED, refusal.message)
+            return
+        await self._run(self._record_sent, handoff)
+        await self._run(self._finish, handoff, SENT, None)
+
+    def _attempt(self, handoff: Handoff) -> None:
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            self.db.execute(
+                "UPDATE bundle_handoffs SET attempts = attempts + 1, error = ? WHERE message_id = ? AND state = ?",
+                ("sending", handoff.message_id, PENDING),
+            )
+
+    def message(self, handoff: Handoff) -> bytes:
+        """On the executor: the message's exact bytes, from the application as it was when issued (the same
+        bytes for every attempt). Personal data: never logged."""
+        app: object = self.applications.repository.get(UUID(handoff.application_id), version=handoff.version)
+        if not isinstance(app, BirthCertificateApplication):
+            raise TypeError("a hand-off of something that is not an application")
+        spec = handoffs()[handoff.service]
+        record = app.record or {}
+        return orjson.dumps(
+            {
+                "message_id": handoff.message_id,
+                "department": handoff.department,
+                "service": handoff.service,
+                "application_id": handoff.application_id,
+                "issued_at": app.modified_on.astimezone(UTC).isoformat(),
+                "institution": {
+                    "code": str(record.get("institution_code") or app.institution or ""),
+                    "name": str(record.get("institution_name") or ""),
+                },
+                "fields": handoff_fields(spec, app.bundle_table2()),
+                "callback_url": f"{self.callback_base}/api/v1/departments/{handoff.department}/results",
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    def _retry_later(self, handoff: Handoff) -> None:
+        wait = min(self.retry_base * 2**handoff.attempts, RETRY_MAX)
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            self.db.execute(
+                "UPDATE bundle_handoffs SET next_attempt_at = ?, error = ? "
+                "WHERE message_id = ? AND state = ?",
+                (datetime.now(UTC).timestamp() + wait, "department_unavailable", handoff.message_id, PENDING),
+            )
+
+    def _record_sent(self, handoff: Handoff) -> None:
+        spec = handoffs()[handoff.service]
+        try:
+            self.applications.record_bundle_service(
+                department_actor(handoff.department, spec.name),
+                handoff.application_id,
+                service=handoff.service,
+                department=handoff.department,
+                state=SENT,
+                message_id=handoff.message_id,
+            )
+        except RuleViolated as error:  # the opt-in gone since (cannot happen after issue): the row is done
+            log.warning("hand-off %s delivered but not recorded (%s)", handoff.message_id, error.code)
+
+    def _finish(self, handoff: Handoff, state: str, error: str | None) -> None:
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            self.db.execute(
+                "UPDATE bundle_handoffs SET state = ?, sent_at = ?, error = ? "
+                "WHERE message_id = ? AND state = ?",
+                (state, datetime.now(UTC).isoformat(timespec="seconds"), error, handoff.message_id, PENDING),
+            )
+
+    def handoffs_of(self, application_id: str) -> list[Handoff]:
+        """On the executor: the application's hand-offs (for the issuer's view)."""
+        rows = self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM bundle_handoffs WHERE application_id = ? ORDER BY position, message_id",
+            (application_id,),
+        )
+        return [_row(r) for r in rows]
+
+
+__all__ = ["NAME", "Handoff", "HandoffProcess", "message_id_for"]

@@ -1,0 +1,252 @@
+"""出生一件事's hand-off to the departments and their results, over real HTTP on the fake departments (issue 12,
+items 2–3; docs/decisions/0046): after the issue, the police and the medical insurance each get one signed
+message with only their fields; their answers come back signed and show in the parents' view (in Chinese), in
+the issuer's (a refusal with its reason) and as one message to the mother per finished service; a crash between
+a send and its acknowledgement has the department take nothing twice; a forged answer records nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from backend.admin import operator
+from backend.dev import DEMO_PASSWORD
+from backend.routes.staff import hash_password
+from miniprogram_stub.client import MiniProgram, StaffClient
+from miniprogram_stub.people import Family, hebei_family, make_id_number
+from miniprogram_stub.platform import start_fake_platform
+from tests.builders import HEBEI_BUNDLE_FIELDS
+from tests.e2e.conftest import HOSPITALS, Stack, running_stack
+from tests.e2e.test_birth_bundle_http import ALL, hebei_details_given
+from tests.e2e.test_staff import wait_for_messages
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+POLICE_RESULT = {
+    "registered_name": "赵小雪",
+    "citizen_id_number": make_id_number("130102", "20261121", "028"),
+    "hukou_page": "请到青园街派出所领取户口页",
+}
+VOUCHER = {"voucher": "医保电子凭证已激活"}
+
+
+async def hebei_issuer(stack: Stack) -> StaffClient:
+    """An issuer of the Hebei hospital (the demo accounts have none)."""
+    inst = HOSPITALS["HE"]
+
+    def arrange() -> None:
+        service = stack.service
+        if inst.code not in {i.code for i in service.list_institutions()}:
+            service.register_institution(operator(), code=inst.code, name=inst.name, province="HE")
+        if service.get_staff_account("issuer_he") is None:
+            service.create_staff_account(
+                operator(),
+                username="issuer_he",
+                role="issuer",
+                institution=inst.code,
+                display_name="王签发",
+                password_hash=hash_password(DEMO_PASSWORD),
+            )
+
+    await stack.in_store(arrange)
+    client = StaffClient(stack.session, stack.api, check=stack.check)
+    await client.login("issuer_he", DEMO_PASSWORD)
+    return client
+
+
+async def issued_with_bundle(stack: Stack, family: Family, number: str) -> tuple[MiniProgram, StaffClient]:
+    """A Hebei mother opts in to all five services, submits, and the Hebei issuer issues."""
+    mp = await hebei_details_given(stack, family)
+    await mp.verify_face("father")
+    await mp.opt_in_bundle(ALL, HEBEI_BUNDLE_FIELDS)
+    await mp.upload_all()
+    await mp.sign()
+    await mp.choose_pickup()
+    await mp.submit()
+    issuer = await hebei_issuer(stack)
+    await issuer.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/issue",
+        json={"certificate_number": number, "sealer": "赵盖章"},
+    )
+    return mp, issuer
+
+
+async def fake(stack: Stack, method: str, path: str, body: Any = None) -> Any:
+    async with stack.session.request(method, f"{stack.platform}/_fake/departments/{path}", json=body) as r:
+        return await r.json()
+
+
+async def handoffs(stack: Stack, department: str) -> list[dict[str, Any]]:
+    return list((await fake(stack, "GET", f"{department}/handoffs"))["handoffs"])
+
+
+async def taken(stack: Stack, department: str, count: int = 1) -> list[dict[str, Any]]:
+    """The department's messages once it has ``count`` (polling an external fake with a deadline)."""
+
+    async def ready() -> list[dict[str, Any]] | None:
+        items = await handoffs(stack, department)
+        return items if len(items) >= count else None
+
+    found: list[dict[str, Any]] = await eventually(ready, f"{department} took {count} hand-off(s)")
+    return found
+
+
+async def services(mp: MiniProgram) -> dict[str, dict[str, Any]]:
+    return {s["code"]: s for s in (await mp.status())["bundle"]["services"]}
+
+
+async def service_state(mp: MiniProgram, code: str, state: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        part = (await services(mp))[code]
+        return part if part["state"] == state else None
+
+    found: dict[str, Any] = await eventually(reached, f"{code} {state} in her status view")
+    return found
+
+
+async def answer(stack: Stack, department: str, message_id: str, **body: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = await fake(
+        stack, "POST", f"{department}/answer", {"message_id": message_id, **body}
+    )
+    return reply
+
+
+async def test_a_hebei_journey_reaches_police_done_and_insurance_done(stack: Stack) -> None:
+    family = hebei_family(21)
+    mp, _ = await issued_with_bundle(stack, family, "R130100021")
+
+    police = (await taken(stack, "police"))[0]
+    insurance = (await taken(stack, "medical_insurance"))[0]
+    assert police["receipts"] == insurance["receipts"] == 1
+    # Only what each department needs (PIPL minimum): the police get the 户口 fields, the insurance none of them.
+    pm, im = police["message"], insurance["message"]
+    assert pm["message_id"] == f"{mp.app_id}-v{pm['message_id'].split('-v')[1].split('-')[0]}-police"
+    assert pm["fields"]["certificate_number"] == "R130100021"
+    assert pm["fields"]["settle_with"] == "father" and pm["fields"]["relation_to_head"] == "30"
+    assert pm["fields"]["mother_id_number"] == family.mother.id_number
+    assert "card_bank" not in pm["fields"] and "insurance_area" not in pm["fields"]
+    assert set(im["fields"]) >= {"insurance_area", "insured_identity", "insurance_district_code"}
+    assert not set(im["fields"]) & {
+        "settle_with",
+        "hukou_address",
+        "father_id_number",
+        "card_bank",
+        "native_place",
+    }
+
+    part = await service_state(mp, "household_registration", "sent")
+    assert part["state_label"] == "已推送至办理部门"
+    assert (await services(mp))["birth_certificate"]["state_label"] == "已办结"
+
+    for reply in (
+        await answer(stack, "police", pm["message_id"], state="accepted"),
+        await answer(stack, "police", pm["message_id"], state="done", result=POLICE_RESULT),
+        await answer(stack, "medical_insurance", im["message_id"], state="done", result=VOUCHER),
+    ):
+        assert reply["status"] == 200 and reply["body"]["recorded"] is True, reply
+    done = await service_state(mp, "household_registration", "done")
+    assert done["state_label"] == "已办结"
+    # The registered name and citizen ID number: masked in her view, never in full.
+    assert done["result"]["registered_name"] == "赵**"
+    assert done["result"]["citizen_id_number"].startswith("1301****")
+    status = await mp.status()
+    assert POLICE_RESULT["citizen_id_number"] not in str(status) and "赵小雪" not in str(status)
+    assert (await service_state(mp, "resident_medical_insurance", "done"))["result"] == VOUCHER
+    assert (await services(mp))["vaccination_certificate"]["state"] == "requested"  # no adapter yet
+
+    # One subscribe message per finished service (plus the issue's), exactly once.
+    messages = await wait_for_messages(stack, family.openid, 3)
+    texts = [str(m) for m in messages]
+    assert sum("户口登记" in t for t in texts) == 1 and sum("城乡居民参保登记" in t for t in texts) == 1
+
+    # The same answer posted again (a department's retry) records nothing.
+    again = await answer(
+        stack, "police", pm["message_id"], state="done", result=POLICE_RESULT, result_id="police-r2-x"
+    )
+    assert again["status"] == 409 or again["body"].get("recorded") is False
+
+
+async def test_a_refusal_is_shown_to_the_issuer_with_its_reason_and_a_failing_department_is_retried(
+    stack: Stack,
+) -> None:
+    await fake(stack, "POST", "police/script", {"fail": 2})  # the police's system is busy twice
+    mp, issuer = await issued_with_bundle(stack, hebei_family(22), "R130100022")
+    police = (await taken(stack, "police"))[0]
+    assert police["receipts"] == 1  # the two 503s were retried with backoff; taken once
+    insurance = (await taken(stack, "medical_insurance"))[0]
+    refused = await answer(
+        stack,
+        "medical_insurance",
+        insurance["message"]["message_id"],
+        state="refused",
+        reason="参保地区与户籍地不符",
+    )
+    assert refused["body"]["recorded"] is True
+    part = await service_state(mp, "resident_medical_insurance", "refused")
+    assert (part["state_label"], part["reason"]) == ("部门未予办理", "参保地区与户籍地不符")
+    review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    shown = {s["code"]: s for s in review["application"]["bundle"]["services"]}
+    assert shown["resident_medical_insurance"]["reason"] == "参保地区与户籍地不符"
+    assert shown["household_registration"]["state"] == "sent"
+    # The department reconsiders (the family corrected the area at its counter): done after all.
+    await answer(stack, "medical_insurance", insurance["message"]["message_id"], state="done", result=VOUCHER)
+    await service_state(mp, "resident_medical_insurance", "done")
+
+
+async def test_a_forged_answer_is_refused_and_records_nothing(stack: Stack) -> None:
+    mp, _ = await issued_with_bundle(stack, hebei_family(23), "R130100023")
+    police = (await taken(stack, "police"))[0]
+    await service_state(mp, "household_registration", "sent")
+    events = await stack.in_store(lambda: len(list(stack.service.events.get(UUID(mp.app_id)))))
+    forged = await answer(
+        stack, "police", police["message"]["message_id"], state="done", result=POLICE_RESULT, forge=True
+    )
+    assert forged["status"] == 401
+    assert forged["body"]["code"] == "invalid_signature" and forged["body"]["status"] == 401
+    async with stack.session.post(
+        f"{stack.api}/api/v1/departments/police/results", data=b'{"message_id":"x"}'
+    ) as r:
+        assert r.status == 401 and r.content_type == "application/problem+json"
+    assert await stack.in_store(lambda: len(list(stack.service.events.get(UUID(mp.app_id))))) == events
+    assert (await services(mp))["household_registration"]["state"] == "sent"
+
+
+async def test_a_crash_between_send_and_acknowledgement_has_the_department_take_nothing_twice(
+    tmp_path: Path, redis_url: str
+) -> None:
+    family = hebei_family(24)
+    fake_runner, platform = await start_fake_platform("127.0.0.1", 0)
+    try:
+        async with running_stack(tmp_path / "var", redis_url, platform=platform) as first:
+            # The police take the message, then their answer hangs: the service goes down (a crash, as far as
+            # the hand-off is concerned) before it hears back. The medical insurance's went through.
+            await fake(first, "POST", "police/script", {"stall": 1})
+            mp, _ = await issued_with_bundle(first, family, "R130100024")
+            await taken(first, "police")
+            await service_state(mp, "resident_medical_insurance", "sent")
+            assert (await services(mp))["household_registration"]["state"] == "requested"
+        async with running_stack(tmp_path / "var", redis_url, platform=platform) as second:
+            await fake(second, "POST", "police/script", {"release": True})
+            mp = second.mini_program(family)
+            await mp.login()
+            mp.app_id = (await mp.call("GET", "/api/v1/applications"))["items"][0]["id"]
+            await service_state(mp, "household_registration", "sent")
+            police, insurance = await handoffs(second, "police"), await handoffs(second, "medical_insurance")
+            # Asked before sending again: each department took its one message once.
+            assert [h["receipts"] for h in police] == [1] and [h["receipts"] for h in insurance] == [1]
+            assert (await fake(second, "GET", "police/handoffs"))["lookups"] >= 1
+            sent = await second.in_store(
+                lambda: [
+                    e.service
+                    for e in second.service.events.get(UUID(mp.app_id))
+                    if type(e).__name__ == "BundleServiceUpdated"
+                ]
+            )
+            assert sorted(sent) == ["household_registration", "resident_medical_insurance"]
+    finally:
+        await fake_runner.cleanup()
