@@ -201,6 +201,7 @@ async def test_readyz_and_metrics_report_every_follower(stack: Stack) -> None:
         "elicense",
         "elicense-status",
         "statistics",
+        "bundle_handoff",
     }
     end = body["event_store"]["position"]
     for name, follower in followers.items():
