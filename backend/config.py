@@ -58,8 +58,10 @@ DEV_EMS_API_KEY: Final = "dev-ems-key"
 DEV_EMS_WEBHOOK_SECRET: Final = "dev-ems-webhook-secret"
 # 出生一件事's fake departments (miniprogram_stub/fake_departments.py, decision 0046).
 DEV_DEPARTMENT_SECRETS: Final[Mapping[str, str]] = {
+    "disease_control": "dev-vaccination-handoff-secret",
     "police": "dev-police-handoff-secret",
     "medical_insurance": "dev-insurance-handoff-secret",
+    "social_security": "dev-card-handoff-secret",
 }
 DEVELOPMENT_VALUES: Final[Mapping[str, str]] = {
     "WECHAT_APPID": DEV_WECHAT_APPID,

@@ -1,9 +1,10 @@
 """出生一件事's departments as the backend meets them: one small port, its HTTP adapter, the signature both ways.
 
-Each department that takes over a service of the bundle (the police's 户口登记, the medical insurance's 参保登记,
-docs/decisions/0046) is reached the same way: ``POST {base}/v1/handoffs`` with one JSON message per application
-and service, whose ``message_id`` the department de-duplicates on; it later POSTs its answer (accepted, refused
-with a reason, done with a result) to ``/api/v1/departments/{department}/results``. Both directions are signed
+Each department that takes over a service of the bundle (疾控's 预防接种证, the police's 户口登记, the medical
+insurance's 参保登记, 人社's 社会保障卡申领; docs/decisions/0046) is reached the same way:
+``POST {base}/v1/handoffs`` with one JSON message per application and service, whose ``message_id`` the
+department de-duplicates on; it later POSTs its answer (accepted, refused with a reason, done with a result)
+to ``/api/v1/departments/{department}/results``. Both directions are signed
 with the department's own key (HMAC-SHA256, the key shared with that department only):
 
     X-Birthcert-Signature: t=<unix seconds>,kid=<key id>,v1=<hex HMAC-SHA256(key, "<t>." + exact body)>
@@ -78,8 +79,8 @@ class DepartmentKey:
 
 def department_keys(environ: Mapping[str, str]) -> dict[str, DepartmentKey]:
     """``DEPARTMENT_<CODE>_URL``, ``…_KEY_ID``, ``…_SECRET`` for each department of ``bundle_departments.json``
-    (``<CODE>`` its code upper-cased: POLICE, MEDICAL_INSURANCE). A department with no URL is not configured:
-    its hand-offs wait. No default address, no default secret: a callback without a key is refused."""
+    (``<CODE>`` its code upper-cased: DISEASE_CONTROL, POLICE, MEDICAL_INSURANCE, SOCIAL_SECURITY). A
+    department with no URL is not configured: its hand-offs wait. No default address, no default secret: a callback without a key is refused."""
     out: dict[str, DepartmentKey] = {}
     for handoff in handoffs().values():
         prefix = f"DEPARTMENT_{handoff.department.upper()}_"

@@ -724,6 +724,8 @@ class Handoff:
     fields: tuple[str, ...]
     result_fields: tuple[str, ...]
     personal_result_fields: tuple[str, ...] = ()
+    # A ``done`` result carries exactly one of these (the card: its pickup place or its parcel's number).
+    result_one_of: tuple[str, ...] = ()
 
     def masked_result(self, result: Mapping[str, Any]) -> JSON:
         """A department's result as any view shows it: its personal values (the registered name, the citizen
@@ -746,7 +748,11 @@ def handoffs() -> Mapping[str, Handoff]:
             fields=tuple(spec["fields"]),
             result_fields=tuple(spec["result_fields"]),
             personal_result_fields=tuple(spec.get("personal_result_fields", ())),
+            result_one_of=tuple(spec.get("result_one_of", ())),
         )
+        handoff = out[service]
+        if not set(handoff.personal_result_fields) | set(handoff.result_one_of) <= set(handoff.result_fields):
+            _fail(f"handoff.{service}.result_fields")
     departments = [h.department for h in out.values()]
     if len(set(departments)) != len(departments):
         _fail("handoff.department")
@@ -754,7 +760,8 @@ def handoffs() -> Mapping[str, Handoff]:
 
 
 def handoff_of_department(department: str) -> Handoff | None:
-    """The hand-off a department code names (``police``, ``medical_insurance``), if any."""
+    """The hand-off a department code names (``disease_control``, ``police``, ``medical_insurance``,
+    ``social_security``), if any."""
     return next((h for h in handoffs().values() if h.department == department), None)
 
 

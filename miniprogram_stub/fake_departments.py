@@ -1,4 +1,5 @@
-"""出生一件事's departments (the police's 户口登记, the medical insurance's 参保登记): each takes signed hand-offs.
+"""出生一件事's departments (疾控's 预防接种证, the police's 户口登记, the medical insurance's 参保登记, 人社's
+社会保障卡申领): each takes signed hand-offs.
 
 The protocol is birthcert's (backend/departments.py, docs/decisions/0046): ``POST /departments/<code>/v1/handoffs``
 with the header ``X-Birthcert-Signature: t=<unix>,kid=<key id>,v1=<hex HMAC-SHA256(key, "<t>." + body)>``; the
@@ -31,8 +32,10 @@ from miniprogram_stub.fake_core import Json, add_resettable, control_reply, read
 # The development keys: public, so ``Config.production_problems`` refuses them in production.
 DEV_KEY_ID: Final = "dev1"
 DEV_SECRETS: Final = {
+    "disease_control": "dev-vaccination-handoff-secret",
     "police": "dev-police-handoff-secret",
     "medical_insurance": "dev-insurance-handoff-secret",
+    "social_security": "dev-card-handoff-secret",
 }
 _SIGNATURE_RE: Final = re.compile(r"^t=(?P<t>[0-9]{1,12}),kid=(?P<kid>[^,]{1,64}),v1=(?P<mac>[0-9a-f]{64})$")
 STALL_SECONDS: Final = 30.0

@@ -65,12 +65,17 @@ _RESULT_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def _result(handoff: Handoff, raw: Any) -> dict[str, str]:
-    """A done result: only the fields this department hands back, each a short text; the police's registered
-    name and citizen ID number checked as such."""
-    if raw is None:
+    """A done result: only the fields this department hands back, each a short text, exactly one of its
+    ``result_one_of`` where it has them (the vaccination certificate's number; the card's pickup place or
+    parcel number); the police's registered name and citizen ID number checked as such."""
+    if raw is None and not handoff.result_one_of:
         return {}
     if not isinstance(raw, dict) or set(raw) - set(handoff.result_fields):
         raise InvalidValue("result", "invalid", f"办理结果只能包含：{'、'.join(handoff.result_fields)}")
+    if handoff.result_one_of and len(set(raw) & set(handoff.result_one_of)) != 1:
+        raise InvalidValue(
+            "result", "invalid", f"办理结果须有且只有其中一项：{'、'.join(handoff.result_one_of)}"
+        )
     out: dict[str, str] = {}
     for key, value in raw.items():
         if not isinstance(value, str) or not value.strip() or len(value) > 200:

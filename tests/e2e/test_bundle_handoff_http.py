@@ -1,6 +1,6 @@
 """出生一件事's hand-off to the departments and their results, over real HTTP on the fake departments (issue 12,
-items 2–3; docs/decisions/0046): after the issue, the police and the medical insurance each get one signed
-message with only their fields; their answers come back signed and show in the parents' view (in Chinese), in
+items 2–3; docs/decisions/0046): after the issue, 疾控, the police, the medical insurance and 人社 each get one
+signed message with only their fields; their answers come back signed and show in the parents' view (in Chinese), in
 the issuer's (a refusal with its reason) and as one message to the mother per finished service; a crash between
 a send and its acknowledgement has the department take nothing twice; a forged answer records nothing."""
 
@@ -32,6 +32,59 @@ POLICE_RESULT = {
     "hukou_page": "请到青园街派出所领取户口页",
 }
 VOUCHER = {"voucher": "医保电子凭证已激活"}
+VACCINATION = {"vaccination_certificate_number": "13010220261121003"}
+CARD = {"pickup_place": "石家庄市社保卡服务中心（中山路网点）"}
+DEPARTMENTS = ("disease_control", "police", "medical_insurance", "social_security")
+OTHERS = ("vaccination_certificate", "resident_medical_insurance", "social_security_card")  # besides 户口
+# What each department gets of 表2 (PIPL minimum; domain/data/bundle_departments.json), and nothing else.
+NEWBORN = {"newborn_name", "newborn_sex", "newborn_born_on"}
+FIELDS_OF = {
+    "disease_control": {"certificate_number", *NEWBORN, "newborn_birthplace", "mother_name", "contact_phone"},
+    "police": {
+        "certificate_number",
+        "applicant_id_type",
+        "applicant_id_number",
+        "applicant_name",
+        "contact_phone",
+        "applicant_relation",
+        "applicant_hukou_place",
+        *NEWBORN,
+        "newborn_birthplace",
+        "newborn_ethnicity",
+        "registration_category",
+        "settle_with",
+        "household_type",
+        "relation_to_head",
+        "hukou_address",
+        "native_place",
+        "father_id_number",
+        "father_name",
+        "mother_id_number",
+        "mother_name",
+    },
+    "medical_insurance": {
+        "certificate_number",
+        "applicant_name",
+        "applicant_id_number",
+        "contact_phone",
+        *NEWBORN,
+        "insurance_area",
+        "insured_identity",
+        "insurance_district_name",
+        "insurance_district_code",
+    },
+    "social_security": {
+        "certificate_number",
+        "applicant_name",
+        "applicant_id_number",
+        "contact_phone",
+        *NEWBORN,
+        "card_bank",
+        "card_by_agent",
+        "card_pickup_city",
+        "card_pickup_place",
+    },
+}
 
 
 async def hebei_issuer(stack: Stack) -> StaffClient:
@@ -116,59 +169,90 @@ async def answer(stack: Stack, department: str, message_id: str, **body: Any) ->
     return reply
 
 
-async def test_a_hebei_journey_reaches_police_done_and_insurance_done(stack: Stack) -> None:
+async def test_a_hebei_journey_reaches_all_five_done(stack: Stack) -> None:
     family = hebei_family(21)
     mp, _ = await issued_with_bundle(stack, family, "R130100021")
 
-    police = (await taken(stack, "police"))[0]
-    insurance = (await taken(stack, "medical_insurance"))[0]
-    assert police["receipts"] == insurance["receipts"] == 1
-    # Only what each department needs (PIPL minimum): the police get the 户口 fields, the insurance none of them.
-    pm, im = police["message"], insurance["message"]
+    taken_by = {d: (await taken(stack, d))[0] for d in DEPARTMENTS}
+    assert {d: h["receipts"] for d, h in taken_by.items()} == dict.fromkeys(DEPARTMENTS, 1)
+    message = {d: h["message"] for d, h in taken_by.items()}
+    # Only what each department needs (PIPL minimum), key for key.
+    assert {d: set(m["fields"]) for d, m in message.items()} == FIELDS_OF
+    pm = message["police"]
     assert pm["message_id"] == f"{mp.app_id}-v{pm['message_id'].split('-v')[1].split('-')[0]}-police"
-    assert pm["fields"]["certificate_number"] == "R130100021"
+    assert {m["service"] for m in message.values()} == set(ALL) - {"birth_certificate"}
+    assert all(m["fields"]["certificate_number"] == "R130100021" for m in message.values())
     assert pm["fields"]["settle_with"] == "father" and pm["fields"]["relation_to_head"] == "30"
     assert pm["fields"]["mother_id_number"] == family.mother.id_number
-    assert "card_bank" not in pm["fields"] and "insurance_area" not in pm["fields"]
-    assert set(im["fields"]) >= {"insurance_area", "insured_identity", "insurance_district_code"}
-    assert not set(im["fields"]) & {
-        "settle_with",
-        "hukou_address",
-        "father_id_number",
-        "card_bank",
-        "native_place",
-    }
+    vm, cm = message["disease_control"]["fields"], message["social_security"]["fields"]
+    assert (vm["mother_name"], vm["contact_phone"]) == (family.mother.name, "13912345678")
+    assert (cm["card_bank"], cm["card_by_agent"], cm["card_pickup_city"]) == ("102", "yes", "130100")
 
     part = await service_state(mp, "household_registration", "sent")
     assert part["state_label"] == "已推送至办理部门"
     assert (await services(mp))["birth_certificate"]["state_label"] == "已办结"
+    for code in ("vaccination_certificate", "social_security_card"):
+        assert (await service_state(mp, code, "sent"))["department"] in {"疾控部门", "人力资源社会保障部门"}
 
-    for reply in (
-        await answer(stack, "police", pm["message_id"], state="accepted"),
-        await answer(stack, "police", pm["message_id"], state="done", result=POLICE_RESULT),
-        await answer(stack, "medical_insurance", im["message_id"], state="done", result=VOUCHER),
+    for department, body in (
+        ("police", {"state": "accepted"}),
+        ("police", {"state": "done", "result": POLICE_RESULT}),
+        ("medical_insurance", {"state": "done", "result": VOUCHER}),
+        ("disease_control", {"state": "accepted"}),
+        ("disease_control", {"state": "done", "result": VACCINATION}),
+        ("social_security", {"state": "done", "result": CARD}),
     ):
+        reply = await answer(stack, department, message[department]["message_id"], **body)
         assert reply["status"] == 200 and reply["body"]["recorded"] is True, reply
     done = await service_state(mp, "household_registration", "done")
     assert done["state_label"] == "已办结"
     # The registered name and citizen ID number: masked in her view, never in full.
     assert done["result"]["registered_name"] == "赵**"
     assert done["result"]["citizen_id_number"].startswith("1301****")
-    status = await mp.status()
-    assert POLICE_RESULT["citizen_id_number"] not in str(status) and "赵小雪" not in str(status)
     assert (await service_state(mp, "resident_medical_insurance", "done"))["result"] == VOUCHER
-    assert (await services(mp))["vaccination_certificate"]["state"] == "requested"  # no adapter yet
+    vaccination = await service_state(mp, "vaccination_certificate", "done")
+    assert vaccination["state_label"] == "已办结"
+    # The number names the child (as the certificate's does): masked in her view.
+    assert vaccination["result"]["vaccination_certificate_number"] == "1301" + "*" * 9 + "1003"
+    assert (await service_state(mp, "social_security_card", "done"))["result"] == CARD
+    status = await mp.status()
+    assert {s["code"]: s["state_label"] for s in status["bundle"]["services"]} == dict.fromkeys(ALL, "已办结")
+    for secret in (
+        POLICE_RESULT["citizen_id_number"],
+        "赵小雪",
+        VACCINATION["vaccination_certificate_number"],
+    ):
+        assert secret not in str(status)
 
     # One subscribe message per finished service (plus the issue's), exactly once.
-    messages = await wait_for_messages(stack, family.openid, 3)
+    messages = await wait_for_messages(stack, family.openid, 5)
     texts = [str(m) for m in messages]
-    assert sum("户口登记" in t for t in texts) == 1 and sum("城乡居民参保登记" in t for t in texts) == 1
+    for name in ("预防接种证办理", "户口登记", "城乡居民参保登记", "社会保障卡申领"):
+        assert sum(f"{name}已办结" in t for t in texts) == 1, name
 
     # The same answer posted again (a department's retry) records nothing.
     again = await answer(
         stack, "police", pm["message_id"], state="done", result=POLICE_RESULT, result_id="police-r2-x"
     )
     assert again["status"] == 409 or again["body"].get("recorded") is False
+
+
+async def test_a_card_result_names_its_pickup_place_or_its_parcel_not_both(stack: Stack) -> None:
+    mp, _ = await issued_with_bundle(stack, hebei_family(25), "R130100025")
+    card = (await taken(stack, "social_security"))[0]["message"]["message_id"]
+    vaccination = (await taken(stack, "disease_control"))[0]["message"]["message_id"]
+    for department, message_id, result in (
+        ("social_security", card, {**CARD, "parcel_number": "1100000000001"}),
+        ("social_security", card, None),
+        ("disease_control", vaccination, None),
+        ("disease_control", vaccination, {"pickup_place": "某地"}),  # another department's result field
+    ):
+        refused = await answer(stack, department, message_id, state="done", result=result)
+        assert refused["status"] == 422 and refused["body"]["code"] == "invalid", refused
+    by_parcel = {"parcel_number": "1100000000001"}
+    assert (await answer(stack, "social_security", card, state="done", result=by_parcel))["status"] == 200
+    assert (await service_state(mp, "social_security_card", "done"))["result"] == by_parcel
+    assert (await services(mp))["vaccination_certificate"]["state"] == "sent"
 
 
 async def test_a_refusal_is_shown_to_the_issuer_with_its_reason_and_a_failing_department_is_retried(
@@ -228,7 +312,8 @@ async def test_a_crash_between_send_and_acknowledgement_has_the_department_take_
             await fake(first, "POST", "police/script", {"stall": 1})
             mp, _ = await issued_with_bundle(first, family, "R130100024")
             await taken(first, "police")
-            await service_state(mp, "resident_medical_insurance", "sent")
+            for code in OTHERS:
+                await service_state(mp, code, "sent")
             assert (await services(mp))["household_registration"]["state"] == "requested"
         async with running_stack(tmp_path / "var", redis_url, platform=platform) as second:
             await fake(second, "POST", "police/script", {"release": True})
@@ -236,9 +321,9 @@ async def test_a_crash_between_send_and_acknowledgement_has_the_department_take_
             await mp.login()
             mp.app_id = (await mp.call("GET", "/api/v1/applications"))["items"][0]["id"]
             await service_state(mp, "household_registration", "sent")
-            police, insurance = await handoffs(second, "police"), await handoffs(second, "medical_insurance")
             # Asked before sending again: each department took its one message once.
-            assert [h["receipts"] for h in police] == [1] and [h["receipts"] for h in insurance] == [1]
+            for department in DEPARTMENTS:
+                assert [h["receipts"] for h in await handoffs(second, department)] == [1], department
             assert (await fake(second, "GET", "police/handoffs"))["lookups"] >= 1
             sent = await second.in_store(
                 lambda: [
@@ -247,6 +332,6 @@ async def test_a_crash_between_send_and_acknowledgement_has_the_department_take_
                     if type(e).__name__ == "BundleServiceUpdated"
                 ]
             )
-            assert sorted(sent) == ["household_registration", "resident_medical_insurance"]
+            assert sorted(sent) == sorted(["household_registration", *OTHERS])
     finally:
         await fake_runner.cleanup()

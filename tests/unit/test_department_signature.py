@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from backend.departments import DepartmentKey, department_keys, signature, verify
 from backend.ems import InvalidSignature
-from domain.bundle import handoff_fields, handoffs
+from domain.bundle import SERVICE_CODES, handoff_fields, handoffs
 
 KEY = DepartmentKey("police", "http://127.0.0.1:1/departments/police", "k1", b"a-secret-of-some-length")
 bodies = st.dictionaries(st.text(max_size=8), st.text(max_size=16), max_size=4).map(orjson.dumps)
@@ -58,3 +58,20 @@ def test_each_department_gets_only_its_fields() -> None:
     assert "card_bank" not in police and "card_bank" not in insurance
     assert "settle_with" in police and "settle_with" not in insurance
     assert "insurance_area" in insurance and "insurance_area" not in police
+
+
+def test_the_vaccination_and_the_card_get_neither_the_bank_nor_the_hukou_respectively() -> None:
+    table2 = {code: "x" for h in handoffs().values() for code in h.fields}
+    vaccination = handoff_fields(handoffs()["vaccination_certificate"], table2)
+    card = handoff_fields(handoffs()["social_security_card"], table2)
+    assert {"newborn_born_on", "mother_name", "contact_phone"} <= set(vaccination)
+    assert not set(vaccination) & {"card_bank", "hukou_address", "father_id_number", "insurance_area"}
+    assert {"card_bank", "card_by_agent", "card_pickup_city", "card_pickup_place"} <= set(card)
+    assert not set(card) & {"hukou_address", "settle_with", "father_id_number", "insurance_area"}
+
+
+def test_every_service_but_the_certificate_has_a_department_and_its_results_are_declared() -> None:
+    assert sorted(handoffs()) == sorted(SERVICE_CODES[1:])
+    for handoff in handoffs().values():
+        assert set(handoff.personal_result_fields) | set(handoff.result_one_of) <= set(handoff.result_fields)
+    assert handoffs()["social_security_card"].result_one_of == ("pickup_place", "parcel_number")
