@@ -726,6 +726,8 @@ class Handoff:
     personal_result_fields: tuple[str, ...] = ()
     # A ``done`` result carries exactly one of these (the card: its pickup place or its parcel's number).
     result_one_of: tuple[str, ...] = ()
+    # Each result field's name as staff and parents read it (登记姓名, 医保电子凭证 …).
+    result_labels: Mapping[str, str] = field(default_factory=dict)
 
     def masked_result(self, result: Mapping[str, Any]) -> JSON:
         """A department's result as any view shows it: its personal values (the registered name, the citizen
@@ -749,10 +751,13 @@ def handoffs() -> Mapping[str, Handoff]:
             result_fields=tuple(spec["result_fields"]),
             personal_result_fields=tuple(spec.get("personal_result_fields", ())),
             result_one_of=tuple(spec.get("result_one_of", ())),
+            result_labels=MappingProxyType(dict(spec.get("result_labels", {}))),
         )
         handoff = out[service]
         if not set(handoff.personal_result_fields) | set(handoff.result_one_of) <= set(handoff.result_fields):
             _fail(f"handoff.{service}.result_fields")
+        if set(handoff.result_labels) != set(handoff.result_fields):
+            _fail(f"handoff.{service}.result_labels")
     departments = [h.department for h in out.values()]
     if len(set(departments)) != len(departments):
         _fail("handoff.department")

@@ -23,7 +23,8 @@ where the province sets none, told apart by ``due_basis``; ``calendar_source`` a
 which working-day calendar counted it: a loaded official schedule, chinesecalendar's data, or the statutory
 holidays alone); ``overdue`` depends on the time of reading
 and is computed by ``list()`` with the view's clock, never stored. Items hold no personal data in
-plaintext: masked names only (王*, 张**), no ID numbers, addresses, phones or free-text reasons.
+plaintext: masked names only (王*, 张**), no ID numbers, addresses, phones or free-text reasons; of 出生一件事
+only the names of the services a department refused (``bundle_refused``), for the queue's badge.
 
 Keys (``key_prefix`` defaults to ``bc:``; ``<g>`` is the generation, ``projections.redis_view``), laid out and
 written as ``projections.institution_items`` says: ``bc:queue:live``; ``bc:queue:<g>:item:<uuid>``;
@@ -61,6 +62,7 @@ from projections.institution_items import (
 )
 from projections.redis_view import application_events, masked
 from projections.runner import Page
+from projections.status import bundle_view
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -164,6 +166,10 @@ def queue_entry(
         "returned_fields": list(app.rejection.get("fields", []))
         if app.state == RETURNED and app.rejection
         else None,
+        # 出生一件事: the services a department refused (their names only; the reasons are on the application).
+        "bundle_refused": [
+            s["name"] for s in (bundle_view(app) or {}).get("services", []) if s["state"] == "refused"
+        ],
         "updated_at": iso(app.modified_on),
         "version": app.version,
     }

@@ -79,6 +79,9 @@ const EVENT_LABELS = {
   CollectorFaceCheckRequested: "领取人开始刷脸",
   CollectorFaceVerified: "领取人刷脸认证通过",
   CollectorFaceCheckFailed: "领取人刷脸认证未通过",
+  BundleRequested: "申请出生“一件事”联办",
+  BundleWithdrawn: "撤回出生“一件事”联办",
+  BundleServiceUpdated: "出生“一件事”办理进展",
 };
 const REPLACEMENT_CAUSES = { misprinted: "打印错误", damaged: "毁损" };
 // Done on the collector's own phone (through the counter's code): not the applicant, whatever the token's role.
@@ -224,7 +227,7 @@ function pii(full, masked) {
   return h("span", { class: "pii" }, h("span", { class: "pii-masked" }, masked ?? maskId(full)), h("span", { class: "pii-full" }, full));
 }
 
-const config = { fixable: [], rejectionReasons: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" }, revocationReasons: [] };
+const config = { fixable: [], rejectionReasons: [], relations: [], ethnic: {}, nationalities: {}, idTypes: { resident_id: "居民身份证" }, revocationReasons: [], bundleStates: {}, bundleResultLabels: {} };
 
 function ethnicity(code) {
   return config.ethnic[code] ? config.ethnic[code] : code || "—";
@@ -1008,7 +1011,8 @@ async function renderQueue(params, isCurrent) {
         h("td", { class: "num" }, index + 1),
         h("td", {}, h("a", { href, class: "row-link" }, item.newborn_name_masked || "—")),
         h("td", {}, item.mother_name_masked || "—"),
-        h("td", {}, h("span", { class: `badge badge-${item.queue_state || item.state}` }, QUEUE_STATE_LABELS[item.queue_state] || STATE_LABELS[item.state] || item.state)),
+        h("td", {}, h("span", { class: `badge badge-${item.queue_state || item.state}` }, QUEUE_STATE_LABELS[item.queue_state] || STATE_LABELS[item.state] || item.state),
+          bundleRefusedBadge(item.bundle_refused)),
         h("td", { class: "num" }, item.submissions ?? "—"),
         h("td", {}, fmtDateTime(item.submitted_at)),
         h("td", {}, fmtDateTime(item.last_submitted_at || item.submitted_at)),
@@ -1057,6 +1061,13 @@ async function renderQueue(params, isCurrent) {
   leaveView = () => { stream.listeners.delete(onLive); clearTimeout(pending); };
   renderTabs({});
   await load(true);
+}
+
+// A department refused one of the 出生一件事 services: the issuer opens the application to read why.
+function bundleRefusedBadge(names) {
+  if (!names || !names.length) return null;
+  return h("span", { class: "badge badge-bundle-refused", title: `出生“一件事”：${names.join("、")}未予办理，原因见申请详情` },
+    `一件事 ${names.length} 项未予办理`);
 }
 
 // ------------------------------------------------------------------ the hospital's worklist
@@ -1357,6 +1368,7 @@ async function renderApplication(id, isCurrent) {
       a.pickup && a.state !== "revoked" ? pickupPanel(a.pickup) : null,
       (a.replacements || []).length ? replacementsPanel(a.replacements) : null,
       a.revocation ? revocationPanel(a.revocation) : null,
+      a.bundle ? bundlePanel(a.bundle) : null,
       audit ? audit.node : null,
       changes.length ? changesPanel(changes) : null,
       // Sent back before, resubmitted with nothing changed: say so, the issuer should not have to spot it.
@@ -1569,6 +1581,10 @@ async function renderApplication(id, isCurrent) {
     if (d.fields && d.fields.length) parts.push(`需修改：${d.fields.map(fixableLabel).join("、")}`);
     if (d.certificate_number) parts.push(`证件编号 ${d.certificate_number}`);
     if (d.tracking_number) parts.push(`邮件号 ${d.tracking_number}`);
+    if (d.service) {
+      const service = ((doc.application.bundle || {}).services || []).find((x) => x.code === d.service);
+      parts.push(`${service ? service.name : d.service}：${config.bundleStates[d.state] || d.state}`);
+    }
     return parts.length ? h("span", { class: "tl-detail" }, `（${parts.join("，")}）`) : null;
   }
 
@@ -1739,6 +1755,32 @@ async function renderApplication(id, isCurrent) {
           ? [`受托人 ${letter.name} `, pii(letter.id_number, `${letter.id_number.slice(0, 4)}**********${letter.id_number.slice(-4)}`), `，${fmtDateTime(letter.signed_at)} 母亲电子签名`]
           : (p.letter_required ? "未签署（本省非母亲本人领取须有委托书）" : "未签署")),
         h("dt", {}, "领取人刷脸"), h("dd", { id: "pickup-check" }, check ? [`${check.name} `, pii(check.id_number, `${check.id_number.slice(0, 4)}**********${check.id_number.slice(-4)}`), ` · ${checkText}`] : checkText)));
+  }
+
+  // 出生一件事 (only when she opted in): each service, the department doing it and where it stands; a refusal
+  // with the department's reason, a finished service with its result as the server masked it (the police's
+  // registered name and citizen ID number never reach the console in full).
+  function bundlePanel(b) {
+    const refused = b.services.filter((s) => s.state === "refused").length;
+    const outcome = (s) => {
+      if (s.state === "refused") return h("span", { class: "bundle-reason" }, `原因：${s.reason || "（部门未说明）"}`);
+      if (s.state !== "done" || !s.result) return s.state === "done" ? h("span", { class: "muted" }, "—") : null;
+      return h("dl", { class: "bundle-result" }, Object.entries(s.result).map(([key, value]) => [
+        h("dt", {}, config.bundleResultLabels[key] || key),
+        h("dd", { class: /id_number$/.test(key) ? "mono" : null, dataset: { result: key } }, value)]));
+    };
+    return h("section", { class: "panel", id: "bundle-panel", "aria-labelledby": "bundle-title" },
+      h("div", { class: "panel-head" },
+        h("h2", { id: "bundle-title" }, "出生一件事", h("span", { class: "title-sub" }, `${b.name} · ${fmtDateTime(b.requested_at)} 申请`)),
+        refused ? h("span", { class: "badge badge-overdue" }, `${refused} 项未予办理`) : null),
+      h("table", { class: "grid grid-compact bundle" },
+        h("thead", {}, h("tr", {}, ["事项", "办理部门", "办理状态", "原因或结果", "更新时间"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, b.services.map((s) => h("tr", { class: s.state === "refused" ? "is-refused" : null, dataset: { service: s.code, state: s.state } },
+          h("th", { scope: "row" }, s.name),
+          h("td", {}, s.department),
+          h("td", {}, h("span", { class: `badge badge-service-${s.state}` }, s.state_label)),
+          h("td", {}, outcome(s)),
+          h("td", { class: "muted" }, s.at ? fmtDateTime(s.at) : "—"))))));
   }
 
   function replacementsPanel(list) {
@@ -2523,6 +2565,8 @@ async function boot() {
     config.nationalities = answer.nationalities || {};
     config.idTypes = answer.id_types || config.idTypes;
     config.revocationReasons = answer.revocation_reasons || [];
+    config.bundleStates = answer.bundle_states || {};
+    config.bundleResultLabels = answer.bundle_result_labels || {};
   } catch {
     /* labels fall back to codes */
   }

@@ -11,7 +11,7 @@ Served with a strict Content-Security-Policy (``default-src 'self'``, no inline 
 framing), so a page of this origin loads nothing from anywhere else.
 
 Besides the files: ``/console/config.json`` (public: the labels of the fields a rejection may name and of its
-reason codes, the ethnic groups, the handover relations — taken from the domain so the console never drifts from it) and
+reason codes, the ethnic groups, the handover relations, 出生一件事's service states and result fields — taken from the domain so the console never drifts from it) and
 ``/console/institutions.json`` (staff only: the names of the institutions the caller may see).
 """
 
@@ -25,6 +25,7 @@ from aiohttp import web
 from backend.components import APPLICATIONS, actor_of, in_store, json_response
 from backend.static_files import StaticFiles, page_headers
 from domain.application import FIXABLE_FIELDS, HANDOVER_RELATIONS
+from domain.bundle import SERVICE_STATES, handoffs
 from domain.rejection import REJECTION_REASONS
 from domain.revocation import REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
@@ -114,7 +115,7 @@ async def console_index(request: web.Request) -> web.Response:
 @routes.get("/console/config.json")
 async def console_config(request: web.Request) -> web.Response:
     """Labels the console needs, from the domain: fixable fields, rejection reasons, handover relations, ethnic
-    groups, the grounds of a revocation."""
+    groups, the grounds of a revocation, 出生一件事's service states and result fields."""
     return json_response(
         {
             "fixable_fields": [{"field": f, "label": FIELD_LABELS[f]} for f in FIXABLE_FIELDS],
@@ -128,6 +129,11 @@ async def console_config(request: web.Request) -> web.Response:
             "nationalities": NATIONALITY_LABELS,
             "id_types": dict(ID_TYPE_LABELS),
             "revocation_reasons": [{"value": r, "label": label} for r, label in REVOCATION_REASONS.items()],
+            # 出生一件事 (decision 0046): a service's states and the names of what a department's result holds.
+            "bundle_states": dict(SERVICE_STATES),
+            "bundle_result_labels": {
+                k: label for h in handoffs().values() for k, label in h.result_labels.items()
+            },
         },
         headers=_headers({"Cache-Control": "no-cache"}),
     )

@@ -65,6 +65,9 @@ _HISTORY_DETAIL = (
     "date",
     "start",
     "relation",
+    # 出生一件事 (BundleServiceUpdated): which service, which state — never its result (personal) or reason.
+    "service",
+    "state",
 )
 # The events that print a certificate on a numbered blank, with the issuer's and the sealer's names.
 _PRINTS = (

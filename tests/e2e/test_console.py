@@ -177,6 +177,7 @@ async def test_an_issuer_rejects_sees_the_fix_live_and_issues(
     loaded = await photos.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
     assert loaded == [True] * 4
     await expect(page.locator("#history")).to_contain_text("提交审核")
+    await expect(page.locator("#bundle-panel")).to_have_count(0)  # she did not opt in to 出生一件事
     await page.locator("button.thumb").first.click()  # enlarge, then close with Escape
     await expect(page.locator("#modal .viewer img")).to_be_visible()
     await page.keyboard.press("Escape")

@@ -274,6 +274,7 @@ async def test_rejection_returns_and_resubmission_resubmits(
     assert item is not None
     assert (item["state"], item["queue_state"], item["submissions"]) == ("submitted", "resubmitted", 2)
     assert item["rejection_count"] == 1 and item["returned_fields"] is None
+    assert item["bundle_refused"] == []  # no 出生一件事: no refusal to flag
     assert item["submitted_at"] == first["submitted_at"]  # the queue order keeps the first submission
     assert item["last_submitted_at"] > first["last_submitted_at"]
     assert item["due_at"] is not None and item["due_at"] >= first["due_at"]
