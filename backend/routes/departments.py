@@ -82,9 +82,9 @@ def _result(handoff: Handoff, raw: Any) -> dict[str, str]:
             raise InvalidValue(f"result.{key}", "invalid", "办理结果的各项应为200字以内的文字")
         out[key] = value.strip()
     if "registered_name" in out:
-        out["registered_name"] = str(PersonName(out["registered_name"]))
+        out["registered_name"] = PersonName(out["registered_name"]).value
     if "citizen_id_number" in out:
-        out["citizen_id_number"] = str(IdNumber(out["citizen_id_number"]))
+        out["citizen_id_number"] = IdNumber(out["citizen_id_number"]).value
     return out
 
 

@@ -209,6 +209,10 @@ async def test_a_hebei_journey_reaches_all_five_done(stack: Stack) -> None:
     # The registered name and citizen ID number: masked in her view, never in full.
     assert done["result"]["registered_name"] == "赵**"
     assert done["result"]["citizen_id_number"].startswith("1301****")
+    # …while the event keeps them in full (the store encrypts it at rest) for the e-licence's record.
+    kept = await stack.in_store(lambda: stack.service.repository.get(UUID(mp.app_id)).bundle_services)
+    assert kept["household_registration"]["result"]["citizen_id_number"] == POLICE_RESULT["citizen_id_number"]
+    assert kept["household_registration"]["result"]["registered_name"] == POLICE_RESULT["registered_name"]
     assert (await service_state(mp, "resident_medical_insurance", "done"))["result"] == VOUCHER
     vaccination = await service_state(mp, "vaccination_certificate", "done")
     assert vaccination["state_label"] == "已办结"
