@@ -52,6 +52,17 @@ DEMO_INSTITUTIONS = (
             "周一至周五（节假日除外）8:30-12:00，14:30-17:30",
         ),
     ),
+    # Hebei offers 出生一件事 (decision 0044): its families can try the bundle and the departments' fakes.
+    Institution(
+        "SJZFY01",
+        "石家庄市妇产医院",
+        "HE",
+        CounterDetails(
+            "石家庄市长安区演示路3号 门诊楼一楼 出生医学证明办理窗口",
+            "0311-12345678",
+            "周一至周五（法定节假日除外）8:30-12:00，14:30-17:30",
+        ),
+    ),
 )
 # Development only: printed by `birthcert dev`; production accounts are made with `birthcert users add`.
 DEMO_PASSWORD = "birthcert-dev"
@@ -62,12 +73,14 @@ DEMO_ACCOUNTS = (
     ("issuer1", "issuer", "GZFY01", "李签发"),
     ("his1", "hospital", "GZFY01", "陈录入"),
     ("issuer2", "issuer", "JNPY01", "赵签发"),
+    ("issuer3", "issuer", "SJZFY01", "王签发"),
+    ("his3", "hospital", "SJZFY01", "刘录入"),
     ("auditor1", "auditor", None, "周审计"),
     # A department's verifier (the police registering the 户口), checking e-licences for GZFY01's families.
     ("police1", "verifier", "GZFY01", "孙民警"),
 )
 # Where the demo institutions lie (county-level codes), and the managers who see their figures (decision 0043).
-DEMO_DISTRICTS = {"GZFY01": "440104", "JNPY01": "370124"}
+DEMO_DISTRICTS = {"GZFY01": "440104", "JNPY01": "370124", "SJZFY01": "130102"}
 DEMO_MANAGERS = (
     ("manager1", "province:GD", "孙统计"),
     ("manager2", "district:370124", "钱统计"),

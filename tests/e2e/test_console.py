@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from backend.dev import DEMO_PASSWORD, seed_demo_staff
+from backend.dev import DEMO_INSTITUTIONS, DEMO_PASSWORD, seed_demo_staff
 from miniprogram_stub.client import MiniProgram, StaffClient
 from miniprogram_stub.people import Family, demo_family
 from tests.e2e.conftest import Stack
@@ -337,7 +337,7 @@ async def test_an_auditor_reads_without_acting(stack: Stack, family: Family, bro
     await log_in(page, stack, "auditor1")
     await expect(page.locator("#header-user")).to_contain_text("审计人员")
     picker = page.get_by_label("签发机构")
-    await expect(picker.locator("option")).to_have_count(2)  # both demo institutions
+    await expect(picker.locator("option")).to_have_count(len(DEMO_INSTITUTIONS))  # every demo institution
     await expect(page.get_by_role("link", name="揽件清单")).to_be_hidden()
     await page.goto(f"{stack.api}/console/#/applications/{mp.app_id}")
     await expect(page.locator("#app-state")).to_have_text("待审核")
