@@ -1819,8 +1819,9 @@ __all__ = ["ISSUED_STATES", "Applications", "Forbidden", "Index", "Outcome"]
 
 def _only_bookkeeping_since(app: BirthCertificateApplication, expected_version: int) -> bool:
     """Whether every event after ``expected_version`` is a process's bookkeeping that changes nothing a person
-    saw (the e-licence recorded by the leader's process): such an event must not turn the issuer's next step,
-    read just before it, into a version conflict."""
+    saw as a reason to stop (the e-licence recorded by the leader's process, a department's answer to the
+    bundle's hand-off): such an event must not turn the issuer's next step, read just before it, into a version
+    conflict. Each service keeps only its last answer's version, so two answers in between still conflict (safe)."""
     later = range(expected_version + 1, app.version + 1)
     recorded = {e.get("version") for e in app.elicenses}
     recorded |= {s.get("version") for s in (app.bundle_services or {}).values()}
