@@ -46,7 +46,7 @@ from domain.bundle import handoff_fields, handoffs
 from domain.errors import RuleViolated
 from domain.service import Applications
 from projections.leader_loop import SqlFollowerLoop
-from projections.runner import DomainEvent, Page
+from projections.runner import DomainEvent, Fenced, Page
 from projections.sql import Database
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,15 @@ class HandoffProcess(SqlFollowerLoop):
         due = await self._run(self._due, now)
         for handoff in due:
             port = self.departments.get(handoff.department)
-            if port is not None:
+            if port is None:
+                continue
+            try:
                 await self._deliver(handoff, port)
+            except Fenced:
+                raise
+            except Exception:  # one hand-off that fails must not hold back the others in this round
+                log.exception("hand-off %s failed; retried later", handoff.message_id)
+                await self._run(self._retry_later, handoff, "failed")
 
     def _due(self, now: float) -> list[Handoff]:
         rows = self.db.fetchall(
@@ -237,14 +244,14 @@ class HandoffProcess(SqlFollowerLoop):
             option=orjson.OPT_SORT_KEYS,
         )
 
-    def _retry_later(self, handoff: Handoff) -> None:
+    def _retry_later(self, handoff: Handoff, error: str = "department_unavailable") -> None:
         wait = min(self.retry_base * 2**handoff.attempts, RETRY_MAX)
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
             self.db.execute(
                 "UPDATE bundle_handoffs SET next_attempt_at = ?, error = ? "
                 "WHERE message_id = ? AND state = ?",
-                (datetime.now(UTC).timestamp() + wait, "department_unavailable", handoff.message_id, PENDING),
+                (datetime.now(UTC).timestamp() + wait, error, handoff.message_id, PENDING),
             )
 
     def _record_sent(self, handoff: Handoff) -> None:
