@@ -13,10 +13,10 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -99,6 +99,7 @@ from projections.runner import STUCK_SECONDS, LogFollower
 from projections.sql import Database, DurablePosition, SqlParkingLot
 from projections.status import StatusView, derive_pseudonym_key
 
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("birthcert.access")
 METRICS = web.AppKey("metrics", CollectorRegistry)
@@ -155,6 +156,7 @@ async def readyz(request: web.Request) -> web.Response:
         "redis": {"up": health["redis"]["up"]},
         "object_store": health["object_store"],
         "followers": health["followers"],
+        "bundle_handoffs": health["bundle_handoffs"],
         "leader": request.app[LEADERSHIP].info(),
         # What earlier versions answered, kept for dashboards that read it.
         "status_view": {"position": request.app[STATUS_FOLLOWER].position},
@@ -184,6 +186,9 @@ async def _health(app: web.Application) -> dict[str, Any]:
     integrity = app.get(audit.INTEGRITY)
     if integrity is not None and not integrity.ok:
         reasons.append("audit_log_mismatch")
+    handoffs = await _handoff_counts(app)
+    if handoffs is not None and handoffs["failing"]:
+        degraded.append("bundle_handoff_failing")
     followers = []
     for follower in _unique(app[FOLLOWERS]):
         if not follower.running:
@@ -214,7 +219,21 @@ async def _health(app: web.Application) -> dict[str, Any]:
         "redis": {"up": redis_up},
         "object_store": {"configured": objects_up is not None, "up": objects_up},
         "followers": followers,
+        "bundle_handoffs": handoffs,
     }
+
+
+async def _handoff_counts(app: web.Application) -> dict[str, int] | None:
+    """出生一件事's outbox at a glance (``HandoffProcess.counts``), None when it cannot be read in time. A row
+    failing with an unexpected error leaves the process ready but ``degraded``: the log has the error, and
+    the rest of the hand-offs go on (decision 0046)."""
+    process = app.get(departments.HANDOFF_PROCESS)
+    if process is None:
+        return None
+    try:
+        return await _in_time(app[STORE_EXECUTOR], process.counts)
+    except Exception:
+        return None
 
 
 async def _object_store_up(app: web.Application) -> bool | None:
@@ -223,13 +242,17 @@ async def _object_store_up(app: web.Application) -> bool | None:
     objects = app[BLOBS].objects
     if not isinstance(objects, S3Objects):
         return None
-    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(
-            loop.run_in_executor(app[IO_EXECUTOR], objects.reachable), HEALTH_TIMEOUT_SECONDS
-        )
+        return await _in_time(app[IO_EXECUTOR], objects.reachable)
     except TimeoutError:
         return False
+
+
+async def _in_time(executor: Executor, call: Callable[[], _T]) -> _T:
+    """``call()`` on ``executor``, or TimeoutError after ``HEALTH_TIMEOUT_SECONDS``."""
+    return await asyncio.wait_for(
+        asyncio.get_running_loop().run_in_executor(executor, call), HEALTH_TIMEOUT_SECONDS
+    )
 
 
 def _unique(followers: list[LogFollower]) -> list[LogFollower]:
@@ -257,6 +280,8 @@ async def metrics(request: web.Request) -> web.Response:
         gauges["parked"].labels(f["name"]).set(f["parked"])
         gauges["stuck"].labels(f["name"]).set(1 if f["stuck"] else 0)
         gauges["failing"].labels(f["name"]).set(f["failing_seconds"])
+    for state, count in (health["bundle_handoffs"] or {}).items():
+        gauges["handoffs"].labels(state).set(count)
     leader = app[LEADERSHIP].info()
     gauges["leader"].set(1 if leader["this_process"] else 0)
     if leader["term"] is not None:
@@ -307,6 +332,12 @@ def _health_gauges(registry: CollectorRegistry, *, object_store: bool) -> dict[s
             registry=registry,
         ),
         "leader_term": Gauge("birthcert_leader_term", "The leader's term as last seen", registry=registry),
+        "handoffs": Gauge(
+            "birthcert_bundle_handoffs",
+            "出生一件事 hand-offs: pending, retrying (department down), failing (unexpected error), rejected",
+            ["state"],
+            registry=registry,
+        ),
     }
 
 

@@ -71,11 +71,12 @@ class Desk:
     released: asyncio.Event = field(default_factory=asyncio.Event)
     answers: int = 0
     lookups: int = 0
+    turned_away: int = 0
 
     def reset(self) -> None:
         self.messages.clear()
         self.receipts.clear()
-        self.fail_next = self.stall_next = self.answers = self.lookups = 0
+        self.fail_next = self.stall_next = self.answers = self.lookups = self.turned_away = 0
         self.released.set()
 
 
@@ -127,6 +128,7 @@ async def take_handoff(request: web.Request) -> web.Response:
         return control_reply({"code": "bad_signature"}, 401)
     if desk.fail_next > 0:
         desk.fail_next -= 1
+        desk.turned_away += 1
         return control_reply({"code": "unavailable", "message": "系统繁忙"}, 503)
     try:
         message = orjson.loads(body)
@@ -157,12 +159,13 @@ async def list_handoffs(request: web.Request) -> web.Response:
     if desk is None:
         return control_reply({"error": "unknown department"}, 404)
     items = [{"message": m, "receipts": desk.receipts[i]} for i, m in desk.messages.items()]
-    return control_reply({"handoffs": items, "lookups": desk.lookups})
+    return control_reply({"handoffs": items, "lookups": desk.lookups, "turned_away": desk.turned_away})
 
 
 async def script(request: web.Request) -> web.Response:
-    """`POST /_fake/departments/<code>/script {fail?, stall?, release?}`: the next hand-offs answer 503
-    (``fail``) or hang after being taken (``stall``); ``release`` lets a hanging one answer."""
+    """`POST /_fake/departments/<code>/script {fail?, stall?, release?, up?}`: the next hand-offs answer 503
+    (``fail``) or hang after being taken (``stall``); ``release`` lets a hanging one answer; ``up`` ends the
+    503s still scripted (the department's system is back)."""
     desk = _desk(request)
     if desk is None:
         return control_reply({"error": "unknown department"}, 404)
@@ -175,6 +178,8 @@ async def script(request: web.Request) -> web.Response:
     desk.stall_next += int(body.get("stall", 0))
     if body.get("release") is True:
         desk.released.set()
+    if body.get("up") is True:
+        desk.fail_next = 0
     return control_reply({"fail": desk.fail_next, "stall": desk.stall_next})
 
 

@@ -36,6 +36,7 @@ from uuid import UUID
 import orjson
 
 from backend.departments import (
+    RESULTS_PATH,
     DepartmentPort,
     DepartmentRejected,
     DepartmentUnavailable,
@@ -43,7 +44,7 @@ from backend.departments import (
 )
 from domain.application import BirthCertificateApplication
 from domain.bundle import handoff_fields, handoffs
-from domain.errors import RuleViolated
+from domain.errors import Conflict, RuleViolated
 from domain.service import Applications
 from projections.leader_loop import SqlFollowerLoop
 from projections.runner import DomainEvent, Fenced, Page
@@ -55,7 +56,10 @@ NAME: Final = "bundle_handoff"
 POLL_SECONDS: Final = 0.5
 RETRY_BASE: Final = 1.0
 RETRY_MAX: Final = 600.0
+DUE_BATCH: Final = 100
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
+# What a pending row's ``error`` says of its last attempt ("sending" while one is in flight).
+UNAVAILABLE, FAILED = "department_unavailable", "failed"
 
 
 def message_id_for(app_id: UUID | str, version: int, department: str) -> str:
@@ -132,19 +136,19 @@ class HandoffProcess(SqlFollowerLoop):
             if not self.db.move(NAME, start, end):
                 return False, 0
             for row in rows:
-                if self.db.fetchone("SELECT 1 FROM bundle_handoffs WHERE message_id = ?", (row[0],)) is None:
-                    self.db.execute(
-                        "INSERT INTO bundle_handoffs (message_id, application_id, version, service, department, "
-                        "position, created_at, state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0)",
-                        row,
-                    )
+                self.db.execute(
+                    "INSERT INTO bundle_handoffs (message_id, application_id, version, service, department, "
+                    "position, created_at, state, attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0) "
+                    "ON CONFLICT (message_id) DO NOTHING",
+                    row,
+                )
         return True, len(rows)
 
     def _rows(self, position: int, event: DomainEvent) -> list[tuple[Any, ...]]:
         if not isinstance(event, BirthCertificateApplication.Issued):
             return []
         app_id, version = UUID(str(event.originator_id)), int(event.originator_version)
-        app: object = self.applications.repository.get(app_id, version=version)
+        app = self.applications.get_as_stored(app_id, version)
         if not isinstance(app, BirthCertificateApplication) or app.bundle is None:
             return []
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -166,49 +170,72 @@ class HandoffProcess(SqlFollowerLoop):
     # ------------------------------------------------------------------ delivery
 
     async def round(self) -> None:
-        """Deliver every pending hand-off that is due (HTTP on the event loop, SQL and the store on the executor)."""
+        """Deliver every pending hand-off that is due (HTTP on the event loop, SQL and the store on the executor).
+
+        Only the departments with an adapter are read (rows of one without cannot crowd them out), and a
+        department that is down is skipped for the rest of the round after its first failure, so that it costs
+        one timeout per round rather than one per row."""
+        if not self.departments:
+            return
         now = datetime.now(UTC).timestamp()
-        due = await self._run(self._due, now)
+        due = await self._run(self._due, now, sorted(self.departments))
+        down: set[str] = set()
         for handoff in due:
-            port = self.departments.get(handoff.department)
-            if port is None:
+            if handoff.department in down:
                 continue
             try:
-                await self._deliver(handoff, port)
+                await self._deliver(handoff, self.departments[handoff.department])
+            except DepartmentUnavailable:
+                down.add(handoff.department)
             except Fenced:
                 raise
             except Exception:  # one hand-off that fails must not hold back the others in this round
                 log.exception("hand-off %s failed; retried later", handoff.message_id)
-                await self._run(self._retry_later, handoff, "failed")
+                await self._run(self._retry_later, handoff, FAILED)
 
-    def _due(self, now: float) -> list[Handoff]:
+    def _due(self, now: float, departments: list[str]) -> list[Handoff]:
+        marks = ", ".join("?" for _ in departments)
         rows = self.db.fetchall(
             f"SELECT {_COLUMNS} FROM bundle_handoffs WHERE state = ? AND next_attempt_at <= ? "
-            "ORDER BY position, message_id LIMIT 100",
-            (PENDING, now),
+            f"AND department IN ({marks}) ORDER BY position, message_id LIMIT {DUE_BATCH}",
+            (PENDING, now, *departments),
         )
         return [_row(r) for r in rows]
 
     async def _deliver(self, handoff: Handoff, port: DepartmentPort) -> None:
-        body = await self._run(self.message, handoff)
+        """One hand-off: asked about first when tried before, then built, counted and sent. A department that
+        does not answer leaves the row pending with a longer wait and raises ``DepartmentUnavailable``."""
         try:
             # Tried before and not heard back (a crash, a timeout, a 503): ask before sending it again.
             if handoff.attempts > 0 and await port.received(handoff.message_id):
-                await self._run(self._record_sent, handoff)
-                await self._run(self._finish, handoff, SENT, None)
+                await self._sent(handoff)
                 return
+        except DepartmentUnavailable:
+            await self._run(self._retry_later, handoff, UNAVAILABLE, True)
+            raise
+        body = await self._run(self.message, handoff)
+        try:
             await self._run(self._attempt, handoff)  # the lease checked, the attempt counted: then the send
             await port.send(handoff.message_id, body)
         except DepartmentUnavailable:
-            await self._run(self._retry_later, handoff)
-            return
+            await self._run(self._retry_later, handoff, UNAVAILABLE)
+            raise
         except DepartmentRejected as refusal:
             log.error(
                 "department %s refused hand-off %s (%s)", handoff.department, handoff.message_id, refusal.code
             )
             await self._run(self._finish, handoff, REJECTED, refusal.message)
             return
-        await self._run(self._record_sent, handoff)
+        await self._sent(handoff)
+
+    async def _sent(self, handoff: Handoff) -> None:
+        """The department has it: the ``sent`` event on the application, then the row done. A concurrent
+        command on the application (``Conflict``) leaves the row pending, asked about again next time."""
+        try:
+            await self._run(self._record_sent, handoff)
+        except Conflict:
+            await self._run(self._retry_later, handoff, "conflict")
+            return
         await self._run(self._finish, handoff, SENT, None)
 
     def _attempt(self, handoff: Handoff) -> None:
@@ -222,7 +249,7 @@ class HandoffProcess(SqlFollowerLoop):
     def message(self, handoff: Handoff) -> bytes:
         """On the executor: the message's exact bytes, from the application as it was when issued (the same
         bytes for every attempt). Personal data: never logged."""
-        app: object = self.applications.repository.get(UUID(handoff.application_id), version=handoff.version)
+        app = self.applications.get_as_stored(UUID(handoff.application_id), handoff.version)
         if not isinstance(app, BirthCertificateApplication):
             raise TypeError("a hand-off of something that is not an application")
         spec = handoffs()[handoff.service]
@@ -239,19 +266,21 @@ class HandoffProcess(SqlFollowerLoop):
                     "name": str(record.get("institution_name") or ""),
                 },
                 "fields": handoff_fields(spec, app.bundle_table2()),
-                "callback_url": f"{self.callback_base}/api/v1/departments/{handoff.department}/results",
+                "callback_url": self.callback_base + RESULTS_PATH.format(department=handoff.department),
             },
             option=orjson.OPT_SORT_KEYS,
         )
 
-    def _retry_later(self, handoff: Handoff, error: str = "department_unavailable") -> None:
+    def _retry_later(self, handoff: Handoff, error: str, count: bool = False) -> None:
+        """Pending again after a wait that doubles with each attempt; ``count`` counts this one as an attempt
+        (the department could not even be asked), so that its wait grows too."""
         wait = min(self.retry_base * 2**handoff.attempts, RETRY_MAX)
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
             self.db.execute(
-                "UPDATE bundle_handoffs SET next_attempt_at = ?, error = ? "
+                "UPDATE bundle_handoffs SET next_attempt_at = ?, error = ?, attempts = attempts + ? "
                 "WHERE message_id = ? AND state = ?",
-                (datetime.now(UTC).timestamp() + wait, error, handoff.message_id, PENDING),
+                (datetime.now(UTC).timestamp() + wait, error, int(count), handoff.message_id, PENDING),
             )
 
     def _record_sent(self, handoff: Handoff) -> None:
@@ -276,6 +305,22 @@ class HandoffProcess(SqlFollowerLoop):
                 "WHERE message_id = ? AND state = ?",
                 (state, datetime.now(UTC).isoformat(timespec="seconds"), error, handoff.message_id, PENDING),
             )
+
+    def counts(self) -> dict[str, int]:
+        """On the executor: the outbox at a glance, for /readyz and /metrics — rows waiting (``pending``), those
+        of them whose last attempt failed (``retrying``: the department was down; ``failing``: an unexpected
+        error, logged), and those a department refused outright (``rejected``, shown to the issuer)."""
+        row = self.db.fetchone(
+            "SELECT "
+            "COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state = ? AND error IN (?, ?) THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state = ? AND error = ? THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0) "
+            "FROM bundle_handoffs",
+            (PENDING, PENDING, UNAVAILABLE, "conflict", PENDING, FAILED, REJECTED),
+        )
+        pending, retrying, failing, rejected = (int(v) for v in row) if row else (0, 0, 0, 0)
+        return {"pending": pending, "retrying": retrying, "failing": failing, "rejected": rejected}
 
     def handoffs_of(self, application_id: str) -> list[Handoff]:
         """On the executor: the application's hand-offs (for the issuer's view)."""

@@ -95,9 +95,11 @@ async def department_result(request: web.Request) -> web.Response:
     body = await request.read()
     data = verify(body, request.headers.get(SIGNATURE_HEADER), request.app[DEPARTMENT_KEYS].get(department))
     handoff = handoff_of_department(department)
-    message_id, result_id, state = data.get("message_id"), data.get("result_id"), data.get("state")
-    match = _MESSAGE_RE.fullmatch(message_id) if isinstance(message_id, str) else None
-    if handoff is None or match is None or match["dept"] != department or not isinstance(message_id, str):
+    result_id, state = data.get("result_id"), data.get("state")
+    given = data.get("message_id")
+    message_id = given if isinstance(given, str) else ""
+    match = _MESSAGE_RE.fullmatch(message_id)
+    if handoff is None or match is None or match["dept"] != department:
         raise NotFound("未找到该推送")
     if not isinstance(result_id, str) or not _RESULT_ID_RE.fullmatch(result_id):
         raise InvalidWebhook("缺少或无效的办理结果编号 result_id")

@@ -286,6 +286,43 @@ async def test_a_refusal_is_shown_to_the_issuer_with_its_reason_and_a_failing_de
     await service_state(mp, "resident_medical_insurance", "done")
 
 
+async def readyz(stack: Stack) -> dict[str, Any]:
+    async with stack.session.get(f"{stack.api}/readyz") as r:
+        body: dict[str, Any] = await r.json()
+        return body
+
+
+async def test_a_department_that_is_down_holds_back_no_other_and_readyz_counts_its_waiting_message(
+    stack: Stack,
+) -> None:
+    await fake(stack, "POST", "police/script", {"fail": 1000})  # the police's system is down
+    mp, _ = await issued_with_bundle(stack, hebei_family(25), "R130100025")
+    for code in OTHERS:  # the other three departments are not held back
+        await service_state(mp, code, "sent")
+
+    async def retrying() -> dict[str, Any] | None:
+        body = await readyz(stack)
+        return body if body["bundle_handoffs"]["retrying"] == 1 else None
+
+    body = await eventually(retrying, "/readyz counting the police's hand-off as retrying")
+    assert body["status"] == "ready"  # a department being down is the department's trouble, retried
+    assert body["bundle_handoffs"]["pending"] == 1 and body["bundle_handoffs"]["failing"] == 0
+    async with stack.session.get(f"{stack.api}/metrics") as r:
+        assert 'birthcert_bundle_handoffs{state="retrying"} 1.0' in await r.text()
+    assert (await services(mp))["household_registration"]["state"] == "requested"
+    turned_away = (await fake(stack, "GET", "police/handoffs"))["turned_away"]
+    assert 1 <= turned_away <= 5  # retried with a growing wait (1 s, 2 s, 4 s …), not hammered
+    await fake(stack, "POST", "police/script", {"up": True})
+    await service_state(mp, "household_registration", "sent")
+    assert [h["receipts"] for h in await handoffs(stack, "police")] == [1]
+    assert (await readyz(stack))["bundle_handoffs"] == {
+        "pending": 0,
+        "retrying": 0,
+        "failing": 0,
+        "rejected": 0,
+    }
+
+
 async def test_a_forged_answer_is_refused_and_records_nothing(stack: Stack) -> None:
     mp, _ = await issued_with_bundle(stack, hebei_family(23), "R130100023")
     police = (await taken(stack, "police"))[0]
