@@ -180,6 +180,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     _late("projections.cli", "register_projections"),
     _late("backend.migrate", "register_db"),
     _late("backend.elicense_cli", "register_elicense"),
+    _late("backend.bundle_cli", "register_bundle"),
 ]
 
 

@@ -164,7 +164,9 @@ class HttpDepartment:
         log.warning("department %s answered HTTP %s (%s)", self.key.department, status, code or "-")
         if status in (401, 403, 408, 429) or status >= 500:
             raise DepartmentUnavailable()
-        raise DepartmentRejected(f"办理部门拒收了推送（HTTP {status}）")
+        raise DepartmentRejected(
+            f"办理部门拒收了推送（HTTP {status}{'，' + str(code)[:40] if code else ''}）"
+        )
 
     async def received(self, message_id: str) -> bool:
         """``GET {base}/v1/handoffs/<message id>`` (signed over the empty body): 200 has it, 404 has not."""

@@ -67,6 +67,7 @@ class Desk:
     messages: dict[str, Json] = field(default_factory=dict)
     receipts: dict[str, int] = field(default_factory=dict)
     fail_next: int = 0
+    refuse_next: int = 0
     stall_next: int = 0
     released: asyncio.Event = field(default_factory=asyncio.Event)
     answers: int = 0
@@ -76,7 +77,9 @@ class Desk:
     def reset(self) -> None:
         self.messages.clear()
         self.receipts.clear()
-        self.fail_next = self.stall_next = self.answers = self.lookups = self.turned_away = 0
+        self.fail_next = self.stall_next = self.refuse_next = self.answers = self.lookups = (
+            self.turned_away
+        ) = 0
         self.released.set()
 
 
@@ -130,6 +133,9 @@ async def take_handoff(request: web.Request) -> web.Response:
         desk.fail_next -= 1
         desk.turned_away += 1
         return control_reply({"code": "unavailable", "message": "系统繁忙"}, 503)
+    if desk.refuse_next > 0:  # the department's system refuses the message itself (its schema changed, say)
+        desk.refuse_next -= 1
+        return control_reply({"code": "schema_mismatch", "message": "报文不符合接口规范"}, 422)
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -163,24 +169,25 @@ async def list_handoffs(request: web.Request) -> web.Response:
 
 
 async def script(request: web.Request) -> web.Response:
-    """`POST /_fake/departments/<code>/script {fail?, stall?, release?, up?}`: the next hand-offs answer 503
-    (``fail``) or hang after being taken (``stall``); ``release`` lets a hanging one answer; ``up`` ends the
+    """`POST /_fake/departments/<code>/script {fail?, stall?, refuse?, release?, up?}`: the next hand-offs answer
+    503 (``fail``), hang after being taken (``stall``) or are refused outright with a 422 (``refuse``); ``release`` lets a hanging one answer; ``up`` ends the
     503s still scripted (the department's system is back)."""
     desk = _desk(request)
     if desk is None:
         return control_reply({"error": "unknown department"}, 404)
     body = await read_json(request)
-    for key in ("fail", "stall"):
+    for key in ("fail", "stall", "refuse"):
         value = body.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return control_reply({"error": f"{key} must be a non-negative integer"}, 400)
     desk.fail_next += int(body.get("fail", 0))
     desk.stall_next += int(body.get("stall", 0))
+    desk.refuse_next += int(body.get("refuse", 0))
     if body.get("release") is True:
         desk.released.set()
     if body.get("up") is True:
         desk.fail_next = 0
-    return control_reply({"fail": desk.fail_next, "stall": desk.stall_next})
+    return control_reply({"fail": desk.fail_next, "stall": desk.stall_next, "refuse": desk.refuse_next})
 
 
 async def answer(request: web.Request) -> web.Response:

@@ -52,6 +52,7 @@ from projections.sql import Database
 
 log = logging.getLogger(__name__)
 
+JSON = dict[str, Any]
 NAME: Final = "bundle_handoff"
 POLL_SECONDS: Final = 0.5
 RETRY_BASE: Final = 1.0
@@ -59,7 +60,7 @@ RETRY_MAX: Final = 600.0
 DUE_BATCH: Final = 100
 PENDING, SENT, REJECTED = "pending", "sent", "rejected"
 # What a pending row's ``error`` says of its last attempt ("sending" while one is in flight).
-UNAVAILABLE, FAILED = "department_unavailable", "failed"
+UNAVAILABLE, FAILED, RESENT = "department_unavailable", "failed", "resend"
 
 
 def message_id_for(app_id: UUID | str, version: int, department: str) -> str:
@@ -322,6 +323,10 @@ class HandoffProcess(SqlFollowerLoop):
         pending, retrying, failing, rejected = (int(v) for v in row) if row else (0, 0, 0, 0)
         return {"pending": pending, "retrying": retrying, "failing": failing, "rejected": rejected}
 
+    def deliveries_of(self, application_id: str) -> dict[str, JSON]:
+        """On the executor: how each of the application's hand-offs went, by service (``delivery_view``)."""
+        return {h.service: delivery_view(h) for h in self.handoffs_of(application_id)}
+
     def handoffs_of(self, application_id: str) -> list[Handoff]:
         """On the executor: the application's hand-offs (for the issuer's view)."""
         rows = self.db.fetchall(
@@ -331,4 +336,77 @@ class HandoffProcess(SqlFollowerLoop):
         return [_row(r) for r in rows]
 
 
-__all__ = ["NAME", "Handoff", "HandoffProcess", "message_id_for"]
+def list_handoffs(db: Database, *, state: str | None = None, department: str | None = None) -> list[Handoff]:
+    """The outbox's rows (ids and bookkeeping only), oldest first, for the operator's ``birthcert bundle``."""
+    where, args = [], []
+    for column, value in (("state", state), ("department", department)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = db.fetchall(
+        f"SELECT {_COLUMNS} FROM bundle_handoffs{clause} ORDER BY position, message_id", tuple(args)
+    )
+    return [_row(r) for r in rows]
+
+
+def resend_rejected(db: Database, message_ids: list[str]) -> list[str]:
+    """Hand-offs a department's system refused outright (``rejected``) made pending again, due now: after the
+    operator has mended what made it refuse (an adapter's configuration, the department's interface). The
+    department is asked first whether it has the message (``attempts`` kept), then sent the same bytes under
+    the same id. Returns the ids made pending; the others (unknown, not rejected) are left alone."""
+    done = []
+    with db.transaction():
+        for message_id in message_ids:
+            row = db.fetchone("SELECT state FROM bundle_handoffs WHERE message_id = ?", (message_id,))
+            if row is None or row[0] != REJECTED:
+                continue
+            db.execute(
+                "UPDATE bundle_handoffs SET state = ?, next_attempt_at = 0, error = ?, sent_at = NULL "
+                "WHERE message_id = ? AND state = ?",
+                (PENDING, RESENT, message_id, REJECTED),
+            )
+            done.append(message_id)
+    return done
+
+
+def delivery_view(handoff: Handoff) -> JSON:
+    """What the issuer reads of one hand-off's delivery: sent, waiting (how many attempts, why the last failed,
+    when the next is due: the retry is visible), or refused outright by the department's system. Ids and
+    bookkeeping only: no personal data."""
+    if handoff.state == SENT:
+        label = "已送达部门"
+    elif handoff.state == REJECTED:
+        label = f"部门系统拒收推送：{handoff.error or '未说明原因'}（已记录，待运维处理）"
+    elif handoff.error == UNAVAILABLE:
+        label = f"部门系统暂不可用，已推送{handoff.attempts}次未成功，将自动重试"
+    elif handoff.error == RESENT:
+        label = "运维已安排重新推送"
+    elif handoff.error == FAILED:
+        label = f"推送出错（已记录），已推送{handoff.attempts}次，将自动重试"
+    elif handoff.attempts:
+        label = "正在推送"
+    else:
+        label = "等待推送"
+    waiting = handoff.state == PENDING and handoff.attempts > 0
+    return {
+        "state": handoff.state,
+        "label": label,
+        "attempts": handoff.attempts,
+        "error": handoff.error if handoff.state != SENT else None,
+        "next_attempt_at": datetime.fromtimestamp(handoff.next_attempt_at, UTC).isoformat(timespec="seconds")
+        if waiting
+        else None,
+        "sent_at": handoff.sent_at,
+    }
+
+
+__all__ = [
+    "NAME",
+    "Handoff",
+    "HandoffProcess",
+    "delivery_view",
+    "list_handoffs",
+    "message_id_for",
+    "resend_rejected",
+]

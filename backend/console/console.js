@@ -1764,6 +1764,12 @@ async function renderApplication(id, isCurrent) {
     const refused = b.services.filter((s) => s.state === "refused").length;
     const outcome = (s) => {
       if (s.state === "refused") return h("span", { class: "bundle-reason" }, `原因：${s.reason || "（部门未说明）"}`);
+      // Not yet with the department: the delivery's own state (retrying with the next attempt's time, or refused outright).
+      const d = s.delivery;
+      if (d && d.state !== "sent" && (d.attempts || d.state === "rejected")) {
+        return h("span", { class: d.state === "rejected" ? "bundle-reason" : "muted", dataset: { delivery: d.state } },
+          d.label, d.next_attempt_at ? `（下次 ${fmtDateTime(d.next_attempt_at)}）` : "");
+      }
       if (s.state !== "done" || !s.result) return s.state === "done" ? h("span", { class: "muted" }, "—") : null;
       return h("dl", { class: "bundle-result" }, Object.entries(s.result).map(([key, value]) => [
         h("dt", {}, config.bundleResultLabels[key] || key),

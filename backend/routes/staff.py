@@ -33,6 +33,7 @@ from backend.components import (
 from backend.errors import json_body
 from backend.headers import content_disposition
 from backend.routes.audit import record_reading
+from backend.routes.departments import HANDOFF_PROCESS
 from backend.routes.parents import FieldCollector, _fingerprint, id_document_reader
 from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
@@ -483,6 +484,14 @@ async def get_review(request: web.Request) -> web.Response:
     if actor.role == "auditor":  # full personal data, beyond the auditor's own institution: recorded first
         await record_reading(request, actor, app_id, "review")
     document = await in_store(request, review_document, request.app[APPLICATIONS], actor, app_id)
+    bundle = document["application"]["bundle"]
+    process = request.app.get(HANDOFF_PROCESS)
+    if (
+        bundle is not None and process is not None
+    ):  # each hand-off's delivery: sent, retrying, refused outright
+        deliveries = await in_store(request, process.deliveries_of, str(app_id))
+        for part in bundle["services"]:
+            part["delivery"] = deliveries.get(part["code"])
     return json_response(
         document, headers={"ETag": f'"{document["application"]["version"]}"', "Cache-Control": "no-store"}
     )

@@ -6,6 +6,9 @@ a send and its acknowledgement has the department take nothing twice; a forged a
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,6 +23,7 @@ from miniprogram_stub.people import Family, hebei_family, make_id_number
 from miniprogram_stub.platform import start_fake_platform
 from tests.builders import HEBEI_BUNDLE_FIELDS
 from tests.e2e.conftest import HOSPITALS, Stack, running_stack
+from tests.e2e.serving import BIRTHCERT
 from tests.e2e.test_birth_bundle_http import ALL, hebei_details_given
 from tests.e2e.test_staff import wait_for_messages
 from tests.waiting import eventually
@@ -296,7 +300,7 @@ async def test_a_department_that_is_down_holds_back_no_other_and_readyz_counts_i
     stack: Stack,
 ) -> None:
     await fake(stack, "POST", "police/script", {"fail": 1000})  # the police's system is down
-    mp, _ = await issued_with_bundle(stack, hebei_family(25), "R130100025")
+    mp, issuer = await issued_with_bundle(stack, hebei_family(26), "R130100026")
     for code in OTHERS:  # the other three departments are not held back
         await service_state(mp, code, "sent")
 
@@ -310,6 +314,12 @@ async def test_a_department_that_is_down_holds_back_no_other_and_readyz_counts_i
     async with stack.session.get(f"{stack.api}/metrics") as r:
         assert 'birthcert_bundle_handoffs{state="retrying"} 1.0' in await r.text()
     assert (await services(mp))["household_registration"]["state"] == "requested"
+    review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    shown = {s["code"]: s for s in review["application"]["bundle"]["services"]}
+    delivery = shown["household_registration"]["delivery"]  # the issuer sees the retry
+    assert delivery["state"] == "pending" and delivery["error"] == "department_unavailable", delivery
+    assert delivery["attempts"] >= 1 and delivery["next_attempt_at"] and "将自动重试" in delivery["label"]
+    assert shown["vaccination_certificate"]["delivery"]["label"] == "已送达部门"
     turned_away = (await fake(stack, "GET", "police/handoffs"))["turned_away"]
     assert 1 <= turned_away <= 5  # retried with a growing wait (1 s, 2 s, 4 s …), not hammered
     await fake(stack, "POST", "police/script", {"up": True})
@@ -321,6 +331,45 @@ async def test_a_department_that_is_down_holds_back_no_other_and_readyz_counts_i
         "failing": 0,
         "rejected": 0,
     }
+
+
+async def test_a_hand_off_refused_outright_is_shown_to_the_issuer_and_sent_again_by_the_operator(
+    stack: Stack, tmp_path: Path
+) -> None:
+    await fake(stack, "POST", "police/script", {"refuse": 1})  # the police's interface refuses the message
+    mp, issuer = await issued_with_bundle(stack, hebei_family(27), "R130100027")
+
+    async def rejected() -> dict[str, Any] | None:
+        review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+        shown = {s["code"]: s for s in review["application"]["bundle"]["services"]}
+        delivery: dict[str, Any] | None = shown["household_registration"]["delivery"]
+        return delivery if delivery and delivery["state"] == "rejected" else None
+
+    delivery = await eventually(rejected, "the issuer seeing the police's system refuse the hand-off")
+    assert (
+        delivery["label"]
+        == "部门系统拒收推送：办理部门拒收了推送（HTTP 422，schema_mismatch）（已记录，待运维处理）"
+    )
+    assert (await readyz(stack))["bundle_handoffs"]["rejected"] == 1
+    assert await handoffs(stack, "police") == []  # never taken, and never tried again by itself
+    environ = {**os.environ, "BIRTHCERT_DATA_DIR": str(tmp_path / "var")}
+    listed = subprocess.run(
+        [*BIRTHCERT, "bundle", "handoffs", "--state", "rejected"], env=environ, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(r["department"], r["application_id"]) for r in rows] == [("police", mp.app_id)]
+    # The operator mends the cause, then sends it again: the department takes it once.
+    resent = subprocess.run(
+        [*BIRTHCERT, "bundle", "resend", "--rejected", "--department", "police"],
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+    assert resent.returncode == 0 and resent.stdout.startswith("1 hand-off(s) to be sent again"), resent
+    await service_state(mp, "household_registration", "sent")
+    assert [h["receipts"] for h in await handoffs(stack, "police")] == [1]
+    assert (await readyz(stack))["bundle_handoffs"]["rejected"] == 0
 
 
 async def test_a_forged_answer_is_refused_and_records_nothing(stack: Stack) -> None:
