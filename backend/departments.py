@@ -11,6 +11,14 @@ with the department's own key (HMAC-SHA256, the key shared with that department 
 
 A signature older or newer than ``TOLERANCE_SECONDS`` is refused, and the answer's ``result_id`` (with the
 message id) makes a replayed answer record nothing.
+
+A message whose department needs materials of 表1 (the police: the 户口簿's pages, the 结婚证; decision 0047)
+lists them by reference; the department fetches each with ``GET /api/v1/departments/{department}/materials/
+{message_id}/{document}``, signed with its key over the request itself (a GET has no body):
+
+    X-Birthcert-Signature: t=<unix seconds>,kid=<key id>,v1=<hex HMAC-SHA256(key, "<t>." + "GET " + path)>
+
+so a signature taken from one fetch cannot fetch another document.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ SIGNATURE_HEADER: Final = "X-Birthcert-Signature"
 TOLERANCE_SECONDS: Final = 300
 HANDOFF_PATH: Final = "/v1/handoffs"
 RESULTS_PATH: Final = "/api/v1/departments/{department}/results"
+MATERIALS_PATH: Final = "/api/v1/departments/{department}/materials/{message_id}/{document}"
 _SIGNATURE_RE: Final = re.compile(
     r"^t=(?P<t>[0-9]{1,12}),kid=(?P<kid>[A-Za-z0-9_.:-]{1,64}),v1=(?P<mac>[0-9a-f]{64})$"
 )
@@ -107,19 +116,32 @@ def signature(body: bytes, secret: bytes, key_id: str, at: int | None = None) ->
     return f"t={stamp},kid={key_id},v1={mac}"
 
 
+def signed_request(method: str, path: str) -> bytes:
+    """What a body-less request is signed over in place of its body: ``"<METHOD> <path>"``."""
+    return f"{method.upper()} {path}".encode()
+
+
+def check_signature(
+    signed: bytes, header: str | None, key: DepartmentKey | None, *, now: float | None = None
+) -> None:
+    """``InvalidSignature`` unless ``header`` signs ``signed`` with ``key`` (constant time) and is fresh. A
+    department with no key has no valid signature."""
+    match = _SIGNATURE_RE.fullmatch((header or "").strip())
+    if key is None or not key.secret or match is None or match["kid"] != key.key_id:
+        raise InvalidSignature()
+    expected = hmac.new(key.secret, f"{match['t']}.".encode() + signed, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), match["mac"].encode()):
+        raise InvalidSignature()
+    if abs((time.time() if now is None else now) - int(match["t"])) > TOLERANCE_SECONDS:
+        raise InvalidSignature("签名已过期", code="signature_expired")
+
+
 def verify(
     body: bytes, header: str | None, key: DepartmentKey | None, *, now: float | None = None
 ) -> dict[str, Any]:
     """The JSON object of a department's signed request, once its signature checks out (constant time) and is
     fresh; else ``InvalidSignature``. A department with no key has no valid signature."""
-    match = _SIGNATURE_RE.fullmatch((header or "").strip())
-    if key is None or not key.secret or match is None or match["kid"] != key.key_id:
-        raise InvalidSignature()
-    expected = hmac.new(key.secret, f"{match['t']}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected.encode(), match["mac"].encode()):
-        raise InvalidSignature()
-    if abs((time.time() if now is None else now) - int(match["t"])) > TOLERANCE_SECONDS:
-        raise InvalidSignature("签名已过期", code="signature_expired")
+    check_signature(body, header, key, now=now)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -199,6 +221,7 @@ class HttpDepartment:
 
 __all__ = [
     "HANDOFF_PATH",
+    "MATERIALS_PATH",
     "RESULTS_PATH",
     "SIGNATURE_HEADER",
     "DepartmentKey",
@@ -206,8 +229,10 @@ __all__ = [
     "DepartmentRejected",
     "DepartmentUnavailable",
     "HttpDepartment",
+    "check_signature",
     "department_actor",
     "department_keys",
     "signature",
+    "signed_request",
     "verify",
 ]

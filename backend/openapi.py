@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from domain.application import FIXABLE_FIELDS
+from domain.application import DOCUMENT_KINDS, FIXABLE_FIELDS
 from domain.channels import CHANNELS
 from domain.policy import load_profiles
 from domain.rejection import REJECTION_REASONS
@@ -764,22 +764,15 @@ PATHS: JSON = {
     "/api/v1/applications/{app_id}/documents": {
         "parameters": [APP_ID],
         "post": _command(
-            "an ID photo (JPEG or PNG; type from the bytes; EXIF removed)",
+            "an ID photo, or a material of 出生一件事's 表1 her opt-in asks for (JPEG or PNG; type from the bytes; "
+            "EXIF removed)",
             {"201": _json(_ref("DocumentStored"), "stored"), "429": RATE_LIMITED},
             multipart={
                 "type": "object",
                 "required": ["kind", "file"],
                 "additionalProperties": False,
                 "properties": {
-                    "kind": {
-                        "enum": [
-                            "mother_id_front",
-                            "mother_id_back",
-                            "father_id_front",
-                            "father_id_back",
-                            "father_handheld_id",
-                        ]
-                    },
+                    "kind": {"enum": list(DOCUMENT_KINDS)},
                     "file": {"type": "string", "contentMediaType": "image/jpeg"},
                 },
             },
@@ -1869,7 +1862,8 @@ def _department_paths() -> JSON:
 
     paths = {path: dict(item) for path, item in OPENAPI_PATHS.items()}
     for item in paths.values():
-        item["post"] = {**item["post"], "responses": {**item["post"]["responses"], "default": PROBLEM}}
+        for method, operation in item.items():
+            item[method] = {**operation, "responses": {**operation["responses"], "default": PROBLEM}}
     return paths
 
 

@@ -27,6 +27,7 @@ from eventsourcing.domain import Aggregate
 from domain.bundle import (
     CERTIFICATE,
     DEPARTMENT_ANSWERS,
+    MATERIAL_KINDS,
     BundleConditionsUnmet,
     BundleFacts,
     BundleNotOffered,
@@ -42,7 +43,15 @@ from domain.bundle import (
 )
 from domain.channels import WECHAT
 from domain.delivery import Institution, entry_deadline, latest_birth_on
-from domain.errors import Conflict, Forbidden, InvalidValue, NotEligibleOnline, NotFound, RuleViolated
+from domain.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidValue,
+    NotEligibleOnline,
+    NotFound,
+    RuleViolated,
+)
 from domain.pickup import COLLECTOR_CHECK_TTL, Slot, collector_letter
 from domain.policy import (
     REASON_MESSAGES,
@@ -131,6 +140,9 @@ DOCUMENT_KINDS: Final = (
     "father_id_front",
     "father_id_back",
     "father_handheld_id",
+    # 出生一件事's materials of 表1 (domain.bundle.MATERIAL_KINDS, docs/decisions/0047): asked only with a
+    # service that needs them.
+    *MATERIAL_KINDS,
 )
 # What an issuer may name as "to fix" when rejecting: the form's fields, the documents, the signature.
 FIXABLE_FIELDS: Final = (
@@ -273,6 +285,21 @@ class NotReady(RuleViolated):
         self.missing = list(missing)
 
 
+class BundleMaterialsMissing(NotReady):
+    """She opted in to a service whose department needs materials of 表1 not uploaded yet (0047); ``errors``
+    names each as ``documents.<kind>``."""
+
+    code = "bundle_materials_missing"
+
+    def __init__(self, kinds: list[str]) -> None:
+        labels = "、".join(MATERIAL_KINDS[k] for k in kinds)
+        RuleViolated.__init__(self, f"请先上传一件事一次办所需材料：{labels}")
+        self.missing = ["bundle_materials_uploaded"]
+        self.errors = [
+            FieldError(f"documents.{k}", "required", f"请上传{MATERIAL_KINDS[k]}照片") for k in kinds
+        ]
+
+
 STEP_NAMES: Final = {
     "mother_verified": "母亲刷脸认证",
     "delivery_record_linked": "关联分娩记录",
@@ -281,6 +308,7 @@ STEP_NAMES: Final = {
     "father_verified": "父亲刷脸认证（或上传父亲手持身份证照片）",
     "father_documents_uploaded": "上传父亲身份证照片",
     "documents_uploaded": "上传父母身份证照片",
+    "bundle_materials_uploaded": "上传一件事一次办材料（户口簿、结婚证）",
     "form_signed": "在登记表上电子签名",
     "delivery_method_chosen": "选择领取方式",
     "postage_paid": "支付邮寄费用",
@@ -1370,6 +1398,8 @@ class BirthCertificateApplication(Aggregate):
         missing = self.missing_for_signing()
         if [k for k in self.required_documents() if k not in self.documents]:
             missing.append("documents_uploaded")
+        if self.missing_bundle_materials():
+            missing.append("bundle_materials_uploaded")
         if not self.signature_valid:
             missing.append("form_signed")
         if self.delivery_method is None:
@@ -1874,6 +1904,10 @@ class BirthCertificateApplication(Aggregate):
             raise Forbidden("父亲只能上传本人的证件照片", code="father_documents_only")
         if kind.startswith("father") and not self.two_parents:
             raise InvalidValue("kind", "father_not_allowed", "单亲母亲申办无需上传父亲材料")
+        if kind in MATERIAL_KINDS and kind not in self.bundle_materials_required():
+            raise RuleViolated(
+                f"您未申请需要{MATERIAL_KINDS[kind]}的一件事一次办事项，无需上传", code="material_not_needed"
+            )
         handheld = kind == "father_handheld_id"
         father_id: str | None = None
         if handheld:
@@ -1965,6 +1999,10 @@ class BirthCertificateApplication(Aggregate):
         missing = self.missing_for_signing()
         if missing:
             raise NotReady(missing)
+        materials = self.missing_bundle_materials()
+        if materials:
+            # What she signs covers the bundle's services: the materials they need come first (0047).
+            raise BundleMaterialsMissing(materials)
         form = self.form()
         if form is None:
             raise NotReady(["details_provided"])
@@ -2583,6 +2621,38 @@ class BirthCertificateApplication(Aggregate):
             return {}
         chosen = {**bundle, "settled_address": settled_address(bundle["values"], self.details)}
         return table2_values(offer, chosen, self.bundle_derived(), self.certificate_number or "")
+
+    def bundle_materials_required(self) -> list[str]:
+        """The materials of 表1 (document kinds) her opt-in asks for, in the profile's order (0047); none
+        without an opt-in, or under a profile snapshot from before materials were asked for."""
+        offer, bundle = self.bundle_offer, self.bundle
+        if offer is None or bundle is None:
+            return []
+        needed = offer.materials_for(bundle["services"], parents_married=bool(bundle["parents_married"]))
+        return [m.code for m in needed]
+
+    def missing_bundle_materials(self) -> list[str]:
+        """The materials her opt-in asks for that she has not uploaded yet."""
+        return [k for k in self.bundle_materials_required() if k not in self.documents]
+
+    def bundle_materials_for(self, service: str) -> list[JSON]:
+        """The uploaded materials the department of ``service`` is to get, by reference (kind, label, sha256,
+        content type, size): only those its service needs (PIPL minimum, 0047)."""
+        offer, bundle = self.bundle_offer, self.bundle
+        if offer is None or bundle is None:
+            return []
+        married = bool(bundle["parents_married"])
+        return [
+            {
+                "kind": m.code,
+                "label": m.label,
+                "sha256": self.documents[m.code]["sha256"],
+                "content_type": self.documents[m.code]["content_type"],
+                "size": self.documents[m.code]["size"],
+            }
+            for m in offer.materials_for(bundle["services"], parents_married=married)
+            if m.service == service and m.code in self.documents
+        ]
 
     def _bundle_form(self) -> JSON:
         offer, bundle = self.bundle_offer, self.bundle

@@ -54,6 +54,16 @@ SERVICE_STATES: Final = {
 }
 # What a department may answer (BundleServiceUpdated.state besides ``sent``, which the hand-off records).
 DEPARTMENT_ANSWERS: Final = ("accepted", "refused", "done")
+# The materials of 表1 a bundle may ask for beyond the certificate's own ID photos (docs/decisions/0047): each is
+# a document kind the mother uploads like an ID photo, its label as the notice names it. A closed list (the
+# views label them, the issuer may send one back); the profile picks which, for which service, when.
+MATERIAL_KINDS: Final = {
+    "hukou_first_page": "落户方户口簿首页",
+    "hukou_head_page": "落户方户口簿户主页",
+    "marriage_certificate": "结婚证",
+}
+# When a material is asked for besides its service being chosen: ``parents_married``, her statement.
+MATERIAL_WHEN: Final = ("parents_married",)
 FieldKind = Literal["choice", "text", "address", "mobile", "district_code"]
 FIELD_KINDS: Final = ("choice", "text", "address", "mobile", "district_code")
 ConditionState = Literal["met", "unmet", "unknown"]
@@ -167,6 +177,29 @@ class BundleField:
 
 
 @dataclass(frozen=True, slots=True)
+class Material:
+    """A material of 表1 (``MATERIAL_KINDS``) the department of ``service`` needs; ``when``: only then
+    (``parents_married``: the 结婚证 when she states the parents are married)."""
+
+    code: str
+    service: str
+    when: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The material's name as the notice says it."""
+        return MATERIAL_KINDS[self.code]
+
+    def needed(self, services: Iterable[str], *, parents_married: bool) -> bool:
+        """Whether these choices ask for it."""
+        return self.service in set(services) and (self.when is None or parents_married)
+
+    def to_dict(self) -> JSON:
+        """The profile's plain form."""
+        return {"code": self.code, "service": self.service, "when": self.when}
+
+
+@dataclass(frozen=True, slots=True)
 class BundleOffer:
     """What one province offers: its name for the bundle, the services, conditions and extra fields."""
 
@@ -177,6 +210,7 @@ class BundleOffer:
     conditions: tuple[Condition, ...]
     fields: tuple[BundleField, ...]
     notes: str = ""
+    materials: tuple[Material, ...] = ()
 
     def service(self, code: str) -> Service | None:
         """The offered service ``code``, if offered."""
@@ -191,6 +225,11 @@ class BundleOffer:
         chosen = set(services)
         return [f for f in self.fields if f.service is None or f.service in chosen]
 
+    def materials_for(self, services: Iterable[str], *, parents_married: bool) -> list[Material]:
+        """The materials the chosen ``services`` need (and her statement), in the profile's order."""
+        chosen = tuple(services)
+        return [m for m in self.materials if m.needed(chosen, parents_married=parents_married)]
+
     def to_dict(self) -> JSON:
         """A JSON-ready dict; ``from_dict`` accepts exactly this."""
         return {
@@ -201,6 +240,7 @@ class BundleOffer:
             "conditions": [c.to_dict() for c in self.conditions],
             "fields": [f.to_dict() for f in self.fields],
             "notes": self.notes,
+            "materials": [m.to_dict() for m in self.materials],
         }
 
     @classmethod
@@ -224,6 +264,10 @@ class BundleOffer:
         if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
             _fail("working_days")
         notes = data.get("notes", "")
+        # Absent in snapshots from before materials were asked for: none then.
+        materials = tuple(_material(m, codes) for m in data.get("materials") or [])
+        if len({m.code for m in materials}) != len(materials):
+            _fail("materials")
         return cls(
             name=_text(data, "name", ""),
             platform=_text(data, "platform", ""),
@@ -232,6 +276,7 @@ class BundleOffer:
             conditions=conditions,
             fields=fields,
             notes=notes if isinstance(notes, str) else "",
+            materials=materials,
         )
 
 
@@ -250,6 +295,19 @@ def _service(data: Any) -> Service:
         name=_text(data, "name", "services"),
         department=_text(data, "department", "services"),
     )
+
+
+def _material(data: Any, services: list[str]) -> Material:
+    if not isinstance(data, Mapping) or data.get("code") not in MATERIAL_KINDS:
+        _fail("materials.code")
+    service = data.get("service")
+    # The certificate's own materials are the ID photos: a material goes to a department's service.
+    if service not in services or service == CERTIFICATE:
+        _fail("materials.service")
+    when = data.get("when")
+    if when is not None and when not in MATERIAL_WHEN:
+        _fail("materials.when")
+    return Material(code=data["code"], service=service, when=when)
 
 
 def _condition(data: Any, services: list[str]) -> Condition:

@@ -287,6 +287,16 @@ class MiniProgram:
             await self.upload(kind)
         self.say(f"上传身份证照片 {len(kinds)} 张")
 
+    async def upload_materials(self) -> list[str]:
+        """出生一件事's materials of 表1 her opt-in asks for and she has not uploaded yet (decision 0047)."""
+        bundle = await self.call("GET", f"{self.base}/bundle")
+        kinds = [m["code"] for m in bundle.get("materials", []) if m["needed"] and not m["uploaded"]]
+        for kind in kinds:
+            await self.upload(kind)
+        if kinds:
+            self.say(f"上传一件事一次办材料 {len(kinds)} 张")
+        return kinds
+
     async def invite_father(self) -> JSON:
         """The mother invites the father to his own phone: the one-time code, its page and a QR code."""
         answer = await self.call("POST", f"{self.base}/father-invitation")

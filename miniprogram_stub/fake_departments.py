@@ -7,7 +7,8 @@ same ``message_id`` again is answered as a duplicate and taken once. A test play
 control API under ``/_fake/departments/<code>/``: list what came (with the receipts per message id), make the
 next hand-offs fail (503) or hang (a crash of ours between the send and its acknowledgement), and answer a
 message (accepted, refused with a reason, done with a result), which posts the signed callback to the
-message's ``callback_url``.
+message's ``callback_url``; fetch the materials a message lists (the police's 出生落户预审 on the 户口簿 pages and
+the 结婚证, decision 0047) with a signed GET of each ``url`` and check each against the message's sha256.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+import yarl
 from aiohttp import web
 
 from miniprogram_stub.fake_core import Json, add_resettable, control_reply, read_json
@@ -73,10 +75,12 @@ class Desk:
     answers: int = 0
     lookups: int = 0
     turned_away: int = 0
+    fetched: list[Json] = field(default_factory=list)
 
     def reset(self) -> None:
         self.messages.clear()
         self.receipts.clear()
+        self.fetched.clear()
         self.fail_next = self.stall_next = self.refuse_next = self.answers = self.lookups = (
             self.turned_away
         ) = 0
@@ -228,6 +232,50 @@ async def answer(request: web.Request) -> web.Response:
     return control_reply({"status": status, "body": reply, "sent": payload})
 
 
+async def fetch_materials(request: web.Request) -> web.Response:
+    """`POST /_fake/departments/<code>/fetch-materials {message_id, as?, url?}`: fetch each material the message
+    lists, signed ``"<t>." + "GET " + path`` with this desk's key (``as``: another desk's; ``url``: that URL
+    instead of the listed ones, e.g. another department's message), and check its sha256. Answers each
+    fetch's status and whether the bytes match (the bytes themselves are personal data: never answered)."""
+    desk = _desk(request)
+    if desk is None:
+        return control_reply({"error": "unknown department"}, 404)
+    body = await read_json(request)
+    message = desk.messages.get(str(body.get("message_id", "")))
+    if message is None:
+        return control_reply({"error": "unknown message_id"}, 404)
+    signer = request.app[DEPARTMENTS].desks.get(str(body.get("as") or desk.code))
+    if signer is None:
+        return control_reply({"error": "unknown department in as"}, 400)
+    listed = message.get("materials") or []
+    targets = [{"kind": None, "sha256": None, "url": str(body["url"])}] if body.get("url") else listed
+    fetched = []
+    for item in targets:
+        path = str(yarl.URL(item["url"]).raw_path)
+        headers = {"X-Birthcert-Signature": _sign(f"GET {path}".encode(), signer.secret)}
+        try:
+            async with request.app[DEPARTMENTS_HTTP].get(
+                item["url"], headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as response:
+                data, status = await response.read(), response.status
+                content_type = response.content_type
+        except (aiohttp.ClientError, TimeoutError) as e:
+            fetched.append({"kind": item["kind"], "status": None, "error": type(e).__name__})
+            continue
+        digest = hashlib.sha256(data).hexdigest() if status == 200 else None
+        fetched.append(
+            {
+                "kind": item["kind"],
+                "status": status,
+                "content_type": content_type,
+                "sha256": digest,
+                "matches": digest is not None and digest == item["sha256"],
+            }
+        )
+    desk.fetched.extend(f for f in fetched if f.get("status") == 200)
+    return control_reply({"materials": fetched})
+
+
 async def _http(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         app[DEPARTMENTS_HTTP] = session
@@ -247,6 +295,7 @@ def setup_departments(app: web.Application) -> None:
     app.router.add_get("/_fake/departments/{department}/handoffs", list_handoffs)
     app.router.add_post("/_fake/departments/{department}/script", script)
     app.router.add_post("/_fake/departments/{department}/answer", answer)
+    app.router.add_post("/_fake/departments/{department}/fetch-materials", fetch_materials)
 
 
 __all__ = ["DEPARTMENTS", "DEV_KEY_ID", "DEV_SECRETS", "department_environ", "setup_departments"]

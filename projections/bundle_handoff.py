@@ -36,6 +36,7 @@ from uuid import UUID
 import orjson
 
 from backend.departments import (
+    MATERIALS_PATH,
     RESULTS_PATH,
     DepartmentPort,
     DepartmentRejected,
@@ -247,14 +248,43 @@ class HandoffProcess(SqlFollowerLoop):
                 ("sending", handoff.message_id, PENDING),
             )
 
-    def message(self, handoff: Handoff) -> bytes:
-        """On the executor: the message's exact bytes, from the application as it was when issued (the same
-        bytes for every attempt). Personal data: never logged."""
+    def _issued(self, handoff: Handoff) -> BirthCertificateApplication:
         app = self.applications.get_as_stored(UUID(handoff.application_id), handoff.version)
         if not isinstance(app, BirthCertificateApplication):
             raise TypeError("a hand-off of something that is not an application")
+        return app
+
+    def materials(self, handoff: Handoff) -> list[JSON]:
+        """On the executor: the materials of 表1 the hand-off's department may fetch, by reference (kind,
+        label, sha256, content type, size), as the application held them when issued; none once the
+        department has finished the service (decision 0047)."""
+        now = self.applications.get_as_stored(UUID(handoff.application_id), None)
+        if isinstance(now, BirthCertificateApplication):
+            answered = (now.bundle_services or {}).get(handoff.service) or {}
+            if answered.get("state") == "done":
+                return []
+        return self._issued(handoff).bundle_materials_for(handoff.service)
+
+    def message(self, handoff: Handoff) -> bytes:
+        """On the executor: the message's exact bytes, from the application as it was when issued (the same
+        bytes for every attempt). Personal data: never logged.
+
+        The materials its department needs go by reference (decision 0047): each with its sha256 and the URL
+        the department fetches it from with a request signed by its own key; the key is absent when there
+        are none, so a message without materials reads as it did before they existed."""
+        app = self._issued(handoff)
         spec = handoffs()[handoff.service]
         record = app.record or {}
+        materials = [
+            {
+                **m,
+                "url": self.callback_base
+                + MATERIALS_PATH.format(
+                    department=handoff.department, message_id=handoff.message_id, document=m["kind"]
+                ),
+            }
+            for m in app.bundle_materials_for(handoff.service)
+        ]
         return orjson.dumps(
             {
                 "message_id": handoff.message_id,
@@ -268,6 +298,7 @@ class HandoffProcess(SqlFollowerLoop):
                 },
                 "fields": handoff_fields(spec, app.bundle_table2()),
                 "callback_url": self.callback_base + RESULTS_PATH.format(department=handoff.department),
+                **({"materials": materials} if materials else {}),
             },
             option=orjson.OPT_SORT_KEYS,
         )
@@ -326,6 +357,11 @@ class HandoffProcess(SqlFollowerLoop):
     def deliveries_of(self, application_id: str) -> dict[str, JSON]:
         """On the executor: how each of the application's hand-offs went, by service (``delivery_view``)."""
         return {h.service: delivery_view(h) for h in self.handoffs_of(application_id)}
+
+    def handoff(self, message_id: str) -> Handoff | None:
+        """On the executor: the outbox row of ``message_id``, if there is one."""
+        row = self.db.fetchone(f"SELECT {_COLUMNS} FROM bundle_handoffs WHERE message_id = ?", (message_id,))
+        return None if row is None else _row(row)
 
     def handoffs_of(self, application_id: str) -> list[Handoff]:
         """On the executor: the application's hand-offs (for the issuer's view)."""

@@ -61,7 +61,7 @@ from domain.application import (
     BirthCertificateApplication,
     resigning_needed,
 )
-from domain.bundle import CERTIFICATE, SERVICE_STATES, handoffs
+from domain.bundle import CERTIFICATE, MATERIAL_KINDS, SERVICE_STATES, handoffs
 from domain.errors import InvalidValue
 from domain.pickup import Slot, what_to_bring, who_may_collect
 from domain.referral import Referral
@@ -113,6 +113,7 @@ FIELD_LABELS: Final = {
     "documents.father_id_front": "父亲身份证人像面照片",
     "documents.father_id_back": "父亲身份证国徽面照片",
     "documents.father_handheld_id": "父亲手持身份证照片",
+    **{f"documents.{kind}": f"{label}照片" for kind, label in MATERIAL_KINDS.items()},
     "signature": "电子签名",
     "delivery_method": "领取方式",
 }
@@ -201,7 +202,10 @@ def _applicable_steps(app: BirthCertificateApplication) -> list[str]:
     steps = ["mother_verified", "delivery_record_linked", "delivery_info_confirmed", "details_provided"]
     if app.two_parents:
         steps.append("father_verified")
-    steps += ["documents_uploaded", "form_signed", "delivery_method_chosen"]
+    steps.append("documents_uploaded")
+    if app.bundle_materials_required():  # 出生一件事's materials (0047): only with a service that needs them
+        steps.append("bundle_materials_uploaded")
+    steps += ["form_signed", "delivery_method_chosen"]
     if app.postage_required:
         steps.append("postage_paid")
     return steps
@@ -264,6 +268,8 @@ def _step_name(app: BirthCertificateApplication, code: str) -> str:
     entered = app.awaited_record_entered
     if code == "delivery_record_linked" and entered is not None:
         return f"{entered['institution_name'] or '医院'}已录入您的分娩信息，请查看并确认"
+    if code == "bundle_materials_uploaded" and app.missing_bundle_materials():
+        return "上传一件事一次办材料：" + "、".join(MATERIAL_KINDS[k] for k in app.missing_bundle_materials())
     return STEP_NAMES.get(code, code)
 
 

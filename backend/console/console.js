@@ -95,9 +95,14 @@ const DOCUMENT_LABELS = {
   father_id_front: "父亲身份证（人像面）",
   father_id_back: "父亲身份证（国徽面）",
   father_handheld_id: "父亲手持身份证照片",
+  // 出生一件事's materials of 表1 (decision 0047), listed only while her opt-in asks for them.
+  hukou_first_page: "落户方户口簿首页",
+  hukou_head_page: "落户方户口簿户主页",
+  marriage_certificate: "结婚证",
   signature: "申办人电子签名",
 };
 const DOCUMENT_ORDER = Object.keys(DOCUMENT_LABELS);
+const MATERIAL_KINDS = new Set(["hukou_first_page", "hukou_head_page", "marriage_certificate"]);
 // The registration form's fields (as flattened in changes_since_rejection) in Chinese.
 const FORM_LABELS = {
   "newborn.name": "新生儿姓名",
@@ -1610,6 +1615,8 @@ async function renderApplication(id, isCurrent) {
   const field = formField;
 
   function rejectDialog() {
+    // 出生一件事's materials are offered "to fix" only when this application has them (decision 0047).
+    const shownKinds = new Set((doc.documents || []).map((d) => d.kind));
     // The reasons from the catalogue (docs/decisions/0045): the mother reads each one's explanation; the free
     // text adds the issuer's own words (required with 其他问题). Picking a reason that concerns one field
     // ticks that field.
@@ -1632,7 +1639,7 @@ async function renderApplication(id, isCurrent) {
       ["新生儿及分娩信息", (f) => ["delivery_record", "newborn_name"].includes(f)],
       ["母亲信息", (f) => f.startsWith("mother.")],
       ["父亲信息", (f) => f.startsWith("father.")],
-      ["证件照片", (f) => f.startsWith("documents.")],
+      ["证件照片及一件事材料", (f) => f.startsWith("documents.") && (!MATERIAL_KINDS.has(f.slice(10)) || shownKinds.has(f.slice(10)))],
       ["其他", (f) => ["signature", "delivery_method"].includes(f)],
     ];
     const fieldset = h("fieldset", { class: "checks", dataset: { name: "fields" } },

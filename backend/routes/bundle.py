@@ -22,6 +22,7 @@ from domain.application import BirthCertificateApplication
 from domain.bundle import (
     CERTIFICATE,
     FIELD_KINDS,
+    MATERIAL_KINDS,
     SERVICE_CODES,
     SERVICE_STATES,
     BundleField,
@@ -61,6 +62,25 @@ def _field(spec: BundleField, value: str | None, newborn_sex: str | None) -> dic
     return out
 
 
+def _materials(app: BirthCertificateApplication, offer: BundleOffer) -> list[dict[str, Any]]:
+    """The offer's materials of 表1 (decision 0047): for which service, when, whether her opt-in asks for
+    each (``needed``; never before she opted in) and whether she uploaded it."""
+    needed = set(app.bundle_materials_required())
+    names = {s.code: s.name for s in offer.services}
+    return [
+        {
+            "code": m.code,
+            "label": m.label,
+            "service": m.service,
+            "service_name": names.get(m.service, m.service),
+            "when": m.when,
+            "needed": m.code in needed,
+            "uploaded": m.code in needed and m.code in app.documents,
+        }
+        for m in offer.materials
+    ]
+
+
 def bundle_view(app: BirthCertificateApplication, service: Applications) -> dict[str, Any]:
     """What the mother sees of the bundle for her application (her own values in full, the rest masked)."""
     offer: BundleOffer | None = app.bundle_offer
@@ -91,6 +111,7 @@ def bundle_view(app: BirthCertificateApplication, service: Applications) -> dict
         "conditions": [r.to_dict() for r in evaluate(offer, facts, service.calendar)],
         "fields": [_field(f, values.get(f.code), newborn_sex) for f in offer.fields if f.code not in held],
         "derived": [d.to_dict(masked=True) for d in app.bundle_derived()],
+        "materials": _materials(app, offer),
         "requested": None
         if requested is None
         else {
@@ -240,6 +261,24 @@ BUNDLE_SCHEMA: Final = {
                     "label": {"type": "string"},
                     "section": {"type": "string"},
                     "value": {"type": "string"},
+                },
+            },
+        },
+        "materials": {
+            "description": "the materials of 表1 the offer asks for with a service (decision 0047): ``needed`` by her "
+            "opt-in, ``uploaded`` (POST …/documents with the material's code as ``kind``)",
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code", "label", "service", "service_name", "when", "needed", "uploaded"],
+                "properties": {
+                    "code": {"enum": list(MATERIAL_KINDS)},
+                    "label": {"type": "string"},
+                    "service": {"enum": list(SERVICE_CODES)},
+                    "service_name": {"type": "string"},
+                    "when": {"type": ["string", "null"]},
+                    "needed": {"type": "boolean"},
+                    "uploaded": {"type": "boolean"},
                 },
             },
         },

@@ -25,7 +25,7 @@ from aiohttp import web
 from backend.components import APPLICATIONS, actor_of, in_store, json_response
 from backend.static_files import StaticFiles, page_headers
 from domain.application import FIXABLE_FIELDS, HANDOVER_RELATIONS
-from domain.bundle import SERVICE_STATES, handoffs
+from domain.bundle import MATERIAL_KINDS, SERVICE_STATES, handoffs
 from domain.rejection import REJECTION_REASONS
 from domain.revocation import REVOCATION_REASONS
 from domain.values import ETHNIC_GROUPS, ID_TYPE_LABELS
@@ -79,6 +79,7 @@ FIELD_LABELS: Final = {
     "documents.father_id_front": "父亲身份证人像面照片",
     "documents.father_id_back": "父亲身份证国徽面照片",
     "documents.father_handheld_id": "父亲手持身份证照片",
+    **{f"documents.{kind}": f"{label}照片" for kind, label in MATERIAL_KINDS.items()},
     "signature": "申办人电子签名",
     "delivery_method": "领取方式",
 }

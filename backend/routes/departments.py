@@ -4,6 +4,9 @@
   result_id, state: accepted|refused|done, reason?, result?}``, signed with that department's key
   (``X-Birthcert-Signature``, backend/departments.py); recorded once as ``BundleServiceUpdated`` however often
   it is posted (the message id and the result id). A bad signature is a 401 problem and records nothing.
+- ``GET /api/v1/departments/{department}/materials/{message_id}/{document}``: one material of 表1 a hand-off
+  lists (the police's 户口簿 pages and 结婚证, decision 0047), to the department the message went to, signed
+  with its key over the request; any other department, message or document: 401 or 404.
 - ``departments_ctx``: the ``HandoffProcess`` behind a ``LogFollower`` named ``bundle_handoff`` and its delivery
   loop, run by the elected leader only (decisions 0024, 0046).
 """
@@ -22,6 +25,7 @@ from aiohttp import web
 
 from backend.components import (
     APPLICATIONS,
+    BLOBS,
     CONFIG,
     FOLLOWERS,
     HTTP,
@@ -30,16 +34,20 @@ from backend.components import (
     STATUS_FOLLOWER,
     STORE_EXECUTOR,
     follow_on_leader,
+    in_io,
     in_store,
     json_response,
 )
 from backend.departments import (
+    MATERIALS_PATH,
     SIGNATURE_HEADER,
     DepartmentKey,
     DepartmentPort,
     HttpDepartment,
+    check_signature,
     department_actor,
     department_keys,
+    signed_request,
     verify,
 )
 from backend.ems import InvalidWebhook
@@ -131,7 +139,63 @@ async def department_result(request: web.Request) -> web.Response:
     return json_response({"received": True, "recorded": recorded})
 
 
+@routes.get(MATERIALS_PATH)
+async def department_material(request: web.Request) -> web.Response:
+    """One material a hand-off lists, to the department it went to (signed over ``GET <path>``, decision 0047):
+    its bytes as uploaded (stored encrypted; their sha256 is the message's), never cached."""
+    department = request.match_info["department"]
+    check_signature(
+        signed_request("GET", request.rel_url.raw_path),
+        request.headers.get(SIGNATURE_HEADER),
+        request.app[DEPARTMENT_KEYS].get(department),
+    )
+    message_id, document = request.match_info["message_id"], request.match_info["document"]
+    match = _MESSAGE_RE.fullmatch(message_id)
+    process = request.app.get(HANDOFF_PROCESS)
+    if match is None or match["dept"] != department or process is None:
+        raise NotFound("未找到该推送")
+    handoff = await in_store(request, process.handoff, message_id)
+    if handoff is None or handoff.department != department:
+        raise NotFound("未找到该推送")
+    listed = await in_store(request, process.materials, handoff)
+    material = next((m for m in listed if m["kind"] == document), None)
+    if material is None:
+        raise NotFound("该推送没有此材料，或该事项已办结")
+    data, content_type = await in_io(request, request.app[BLOBS].get, material["sha256"])
+    # Who fetched which material of which message (ids only: the material itself is personal data).
+    log.info("department %s fetched %s of %s", department, document, message_id)
+    return web.Response(
+        body=data,
+        content_type=content_type,
+        headers={
+            "X-Content-SHA256": material["sha256"],
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 OPENAPI_PATHS: dict[str, Any] = {
+    MATERIALS_PATH: {
+        "get": {
+            "summary": "One material of 表1 a 出生一件事 hand-off lists, to its department, signed X-Birthcert-"
+            "Signature over 'GET <path>' (HMAC-SHA256)",
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in ("department", "message_id", "document")
+            ]
+            + [{"name": SIGNATURE_HEADER, "in": "header", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "the material's bytes (its sha256 is the message's)",
+                    "content": {
+                        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+            },
+        }
+    },
     "/api/v1/departments/{department}/results": {
         "post": {
             "summary": "A department's answer to a 出生一件事 hand-off, signed X-Birthcert-Signature (HMAC-SHA256)",
@@ -164,7 +228,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                 },
             },
         }
-    }
+    },
 }
 
 

@@ -37,6 +37,7 @@ from backend.routes.departments import HANDOFF_PROCESS
 from backend.routes.parents import FieldCollector, _fingerprint, id_document_reader
 from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
+from domain.bundle import MATERIAL_KINDS
 from domain.delivery import DeliveryFacts, DeliveryRecord
 from domain.errors import DomainError, FieldError, InvalidValue, NotFound, ValidationFailed
 from domain.pickup import Slot
@@ -344,6 +345,13 @@ def pickup_view(app: BirthCertificateApplication) -> dict[str, Any] | None:
     }
 
 
+def _documents_in_use(app: BirthCertificateApplication) -> dict[str, Any]:
+    """The uploaded documents the application uses: the ID photos, and 出生一件事's materials only while her
+    opt-in asks for them (a withdrawn opt-in's are neither shown nor sent: decision 0047)."""
+    wanted = set(app.bundle_materials_required())
+    return {k: d for k, d in app.documents.items() if k not in MATERIAL_KINDS or k in wanted}
+
+
 def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> dict[str, Any]:
     """Everything an issuer needs to decide (runs on the store executor)."""
     app = service.get_application(actor, app_id)
@@ -423,7 +431,7 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
     base = f"/api/v1/review/applications/{app.id}/documents"
     documents = [
         {"kind": kind, **doc, "url": f"{base}/{doc['document_id']}"}
-        for kind, doc in sorted(app.documents.items())
+        for kind, doc in sorted(_documents_in_use(app).items())
     ]
     if app.signature:
         documents.append(
@@ -503,7 +511,7 @@ async def get_review_document(request: web.Request) -> web.Response:
     actor = actor_of(request, "issuer", "auditor")
     app = await in_store(request, request.app[APPLICATIONS].get_application, actor, _review_id(request))
     doc_id = request.match_info["doc_id"]
-    kinds = {doc["document_id"]: kind for kind, doc in app.documents.items()}
+    kinds = {doc["document_id"]: kind for kind, doc in _documents_in_use(app).items()}
     if app.signature:
         kinds[app.signature["signature_document_id"]] = "signature"
     if doc_id not in kinds:

@@ -121,6 +121,7 @@ async def issued_with_bundle(stack: Stack, family: Family, number: str) -> tuple
     await mp.verify_face("father")
     await mp.opt_in_bundle(ALL, HEBEI_BUNDLE_FIELDS)
     await mp.upload_all()
+    await mp.upload_materials()
     await mp.sign()
     await mp.choose_pickup()
     await mp.submit()

@@ -297,6 +297,7 @@ def test_opting_in_after_signing_voids_the_signature_and_withdrawing_changes_the
     assert _app(walk).signature_valid
     _opt_in(walk)
     assert not _app(walk).signature_valid  # 表2 is part of what she signs
+    walk.upload_materials()  # 户口登记's 户口簿 pages and 结婚证 (decision 0047)
     walk.sign()
     assert _app(walk).signature_valid
     _opt_in(walk, fields={"card_pickup_place": "建设银行石家庄分行营业部"})
@@ -362,6 +363,7 @@ def test_a_change_of_details_that_breaks_a_condition_stops_the_submission() -> N
     walk.verify("father")
     walk.upload_all()
     _opt_in(walk)
+    walk.upload_materials()
     _details(walk, father_ethnicity="03")
     walk.sign()
     walk.choose_pickup()

@@ -40,6 +40,7 @@ def test_the_catalogue_covers_what_issuers_reject_for() -> None:
         "delivery_record_mismatch",
         "signature_invalid",
         "address_undeliverable",
+        "bundle_material_unclear",
         "other",
     }
     for reason in REJECTION_REASONS.values():
