@@ -308,6 +308,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/review/queue/events"): READ_REVIEW,
     ("POST", "/api/v1/ems/events"): PUBLIC,  # signed by EMS, not a token
     ("POST", "/api/v1/departments/{department}/results"): PUBLIC,  # signed by the department (0046)
+    # A material of 表1 a hand-off lists, to its department: signed by that department, not a token (0047).
+    ("GET", "/api/v1/departments/{department}/materials/{message_id}/{document}"): PUBLIC,
     ("GET", "/api/v1/review/pickup-list"): READ_REVIEW,
     ("GET", "/api/v1/archive/forms"): READ_REVIEW,
     ("GET", "/api/v1/archive/forms/{form_id}"): READ_REVIEW,
