@@ -28,7 +28,12 @@ const DOC_LABELS = {
   father_id_front: "父亲身份证人像面",
   father_id_back: "父亲身份证国徽面",
   father_handheld_id: "父亲手持身份证照片",
+  // 出生一件事's materials of 表1 (decision 0047): asked only when her opt-in needs them.
+  hukou_first_page: "落户方户口簿首页",
+  hukou_head_page: "落户方户口簿户主页",
+  marriage_certificate: "结婚证",
 };
+const MATERIALS = new Set(["hukou_first_page", "hukou_head_page", "marriage_certificate"]);
 const PROVINCES = { GD: "广东省", SD: "山东省", BJ: "北京市", HE: "河北省" };
 // The API's field names (RFC 9457 `errors[].field`) as a parent reads them.
 const FIELD_NAMES = {
@@ -544,6 +549,7 @@ const SCREENS = {
   details_provided: () => detailsScreen(),
   father_verified: () => fatherScreen(),
   documents_uploaded: () => uploadScreen(),
+  bundle_materials_uploaded: () => materialsScreen(),
   form_signed: () => signScreen(),
   delivery_method_chosen: () => deliveryScreen(),
   postage_paid: () => payScreen(),
@@ -837,10 +843,95 @@ async function bundleScreen() {
     h("div", { class: "group", id: "bundle-derived" },
       [...derived].flatMap(([, ds]) => ds.map((d) => info(d.label, d.value)))),
     fieldGroups.flat(),
+    materialsPart(b),
     h("p", { class: "hint" }, b.signature_note),
     err,
     btns);
   refresh();
+}
+
+// The bundle's materials of 表1 (decision 0047): before she opts in, which service needs which; once she has,
+// those her choices need, each uploaded or still missing, and the way to upload them.
+function materialsPart(b) {
+  const all = b.materials || [];
+  if (!all.length) return null;
+  const needed = all.filter((m) => m.needed);
+  if (!b.requested || !needed.length) {
+    const byService = new Map();
+    for (const m of all) byService.set(m.service_name, [...(byService.get(m.service_name) || []), m.label]);
+    return h("p", { class: "hint", id: "bundle-materials-hint" },
+      [...byService].map(([name, labels]) => `申请${name}须拍照上传：${labels.join("、")}`).join("；"));
+  }
+  const missing = needed.filter((m) => !m.uploaded);
+  return [
+    h("div", { class: "section-title" }, "一套材料（拍照上传）"),
+    h("div", { class: "group", id: "bundle-materials" },
+      needed.map((m) => h("div", { "data-material": m.code }, info(m.label, m.uploaded ? "已上传 ✓" : "待上传"))),
+      h("div", { class: "row-actions" },
+        button(missing.length ? `上传材料（还差${missing.length}项）` : "重新上传", () => materialsScreen(),
+          `btn small${missing.length ? " primary" : ""}`))),
+  ];
+}
+
+// The materials her opt-in needs, as the ID photos are taken: camera or file, JPG or PNG, stored encrypted.
+async function materialsScreen() {
+  const title = "上传一件事材料";
+  show(title, back, h("p", { class: "loading" }, "加载中…"));
+  let b;
+  try {
+    b = await api("GET", `${base()}/bundle`);
+  } catch (e) {
+    return show(title, back, problemBox(e));
+  }
+  const needed = (b.materials || []).filter((m) => m.needed);
+  if (!needed.length) return show(title, back, h("div", { class: "note" }, "您申请的事项无需上传其他材料"));
+  const err = h("div");
+  const slots = needed.map((m) => {
+    const slot = photoSlot(m.code);
+    if (m.uploaded) {
+      slot.done = true;
+      slot.el.querySelector(".pic").textContent = "✓ 已上传，点此替换";
+      slot.state.textContent = "已上传 ✓";
+      slot.state.className = "state done";
+    }
+    slot.input.addEventListener("change", () => err.replaceChildren());
+    return slot;
+  });
+  const sample = button("使用示例照片", () => busy(sample, async () => {
+    err.replaceChildren();
+    for (const s of slots) if (!s.blob && !s.done) s.set(await examplePhoto(s.kind), "示例照片，待上传");
+  }));
+  const up = button("上传并继续", () => busy(up, async () => {
+    err.replaceChildren();
+    const missing = slots.filter((s) => !s.blob && !s.done);
+    if (missing.length) return showError(err, new Error(`还缺：${missing.map((s) => DOC_LABELS[s.kind]).join("、")}`));
+    let current = null;
+    try {
+      for (const s of slots) {
+        if (s.done || !s.blob) continue;
+        current = s;
+        s.state.textContent = "上传中…";
+        await uploadDoc(s.kind, s.blob);
+        s.done = true;
+        s.state.textContent = "已上传 ✓";
+        s.state.className = "state done";
+      }
+      toast("材料已上传");
+      await continueJourney();
+    } catch (e) {
+      if (current) current.fail();
+      showError(err, e);
+    }
+  }), "btn primary");
+  const missing = needed.filter((m) => !m.uploaded);
+  show(title, back,
+    h("div", { class: "section-title", id: "materials-title" }, missing.length
+      ? `还需上传：${missing.map((m) => m.label).join("、")}`
+      : "材料已齐全，如需替换可重新选择"),
+    h("div", { class: "photo-grid", id: "materials-grid" }, slots.map((s) => s.el)),
+    h("p", { class: "hint" }, "请将户口簿、结婚证原件平放拍摄，四角完整、字迹清晰。支持 JPG 或 PNG 格式、不超过 5MB 的图片，服务器去除 EXIF 信息后加密保存，仅推送给办理户口登记的公安派出所。"),
+    err,
+    h("div", { class: "btns" }, sample, up));
 }
 
 // ------------------------------------------------------------------ 3a. the electronic certificate (电子证照)
@@ -1740,10 +1831,26 @@ function examplePhoto(kind) {
   g.roundRect(24, 20, 592, 364, 22);
   g.fill();
   g.fillStyle = "#1d2a44";
+  if (MATERIALS.has(kind)) {  // a page of the household register or the marriage certificate
+    g.font = "bold 34px sans-serif";
+    g.fillText(DOC_LABELS[kind], 60, 90);
+    g.font = "20px sans-serif";
+    const rows = kind === "marriage_certificate"
+      ? [["持证人", S.demo.name || "李娜"], ["登记日期", "2020年05月20日"], ["结婚证字号", "J130102-2020-000123"]]
+      : [["户别", "家庭户"], ["户主姓名", S.father.name || "赵强"], ["住址", "河北省石家庄市长安区中山东路88号"]];
+    rows.forEach(([k, v], i) => {
+      g.fillStyle = "#5a6a86";
+      g.fillText(k, 60, 170 + i * 56);
+      g.fillStyle = "#1d2a44";
+      g.fillText(v, 180, 170 + i * 56);
+    });
+  }
   const father = kind.startsWith("father");
   const name = father ? S.father.name || "张伟" : S.demo.name || "王芳";
   g.font = "bold 26px sans-serif";
-  if (kind.endsWith("_back")) {
+  if (MATERIALS.has(kind)) {
+    // drawn above
+  } else if (kind.endsWith("_back")) {
     g.fillStyle = "#c8102e";
     g.beginPath();
     g.arc(110, 110, 52, 0, Math.PI * 2);

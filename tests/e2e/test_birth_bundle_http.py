@@ -92,6 +92,7 @@ async def test_a_hebei_mother_opts_in_changes_and_withdraws_and_is_never_asked_t
     # The form she signs carries 表2: signing covers it, a change after signing voids it.
     await mp.verify_face("father")
     await mp.upload_all()
+    await mp.upload_materials()  # 户口登记's materials of 表1 (decision 0047)
     form = await mp.form()
     assert form["form"]["bundle"]["services"][0]["code"] == "birth_certificate"
     await mp.sign()
