@@ -248,14 +248,16 @@ async def fetch_materials(request: web.Request) -> web.Response:
     if signer is None:
         return control_reply({"error": "unknown department in as"}, 400)
     listed = message.get("materials") or []
-    targets = [{"kind": None, "sha256": None, "url": str(body["url"])}] if body.get("url") else listed
+    targets: list[Json] = (
+        [{"kind": None, "sha256": None, "url": str(body["url"])}] if body.get("url") else listed
+    )
     fetched = []
     for item in targets:
-        path = str(yarl.URL(item["url"]).raw_path)
-        headers = {"X-Birthcert-Signature": _sign(f"GET {path}".encode(), signer.secret)}
+        url = yarl.URL(str(item["url"]))
+        headers = {"X-Birthcert-Signature": _sign(f"GET {url.raw_path}".encode(), signer.secret)}
         try:
             async with request.app[DEPARTMENTS_HTTP].get(
-                item["url"], headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
             ) as response:
                 data, status = await response.read(), response.status
                 content_type = response.content_type

@@ -251,29 +251,25 @@ class Walk:
         if self.father_id:
             kinds += ["father_id_front", "father_id_back"]
         for kind in kinds:
-            self.app.upload_document(
-                self.parent,
-                self.id,
-                kind=kind,
-                document_id=sha(kind),
-                sha256=sha(kind),
-                content_type="image/jpeg",
-                size=1000,
-            )
+            self.upload(kind)
+
+    def upload(self, kind: str) -> Outcome:
+        """One document of ``kind`` (its stand-in content named by the kind)."""
+        return self.app.upload_document(
+            self.parent,
+            self.id,
+            kind=kind,
+            document_id=sha(kind),
+            sha256=sha(kind),
+            content_type="image/jpeg",
+            size=1000,
+        )
 
     def upload_materials(self) -> list[str]:
         """Every material of 出生一件事's 表1 her opt-in asks for and she has not uploaded (decision 0047)."""
         kinds = self.app.get_application(self.parent, self.id).missing_bundle_materials()
         for kind in kinds:
-            self.app.upload_document(
-                self.parent,
-                self.id,
-                kind=kind,
-                document_id=sha(kind),
-                sha256=sha(kind),
-                content_type="image/jpeg",
-                size=1000,
-            )
+            self.upload(kind)
         return kinds
 
     def sign(self, form_sha256: str | None = None) -> Outcome:

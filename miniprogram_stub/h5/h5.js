@@ -901,28 +901,7 @@ async function materialsScreen() {
     err.replaceChildren();
     for (const s of slots) if (!s.blob && !s.done) s.set(await examplePhoto(s.kind), "示例照片，待上传");
   }));
-  const up = button("上传并继续", () => busy(up, async () => {
-    err.replaceChildren();
-    const missing = slots.filter((s) => !s.blob && !s.done);
-    if (missing.length) return showError(err, new Error(`还缺：${missing.map((s) => DOC_LABELS[s.kind]).join("、")}`));
-    let current = null;
-    try {
-      for (const s of slots) {
-        if (s.done || !s.blob) continue;
-        current = s;
-        s.state.textContent = "上传中…";
-        await uploadDoc(s.kind, s.blob);
-        s.done = true;
-        s.state.textContent = "已上传 ✓";
-        s.state.className = "state done";
-      }
-      toast("材料已上传");
-      await continueJourney();
-    } catch (e) {
-      if (current) current.fail();
-      showError(err, e);
-    }
-  }), "btn primary");
+  const up = uploadButton(slots, err, "材料已上传");
   const missing = needed.filter((m) => !m.uploaded);
   show(title, back,
     h("div", { class: "section-title", id: "materials-title" }, missing.length
@@ -1915,14 +1894,9 @@ function photoKinds(doc) {
   if (twoParents(doc)) kinds.push("father_id_front", "father_id_back");
   return kinds;
 }
-async function uploadScreen() {
-  const doc = S.app || (await loadStatus());
-  const kinds = photoKinds(doc);
-  const slots = kinds.map(photoSlot);
-  const err = h("div");
-  const sample = button("使用示例照片", () => busy(sample, async () => {
-    for (const s of slots) if (!s.blob) s.set(await examplePhoto(s.kind), "示例照片，待上传");
-  }));
+// "上传并继续": each chosen photo not uploaded yet, one after the other, then the journey's next step; a failure
+// names the photo that failed (the ID photos' screen and the bundle's materials' alike).
+function uploadButton(slots, err, uploaded) {
   const up = button("上传并继续", () => busy(up, async () => {
     err.replaceChildren();
     const missing = slots.filter((s) => !s.blob && !s.done);
@@ -1939,7 +1913,7 @@ async function uploadScreen() {
         s.state.className = "state done";
       }
       current = null;
-      toast("照片已上传");
+      toast(uploaded);
       await continueJourney();
     } catch (e) {
       if (current) {
@@ -1953,6 +1927,17 @@ async function uploadScreen() {
       }
     }
   }), "btn primary");
+  return up;
+}
+async function uploadScreen() {
+  const doc = S.app || (await loadStatus());
+  const kinds = photoKinds(doc);
+  const slots = kinds.map(photoSlot);
+  const err = h("div");
+  const sample = button("使用示例照片", () => busy(sample, async () => {
+    for (const s of slots) if (!s.blob) s.set(await examplePhoto(s.kind), "示例照片，待上传");
+  }));
+  const up = uploadButton(slots, err, "照片已上传");
   show("上传证件照片", back,
     h("div", { class: "section-title", id: "upload-title" }, rejectedPhotos(doc).length
       ? "请重新拍摄被退回的照片（四角完整、字迹清晰），其余照片无需重传"

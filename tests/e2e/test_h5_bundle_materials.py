@@ -60,7 +60,7 @@ async def test_she_takes_the_missing_materials_and_goes_on_to_sign(phone: Any, s
     await expect(page.locator("#materials-grid .photo-slot")).to_have_count(3)
     # Nothing chosen yet: she is told what is missing, nothing is sent.
     await page.get_by_role("button", name="上传并继续").click()
-    await expect(page.locator(".error")).to_contain_text("还缺：落户方户口簿首页、落户方户口簿户主页")
+    await expect(page.locator(".error")).to_contain_text("请先选择：落户方户口簿首页、落户方户口簿户主页")
     # One from a file (the phone's camera or album), one drawn as an example.
     await page.locator("#file-hukou_first_page").set_input_files(
         {"name": "hukou.jpg", "mimeType": "image/jpeg", "buffer": id_photo("户口簿首页")}

@@ -43,18 +43,6 @@ def _chosen(walk: Any, services: list[str]) -> None:
     )
 
 
-def _upload(walk: Any, kind: str) -> Any:
-    return walk.app.upload_document(
-        walk.parent,
-        walk.id,
-        kind=kind,
-        document_id=sha(kind),
-        sha256=sha(kind),
-        content_type="image/jpeg",
-        size=9,
-    )
-
-
 def test_hebei_asks_the_hukou_pages_and_the_marriage_certificate_with_the_hukou_registration() -> None:
     assert [(m.code, m.label, m.service, m.when) for m in OFFER.materials] == [
         ("hukou_first_page", "落户方户口簿首页", "household_registration", None),
@@ -119,7 +107,7 @@ def test_without_the_hukou_registration_nothing_is_asked_and_a_material_is_refus
     walk = _ready(services=NOT_HUKOU)
     assert _app(walk).bundle_materials_required() == []
     with refused(walk.app, RuleViolated, "material_not_needed"):
-        _upload(walk, "hukou_first_page")
+        walk.upload("hukou_first_page")
     walk.sign()  # nothing more to upload
     assert "bundle_materials_uploaded" not in _app(walk).missing_for_submission()
 
@@ -130,7 +118,7 @@ def test_a_mother_who_did_not_opt_in_is_never_asked() -> None:
     walk.verify("father")
     walk.upload_all()
     with refused(walk.app, RuleViolated, "material_not_needed"):
-        _upload(walk, "marriage_certificate")
+        walk.upload("marriage_certificate")
     walk.sign()
     walk.choose_pickup()
     walk.submit()
@@ -157,10 +145,10 @@ def test_a_material_is_taken_exactly_when_a_chosen_service_needs_it(chosen: set[
     walk = _ready(sorted(chosen))
     needed = {m.code for m in OFFER.materials_for(chosen, parents_married=True)}
     if material in needed:
-        _upload(walk, material)
+        walk.upload(material)
         assert material not in _app(walk).missing_bundle_materials()
     else:
         with refused(walk.app, RuleViolated, "material_not_needed"):
-            _upload(walk, material)
+            walk.upload(material)
     walk.upload_materials()
     walk.sign()
