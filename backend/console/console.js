@@ -1617,13 +1617,15 @@ async function renderApplication(id, isCurrent) {
   function rejectDialog() {
     // 出生一件事's materials are offered "to fix" only when this application has them (decision 0047).
     const shownKinds = new Set((doc.documents || []).map((d) => d.kind));
+    const offered = (f) => !f.startsWith("documents.") || !MATERIAL_KINDS.has(f.slice(10)) || shownKinds.has(f.slice(10));
+    const hasMaterials = [...MATERIAL_KINDS].some((k) => shownKinds.has(k));
     // The reasons from the catalogue (docs/decisions/0045): the mother reads each one's explanation; the free
     // text adds the issuer's own words (required with 其他问题). Picking a reason that concerns one field
     // ticks that field.
     const reasons = h("textarea", { rows: 3, dataset: { name: "reasons" }, maxlength: 1000, placeholder: "每行一条，将原样告知申办人；选择“其他问题”时必填" });
     const picklist = h("fieldset", { class: "checks", dataset: { name: "reason_codes" } },
       h("legend", {}, "驳回原因（可多选，至少选一项）"),
-      h("div", { class: "check-group" }, config.rejectionReasons.map((r) => h("label", { class: "check" },
+      h("div", { class: "check-group" }, config.rejectionReasons.filter((r) => !r.fields.length || r.fields.some(offered)).map((r) => h("label", { class: "check" },
         h("input", {
           type: "checkbox", name: "reason_codes", value: r.code,
           onchange: (event) => {
@@ -1639,7 +1641,7 @@ async function renderApplication(id, isCurrent) {
       ["新生儿及分娩信息", (f) => ["delivery_record", "newborn_name"].includes(f)],
       ["母亲信息", (f) => f.startsWith("mother.")],
       ["父亲信息", (f) => f.startsWith("father.")],
-      ["证件照片及一件事材料", (f) => f.startsWith("documents.") && (!MATERIAL_KINDS.has(f.slice(10)) || shownKinds.has(f.slice(10)))],
+      [hasMaterials ? "证件照片及一件事材料" : "证件照片", (f) => f.startsWith("documents.") && offered(f)],
       ["其他", (f) => ["signature", "delivery_method"].includes(f)],
     ];
     const fieldset = h("fieldset", { class: "checks", dataset: { name: "fields" } },
