@@ -125,8 +125,10 @@ REJECTED, ISSUED, REISSUED, DISPATCHED, DELIVERED, CORRECTED, REFERRED, REPLACED
     "replaced",
 )
 UPHELD, RECORD_ENTERED, REVOKED = "upheld", "record_entered", "revoked"
-# 出生一件事: a department finished one service (decision 0046): one message per service done.
+# 出生一件事: a department finished one service (decision 0046): one message per service done, and one per
+# service refused (she must take it up with that department: the reason is in her status view).
 BUNDLE_DONE: Final = "bundle_done"
+BUNDLE_REFUSED: Final = "bundle_refused"
 TEMPLATE_KIND: Final = {
     REJECTED: REJECTED,
     ISSUED: ISSUED,
@@ -140,6 +142,7 @@ TEMPLATE_KIND: Final = {
     REFERRED: REFERRED,
     REVOKED: REFERRED,
     BUNDLE_DONE: CORRECTED,
+    BUNDLE_REFUSED: CORRECTED,
 }
 KIND_OF_EVENT: Final[Mapping[type[Any], str]] = {
     BirthCertificateApplication.Rejected: REJECTED,
@@ -178,6 +181,7 @@ COUNTER_ADVICE: Final = "请携带相关材料到签发机构现场办理"
 REVOKED_ADVICE: Final = "原证件停止使用，详询签发机构"
 BUNDLE_SUBJECT: Final = "新生儿出生一件事"
 BUNDLE_ADVICE: Final = "请在小程序查看办理结果"
+BUNDLE_REFUSED_ADVICE: Final = "请在小程序查看原因并联系办理部门"
 
 # Record states.
 PENDING, SENDING, SENT, REFUSED, FAILED, SKIPPED = (
@@ -350,12 +354,14 @@ def message_data(
         return _progress("转现场办理", fit("thing", referral_label(reason)), COUNTER_ADVICE, when)
     if kind == REVOKED:
         return _progress("已作废", fit("thing", revocation_label(reason)), REVOKED_ADVICE, when)
-    if kind == BUNDLE_DONE:  # ``reason``: the service's name (户口登记): never its result
+    if kind in (BUNDLE_DONE, BUNDLE_REFUSED):  # ``reason``: the service's name (户口登记): never its result
+        done = kind == BUNDLE_DONE
+        outcome = "已办结" if done else "未予办理"
         return {
             "thing1": BUNDLE_SUBJECT,
-            "phrase2": "已办结",
-            "thing3": fit("thing", f"{reason}已办结"),
-            "thing4": BUNDLE_ADVICE,
+            "phrase2": outcome,
+            "thing3": fit("thing", f"{reason}{outcome}"),
+            "thing4": BUNDLE_ADVICE if done else BUNDLE_REFUSED_ADVICE,
             "time5": when,
         }
     if kind == REJECTED:
@@ -698,8 +704,9 @@ class NotificationProcess:
             app_id, at = str(app.id), _moment(event.timestamp).timestamp()
             told = str(getattr(event, "reason", "") or "")
             if kind == BUNDLE_DONE:
-                if event.state != "done":
-                    continue  # sent, accepted, refused: in her status view, no message
+                if event.state not in ("done", "refused"):
+                    continue  # sent, accepted: in her status view, no message
+                kind = BUNDLE_DONE if event.state == "done" else BUNDLE_REFUSED
                 offered = app.bundle_offer.service(event.service) if app.bundle_offer else None
                 told = offered.name if offered else ""
             step = RETURNED_RESIGN

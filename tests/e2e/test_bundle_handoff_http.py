@@ -286,6 +286,12 @@ async def test_a_refusal_is_shown_to_the_issuer_with_its_reason_and_a_failing_de
     shown = {s["code"]: s for s in review["application"]["bundle"]["services"]}
     assert shown["resident_medical_insurance"]["reason"] == "参保地区与户籍地不符"
     assert shown["household_registration"]["state"] == "sent"
+    # She is told once, and sent to the department with its reason in her view.
+    told = await wait_for_messages(stack, mp.family.openid, 2)  # the and the refusal's
+    refusals = [m for m in told if "未予办理" in str(m)]
+    assert len(refusals) == 1 and "城乡居民参保登记未予办理" in str(refusals[0])
+    assert "请在小程序查看原因并联系办理部门" in str(refusals[0])
+    assert "参保地区" not in str(told)  # the reason stays in her view, not in a message
     # The department reconsiders (the family corrected the area at its counter): done after all.
     await answer(stack, "medical_insurance", insurance["message"]["message_id"], state="done", result=VOUCHER)
     await service_state(mp, "resident_medical_insurance", "done")
