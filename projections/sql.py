@@ -395,11 +395,19 @@ class Database:
         current = self.fetchone("SELECT position FROM projection_positions WHERE name = ?", (name,))
         if (0 if current is None else int(current[0])) != start or end < start:
             return False
+        # Compare-and-set in the statement itself: under PostgreSQL's READ COMMITTED two transactions can both
+        # have read ``start`` above; the second's UPDATE waits for the first and then matches no row.
         if current is None:
-            self.execute("INSERT INTO projection_positions (name, position) VALUES (?, ?)", (name, end))
+            moved = self.execute(
+                "INSERT INTO projection_positions (name, position) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, end),
+            )
         else:
-            self.execute("UPDATE projection_positions SET position = ? WHERE name = ?", (end, name))
-        return True
+            moved = self.execute(
+                "UPDATE projection_positions SET position = ? WHERE name = ? AND position = ?",
+                (end, name, start),
+            )
+        return int(moved.rowcount) == 1
 
     def _columns(self, table: str) -> set[str]:
         """The column names ``table`` has now."""

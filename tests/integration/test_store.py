@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4, uuid5
 
 import psycopg
 import pytest
@@ -689,3 +690,43 @@ def test_one_sql_connection_shared_by_store_threads_keeps_each_transaction_whole
             assert db.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     finally:
         db.close()
+
+
+def test_two_processes_moving_one_position_from_the_same_start_move_it_once(
+    store_env: dict[str, str],
+) -> None:
+    """Two processes' followers (a rebuild beside the service, a paused old leader) both read the position at
+    ``start`` inside their transactions; only one may move it, or its page is counted twice. On PostgreSQL the
+    second's write waits for the first's commit and must then find the position moved."""
+    if store_env.get("PERSISTENCE_MODULE") != "eventsourcing.postgres":
+        pytest.skip("the interleaving needs two writers at once: PostgreSQL's (SQLite has one writer)")
+    first, second = Database.open(store_env), Database.open(store_env)
+    name = f"race-{uuid4().hex[:8]}"
+    moved: list[bool] = []
+    try:
+        with first.transaction():
+            assert first.move(name, 0, 0)
+        with postgres(store_env) as watcher, first.transaction():
+            assert first.move(name, 0, 5)  # holds the row until it commits
+
+            def other() -> None:
+                with second.transaction():
+                    moved.append(second.move(name, 0, 7))
+
+            thread = threading.Thread(target=other)
+            thread.start()
+
+            def blocked() -> bool:
+                row = watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+                return bool(row and row[0])
+
+            deadline = time.monotonic() + 30
+            while not blocked():  # the other's UPDATE waits on our row lock (a condition, not a guess)
+                assert time.monotonic() < deadline, "the second writer never reached the row"
+                time.sleep(0.01)
+        thread.join(30)
+        assert moved == [False]
+        assert first.position(name) == 5
+    finally:
+        first.close()
+        second.close()
