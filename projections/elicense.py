@@ -51,6 +51,7 @@ from domain.application import ISSUED_STATES, LOST, REVOKED, BirthCertificateApp
 from domain.elicense import DEFAULT_TYPE_CODE, LicenceId, data_items, due_at
 from domain.errors import Conflict, RuleViolated
 from domain.policy import WorkingCalendar, load_profiles
+from domain.revocation import STATUS_REASON
 from domain.service import Applications
 from domain.values import Actor
 from projections.leader_loop import SqlFollowerLoop
@@ -424,6 +425,7 @@ class ElicenseProcess(SqlFollowerLoop):
             raise TypeError("not an application")
         number = str(printed.certificate_number)  # the print's own number (the tables hold only its digest)
         outcome = _skip(app, number)
+        stored: StoredCredential | None = None
         if outcome is None:
             stored = self.store.credential_of_print(due.application_id, due.version) or self._sign(
                 app, due, number, now
@@ -448,6 +450,10 @@ class ElicenseProcess(SqlFollowerLoop):
                     raise  # some other change raced it: the next round tries again
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
+            if outcome in VOIDED:
+                stored = stored or self.store.credential_of_print(due.application_id, due.version)
+                if stored is not None:
+                    self._void_unissued(stored, outcome)
             self.db.execute(
                 "UPDATE elicense_due SET done_at = ?, outcome = ? WHERE application_id = ? AND version = ?",
                 (_now_iso(), outcome, due.application_id, due.version),
@@ -455,6 +461,27 @@ class ElicenseProcess(SqlFollowerLoop):
         if outcome == "issued":
             log.info("e-licence issued for %s v%d", due.application_id, due.version)  # no licence id (0038)
         return outcome
+
+    def _void_unissued(self, stored: StoredCredential, outcome: str) -> None:
+        """A credential signed and stored, then refused because the certificate was declared void or
+        superseded in between: never handed to anyone, yet findable by its number, so its bit is set here
+        (the status follower may have passed the voiding event before the row existed). Never unset; its
+        position is the print's (the voiding event's is not known here)."""
+        if self.db.fetchone("SELECT 1 FROM elicense_status_bits WHERE licence_id = ?", (stored.licence_id,)):
+            return
+        self.db.execute(
+            "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, sealed_replaced_by, position, "
+            "set_at) SELECT ?, ?, ?, ?, NULL, position, ? FROM elicense_due WHERE application_id = ? AND version = ?",
+            (
+                stored.status_list,
+                stored.status_idx,
+                stored.licence_id,
+                VOIDED[outcome],
+                _now_iso(),
+                stored.application_id,
+                stored.version,
+            ),
+        )
 
     def _sign(
         self, app: BirthCertificateApplication, due: Due, number: str, now: datetime
@@ -506,6 +533,11 @@ class ElicenseProcess(SqlFollowerLoop):
             issued_at=issued_at,
             credential=credential,
         )
+
+
+# A refused issue's outcome → the reason its never-issued credential's status bit records (both read as
+# ``revoked`` by a verifier: a credential nobody was given stands for nothing).
+VOIDED: Final = {"revoked": STATUS_REASON, "superseded": "reissued"}
 
 
 def _skip(app: BirthCertificateApplication, number: str) -> str | None:

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from backend.credentials import verify_sd_jwt
+from backend.routes.elicense import ELICENSE_PROCESS
+from backend.routes.verification import ELICENSE_STATUS
 from backend.status_list import INVALID, read_token
 from miniprogram_stub.client import ApiProblem
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
-from tests.e2e.test_counter import REVIEW
+from tests.e2e.test_counter import REVIEW, beijing
 from tests.e2e.test_elicense_http import image, issued_elicense, jwks
 from tests.e2e.test_father_invitation import redis_text, refused
 from tests.e2e.test_staff import staff, wait_for_messages
@@ -169,3 +172,48 @@ async def test_an_issuer_revokes_a_certificate_and_its_e_licence_goes_with_it(
         "obtained_by_deception",
         NOTE,
     )
+
+
+async def test_a_credential_signed_as_its_certificate_was_declared_void_never_verifies_valid(
+    stack: Stack, family: Family
+) -> None:
+    """The race of the e-licence's signing with a revocation: the status follower passes the revocation
+    before the signing thread's credential row lands. The credential was never handed to anyone, yet it can
+    be found by the certificate's number: the refused issue sets its bit, so the paper verifies as revoked."""
+    mp, issuer = await beijing(stack, family)  # Beijing: the e-licence comes two working days after printing
+    number = "X110100093"
+    await issuer.call(
+        "POST", f"{REVIEW}/{mp.app_id}/issue", json={"certificate_number": number, "sealer": "钱盖章"}
+    )
+    process, status = stack.app[ELICENSE_PROCESS], stack.app[ELICENSE_STATUS]
+    [due] = await eventually(
+        lambda: stack.in_store(process.store.due_of, mp.app_id), "the print is scheduled"
+    )
+    app = await stack.in_store(stack.service.repository.get, uuid.UUID(mp.app_id), version=due.version)
+    await issuer.call(
+        "POST",
+        f"{REVIEW}/{mp.app_id}/revoke",
+        json={"reason": "issued_in_error", "note": "经复核，该证件不应签发"},
+    )
+    end = await stack.in_store(stack.service.recorder.max_notification_id)
+
+    async def passed() -> bool:
+        return await status.position() >= end
+
+    await eventually(passed, "the status follower has passed the revocation")
+    # The signing thread's write lands now, after the follower looked for credentials to void.
+    await stack.in_store(process._sign, app, due, number, stack.service.clock())
+    real_clock = stack.service.clock
+    stack.service.clock = lambda: real_clock() + timedelta(days=6)
+    try:
+        assert await stack.in_store(process.issue_due) == 0
+    finally:
+        stack.service.clock = real_clock
+    answer = await mp.call("GET", f"/api/v1/applications/{mp.app_id}/elicense")
+    assert answer["credential"] is None
+    paper = {
+        "certificate_number": number,
+        "newborn_name": family.newborn_name,
+        "birth_date": app.record["born_at"][:10],
+    }
+    assert (await verify(stack, paper))[1]["result"] == "revoked"
