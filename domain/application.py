@@ -2730,6 +2730,7 @@ class BirthCertificateApplication(Aggregate):
             raise RuleViolated("该申请未申请此项一件事服务", code="service_not_requested")
         if self.state not in ISSUED_STATES:
             raise RuleViolated("出生医学证明签发后方可办理一件事其他事项", code="not_issued")
+        self._not_revoked()  # a void certificate hands nothing on and takes no department's result
         current = (self.bundle_services or {}).get(service)
         if current is not None and current["message_id"] != message_id:
             raise RuleViolated("推送编号与本申请不符", code="unknown_message")

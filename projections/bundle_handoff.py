@@ -43,7 +43,7 @@ from backend.departments import (
     DepartmentUnavailable,
     department_actor,
 )
-from domain.application import BirthCertificateApplication
+from domain.application import REVOKED, BirthCertificateApplication
 from domain.bundle import handoff_fields, handoffs
 from domain.errors import Conflict, RuleViolated
 from domain.service import Applications
@@ -59,7 +59,7 @@ POLL_SECONDS: Final = 0.5
 RETRY_BASE: Final = 1.0
 RETRY_MAX: Final = 600.0
 DUE_BATCH: Final = 100
-PENDING, SENT, REJECTED = "pending", "sent", "rejected"
+PENDING, SENT, REJECTED, CANCELLED = "pending", "sent", "rejected", "cancelled"
 # What a pending row's ``error`` says of its last attempt ("sending" while one is in flight).
 UNAVAILABLE, FAILED, RESENT = "department_unavailable", "failed", "resend"
 
@@ -215,6 +215,10 @@ class HandoffProcess(SqlFollowerLoop):
         except DepartmentUnavailable:
             await self._run(self._retry_later, handoff, UNAVAILABLE, True)
             raise
+        if await self._run(self._revoked, handoff):
+            # Declared void since it was issued: the family's data does not leave for a void certificate.
+            await self._run(self._finish, handoff, CANCELLED, "certificate_revoked")
+            return
         body = await self._run(self.message, handoff)
         try:
             await self._run(self._attempt, handoff)  # the lease checked, the attempt counted: then the send
@@ -248,6 +252,15 @@ class HandoffProcess(SqlFollowerLoop):
                 ("sending", handoff.message_id, PENDING),
             )
 
+    def _current(self, handoff: Handoff) -> BirthCertificateApplication | None:
+        app = self.applications.get_as_stored(UUID(handoff.application_id), None)
+        return app if isinstance(app, BirthCertificateApplication) else None
+
+    def _revoked(self, handoff: Handoff) -> bool:
+        """On the executor: whether the application's certificate has been declared void since."""
+        app = self._current(handoff)
+        return app is not None and app.state == REVOKED
+
     def _issued(self, handoff: Handoff) -> BirthCertificateApplication:
         app = self.applications.get_as_stored(UUID(handoff.application_id), handoff.version)
         if not isinstance(app, BirthCertificateApplication):
@@ -257,11 +270,11 @@ class HandoffProcess(SqlFollowerLoop):
     def materials(self, handoff: Handoff) -> list[JSON]:
         """On the executor: the materials of 表1 the hand-off's department may fetch, by reference (kind,
         label, sha256, content type, size), as the application held them when issued; none once the
-        department has finished the service (decision 0047)."""
-        now = self.applications.get_as_stored(UUID(handoff.application_id), None)
-        if isinstance(now, BirthCertificateApplication):
+        department has finished the service (decision 0047) or the certificate has been declared void."""
+        now = self._current(handoff)
+        if now is not None:
             answered = (now.bundle_services or {}).get(handoff.service) or {}
-            if answered.get("state") == "done":
+            if answered.get("state") == "done" or now.state == REVOKED:
                 return []
         return self._issued(handoff).bundle_materials_for(handoff.service)
 
@@ -412,6 +425,8 @@ def delivery_view(handoff: Handoff) -> JSON:
     bookkeeping only: no personal data."""
     if handoff.state == SENT:
         label = "已送达部门"
+    elif handoff.state == CANCELLED:
+        label = "出生医学证明已作废，未推送"
     elif handoff.state == REJECTED:
         label = f"部门系统拒收推送：{handoff.error or '未说明原因'}（已记录，待运维处理）"
     elif handoff.error == UNAVAILABLE:

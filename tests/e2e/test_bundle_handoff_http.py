@@ -432,3 +432,31 @@ async def test_a_crash_between_send_and_acknowledgement_has_the_department_take_
             assert sorted(sent) == sorted(["household_registration", *OTHERS])
     finally:
         await fake_runner.cleanup()
+
+
+async def test_a_certificate_declared_void_hands_nothing_more_on_and_takes_no_result(stack: Stack) -> None:
+    """Revoked after issue: the hand-off still waiting (the police's system was down) is cancelled, not sent
+    once the police are back; the materials are no longer served; a department's later answer is refused."""
+    await fake(stack, "POST", "police/script", {"fail": 1000})
+    mp, issuer = await issued_with_bundle(stack, hebei_family(27), "R130100027")
+    await service_state(mp, "vaccination_certificate", "sent")
+    vaccination = (await taken(stack, "disease_control"))[0]["message"]["message_id"]
+    await issuer.call(
+        "POST",
+        f"/api/v1/review/applications/{mp.app_id}/revoke",
+        json={"reason": "issued_in_error", "note": "经复核，该证件不应签发"},
+    )
+    await fake(stack, "POST", "police/script", {"up": True})
+
+    async def cancelled() -> dict[str, Any] | None:
+        review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+        shown = {s["code"]: s for s in review["application"]["bundle"]["services"]}
+        delivery = shown["household_registration"]["delivery"]
+        return delivery if delivery["state"] == "cancelled" else None
+
+    delivery = await eventually(cancelled, "the police's hand-off cancelled after the revocation")
+    assert delivery["label"] == "出生医学证明已作废，未推送" and delivery["error"] == "certificate_revoked"
+    assert await handoffs(stack, "police") == []  # the family's data did not leave for a void certificate
+    late = await answer(stack, "disease_control", vaccination, state="done", result=VACCINATION)
+    assert late["status"] == 409 and late["body"]["code"] == "certificate_revoked", late
+    assert (await services(mp))["vaccination_certificate"]["state"] == "sent"
