@@ -1,13 +1,17 @@
-"""The certificate numbers and e-licence identifiers of the parents' status documents, sealed in Redis (decision 0042).
+"""The certificate numbers, e-licence identifiers and staff's own words in the parents' status documents, sealed in
+Redis (decision 0042).
 
 A certificate number names a child (decision 0038), and a licence identifier opens the child's e-licence on the
-public verify page (it is what the QR code carries), so Redis holds neither in clear. When a document is written,
-every top-level member whose value holds one of them (``certificate_number``, ``voided_certificate_numbers``,
-``replacement``, the ``done_steps`` that say which number replaced which, ``elicense``; and any member added
-later that quotes one) moves into one sealed value, the document's first member ``"sealed"``, and stays in its
-place as ``null``. When it is read, the sealed value is opened and the members are put back where they were: the
-bytes are those of the document as ``status_of`` made it. A document with nothing to seal (every application
-before printing: most reads) is stored and answered exactly as before, its bytes never decoded (decision 0029).
+public verify page (it is what the QR code carries), so Redis holds neither in clear; nor what staff wrote in their
+own words (an issuer's rejection reasons, a hospital's answer to her dispute, a department's refusal), which may
+quote a name, an ID number or an address. When a document is written, every top-level member whose value holds one
+of them (``certificate_number``, ``voided_certificate_numbers``, ``replacement``, the ``done_steps`` that say which
+number replaced which, ``elicense``, ``rejection``, the ``next_steps`` quoting an answer, ``delivery_dispute``,
+``bundle``; and any member added later that quotes one) moves into one sealed value, the document's first member
+``"sealed"``, and stays in its place as ``null``. When it is read, the sealed value is opened and the members are
+put back where they were: the bytes are those of the document as ``status_of`` made it. A document with nothing to
+seal (every application before printing or a rejection: most reads) is stored and answered exactly as before, its
+bytes never decoded (decision 0029).
 
 The seal is AES-256-SIV (RFC 5297) under HKDF(the at-rest key, ``birthcert status view v1``): deterministic, so a
 rebuild writes the same bytes (decision 0022) and equal members seal alike (which tells nothing else). Its
@@ -39,12 +43,18 @@ _PREFIX: Final = b'{"' + SEALED.encode() + b'":"'
 
 
 def secrets_of(app: BirthCertificateApplication) -> list[str]:
-    """What the application's documents must not show in Redis: every certificate number it was printed with and
-    every e-licence identifier it was given."""
+    """What the application's documents must not show in Redis: every certificate number it was printed with,
+    every e-licence identifier it was given, and what staff wrote in their own words (an issuer's rejection
+    reasons, a hospital's answer to her dispute, a department's reason for refusing a service): free text that
+    may quote a name, an ID number or an address."""
     values = [app.certificate_number, *app.voided_numbers]
     for licence in app.elicenses:
         values += [licence["certificate_number"], licence["licence_id"]]
-    return [v for v in dict.fromkeys(values) if v]
+    values += list((app.rejection or {}).get("reasons", []))
+    if app.dispute_answer:
+        values.append(app.dispute_answer.get("reason"))
+    values += [part.get("reason") for part in (app.bundle_services or {}).values()]
+    return [v for v in dict.fromkeys(values) if isinstance(v, str) and v.strip()]
 
 
 class StatusSeal:
@@ -60,7 +70,7 @@ class StatusSeal:
     def sealed(self, document: JSON, secrets: Collection[str]) -> bytes:
         """The document's stored bytes: as they are when no member holds one of ``secrets``, else with those
         members sealed in front and ``null`` in their places."""
-        needles = [s.encode() for s in secrets if s]
+        needles = [orjson.dumps(s)[1:-1] for s in secrets if s]  # as the text appears inside a JSON string
         hidden = {
             name: value
             for name, value in document.items()

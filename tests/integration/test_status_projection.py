@@ -29,6 +29,7 @@ from projections.runner import LogFollower, Page
 from projections.status import StatusView, derive_pseudonym_key, document_version, father_status_of, status_of
 from tests.builders import (
     EMS,
+    MOTHER_ID,
     NOW,
     OTHER_MAN_ID,
     SECOND_MOTHER_ID,
@@ -617,6 +618,36 @@ async def test_certificate_numbers_and_licence_ids_are_sealed_in_redis_and_answe
     await view.reset()
     await follower.catch_up()
     assert await dump(client) == everything
+
+
+async def test_what_staff_wrote_in_their_own_words_is_sealed_in_redis_and_answered_in_clear(
+    applications: Applications,
+    executor: ThreadPoolExecutor,
+    client: aioredis.Redis,
+    view: StatusView,
+    follower: LogFollower,
+) -> None:
+    """An issuer's rejection in her own words may quote what identifies the family (here the mother's ID
+    number and the "quotes" a JSON string escapes): Redis keeps it sealed, the parents read it as written."""
+    walk = Walk(applications)
+    await off_loop(executor, walk.submitted)
+    words = f'身份证号码{MOTHER_ID}与照片不符，请重新上传"正面"照片'
+    await off_loop(
+        executor,
+        lambda: applications.reject(
+            walk.issuer, walk.id, reasons=[words], fields=["documents.mother_id_front"], reason_codes=None
+        ),
+    )
+    await follower.catch_up()
+    everything = await dump(client)
+    texts = list(everything)
+    for value in everything.values():
+        texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
+    assert [t[:60] for t in texts if "与照片不符" in t or MOTHER_ID in t] == []
+    stored = orjson.loads(everything[f"bc:status:g0:app:{walk.id}"])
+    assert stored["rejection"] is None and stored["state"] == "returned"  # the rest stays in clear
+    status = await view.get_for("openid-mother", walk.id)
+    assert status is not None and status["rejection"]["reasons"] == [words]
 
 
 # ---------------------------------------------------------------------------------------------- lists
