@@ -37,7 +37,7 @@ from backend.components import (
 from backend.errors import BadRequest
 from backend.headers import content_disposition
 from backend.routes.console import FIELD_LABELS
-from domain.errors import Forbidden
+from domain.errors import Forbidden, InvalidValue
 from domain.policy import SHANGHAI, load_profiles
 from domain.referral import label_of
 from domain.rejection import label_of as rejection_label
@@ -141,7 +141,12 @@ def scope_label(view: StatisticsView, scope: Scope) -> str:
 async def get_statistics(request: web.Request) -> web.StreamResponse:
     """The figures of a scope per day or week, with totals; JSON, or CSV."""
     actor = actor_of(request, "manager")
-    own = Scope.parse(actor.scope or "")
+    try:
+        own = Scope.parse(actor.scope or "")
+    except InvalidValue:  # the account's own scope, not the request, is wrong: an administrator's matter
+        raise Forbidden(
+            "您的账号未设定有效的统计范围，请联系系统管理员", code="statistics_scope_missing"
+        ) from None
     asked = request.query.get("scope")
     scope = own if asked in (None, "") else Scope.parse(asked)
     today = datetime.now(SHANGHAI).date()

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from backend.components import APPLICATIONS, CONFIG, WORKING_CALENDAR
+from backend.components import APPLICATIONS, CONFIG, TOKENS, WORKING_CALENDAR
 from domain.application import BirthCertificateApplication as App
 from domain.policy import SHANGHAI
 from domain.statistics import field_group
+from domain.values import Actor
 from miniprogram_stub.client import ApiProblem, StaffClient
 from miniprogram_stub.people import demo_family
 from projections.cli import rebuild_statistics
@@ -217,3 +218,15 @@ async def test_a_manager_sees_only_their_scope_and_bad_questions_are_problems(st
     with pytest.raises(ApiProblem) as refused:
         await issuer.call("GET", "/api/v1/statistics")
     assert (refused.value.status, refused.value.code) == (403, "role_not_allowed")
+
+
+async def test_a_manager_whose_own_scope_no_longer_reads_is_refused_not_told_to_fix_the_request(
+    stack: Stack,
+) -> None:
+    """A manager's account whose scope names a district the code list no longer has (or a profile taken out):
+    the request is not at fault, so not a 422 about ``scope``, but a 403 sending them to the administrator."""
+    token, _ = stack.app[TOKENS].issue(Actor(id="manager9", role="manager", scope="district:999999"))
+    client = StaffClient(stack.session, stack.api, check=stack.check)
+    client.token = token
+    status, body = await _statistics(stack, client, "")
+    assert (status, body["code"]) == (403, "statistics_scope_missing") and "管理员" in body["detail"]
