@@ -497,6 +497,14 @@ async def test_two_followers_racing_end_like_one(
 # ---------------------------------------------------------------------------------------------- privacy
 
 
+def texts_of(everything: dict[str, Any]) -> list[str]:
+    """Every key, value and sorted-set member of a Redis dump, as text."""
+    texts = list(everything)
+    for value in everything.values():
+        texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
+    return texts
+
+
 async def test_nothing_personal_reaches_redis(
     applications: Applications, executor: ThreadPoolExecutor, client: aioredis.Redis, follower: LogFollower
 ) -> None:
@@ -516,13 +524,7 @@ async def test_nothing_personal_reaches_redis(
 
     everything = await dump(client)
     assert len(everything) == 5  # two documents, two user lists, the position
-    texts = []
-    for key, value in everything.items():
-        texts.append(key)
-        if isinstance(value, bytes):
-            texts.append(value.decode())
-        else:
-            texts += [member.decode() for member, _ in value]
+    texts = texts_of(everything)
     # Nor a certificate number: it names a child (decision 0042).
     leaks = [(text[:60], p) for text in texts for p in (*PERSONAL_TEXTS, "X440100001") if p in text]
     assert leaks == []
@@ -583,9 +585,7 @@ async def test_certificate_numbers_and_licence_ids_are_sealed_in_redis_and_answe
 
     # Neither number nor either licence id is anywhere in Redis in clear…
     everything = await dump(client)
-    texts = list(everything)
-    for value in everything.values():
-        texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
+    texts = texts_of(everything)
     secrets = ("X440100001", "X440100002", *licences)
     assert [(t[:60], s) for t in texts for s in secrets if s in t] == []
     stored = everything[f"bc:status:g0:app:{walk.id}"]
@@ -640,9 +640,7 @@ async def test_what_staff_wrote_in_their_own_words_is_sealed_in_redis_and_answer
     )
     await follower.catch_up()
     everything = await dump(client)
-    texts = list(everything)
-    for value in everything.values():
-        texts += [value.decode()] if isinstance(value, bytes) else [m.decode() for m, _ in value]
+    texts = texts_of(everything)
     assert [t[:60] for t in texts if "与照片不符" in t or MOTHER_ID in t] == []
     stored = orjson.loads(everything[f"bc:status:g0:app:{walk.id}"])
     assert stored["rejection"] is None and stored["state"] == "returned"  # the rest stays in clear
