@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from backend.config import Config
-from projections.bundle_handoff import REJECTED, list_handoffs, resend_rejected
+from projections.bundle_handoff import CANCELLED, PENDING, REJECTED, SENT, list_handoffs, resend_rejected
 from projections.sql import Database
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def register_bundle(subparsers: Any) -> None:
     p = subparsers.add_parser("bundle", help="出生一件事: the hand-offs to the departments")
     sub = p.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
     listing = sub.add_parser("handoffs", help="list the hand-offs (ids and states, no personal data)")
-    listing.add_argument("--state", choices=("pending", "sent", "rejected"))
+    listing.add_argument("--state", choices=(PENDING, SENT, REJECTED, CANCELLED))
     listing.add_argument("--department", help="a department code (police, medical_insurance, …)")
     listing.set_defaults(handler=bundle_handoffs)
     resend = sub.add_parser("resend", help="send again hand-offs a department's system refused outright")

@@ -215,11 +215,11 @@ class HandoffProcess(SqlFollowerLoop):
         except DepartmentUnavailable:
             await self._run(self._retry_later, handoff, UNAVAILABLE, True)
             raise
-        if await self._run(self._revoked, handoff):
+        body = await self._run(self._body_unless_revoked, handoff)
+        if body is None:
             # Declared void since it was issued: the family's data does not leave for a void certificate.
             await self._run(self._finish, handoff, CANCELLED, "certificate_revoked")
             return
-        body = await self._run(self.message, handoff)
         try:
             await self._run(self._attempt, handoff)  # the lease checked, the attempt counted: then the send
             await port.send(handoff.message_id, body)
@@ -256,10 +256,11 @@ class HandoffProcess(SqlFollowerLoop):
         app = self.applications.get_as_stored(UUID(handoff.application_id), None)
         return app if isinstance(app, BirthCertificateApplication) else None
 
-    def _revoked(self, handoff: Handoff) -> bool:
-        """On the executor: whether the application's certificate has been declared void since."""
+    def _body_unless_revoked(self, handoff: Handoff) -> bytes | None:
+        """On the executor, in one hop: the message's bytes, or None when the certificate has been declared
+        void since it was issued."""
         app = self._current(handoff)
-        return app is not None and app.state == REVOKED
+        return None if app is not None and app.state == REVOKED else self.message(handoff)
 
     def _issued(self, handoff: Handoff) -> BirthCertificateApplication:
         app = self.applications.get_as_stored(UUID(handoff.application_id), handoff.version)
@@ -339,7 +340,9 @@ class HandoffProcess(SqlFollowerLoop):
                 state=SENT,
                 message_id=handoff.message_id,
             )
-        except RuleViolated as error:  # the opt-in gone since (cannot happen after issue): the row is done
+        except (
+            RuleViolated
+        ) as error:  # the certificate declared void since (the row is done: it was delivered)
             log.warning("hand-off %s delivered but not recorded (%s)", handoff.message_id, error.code)
 
     def _finish(self, handoff: Handoff, state: str, error: str | None) -> None:
@@ -453,7 +456,11 @@ def delivery_view(handoff: Handoff) -> JSON:
 
 
 __all__ = [
+    "CANCELLED",
     "NAME",
+    "PENDING",
+    "REJECTED",
+    "SENT",
     "Handoff",
     "HandoffProcess",
     "delivery_view",

@@ -278,6 +278,37 @@ class ElicenseStore:
         )
         return list_id, idx
 
+    def set_bit(
+        self,
+        licence_id: str,
+        list_id: str,
+        idx: int,
+        reason: str,
+        position: int,
+        *,
+        replaced_by: str | None = None,
+        grounds: str | None = None,
+    ) -> bool:
+        """Inside a transaction: the credential's status bit set (its reason, the replacement number or the
+        revocation's ground sealed), unless it is set already; never unset. True when this set it."""
+        if self.db.fetchone("SELECT 1 FROM elicense_status_bits WHERE licence_id = ?", (licence_id,)):
+            return False
+        self.db.execute(
+            "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, sealed_replaced_by, position, "
+            "set_at, sealed_grounds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                list_id,
+                idx,
+                licence_id,
+                reason,
+                None if replaced_by is None else self.seal_text(replaced_by, licence_id),
+                position,
+                _now_iso(),
+                None if grounds is None else self.seal_text(grounds, f"grounds:{licence_id}"),
+            ),
+        )
+        return True
+
 
 def _due(row: tuple[Any, ...]) -> Due:
     return Due(
@@ -465,22 +496,15 @@ class ElicenseProcess(SqlFollowerLoop):
     def _void_unissued(self, stored: StoredCredential, outcome: str) -> None:
         """A credential signed and stored, then refused because the certificate was declared void or
         superseded in between: never handed to anyone, yet findable by its number, so its bit is set here
-        (the status follower may have passed the voiding event before the row existed). Never unset; its
-        position is the print's (the voiding event's is not known here)."""
-        if self.db.fetchone("SELECT 1 FROM elicense_status_bits WHERE licence_id = ?", (stored.licence_id,)):
-            return
-        self.db.execute(
-            "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, sealed_replaced_by, position, "
-            "set_at) SELECT ?, ?, ?, ?, NULL, position, ? FROM elicense_due WHERE application_id = ? AND version = ?",
-            (
-                stored.status_list,
-                stored.status_idx,
-                stored.licence_id,
-                VOIDED[outcome],
-                _now_iso(),
-                stored.application_id,
-                stored.version,
-            ),
+        (the status follower may have passed the voiding event before the row existed). Its position is the
+        print's (the voiding event's is not known here)."""
+        row = self.db.fetchone(
+            "SELECT position FROM elicense_due WHERE application_id = ? AND version = ?",
+            (stored.application_id, stored.version),
+        )
+        position = 0 if row is None else int(row[0])
+        self.store.set_bit(
+            stored.licence_id, stored.status_list, stored.status_idx, VOIDED[outcome], position
         )
 
     def _sign(

@@ -71,10 +71,6 @@ class VerificationRow:
     archived: bool
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 class ElicenseStatus(SqlFollowerLoop):
     """The status lists: a ``View`` for ``LogFollower``, the signing loop ``run`` and what the routes read."""
 
@@ -155,23 +151,9 @@ class ElicenseStatus(SqlFollowerLoop):
         )
         changed = 0
         for licence_id, list_id, idx in rows:
-            if self.db.fetchone("SELECT 1 FROM elicense_status_bits WHERE licence_id = ?", (licence_id,)):
-                continue
-            self.db.execute(
-                "INSERT INTO elicense_status_bits (list_id, idx, licence_id, reason, sealed_replaced_by, position, "
-                "set_at, sealed_grounds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    list_id,
-                    idx,
-                    licence_id,
-                    reason,
-                    None if replaced_by is None else self.store.seal_text(replaced_by, licence_id),
-                    position,
-                    _now_iso(),
-                    None if grounds is None else self.store.seal_text(grounds, f"grounds:{licence_id}"),
-                ),
+            changed += self.store.set_bit(
+                licence_id, list_id, idx, reason, position, replaced_by=replaced_by, grounds=grounds
             )
-            changed += 1
         return changed
 
     def _record_verification(self, position: int, event: VerificationRecord.VerificationRecorded) -> None:

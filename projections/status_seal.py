@@ -71,11 +71,14 @@ class StatusSeal:
         """The document's stored bytes: as they are when no member holds one of ``secrets``, else with those
         members sealed in front and ``null`` in their places."""
         needles = [orjson.dumps(s)[1:-1] for s in secrets if s]  # as the text appears inside a JSON string
-        hidden = {
-            name: value
-            for name, value in document.items()
-            if value is not None and any(n in orjson.dumps(value) for n in needles)
-        }
+        hidden: JSON = {}
+        if needles:
+            for name, value in document.items():
+                encoded = (
+                    b"" if value is None else orjson.dumps(value)
+                )  # once per member, whatever the needles
+                if any(n in encoded for n in needles):
+                    hidden[name] = value
         if not hidden:
             return orjson.dumps(document)
         rest = orjson.dumps({name: None if name in hidden else value for name, value in document.items()})
