@@ -222,17 +222,21 @@ def read_jwt(token: str, jwks: Mapping[str, Any], typ: str) -> tuple[JSON, JSON]
     return header, payload
 
 
+def _disclosures(credential: str) -> tuple[str, list[tuple[str, str]]]:
+    jws, *rest = credential.split("~")
+    return jws, [(encoded, str(json.loads(b64url_decode(encoded))[1])) for encoded in rest if encoded]
+
+
+def disclosed_names(credential: str) -> set[str]:
+    """The names of the claims a credential WE stored can disclose (no check: our own sealed copies only)."""
+    return {name for _, name in _disclosures(credential)[1]}
+
+
 def present(credential: str, withhold: Sequence[str]) -> str:
     """The credential with the disclosures of the claims named in ``withhold`` removed (the holder's choice:
     the signature still holds, those claims are simply not shown)."""
-    jws, *rest = credential.split("~")
-    kept = []
-    for encoded in rest:
-        if not encoded:
-            continue
-        name = json.loads(b64url_decode(encoded))[1]
-        if name not in withhold:
-            kept.append(encoded)
+    jws, disclosures = _disclosures(credential)
+    kept = [encoded for encoded, name in disclosures if name not in withhold]
     return "~".join([jws, *kept]) + "~"
 
 
@@ -378,6 +382,7 @@ __all__ = [
     "Signer",
     "Verified",
     "b64url",
+    "disclosed_names",
     "disclosure",
     "disclosure_digest",
     "issue_sd_jwt",

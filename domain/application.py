@@ -28,6 +28,8 @@ from domain.bundle import (
     CERTIFICATE,
     DEPARTMENT_ANSWERS,
     MATERIAL_KINDS,
+    REGISTRATION_FIELDS,
+    REGISTRATION_SERVICE,
     BundleConditionsUnmet,
     BundleFacts,
     BundleNotOffered,
@@ -867,16 +869,24 @@ class BirthCertificateApplication(Aggregate):
             state["status_index"] = None
 
         def apply(self, a: BirthCertificateApplication) -> None:
-            a.licence_id = self.licence_id
-            a.elicenses.append(
-                {
-                    "licence_id": self.licence_id,
-                    "certificate_number": self.certificate_number,
-                    "key_id": self.key_id,
-                    "at": self.timestamp.isoformat(),
-                    "version": self.originator_version,
-                }
-            )
+            _record_elicense(a, self)
+
+    class ELicenseAmended(Event):
+        """The electronic certificate of ``certificate_number`` was amended to a new version (docs/decisions/0048):
+        the police registered the newborn's 户口 and the province puts the registration (name, citizen ID number,
+        户籍地) into the e-licence's record. ``licence_id`` is the new version's identifier (same sequence, version
+        002), ``amends`` the one it supersedes; its status entry like ``ELicenseIssued``'s. No personal data."""
+
+        TOPIC = "birthcert:ELicenseAmended"
+        licence_id: str
+        amends: str
+        certificate_number: str
+        key_id: str
+        status_list: str
+        status_index: int
+
+        def apply(self, a: BirthCertificateApplication) -> None:
+            _record_elicense(a, self, amends=self.amends)
 
     class CertificateReplaced(Event):
         """The issuing institution's own error (粤卫办妇幼函〔2020〕26号 五(一); Shandong 4(D)2): the certificate
@@ -2521,9 +2531,11 @@ class BirthCertificateApplication(Aggregate):
         key_id: str,
         status_list: str,
         status_index: int,
+        amends: str | None = None,
     ) -> None:
         """Record the electronic certificate generated for the certificate printed as ``certificate_number``
-        (the one in force: a voided number gets none); once per number."""
+        (the one in force: a voided number gets none); once per number. ``amends``: the identifier of the
+        e-licence in force that this new version supersedes (the police's registration added, 0048), once."""
         if actor.role not in ("issuer", "system"):
             raise Forbidden()
         if self.state == REVOKED:
@@ -2532,12 +2544,22 @@ class BirthCertificateApplication(Aggregate):
             raise RuleViolated("证件尚未签发", code="invalid_state")
         if certificate_number != self.certificate_number:
             raise RuleViolated("该证件编号已作废，不再生成电子证照", code="certificate_superseded")
-        if self.elicense_for(certificate_number) is not None:
+        current = self.elicense_for(certificate_number)
+        if amends is None and current is not None:
             raise RuleViolated("电子证照已生成", code="already_issued")
+        if amends is not None:
+            if any(e["licence_id"] == licence_id for e in self.elicenses):
+                raise RuleViolated("电子证照已更新", code="already_issued")
+            if current is None or current["licence_id"] != amends:
+                raise RuleViolated("要更新的电子证照不是现行版本", code="elicense_not_current")
+            if self.bundle_registration() is None:
+                raise RuleViolated("尚无户口登记结果，无需更新电子证照", code="registration_missing")
         if not isinstance(status_index, int) or isinstance(status_index, bool) or status_index < 0:
             raise RuleViolated("状态列表索引不正确", code="invalid_status_index")
+        extra = {} if amends is None else {"amends": amends}
         self.trigger_event(
-            self.ELicenseIssued,
+            self.ELicenseIssued if amends is None else self.ELicenseAmended,
+            **extra,
             actor=actor.to_dict(),
             licence_id=_text(licence_id, "licence_id", low=4),
             certificate_number=certificate_number,
@@ -2557,8 +2579,10 @@ class BirthCertificateApplication(Aggregate):
         return "pending" if self.state in ISSUED_STATES else "none"
 
     def elicense_for(self, certificate_number: str | None) -> JSON | None:
-        """The e-licence generated for that certificate number, or None."""
-        return next((e for e in self.elicenses if e["certificate_number"] == certificate_number), None)
+        """The e-licence in force for that certificate number (its latest version, 0048), or None."""
+        return next(
+            (e for e in reversed(self.elicenses) if e["certificate_number"] == certificate_number), None
+        )
 
     # ------------------------------------------------------------------ 出生一件事 (domain/bundle.py)
 
@@ -2746,6 +2770,8 @@ class BirthCertificateApplication(Aggregate):
                 raise RuleViolated("该事项已办结，不能再变更", code="service_finished")
             if state == "refused" and not (reason or "").strip():
                 raise InvalidValue("reason", "required", "部门未予办理时须说明原因")
+            if state == "done" and service == REGISTRATION_SERVICE:
+                self._check_registration(result or {})
         else:
             raise InvalidValue("state", "invalid", "办理状态只能是 accepted、refused 或 done")
         self.trigger_event(
@@ -2760,6 +2786,32 @@ class BirthCertificateApplication(Aggregate):
             result=dict(result or {}) if state == "done" else {},
         )
         return True
+
+    def _check_registration(self, result: JSON) -> None:
+        """The police's registration names this newborn: a citizen ID number whose birth date and sex are the
+        delivery record's (a number for another child must not reach her e-licence, docs/decisions/0048)."""
+        number = result.get("citizen_id_number")
+        if number is None or self.record is None:
+            return
+        id_number = IdNumber(str(number), field="result.citizen_id_number")
+        born_on = datetime.fromisoformat(self.record["born_at"]).date()
+        if id_number.birth_date != born_on or id_number.sex != self.record["newborn_sex"]:
+            raise InvalidValue(
+                "result.citizen_id_number", "citizen_id_mismatch", "公民身份号码的出生日期或性别与新生儿不符"
+            )
+
+    def bundle_registration(self) -> JSON | None:
+        """The police's registration of the newborn (registered name, citizen ID number, 户籍地 where given) when
+        the province puts it into the e-licence's record (``elicense_registration``) and the 户口 is registered;
+        else None. Personal: sealed in events, masked in views."""
+        offer = self.bundle_offer
+        part = (self.bundle_services or {}).get(REGISTRATION_SERVICE) or {}
+        result = part.get("result") or {}
+        if offer is None or not offer.elicense_registration or part.get("state") != "done":
+            return None
+        if not result.get("registered_name") or not result.get("citizen_id_number"):
+            return None
+        return {k: result[k] for k in REGISTRATION_FIELDS if result.get(k)}
 
     def _check_bundle_conditions(self, calendar: WorkingCalendar) -> None:
         """At submission: the conditions still hold for what the application says now (a detail changed since
@@ -2779,6 +2831,21 @@ class BirthCertificateApplication(Aggregate):
 
 
 REASON_NOT_MOTHER: Final = "认证的身份与医院分娩记录中的产妇不一致，只有新生儿母亲本人可以申办"
+
+
+def _record_elicense(a: BirthCertificateApplication, event: Any, **more: str) -> None:
+    """An e-licence (``ELicenseIssued``) or its new version (``ELicenseAmended``: ``amends``) now in force."""
+    a.licence_id = event.licence_id
+    a.elicenses.append(
+        {
+            "licence_id": event.licence_id,
+            "certificate_number": event.certificate_number,
+            "key_id": event.key_id,
+            "at": event.timestamp.isoformat(),
+            "version": event.originator_version,
+            **more,
+        }
+    )
 
 
 def _age_on(id_number: str, birth_date: str | None, day: date) -> int:

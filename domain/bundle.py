@@ -52,6 +52,11 @@ SERVICE_STATES: Final = {
     "refused": "部门未予办理",
     "done": "已办结",
 }
+# The service whose result registers the newborn (公安: 户口登记), and the fields of its result that the national
+# notice 二(四) has health and police share: they go into the e-licence's record where the province wants it
+# (``BundleOffer.elicense_registration``, docs/decisions/0048).
+REGISTRATION_SERVICE: Final = "household_registration"
+REGISTRATION_FIELDS: Final = ("registered_name", "citizen_id_number", "household_place")
 # What a department may answer (BundleServiceUpdated.state besides ``sent``, which the hand-off records).
 DEPARTMENT_ANSWERS: Final = ("accepted", "refused", "done")
 # The materials of 表1 a bundle may ask for beyond the certificate's own ID photos (docs/decisions/0047): each is
@@ -211,6 +216,9 @@ class BundleOffer:
     fields: tuple[BundleField, ...]
     notes: str = ""
     materials: tuple[Material, ...] = ()
+    # The police's registration result (the newborn's registered name, citizen ID number, 户籍地) goes into the
+    # electronic certificate's record: its credential is amended to a new version (docs/decisions/0048).
+    elicense_registration: bool = False
 
     def service(self, code: str) -> Service | None:
         """The offered service ``code``, if offered."""
@@ -241,6 +249,7 @@ class BundleOffer:
             "fields": [f.to_dict() for f in self.fields],
             "notes": self.notes,
             "materials": [m.to_dict() for m in self.materials],
+            "elicense_registration": self.elicense_registration,
         }
 
     @classmethod
@@ -268,6 +277,10 @@ class BundleOffer:
         materials = tuple(_material(m, codes) for m in data.get("materials") or [])
         if len({m.code for m in materials}) != len(materials):
             _fail("materials")
+        # Absent in snapshots from before 0048: the e-licence is not amended then.
+        registration = data.get("elicense_registration", False)
+        if not isinstance(registration, bool) or (registration and REGISTRATION_SERVICE not in codes):
+            _fail("elicense_registration")
         return cls(
             name=_text(data, "name", ""),
             platform=_text(data, "platform", ""),
@@ -277,6 +290,7 @@ class BundleOffer:
             fields=fields,
             notes=notes if isinstance(notes, str) else "",
             materials=materials,
+            elicense_registration=registration,
         )
 
 

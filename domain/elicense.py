@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from domain.bundle import REGISTRATION_FIELDS
 from domain.errors import InvalidValue
 from domain.policy import SHANGHAI, WorkingCalendar
 
@@ -90,6 +91,10 @@ class LicenceId:
     def __str__(self) -> str:
         return ".".join((ROOT_OID, self.type_code, self.issuer_code, self.sequence, self.version, self.check))
 
+    def next_version(self) -> LicenceId:
+        """The same licence's next version (an amended record: 001 → 002, docs/decisions/0048)."""
+        return LicenceId(self.type_code, self.issuer_code, self.sequence, f"{int(self.version) + 1:03d}")
+
     @classmethod
     def parse(cls, text: str) -> LicenceId:
         """An identifier as written; ``InvalidValue`` (``invalid_licence_id``) unless its form and check hold."""
@@ -158,16 +163,25 @@ PERSONAL_ITEMS: Final = (
     "father_ethnicity",
     "father_id_type",
     "father_id_number",
+    # The police's registration of the newborn, where the province puts it into the record (0048).
+    *REGISTRATION_FIELDS,
 )
 # What the joined father's copy leaves out (his reduced view, decision 0011): the mother's identity number.
 FATHER_WITHHELD: Final = ("mother_id_type", "mother_id_number")
 
 
 def data_items(
-    form: JSON, *, certificate_number: str, issued_at: datetime, licence_id: str
+    form: JSON,
+    *,
+    certificate_number: str,
+    issued_at: datetime,
+    licence_id: str,
+    registration: JSON | None = None,
 ) -> tuple[JSON, JSON]:
     """``(plain, personal)`` items of the e-licence from the registration form as issued (附件 3, the last
-    signed form), the certificate's number, the moment it was printed and its identifier.
+    signed form), the certificate's number, the moment it was printed and its identifier; ``registration``:
+    the police's registration of the newborn (``registered_name``, ``citizen_id_number``, ``household_place``)
+    where the province puts it into the record (0048), selectively disclosable like the rest.
 
     The issue date is the day of printing in Beijing time; ``born_at`` keeps its +08:00 offset; a father not
     named on the form leaves his items out (never ``null`` in a disclosure).
@@ -205,6 +219,9 @@ def data_items(
             "father_id_type": father.get("id_type", "resident_id"),
             "father_id_number": father["id_number"],
         }
+    for key in REGISTRATION_FIELDS:
+        if registration and registration.get(key):
+            personal[key] = registration[key]
     return plain, {k: v for k, v in personal.items() if v is not None}
 
 

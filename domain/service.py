@@ -1770,8 +1770,10 @@ class Applications(Application[UUID]):
         key_id: str,
         status_list: str,
         status_index: int,
+        amends: str | None = None,
     ) -> Outcome:
-        """The electronic certificate of ``certificate_number`` exists (projections.elicense records it)."""
+        """The electronic certificate of ``certificate_number`` exists, or (``amends``) its new version
+        superseding the one in force (projections.elicense records it)."""
         return self._command(
             actor,
             app_id,
@@ -1783,6 +1785,7 @@ class Applications(Application[UUID]):
                 key_id=key_id,
                 status_list=status_list,
                 status_index=status_index,
+                amends=amends,
             ),
         )
 

@@ -25,6 +25,7 @@ RESULTS: Final = (
     "valid",
     "revoked",
     "superseded",
+    "amended",
     "bad_signature",
     "unknown_key",
     "malformed",

@@ -18,6 +18,10 @@ Two halves, both on the elected leader only (decision 0024), both writing under 
   event with it; the aggregate refuses a second e-licence for a number. A print whose number was voided before
   its e-licence was due (a reissue, a replacement) gets none (``outcome`` superseded), nor one the issuer declared
   void (``revoked``, decision 0040).
+- **Amending** (decision 0048) — where the province puts the police's registration into the record, the police's
+  ``done`` schedules a row of its own (keyed by that event's version, due at once) whose licence id is the print's
+  next version; the round signs the new version with the registration and records ``ELicenseAmended`` the same
+  way, once.
 
 The credential is stored, not re-derived: an ECDSA signature and the disclosures' salts are random, and the
 holder must get the same bytes each time. It is sealed like the archive (decision 0003): AES-256-GCM under
@@ -45,10 +49,11 @@ from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 
-from backend.credentials import KeyRing, credential_claims, issue_sd_jwt
+from backend.credentials import KeyRing, credential_claims, disclosed_names, issue_sd_jwt
 from backend.storage import derive_aead
 from domain.application import ISSUED_STATES, LOST, REVOKED, BirthCertificateApplication
-from domain.elicense import DEFAULT_TYPE_CODE, LicenceId, data_items, due_at
+from domain.bundle import REGISTRATION_SERVICE
+from domain.elicense import DEFAULT_TYPE_CODE, VERSION, LicenceId, data_items, due_at
 from domain.errors import Conflict, RuleViolated
 from domain.policy import WorkingCalendar, load_profiles
 from domain.revocation import STATUS_REASON
@@ -367,7 +372,11 @@ class ElicenseProcess(SqlFollowerLoop):
         raise RuntimeError("the e-licence schedule is kept permanently and cannot be rebuilt in place")
 
     def _page(self, page: Page, start: int, end: int) -> tuple[bool, int]:
-        rows = [self._due_row(p, e) for p, e in page if p > start and isinstance(e, _ISSUES)]
+        rows: list[tuple[Any, ...]] = []
+        for position, event in page:
+            row = self._row(position, event, rows) if position > start else None
+            if row is not None:
+                rows.append(row)
         with self.db.transaction():
             if not self.db.move(NAME, start, end):
                 return False, 0
@@ -375,10 +384,20 @@ class ElicenseProcess(SqlFollowerLoop):
                 self._insert_due(row)
         return True, len(rows)
 
+    def _row(
+        self, position: int, event: DomainEvent, earlier: list[tuple[Any, ...]]
+    ) -> tuple[Any, ...] | None:
+        """The schedule's row for a print, or for the amendment the police's registration brings (0048)."""
+        if isinstance(event, _ISSUES):
+            return self._due_row(position, event)
+        if isinstance(event, BirthCertificateApplication.BundleServiceUpdated) and _registers(event):
+            return self._amendment_row(position, event, earlier)
+        return None
+
     def _schedule_late(self, position: int, event: DomainEvent) -> bool:
-        if not isinstance(event, _ISSUES):
+        row = self._row(position, event, [])
+        if row is None:
             return False
-        row = self._due_row(position, event)
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
             return self._insert_due(row)
@@ -403,6 +422,44 @@ class ElicenseProcess(SqlFollowerLoop):
             printed.astimezone(UTC).isoformat(),
             due.timestamp(),
             licence,
+        )
+
+    def _amendment_row(
+        self,
+        position: int,
+        event: BirthCertificateApplication.BundleServiceUpdated,
+        earlier: list[tuple[Any, ...]],
+    ) -> tuple[Any, ...] | None:
+        """The police registered the newborn: where the province puts the registration into the e-licence's
+        record, the print in force gets a new version of its licence (same sequence, next version), due at
+        once. None where the province does not want it. The print's own row comes first in the log, so it is
+        scheduled already (or earlier in this page); if not, this raises and the follower parks the event."""
+        app_id = str(event.originator_id)
+        app: object = self.applications.repository.get(UUID(app_id), version=int(event.originator_version))
+        if not isinstance(app, BirthCertificateApplication):
+            raise TypeError("not an application")
+        if app.bundle_registration() is None or app.certificate_number is None:
+            return None
+        digest = self.store.number_digest(app.certificate_number)
+        prints = [r for r in earlier if r[0] == app_id and r[3] == digest and _version_of(r[6]) == VERSION]
+        if not prints:
+            found = self.db.fetchall(
+                "SELECT licence_id FROM elicense_due WHERE application_id = ? AND number_digest = ? "
+                "ORDER BY version",
+                (app_id, digest),
+            )
+            prints = [(None,) * 6 + (str(r[0]),) for r in found if _version_of(str(r[0])) == VERSION]
+        if not prints:
+            raise LookupError("a registration for a print not scheduled")
+        registered: datetime = getattr(event, "timestamp")  # noqa: B009  (every domain event of ours has one)
+        return (
+            app_id,
+            int(event.originator_version),
+            position,
+            digest,
+            registered.astimezone(UTC).isoformat(),
+            registered.timestamp(),
+            str(LicenceId.parse(str(prints[-1][6])).next_version()),
         )
 
     def _insert_due(self, row: tuple[Any, ...]) -> bool:
@@ -455,8 +512,13 @@ class ElicenseProcess(SqlFollowerLoop):
         ):
             raise TypeError("not an application")
         number = str(printed.certificate_number)  # the print's own number (the tables hold only its digest)
-        outcome = _skip(app, number)
-        stored: StoredCredential | None = None
+        outcome = _skip(app, number, due.licence_id)
+        if outcome == WAITING:
+            self._wait(due, now)
+            return outcome
+        amends, stored = None, None
+        if outcome is None and _version_of(due.licence_id) != VERSION:
+            amends, outcome = self._amending(app, number)
         if outcome is None:
             stored = self.store.credential_of_print(due.application_id, due.version) or self._sign(
                 app, due, number, now
@@ -470,14 +532,15 @@ class ElicenseProcess(SqlFollowerLoop):
                     key_id=stored.kid,
                     status_list=stored.status_list,
                     status_index=stored.status_idx,
+                    amends=amends,
                 )
                 outcome = "issued"
             except (RuleViolated, Conflict):
                 now_app: object = self.applications.repository.get(app.id)
                 if not isinstance(now_app, BirthCertificateApplication):
                     raise
-                outcome = _skip(now_app, number)
-                if outcome is None:
+                outcome = _skip(now_app, number, due.licence_id)
+                if outcome in (None, WAITING):
                     raise  # some other change raced it: the next round tries again
         with self.db.transaction():
             self.db.check_fence(self.db.fence)
@@ -492,6 +555,31 @@ class ElicenseProcess(SqlFollowerLoop):
         if outcome == "issued":
             log.info("e-licence issued for %s v%d", due.application_id, due.version)  # no licence id (0038)
         return outcome
+
+    def _amending(self, app: BirthCertificateApplication, number: str) -> tuple[str | None, str | None]:
+        """``(licence the amendment supersedes, None)``, or ``(None, "included")`` when the e-licence in force
+        already carries the registration (it was signed after the police's result came)."""
+        current = app.elicense_for(number)
+        stored = None if current is None else self.store.credential(current["licence_id"])
+        if current is None or stored is None:
+            raise RuntimeError("an e-licence recorded without its stored credential")
+        if "citizen_id_number" in disclosed_names(stored.credential):
+            return None, "included"
+        return str(current["licence_id"]), None
+
+    def _wait(self, due: Due, now: datetime) -> None:
+        """An amendment whose print has no e-licence yet: looked at again when that is due (a minute at least)."""
+        row = self.db.fetchone(
+            "SELECT MAX(due_at) FROM elicense_due WHERE application_id = ? AND number_digest = ? AND version < ?",
+            (due.application_id, due.number_digest, due.version),
+        )
+        later = max(now.timestamp() + 60.0, float(row[0] or 0.0) if row else 0.0)
+        with self.db.transaction():
+            self.db.check_fence(self.db.fence)
+            self.db.execute(
+                "UPDATE elicense_due SET due_at = ? WHERE application_id = ? AND version = ? AND done_at IS NULL",
+                (later, due.application_id, due.version),
+            )
 
     def _void_unissued(self, stored: StoredCredential, outcome: str) -> None:
         """A credential signed and stored, then refused because the certificate was declared void or
@@ -515,7 +603,11 @@ class ElicenseProcess(SqlFollowerLoop):
             raise TypeError("an issued application without a complete form")
         printed = datetime.fromisoformat(due.printed_at)
         plain, personal = data_items(
-            form, certificate_number=number, issued_at=printed, licence_id=due.licence_id
+            form,
+            certificate_number=number,
+            issued_at=printed,
+            licence_id=due.licence_id,
+            registration=app.bundle_registration(),
         )
         signer = self.keys.current()
         with self.db.transaction():
@@ -564,9 +656,28 @@ class ElicenseProcess(SqlFollowerLoop):
 VOIDED: Final = {"revoked": STATUS_REASON, "superseded": "reissued"}
 
 
-def _skip(app: BirthCertificateApplication, number: str) -> str | None:
-    """Why a print gets no (further) e-licence now, or None when it is to be issued."""
-    if app.elicense_for(number) is not None:
+# An amendment's outcome while its print's e-licence is not issued yet: not done, looked at again later.
+WAITING: Final = "waiting"
+# The status reason of a version superseded by its amendment (0048).
+AMENDED: Final = "amended"
+
+
+def _version_of(licence_id: str) -> str:
+    return LicenceId.parse(licence_id).version
+
+
+def _registers(event: BirthCertificateApplication.BundleServiceUpdated) -> bool:
+    """The police's ``done``: the 户口 registered, its result the newborn's registration (0048)."""
+    return event.state == "done" and event.service == REGISTRATION_SERVICE
+
+
+def _skip(app: BirthCertificateApplication, number: str, licence_id: str) -> str | None:
+    """Why a print (or an amendment, its licence of a later version) gets no (further) e-licence now, or None
+    when it is to be issued."""
+    amendment = _version_of(licence_id) != VERSION
+    if any(e["licence_id"] == licence_id for e in app.elicenses):
+        return "issued"
+    if not amendment and app.elicense_for(number) is not None:
         return "issued"
     if app.certificate_number != number or number in app.voided_numbers:
         return "superseded"
@@ -576,10 +687,13 @@ def _skip(app: BirthCertificateApplication, number: str) -> str | None:
         return "revoked"
     if app.state not in ISSUED_STATES:
         return "not_issued"
+    if amendment and app.elicense_for(number) is None:
+        return WAITING
     return None
 
 
 __all__ = [
+    "AMENDED",
     "NAME",
     "PROCESS_ACTOR",
     "STATUS_LIST_SIZE",

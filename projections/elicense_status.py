@@ -5,7 +5,8 @@ Two halves on the elected leader (decision 0024), both writing under its term (`
 - **Following** — a ``View`` for ``LogFollower`` named ``elicense-status``. A ``Reissued`` (after a loss), a
   ``CertificateReplaced`` or a ``CertificateRevoked`` (the issuer's declaration, 0040) voids a certificate
   number: every credential stored for that application and number gets its bit set in
-  ``elicense_status_bits`` (reason ``reissued``, ``replaced`` or ``revoked_by_issuer``; the replacement number,
+  ``elicense_status_bits`` (reason ``reissued``, ``replaced`` or ``revoked_by_issuer``; an ``ELicenseAmended``
+  sets the bit of the version it supersedes, reason ``amended``, 0048; the replacement number,
   or the revocation's ground, sealed and kept for the authenticated verifier). A ``VerificationRecorded`` becomes a row of ``elicense_verifications``,
   what the auditor lists. Rows and position move in one compare-and-set transaction, so a page applied twice
   sets nothing twice; a bit is never unset (the table is append-only).
@@ -29,7 +30,7 @@ from backend.status_list import sign_token
 from domain.application import BirthCertificateApplication
 from domain.revocation import STATUS_REASON
 from domain.verification import VerificationRecord
-from projections.elicense import STATUS_LIST_SIZE, ElicenseStore, status_uri
+from projections.elicense import AMENDED, STATUS_LIST_SIZE, ElicenseStore, status_uri
 from projections.leader_loop import SqlFollowerLoop
 from projections.runner import DomainEvent, Page
 
@@ -129,6 +130,16 @@ class ElicenseStatus(SqlFollowerLoop):
                 STATUS_REASON,
                 None,
                 grounds=event.reason,
+            )
+        if isinstance(event, BirthCertificateApplication.ELicenseAmended):
+            row = self.db.fetchone(
+                "SELECT licence_id, status_list, status_idx FROM elicense_credentials WHERE licence_id = ?",
+                (event.amends,),
+            )
+            return (
+                0
+                if row is None
+                else int(self.store.set_bit(str(row[0]), str(row[1]), int(row[2]), AMENDED, position))
             )
         if isinstance(event, VerificationRecord.VerificationRecorded):
             self._record_verification(position, event)

@@ -53,7 +53,7 @@ from backend.departments import (
 from backend.ems import InvalidWebhook
 from domain.bundle import DEPARTMENT_ANSWERS, Handoff, handoff_of_department
 from domain.errors import InvalidValue, NotFound
-from domain.values import IdNumber, PersonName
+from domain.values import Address, IdNumber, PersonName
 from projections.bundle_handoff import HandoffProcess
 from projections.runner import LogFollower
 from projections.sql import Database
@@ -93,6 +93,8 @@ def _result(handoff: Handoff, raw: Any) -> dict[str, str]:
         out["registered_name"] = PersonName(out["registered_name"]).value
     if "citizen_id_number" in out:
         out["citizen_id_number"] = IdNumber(out["citizen_id_number"]).value
+    if "household_place" in out:
+        out["household_place"] = Address(out["household_place"], field="result.household_place").value
     return out
 
 

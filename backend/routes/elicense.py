@@ -3,8 +3,10 @@
 - ``GET /api/v1/applications/{id}/elicense``: the mother's, or the joined father's, e-licence: its state
   (``none`` before printing, ``pending`` until it is generated, ``issued``), the credential (SD-JWT; the
   father's copy without the mother's identity number, decision 0011), what its QR code says, and the earlier
-  e-licences of voided numbers (``superseded``); ``revoked`` once the issuer declared the certificate void
-  (decision 0040): no credential then, the ground in Chinese under ``revocation``.
+  e-licences of voided numbers (``superseded``) and older versions of an amended one (``amended``: the police's
+  registration of the newborn added, decision 0048, shown masked under ``registration``); ``revoked`` once the
+  issuer declared the certificate void (decision 0040): no credential then, the ground in Chinese under
+  ``revocation``.
 - ``GET /api/v1/applications/{id}/elicense/qr.png`` and ``…/qr.svg``: the QR code (segno, level Q).
 - ``GET /api/v1/elicense/jwks.json``: public, every signing key ever used, current and retired.
 
@@ -38,13 +40,14 @@ from backend.components import (
     json_response,
 )
 from backend.config import Config
-from backend.credentials import KeyRing, present
+from backend.credentials import KeyRing, disclosed_names, present
 from backend.openapi import APP_ID as _APP_ID
 from backend.openapi import PROBLEM as _PROBLEM
 from backend.qr import QR_ERROR, QUIET_ZONE, qr_code
 from backend.storage import at_rest_key
 from domain.application import BirthCertificateApplication
-from domain.elicense import FATHER_WITHHELD
+from domain.bundle import REGISTRATION_FIELDS, REGISTRATION_SERVICE, handoffs
+from domain.elicense import FATHER_WITHHELD, LicenceId
 from domain.errors import Conflict, NotFound
 from domain.revocation import REVOCATION_REASONS
 from domain.revocation import label_of as revocation_label
@@ -135,6 +138,7 @@ def elicense_document(
         "state_label": STATE_LABELS[state],
         "certificate_number": app.certificate_number if state != "none" else None,
         "licence_id": None,
+        "licence_version": None,
         "key_id": None,
         "issued_at": None,
         "expected_at": None,
@@ -146,13 +150,12 @@ def elicense_document(
                 "licence_id": e["licence_id"],
                 "certificate_number": e["certificate_number"],
                 "issued_at": e["at"],
-                "state": "revoked"
-                if revoked is not None and e["certificate_number"] == revoked["certificate_number"]
-                else "superseded",
+                "state": _superseded_state(app, e, revoked),
             }
             for e in app.elicenses
             if e is not current
         ],
+        "registration": _registration(app),
         "revocation": None
         if revoked is None
         else {
@@ -177,10 +180,43 @@ def elicense_document(
             "key_id": stored.kid,
             "issued_at": stored.issued_at,
             "credential": present(stored.credential, FATHER_WITHHELD) if father else stored.credential,
+            "licence_version": LicenceId.parse(stored.licence_id).version,
             "verify_url": verify_url(public_url, stored.licence_id),
             "qr": {"png": f"{base}.png", "svg": f"{base}.svg", "error_correction": QR_ERROR.upper()},
         }
+        if document["registration"] is not None:
+            document["registration"]["in_elicense"] = "citizen_id_number" in disclosed_names(
+                stored.credential
+            )
     return document
+
+
+def _superseded_state(
+    app: BirthCertificateApplication, licence: dict[str, Any], revoked: dict[str, Any] | None
+) -> str:
+    """Why an e-licence is no longer the one in force: its certificate declared void, an older version of the
+    same certificate's amended e-licence (0048), or a certificate replaced or reissued."""
+    if revoked is not None and licence["certificate_number"] == revoked["certificate_number"]:
+        return "revoked"
+    if any(e.get("amends") == licence["licence_id"] for e in app.elicenses):
+        return "amended"
+    return "superseded"
+
+
+def _registration(app: BirthCertificateApplication) -> dict[str, Any] | None:
+    """The police's registration of the newborn where the province puts it into the e-licence (0048), masked:
+    the parent reads the credential itself for the values in full."""
+    registration = app.bundle_registration()
+    handoff = handoffs().get(REGISTRATION_SERVICE)
+    if registration is None or handoff is None:
+        return None
+    masked = handoff.masked_result(registration)
+    return {
+        "items": [
+            {"code": k, "label": handoff.result_labels.get(k, k), "value": masked[k]} for k in registration
+        ],
+        "in_elicense": False,  # set once the credential in force is read
+    }
 
 
 async def _document(request: web.Request) -> dict[str, Any]:
@@ -246,6 +282,8 @@ ELICENSE_SCHEMA: Final = {
         "verify_url",
         "qr",
         "superseded",
+        "registration",
+        "licence_version",
     ],
     "additionalProperties": False,
     "properties": {
@@ -258,6 +296,7 @@ ELICENSE_SCHEMA: Final = {
             "type": ["string", "null"],
             "pattern": "^1\\.2\\.156\\.3005\\.2\\.[0-9A-Z]+\\.[0-9A-Z]+\\.[0-9A-Z]+\\.[0-9]{3}\\.[0-9A-Z]$",
         },
+        "licence_version": {"type": ["string", "null"], "pattern": "^[0-9]{3}$"},
         "key_id": _NULLABLE_TEXT,
         "issued_at": _NULLABLE_TEXT,
         "expected_at": _NULLABLE_TEXT,
@@ -284,8 +323,30 @@ ELICENSE_SCHEMA: Final = {
                     "licence_id": {"type": "string"},
                     "certificate_number": {"type": "string"},
                     "issued_at": {"type": "string"},
-                    "state": {"enum": ["superseded", "revoked"]},
+                    "state": {"enum": ["superseded", "revoked", "amended"]},
                 },
+            },
+        },
+        "registration": {
+            "description": "the police's registration of the newborn where the province puts it into the "
+            "e-licence (decision 0048), masked; in_elicense once the credential in force carries it",
+            "type": ["object", "null"],
+            "required": ["items", "in_elicense"],
+            "additionalProperties": False,
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["code", "label", "value"],
+                        "properties": {
+                            "code": {"enum": list(REGISTRATION_FIELDS)},
+                            "label": {"type": "string"},
+                            "value": {"type": "string"},
+                        },
+                    },
+                },
+                "in_elicense": {"type": "boolean"},
             },
         },
         "revocation": {

@@ -3,7 +3,7 @@
 - ``GET /api/v1/status-lists/{list_id}``: public, the Token Status List token (``application/statuslist+jwt``),
   cacheable for its ``ttl``.
 - ``POST /api/v1/verifications``: public, rate-limited per address, no login. A credential, or a paper
-  certificate's number with the newborn's name and birth date → ``valid``, ``revoked``, ``superseded``,
+  certificate's number with the newborn's name and birth date → ``valid``, ``revoked``, ``superseded``, ``amended``,
   ``bad_signature``, ``unknown_key``, ``malformed`` or ``not_found``, and a signed receipt. A ``verifier``
   (a department's staff account) also gets why and the replacement number, or the ground of an issuer's
   revocation (decision 0040). Each is recorded
@@ -52,7 +52,7 @@ from domain.errors import Conflict, DomainError, FieldError, NotFound, Validatio
 from domain.revocation import REVOCATION_REASONS, STATUS_REASON
 from domain.revocation import label_of as grounds_label
 from domain.values import Actor
-from projections.elicense import ElicenseStore, StoredCredential
+from projections.elicense import AMENDED, ElicenseStore, StoredCredential
 from projections.elicense_status import ElicenseStatus, Invalidated
 from projections.runner import LogFollower
 
@@ -69,6 +69,7 @@ RESULT_LABELS: Final = {
     "valid": "有效",
     "revoked": "已作废",
     "superseded": "已被换发的新证取代",
+    "amended": "已更新为新版本的电子证照取代",
     "bad_signature": "签名无效（内容被改动或非本系统签发）",
     "unknown_key": "签发密钥未知",
     "malformed": "格式不正确",
@@ -77,6 +78,7 @@ RESULT_LABELS: Final = {
 REASON_LABELS: Final = {
     "reissued": "遗失后补发",
     "replaced": "因错证、损坏换发",
+    AMENDED: "户口登记后电子证照已更新版本",
     STATUS_REASON: "签发机构宣布作废",
 }
 
@@ -206,9 +208,12 @@ class Found:
 
 def _result_of(invalidated: Invalidated | None) -> str:
     """``revoked`` after a loss (whoever holds the lost paper is not its holder) or an issuer's revocation (0040),
-    ``superseded`` after a replacement for the institution's own error."""
+    ``superseded`` after a replacement for the institution's own error, ``amended`` when a newer version of the
+    same e-licence took its place (the police's registration added, 0048; the paper certificate stands)."""
     if invalidated is None:
         return "valid"
+    if invalidated.reason == AMENDED:
+        return "amended"
     return "superseded" if invalidated.reason == "replaced" else "revoked"
 
 

@@ -27,6 +27,7 @@ const OUTCOMES = {
   valid: { tone: "ok", title: "有效", note: "电子证照真实有效：签名完好，未被作废。" },
   revoked: { tone: "bad", title: "已作废", note: "此证已被签发机构作废，不能再作为有效证明。" },
   superseded: { tone: "bad", title: "已作废", note: "此证已被更正后的新证取代，请持证人出示新证。" },
+  amended: { tone: "bad", title: "旧版本", note: "此电子证照已更新为新版本（出生医学证明本身仍有效），请持证人出示最新版本。" },
   invalid: { tone: "bad", title: "已作废", note: "状态列表显示此证已作废，不能再作为有效证明。" },
   bad_signature: { tone: "bad", title: "签名无效", note: "内容被改动过，或不是本系统签发的电子证照。" },
   unknown_key: { tone: "warn", title: "签发密钥未知", note: "签名所用的密钥不在本系统公布的密钥中，无法确认真伪。" },
@@ -42,7 +43,7 @@ const PAPER_OUTCOMES = {
   superseded: { tone: "bad", title: "相符，但已作废", note: "此证已被更正后的新证取代，请持证人出示新证。" },
   not_found: { tone: "warn", title: "不相符", note: "没有编号、姓名和出生日期都相符的电子证照，请核对填写内容。" },
 };
-const SERVER_WORSE = new Set(["revoked", "superseded", "bad_signature", "unknown_key", "malformed", "not_found"]);
+const SERVER_WORSE = new Set(["revoked", "superseded", "amended", "bad_signature", "unknown_key", "malformed", "not_found"]);
 
 class Failure extends Error {
   constructor(code, why) {
@@ -349,7 +350,7 @@ function checkedLine(credential, status, server) {
 function decided(status, server, now) {
   if (!status) return "status_unknown";
   if (status.value !== 0) {
-    return server && (server.result === "revoked" || server.result === "superseded") ? server.result : "invalid";
+    return server && ["revoked", "superseded", "amended"].includes(server.result) ? server.result : "invalid";
   }
   if (server && SERVER_WORSE.has(server.result)) return server.result;
   if (Number.isFinite(status.exp) && now > status.exp) return "status_unknown";

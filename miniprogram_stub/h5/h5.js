@@ -929,6 +929,7 @@ const VOID_REASONS = {
   reissued: "证件遗失后已补发新证，原电子证照作废",
   replaced: "签发机构已换发新证（原证打印错误或毁损），原电子证照作废",
   superseded: "已换发或补发新证，原电子证照作废",
+  amended: "户口登记后电子证照已更新为新版本，此旧版本停用（出生医学证明本身仍有效）",
   revoked: "签发机构已宣布该证件作废，其电子证照随之作废",
   revoked_by_issuer: "签发机构已宣布该证件作废，其电子证照随之作废",
 };
@@ -947,6 +948,8 @@ const ITEM_LABELS = [
   ["mother_id_type", "母亲证件类型"], ["mother_id_number", "母亲证件号码"],
   ["father_name", "父亲姓名"], ["father_nationality", "父亲国籍"], ["father_ethnicity", "父亲民族"],
   ["father_id_type", "父亲证件类型"], ["father_id_number", "父亲证件号码"],
+  // The police's registration of the newborn, where the province puts it into the record (decision 0048).
+  ["registered_name", "登记姓名"], ["citizen_id_number", "公民身份号码"], ["household_place", "户籍地"],
 ];
 // An SD-JWT (<jws>~<disclosure>~…~): its signed claims and what its disclosures reveal ([salt, name, value]).
 function credentialContents(sdJwt) {
@@ -1102,6 +1105,11 @@ async function elicenseScreen() {
       info("签发日期", claims.issue_date ? chineseDate(claims.issue_date) : "—"),
       doc.issued_at ? info("电子证照生成", fmtTime(doc.issued_at)) : null);
     parts.push(h("div", { class: "section-title" }, "证照信息"), h("div", { class: "group numbers", id: "elicense-items" }, rows));
+    if (doc.registration) {
+      parts.push(h("p", { class: "hint", id: "elicense-registration" }, doc.registration.in_elicense
+        ? `户口登记信息（${doc.registration.items.map((i) => i.label).join("、")}）已写入电子证照，当前为第 ${doc.licence_version} 版。`
+        : "户口已登记，电子证照正在更新，稍后可查看新版本。"));
+    }
     if (father) parts.push(h("p", { class: "hint" }, "您看到的是父亲持有的电子证照：不含孩子母亲的证件号码，签名同样有效。"));
   }
 
@@ -1138,13 +1146,15 @@ async function elicenseScreen() {
   }
 
   if (doc.superseded?.length) {
-    parts.push(h("div", { class: "section-title" }, "已作废的电子证照"),
+    parts.push(h("div", { class: "section-title" },
+      doc.superseded.some((s) => s.state === "amended") ? "已作废的电子证照及旧版本" : "已作废的电子证照"),
       h("div", { class: "group", id: "elicense-superseded" }, doc.superseded.map((s) =>
-        h("div", { class: "cell stack voided" },
-          h("div", { class: "top" }, h("span", { class: "num" }, s.certificate_number), h("span", { class: "tag red" }, "已作废")),
+        h("div", { class: s.state === "amended" ? "cell stack" : "cell stack voided" },
+          h("div", { class: "top" }, h("span", { class: "num" }, s.certificate_number),
+            h("span", { class: "tag red" }, s.state === "amended" ? "旧版本" : "已作废")),
           h("div", { class: "meta" }, licenceText(s.licence_id)),
           h("div", { class: "meta" }, `生成于 ${fmtTime(s.issued_at)}`),
-          h("div", { class: "meta" }, voidReason(s.reason ?? voidedBy(status, s.certificate_number)))))));
+          h("div", { class: "meta" }, voidReason(s.state === "amended" ? "amended" : s.reason ?? voidedBy(status, s.certificate_number)))))));
   }
   parts.push(h("div", { class: "btns" }, button("刷新", elicenseScreen), button("返回申请进度", back)));
   show(title, back, parts);

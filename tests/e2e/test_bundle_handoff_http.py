@@ -30,11 +30,19 @@ from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-POLICE_RESULT = {
-    "registered_name": "赵小雪",
-    "citizen_id_number": make_id_number("130102", "20261121", "028"),
-    "hukou_page": "请到青园街派出所领取户口页",
-}
+
+def police_result(message: dict[str, Any], **more: str) -> dict[str, str]:
+    """What the police hand back for the newborn of ``message`` (their hand-off): her registered name and a
+    citizen ID number of her birth date and sex (a girl: an even 17th digit), the 户口 page to collect."""
+    born = str(message["fields"]["newborn_born_on"]).replace("-", "")
+    return {
+        "registered_name": "赵小雪",
+        "citizen_id_number": make_id_number("130102", born, "028"),
+        "hukou_page": "请到青园街派出所领取户口页",
+        **more,
+    }
+
+
 VOUCHER = {"voucher": "医保电子凭证已激活"}
 VACCINATION = {"vaccination_certificate_number": "13010220261121003"}
 CARD = {"pickup_place": "石家庄市社保卡服务中心（中山路网点）"}
@@ -201,7 +209,7 @@ async def test_a_hebei_journey_reaches_all_five_done(stack: Stack) -> None:
 
     for department, body in (
         ("police", {"state": "accepted"}),
-        ("police", {"state": "done", "result": POLICE_RESULT}),
+        ("police", {"state": "done", "result": police_result(pm)}),
         ("medical_insurance", {"state": "done", "result": VOUCHER}),
         ("disease_control", {"state": "accepted"}),
         ("disease_control", {"state": "done", "result": VACCINATION}),
@@ -216,8 +224,7 @@ async def test_a_hebei_journey_reaches_all_five_done(stack: Stack) -> None:
     assert done["result"]["citizen_id_number"].startswith("1301****")
     # …while the event keeps them in full (the store encrypts it at rest) for the e-licence's record.
     kept = await stack.in_store(lambda: stack.service.repository.get(UUID(mp.app_id)).bundle_services)
-    assert kept["household_registration"]["result"]["citizen_id_number"] == POLICE_RESULT["citizen_id_number"]
-    assert kept["household_registration"]["result"]["registered_name"] == POLICE_RESULT["registered_name"]
+    assert kept["household_registration"]["result"] == police_result(pm)
     assert (await service_state(mp, "resident_medical_insurance", "done"))["result"] == VOUCHER
     vaccination = await service_state(mp, "vaccination_certificate", "done")
     assert vaccination["state_label"] == "已办结"
@@ -227,7 +234,7 @@ async def test_a_hebei_journey_reaches_all_five_done(stack: Stack) -> None:
     status = await mp.status()
     assert {s["code"]: s["state_label"] for s in status["bundle"]["services"]} == dict.fromkeys(ALL, "已办结")
     for secret in (
-        POLICE_RESULT["citizen_id_number"],
+        police_result(pm)["citizen_id_number"],
         "赵小雪",
         VACCINATION["vaccination_certificate_number"],
     ):
@@ -241,7 +248,7 @@ async def test_a_hebei_journey_reaches_all_five_done(stack: Stack) -> None:
 
     # The same answer posted again (a department's retry) records nothing.
     again = await answer(
-        stack, "police", pm["message_id"], state="done", result=POLICE_RESULT, result_id="police-r2-x"
+        stack, "police", pm["message_id"], state="done", result=police_result(pm), result_id="police-r2-x"
     )
     assert again["status"] == 409 or again["body"].get("recorded") is False
 
@@ -385,7 +392,12 @@ async def test_a_forged_answer_is_refused_and_records_nothing(stack: Stack) -> N
     await service_state(mp, "household_registration", "sent")
     events = await stack.in_store(lambda: len(list(stack.service.events.get(UUID(mp.app_id)))))
     forged = await answer(
-        stack, "police", police["message"]["message_id"], state="done", result=POLICE_RESULT, forge=True
+        stack,
+        "police",
+        police["message"]["message_id"],
+        state="done",
+        result=police_result(police["message"]),
+        forge=True,
     )
     assert forged["status"] == 401
     assert forged["body"]["code"] == "invalid_signature" and forged["body"]["status"] == 401

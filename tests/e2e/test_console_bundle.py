@@ -14,10 +14,10 @@ import pytest
 from miniprogram_stub.people import hebei_family
 from tests.e2e.conftest import Stack
 from tests.e2e.test_bundle_handoff_http import (
-    POLICE_RESULT,
     answer,
     fake,
     issued_with_bundle,
+    police_result,
     service_state,
     taken,
 )
@@ -40,11 +40,12 @@ async def test_the_issuer_reads_each_service_a_refusal_with_its_reason_and_a_mas
     ARTIFACTS.mkdir(exist_ok=True)
     await fake(stack, "POST", "social_security/script", {"fail": 1000})  # 人社's system is down
     mp, _ = await issued_with_bundle(stack, hebei_family(31), "R130100031")
-    police = (await taken(stack, "police"))[0]["message"]["message_id"]
+    police_message = (await taken(stack, "police"))[0]["message"]
+    police, result = police_message["message_id"], police_result(police_message)
     insurance = (await taken(stack, "medical_insurance"))[0]["message"]["message_id"]
     for reply in (
         await answer(stack, "police", police, state="accepted"),
-        await answer(stack, "police", police, state="done", result=POLICE_RESULT),
+        await answer(stack, "police", police, state="done", result=result),
         await answer(stack, "medical_insurance", insurance, state="refused", reason=REFUSAL),
     ):
         assert reply["status"] == 200 and reply["body"]["recorded"] is True, reply
@@ -86,13 +87,13 @@ async def test_the_issuer_reads_each_service_a_refusal_with_its_reason_and_a_mas
     await expect(refused.locator(".bundle-reason")).to_have_text(f"原因：{REFUSAL}")
     household = panel.locator("tr[data-service=household_registration]")
     # Masked as the server sends it: the first four digits, the rest starred (the last four may show).
-    number = POLICE_RESULT["citizen_id_number"]
+    number = result["citizen_id_number"]
     await expect(household.locator("dt")).to_have_text(["登记姓名", "公民身份号码", "户口页领取"])
     await expect(household.locator("[data-result=registered_name]")).to_have_text("赵**")
     await expect(household.locator("[data-result=citizen_id_number]")).to_have_text(
         re.compile(rf"^{number[:4]}\*{{6,}}({number[-4:]})?$")
     )
-    await expect(household).to_contain_text(f"户口页领取{POLICE_RESULT['hukou_page']}")
+    await expect(household).to_contain_text(f"户口页领取{result['hukou_page']}")
     # The history reads each department's answer in Chinese.
     await expect(page.locator("#history")).to_contain_text(
         "出生“一件事”办理进展（城乡居民参保登记：部门未予办理）"
@@ -100,7 +101,7 @@ async def test_the_issuer_reads_each_service_a_refusal_with_its_reason_and_a_mas
     # The registered name and the citizen ID number never reach the console in full, even revealed.
     await page.locator("#reveal-pii").click()
     content = await page.content()
-    assert number not in content and POLICE_RESULT["registered_name"] not in content
+    assert number not in content and result["registered_name"] not in content
 
     await page.locator("#reveal-pii").click()
     await panel.scroll_into_view_if_needed()

@@ -54,6 +54,18 @@ async def issued_elicense(mp: MiniProgram) -> dict[str, Any]:
     return found
 
 
+async def issued_days_later(stack: Stack, days: int = 6) -> int:
+    """One issuing round of the e-licence process as if run ``days`` later (every due row is due by then)."""
+    process = stack.app[ELICENSE_PROCESS]
+    real_clock = stack.service.clock
+    stack.service.clock = lambda: real_clock() + timedelta(days=days)
+    try:
+        issued: int = await stack.in_store(process.issue_due)
+        return issued
+    finally:
+        stack.service.clock = real_clock
+
+
 async def scanned(stack: Stack, mp: MiniProgram, document: dict[str, Any]) -> str:
     """What a phone reads from the QR code's PNG."""
     status, media, png = await image(stack, mp, document["qr"]["png"])

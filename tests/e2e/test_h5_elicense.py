@@ -262,3 +262,50 @@ async def test_in_beijing_the_e_licence_is_pending_with_the_day_it_is_expected(
     await expect(page.locator("#elicense-note")).to_contain_text("X110100521")
     await expect(page.locator("#elicense-qr")).to_have_count(0)
     await screenshot(page, "h5-elicense-pending.png")
+
+
+async def test_in_hebei_the_police_registration_amends_the_e_licence_and_the_old_version_is_listed(
+    phone: Any, stack: Stack
+) -> None:
+    """出生一件事 (decision 0048): the police register the 户口; the mother's e-licence becomes version 002 with
+    the registered name, the citizen ID number (masked until tapped) and 户籍地; version 001 is listed 旧版本."""
+    from playwright.async_api import expect
+
+    from miniprogram_stub.people import hebei_family
+    from tests.e2e.test_bundle_handoff_http import answer, issued_with_bundle, police_result, taken
+    from tests.e2e.test_elicense_registration_http import PLACE, version_shown
+
+    page = phone
+    family = hebei_family(44)
+    mp, _ = await issued_with_bundle(stack, family, "R130100044")
+    first = await generated(mp)
+    police = (await taken(stack, "police"))[0]["message"]
+    result = police_result(police, household_place=PLACE)
+    reply = await answer(stack, "police", police["message_id"], state="done", result=result)
+    assert reply["status"] == 200, reply
+    second = await version_shown(mp, "002")
+    await generated(mp, other_than=first["licence_id"])  # the status view follows
+
+    await open_as(page, family.openid, "已签发")
+    await open_elicense(page, "h5-elicense-status-hebei.png")
+    number = result["citizen_id_number"]
+    await expect(page.locator("#item-registered_name")).to_have_text("赵小雪")
+    await expect(page.locator("#item-household_place")).to_have_text(PLACE)
+    citizen = page.locator("#item-citizen_id_number")
+    await expect(citizen).to_have_text(masked(number))
+    await expect(page.locator("#page")).not_to_contain_text(number)
+    await citizen.locator("..").get_by_role("button", name="显示").click()
+    await expect(citizen).to_have_text(number)
+    await citizen.locator("..").get_by_role("button", name="隐藏").click()
+    await expect(page.locator("#elicense-registration")).to_have_text(
+        "户口登记信息（登记姓名、公民身份号码、户籍地）已写入电子证照，当前为第 002 版。"
+    )
+    assert await scanned_from_the_screen(page) == second["verify_url"] != first["verify_url"]
+    older = page.locator("#elicense-superseded")
+    await expect(older).to_contain_text("旧版本")
+    await expect(older).to_contain_text(first["licence_id"])
+    await expect(older).to_contain_text(
+        "户口登记后电子证照已更新为新版本，此旧版本停用（出生医学证明本身仍有效）"
+    )
+    await expect(page.locator(".section-title", has_text="旧版本")).to_have_text("已作废的电子证照及旧版本")
+    await screenshot(page, "h5-elicense-amended.png")

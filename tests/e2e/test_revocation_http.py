@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from miniprogram_stub.client import ApiProblem
 from miniprogram_stub.people import Family
 from tests.e2e.conftest import Stack
 from tests.e2e.test_counter import REVIEW, beijing
-from tests.e2e.test_elicense_http import image, issued_elicense, jwks
+from tests.e2e.test_elicense_http import image, issued_days_later, issued_elicense, jwks
 from tests.e2e.test_father_invitation import redis_text, refused
 from tests.e2e.test_staff import staff, wait_for_messages
 from tests.e2e.test_verification_http import status_list, submitted_by_both, verifier, verify
@@ -203,12 +202,7 @@ async def test_a_credential_signed_as_its_certificate_was_declared_void_never_ve
     await eventually(passed, "the status follower has passed the revocation")
     # The signing thread's write lands now, after the follower looked for credentials to void.
     await stack.in_store(process._sign, app, due, number, stack.service.clock())
-    real_clock = stack.service.clock
-    stack.service.clock = lambda: real_clock() + timedelta(days=6)
-    try:
-        assert await stack.in_store(process.issue_due) == 0
-    finally:
-        stack.service.clock = real_clock
+    assert await issued_days_later(stack) == 0
     answer = await mp.call("GET", f"/api/v1/applications/{mp.app_id}/elicense")
     assert answer["credential"] is None
     paper = {
