@@ -170,3 +170,38 @@ async def test_the_qr_code_opens_a_page_that_says_valid_then_revoked_and_a_chang
     await shot(phone, tmp_path, "verify-phone-revoked.png")
 
     assert desk.errors == [] and phone.errors == []
+
+
+async def test_an_older_version_of_an_amended_e_licence_says_so_and_the_newer_one_is_valid(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
+    """出生一件事 (decision 0048): once the police's registration amended the e-licence, the first version's QR
+    code reads 旧版本 — the paper certificate stands, the holder is asked for the newest version — and the new
+    one's reads 有效."""
+    from miniprogram_stub.people import hebei_family
+    from tests.e2e.test_bundle_handoff_http import answer, issued_with_bundle, police_result, taken
+    from tests.e2e.test_elicense_http import issued_elicense
+    from tests.e2e.test_elicense_registration_http import version_shown
+
+    mp, _ = await issued_with_bundle(stack, hebei_family(45), "R130100045")
+    first = await issued_elicense(mp)
+    police = (await taken(stack, "police"))[0]["message"]
+    reply = await answer(stack, "police", police["message_id"], state="done", result=police_result(police))
+    assert reply["status"] == 200, reply
+    second = await version_shown(mp, "002")
+    page = await new_page(browser, PHONE)
+
+    async def older() -> bool:
+        return await verdict(page, first["verify_url"]) == "旧版本"
+
+    await eventually(older, "the first version's page says 旧版本 once its list is re-signed")
+    await expect_note(page, "此电子证照已更新为新版本（出生医学证明本身仍有效），请持证人出示最新版本。")
+    await shot(page, tmp_path, "verify-amended-phone.png")
+    assert await verdict(page, second["verify_url"]) == "有效"
+    assert page.errors == []
+
+
+async def expect_note(page: Any, text: str) -> None:
+    from playwright.async_api import expect
+
+    await expect(page.locator("#result-note")).to_have_text(text)
