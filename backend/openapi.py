@@ -1415,10 +1415,21 @@ PATHS.update(
                                                 },
                                                 "calendar_year": {"type": ["integer", "null"]},
                                                 "overdue": {"type": "boolean"},
+                                                "bundle_due_at": {
+                                                    "type": ["string", "null"],
+                                                    "description": "出生一件事's time limit while a department "
+                                                    "has not answered: the earliest open deadline (decision 0049)",
+                                                },
+                                                "bundle_open": {"type": "array", "items": {"type": "string"}},
+                                                "bundle_overdue": {"type": "boolean"},
                                             },
                                         },
                                     },
-                                    "counts": {"type": "object"},
+                                    "counts": {
+                                        "type": "object",
+                                        "description": "items per queue state, overdue (reviews past their "
+                                        "deadline), bundle_overdue (出生一件事 past its time limit), total",
+                                    },
                                     "next_cursor": {"type": ["string", "null"]},
                                 },
                             },
@@ -1429,6 +1440,7 @@ PATHS.update(
                 "parameters": [
                     {"name": "state", "in": "query", "schema": {"enum": list(QUEUE_STATES)}},
                     {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
+                    {"name": "bundle_overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
                     {
                         "name": "institution",
                         "in": "query",

@@ -40,9 +40,11 @@ from domain.bundle import (
     derived_items,
     evaluate,
     form_part,
+    handoffs,
     settled_address,
     table2_values,
 )
+from domain.bundle_clock import ServiceClock, clocks
 from domain.channels import WECHAT
 from domain.delivery import Institution, entry_deadline, latest_birth_on
 from domain.errors import (
@@ -2812,6 +2814,18 @@ class BirthCertificateApplication(Aggregate):
         if not result.get("registered_name") or not result.get("citizen_id_number"):
             return None
         return {k: result[k] for k in REGISTRATION_FIELDS if result.get(k)}
+
+    def bundle_clocks(self, calendar: WorkingCalendar) -> list[ServiceClock]:
+        """Each department's part against the bundle's time limit (domain/bundle_clock.py, 0049), counted from
+        the submission the institution accepted; none before the certificate is issued (nothing is handed off
+        yet: the review's own deadline runs), nor once it was declared void (nothing more is handed on)."""
+        offer, bundle = self.bundle_offer, self.bundle
+        if offer is None or bundle is None or self.submitted_at is None:
+            return []
+        if self.state not in ISSUED_STATES or self.state == REVOKED:
+            return []
+        start = datetime.fromisoformat(self.submitted_at)
+        return clocks(offer, bundle["services"], start, self.bundle_services or {}, handoffs(), calendar)
 
     def _check_bundle_conditions(self, calendar: WorkingCalendar) -> None:
         """At submission: the conditions still hold for what the application says now (a detail changed since

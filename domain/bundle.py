@@ -800,6 +800,8 @@ class Handoff:
     result_one_of: tuple[str, ...] = ()
     # Each result field's name as staff and parents read it (登记姓名, 医保电子凭证 …).
     result_labels: Mapping[str, str] = field(default_factory=dict)
+    # The department's own time limit in working days, else the bundle's (domain/bundle_clock.py, 0049).
+    working_days: int | None = None
 
     def masked_result(self, result: Mapping[str, Any]) -> JSON:
         """A department's result as any view shows it: its personal values (the registered name, the citizen
@@ -824,8 +826,12 @@ def handoffs() -> Mapping[str, Handoff]:
             personal_result_fields=tuple(spec.get("personal_result_fields", ())),
             result_one_of=tuple(spec.get("result_one_of", ())),
             result_labels=MappingProxyType(dict(spec.get("result_labels", {}))),
+            working_days=spec.get("working_days"),
         )
         handoff = out[service]
+        days = handoff.working_days
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+            _fail(f"handoff.{service}.working_days")
         if not set(handoff.personal_result_fields) | set(handoff.result_one_of) <= set(handoff.result_fields):
             _fail(f"handoff.{service}.result_fields")
         if set(handoff.result_labels) != set(handoff.result_fields):

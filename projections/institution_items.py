@@ -8,6 +8,8 @@ A view of this kind holds one item (a JSON document) per member, each in its ins
 - ``<base><g>:state:<CODE>:<state>``: the same, one set per state (filters, counts); the state is the item's
   ``state_field`` (``queue_state`` in the queue, ``kind`` in the worklist)
 - ``<base><g>:due:<CODE>``: the members that have a deadline, scored by it (µs; overdue counts)
+- ``<base><g>:<second>:<CODE>``: the members that have a second deadline (the queue's ``bundle_due``: 出生一件事's
+  time limit, decision 0049), scored by it, where the view has one
 - ``<base><g>:position``: the last notification id applied
 
 ``<base>`` is ``bc:queue:``, ``bc:worklist:`` …; ``<g>`` the generation (``projections.redis_view``). A page is
@@ -56,23 +58,24 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 INSTITUTION_RE: Final = re.compile(r"^[A-Z0-9]{4,16}$")
 
 
-def apply_items_lua(state_field: str) -> str:
+def apply_items_lua(state_field: str, second: str = "due2") -> str:
     """The page script of a view whose items name their state in ``state_field``.
 
-    After the CAS prelude: ARGV[6] n, then per item 8 values: item ('' = not in the view), institution, state,
-    order score, due score ('' = none), member, event while present, event on leaving. Changes are announced on
-    ``<base>events:<CODE>`` (not while a new generation is built)."""
-    if not re.fullmatch(r"[a-z_]+", state_field):
-        raise ValueError(f"not a field name: {state_field!r}")
+    After the CAS prelude: ARGV[6] n, then per item 9 values: item ('' = not in the view), institution, state,
+    order score, due score ('' = none), member, event while present, event on leaving, the second deadline's
+    score ('' = none; its set is named ``second``). Changes are announced on ``<base>events:<CODE>`` (not while
+    a new generation is built)."""
+    if not re.fullmatch(r"[a-z_]+", state_field) or not re.fullmatch(r"[a-z_0-9]+", second):
+        raise ValueError(f"not a field name: {state_field!r}, {second!r}")
     return (
         CAS_PRELUDE
         + """
 local announce = mode ~= 'build'
 local n = tonumber(ARGV[6])
 for i = 1, n do
-  local b = 6 + (i - 1) * 8
+  local b = 6 + (i - 1) * 9
   local doc, inst, qs, score, due = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local member, present, left = ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
+  local member, present, left, due2 = ARGV[b + 6], ARGV[b + 7], ARGV[b + 8], ARGV[b + 9]
   local key = prefix .. 'item:' .. member
   local old = redis.call('GET', key)
   local old_inst = nil
@@ -82,6 +85,7 @@ for i = 1, n do
     redis.call('ZREM', prefix .. 'inst:' .. old_inst, member)
     redis.call('ZREM', prefix .. 'state:' .. old_inst .. ':' .. o['STATE_FIELD'], member)
     redis.call('ZREM', prefix .. 'due:' .. old_inst, member)
+    redis.call('ZREM', prefix .. 'SECOND:' .. old_inst, member)
   end
   if doc ~= '' then
     redis.call('SET', key, doc)
@@ -89,6 +93,9 @@ for i = 1, n do
     redis.call('ZADD', prefix .. 'state:' .. inst .. ':' .. qs, score, member)
     if due ~= '' then
       redis.call('ZADD', prefix .. 'due:' .. inst, due, member)
+    end
+    if due2 ~= '' then
+      redis.call('ZADD', prefix .. 'SECOND:' .. inst, due2, member)
     end
     if announce and old ~= doc then
       redis.call('PUBLISH', base .. 'events:' .. inst, present)
@@ -103,7 +110,7 @@ for i = 1, n do
     end
   end
 end
-""".replace("STATE_FIELD", state_field)
+""".replace("STATE_FIELD", state_field).replace("SECOND", second)
         + CAS_EPILOGUE
     )
 
@@ -139,16 +146,34 @@ def _text(value: bytes | str) -> str:
 class Entry:
     """One item with the scores of its sets and what is announced when it changes or leaves."""
 
-    __slots__ = ("due_score", "event_left", "event_present", "institution", "item", "score", "state")
+    __slots__ = (
+        "due_score",
+        "event_left",
+        "event_present",
+        "institution",
+        "item",
+        "score",
+        "second_score",
+        "state",
+    )
 
     def __init__(
-        self, item: JSON, *, state: str, score: int, due_score: int | None, present: JSON, left: JSON
+        self,
+        item: JSON,
+        *,
+        state: str,
+        score: int,
+        due_score: int | None,
+        present: JSON,
+        left: JSON,
+        second_score: int | None = None,
     ) -> None:
         self.item = item
         self.institution: str = item["institution"]
         self.state = state
         self.score = score
         self.due_score = due_score
+        self.second_score = second_score
         self.event_present = orjson.dumps(present)
         self.event_left = orjson.dumps(left)
 
@@ -170,6 +195,9 @@ class InstitutionItems:
     overdue_after: str = "due_at"
     #: the code and message of a state filter the view does not know
     state_error: tuple[str, str] = ("invalid_state_filter", "筛选状态不正确")
+    #: a second deadline items may carry, in any state: (its set's name, the item's field, the flag a read item
+    #: gets); the queue's is 出生一件事's time limit (``bundle_due``, ``bundle_due_at``, ``bundle_overdue``)
+    second_due: tuple[str, str, str] | None = None
 
     def __init__(
         self,
@@ -184,7 +212,8 @@ class InstitutionItems:
         self.executor = executor
         self.generations = Generations(redis, base, fixed=generation)
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
-        self._apply_page = redis.register_script(apply_items_lua(self.state_field))
+        second = self.second_due[0] if self.second_due else "due2"
+        self._apply_page = redis.register_script(apply_items_lua(self.state_field, second))
 
     # ------------------------------------------------------------------ what a subclass says
 
@@ -223,6 +252,10 @@ class InstitutionItems:
         """The institution's items that have a deadline, by deadline."""
         return f"{self.prefix}due:{institution}"
 
+    def second_key(self, institution: str) -> str:
+        """The institution's members with a second deadline, scored by it (µs)."""
+        return f"{self.prefix}{self.second_due[0] if self.second_due else 'due2'}:{institution}"
+
     def channel(self, institution: str) -> str:
         """The Pub/Sub channel of the institution's changes (the same in every generation)."""
         return f"{self.generations.base}events:{institution}"
@@ -255,7 +288,7 @@ class InstitutionItems:
             if entry is None or not INSTITUTION_RE.match(entry.institution):
                 # Not (or no longer) in the view — or under a code the keys could not carry safely, which the
                 # service never produces: the script deletes an item that was there and says so.
-                args += [b"", "", "", 0, "", member, b"", left]
+                args += [b"", "", "", 0, "", member, b"", left, ""]
                 continue
             args += [
                 orjson.dumps(entry.item),
@@ -266,6 +299,7 @@ class InstitutionItems:
                 member,
                 entry.event_present,
                 entry.event_left,
+                "" if entry.second_score is None else entry.second_score,
             ]
         return bool(await self._apply_page(keys=[self.generations.pointer_key], args=args))
 
@@ -282,12 +316,19 @@ class InstitutionItems:
             return False
         return (now or self.clock()) > datetime.fromisoformat(due)
 
+    def is_second_overdue(self, item: JSON, now: datetime) -> bool:
+        """Past its second deadline at ``now`` (the queue: 出生一件事's time limit with a department still open)."""
+        due = item.get(self.second_due[1]) if self.second_due else None
+        return isinstance(due, str) and now > datetime.fromisoformat(due)
+
     def _with_overdue(self, stored: JSON, now: datetime) -> JSON:
         item: JSON = {}
         for key, value in stored.items():
             item[key] = value
             if key == self.overdue_after:
                 item["overdue"] = self.is_overdue(stored, now)
+            if self.second_due and key == self.second_due[1]:
+                item[self.second_due[2]] = self.is_second_overdue(stored, now)
         item.setdefault("overdue", self.is_overdue(stored, now))
         return item
 
@@ -313,10 +354,14 @@ class InstitutionItems:
                 pipe.zcard(self.state_key(institution, state))
             pipe.zcount(self.due_key(institution), "-inf", f"({now_us}")
             pipe.zcard(self.institution_key(institution))
+            if self.second_due:
+                pipe.zcount(self.second_key(institution), "-inf", f"({now_us}")
             raw = await pipe.execute()
         counts = {state: int(n) for state, n in zip(self.states, raw, strict=False)}
         counts["overdue"] = int(raw[len(self.states)])
         counts["total"] = int(raw[len(self.states) + 1])
+        if self.second_due:
+            counts[self.second_due[2]] = int(raw[len(self.states) + 2])
         return counts
 
     async def list(
@@ -327,11 +372,13 @@ class InstitutionItems:
         overdue: bool | None = None,
         cursor: str | None = None,
         limit: int = DEFAULT_LIMIT,
+        second_overdue: bool | None = None,
     ) -> JSON:
         """The institution's items in order: ``{institution, as_of, items, counts, next_cursor}``.
 
-        ``state`` keeps one state, ``overdue`` only the overdue (True) or the others (False); ``counts`` are of
-        the whole view of the institution, whatever the filters. ``next_cursor`` is None on the last page.
+        ``state`` keeps one state, ``overdue`` only the overdue (True) or the others (False), ``second_overdue``
+        likewise past the second deadline; ``counts`` are of the whole view of the institution, whatever the
+        filters. ``next_cursor`` is None on the last page.
         """
         institution = check_institution(institution)
         if state is not None and state not in self.states:
@@ -340,11 +387,27 @@ class InstitutionItems:
         after = None if cursor is None else self._parse_cursor(cursor)
         await self.generations.current()
         now = self.clock()
-        if overdue is True:
-            found = await self._overdue_after(institution, state, after, limit + 1, now)
+
+        def wanted(item: JSON) -> bool:
+            return (overdue is None or item["overdue"] is overdue) and (
+                second_overdue is None or bool(self.second_due and item[self.second_due[2]]) is second_overdue
+            )
+
+        if overdue is True and (state is None or state in self.due_states):
+            found = await self._late_after(
+                self.due_key(institution), institution, state, after, limit + 1, now, wanted
+            )
+        elif overdue is True:
+            found = []
+        elif second_overdue is True and self.second_due:
+            key = self.second_key(institution)
+            found = await self._late_after(key, institution, state, after, limit + 1, now, wanted)
+        elif second_overdue is True:
+            found = []
         else:
             base = self.institution_key(institution) if state is None else self.state_key(institution, state)
-            found = await self._scan(base, after, limit + 1, now, overdue)
+            filtered = overdue is not None or second_overdue is not None
+            found = await self._scan(base, after, limit + 1, now, wanted, filtered=filtered)
         more = len(found) > limit
         found = found[:limit]
         next_cursor = f"{found[-1][1]}:{found[-1][0]}" if more and found else None
@@ -364,10 +427,17 @@ class InstitutionItems:
             raise InvalidValue("cursor", "invalid_cursor", "分页参数无效，请从第一页重新加载") from None
 
     async def _scan(
-        self, key: str, after: tuple[int, str] | None, wanted: int, now: datetime, overdue: bool | None
+        self,
+        key: str,
+        after: tuple[int, str] | None,
+        wanted: int,
+        now: datetime,
+        keep: Callable[[JSON], bool],
+        *,
+        filtered: bool,
     ) -> Found:
-        """Items of ``key`` after the cursor in order, keeping those that match ``overdue``."""
-        chunk = wanted if overdue is None else max(wanted, _SCAN_CHUNK)
+        """Items of ``key`` after the cursor in order, keeping those ``keep`` keeps."""
+        chunk = max(wanted, _SCAN_CHUNK) if filtered else wanted
         found: Found = []
         while len(found) < wanted:
             entries = await self._range_after(key, after, chunk)
@@ -378,20 +448,26 @@ class InstitutionItems:
                 if raw is None:
                     continue  # left between the two reads
                 item = self._with_overdue(orjson.loads(raw), now)
-                if overdue is None or item["overdue"] is overdue:
+                if keep(item):
                     found.append((member, score, item))
             after = (entries[-1][1], entries[-1][0])
             if len(entries) < chunk:
                 break
         return found[:wanted]
 
-    async def _overdue_after(
-        self, institution: str, state: str | None, after: tuple[int, str] | None, wanted: int, now: datetime
+    async def _late_after(
+        self,
+        key: str,
+        institution: str,
+        state: str | None,
+        after: tuple[int, str] | None,
+        wanted: int,
+        now: datetime,
+        keep: Callable[[JSON], bool],
     ) -> Found:
-        """The overdue items (from the deadline set, which holds only those with a deadline), in order."""
-        if state is not None and state not in self.due_states:
-            return []
-        raw = await self.redis.zrangebyscore(self.due_key(institution), "-inf", f"({micros(now)}")
+        """The items past a deadline (from that deadline's set ``key``, which holds only those that have one) that
+        ``keep`` keeps, in order."""
+        raw = await self.redis.zrangebyscore(key, "-inf", f"({micros(now)}")
         members = [_text(m) for m in raw]
         if not members:
             return []
@@ -406,7 +482,7 @@ class InstitutionItems:
             if score is None or value is None:
                 continue
             item = self._with_overdue(orjson.loads(value), now)
-            if (state is not None and item[self.state_field] != state) or not item["overdue"]:
+            if (state is not None and item[self.state_field] != state) or not keep(item):
                 continue
             found.append((member, int(score), item))
         found.sort(key=lambda row: (row[1], row[0]))

@@ -12,10 +12,15 @@ returned                      ``returned``            with the parent for fixes 
 issued, EMS                   ``awaiting_dispatch``   to hand to the courier
 issued, pickup                ``awaiting_handover``   to hand over at the counter
 lost                          ``awaiting_reissue``    to print again on a new blank
+handed on, 出生一件事 open    ``awaiting_departments`` departments still to answer (may be overdue)
 ============================  ======================  ===========================================
 
 Dispatched, delivered, collected, withdrawn and counter-only applications leave the queue (their item
-and set entries are deleted). As in ``projections.status``, an item is computed from the aggregate AT
+and set entries are deleted) — unless a department of 出生一件事 has not answered yet: then the certificate has
+left the issuer's hands but the bundle has not (``awaiting_departments``, 待部门办结). Every issued item with a
+department still open carries the bundle's time limit (``bundle_due_at``: the earliest deadline of the open
+parts, domain/bundle_clock.py, decision 0049) and ``bundle_open`` (those services' names); ``bundle_overdue``,
+like ``overdue``, is computed when read, and the item sits in ``bc:queue:<g>:bundle_due:<CODE>`` by it. As in ``projections.status``, an item is computed from the aggregate AT
 THE VERSION of its last event in the page, so a rebuild writes byte-identical items whatever the
 paging. The deadline is stored (``due_at``: the province profile's ``review_working_days`` counted on
 the Chinese working-day calendar from the LAST submission, or a service default of 5 working days
@@ -44,7 +49,17 @@ from typing import Final
 import orjson
 import redis.asyncio as aioredis
 
-from domain.application import ISSUED, LOST, RETURNED, SUBMITTED, BirthCertificateApplication
+from domain.application import (
+    COLLECTED,
+    DELIVERED,
+    DISPATCHED,
+    ISSUED,
+    LOST,
+    RETURNED,
+    SUBMITTED,
+    BirthCertificateApplication,
+)
+from domain.bundle_clock import next_due
 from domain.policy import WorkingCalendar
 from domain.service import Applications
 from projections.institution_items import (
@@ -81,6 +96,7 @@ RETURNED_TO_PARENT: Final = "returned"
 AWAITING_DISPATCH: Final = "awaiting_dispatch"
 AWAITING_HANDOVER: Final = "awaiting_handover"
 AWAITING_REISSUE: Final = "awaiting_reissue"
+AWAITING_DEPARTMENTS: Final = "awaiting_departments"
 QUEUE_STATES: Final = (
     NEW,
     RESUBMITTED,
@@ -88,16 +104,18 @@ QUEUE_STATES: Final = (
     AWAITING_DISPATCH,
     AWAITING_HANDOVER,
     AWAITING_REISSUE,
+    AWAITING_DEPARTMENTS,
 )
 # Only these have a review deadline, and so can be overdue.
 REVIEW_STATES: Final = (NEW, RESUBMITTED)
 
 DEFAULT_REVIEW_WORKING_DAYS: Final = 5
-APPLY_PAGE_LUA: Final = apply_items_lua("queue_state")
+APPLY_PAGE_LUA: Final = apply_items_lua("queue_state", "bundle_due")
 
 
-def queue_state_of(app: BirthCertificateApplication) -> str | None:
-    """Where ``app`` stands in its institution's queue, or None when it is not (or no longer) there."""
+def queue_state_of(app: BirthCertificateApplication, bundle_open: bool = False) -> str | None:
+    """Where ``app`` stands in its institution's queue, or None when it is not (or no longer) there;
+    ``bundle_open``: a department of its 出生一件事 has not answered yet."""
     if app.institution is None or app.first_submitted_at is None:
         return None
     if app.state == SUBMITTED:
@@ -109,6 +127,8 @@ def queue_state_of(app: BirthCertificateApplication) -> str | None:
         return AWAITING_HANDOVER if method == "pickup" else AWAITING_DISPATCH
     if app.state == LOST:
         return AWAITING_REISSUE
+    if app.state in (DISPATCHED, DELIVERED, COLLECTED) and bundle_open:
+        return AWAITING_DEPARTMENTS
     return None
 
 
@@ -122,7 +142,9 @@ def queue_entry(
     default_review_working_days: int = DEFAULT_REVIEW_WORKING_DAYS,
 ) -> Entry | None:
     """The queue item of ``app`` as stored (without ``overdue``), or None when it is not in a queue."""
-    queue_state = queue_state_of(app)
+    clocks = app.bundle_clocks(calendar)
+    bundle_due = next_due(clocks)
+    queue_state = queue_state_of(app, bundle_open=bundle_due is not None)
     if queue_state is None or app.institution is None or app.first_submitted_at is None:
         return None
     first = parse_time(app.first_submitted_at)
@@ -142,6 +164,7 @@ def queue_entry(
     mother = app.verified.get("mother")
     mother_name = (mother or {}).get("name") or (app.record or {}).get("mother_name")
     method = app.delivery_method["method"] if app.delivery_method else None
+    names = {s.code: s.name for s in app.bundle_offer.services} if app.bundle_offer else {}
     # Times sent back to the parent: an issuer's rejection, or a hospital's correction under review.
     returns = app.submissions if app.state == RETURNED else app.submissions - 1
     item = {
@@ -170,6 +193,10 @@ def queue_entry(
         "bundle_refused": [
             s["name"] for s in (bundle_view(app) or {}).get("services", []) if s["state"] == "refused"
         ],
+        # Its time limit (0049): the earliest deadline of the departments that have not answered, and their
+        # services' names; ``bundle_overdue`` is computed when read.
+        "bundle_due_at": None if bundle_due is None else iso(bundle_due),
+        "bundle_open": [names[c.service] for c in clocks if c.finished_at is None],
         "updated_at": iso(app.modified_on),
         "version": app.version,
     }
@@ -178,6 +205,7 @@ def queue_entry(
         state=queue_state,
         score=micros(first),
         due_score=None if due is None else micros(due),
+        second_score=None if bundle_due is None else micros(bundle_due),
         present=_event(str(app.id), queue_state, app.version),
         left=_event(str(app.id), None, app.version),
     )
@@ -191,6 +219,7 @@ class ReviewQueueView(InstitutionItems):
     due_states = REVIEW_STATES
     overdue_after = "due_basis"
     state_error = ("invalid_queue_state", "队列状态不正确")
+    second_due = ("bundle_due", "bundle_due_at", "bundle_overdue")
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ const QUEUE_STATES = [
   ["awaiting_dispatch", "待寄出"],
   ["awaiting_handover", "待现场领取"],
   ["awaiting_reissue", "待补发"],
+  ["awaiting_departments", "待部门办结"],
 ];
 const QUEUE_STATE_LABELS = Object.fromEntries(QUEUE_STATES);
 // The hospital's worklist (GET /api/v1/hospital/worklist): what each kind of item asks of its staff.
@@ -940,6 +941,7 @@ async function renderQueue(params, isCurrent) {
   document.title = "审核队列 - 出生医学证明签发工作台";
   const state = params.get("state") || "";
   const overdue = params.get("overdue") === "1";
+  const bundleOverdue = params.get("bundle_overdue") === "1";
   const isAuditor = session.role === "auditor";
   await loadInstitutions();
   if (!isCurrent()) return;
@@ -982,12 +984,27 @@ async function renderQueue(params, isCurrent) {
     const total = counts.total ?? counts.all ?? QUEUE_STATES.reduce((sum, [key]) => sum + (Number(counts[key]) || 0), 0);
     const entries = [["", "全部", total], ...QUEUE_STATES.map(([key, label]) => [key, label, counts[key]])];
     const nodes = entries.map(([key, label, count]) => filterTab({
-      href: queueHref({ institution: isAuditor ? institution : "", state: key }), current: !overdue && state === key, label, count, data: { state: key || "all" },
+      href: queueHref({ institution: isAuditor ? institution : "", state: key }), current: !overdue && !bundleOverdue && state === key, label, count, data: { state: key || "all" },
     }));
     nodes.push(filterTab({
       href: queueHref({ institution: isAuditor ? institution : "", state, overdue: "1" }), current: overdue, label: "超期", count: counts.overdue, data: { state: "overdue" }, overdue: true,
     }));
+    if (counts.bundle_overdue || bundleOverdue) {
+      nodes.push(filterTab({
+        href: queueHref({ institution: isAuditor ? institution : "", bundle_overdue: "1" }), current: bundleOverdue, label: "一件事超时", count: counts.bundle_overdue, data: { state: "bundle-overdue" }, overdue: true,
+      }));
+    }
     tabs.replaceChildren(...nodes);
+  }
+
+  // 出生一件事's time limit while a department has not answered (decision 0049): the earliest open deadline,
+  // marked when passed, the services still open in its title.
+  function bundleClock(item) {
+    if (!item.bundle_due_at) return null;
+    const open = (item.bundle_open || []).join("、");
+    return h("div", { class: item.bundle_overdue ? "bundle-clock is-overdue" : "bundle-clock", title: open ? `尚未办结：${open}` : null },
+      `一件事 ${fmtDate(item.bundle_due_at)}前`,
+      item.bundle_overdue ? h("span", { class: "badge badge-overdue" }, "已超时") : null);
   }
 
   // Which working-day calendar counted the deadline (the queue item's calendar_source): the State
@@ -1024,7 +1041,8 @@ async function renderQueue(params, isCurrent) {
         h("td", { title: item.due_working_days ? `自最近提交起 ${item.due_working_days} 个工作日${item.due_basis === "default" ? "（本省未规定，按默认时限）" : ""}` : null },
           item.due_at ? fmtDate(item.due_at) : h("span", { class: "muted" }, "—"),
           item.overdue ? h("span", { class: "badge badge-overdue" }, "超期") : null,
-          calendarNote(item)),
+          calendarNote(item),
+          bundleClock(item)),
         h("td", {}, deliveryMethod(item.delivery_method && typeof item.delivery_method === "object" ? item.delivery_method : { method: item.delivery_method })),
         h("td", { class: "actions" }, h("a", { href, class: "btn btn-small", "aria-label": `${isAuditor ? "查看" : "办理"} ${item.newborn_name_masked || ""}` }, isAuditor ? "查看" : "办理")));
       row.addEventListener("click", (event) => { if (!event.target.closest("a")) location.hash = href; });
@@ -1038,6 +1056,7 @@ async function renderQueue(params, isCurrent) {
       const query = new URLSearchParams();
       if (state) query.set("state", state);
       if (overdue) query.set("overdue", "true");
+      if (bundleOverdue) query.set("bundle_overdue", "true");
       if (isAuditor && institution) query.set("institution", institution);
       return query;
     },
@@ -1789,13 +1808,15 @@ async function renderApplication(id, isCurrent) {
         h("h2", { id: "bundle-title" }, "出生一件事", h("span", { class: "title-sub" }, `${b.name} · ${fmtDateTime(b.requested_at)} 申请`)),
         refused ? h("span", { class: "badge badge-overdue" }, `${refused} 项未予办理`) : null),
       h("table", { class: "grid grid-compact bundle" },
-        h("thead", {}, h("tr", {}, ["事项", "办理部门", "办理状态", "原因或结果", "更新时间"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["事项", "办理部门", "办理状态", "原因或结果", "更新时间", "办理时限"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, b.services.map((s) => h("tr", { class: s.state === "refused" ? "is-refused" : null, dataset: { service: s.code, state: s.state } },
           h("th", { scope: "row" }, s.name),
           h("td", {}, s.department),
           h("td", {}, h("span", { class: `badge badge-service-${s.state}` }, s.state_label)),
           h("td", {}, outcome(s)),
-          h("td", { class: "muted" }, s.at ? fmtDateTime(s.at) : "—"))))));
+          h("td", { class: "muted" }, s.at ? fmtDateTime(s.at) : "—"),
+          h("td", { dataset: { clock: s.clock ? s.clock.state : "" }, title: s.clock ? `受理后 ${s.clock.working_days} 个工作日内` : null },
+            s.clock ? [h("span", { class: `badge badge-clock-${s.clock.state}` }, s.clock.label), ` ${fmtDate(s.clock.due_at)}前`] : h("span", { class: "muted" }, "—")))))));
   }
 
   function replacementsPanel(list) {

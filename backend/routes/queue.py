@@ -101,14 +101,24 @@ def _filters(request: web.Request) -> dict[str, Any]:
     state = query.get("state") or None
     if state is not None and state not in QUEUE_STATES:
         raise BadRequest(f"state 应为 {'、'.join(QUEUE_STATES)} 之一", code="invalid_state_filter")
-    overdue_text = query.get("overdue")
-    overdue: bool | None = None
-    if overdue_text:
-        if overdue_text not in ("true", "false"):
-            raise BadRequest("overdue 应为 true 或 false", code="invalid_overdue_filter")
-        overdue = overdue_text == "true"
     limit = query_limit(request, DEFAULT_LIMIT, MAX_LIMIT)
-    return {"state": state, "overdue": overdue, "cursor": query.get("cursor") or None, "limit": limit}
+    return {
+        "state": state,
+        "overdue": _flag(request, "overdue"),
+        # 出生一件事's time limit passed with a department still to answer (decision 0049).
+        "second_overdue": _flag(request, "bundle_overdue"),
+        "cursor": query.get("cursor") or None,
+        "limit": limit,
+    }
+
+
+def _flag(request: web.Request, name: str) -> bool | None:
+    text = request.query.get(name)
+    if not text:
+        return None
+    if text not in ("true", "false"):
+        raise BadRequest(f"{name} 应为 true 或 false", code=f"invalid_{name}_filter")
+    return text == "true"
 
 
 @routes.get("/api/v1/review/queue")

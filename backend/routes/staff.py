@@ -38,6 +38,7 @@ from backend.routes.parents import FieldCollector, _fingerprint, id_document_rea
 from backend.throttle import LOGIN_THROTTLE, limit
 from domain.application import BirthCertificateApplication
 from domain.bundle import MATERIAL_KINDS
+from domain.bundle_clock import CLOCK_LABELS
 from domain.delivery import DeliveryFacts, DeliveryRecord
 from domain.errors import DomainError, FieldError, InvalidValue, NotFound, ValidationFailed
 from domain.pickup import Slot
@@ -471,8 +472,9 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
             # The institution's declaration that the certificate is void, with the issuer's note (0040).
             "revocation": app.revocation,
             "pickup": pickup_view(app),
-            # 出生一件事: each service's state, a department's refusal with its reason (decision 0046).
-            "bundle": bundle_view(app),
+            # 出生一件事: each service's state, a department's refusal with its reason (decision 0046), and each
+            # department's part against the time limit as of now (0049).
+            "bundle": _with_clocks(bundle_view(app), app, service),
         },
         "form": form,
         "form_sha256": app.form_sha256(),
@@ -482,6 +484,29 @@ def review_document(service: Applications, actor: Actor, app_id: uuid.UUID) -> d
         "changes_since_rejection": changes,
         "history": history,
     }
+
+
+def _with_clocks(
+    bundle: dict[str, Any] | None, app: BirthCertificateApplication, service: Applications
+) -> dict[str, Any] | None:
+    """Each department's service with its ``clock``: its deadline, and on time, late, open or overdue now."""
+    if bundle is None:
+        return None
+    now = service.clock()
+    found = {c.service: c for c in app.bundle_clocks(service.calendar)}
+    for part in bundle["services"]:
+        clock = found.get(part["code"])
+        part["clock"] = (
+            None
+            if clock is None
+            else {
+                "due_at": clock.due_at.isoformat(),
+                "working_days": clock.working_days,
+                "state": clock.state(now),
+                "label": CLOCK_LABELS[clock.state(now)],
+            }
+        )
+    return bundle
 
 
 @routes.get("/api/v1/review/applications/{app_id}")

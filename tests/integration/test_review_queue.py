@@ -36,7 +36,9 @@ from domain.values import Actor, CertificateNumber
 from projections.review_queue import QUEUE_STATES, ReviewQueueView
 from projections.runner import LogFollower
 from tests.builders import (
+    BORN,
     EMS,
+    NOW,
     OTHER_MAN_ID,
     SD_FATHER_ID,
     SD_HOSPITAL,
@@ -841,3 +843,108 @@ async def test_queue_ctx_runs_the_follower_for_the_apps_lifetime(
 
     await http.client.close()  # cleanup: the follower stops and the streams are told to end
     assert app[QUEUE_CLOSING].is_set()
+
+
+# ---------------------------------------------------------------------------------------------- 出生一件事's clock
+
+
+def hebei_bundle_issued(applications: Applications) -> Walk:
+    """A Hebei family with all five services of 出生一件事, submitted for pickup and issued (decision 0049)."""
+    from tests.unit.test_birth_bundle import HE_FATHER, HE_HOSPITAL, HE_MOTHER, _details, _opt_in
+
+    walk = Walk(
+        applications,
+        inst=HE_HOSPITAL,
+        mother_id=HE_MOTHER,
+        father_id=HE_FATHER,
+        mother_name="李娜",
+        parent=Actor(id="openid-he", role="parent"),
+    )
+    walk.record_delivery(province="河北省", born_at=BORN)
+    walk.start()
+    walk.verify("mother")
+    walk.confirm()
+    _details(walk)
+    walk.verify("father")
+    _opt_in(walk)
+    walk.upload_all()
+    walk.upload_materials()
+    walk.sign()
+    walk.choose_pickup()
+    walk.submit()
+    walk.issue("R130100001")
+    return walk
+
+
+DEPARTMENTS = {
+    "vaccination_certificate": "disease_control",
+    "household_registration": "police",
+    "resident_medical_insurance": "medical_insurance",
+    "social_security_card": "social_security",
+}
+
+
+def answered(walk: Walk, service: str, state: str = "done", **more: Any) -> None:
+    department = Actor(id=f"department:{DEPARTMENTS[service]}", role="system")
+    message = f"{walk.id}-v1-{DEPARTMENTS[service]}"
+    common = {"service": service, "department": DEPARTMENTS[service], "message_id": message}
+    walk.app.record_bundle_service(department, walk.id, state="sent", **common)
+    walk.app.record_bundle_service(
+        department, walk.id, state=state, result_id=f"{service}-{state}", **common, **more
+    )
+
+
+async def test_the_bundle_waits_for_its_departments_against_its_time_limit(
+    applications: Applications,
+    executor: ThreadPoolExecutor,
+    view: ReviewQueueView,
+    follower: LogFollower,
+    client: aioredis.Redis,
+    clock: Clock,
+) -> None:
+    clock.now = NOW  # the service's time: the deadline is counted from its submission
+    walk = await off_loop(executor, hebei_bundle_issued, applications)
+    vaccination = {"vaccination_certificate_number": "1301022026"}
+    await off_loop(executor, lambda: answered(walk, "vaccination_certificate", result=vaccination))
+    await follower.catch_up()
+    item = await view.get(walk.id)
+    assert item is not None and item["queue_state"] == "awaiting_handover"
+    submitted = await off_loop(executor, lambda: walk.app.get_application(walk.issuer, walk.id).submitted_at)
+    due = WorkingCalendar().deadline(datetime.fromisoformat(submitted), 6).at  # Hebei: 6 working days in all
+    assert datetime.fromisoformat(item["bundle_due_at"]) == due
+    # 疾控 answered; the other three are still open.
+    assert item["bundle_open"] == ["户口登记", "城乡居民参保登记", "社会保障卡申领"]
+    assert item["bundle_overdue"] is False
+
+    # The certificate is collected: it has left the issuer's hands, the bundle has not.
+    await off_loop(executor, walk.hand_over)
+    await follower.catch_up()
+    page = await view.list("SJZFY01")
+    assert [i["queue_state"] for i in page["items"]] == ["awaiting_departments"]
+    assert page["counts"]["awaiting_departments"] == 1 and page["counts"]["bundle_overdue"] == 0
+    stored = await dump(client)
+
+    clock.now = due + timedelta(seconds=1)
+    page = await view.list("SJZFY01")
+    assert page["counts"]["bundle_overdue"] == 1 and page["counts"]["overdue"] == 0
+    assert page["items"][0]["bundle_overdue"] is True and page["items"][0]["overdue"] is False
+    assert await ids(view, "SJZFY01", second_overdue=True) == [str(walk.id)]
+    assert await ids(view, "SJZFY01", second_overdue=False) == []
+    assert await ids(view, "SJZFY01", second_overdue=True, state="awaiting_handover") == []
+    assert await dump(client) == stored  # reading stores nothing
+
+    # A refusal is an answer too; once all have answered, the application leaves the queue.
+    await off_loop(executor, lambda: answered(walk, "household_registration", "refused", reason="户籍地不符"))
+    await off_loop(
+        executor, lambda: answered(walk, "resident_medical_insurance", result={"voucher": "已激活"})
+    )
+    await follower.catch_up()
+    item = await view.get(walk.id)
+    assert item is not None and item["bundle_open"] == ["社会保障卡申领"]
+    await off_loop(
+        executor,
+        lambda: answered(walk, "social_security_card", result={"pickup_place": "石家庄市社保卡服务中心"}),
+    )
+    await follower.catch_up()
+    assert await view.get(walk.id) is None
+    assert (await view.list("SJZFY01"))["counts"]["bundle_overdue"] == 0
