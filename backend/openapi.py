@@ -1581,13 +1581,23 @@ PATHS.update(
                                     "properties": {
                                         "periods": {"type": "array", "items": {"type": "object"}},
                                         "total": {
-                                            "description": "counts; rejections_by_reason by reason code "
+                                            "description": "counts (revoked: certificates declared void); "
+                                            "rejections_by_reason by reason code "
                                             "(docs/decisions/0045), rejections_by_field by field, "
-                                            "rejections_by_field_group by the field's group",
+                                            "rejections_by_field_group by the field's group; bundle: 出生一件事 "
+                                            "by department code — sent, done, refused, on_time, late and "
+                                            "turnaround_seconds {count, median, p90} from the hand-off to the "
+                                            "answer (docs/decisions/0049)",
                                             "type": "object",
                                         },
                                         "labels": {"type": "object"},
                                         "overdue_open": {"type": "integer"},
+                                        "bundle_overdue_open": {
+                                            "description": "出生一件事's parts past the time limit and not "
+                                            "answered, by department code",
+                                            "type": "object",
+                                            "additionalProperties": {"type": "integer"},
+                                        },
                                         "position": {"type": "integer"},
                                     },
                                 }

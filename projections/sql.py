@@ -130,6 +130,11 @@ _TABLES = {
     "statistics_institutions": (
         "code TEXT PRIMARY KEY, record_id TEXT NOT NULL, name TEXT NOT NULL, province TEXT NOT NULL, district TEXT"
     ),
+    # 出生一件事's hand-offs not answered yet, with their deadline (0049): ids, codes and times, for overdue counts.
+    "statistics_bundle_open": (
+        "application_id TEXT NOT NULL, department TEXT NOT NULL, province TEXT NOT NULL, institution TEXT NOT NULL, "
+        "sent_at TEXT NOT NULL, due_at TEXT, PRIMARY KEY (application_id, department)"
+    ),
     # 出生一件事's hand-offs to the departments (projections.bundle_handoff, decision 0046): ids and bookkeeping
     # only; the message itself is built again from the application whenever it is sent.
     "bundle_handoffs": (
@@ -147,6 +152,8 @@ _TABLES = {
 _ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     # An issuer's revocation (0040): its ground (obtained_by_deception, …), sealed like the replacement number.
     "elicense_status_bits": (("sealed_grounds", "TEXT"),),
+    # 出生一件事's time limit (0049): the bundle's working days and the submission its clock counts from.
+    "statistics_applications": (("bundle_days", "INTEGER"), ("last_submitted_at", "TEXT")),
 }
 # Layouts that must never be mixed with the current one: (table, a column only the old layout has, why).
 _RETIRED_LAYOUTS = (
@@ -175,6 +182,7 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS bundle_handoffs_due ON bundle_handoffs (state, next_attempt_at)",
     "CREATE INDEX IF NOT EXISTS bundle_handoffs_application ON bundle_handoffs (application_id)",
     "CREATE INDEX IF NOT EXISTS statistics_institutions_record ON statistics_institutions (record_id)",
+    "CREATE INDEX IF NOT EXISTS statistics_bundle_open_due ON statistics_bundle_open (due_at)",
 )
 
 
@@ -186,7 +194,8 @@ _INDEXES = (
 # 5: statistics_daily, statistics_durations, statistics_applications, statistics_institutions (0043).
 # 6: elicense_status_bits.sealed_grounds (an issuer's revocation, 0040).
 # 7: bundle_handoffs (出生一件事's hand-off to the departments, 0046).
-SCHEMA_VERSION = 7
+# 8: statistics_bundle_open, statistics_applications.bundle_days and .last_submitted_at (the bundle's clock, 0049).
+SCHEMA_VERSION = 8
 # The event store's own tables (the library's, for the application named "Applications").
 LIBRARY_TABLES = ("applications_events", "applications_snapshots")
 

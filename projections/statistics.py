@@ -32,10 +32,13 @@ Tables:
 - ``statistics_institutions``: each institution's name, province and district (InstitutionRegistered,
   InstitutionRenamed, InstitutionDistrictSet), which a district's scope and the charts' labels need.
 
-Extension point: the 出生一件事 bundle (issue 12, items 1–4) adds its events to ``_take`` as more figures of the
-same table (``bundle_sent`` / ``bundle_done`` / ``bundle_refused`` by department code, ``bundle_late`` against the
-6-working-day clock) and a duration kind per department (``bundle:<department>``, from the hand-off to the
-department's result) — no new table, and the API and CSV list them as they list the others.
+出生一件事 (decision 0049): ``bundle_sent`` (a department's hand-off delivered), ``bundle_done`` /
+``bundle_refused`` (its answers) and ``bundle_on_time`` / ``bundle_late`` (its first finishing answer against the
+bundle's time limit: N working days from the accepted submission, domain/bundle_clock.py), each by department code
+as the item, and a duration kind per department, ``bundle:<department>``, from the hand-off to that answer — the
+department's own turnaround. ``statistics_bundle_open`` holds each hand-off not answered yet with its deadline
+(ids, codes and times), from which the parts overdue at the time of reading are counted; a certificate declared
+void (``revoked``, counted too: CertificateRevoked) closes its bundle's open parts.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
 
 from domain.application import BirthCertificateApplication as App
+from domain.bundle import handoff_of_department
+from domain.bundle_clock import FINISHING
 from domain.policy import SHANGHAI, WorkingCalendar, get_profile
 from domain.staff import InstitutionRecord
 from domain.statistics import Scope, district_province_name, field_group
@@ -73,13 +78,23 @@ FIGURES: Final = (
     "rejected_reason",
     "decided",
     "decided_late",
+    "revoked",
+    "bundle_sent",
+    "bundle_done",
+    "bundle_refused",
+    "bundle_on_time",
+    "bundle_late",
 )
 DURATION_KINDS: Final = ("issue", "delivery")
+# 出生一件事's figures, each by department code (the item).
+BUNDLE_FIGURES: Final = ("bundle_sent", "bundle_done", "bundle_refused", "bundle_on_time", "bundle_late")
+BUNDLE_DURATION: Final = "bundle:"
 TABLES: Final = (
     "statistics_daily",
     "statistics_durations",
     "statistics_applications",
     "statistics_institutions",
+    "statistics_bundle_open",
 )
 Granularity = Literal["day", "week"]
 T = TypeVar("T")
@@ -110,6 +125,9 @@ class Remembered:
     first_submitted_at: str | None = None
     due_at: str | None = None
     handed_over: bool = False
+    # 出生一件事: its time limit in working days (the profile as at the start), and the submission it counts from.
+    bundle_days: int | None = None
+    last_submitted_at: str | None = None
 
 
 Key = tuple[str, str, str, str, str]  # day, province, institution, figure, item
@@ -124,6 +142,10 @@ class Tally:
     remembered: dict[str, Remembered | None] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
     institutions: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # Hand-offs not answered yet, by (application, department): (province, institution, sent_at, due_at) to
+    # keep, None to drop; and the applications whose open parts all close (a certificate declared void).
+    bundle_open: dict[tuple[str, str], tuple[str, str, str, str | None] | None] = field(default_factory=dict)
+    bundle_closed: set[str] = field(default_factory=set)
 
     def add(self, day: str, where: Remembered, figure: str, item: str = "", n: int = 1) -> None:
         self.counts[(day, where.province, where.institution, figure, item)] += n
@@ -191,8 +213,8 @@ class StatisticsView:
     def _remembered(self, tally: Tally, app_id: str) -> Remembered | None:
         if app_id not in tally.remembered:
             row = self.db.fetchone(
-                "SELECT province, institution, started_day, review_days, first_submitted_at, due_at, handed_over "
-                "FROM statistics_applications WHERE application_id = ?",
+                "SELECT province, institution, started_day, review_days, first_submitted_at, due_at, handed_over, "
+                "bundle_days, last_submitted_at FROM statistics_applications WHERE application_id = ?",
                 (app_id,),
             )
             tally.remembered[app_id] = (
@@ -206,6 +228,8 @@ class StatisticsView:
                     None if row[4] is None else str(row[4]),
                     None if row[5] is None else str(row[5]),
                     bool(row[6]),
+                    None if row[7] is None else int(row[7]),
+                    None if row[8] is None else str(row[8]),
                 )
             )
         return tally.remembered[app_id]
@@ -221,6 +245,7 @@ class StatisticsView:
         day = beijing_day(event.timestamp)
         if isinstance(event, App.ApplicationStarted):
             memo = Remembered(event.province, "", day, _review_days(event.policy))
+            memo.bundle_days = _bundle_days(event.policy)
             tally.add(day, memo, "started")
             self._keep(tally, app_id, memo)
             return
@@ -229,6 +254,7 @@ class StatisticsView:
         memo = found if found is not None else Remembered("", "", day)
         if isinstance(event, App.ProvinceAdopted):
             memo.review_days = _review_days(event.policy)
+            memo.bundle_days = _bundle_days(event.policy)
             self._move(tally, memo, replace(memo, province=event.province))
         elif isinstance(event, App.InstitutionNamed | App.DeliveryRecordLinked):
             self._move(tally, memo, replace(memo, institution=event.institution))
@@ -238,6 +264,7 @@ class StatisticsView:
                 tally.add(day, memo, "submitted")
             else:
                 tally.add(day, memo, "resubmitted")
+            memo.last_submitted_at = utc_text(event.timestamp)
             days = memo.review_days if memo.review_days is not None else self.default_review_working_days
             memo.due_at = utc_text(self.calendar.deadline(event.timestamp, days).at)
         elif isinstance(event, App.Rejected):
@@ -265,6 +292,13 @@ class StatisticsView:
                 figure = "delivered" if isinstance(event, App.Delivered) else "collected"
                 tally.add(day, memo, figure)
                 self._duration(tally, day, memo, "delivery", event.timestamp)
+        elif isinstance(event, App.BundleServiceUpdated):
+            self._bundle(tally, app_id, day, memo, event)
+        elif isinstance(event, App.CertificateRevoked):
+            tally.add(day, memo, "revoked")
+            tally.bundle_closed.add(app_id)  # nothing more is handed on: no part of it can be overdue
+            for key in [k for k in tally.bundle_open if k[0] == app_id]:
+                tally.bundle_open[key] = None
         elif isinstance(event, App.DeliveryRecordRefreshed):
             # The hospital's correction sends a review back to the parent: no decision, no deadline any more.
             memo.due_at = None
@@ -296,6 +330,59 @@ class StatisticsView:
             return
         seconds = max(0, round((at - _moment(memo.first_submitted_at)).total_seconds()))
         tally.durations.append((day, memo.province, memo.institution, kind, seconds))
+
+    def _bundle(
+        self, tally: Tally, app_id: str, day: str, memo: Remembered, event: App.BundleServiceUpdated
+    ) -> None:
+        """A department's hand-off delivered, or its answer: counted, timed against the bundle's limit."""
+        department, key = event.department, (app_id, event.department)
+        if event.state == "sent":
+            tally.add(day, memo, "bundle_sent", department)
+            handoff = handoff_of_department(department)
+            days = handoff.working_days if handoff and handoff.working_days else memo.bundle_days
+            start = memo.last_submitted_at or memo.first_submitted_at
+            due = None if days is None or start is None else self.calendar.deadline(_moment(start), days).at
+            sent = utc_text(event.timestamp)
+            tally.bundle_open[key] = (
+                memo.province,
+                memo.institution,
+                sent,
+                None if due is None else utc_text(due),
+            )
+            return
+        if event.state not in FINISHING:
+            return
+        tally.add(day, memo, f"bundle_{event.state}", department)
+        open_part = self._open_part(tally, key)
+        if open_part is None:
+            return  # answered before (a department reconsidering a refusal): timed once
+        _, _, sent_at, due_at = open_part
+        if due_at is not None:
+            tally.add(
+                day,
+                memo,
+                "bundle_late" if utc_text(event.timestamp) > due_at else "bundle_on_time",
+                department,
+            )
+        seconds = max(0, round((event.timestamp - _moment(sent_at)).total_seconds()))
+        tally.durations.append((day, memo.province, memo.institution, BUNDLE_DURATION + department, seconds))
+        tally.bundle_open[key] = None
+
+    def _open_part(self, tally: Tally, key: tuple[str, str]) -> tuple[str, str, str, str | None] | None:
+        if key in tally.bundle_open:
+            return tally.bundle_open[key]
+        if key[0] in tally.bundle_closed:
+            return None
+        row = self.db.fetchone(
+            "SELECT province, institution, sent_at, due_at FROM statistics_bundle_open "
+            "WHERE application_id = ? AND department = ?",
+            key,
+        )
+        return (
+            None
+            if row is None
+            else (str(row[0]), str(row[1]), str(row[2]), None if row[3] is None else str(row[3]))
+        )
 
     def _take_institution(self, tally: Tally, event: InstitutionRecord.Event) -> None:
         code = self._institution_code(tally, str(event.originator_id), event)
@@ -347,18 +434,38 @@ class StatisticsView:
                         memo.first_submitted_at,
                         memo.due_at,
                         int(memo.handed_over),
+                        memo.bundle_days,
+                        memo.last_submitted_at,
                     )
                 )
         if rows:
             self.db.executemany(
                 "INSERT INTO statistics_applications (application_id, province, institution, started_day, "
-                "review_days, first_submitted_at, due_at, handed_over) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "review_days, first_submitted_at, due_at, handed_over, bundle_days, last_submitted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (application_id) DO UPDATE SET province = excluded.province, "
                 "institution = excluded.institution, review_days = excluded.review_days, "
                 "first_submitted_at = excluded.first_submitted_at, due_at = excluded.due_at, "
-                "handed_over = excluded.handed_over",
+                "handed_over = excluded.handed_over, bundle_days = excluded.bundle_days, "
+                "last_submitted_at = excluded.last_submitted_at",
                 rows,
             )
+        for app_id in sorted(tally.bundle_closed):
+            self.db.execute("DELETE FROM statistics_bundle_open WHERE application_id = ?", (app_id,))
+        for (app_id, department), part in sorted(tally.bundle_open.items()):
+            if part is None:
+                self.db.execute(
+                    "DELETE FROM statistics_bundle_open WHERE application_id = ? AND department = ?",
+                    (app_id, department),
+                )
+            else:
+                self.db.execute(
+                    "INSERT INTO statistics_bundle_open (application_id, department, province, institution, "
+                    "sent_at, due_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (application_id, department) "
+                    "DO UPDATE SET province = excluded.province, institution = excluded.institution, "
+                    "sent_at = excluded.sent_at, due_at = excluded.due_at",
+                    (app_id, department, *part),
+                )
         for code, known in tally.institutions.items():
             current = self.db.fetchone(
                 "SELECT record_id, name, province, district FROM statistics_institutions WHERE code = ?",
@@ -421,6 +528,11 @@ class StatisticsView:
             f"WHERE due_at IS NOT NULL AND due_at < ? AND {where}",
             (utc_text(now), *params),
         )
+        late = self.db.fetchall(
+            "SELECT department, COUNT(*) FROM statistics_bundle_open "
+            f"WHERE due_at IS NOT NULL AND due_at < ? AND {where} GROUP BY department",
+            (utc_text(now), *params),
+        )
         periods = {label: _Period() for label in period_labels(first, last, granularity)}
         total = _Period()
         for day, figure, item, count in daily:
@@ -433,12 +545,20 @@ class StatisticsView:
             "periods": [{"period": label, **bucket.answer()} for label, bucket in periods.items()],
             "total": total.answer(),
             "overdue_open": int(overdue[0]) if overdue else 0,
+            # 出生一件事: the departments' parts past the time limit, not answered yet, by department (0049).
+            "bundle_overdue_open": {str(d): int(n) for d, n in sorted(late)},
             "position": self.db.position(NAME),
         }
 
 
 def _review_days(policy: dict[str, Any]) -> int | None:
     days = policy.get("review_working_days")
+    return days if isinstance(days, int) else None
+
+
+def _bundle_days(policy: dict[str, Any]) -> int | None:
+    """出生一件事's time limit in the profile snapshotted at the start (None: no bundle, or no limit)."""
+    days = (policy.get("birth_bundle") or {}).get("working_days")
     return days if isinstance(days, int) else None
 
 
@@ -477,7 +597,16 @@ def nearest_rank(values: Iterable[int], p: float) -> int | None:
     return ordered[max(1, math.ceil(p * len(ordered))) - 1]
 
 
-COUNTED: Final = ("started", "submitted", "resubmitted", "issued", "delivered", "collected", "withdrawn")
+COUNTED: Final = (
+    "started",
+    "submitted",
+    "resubmitted",
+    "issued",
+    "delivered",
+    "collected",
+    "withdrawn",
+    "revoked",
+)
 BY_ITEM: Final = {
     "referred": "referrals_by_reason",
     "rejected_code": "rejections_by_reason",
@@ -493,7 +622,7 @@ class _Period:
     durations: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, figure: str, item: str, count: int) -> None:
-        if figure in BY_ITEM:
+        if figure in BY_ITEM or figure in BUNDLE_FIGURES:
             self.items[figure][item] += count
             if figure == "referred":
                 self.counts["referred"] += count
@@ -518,7 +647,25 @@ class _Period:
                 }
                 for kind in DURATION_KINDS
             },
+            "bundle": self._bundle(),
         }
+
+    def _bundle(self) -> dict[str, dict[str, Any]]:
+        """出生一件事 by department: hand-offs, answers, on time or late, and the turnaround (hand-off to answer)."""
+        departments = {d for figure in BUNDLE_FIGURES for d in self.items[figure]}
+        departments |= {k[len(BUNDLE_DURATION) :] for k in self.durations if k.startswith(BUNDLE_DURATION)}
+        out: dict[str, dict[str, Any]] = {}
+        for department in sorted(departments):
+            seconds = self.durations[BUNDLE_DURATION + department]
+            out[department] = {
+                **{figure[len("bundle_") :]: self.items[figure][department] for figure in BUNDLE_FIGURES},
+                "turnaround_seconds": {
+                    "count": len(seconds),
+                    "median": nearest_rank(seconds, 0.5),
+                    "p90": nearest_rank(seconds, 0.9),
+                },
+            }
+        return out
 
 
 __all__ = [

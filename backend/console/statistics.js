@@ -87,7 +87,18 @@ function renderCards(body) {
     card("签发用时中位数", hoursText(t.issue_seconds.median), `P90 ${hoursText(t.issue_seconds.p90)}`),
     card("送达用时中位数", hoursText(t.delivery_seconds.median), `P90 ${hoursText(t.delivery_seconds.p90)}`),
     card("当前超时待审", body.overdue_open, `期内超时办结 ${t.decided_late} 件`, body.overdue_open > 0),
+    card("宣布作废", t.revoked),
   );
+  const late = Object.values(body.bundle_overdue_open || {}).reduce((sum, n) => sum + n, 0);
+  const parts = Object.values(t.bundle || {});
+  if (parts.length || late) {
+    const answered = parts.reduce((sum, p) => sum + p.on_time + p.late, 0);
+    const onTime = parts.reduce((sum, p) => sum + p.on_time, 0);
+    $("#cards").append(
+      card("一件事部门按时答复", answered ? percent(onTime / answered) : "—", `${answered} 件答复，超时 ${answered - onTime} 件`),
+      card("一件事超时未答复", late, "各部门当前超过办理时限仍未答复", late > 0),
+    );
+  }
 }
 
 function draw(id, config) {
@@ -165,6 +176,35 @@ function renderCharts(body) {
       }],
     },
     options: { indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: axis("件") } },
+  });
+  // 出生一件事 by department (decision 0049): its answers against the time limit, and its turnaround.
+  const departments = Object.keys(names.bundle_departments || {});
+  const part = (d) => body.total.bundle[d] || { on_time: 0, late: 0, turnaround_seconds: { median: null, p90: null } };
+  const departmentNames = departments.map((d) => names.bundle_departments[d]);
+  document.getElementById("bundle-answers").hidden = !departments.length;
+  document.getElementById("bundle-turnaround").hidden = !departments.length;
+  draw("chart-bundle-answers", {
+    type: "bar",
+    data: {
+      labels: departmentNames,
+      datasets: [
+        { label: "按时答复", data: departments.map((d) => part(d).on_time), backgroundColor: COLORS[1], stack: "s" },
+        { label: "超时答复", data: departments.map((d) => part(d).late), backgroundColor: COLORS[2], stack: "s" },
+        { label: "超时未答复（当前）", data: departments.map((d) => (body.bundle_overdue_open || {})[d] || 0), backgroundColor: COLORS[3], stack: "s" },
+      ],
+    },
+    options: { indexAxis: "y", scales: { x: { ...axis("件"), stacked: true }, y: { stacked: true } } },
+  });
+  draw("chart-bundle-turnaround", {
+    type: "bar",
+    data: {
+      labels: departmentNames,
+      datasets: [
+        { label: "中位数", data: departments.map((d) => hours(part(d).turnaround_seconds.median)), backgroundColor: COLORS[0] },
+        { label: "P90", data: departments.map((d) => hours(part(d).turnaround_seconds.p90)), backgroundColor: COLORS[5] },
+      ],
+    },
+    options: { indexAxis: "y", scales: { x: { beginAtZero: true, title: { display: true, text: "小时" } } } },
   });
   const referrals = body.total.referrals_by_reason;
   draw("chart-referrals", {

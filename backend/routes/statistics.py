@@ -37,6 +37,7 @@ from backend.components import (
 from backend.errors import BadRequest
 from backend.headers import content_disposition
 from backend.routes.console import FIELD_LABELS
+from domain.bundle import handoff_of_department
 from domain.errors import Forbidden, InvalidValue
 from domain.policy import SHANGHAI, load_profiles
 from domain.referral import label_of
@@ -68,6 +69,15 @@ COUNT_COLUMNS: Final = (
     ("rejected", "驳回"),
     ("decided", "审核办结"),
     ("decided_late", "超时办结"),
+    ("revoked", "宣布作废"),
+)
+# 出生一件事, per department (decision 0049): (key in the period's ``bundle[department]``, header).
+BUNDLE_COLUMNS: Final = (
+    ("sent", "推送"),
+    ("done", "办结"),
+    ("refused", "未予办理"),
+    ("on_time", "按时答复"),
+    ("late", "超时答复"),
 )
 DURATION_LABELS: Final = {"issue": "提交至签发", "delivery": "提交至送达"}
 
@@ -191,7 +201,15 @@ def _labels(figures: dict[str, Any]) -> dict[str, dict[str, str]]:
         "rejections_by_reason": {r: rejection_label(r) for r in total["rejections_by_reason"]},
         "rejections_by_field": {f: FIELD_LABELS.get(f, f) for f in total["rejections_by_field"]},
         "rejections_by_field_group": {g: FIELD_GROUPS.get(g, g) for g in total["rejections_by_field_group"]},
+        "bundle_departments": {
+            d: _department_name(d) for d in sorted({*total["bundle"], *figures["bundle_overdue_open"]})
+        },
     }
+
+
+def _department_name(department: str) -> str:
+    handoff = handoff_of_department(department)
+    return handoff.name if handoff else department
 
 
 def _hours(seconds: int | None) -> str:
@@ -216,6 +234,10 @@ def _csv(body: dict[str, Any]) -> web.Response:
         header += [f"{title}件数", f"{title}中位数（小时）", f"{title}P90（小时）"]
     for key, prefix, items in breakdowns:
         header += [prefix + labels[key][item] for item in items]
+    departments = labels["bundle_departments"]
+    for name in departments.values():
+        header += [f"一件事·{name}{title}" for _, title in BUNDLE_COLUMNS]
+        header += [f"一件事·{name}办理时长中位数（小时）", f"一件事·{name}办理时长P90（小时）"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
@@ -228,6 +250,13 @@ def _csv(body: dict[str, Any]) -> web.Response:
             row += [d["count"], _hours(d["median"]), _hours(d["p90"])]
         for key, _, items in breakdowns:
             row += [period[key].get(item, 0) for item in items]
+        for department in departments:
+            part = period["bundle"].get(department)
+            if part is None:
+                row += [0] * len(BUNDLE_COLUMNS) + ["", ""]
+                continue
+            row += [part[key] for key, _ in BUNDLE_COLUMNS]
+            row += [_hours(part["turnaround_seconds"]["median"]), _hours(part["turnaround_seconds"]["p90"])]
         writer.writerow(row)
     scope = body["scope"]
     filename = f"出生医学证明统计_{scope['kind']}-{scope['code']}_{body['from']}_{body['to']}.csv"
