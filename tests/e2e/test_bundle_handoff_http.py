@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -472,3 +473,49 @@ async def test_a_certificate_declared_void_hands_nothing_more_on_and_takes_no_re
     late = await answer(stack, "disease_control", vaccination, state="done", result=VACCINATION)
     assert late["status"] == 409 and late["body"]["code"] == "certificate_revoked", late
     assert (await services(mp))["vaccination_certificate"]["state"] == "sent"
+
+
+async def test_the_issuer_watches_each_department_against_the_bundles_time_limit(stack: Stack) -> None:
+    """Decision 0049 over HTTP: the queue item carries the bundle's deadline and the services still open; the
+    application's page gives each department's clock; answered, the clock reads 按时办结 and the deadline goes."""
+    mp, issuer = await issued_with_bundle(stack, hebei_family(27), "R130100027")
+
+    async def queued(state: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        queue = await issuer.call("GET", "/api/v1/review/queue")
+        found = [i for i in queue["items"] if i["application_id"] == mp.app_id and i["queue_state"] == state]
+        return (found[0], queue) if found else None
+
+    item, queue = await eventually(lambda: queued("awaiting_handover"), "the queue shows it issued")
+    assert item["bundle_overdue"] is False
+    assert item["bundle_open"] == ["预防接种证办理", "户口登记", "城乡居民参保登记", "社会保障卡申领"]
+    assert queue["counts"]["bundle_overdue"] == 0
+    review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    clocks = {s["code"]: s["clock"] for s in review["application"]["bundle"]["services"]}
+    assert clocks.pop("birth_certificate") is None  # the certificate's limit is the review's own
+    assert {c["state"] for c in clocks.values()} == {"open"} and {c["label"] for c in clocks.values()} == {
+        "办理中"
+    }
+    due = {datetime.fromisoformat(c["due_at"]) for c in clocks.values()}
+    assert due == {datetime.fromisoformat(item["bundle_due_at"])}
+    assert {c["working_days"] for c in clocks.values()} == {6}
+
+    messages = {d: (await taken(stack, d))[0]["message"] for d in DEPARTMENTS}
+    results = {"disease_control": VACCINATION, "medical_insurance": VOUCHER, "social_security": CARD}
+    for department, message in messages.items():
+        result = police_result(message) if department == "police" else results[department]
+        reply = await answer(stack, department, message["message_id"], state="done", result=result)
+        assert reply["status"] == 200, reply
+    await service_state(mp, "household_registration", "done")
+
+    async def all_answered() -> dict[str, Any] | None:
+        found = await queued("awaiting_handover")
+        return found[0] if found and found[0]["bundle_due_at"] is None else None
+
+    item = await eventually(all_answered, "the queue's bundle deadline goes once every department answered")
+    assert item["bundle_open"] == []
+    review = await issuer.call("GET", f"/api/v1/review/applications/{mp.app_id}")
+    labels = {s["code"]: (s["clock"] or {}).get("label") for s in review["application"]["bundle"]["services"]}
+    assert labels == {
+        "birth_certificate": None,
+        **dict.fromkeys((*OTHERS, "household_registration"), "按时办结"),
+    }
