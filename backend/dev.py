@@ -84,6 +84,8 @@ DEMO_DISTRICTS = {"GZFY01": "440104", "JNPY01": "370124", "SJZFY01": "130102"}
 DEMO_MANAGERS = (
     ("manager1", "province:GD", "孙统计"),
     ("manager2", "district:370124", "钱统计"),
+    # 石家庄市长安区: the Hebei hospital's figures, 出生一件事 among them.
+    ("manager3", "district:130102", "吴统计"),
 )
 SHANGHAI = timezone(timedelta(hours=8))
 # The demo institutions' hours for collecting by appointment (预约取证), as `institutions pickup-hours` takes them.

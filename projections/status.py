@@ -438,8 +438,8 @@ def _bundle(app: BirthCertificateApplication) -> JSON | None:
 
 def bundle_view(app: BirthCertificateApplication) -> JSON | None:
     """出生一件事: the services she applied for with the certificate and each one's state in Chinese, a
-    department's refusal with its reason, its result masked (decisions 0044, 0046). The certificate is done
-    once issued."""
+    department's refusal with its reason, its result masked with each field's label (decisions 0044, 0046).
+    The certificate is done once issued."""
     requested = app.bundle
     offer = None if requested is None else app.bundle_offer
     if offer is None or requested is None:
@@ -453,7 +453,15 @@ def bundle_view(app: BirthCertificateApplication) -> JSON | None:
         if s.code == CERTIFICATE and app.state in ISSUED_STATES:
             state = "done"
         handoff = handoffs().get(s.code)
-        result = part.get("result") or {}
+        result: JSON = {}
+        labels: JSON = {}
+        if handoff is not None:
+            shown = handoff.masked_result(part.get("result") or {})
+            # In the department's order; a field its list no longer names is not shown (nor is it known
+            # whether it is personal).
+            result = {k: shown[k] for k in handoff.result_fields if k in shown}
+            # Each field's name in Chinese, so a screen labels it without a table of its own.
+            labels = {k: handoff.result_labels[k] for k in result}
         services.append(
             {
                 "code": s.code,
@@ -462,7 +470,8 @@ def bundle_view(app: BirthCertificateApplication) -> JSON | None:
                 "state": state,
                 "state_label": SERVICE_STATES[state],
                 "reason": part.get("reason"),
-                "result": (handoff.masked_result(result) if handoff else {}) or None,
+                "result": result or None,
+                "result_labels": labels or None,
                 "at": _iso(part["at"]) if part.get("at") else None,
             }
         )

@@ -325,6 +325,11 @@ STATUS_SCHEMA: Final = {
                         "type": ["object", "null"],
                         "description": "what the department handed back, personal values masked",
                     },
+                    "result_labels": {
+                        "type": ["object", "null"],
+                        "additionalProperties": {"type": "string"},
+                        "description": "each field of result by its Chinese name (登记姓名, 公民身份号码 …)",
+                    },
                     "at": {"type": ["string", "null"]},
                 },
             },

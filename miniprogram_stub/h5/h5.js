@@ -733,10 +733,31 @@ function bundleEntry(doc, editable) {
   return [
     h("div", { class: "section-title" }, "出生一件事"),
     h("div", { class: "group", id: "bundle-entry" },
-      b ? b.services.map((s) => info(s.name, s.state_label)) : info("新生儿出生“一件事一次办”", "未申请"),
+      b ? b.services.map(bundleService) : info("新生儿出生“一件事一次办”", "未申请"),
       editable ? h("div", { class: "row-actions" },
         button(b ? "查看或修改" : "了解并申请", () => bundleScreen(), `btn small${b ? "" : " primary"}`)) : null),
+    b && b.services.some((s) => s.state === "refused")
+      ? h("p", { class: "hint", id: "bundle-refused-hint" }, "未予办理的事项，请按原因联系办理部门。") : null,
   ];
+}
+
+// One service (decision 0046): its state in Chinese from the server, the department and when it last answered;
+// a refusal with the department's reason; a result as the server masks it, each field under its server label.
+const SERVICE_TAGS = { requested: "gray", sent: "blue", accepted: "orange", refused: "red", done: "" };
+function bundleService(s) {
+  const labels = s.result_labels || {};
+  return h("div", { class: `cell bundle-service is-${s.state}`, "data-code": s.code, "data-state": s.state },
+    h("div", { class: "top" },
+      h("span", { class: "name" }, s.name),
+      h("span", { class: `tag ${SERVICE_TAGS[s.state] ?? "gray"} state` }, s.state_label)),
+    s.department || s.at
+      ? h("div", { class: "meta" }, [s.department, s.at ? fmtTime(s.at) : null].filter(Boolean).join(" · ")) : null,
+    s.state === "refused" && s.reason
+      ? h("div", { class: "bundle-reason" }, h("b", {}, "未予办理原因："), s.reason) : null,
+    s.result
+      ? h("dl", { class: "bundle-result" }, Object.entries(s.result).map(([k, v]) =>
+        h("div", { "data-result": k }, h("dt", {}, labels[k] || k), h("dd", {}, String(v ?? "—")))))
+      : null);
 }
 
 const CONDITION_MARKS = { met: ["✓", "ok-mark"], unmet: ["✗", "bad-mark"], unknown: ["?", "unknown-mark"] };
