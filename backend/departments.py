@@ -34,6 +34,7 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from backend.ems import InvalidSignature, InvalidWebhook
 from domain.bundle import handoffs
@@ -191,16 +192,21 @@ class HttpDepartment:
         )
 
     async def received(self, message_id: str) -> bool:
-        """``GET {base}/v1/handoffs/<message id>`` (signed over the empty body): 200 has it, 404 has not."""
-        status, _ = await self._call("GET", f"{HANDOFF_PATH}/{message_id}", b"", message_id)
+        """``GET {base}/v1/handoffs/<message id>``, signed over ``"GET " + path`` (the path as the department
+        receives it, so that a signature is good for this look-up only): 200 has it, 404 has not."""
+        path = f"{HANDOFF_PATH}/{message_id}"
+        signed = signed_request("GET", URL(self.key.base_url + path).raw_path)
+        status, _ = await self._call("GET", path, b"", message_id, signed=signed)
         if status in (200, 404):
             return status == 200
         raise DepartmentUnavailable()
 
-    async def _call(self, method: str, path: str, body: bytes, message_id: str) -> tuple[int, Any]:
+    async def _call(
+        self, method: str, path: str, body: bytes, message_id: str, *, signed: bytes | None = None
+    ) -> tuple[int, Any]:
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(body, self.key.secret, self.key.key_id),
+            SIGNATURE_HEADER: signature(body if signed is None else signed, self.key.secret, self.key.key_id),
             "Idempotency-Key": message_id,
         }
         try:

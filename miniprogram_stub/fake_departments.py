@@ -113,11 +113,12 @@ def _signed(request: web.Request, desk: Desk, body: bytes) -> bool:
 
 
 async def has_handoff(request: web.Request) -> web.Response:
-    """`GET /departments/<code>/v1/handoffs/<message id>` (signed over the empty body): 200 taken, 404 not."""
+    """`GET /departments/<code>/v1/handoffs/<message id>` (signed over ``"GET " + path``: one look-up's signature
+    asks about no other message): 200 taken, 404 not."""
     desk = _desk(request)
     if desk is None:
         return control_reply({"code": "not_found"}, 404)
-    if not _signed(request, desk, await request.read()):
+    if not _signed(request, desk, f"GET {request.url.raw_path}".encode()):
         return control_reply({"code": "bad_signature"}, 401)
     desk.lookups += 1
     if request.match_info["message_id"] not in desk.messages:

@@ -519,3 +519,23 @@ async def test_the_issuer_watches_each_department_against_the_bundles_time_limit
         "birth_certificate": None,
         **dict.fromkeys((*OTHERS, "household_registration"), "按时办结"),
     }
+
+
+async def test_a_look_up_signature_asks_about_its_own_message_only(stack: Stack) -> None:
+    """The look-up before sending again is signed over ``"GET " + path``: replayed within its five minutes, the
+    same signature cannot ask the department about another message."""
+    from yarl import URL
+
+    from backend.departments import SIGNATURE_HEADER, signature, signed_request
+    from backend.routes.departments import DEPARTMENT_KEYS
+
+    mp, _ = await issued_with_bundle(stack, hebei_family(28), "R130100028")
+    taken_id = (await taken(stack, "police"))[0]["message"]["message_id"]
+    key = stack.app[DEPARTMENT_KEYS]["police"]
+    url = f"{key.base_url}/v1/handoffs/{taken_id}"
+    header = signature(signed_request("GET", URL(url).raw_path), key.secret, key.key_id)
+    async with stack.session.get(url, headers={SIGNATURE_HEADER: header}) as r:
+        assert r.status == 200  # it has that message
+    other = url.replace(taken_id, f"{mp.app_id}-v99-police")
+    async with stack.session.get(other, headers={SIGNATURE_HEADER: header}) as r:
+        assert r.status == 401  # the same signature, another message: refused
