@@ -22,6 +22,7 @@ from tests.e2e.test_bundle_handoff_http import (
     fake,
     hebei_issuer,
     issued_with_bundle,
+    police_result,
     service_state,
     taken,
 )
@@ -154,11 +155,7 @@ async def test_the_police_fetch_the_materials_and_no_other_department_can(stack:
         "police",
         mid,
         state="done",
-        result={
-            "registered_name": "赵小雪",
-            "citizen_id_number": family.mother.id_number,
-            "hukou_page": "已办",
-        },
+        result=police_result((await taken(stack, "police"))[0]["message"]),
     )
     assert done["status"] == 200, done
     await service_state(mp, "household_registration", "done")
