@@ -10,6 +10,12 @@ rebuild from 0, one far behind) reads the store itself, as before. Nothing is ev
 does not hold: the range is only extended by what a query returned, in order, and notification ids only
 grow (commit order is id order on both stores, docs/architecture.md).
 
+A follower a little ahead of the range (up to half of ``keep``: the most advanced follower in a catch-up, when
+every follower is far behind the log's end after a start) has the gap read too, so that the range stays
+unbroken and the followers just behind it are still served from memory: at a first start of a large store all
+followers then share one decoding of each page instead of each decoding it (measured at 1 M applications: ≈11
+followers within ~12 k events of each other, each reading the store itself).
+
 Followers must not change the events they are given (they are shared).
 """
 
@@ -22,8 +28,9 @@ from typing import Any, ClassVar
 
 from domain.service import Applications
 
-# Decoded notifications kept per process: a few pages of every follower's default size.
-TAIL_SIZE = 4_000
+# Decoded notifications kept per process: a few pages of every follower's default size, and room for the
+# followers of a catch-up to spread over.
+TAIL_SIZE = 10_000
 
 
 class LogReader:
@@ -55,6 +62,10 @@ class LogReader:
     def read(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """The (decoded) notifications after ``after``, at most ``limit``, in id order."""
         with self._lock:
+            if 0 <= self._end < after <= self._end + self.keep // 2:
+                # Just ahead of the range: read the gap as well, so that the range stays unbroken for the
+                # followers behind (the page itself comes from the range below).
+                self._extend(self._select(self._end, after - self._end))
             if not self._start <= after <= self._end:
                 page = self._select(after, limit)
                 if page and after >= self._end:  # newer than the range kept: it starts again here

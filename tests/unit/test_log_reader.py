@@ -65,3 +65,33 @@ def test_followers_at_the_end_share_one_query() -> None:
         assert _shape(reader.read(0, 1)) == _direct(reader, 0, 1)
     assert reader.queries == queries
     assert reader.read(end, 100) == []
+
+
+def test_followers_catching_up_a_few_pages_apart_decode_each_notification_once() -> None:
+    """A first start of a large store: every follower far behind the log's end, a few pages apart. The one ahead
+    has the gap read too, so the range stays unbroken and the ones behind are served from it (before, each read
+    and decoded the store itself: ≈2,500 events/s for 11 followers at 1 M applications, 2026-12-05)."""
+    service = in_memory()
+    for n in range(4):
+        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
+        walk.record_delivery(inpatient_no=f"ZY20269{n:02d}")
+        walk.submitted()
+    end = service.recorder.max_notification_id() or 0
+    assert end > 60
+    decoded: list[int] = []
+
+    class Counting(LogReader):
+        def _select(self, after: int, limit: int) -> list[tuple[int, object]]:
+            page = super()._select(after, limit)
+            decoded.extend(n for n, _ in page)
+            return page
+
+    reader = Counting(service, keep=40)
+    positions = [0, 15, 30]  # three followers far behind, three pages apart, reading five at a time
+    while min(positions) < end:
+        for i, at in enumerate(positions):
+            page = reader.read(at, 5)
+            assert _shape(page) == _direct(reader, at, 5)
+            if page:
+                positions[i] = page[-1][0]
+    assert sorted(decoded) == list(range(1, end + 1))  # each once, for the three of them
