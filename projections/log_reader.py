@@ -14,7 +14,9 @@ A follower a little ahead of the range (up to half of ``keep``: the most advance
 every follower is far behind the log's end after a start) has the gap read too, so that the range stays
 unbroken and the followers just behind it are still served from memory: at a first start of a large store all
 followers then share one decoding of each page instead of each decoding it (measured at 1 M applications: ≈11
-followers within ~12 k events of each other, each reading the store itself).
+followers within ~12 k events of each other, each reading the store itself). A follower far ahead in the middle of
+the log reads the store itself without moving the range; the range starts again at a read that reaches the
+log's end.
 
 Followers must not change the events they are given (they are shared).
 """
@@ -68,7 +70,10 @@ class LogReader:
                 self._extend(self._select(self._end, after - self._end))
             if not self._start <= after <= self._end:
                 page = self._select(after, limit)
-                if page and after >= self._end:  # newer than the range kept: it starts again here
+                # Newer than the range kept, and at the log's end (or no range yet): it starts again here. A
+                # follower far ahead in the middle of the log (a cheap one racing through a catch-up) does not
+                # take the range away from the followers behind it.
+                if page and after >= self._end and (len(page) < limit or self._end < 0):
                     self._tail.clear()
                     self._start, self._end = after, after
                     self._extend(page)
