@@ -18,12 +18,21 @@ followers within ~12 k events of each other, each reading the store itself). A f
 the log reads the store itself without moving the range; the range starts again at a read that reaches the
 log's end.
 
+Followers catching up keep pace with each other (a convoy): a follower whose next page would push the range past
+another catching-up follower still inside it waits for it (``must_wait``), so that each page of a catch-up is
+decoded once for all of them instead of the range following the fastest while the others fall out of it and each
+decode the store again (measured at 1 M applications with a range of 10,000: followers spread over 30–45 k events,
+the decoding 42 % of the process's time). Only followers reading full pages are members; one that has not read for
+``STALE_SECONDS`` (failing, backing off, stopped) is not waited for, and one outside the range (a rebuild from 0)
+holds nobody.
+
 Followers must not change the events they are given (they are shared).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import deque
 from typing import Any, ClassVar
@@ -32,7 +41,9 @@ from domain.service import Applications
 
 # Decoded notifications kept per process: a few pages of every follower's default size, and room for the
 # followers of a catch-up to spread over.
-TAIL_SIZE = 10_000
+TAIL_SIZE = 20_000  # ≈ 2.2 kB a decoded event: ≈ 45 MB at most
+# A convoy member that has not read for this long is not waited for (failing, backing off, stopped).
+STALE_SECONDS = 3.0
 
 
 class LogReader:
@@ -51,6 +62,8 @@ class LogReader:
         self._lock = threading.Lock()
         self.queries = 0
         self.served_from_memory = 0
+        # Followers catching up: name → (position they read after, when).
+        self._convoy: dict[str, tuple[int, float]] = {}
 
     @classmethod
     def of(cls, applications: Applications) -> LogReader:
@@ -88,6 +101,37 @@ class LogReader:
             else:
                 self.served_from_memory += 1
             return page
+
+    def join(self, name: str, after: int, *, now: float | None = None) -> None:
+        """``name`` is catching up (its last page was full) and reads after ``after`` next."""
+        with self._lock:
+            self._convoy[name] = (after, time.monotonic() if now is None else now)
+
+    def leave(self, name: str) -> None:
+        """``name`` is at the log's end, stopped or failing: nobody waits for it."""
+        with self._lock:
+            self._convoy.pop(name, None)
+
+    def must_wait(self, name: str, after: int, limit: int, *, now: float | None = None) -> bool:
+        """Whether reading ``limit`` after ``after`` would trim from the range a fresh convoy member other than
+        ``name`` that has not read it yet (then ``name`` waits for it: the range is shared, not followed)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if (
+                self._end < 0
+                or after + limit <= self._end
+                or not self._start <= after <= self._end + self.keep // 2
+            ):
+                return False  # served from the range, or a read that does not move it
+            overflow = len(self._tail) + min(limit, after + limit - self._end) - self.keep
+            if overflow <= 0:
+                return False
+            # Trimming ``overflow`` items drops every id up to this one from the range.
+            dropped_to = self._tail[min(overflow, len(self._tail)) - 1][0]
+            return any(
+                member != name and now - seen <= STALE_SECONDS and self._start <= position < dropped_to
+                for member, (position, seen) in self._convoy.items()
+            )
 
     def _select(self, after: int, limit: int) -> list[tuple[int, Any]]:
         self.queries += 1

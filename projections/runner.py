@@ -56,6 +56,8 @@ STUCK_SECONDS = 60.0
 RETRY_POLL_SECONDS = 5.0
 # How often a read-your-writes wait reads the stored position of a follower running in another process.
 OBSERVE_SECONDS = 0.05
+# How often a follower catching up ahead of the others looks whether it may read on (``LogReader.must_wait``).
+PACE_SECONDS = 0.01
 
 
 _READ_AHEAD: list[ThreadPoolExecutor] = []
@@ -304,6 +306,8 @@ class LogFollower(FollowerProgress):
         self._recovering = False
         # While catching up, the page after the one being applied is read meanwhile: (start, limit, page).
         self._ahead: tuple[int, int, asyncio.Future[list[tuple[int, DomainEvent]]]] | None = None
+        # Catching up beside other followers (``projections.log_reader``: the convoy).
+        self._in_convoy = False
 
     @property
     def position(self) -> int:
@@ -326,6 +330,7 @@ class LogFollower(FollowerProgress):
             await self._run()
         finally:
             self._running = False
+            self._convoy(False, 0)
 
     async def observe(self) -> int:
         """Read the view's stored position without applying anything (the follower runs elsewhere);
@@ -433,16 +438,19 @@ class LogFollower(FollowerProgress):
             )
         await self._moved_to(current)
         page = await self._read(current)
+        full = len(page) >= self._limit
+        self._convoy(full, page[-1][0] if full else current)
         if not page:
             self._caught_up()
             return False
-        if len(page) >= self._limit and not self._stopping:
+        if full and not self._stopping and not self._reader.must_wait(self.name, page[-1][0], self._limit):
             self._read_ahead(page[-1][0])
         try:
             applied = await self.view.apply(page, current)
         except (asyncio.CancelledError, Fenced):
             raise
         except Exception as error:
+            self._convoy(False, current)
             raise _PageFailed(page, current, error) from error
         if not applied:
             return True  # the view moved under us (flush, rebuild, another follower): read it again
@@ -462,6 +470,11 @@ class LogFollower(FollowerProgress):
             if start == current and limit == self._limit:
                 return await future
             future.add_done_callback(_ignore_outcome)
+        while (
+            self._in_convoy and not self._stopping and self._reader.must_wait(self.name, current, self._limit)
+        ):
+            self._reader.join(self.name, current)  # waiting is not failing: still waited for
+            await asyncio.sleep(PACE_SECONDS)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self._read_page, current, self._limit)
 
@@ -471,6 +484,18 @@ class LogFollower(FollowerProgress):
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(_read_ahead_executor(), self._read_page, after, self._limit)
         self._ahead = (after, self._limit, future)
+
+    @property
+    def _reader(self) -> LogReader:
+        return LogReader.of(self.applications)
+
+    def _convoy(self, catching_up: bool, after: int) -> None:
+        """Join the followers catching up side by side (a full page: more follows at once), or leave them."""
+        self._in_convoy = catching_up
+        if catching_up:
+            self._reader.join(self.name, after)
+        else:
+            self._reader.leave(self.name)
 
     def _read_page(self, after: int, limit: int | None = None) -> list[tuple[int, DomainEvent]]:
         """On the executor: the notifications after ``after`` (ids may have gaps), decoded — read once for

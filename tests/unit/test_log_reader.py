@@ -95,3 +95,67 @@ def test_followers_catching_up_a_few_pages_apart_decode_each_notification_once()
             if page:
                 positions[i] = page[-1][0]
     assert sorted(decoded) == list(range(1, end + 1))  # each once, for the three of them
+
+
+def test_a_fast_follower_keeps_pace_with_the_convoy_so_each_page_is_decoded_once() -> None:
+    """A first start: one cheap follower would race ahead and the range would follow it, the others falling out
+    and each decoding the store again (at 1 M: followers spread over 30–45 k events). A convoy member that is
+    told to wait (``must_wait``) lets the others read first, and every notification is decoded once."""
+    service = in_memory()
+    for n in range(4):
+        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
+        walk.record_delivery(inpatient_no=f"ZY20269{n:02d}")
+        walk.submitted()
+    end = service.recorder.max_notification_id() or 0
+
+    def decodings(pace: bool) -> list[int]:
+        decoded: list[int] = []
+
+        class Counting(LogReader):
+            def _select(self, after: int, limit: int) -> list[tuple[int, object]]:
+                page = super()._select(after, limit)
+                decoded.extend(n for n, _ in page)
+                return page
+
+        reader = Counting(service, keep=20)
+        positions = {"fast": 0, "slow": 0, "slower": 0}
+        pages_per_turn = {"fast": 4, "slow": 1, "slower": 1}
+        turn = 0
+        while min(positions.values()) < end:
+            turn += 1
+            for name, pages in pages_per_turn.items():
+                if name == "slower" and turn % 2:
+                    continue  # the slowest reads every other turn
+                for _ in range(pages):
+                    at = positions[name]
+                    if at >= end:
+                        break
+                    reader.join(name, at, now=0.0)
+                    if pace and reader.must_wait(name, at, 5, now=0.0):
+                        break
+                    page = reader.read(at, 5)
+                    assert _shape(page) == _direct(reader, at, 5)
+                    positions[name] = page[-1][0]
+        return sorted(decoded)
+
+    assert decodings(pace=True) == list(range(1, end + 1))
+    assert len(decodings(pace=False)) > end  # without the convoy the range follows the fast one
+
+
+def test_a_stale_or_distant_follower_holds_nobody() -> None:
+    service = in_memory()
+    for n in range(3):
+        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
+        walk.record_delivery(inpatient_no=f"ZY20268{n:02d}")
+        walk.submitted()
+    reader = LogReader(service, keep=20)
+    first = reader.read(0, 20)
+    end = first[-1][0]
+    reader.join("behind", 0, now=100.0)
+    assert reader.must_wait("ahead", end, 5, now=101.0)  # reading on would trim what "behind" still needs
+    assert not reader.must_wait("ahead", end, 5, now=100.0 + 3.5)  # not read for 3.5 s: not waited for
+    reader.leave("behind")
+    assert not reader.must_wait("ahead", end, 5, now=101.0)
+    reader.join("rebuilding", 0, now=100.0)
+    reader.read(end, 10)  # the range moves on; the rebuild from 0 is outside it
+    assert not reader.must_wait("ahead", reader._end, 5, now=101.0)
