@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from domain.service import Applications
 from projections.log_reader import LogReader
 from tests.builders import Walk, in_memory, make_id_number
 
@@ -20,6 +21,29 @@ def _direct(reader: LogReader, after: int, limit: int) -> list[tuple[int, object
 
 def _shape(page: list[tuple[int, object]]) -> list[tuple[int, object, int]]:
     return [(i, e.originator_id, e.originator_version) for i, e in page]  # type: ignore[attr-defined]
+
+
+def _submitted(families: int, *, ward: str = "9") -> tuple[Applications, int]:
+    """An in-memory store of ``families`` submitted applications, and its last notification id."""
+    service = in_memory()
+    for n in range(families):
+        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
+        walk.record_delivery(inpatient_no=f"ZY2026{ward}{n:02d}")
+        walk.submitted()
+    return service, service.recorder.max_notification_id() or 0
+
+
+class _Counting(LogReader):
+    """A reader that lists every notification id it decodes."""
+
+    def __init__(self, applications: Applications, *, keep: int) -> None:
+        super().__init__(applications, keep=keep)
+        self.decoded: list[int] = []
+
+    def _select(self, after: int, limit: int) -> list[tuple[int, object]]:
+        page = super()._select(after, limit)
+        self.decoded.extend(n for n, _ in page)
+        return page
 
 
 @settings(max_examples=40, deadline=None)
@@ -71,22 +95,9 @@ def test_followers_catching_up_a_few_pages_apart_decode_each_notification_once()
     """A first start of a large store: every follower far behind the log's end, a few pages apart. The one ahead
     has the gap read too, so the range stays unbroken and the ones behind are served from it (before, each read
     and decoded the store itself: ≈2,500 events/s for 11 followers at 1 M applications, 2026-12-05)."""
-    service = in_memory()
-    for n in range(4):
-        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
-        walk.record_delivery(inpatient_no=f"ZY20269{n:02d}")
-        walk.submitted()
-    end = service.recorder.max_notification_id() or 0
+    service, end = _submitted(4)
     assert end > 60
-    decoded: list[int] = []
-
-    class Counting(LogReader):
-        def _select(self, after: int, limit: int) -> list[tuple[int, object]]:
-            page = super()._select(after, limit)
-            decoded.extend(n for n, _ in page)
-            return page
-
-    reader = Counting(service, keep=40)
+    reader = _Counting(service, keep=40)
     positions = [0, 15, 30]  # three followers far behind, three pages apart, reading five at a time
     while min(positions) < end:
         for i, at in enumerate(positions):
@@ -94,30 +105,17 @@ def test_followers_catching_up_a_few_pages_apart_decode_each_notification_once()
             assert _shape(page) == _direct(reader, at, 5)
             if page:
                 positions[i] = page[-1][0]
-    assert sorted(decoded) == list(range(1, end + 1))  # each once, for the three of them
+    assert sorted(reader.decoded) == list(range(1, end + 1))  # each once, for the three of them
 
 
 def test_a_fast_follower_keeps_pace_with_the_convoy_so_each_page_is_decoded_once() -> None:
     """A first start: one cheap follower would race ahead and the range would follow it, the others falling out
     and each decoding the store again (at 1 M: followers spread over 30–45 k events). A convoy member that is
     told to wait (``must_wait``) lets the others read first, and every notification is decoded once."""
-    service = in_memory()
-    for n in range(4):
-        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
-        walk.record_delivery(inpatient_no=f"ZY20269{n:02d}")
-        walk.submitted()
-    end = service.recorder.max_notification_id() or 0
+    service, end = _submitted(4)
 
     def decodings(pace: bool) -> list[int]:
-        decoded: list[int] = []
-
-        class Counting(LogReader):
-            def _select(self, after: int, limit: int) -> list[tuple[int, object]]:
-                page = super()._select(after, limit)
-                decoded.extend(n for n, _ in page)
-                return page
-
-        reader = Counting(service, keep=20)
+        reader = _Counting(service, keep=20)
         positions = {"fast": 0, "slow": 0, "slower": 0}
         pages_per_turn = {"fast": 4, "slow": 1, "slower": 1}
         turn = 0
@@ -136,18 +134,14 @@ def test_a_fast_follower_keeps_pace_with_the_convoy_so_each_page_is_decoded_once
                     page = reader.read(at, 5)
                     assert _shape(page) == _direct(reader, at, 5)
                     positions[name] = page[-1][0]
-        return sorted(decoded)
+        return sorted(reader.decoded)
 
     assert decodings(pace=True) == list(range(1, end + 1))
     assert len(decodings(pace=False)) > end  # without the convoy the range follows the fast one
 
 
 def test_a_stale_or_distant_follower_holds_nobody() -> None:
-    service = in_memory()
-    for n in range(3):
-        walk = Walk(service, mother_id=make_id_number("440104", f"199{n}0101", "026"))
-        walk.record_delivery(inpatient_no=f"ZY20268{n:02d}")
-        walk.submitted()
+    service, _ = _submitted(3, ward="8")
     reader = LogReader(service, keep=20)
     first = reader.read(0, 20)
     end = first[-1][0]
