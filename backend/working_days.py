@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 HORIZON_DAYS: Final = 60
 SUBDIRECTORY: Final = "calendar"
+# How often the directory is looked at for a new import (another process's ``calendar import``).
+LOOK_EVERY_SECONDS: Final = 1.0
 
 
 def schedule_dir(data_dir: Path) -> Path:
@@ -32,20 +35,28 @@ def schedule_dir(data_dir: Path) -> Path:
 
 
 class ScheduleDirectory:
-    """The schedules stored in ``path``, by year; re-read whenever the directory's contents change."""
+    """The schedules stored in ``path``, by year; re-read when the directory's contents change (looked at no more
+    than once every ``LOOK_EVERY_SECONDS``: another process's import counts within a second)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._stamp: int | None = None
         self._loaded: Mapping[int, YearSchedule] = {}
+        self._looked_at = -LOOK_EVERY_SECONDS
 
     def __call__(self) -> Mapping[int, YearSchedule]:
+        now = time.monotonic()
+        if now - self._looked_at < LOOK_EVERY_SECONDS:
+            return (
+                self._loaded
+            )  # asked per deadline (thousands a second in a catch-up): the directory looked at ≤ 1/s
         try:
             stamp: int | None = self.path.stat().st_mtime_ns
         except FileNotFoundError:
             stamp = None
         with self._lock:
+            self._looked_at = now
             if stamp != self._stamp:
                 self._loaded = self._read() if stamp is not None else {}
                 self._stamp = stamp
@@ -80,6 +91,7 @@ class ScheduleDirectory:
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
+        self._looked_at = -LOOK_EVERY_SECONDS  # this process sees its own import at once
         return target
 
 

@@ -401,7 +401,8 @@ class WorkingCalendar:
 
     def __init__(self, schedules: Schedules | Mapping[int, YearSchedule] | None = None) -> None:
         if schedules is None:
-            self._schedules: Schedules = dict
+            none: Mapping[int, YearSchedule] = MappingProxyType({})
+            self._schedules: Schedules = lambda: none
         elif callable(schedules):
             self._schedules = schedules
         else:
@@ -410,6 +411,12 @@ class WorkingCalendar:
         self._warned_years: set[int] = set()
         self._chinesecalendar_years: dict[int, bool] = {}
         self._statutory: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
+        # Each day's answer under the schedules it was computed with (a new import is a new mapping: forgotten).
+        # (the schedules, each day's answer under them), replaced as one: a thread never mixes two imports.
+        self._days: tuple[Mapping[int, YearSchedule] | None, dict[date, tuple[bool, CalendarSource]]] = (
+            None,
+            {},
+        )
 
     def schedules(self) -> Mapping[int, YearSchedule]:
         """The official schedules loaded now, by year."""
@@ -454,6 +461,16 @@ class WorkingCalendar:
         return days
 
     def _day(self, day: date, schedules: Mapping[int, YearSchedule]) -> tuple[bool, CalendarSource]:
+        under, days = self._days
+        if under is not schedules:
+            days = {}
+            self._days = (schedules, days)
+        known = days.get(day)
+        if known is None:
+            known = days[day] = self._compute_day(day, schedules)
+        return known
+
+    def _compute_day(self, day: date, schedules: Mapping[int, YearSchedule]) -> tuple[bool, CalendarSource]:
         source = self.source_of(day.year, schedules)
         if source == OFFICIAL:
             return schedules[day.year].is_working_day(day), source

@@ -31,10 +31,10 @@ Followers must not change the events they are given (they are shared).
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import weakref
-from collections import deque
 from typing import Any, ClassVar
 
 from domain.service import Applications
@@ -56,7 +56,11 @@ class LogReader:
     def __init__(self, applications: Applications, *, keep: int = TAIL_SIZE) -> None:
         self.applications = applications
         self.keep = keep
-        self._tail: deque[tuple[int, Any]] = deque()
+        # The range: ``_items[_head:]`` in id order, their ids in ``_ids`` (found by bisection); items before
+        # ``_head`` are trimmed and dropped in bulk now and then.
+        self._ids: list[int] = []
+        self._items: list[tuple[int, Any]] = []
+        self._head = 0
         self._start = 0  # the tail holds every notification with start < id <= end
         self._end = -1  # no range yet
         self._lock = threading.Lock()
@@ -87,7 +91,7 @@ class LogReader:
                 # follower far ahead in the middle of the log (a cheap one racing through a catch-up) does not
                 # take the range away from the followers behind it.
                 if page and after >= self._end and (len(page) < limit or self._end < 0):
-                    self._tail.clear()
+                    self._ids, self._items, self._head = [], [], 0
                     self._start, self._end = after, after
                     self._extend(page)
                 return page
@@ -123,11 +127,11 @@ class LogReader:
                 or not self._start <= after <= self._end + self.keep // 2
             ):
                 return False  # served from the range, or a read that does not move it
-            overflow = len(self._tail) + min(limit, after + limit - self._end) - self.keep
+            overflow = self.kept + min(limit, after + limit - self._end) - self.keep
             if overflow <= 0:
                 return False
             # Trimming ``overflow`` items drops every id up to this one from the range.
-            dropped_to = self._tail[min(overflow, len(self._tail)) - 1][0]
+            dropped_to = self._ids[self._head + min(overflow, self.kept) - 1]
             return any(
                 member != name and now - seen <= STALE_SECONDS and self._start <= position < dropped_to
                 for member, (position, seen) in self._convoy.items()
@@ -139,19 +143,24 @@ class LogReader:
         to_event = self.applications.mapper.to_domain_event
         return [(n.id, to_event(n)) for n in notifications]
 
+    @property
+    def kept(self) -> int:
+        """How many decoded notifications the range holds."""
+        return len(self._ids) - self._head
+
     def _extend(self, page: list[tuple[int, Any]]) -> None:
         for item in page:
             if item[0] > self._end:
-                self._tail.append(item)
+                self._ids.append(item[0])
+                self._items.append(item)
                 self._end = item[0]
-        while len(self._tail) > self.keep:
-            self._start = self._tail.popleft()[0]
+        if self.kept > self.keep:
+            self._head = len(self._ids) - self.keep
+            self._start = self._ids[self._head - 1]
+            if self._head >= self.keep:  # drop the trimmed items in bulk
+                del self._ids[: self._head], self._items[: self._head]
+                self._head = 0
 
     def _from_tail(self, after: int, limit: int) -> list[tuple[int, Any]]:
-        newer: list[tuple[int, Any]] = []
-        for item in reversed(self._tail):  # a follower in range is usually near the end
-            if item[0] <= after:
-                break
-            newer.append(item)
-        newer.reverse()
-        return newer[:limit]
+        first = bisect.bisect_right(self._ids, after, self._head)
+        return self._items[first : first + limit]

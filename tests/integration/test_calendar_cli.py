@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,7 +20,13 @@ import pytest
 from backend.app import check_calendar_coverage
 from backend.cli import main
 from backend.config import PRODUCTION, Config, ConfigError
-from backend.working_days import coverage_problems, schedule_dir, today_in_china, working_calendar
+from backend.working_days import (
+    LOOK_EVERY_SECONDS,
+    coverage_problems,
+    schedule_dir,
+    today_in_china,
+    working_calendar,
+)
 from domain.policy import WorkingCalendar
 from tests.integration.test_production_config import (
     PRODUCTION_CREDENTIALS,
@@ -129,6 +136,10 @@ def test_a_running_calendar_counts_with_a_schedule_imported_after_it_started(
         encoding="utf-8",
     )
     assert main(["calendar", "import", str(schedule)]) == 0
+    # Another process's import is seen within LOOK_EVERY_SECONDS (the directory is looked at ≤ once a second).
+    deadline = time.monotonic() + 5 * LOOK_EVERY_SECONDS
+    while calendar.source_of(FAR) != "official" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert calendar.source_of(FAR) == "official"
     assert not calendar.is_working_day(date(FAR, 6, 4))
 

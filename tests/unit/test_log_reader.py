@@ -74,7 +74,7 @@ def test_every_page_is_the_stores_own(steps: list[tuple[str, int, int]], keep: i
         end = service.recorder.max_notification_id() or 0
         after = min(a, end)
         assert _shape(reader.read(after, b)) == _direct(reader, after, b)
-    assert len(reader._tail) <= keep
+    assert reader.kept <= keep
 
 
 def test_followers_at_the_end_share_one_query() -> None:
