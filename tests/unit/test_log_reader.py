@@ -3,11 +3,16 @@ while commands keep adding to the log, each gets exactly the page the store itse
 
 from __future__ import annotations
 
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from domain.service import Applications
 from projections.log_reader import LogReader
+from projections.runner import LogFollower, Page
 from tests.builders import Walk, in_memory, make_id_number
 
 
@@ -153,3 +158,47 @@ def test_a_stale_or_distant_follower_holds_nobody() -> None:
     reader.join("rebuilding", 0, now=100.0)
     reader.read(end, 10)  # the range moves on; the rebuild from 0 is outside it
     assert not reader.must_wait("ahead", reader._end, 5, now=101.0)
+
+
+async def test_followers_catching_up_at_different_speeds_decode_the_log_once() -> None:
+    """The runner's side of the convoy: three followers of one process, one cheap and two slow, catch up through
+    the whole log; the cheap one waits for the others instead of dragging the range away from them."""
+    service, end = _submitted(6, ward="7")
+    reader = _Counting(service, keep=60)
+    LogReader._readers[service] = reader  # this process's reader of the store
+
+    class Timed:
+        def __init__(self, seconds_per_page: float) -> None:
+            self.at, self.seconds = 0, seconds_per_page
+
+        async def position(self) -> int:
+            return self.at
+
+        async def apply(self, page: Page, start: int, end: int | None = None) -> bool:
+            await asyncio.sleep(self.seconds)
+            if start != self.at:
+                return False
+            self.at = page[-1][0] if end is None else end
+            return True
+
+        async def reset(self) -> None:
+            self.at = 0
+
+    views = {"cheap": Timed(0.0), "slow": Timed(0.01), "slower": Timed(0.02)}
+    executor = ThreadPoolExecutor(max_workers=1)
+    followers = [
+        LogFollower(service, view, executor=executor, page_size=10, poll_interval=0.01, name=name)
+        for name, view in views.items()
+    ]
+    tasks = [asyncio.create_task(f.run()) for f in followers]
+    try:
+        deadline = time.monotonic() + 30
+        while any(view.at < end for view in views.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    finally:
+        for follower in followers:
+            follower.stop()
+        await asyncio.gather(*tasks)
+        executor.shutdown()
+    assert {name: view.at for name, view in views.items()} == dict.fromkeys(views, end)
+    assert sorted(reader.decoded) == list(range(1, end + 1))
