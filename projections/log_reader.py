@@ -81,16 +81,25 @@ class LogReader:
     def read(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """The (decoded) notifications after ``after``, at most ``limit``, in id order."""
         with self._lock:
-            if 0 <= self._end < after <= self._end + self.keep // 2:
+            now = time.monotonic()
+            if 0 <= self._end < after <= self._end + self.keep // 2 and not self._drops_member(
+                None, after + limit - self._end, now
+            ):
                 # Just ahead of the range: read the gap as well, so that the range stays unbroken for the
                 # followers behind (the page itself comes from the range below).
                 self._extend(self._select(self._end, after - self._end))
             if not self._start <= after <= self._end:
                 page = self._select(after, limit)
-                # Newer than the range kept, and at the log's end (or no range yet): it starts again here. A
-                # follower far ahead in the middle of the log (a cheap one racing through a catch-up) does not
-                # take the range away from the followers behind it.
-                if page and after >= self._end and (len(page) < limit or self._end < 0):
+                # Newer than the range kept, and at the log's end (or no range yet): it starts again here, unless
+                # followers catching up are still reading it. A follower far ahead in the middle of the log (a
+                # cheap one racing through a catch-up, one that started at the log's end) does not take the range
+                # away from the followers behind it.
+                if (
+                    page
+                    and after >= self._end
+                    and (len(page) < limit or self._end < 0)
+                    and not self._in_range(now)
+                ):
                     self._ids, self._items, self._head = [], [], 0
                     self._start, self._end = after, after
                     self._extend(page)
@@ -127,15 +136,27 @@ class LogReader:
                 or not self._start <= after <= self._end + self.keep // 2
             ):
                 return False  # served from the range, or a read that does not move it
-            overflow = self.kept + min(limit, after + limit - self._end) - self.keep
-            if overflow <= 0:
-                return False
-            # Trimming ``overflow`` items drops every id up to this one from the range.
-            dropped_to = self._ids[self._head + min(overflow, self.kept) - 1]
-            return any(
-                member != name and now - seen <= STALE_SECONDS and self._start <= position < dropped_to
-                for member, (position, seen) in self._convoy.items()
-            )
+            return self._drops_member(name, after + limit - self._end, now)
+
+    def _in_range(self, now: float) -> bool:
+        """Whether a fresh convoy member reads within the range or just after it (it would lose it to a restart)."""
+        return any(
+            now - seen <= STALE_SECONDS and self._start <= position <= self._end
+            for position, seen in self._convoy.values()
+        )
+
+    def _drops_member(self, name: str | None, new: int, now: float) -> bool:
+        """Whether adding ``new`` notifications to the range (``keep + 1``: starting it again) would trim what a
+        fresh convoy member other than ``name`` has still to read."""
+        overflow = self.kept + new - self.keep
+        if overflow <= 0 or not self.kept:
+            return False
+        # Trimming ``overflow`` items drops every id up to this one from the range.
+        dropped_to = self._ids[self._head + min(overflow, self.kept) - 1]
+        return any(
+            member != name and now - seen <= STALE_SECONDS and self._start <= position < dropped_to
+            for member, (position, seen) in self._convoy.items()
+        )
 
     def _select(self, after: int, limit: int) -> list[tuple[int, Any]]:
         self.queries += 1
