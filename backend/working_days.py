@@ -46,11 +46,10 @@ class ScheduleDirectory:
         self._looked_at = -LOOK_EVERY_SECONDS
 
     def __call__(self) -> Mapping[int, YearSchedule]:
+        # Asked per deadline (thousands a second in a catch-up): the directory is looked at at most once a second.
         now = time.monotonic()
         if now - self._looked_at < LOOK_EVERY_SECONDS:
-            return (
-                self._loaded
-            )  # asked per deadline (thousands a second in a catch-up): the directory looked at ≤ 1/s
+            return self._loaded
         try:
             stamp: int | None = self.path.stat().st_mtime_ns
         except FileNotFoundError:

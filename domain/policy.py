@@ -411,8 +411,8 @@ class WorkingCalendar:
         self._warned_years: set[int] = set()
         self._chinesecalendar_years: dict[int, bool] = {}
         self._statutory: dict[int, tuple[frozenset[date], frozenset[date]]] = {}
-        # Each day's answer under the schedules it was computed with (a new import is a new mapping: forgotten).
-        # (the schedules, each day's answer under them), replaced as one: a thread never mixes two imports.
+        # (the schedules, each day's answer under them), replaced as one: a new import is a new mapping, so the
+        # answers are forgotten, and a thread never mixes two imports.
         self._days: tuple[Mapping[int, YearSchedule] | None, dict[date, tuple[bool, CalendarSource]]] = (
             None,
             {},

@@ -16,7 +16,7 @@ unbroken and the followers just behind it are still served from memory: at a fir
 followers then share one decoding of each page instead of each decoding it (measured at 1 M applications: ≈11
 followers within ~12 k events of each other, each reading the store itself). A follower far ahead in the middle of
 the log reads the store itself without moving the range; the range starts again at a read that reaches the
-log's end.
+log's end, unless followers catching up still read in it.
 
 Followers catching up keep pace with each other (a convoy): a follower whose next page would push the range past
 another catching-up follower still inside it waits for it (``must_wait``), so that each page of a catch-up is
@@ -63,7 +63,10 @@ class LogReader:
         self._head = 0
         self._start = 0  # the tail holds every notification with start < id <= end
         self._end = -1  # no range yet
+        # ``_lock`` serialises reads (a query and its decoding run under it); ``_meta`` guards only the range's bounds
+        # and the convoy, briefly, so that the followers' pacing on the event loop never waits for a query.
         self._lock = threading.Lock()
+        self._meta = threading.Lock()
         self.queries = 0
         self.served_from_memory = 0
         # Followers catching up: name → (position they read after, when).
@@ -82,9 +85,11 @@ class LogReader:
         """The (decoded) notifications after ``after``, at most ``limit``, in id order."""
         with self._lock:
             now = time.monotonic()
-            if 0 <= self._end < after <= self._end + self.keep // 2 and not self._drops_member(
-                None, after + limit - self._end, now
-            ):
+            with self._meta:
+                gap = 0 <= self._end < after <= self._end + self.keep // 2 and not self._drops_member(
+                    None, after + limit - self._end, now
+                )
+            if gap:
                 # Just ahead of the range: read the gap as well, so that the range stays unbroken for the
                 # followers behind (the page itself comes from the range below).
                 self._extend(self._select(self._end, after - self._end))
@@ -94,14 +99,14 @@ class LogReader:
                 # followers catching up are still reading it. A follower far ahead in the middle of the log (a
                 # cheap one racing through a catch-up, one that started at the log's end) does not take the range
                 # away from the followers behind it.
-                if (
-                    page
-                    and after >= self._end
-                    and (len(page) < limit or self._end < 0)
-                    and not self._in_range(now)
-                ):
-                    self._ids, self._items, self._head = [], [], 0
-                    self._start, self._end = after, after
+                with self._meta:
+                    restart = bool(page) and after >= self._end and (len(page) < limit or self._end < 0)
+                    if restart and not self._in_range(now):
+                        self._ids, self._items, self._head = [], [], 0
+                        self._start, self._end = after, after
+                    else:
+                        restart = False
+                if restart:
                     self._extend(page)
                 return page
             page = self._from_tail(after, limit)
@@ -117,19 +122,19 @@ class LogReader:
 
     def join(self, name: str, after: int, *, now: float | None = None) -> None:
         """``name`` is catching up (its last page was full) and reads after ``after`` next."""
-        with self._lock:
+        with self._meta:
             self._convoy[name] = (after, time.monotonic() if now is None else now)
 
     def leave(self, name: str) -> None:
         """``name`` is at the log's end, stopped or failing: nobody waits for it."""
-        with self._lock:
+        with self._meta:
             self._convoy.pop(name, None)
 
     def must_wait(self, name: str, after: int, limit: int, *, now: float | None = None) -> bool:
         """Whether reading ``limit`` after ``after`` would trim from the range a fresh convoy member other than
         ``name`` that has not read it yet (then ``name`` waits for it: the range is shared, not followed)."""
         now = time.monotonic() if now is None else now
-        with self._lock:
+        with self._meta:
             if (
                 self._end < 0
                 or after + limit <= self._end
@@ -139,15 +144,16 @@ class LogReader:
             return self._drops_member(name, after + limit - self._end, now)
 
     def _in_range(self, now: float) -> bool:
-        """Whether a fresh convoy member reads within the range or just after it (it would lose it to a restart)."""
+        """Whether a fresh convoy member reads within the range or just after it (it would lose it to a restart;
+        under ``_meta``)."""
         return any(
             now - seen <= STALE_SECONDS and self._start <= position <= self._end
             for position, seen in self._convoy.values()
         )
 
     def _drops_member(self, name: str | None, new: int, now: float) -> bool:
-        """Whether adding ``new`` notifications to the range (``keep + 1``: starting it again) would trim what a
-        fresh convoy member other than ``name`` has still to read."""
+        """Whether adding ``new`` notifications to the range would trim what a fresh convoy member other than ``name``
+        has still to read (under ``_meta``)."""
         overflow = self.kept + new - self.keep
         if overflow <= 0 or not self.kept:
             return False
@@ -170,17 +176,18 @@ class LogReader:
         return len(self._ids) - self._head
 
     def _extend(self, page: list[tuple[int, Any]]) -> None:
-        for item in page:
-            if item[0] > self._end:
-                self._ids.append(item[0])
-                self._items.append(item)
-                self._end = item[0]
-        if self.kept > self.keep:
-            self._head = len(self._ids) - self.keep
-            self._start = self._ids[self._head - 1]
-            if self._head >= self.keep:  # drop the trimmed items in bulk
-                del self._ids[: self._head], self._items[: self._head]
-                self._head = 0
+        with self._meta:
+            for item in page:
+                if item[0] > self._end:
+                    self._ids.append(item[0])
+                    self._items.append(item)
+                    self._end = item[0]
+            if self.kept > self.keep:
+                self._head = len(self._ids) - self.keep
+                self._start = self._ids[self._head - 1]
+                if self._head >= self.keep:  # drop the trimmed items in bulk
+                    del self._ids[: self._head], self._items[: self._head]
+                    self._head = 0
 
     def _from_tail(self, after: int, limit: int) -> list[tuple[int, Any]]:
         first = bisect.bisect_right(self._ids, after, self._head)
